@@ -1,0 +1,153 @@
+# normd - build, test, benchmark.
+#
+#   make            build the engine library (build/libndcore.a) and the test runner
+#   make test       install missing dependencies, build, run every Check suite
+#   make bench      kernel throughput next to this machine's measured memory bandwidth
+#   make asan       ASan + UBSan build in build-asan/, all tests    (make tsan: TSan)
+#   make deps       apt-get the Debian packages pkg-config cannot find
+#
+# Knobs: WERROR=1 (CI), SANITIZER=address|undefined|thread, OPT=..., NATIVE=1, V=1,
+# CK_RUN_SUITE=pool (one suite), CFLAGS/LDFLAGS (appended, never replacing ours).
+
+PKGS_CHECK := check
+# Everything the project builds against, and the tools its tests call.
+DEB_PKGS   := gcc libc6-dev make pkg-config check libmicrohttpd-dev libjansson-dev libuv1-dev
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
+        -Wpointer-arith -Wformat=2 -Wvla -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+OPT   ?= -O2 -g
+# Kernels get -O3 so gcc vectorizes their loops (-O2's cheap cost model skips loops with
+# remainders). Never -ffast-math: results must not depend on reassociation.
+KOPT  ?= -O3
+ifeq ($(NATIVE),1)
+OPT  += -march=native
+endif
+
+BUILD ?= build
+ifdef SANITIZER
+BUILD   := build-$(SANITIZER)
+SANFLAGS := -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
+ifeq ($(SANITIZER),address)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+endif
+
+BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -I. $(WARN) $(OPT) $(SANFLAGS) -MMD -MP
+LDLIBS_CORE := -lm -lpthread
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ---- sources ----------------------------------------------------------------------------------
+
+CORE_SRC    := $(wildcard core/*.c)
+KERNEL_SRC  := $(wildcard core/norm_*.c)
+CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC    := $(wildcard tests/check_*.c tests/ref_*.c)
+TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_SRC   := tests/bench/bench_norm.c
+BENCH_OBJ   := $(BENCH_SRC:%.c=$(BUILD)/%.o)
+
+CHECK_CFLAGS = $(shell pkg-config --cflags $(PKGS_CHECK) 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs $(PKGS_CHECK) 2>/dev/null)
+
+.PHONY: all test bench asan tsan ubsan valgrind deps format lint check-layering clean run help
+
+all: $(BUILD)/libndcore.a $(BUILD)/tests/check_main
+
+help:
+	@sed -n '1,12p' Makefile
+
+# ---- build rules ------------------------------------------------------------------------------
+
+# core/ is compiled with no pkg-config flags at all: it must not see JSON, HTTP or libuv.
+$(BUILD)/core/%.o: core/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(if $(filter $<,$(KERNEL_SRC)),$(KOPT)) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libndcore.a: $(CORE_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)$(AR) rcs $@ $^
+
+# Core tests link only libndcore.a, libm, pthreads and Check: a stray dependency is a link error.
+$(BUILD)/tests/check_main: $(TEST_OBJ) $(BUILD)/libndcore.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libndcore.a \
+		$(CHECK_LIBS) $(LDLIBS_CORE)
+
+$(BUILD)/bench_norm: $(BENCH_OBJ) $(BUILD)/libndcore.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libndcore.a $(LDLIBS_CORE)
+
+$(BUILD)/tests/bench/%.o: tests/bench/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(KOPT) $(CFLAGS) -c $< -o $@
+
+-include $(CORE_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+
+# ---- dependencies -----------------------------------------------------------------------------
+
+# Installs what pkg-config (or the compiler check) cannot find; a no-op on a ready machine.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+deps:
+	@if command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && \
+	    pkg-config --exists libmicrohttpd jansson libuv check; then :; else \
+	  echo "installing build dependencies: $(DEB_PKGS)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    $(DEB_PKGS) >/dev/null; fi
+
+# ---- tests ------------------------------------------------------------------------------------
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory check-layering
+	$(Q)$(BUILD)/tests/check_main
+
+asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZER=address test
+ubsan:
+	$(Q)$(MAKE) --no-print-directory SANITIZER=undefined test
+tsan:
+	$(Q)$(MAKE) --no-print-directory SANITIZER=thread test
+
+valgrind: all
+	CK_FORK=no valgrind --error-exitcode=1 --leak-check=full $(BUILD)/tests/check_main
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_norm
+	$(Q)$(BUILD)/bench_norm
+
+# core/ may include only the C library, POSIX threads (pool.c) and its own headers.
+check-layering:
+	@bad=$$(grep -nE '^\s*#\s*include\s*[<"](jansson|microhttpd|uv)\.h[>"]|#\s*include\s*"(\.\./)?(api|server)/' core/*.[ch]); \
+	if [ -n "$$bad" ]; then echo "layering: core/ includes an upper floor:"; echo "$$bad"; exit 1; fi
+	@bad=$$(grep -lE '^\s*#\s*include\s*<pthread\.h>' core/*.[ch] | grep -v '^core/pool\.c$$'); \
+	if [ -n "$$bad" ]; then echo "layering: only core/pool.c may include <pthread.h>: $$bad"; exit 1; fi
+	@echo "  layering ok"
+
+# ---- tooling ----------------------------------------------------------------------------------
+
+format:
+	clang-format -i core/*.[ch] tests/*.[ch] tests/bench/*.c
+
+lint:
+	clang-tidy core/*.c -- -std=c11 -D_POSIX_C_SOURCE=200809L -I.
+	cppcheck --quiet --enable=warning,performance,portability --std=c11 -I. core tests
+
+clean:
+	rm -rf build build-address build-undefined build-thread

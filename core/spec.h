@@ -1,0 +1,226 @@
+// spec.h - layer definitions: types, conventions, options, defaults, validation, and the
+// resolution of a definition against a per-example shape.
+//
+// A struct nd_spec holds what a user defined (API.md 1.2-1.4) in C types; api/ fills it from
+// JSON after nd_spec_defaults, then the engine validates it (nd_spec_validate) and, once the
+// per-example shape is known, resolves it into a struct nd_layout: which dimensions share a
+// statistic, which carry Scaling/Biases, and how levels split into groups. Error fields are the
+// public names: "options.epsilon", "options.aggregation_levels", "input", "arrays.Scaling",
+// "learning_rate_multipliers.MovingMean".
+#ifndef ND_SPEC_H
+#define ND_SPEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/init.h"
+#include "core/optim.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+// ---- names ----
+
+enum nd_layer_type {
+    ND_LAYER_TYPE_BATCH_NORM,    // "BatchNormalization": per-channel batch statistics
+    ND_LAYER_TYPE_NORMALIZATION, // "Normalization": Wolfram NormalizationLayer
+    ND_LAYER_TYPE_LAYER_NORM,    // presets expanding to Normalization (API.md 1.4)
+    ND_LAYER_TYPE_INSTANCE_NORM,
+    ND_LAYER_TYPE_GROUP_NORM,
+    ND_LAYER_TYPE_RMS_NORM,
+    ND_LAYER_TYPE_COUNT
+};
+
+// Canonical name ("BatchNormalization", "Normalization", "LayerNormalization",
+// "InstanceNormalization", "GroupNormalization", "RMSNormalization"); static.
+const char *nd_layer_type_name(enum nd_layer_type type);
+
+// Parses a canonical name or an alias: BatchNormalizationLayer, BatchNorm, BatchNorm1D ..
+// BatchNorm7D (setting *batchnorm_nd to N: the per-example rank must then be N + 1; 0 for every
+// other name), NormalizationLayer. Case-sensitive. ND_STATUS_INVALID_VALUE otherwise.
+enum nd_status nd_layer_type_parse(const char *name, enum nd_layer_type *type,
+                                   int32_t *batchnorm_nd, struct nd_error *err);
+
+// True for ND_LAYER_TYPE_BATCH_NORM; the other types are the Normalization family.
+bool nd_layer_type_is_batch(enum nd_layer_type type);
+
+enum nd_convention {
+    ND_CONVENTION_WOLFRAM, // default
+    ND_CONVENTION_KERAS,
+    ND_CONVENTION_ONNX,
+    ND_CONVENTION_PYTORCH,
+    ND_CONVENTION_PUZZLELIB,
+    ND_CONVENTION_COUNT
+};
+
+// "wolfram", "keras", "onnx", "pytorch", "puzzlelib"; static.
+const char *nd_convention_name(enum nd_convention conv);
+enum nd_status nd_convention_parse(const char *name, enum nd_convention *conv,
+                                   struct nd_error *err);
+
+enum nd_array_id {
+    ND_ARRAY_SCALING,
+    ND_ARRAY_BIASES,
+    ND_ARRAY_MOVING_MEAN,     // BatchNormalization only
+    ND_ARRAY_MOVING_VARIANCE, // BatchNormalization only
+    ND_ARRAY_COUNT
+};
+
+#define ND_ARRAY_AFFINE_COUNT 2 // Scaling and Biases: the arrays gradients reach
+
+// "Scaling", "Biases", "MovingMean", "MovingVariance"; static.
+const char *nd_array_name(enum nd_array_id id);
+
+// Parses a canonical array name or an alias: gamma/beta/moving_mean/moving_variance (Keras),
+// weight/bias/running_mean/running_var (PyTorch), scale/bias/mean/var (PuzzleLib).
+// ND_STATUS_NOT_FOUND for any other text.
+enum nd_status nd_array_parse(const char *name, enum nd_array_id *id, struct nd_error *err);
+
+// ---- option values ----
+
+// How a train-step moves MovingMean/MovingVariance towards the batch statistics (API.md 1.3).
+enum nd_momentum_rule {
+    ND_MOMENTUM_DECAY,           // new = m*old + (1-m)*batch       (wolfram, keras, onnx)
+    ND_MOMENTUM_BATCH_WEIGHT,    // new = (1-m)*old + m*batch       (pytorch)
+    ND_MOMENTUM_CUMULATIVE,      // new = (1-1/n)*old + (1/n)*batch (pytorch, momentum null)
+    ND_MOMENTUM_FACTOR_SCHEDULE, // f = max(init_factor/n, min_factor); (1-f)*old + f*batch
+};
+
+enum nd_variance_estimator {
+    ND_VARIANCE_BIASED,   // divide by n
+    ND_VARIANCE_UNBIASED, // divide by n - 1
+};
+
+enum nd_method {
+    ND_METHOD_STANDARDIZE, // (x - mean) / sqrt(var + eps)
+    ND_METHOD_RMS,         // x / sqrt(mean(x^2) + eps)
+};
+
+// "biased"/"unbiased", "Standardize"/"RMS"; static strings, and parsers (INVALID_VALUE).
+const char *nd_variance_estimator_name(enum nd_variance_estimator v);
+enum nd_status nd_variance_estimator_parse(const char *name, enum nd_variance_estimator *v,
+                                           struct nd_error *err);
+const char *nd_method_name(enum nd_method m);
+enum nd_status nd_method_parse(const char *name, enum nd_method *m, struct nd_error *err);
+
+// A level specification of NormalizationLayer: levels count per-example dimensions from 1,
+// negative ones from the end (-1 = last).
+enum nd_levels_kind {
+    ND_LEVELS_LIST,       // level[0..count)
+    ND_LEVELS_ALL,        // "All"
+    ND_LEVELS_SPAN,       // "from;;to" (to may be "All": to_all)
+    ND_LEVELS_SAME,       // "Same": scaling_levels only, the aggregation levels
+    ND_LEVELS_COMPLEMENT, // "Complement": scaling_levels only, the levels not aggregated
+};
+
+struct nd_levels {
+    enum nd_levels_kind kind;
+    int32_t count;
+    int32_t level[ND_MAX_RANK];
+    int32_t from, to;
+    bool to_all;
+};
+
+// Parses the string forms "All", "Same", "Complement" and "a;;b" (a, b non-zero integers, b
+// may be "All"; spaces around the parts are allowed). ND_STATUS_INVALID_VALUE otherwise.
+// Which forms a field accepts is checked by nd_spec_validate.
+enum nd_status nd_levels_parse(const char *text, struct nd_levels *out, struct nd_error *err);
+
+// Writes the string form of a non-list spec ("All", "2;;All", "-2;;-1", "Same",
+// "Complement"), or "[1, 2]" for a list, into buf (NUL-terminated); returns buf.
+char *nd_levels_format(const struct nd_levels *levels, char *buf, size_t size);
+
+// ---- the definition ----
+
+struct nd_spec {
+    enum nd_layer_type type;
+    int32_t batchnorm_nd; // N of a BatchNormND alias: per-example rank must be N + 1; else 0
+    enum nd_convention convention;
+    struct nd_shape input; // per-example shape; ndim ND_RANK_UNKNOWN when not given yet
+    double epsilon;
+    bool trainable; // false: Keras' frozen layer
+    bool inplace;   // PuzzleLib: inference only, a train-step is a conflict
+
+    // BatchNormalization.
+    double momentum;    // meaning per nd_spec_momentum_rule; unused when momentum_null
+    bool momentum_null; // pytorch: cumulative average; puzzlelib: always (factor schedule)
+    bool interleaving;  // channels on the last per-example dimension
+    bool interleaving_given;
+    enum nd_variance_estimator moving_variance;
+    double init_factor, min_factor, sscale; // puzzlelib
+
+    // Channel axes (BatchNormalization), normalized axes (LayerNormalization,
+    // RMSNormalization) or the channel axis (InstanceNormalization, GroupNormalization), in
+    // BATCHED-tensor indexing as Keras counts them (0 is the batch axis, negatives from the
+    // end). naxes == 0: not given (BatchNormalization then follows interleaving).
+    int32_t naxes;
+    int32_t axes[ND_MAX_RANK];
+
+    // Normalization.
+    struct nd_levels aggregation; // default "2;;All" (keras: "1;;-2")
+    struct nd_levels scaling;     // default Complement
+    int32_t ngroup;               // 0: group_number null
+    int64_t group_number[ND_MAX_RANK];
+    enum nd_method method;
+    bool unbiased;
+    int64_t groups; // GroupNormalization (default 32)
+
+    // Arrays.
+    bool enabled[ND_ARRAY_COUNT]; // Scaling/Biases can be disabled; moving stats: BN only
+    struct nd_initializer init[ND_ARRAY_COUNT];
+    bool init_given[ND_ARRAY_COUNT]; // puzzlelib's Scaling default follows sscale otherwise
+    struct nd_regularizer regularizer[ND_ARRAY_AFFINE_COUNT];
+    struct nd_constraint constraint[ND_ARRAY_AFFINE_COUNT];
+    double lr_multiplier[ND_ARRAY_COUNT]; // 0 freezes
+    bool has_seed;
+    uint64_t seed;
+};
+
+// Resets *spec to the defaults of type under conv (API.md 1.3, 1.4): epsilon, momentum,
+// moving variance, channel side, initializers (puzzlelib Scaling: normal(1, sscale)),
+// presets' axes, groups, method and disabled Biases (RMSNormalization), multipliers 1,
+// trainable, no input. batchnorm_nd as from nd_layer_type_parse.
+void nd_spec_defaults(struct nd_spec *spec, enum nd_layer_type type, int32_t batchnorm_nd,
+                      enum nd_convention conv);
+
+// The rule moving statistics follow under this spec's convention and momentum.
+enum nd_momentum_rule nd_spec_momentum_rule(const struct nd_spec *spec);
+
+// The initializer an array of this spec uses (puzzlelib's Scaling: normal(1, sscale) unless
+// an initializer was given).
+struct nd_initializer nd_spec_initializer(const struct nd_spec *spec, enum nd_array_id id);
+
+// Checks every value that does not depend on the input shape: epsilon > 0; momentum in [0, 1]
+// (null only under pytorch); axes non-zero and distinct; factors in [0, 1]; sscale >= 0;
+// level specs of the right kinds (aggregation: list, All or span; list levels non-zero and
+// distinct); group counts >= 1; groups >= 1; initializers, regularizers, constraints;
+// multipliers finite and >= 0; an input shape of rank <= ND_MAX_RANK with dims >= 1 or
+// ND_DIM_AUTO. Options of the other family are ignored (api/ rejects them by name).
+enum nd_status nd_spec_validate(const struct nd_spec *spec, struct nd_error *err);
+
+// ---- resolution against a shape ----
+
+// A spec resolved for one per-example rank and shape. Bit i of a mask stands for per-example
+// dimension i (0-based; level i + 1); the batch dimension has no bit.
+struct nd_layout {
+    struct nd_shape input;  // the per-example shape resolved against (may hold ND_DIM_AUTO)
+    uint32_t reduce_mask;   // dims whose elements share one statistic (BatchNormalization:
+                            // every dim but the channel axes, and the batch too; Normalization:
+                            // the aggregation levels, never the batch)
+    uint32_t param_mask;    // dims Scaling/Biases vary along (channel axes; scaling levels)
+    int64_t groups[ND_MAX_RANK]; // per dim: 1, or its number of contiguous groups (reduced
+                                 // dims only); each group has its own statistic
+    struct nd_shape param_shape; // Scaling/Biases: BatchNormalization [C] with C the product
+                                 // of the channel dims; Normalization the input's dims on the
+                                 // scaling levels ([] when none). ND_DIM_AUTO where unknown.
+    int32_t naxes;               // BatchNormalization: channel axes (batched indexing, ascending)
+    int32_t axes[ND_MAX_RANK];
+};
+
+// Resolves spec against a per-example shape of known rank (dims may be ND_DIM_AUTO):
+// BatchNormND rank, axes and interleaving agreement, level ranges, presets' expansion, group
+// counts dividing known dims. Errors: ND_STATUS_INVALID_VALUE naming the option at fault,
+// ND_STATUS_SHAPE_MISMATCH naming "input" when the shape does not suit the type.
+enum nd_status nd_spec_resolve(const struct nd_spec *spec, const struct nd_shape *input,
+                               struct nd_layout *out, struct nd_error *err);
+
+#endif

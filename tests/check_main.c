@@ -1,0 +1,18 @@
+// check_main.c - runs every Check suite listed in suites.def.
+//
+// CK_RUN_SUITE=pool runs one suite, CK_FORK=no runs in-process (for gdb and valgrind), as
+// Check itself provides.
+#include <stdlib.h>
+
+#include "tests/check_suites.h"
+
+int main(void) {
+    SRunner *runner = srunner_create(NULL);
+#define ND_SUITE(name) srunner_add_suite(runner, name##_suite());
+#include "tests/suites.def"
+#undef ND_SUITE
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
