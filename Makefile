@@ -50,17 +50,23 @@ endif
 CORE_SRC    := $(wildcard core/*.c)
 KERNEL_SRC  := $(wildcard core/norm_*.c)
 CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
+API_SRC     := $(wildcard api/*.c)
+API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC    := $(wildcard tests/check_*.c tests/ref_*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/%.o)
+TEST_API_SRC := $(wildcard tests/api/check_*.c)
+TEST_API_OBJ := $(TEST_API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/check_main_api.o
 BENCH_SRC   := tests/bench/bench_norm.c
 BENCH_OBJ   := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 
 CHECK_CFLAGS = $(shell pkg-config --cflags $(PKGS_CHECK) 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs $(PKGS_CHECK) 2>/dev/null)
+JSON_CFLAGS  = $(shell pkg-config --cflags jansson 2>/dev/null)
+JSON_LIBS    = $(shell pkg-config --libs jansson 2>/dev/null)
 
 .PHONY: all test bench asan tsan ubsan valgrind deps format lint check-layering clean run help
 
-all: $(BUILD)/libndcore.a $(BUILD)/tests/check_main
+all: $(BUILD)/libndcore.a $(BUILD)/libndapi.a $(BUILD)/tests/check_main $(BUILD)/tests/check_api
 
 help:
 	@sed -n '1,12p' Makefile
@@ -73,12 +79,28 @@ $(BUILD)/core/%.o: core/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(if $(filter $<,$(KERNEL_SRC)),$(KOPT)) $(CFLAGS) -c $< -o $@
 
+# api/ sees jansson and core, nothing of HTTP.
+$(BUILD)/api/%.o: api/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(JSON_CFLAGS) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(BASE_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(CHECK_CFLAGS) $(JSON_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/check_main_api.o: tests/check_main.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $< (api)")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CHECK_CFLAGS) '-DND_SUITES_FILE="tests/api/suites.def"' \
+		$(CFLAGS) -c $< -o $@
 
 $(BUILD)/libndcore.a: $(CORE_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)$(AR) rcs $@ $^
+
+$(BUILD)/libndapi.a: $(API_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)$(AR) rcs $@ $^
 
@@ -87,6 +109,11 @@ $(BUILD)/tests/check_main: $(TEST_OBJ) $(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libndcore.a \
 		$(CHECK_LIBS) $(LDLIBS_CORE)
+
+$(BUILD)/tests/check_api: $(TEST_API_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_API_OBJ) $(BUILD)/libndapi.a \
+		$(BUILD)/libndcore.a $(CHECK_LIBS) $(JSON_LIBS) $(LDLIBS_CORE)
 
 $(BUILD)/bench_norm: $(BENCH_OBJ) $(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
@@ -97,7 +124,8 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(KOPT) $(CFLAGS) -c $< -o $@
 
--include $(CORE_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TEST_API_OBJ:.o=.d) \
+	$(BENCH_OBJ:.o=.d)
 
 # ---- dependencies -----------------------------------------------------------------------------
 
@@ -117,6 +145,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory check-layering
 	$(Q)$(BUILD)/tests/check_main
+	$(Q)$(BUILD)/tests/check_api
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=address test
@@ -138,12 +167,14 @@ check-layering:
 	if [ -n "$$bad" ]; then echo "layering: core/ includes an upper floor:"; echo "$$bad"; exit 1; fi
 	@bad=$$(grep -lE '^\s*#\s*include\s*<pthread\.h>' core/*.[ch] | grep -v '^core/pool\.c$$'); \
 	if [ -n "$$bad" ]; then echo "layering: only core/pool.c may include <pthread.h>: $$bad"; exit 1; fi
+	@bad=$$(grep -nE '^\s*#\s*include\s*[<"]((microhttpd|uv)\.h|sys/socket\.h|netinet/|server/|core/(internal|layer_impl|norm_walk)\.h)' api/*.[ch] 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "layering: api/ includes HTTP, sockets, server/ or core internals:"; echo "$$bad"; exit 1; fi
 	@echo "  layering ok"
 
 # ---- tooling ----------------------------------------------------------------------------------
 
 format:
-	clang-format -i core/*.[ch] tests/*.[ch] tests/bench/*.c
+	clang-format -i core/*.[ch] api/*.[ch] tests/*.[ch] tests/api/*.c tests/bench/*.c
 
 lint:
 	clang-tidy core/*.c -- -std=c11 -D_POSIX_C_SOURCE=200809L -I.

@@ -37,20 +37,27 @@ void nd_pool_free(struct nd_pool *pool);
 // The nthreads given at creation; 1 for a NULL pool.
 int nd_pool_threads(const struct nd_pool *pool);
 
-// Sets the inline threshold in elements (0: always hand off when nthreads > 1). Not
+// Sets the inline threshold in elements (0 or less: hand off whenever nthreads > 1). Not
 // thread-safe against concurrent nd_pool_for; set it before use (tests and benchmarks).
 void nd_pool_set_inline_elems(struct nd_pool *pool, int64_t elems);
 
-// Calls fn over [0, nitems) in contiguous ranges and returns when every item has run. item_cost
-// is the approximate number of elements one item touches; it decides whether the job stays
-// on the calling thread (a NULL pool, a 1-thread pool, or a small job) and how many items a
-// thread claims at a time. Thread-safe: any number of threads may call it concurrently.
+// Calls fn over [0, nitems) in contiguous, non-empty ranges, each item exactly once, and returns
+// when every item has run; what fn wrote is then visible to the caller. item_cost is the
+// approximate number of elements one item touches (values < 1 count as 1); it decides whether
+// the job stays on the calling thread (a NULL pool, a 1-thread pool, nitems == 1, or
+// nitems * item_cost below the inline threshold: then fn(ctx, 0, nitems) runs once, here) and
+// how many items a thread claims at a time. nitems <= 0 returns without calling fn.
+// Thread-safe: any number of threads may call it concurrently; each caller works on its own
+// job, so it progresses even while every worker is busy with older jobs.
 void nd_pool_for(struct nd_pool *pool, int64_t nitems, int64_t item_cost, nd_pool_fn fn,
                  void *ctx);
 
 // ---- locks ----
 
-// A readers-writer lock (shared for forwards, exclusive for train-steps and writes).
+// A readers-writer lock (shared for forwards, exclusive for train-steps and writes). Writers
+// are preferred where the C library allows (glibc): once a writer waits, new readers queue
+// behind it, so a stream of forwards cannot starve a train-step. Not recursive: a thread must
+// not take the lock again while holding it (a second rdlock behind a waiting writer deadlocks).
 struct nd_rwlock;
 
 // Caller owns; free with nd_rwlock_free (NULL-safe; must not be held).

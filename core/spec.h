@@ -7,6 +7,12 @@
 // statistic, which carry Scaling/Biases, and how levels split into groups. Error fields are the
 // public names: "options.epsilon", "options.aggregation_levels", "input", "arrays.Scaling",
 // "learning_rate_multipliers.MovingMean".
+//
+// Name parsers (types, conventions, arrays, estimators, methods, level strings) leave the
+// error field empty, since only the caller knows where the text came from: it names it with
+// nd_error_prefix_field(err, "options.method"). Every function here is pure and thread-safe;
+// the returned names are static strings ("unknown" for an out-of-range value). A NULL pointer
+// where a status is returned gives ND_STATUS_INVALID_ARGUMENT.
 #ifndef ND_SPEC_H
 #define ND_SPEC_H
 
@@ -36,7 +42,8 @@ const char *nd_layer_type_name(enum nd_layer_type type);
 
 // Parses a canonical name or an alias: BatchNormalizationLayer, BatchNorm, BatchNorm1D ..
 // BatchNorm7D (setting *batchnorm_nd to N: the per-example rank must then be N + 1; 0 for every
-// other name), NormalizationLayer. Case-sensitive. ND_STATUS_INVALID_VALUE otherwise.
+// other name; batchnorm_nd may be NULL), NormalizationLayer. Case-sensitive.
+// ND_STATUS_INVALID_VALUE otherwise, with a message listing the accepted spellings.
 enum nd_status nd_layer_type_parse(const char *name, enum nd_layer_type *type,
                                    int32_t *batchnorm_nd, struct nd_error *err);
 
@@ -126,7 +133,8 @@ struct nd_levels {
 enum nd_status nd_levels_parse(const char *text, struct nd_levels *out, struct nd_error *err);
 
 // Writes the string form of a non-list spec ("All", "2;;All", "-2;;-1", "Same",
-// "Complement"), or "[1, 2]" for a list, into buf (NUL-terminated); returns buf.
+// "Complement"), or "[1, 2]" for a list, into buf (NUL-terminated, cut to size); returns buf.
+// NULL levels write "".
 char *nd_levels_format(const struct nd_levels *levels, char *buf, size_t size);
 
 // ---- the definition ----
@@ -195,6 +203,9 @@ struct nd_initializer nd_spec_initializer(const struct nd_spec *spec, enum nd_ar
 // distinct); group counts >= 1; groups >= 1; initializers, regularizers, constraints;
 // multipliers finite and >= 0; an input shape of rank <= ND_MAX_RANK with dims >= 1 or
 // ND_DIM_AUTO. Options of the other family are ignored (api/ rejects them by name).
+// Failures are ND_STATUS_INVALID_VALUE naming the public field ("options.epsilon",
+// "options.scaling_initializer.stddev", "learning_rate_multipliers.Biases"); an enum out of
+// range (type, convention, method, level kind) is ND_STATUS_INVALID_ARGUMENT: a C caller's bug.
 enum nd_status nd_spec_validate(const struct nd_spec *spec, struct nd_error *err);
 
 // ---- resolution against a shape ----
@@ -219,7 +230,11 @@ struct nd_layout {
 // Resolves spec against a per-example shape of known rank (dims may be ND_DIM_AUTO):
 // BatchNormND rank, axes and interleaving agreement, level ranges, presets' expansion, group
 // counts dividing known dims. Errors: ND_STATUS_INVALID_VALUE naming the option at fault,
-// ND_STATUS_SHAPE_MISMATCH naming "input" when the shape does not suit the type.
+// ND_STATUS_SHAPE_MISMATCH naming "input" when the shape does not suit the type (rank 0 or
+// above ND_MAX_RANK, a BatchNormND rank, an InstanceNormalization with nothing to normalize
+// over). Dims of 0 are accepted (an empty example); an unknown rank is
+// ND_STATUS_INVALID_ARGUMENT. *out is written only on success. Does not re-run
+// nd_spec_validate, but never reads out of bounds on an unvalidated spec.
 enum nd_status nd_spec_resolve(const struct nd_spec *spec, const struct nd_shape *input,
                                struct nd_layout *out, struct nd_error *err);
 

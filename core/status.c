@@ -14,6 +14,7 @@ static const char *const status_names[ND_STATUS_COUNT] = {
     [ND_STATUS_ALREADY_EXISTS] = "already_exists",
     [ND_STATUS_NOT_INITIALIZED] = "not_initialized",
     [ND_STATUS_CONFLICT] = "conflict",
+    [ND_STATUS_PRECONDITION_FAILED] = "precondition_failed",
     [ND_STATUS_LIMIT_EXCEEDED] = "limit_exceeded",
     [ND_STATUS_OUT_OF_MEMORY] = "out_of_memory",
     [ND_STATUS_INTERNAL] = "internal",

@@ -17,6 +17,7 @@ enum nd_status {
     ND_STATUS_ALREADY_EXISTS,   // the name is taken (409)
     ND_STATUS_NOT_INITIALIZED,  // an array shape is still unknown (409)
     ND_STATUS_CONFLICT,         // the layer's state forbids the operation, e.g. inplace (409)
+    ND_STATUS_PRECONDITION_FAILED, // the caller's expected version is not the current one (412)
     ND_STATUS_LIMIT_EXCEEDED,   // over a configured limit (429)
     ND_STATUS_OUT_OF_MEMORY,    // an allocation failed; nothing was changed (503)
     ND_STATUS_INTERNAL,         // a broken invariant: a bug (500)

@@ -1,0 +1,87 @@
+// api.h - the one header server/ sees: HTTP-independent request handling in plain C types.
+//
+// server/ turns an HTTP request into a struct api_request, calls api_handle (inline on its
+// event loop, or on a worker thread), and sends the struct api_response back. api/ owns the
+// route table, the JSON parsing and rendering, authorization, and the request metrics that
+// GET /metrics exposes; it never sees a socket.
+#ifndef API_API_H
+#define API_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nd_engine;
+
+struct api_config {
+    const char *version;     // server version for GET /v1 (borrowed for the ctx's lifetime)
+    size_t max_body_bytes;   // reported by GET /v1; server/ enforces it while receiving
+    int64_t max_elements;    // per tensor; more is 413
+    const char *api_key;     // NULL or "": no authorization; else /v1 needs "Bearer KEY"
+};
+
+struct api_ctx;
+
+// Creates the API context over an engine (borrowed; it must outlive the ctx). Returns NULL when
+// out of memory. Caller owns; free with api_ctx_free (NULL-safe).
+struct api_ctx *api_ctx_create(struct nd_engine *engine, const struct api_config *config);
+void api_ctx_free(struct api_ctx *ctx);
+
+// Readiness for GET /readyz: false while starting or draining (503). Thread-safe.
+void api_set_ready(struct api_ctx *ctx, bool ready);
+
+// A header or query parameter (borrowed strings).
+struct api_kv {
+    const char *key;
+    const char *value;
+};
+
+struct api_request {
+    const char *method;            // "GET", "POST", ...
+    const char *path;              // without the query string, percent-decoded
+    const struct api_kv *query;    // query parameters
+    size_t nquery;
+    const struct api_kv *headers;  // request headers (names compared case-insensitively)
+    size_t nheaders;
+    const char *body;              // may be NULL when body_len is 0
+    size_t body_len;
+};
+
+#define API_MAX_HEADERS 6
+#define API_HEADER_VALUE_MAX 192
+
+struct api_response {
+    int status;
+    char *body; // malloc'd (free()), or NULL for an empty body
+    size_t body_len;
+    const char *content_type; // static string, or NULL with an empty body
+    int nheaders;             // extra headers: ETag, Location, Allow, X-Tensor-Shape, ...
+    char header_name[API_MAX_HEADERS][32];
+    char header_value[API_MAX_HEADERS][API_HEADER_VALUE_MAX];
+    const char *route; // the matched route pattern ("/v1/layers/{name}/forward"), static; for
+                       // metrics and logs
+};
+
+// Frees the body and resets *resp. NULL-safe.
+void api_response_free(struct api_response *resp);
+
+enum api_outcome {
+    API_DONE,     // *resp holds the answer
+    API_DEFERRED, // inline_only was set and the request needs a worker thread: call again there
+};
+
+// Handles one request. inline_only: the caller is an event loop that must not block; requests
+// that would compute or wait on a layer answer API_DEFERRED (and leave *resp untouched).
+// Thread-safe: any number of threads may call it at once.
+enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
+                            struct api_response *resp, bool inline_only);
+
+// Records one finished request for GET /metrics: its route (resp->route), status, latency and
+// byte counts. Called by server/ after the response is sent. Thread-safe.
+void api_observe(struct api_ctx *ctx, const char *route, const char *method, int status,
+                 double seconds, uint64_t bytes_in, uint64_t bytes_out);
+
+// Requests in flight, for GET /metrics (server/ increments and decrements). Thread-safe.
+void api_inflight_add(struct api_ctx *ctx, int delta);
+
+#endif

@@ -1,0 +1,69 @@
+// engine.c - the pool, the registry and the seed stream of one process.
+#include "core/engine.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+struct nd_engine {
+    struct nd_pool *pool;
+    struct nd_registry *registry;
+    int threads;
+    uint64_t seed;
+    atomic_uint_fast64_t next; // counter of seeds handed out
+};
+
+struct nd_engine_config nd_engine_config_default(void) {
+    return (struct nd_engine_config){.threads = 1, .max_layers = 10000, .seed = 0};
+}
+
+enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd_engine **out,
+                                struct nd_error *err) {
+    if (!config || !out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_engine_create: NULL argument");
+    struct nd_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate the engine");
+    enum nd_status st = nd_pool_create(&e->pool, config->threads, err);
+    nd_error_prefix_field(err, st != ND_STATUS_OK ? "threads" : NULL);
+    if (st == ND_STATUS_OK) {
+        st = nd_registry_create(config->max_layers, &e->registry, err);
+        nd_error_prefix_field(err, st != ND_STATUS_OK ? "max_layers" : NULL);
+    }
+    if (st != ND_STATUS_OK) {
+        nd_engine_free(e);
+        return st;
+    }
+    e->threads = config->threads;
+    e->seed = config->seed;
+    atomic_init(&e->next, 0);
+    *out = e;
+    return ND_STATUS_OK;
+}
+
+void nd_engine_free(struct nd_engine *engine) {
+    if (!engine)
+        return;
+    nd_registry_free(engine->registry);
+    nd_pool_free(engine->pool);
+    free(engine);
+}
+
+struct nd_pool *nd_engine_pool(struct nd_engine *engine) {
+    return engine->pool;
+}
+
+struct nd_registry *nd_engine_registry(struct nd_engine *engine) {
+    return engine->registry;
+}
+
+int nd_engine_threads(const struct nd_engine *engine) {
+    return engine->threads;
+}
+
+uint64_t nd_engine_next_seed(struct nd_engine *engine) {
+    uint64_t n = atomic_fetch_add_explicit(&engine->next, 1, memory_order_relaxed);
+    uint64_t z = engine->seed + (n + 1) * 0x9e3779b97f4a7c15ull; // splitmix64
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}

@@ -1,0 +1,41 @@
+// engine.h - the engine a process creates once: its thread pool, its registry, and the seeds
+// of layers defined without one.
+#ifndef ND_ENGINE_H
+#define ND_ENGINE_H
+
+#include <stdint.h>
+
+#include "core/pool.h"
+#include "core/registry.h"
+#include "core/status.h"
+
+struct nd_engine_config {
+    int threads;        // engine threads, the caller of a request included (1..256)
+    int64_t max_layers; // >= 1
+    uint64_t seed;      // where the seeds of layers without one come from (the server passes
+                        // the clock; tests a constant)
+};
+
+// Defaults: 1 thread, 10000 layers, seed 0.
+struct nd_engine_config nd_engine_config_default(void);
+
+struct nd_engine;
+
+// Caller owns; free with nd_engine_free. Errors name the config field at fault.
+enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd_engine **out,
+                                struct nd_error *err);
+
+// Frees the registry (layers still referenced live on) and joins the pool. No call may be
+// running. NULL-safe.
+void nd_engine_free(struct nd_engine *engine);
+
+// Borrowed for the engine's lifetime; thread-safe to use.
+struct nd_pool *nd_engine_pool(struct nd_engine *engine);
+struct nd_registry *nd_engine_registry(struct nd_engine *engine);
+int nd_engine_threads(const struct nd_engine *engine);
+
+// A fresh seed for a layer defined without one: a splitmix64 stream from the config's seed.
+// Thread-safe.
+uint64_t nd_engine_next_seed(struct nd_engine *engine);
+
+#endif

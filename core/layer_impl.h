@@ -1,0 +1,78 @@
+// layer_impl.h - private to core: the layer and array structs, and what registry.c needs to
+// create and initialize layers (binding shared arrays lives in the registry).
+#ifndef ND_LAYER_IMPL_H
+#define ND_LAYER_IMPL_H
+
+#include <stdatomic.h>
+
+#include "core/init.h"
+#include "core/layer.h"
+#include "core/norm_kernels.h"
+#include "core/registry.h"
+
+struct nd_array {
+    atomic_int refs;
+    struct nd_rwlock *lock; // guards data, opt and version (a shared array has many layers)
+    char shared_name[ND_NAME_MAX + 1]; // "" for a layer's own array
+    struct nd_shape shape;
+    int64_t numel;
+    float *data; // (numel), owned
+    struct nd_optim_state opt;
+    uint64_t version;
+};
+
+struct nd_layer {
+    atomic_int refs;
+    struct nd_rwlock *lock; // shared: forwards and reads; exclusive: every change
+    char name[ND_NAME_MAX + 1];
+    struct nd_spec spec; // spec.input: the per-example shape, resolved once known
+    bool layout_known;
+    struct nd_layout layout;
+    struct nd_array *arrays[ND_ARRAY_COUNT]; // NULL: disabled, or shape not known yet
+    bool user_set[ND_ARRAY_COUNT];          // values from the user: initialize keeps them
+    char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1]; // shared names, bound once shaped
+    uint64_t version;
+    int64_t train_steps, optimizer_steps;
+    atomic_llong forwards;
+    uint64_t seed; // the spec's seed, or one the engine drew
+};
+
+// Gets or creates the shared array `name` for a layer whose array has `shape` (fully known),
+// filling a new one from init with rng. Returns a new reference in *out.
+typedef enum nd_status (*nd__bind_fn)(void *ctx, const char *name, const struct nd_shape *shape,
+                                      const struct nd_initializer *init, struct nd_rng *rng,
+                                      struct nd_array **out, struct nd_error *err);
+
+struct nd__binder {
+    nd__bind_fn bind;
+    void *ctx;
+};
+
+// A new array of a fully known shape, zero-filled, not shared. Caller owns one reference.
+enum nd_status nd__array_create(const struct nd_shape *shape, const char *shared_name,
+                                struct nd_array **out, struct nd_error *err);
+
+// Creates a layer from a definition (validated here): resolves the layout when the input is
+// known (or can be inferred from given arrays), fills or copies arrays, binds shared ones.
+// seed is used when the spec has none. Caller owns one reference.
+enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def, uint64_t seed,
+                                const struct nd__binder *binder, struct nd_layer **out,
+                                struct nd_error *err);
+
+// NetInitialize under the layer's write lock: sets the input when given, fills the arrays that
+// have no values yet (all of them with reinitialize), bumps the version.
+enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_initialize_args *args,
+                                    const struct nd__binder *binder, uint64_t *version,
+                                    struct nd_error *err);
+
+// The version, read under the layer's read lock.
+uint64_t nd__layer_version(struct nd_layer *layer);
+
+// True when the layer has the shared array `name` bound (or waiting to be bound).
+bool nd__layer_uses_shared(struct nd_layer *layer, const char *name);
+
+// Builds the kernel dims of a batched shape for a layer's layout.
+void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *batched,
+                         struct nd_norm_dims *dims);
+
+#endif

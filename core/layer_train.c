@@ -1,0 +1,591 @@
+// layer_train.c - forward and train-step of a layer: shape checks, per-call scratch, the norm
+// kernels, moving statistics, backpropagation and the optimizer.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/layer_impl.h"
+
+// ---- per-call working memory ----
+
+// Everything one call needs besides its inputs and outputs, in one allocation.
+struct work {
+    struct nd_norm_plan plan;
+    void *block;
+    float *a, *c;               // (nstat) x-hat = x*a + c
+    double *mean, *var;         // (nstat) batch statistics (biased variance)
+    float *gamma, *beta;        // (nparam) snapshots of Scaling and Biases, or NULL
+    float *mm, *mv;             // (nparam) snapshots of MovingMean/MovingVariance (batch norm)
+    double *scratch;            // kernel partial sums
+};
+
+static void work_release(struct work *w) {
+    nd_free(w->block);
+    w->block = NULL;
+}
+
+// Carves the arrays out of one block; sizes overflow-checked.
+static enum nd_status work_alloc(struct work *w, bool moving, struct nd_error *err) {
+    size_t s = (size_t)w->plan.nstat, p = (size_t)w->plan.nparam;
+    size_t sd = nd_norm_scratch_doubles(&w->plan);
+    // doubles: mean, var, scratch; floats: a, c, gamma, beta, mm, mv (padded to doubles)
+    size_t fl = 2 * s + (moving ? 4 : 2) * p + 8, total;
+    if (!nd_size_add(2 * s + sd, fl / 2 + 1, &total) || !nd_size_mul(total, sizeof(double), &total))
+        return nd_error_set(err, ND_STATUS_LIMIT_EXCEEDED, "working memory too large");
+    w->block = nd_calloc_aligned(total);
+    if (!w->block)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes", total);
+    w->mean = w->block;
+    w->var = w->mean + s;
+    w->scratch = w->var + s;
+    w->a = (float *)(w->scratch + sd);
+    w->c = w->a + s;
+    w->gamma = w->c + s;
+    w->beta = w->gamma + p;
+    w->mm = moving ? w->beta + p : NULL;
+    w->mv = moving ? w->mm + p : NULL;
+    return ND_STATUS_OK;
+}
+
+// Copies an array under its read lock (shared arrays change under other layers' locks).
+static void snapshot(struct nd_array *a, float *dst) {
+    nd_rwlock_rdlock(a->lock);
+    if (a->numel > 0)
+        memcpy(dst, a->data, (size_t)a->numel * sizeof(float));
+    nd_rwlock_unlock(a->lock);
+}
+
+// Snapshots of the layer's arrays; disabled Scaling/Biases become NULL (1 and 0).
+static void work_snapshot(struct work *w, struct nd_layer *l) {
+    float **dst[ND_ARRAY_COUNT] = {&w->gamma, &w->beta, &w->mm, &w->mv};
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        if (!*dst[id])
+            continue;
+        if (l->spec.enabled[id] && l->arrays[id])
+            snapshot(l->arrays[id], *dst[id]);
+        else
+            *dst[id] = NULL;
+    }
+}
+
+// ---- checks ----
+
+static enum nd_status check_ready(const struct nd_layer *l, struct nd_error *err) {
+    if (!l->layout_known)
+        return nd_error_set(err, ND_STATUS_NOT_INITIALIZED,
+                            "layer %s is not initialized: its input shape is unknown; POST "
+                            "initialize with {\"input\": [...]}",
+                            l->name);
+    for (int id = 0; id < ND_ARRAY_COUNT; id++)
+        if (l->spec.enabled[id] && !l->arrays[id])
+            return nd_error_set(err, ND_STATUS_NOT_INITIALIZED,
+                                "layer %s is not initialized: %s has no values", l->name,
+                                nd_array_name(id));
+    return ND_STATUS_OK;
+}
+
+// Batch norm's channel count of a batched shape, for a readable mismatch message.
+static bool channel_mismatch(const struct nd_layer *l, const struct nd_shape *x, int64_t *got,
+                             int64_t *want) {
+    if (!nd_layer_type_is_batch(l->spec.type) || l->layout.naxes != 1)
+        return false;
+    int32_t axis = l->layout.axes[0];
+    *got = x->dim[axis];
+    *want = l->spec.input.dim[axis - 1];
+    return *want != ND_DIM_AUTO && *got != *want;
+}
+
+static enum nd_status check_input(const struct nd_layer *l, const struct nd_tensor *x,
+                                  const char *field, struct nd_error *err) {
+    const struct nd_shape *in = &l->spec.input;
+    bool ok = x->shape.ndim == in->ndim + 1;
+    int64_t got, want;
+    if (ok && channel_mismatch(l, &x->shape, &got, &want))
+        return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, field,
+                                  "%s has %lld channels, layer %s expects %lld", field,
+                                  (long long)got, l->name, (long long)want);
+    for (int32_t i = 0; ok && i < in->ndim; i++)
+        ok = in->dim[i] == ND_DIM_AUTO || in->dim[i] == x->shape.dim[i + 1];
+    if (ok)
+        return ND_STATUS_OK;
+    char g[96], w[96];
+    return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, field,
+                              "%s has shape %s, layer %s takes batches of examples of shape %s",
+                              field, nd_shape_format(&x->shape, g, sizeof g), l->name,
+                              nd_shape_format(in, w, sizeof w));
+}
+
+static enum nd_status work_plan(struct work *w, const struct nd_layer *l,
+                                const struct nd_shape *batched, struct nd_error *err) {
+    struct nd_norm_dims dims;
+    nd__layer_norm_dims(l, batched, &dims);
+    return nd_norm_plan_build(&w->plan, &dims, err);
+}
+
+// ---- forward ----
+
+// Inference batch norm folds everything into x*a + c: a = Scaling/sqrt(MovingVariance + eps),
+// c = Biases - a*MovingMean.
+static void fold_moving(struct work *w, double eps) {
+    for (int64_t s = 0; s < w->plan.nstat; s++) {
+        double g = w->gamma ? w->gamma[s] : 1.0, b = w->beta ? w->beta[s] : 0.0;
+        double a = g / sqrt((double)w->mv[s] + eps);
+        w->a[s] = (float)a;
+        w->c[s] = (float)(b - a * w->mm[s]);
+    }
+}
+
+// The statistics divisor of the layer: n, or n - 1 for an unbiased Normalization.
+static double stat_denom(const struct nd_layer *l, const struct nd_norm_plan *plan) {
+    bool unbiased = !nd_layer_type_is_batch(l->spec.type) && l->spec.unbiased;
+    return (double)plan->count - (unbiased ? 1.0 : 0.0);
+}
+
+static bool centered(const struct nd_layer *l) {
+    return nd_layer_type_is_batch(l->spec.type) || l->spec.method == ND_METHOD_STANDARDIZE;
+}
+
+static enum nd_status check_denom(const struct nd_layer *l, const struct nd_norm_plan *plan,
+                                  struct nd_error *err) {
+    if (plan->numel > 0 && stat_denom(l, plan) <= 0.0)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "input",
+                                  "an unbiased variance needs at least 2 values per statistic; "
+                                  "layer %s gets %lld",
+                                  l->name, (long long)plan->count);
+    return ND_STATUS_OK;
+}
+
+static void forward_compute(struct work *w, const struct nd_layer *l, struct nd_pool *pool,
+                            const float *x, float *y, bool batch_stats) {
+    if (nd_layer_type_is_batch(l->spec.type) && !batch_stats) {
+        fold_moving(w, l->spec.epsilon);
+        nd_norm_apply(&w->plan, y, x, w->a, w->c, NULL, NULL, pool);
+        return;
+    }
+    nd_norm_forward(&w->plan, y, w->a, w->c, w->mean, w->var, x, w->gamma, w->beta,
+                    l->spec.epsilon, centered(l), stat_denom(l, &w->plan), pool, w->scratch);
+}
+
+static enum nd_status forward_locked(struct nd_layer *l, struct nd_pool *pool,
+                                     const struct nd_tensor *x, bool train_mode,
+                                     struct nd_tensor *y, struct nd_error *err) {
+    struct work w = {0};
+    enum nd_status st = check_ready(l, err);
+    if (st == ND_STATUS_OK)
+        st = check_input(l, x, "input", err);
+    if (st == ND_STATUS_OK && !nd_shape_equal(&x->shape, &y->shape))
+        st = nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "output shape differs from input");
+    if (st == ND_STATUS_OK)
+        st = work_plan(&w, l, &x->shape, err);
+    bool batch = nd_layer_type_is_batch(l->spec.type);
+    if (st == ND_STATUS_OK && (!batch || train_mode))
+        st = check_denom(l, &w.plan, err);
+    if (st == ND_STATUS_OK)
+        st = work_alloc(&w, batch, err);
+    if (st == ND_STATUS_OK) {
+        work_snapshot(&w, l);
+        forward_compute(&w, l, pool, x->data, y->data, train_mode);
+        atomic_fetch_add_explicit(&l->forwards, 1, memory_order_relaxed);
+    }
+    work_release(&w);
+    return st;
+}
+
+enum nd_status nd_layer_forward(struct nd_layer *layer, struct nd_pool *pool,
+                                const struct nd_tensor *x, bool train_mode, struct nd_tensor *y,
+                                uint64_t *version, struct nd_error *err) {
+    if (!layer || !x || !y)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_forward: NULL argument");
+    nd_rwlock_rdlock(layer->lock);
+    enum nd_status st = forward_locked(layer, pool, x, train_mode, y, err);
+    if (version)
+        *version = layer->version;
+    nd_rwlock_unlock(layer->lock);
+    return st;
+}
+
+// ---- train-step: checks ----
+
+static enum nd_status check_same_shape(const struct nd_tensor *x, const struct nd_tensor *t,
+                                       const char *field, struct nd_error *err) {
+    if (!t || nd_shape_equal(&x->shape, &t->shape))
+        return ND_STATUS_OK;
+    char g[96], w[96];
+    return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, field, "%s has shape %s, input has %s",
+                              field, nd_shape_format(&t->shape, g, sizeof g),
+                              nd_shape_format(&x->shape, w, sizeof w));
+}
+
+static enum nd_status check_finite(const struct nd_tensor *t, const char *field,
+                                   struct nd_error *err) {
+    if (!t || t->numel == 0 || nd_tensor_all_finite(t))
+        return ND_STATUS_OK;
+    return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, field,
+                              "%s holds NaN or infinite values: a train-step would spread them "
+                              "into the layer's state",
+                              field);
+}
+
+static enum nd_status check_train_args(const struct nd_layer *l, const struct nd_train_args *a,
+                                       struct nd_error *err) {
+    if (l->spec.inplace)
+        return nd_error_set_field(err, ND_STATUS_CONFLICT, "options.inplace",
+                                  "layer %s is inplace (PuzzleLib): it serves inference only",
+                                  l->name);
+    if (a->output_grad && a->target)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "target",
+                                  "give output_gradient or target, not both");
+    enum nd_status st = check_input(l, a->input, "input", err);
+    if (st == ND_STATUS_OK)
+        st = check_same_shape(a->input, a->output_grad, "output_gradient", err);
+    if (st == ND_STATUS_OK)
+        st = check_same_shape(a->input, a->target, "target", err);
+    if (st == ND_STATUS_OK)
+        st = check_finite(a->input, "input", err);
+    if (st == ND_STATUS_OK)
+        st = check_finite(a->output_grad, "output_gradient", err);
+    if (st == ND_STATUS_OK)
+        st = check_finite(a->target, "target", err);
+    if (st == ND_STATUS_OK && (a->output_grad || a->target)) {
+        st = nd_optimizer_validate(&a->optimizer, err);
+        nd_error_prefix_field(err, st != ND_STATUS_OK ? "optimizer" : NULL);
+    }
+    return st;
+}
+
+static bool frozen_layer(const struct nd_layer *l) {
+    return !l->spec.trainable;
+}
+
+// PyTorch refuses a training batch norm over one value per channel; so do we under pytorch.
+static enum nd_status check_counts(const struct nd_layer *l, const struct nd_norm_plan *plan,
+                                   struct nd_error *err) {
+    if (plan->numel == 0)
+        return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input",
+                                  "input has no elements");
+    bool bn = nd_layer_type_is_batch(l->spec.type);
+    if (bn && !frozen_layer(l) && l->spec.convention == ND_CONVENTION_PYTORCH && plan->count < 2)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "input",
+                                  "expected more than 1 value per channel when training "
+                                  "(convention pytorch), got %lld",
+                                  (long long)plan->count);
+    return bn ? ND_STATUS_OK : check_denom(l, plan, err);
+}
+
+// ---- train-step: moving statistics ----
+
+// The weight of the batch in the moving update of train-step number n (1-based).
+static double batch_weight(const struct nd_spec *spec, int64_t n) {
+    switch (nd_spec_momentum_rule(spec)) {
+    case ND_MOMENTUM_DECAY:
+        return 1.0 - spec->momentum;
+    case ND_MOMENTUM_BATCH_WEIGHT:
+        return spec->momentum;
+    case ND_MOMENTUM_CUMULATIVE:
+        return 1.0 / (double)n;
+    default: { // puzzlelib's factor schedule
+        double f = spec->init_factor / (double)n;
+        return f > spec->min_factor ? f : spec->min_factor;
+    }
+    }
+}
+
+// Moves MovingMean/MovingVariance towards the batch statistics (each frozen by a multiplier of
+// 0); the variance estimator per the spec (n/(n-1) undefined for one value: biased then).
+static void update_moving(struct nd_layer *l, const struct work *w) {
+    double f = batch_weight(&l->spec, l->train_steps + 1);
+    double n = (double)w->plan.count;
+    double unbias = l->spec.moving_variance == ND_VARIANCE_UNBIASED && n > 1 ? n / (n - 1) : 1.0;
+    struct nd_array *mm = l->arrays[ND_ARRAY_MOVING_MEAN], *mv = l->arrays[ND_ARRAY_MOVING_VARIANCE];
+    if (l->spec.lr_multiplier[ND_ARRAY_MOVING_MEAN] > 0.0 && f != 0.0) {
+        nd_rwlock_wrlock(mm->lock);
+        for (int64_t s = 0; s < w->plan.nstat; s++)
+            mm->data[s] = (float)((1.0 - f) * mm->data[s] + f * w->mean[s]);
+        mm->version++;
+        nd_rwlock_unlock(mm->lock);
+    }
+    if (l->spec.lr_multiplier[ND_ARRAY_MOVING_VARIANCE] > 0.0 && f != 0.0) {
+        nd_rwlock_wrlock(mv->lock);
+        for (int64_t s = 0; s < w->plan.nstat; s++)
+            mv->data[s] = (float)((1.0 - f) * mv->data[s] + f * w->var[s] * unbias);
+        mv->version++;
+        nd_rwlock_unlock(mv->lock);
+    }
+}
+
+// ---- train-step: gradients and updates ----
+
+// dy = 2 (y - t) / numel for L = mean((y - t)^2); the loss in double, in element order.
+static double mse_gradient(float *dy, const float *y, const float *t, int64_t n) {
+    double loss = 0.0, k = 2.0 / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)y[i] - t[i];
+        loss += d * d;
+        dy[i] = (float)(k * d);
+    }
+    return loss / (double)n;
+}
+
+// A frozen batch norm (trainable false) normalizes with its moving statistics, unfolded so the
+// backward sees x-hat: a = 1/sqrt(MovingVariance + eps), c = -MovingMean * a.
+static void frozen_stats(struct work *w, double eps) {
+    for (int64_t s = 0; s < w->plan.nstat; s++) {
+        double a = 1.0 / sqrt((double)w->mv[s] + eps);
+        w->a[s] = (float)a;
+        w->c[s] = (float)(-a * w->mm[s]);
+        w->mean[s] = w->mm[s];
+        w->var[s] = w->mv[s];
+    }
+}
+
+// Its input gradient is dy * Scaling * a (the statistics are constants); a, c are spent after.
+static void frozen_input_grad(struct work *w, struct nd_pool *pool, float *dx, const float *dy) {
+    for (int64_t s = 0; s < w->plan.nstat; s++) {
+        w->a[s] *= w->gamma ? w->gamma[s] : 1.0f;
+        w->c[s] = 0.0f;
+    }
+    nd_norm_apply(&w->plan, dx, dy, w->a, w->c, NULL, NULL, pool);
+}
+
+// ---- train-step: the pieces ----
+
+struct step {
+    struct nd_layer *l;
+    const struct nd_train_args *args;
+    struct nd_train_result *r;
+    struct nd_pool *pool;
+    struct work w;
+    bool bn, frozen, has_grad;
+    float *dy;      // dL/dy: the caller's, or dy_buf
+    float *dy_buf;  // owned, for a target
+    struct nd_tensor grad[ND_ARRAY_AFFINE_COUNT]; // always computed when there is a gradient
+};
+
+static enum nd_status alloc_like(struct nd_tensor *t, const struct nd_shape *shape,
+                                 struct nd_error *err) {
+    return nd_tensor_init(t, shape, err);
+}
+
+// Allocates every output before anything changes, so a failure leaves the layer as it was.
+static enum nd_status step_alloc(struct step *s, struct nd_error *err) {
+    const struct nd_shape *xs = &s->args->input->shape;
+    const struct nd_shape *ps = &s->l->layout.param_shape;
+    uint32_t want = s->args->want;
+    enum nd_status st = alloc_like(&s->r->output, xs, err);
+    if (st == ND_STATUS_OK && s->has_grad && (want & ND_TRAIN_WANT_INPUT_GRADIENT))
+        st = alloc_like(&s->r->input_grad, xs, err);
+    if (st == ND_STATUS_OK && s->args->target) {
+        s->dy_buf = nd_alloc_aligned((size_t)s->args->input->numel * sizeof(float));
+        if (!s->dy_buf)
+            st = nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate the gradient");
+    }
+    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (s->has_grad && s->l->spec.enabled[id])
+            st = alloc_like(&s->grad[id], ps, err);
+    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_COUNT; id++)
+        if ((want & ND_TRAIN_WANT_ARRAYS) && s->l->spec.enabled[id])
+            st = alloc_like(&s->r->arrays[id], &s->l->arrays[id]->shape, err);
+    return st;
+}
+
+static void step_forward(struct step *s) {
+    struct work *w = &s->w;
+    const float *x = s->args->input->data;
+    if (s->bn && s->frozen) {
+        frozen_stats(w, s->l->spec.epsilon);
+        nd_norm_apply(&w->plan, s->r->output.data, x, w->a, w->c, w->gamma, w->beta, s->pool);
+        return;
+    }
+    forward_compute(w, s->l, s->pool, x, s->r->output.data, true);
+}
+
+// dL/dx and the array gradients (with the regularizers' terms), from dL/dy.
+static void step_backward(struct step *s) {
+    struct work *w = &s->w;
+    const struct nd_train_args *a = s->args;
+    if (a->target) {
+        s->r->loss = mse_gradient(s->dy_buf, s->r->output.data, a->target->data, a->input->numel);
+        s->r->has_loss = true;
+        s->dy = s->dy_buf;
+    } else {
+        s->dy = a->output_grad->data;
+    }
+    float *dg = s->grad[ND_ARRAY_SCALING].data, *db = s->grad[ND_ARRAY_BIASES].data;
+    float *dx = s->r->input_grad.data;
+    if (s->bn && s->frozen) {
+        nd_norm_param_grads(&w->plan, dg, db, s->dy, a->input->data, w->a, w->c, s->pool,
+                            w->scratch);
+        if (dx)
+            frozen_input_grad(w, s->pool, dx, s->dy);
+    } else {
+        nd_norm_backward(&w->plan, dx, dg, db, s->dy, a->input->data, w->a, w->c, w->gamma,
+                         centered(s->l), stat_denom(s->l, &w->plan), s->pool, w->scratch);
+    }
+    const float *weights[ND_ARRAY_AFFINE_COUNT] = {w->gamma, w->beta};
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (s->grad[id].data)
+            nd_regularizer_add_gradient(&s->l->spec.regularizer[id], s->grad[id].data, weights[id],
+                                        s->grad[id].numel);
+}
+
+static bool array_trains(const struct nd_layer *l, int id) {
+    return l->spec.enabled[id] && l->spec.lr_multiplier[id] > 0.0;
+}
+
+// Optimizer states are (re)allocated before any array changes.
+static enum nd_status step_prepare_optimizer(struct step *s, struct nd_error *err) {
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        if (!array_trains(s->l, id))
+            continue;
+        struct nd_array *arr = s->l->arrays[id];
+        nd_rwlock_wrlock(arr->lock);
+        enum nd_status st =
+            nd_optim_state_prepare(&arr->opt, s->args->optimizer.kind, arr->numel, err);
+        nd_rwlock_unlock(arr->lock);
+        if (st != ND_STATUS_OK)
+            return st;
+    }
+    return ND_STATUS_OK;
+}
+
+static void step_update_arrays(struct step *s) {
+    bool any = false;
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        if (!array_trains(s->l, id))
+            continue;
+        struct nd_array *arr = s->l->arrays[id];
+        nd_rwlock_wrlock(arr->lock);
+        nd_optim_step(&s->args->optimizer, s->l->spec.lr_multiplier[id], &arr->opt, arr->data,
+                      s->grad[id].data, arr->numel);
+        nd_constraint_apply(&s->l->spec.constraint[id], arr->data, arr->numel);
+        arr->version++;
+        nd_rwlock_unlock(arr->lock);
+        any = true;
+    }
+    s->l->optimizer_steps += any;
+}
+
+// ---- train-step: results ----
+
+// Batch statistics as float tensors: batch norm [C]; Normalization [N, statistics per example].
+static enum nd_status step_batch_stats(struct step *s, struct nd_error *err) {
+    int64_t nstat = s->w.plan.nstat, n = s->args->input->shape.dim[0];
+    struct nd_shape shape = s->bn ? nd_shape_make(1, (int64_t[]){nstat})
+                                  : nd_shape_make(2, (int64_t[]){n, n > 0 ? nstat / n : 0});
+    enum nd_status st = nd_tensor_init(&s->r->batch_mean, &shape, err);
+    if (st == ND_STATUS_OK)
+        st = nd_tensor_init(&s->r->batch_var, &shape, err);
+    for (int64_t i = 0; st == ND_STATUS_OK && i < nstat; i++) {
+        s->r->batch_mean.data[i] = (float)s->w.mean[i];
+        s->r->batch_var.data[i] = (float)s->w.var[i];
+    }
+    return st;
+}
+
+static void step_copy_arrays(struct step *s) {
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        struct nd_array *arr = s->l->arrays[id];
+        if (!s->r->arrays[id].data || !arr)
+            continue;
+        snapshot(arr, s->r->arrays[id].data);
+    }
+}
+
+// Moves the gradients the caller asked for into the result; drops what it did not ask for.
+static void step_finish_result(struct step *s) {
+    uint32_t want = s->args->want;
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        if (want & ND_TRAIN_WANT_ARRAY_GRADIENTS)
+            s->r->array_grad[id] = s->grad[id];
+        else
+            nd_tensor_deinit(&s->grad[id]);
+        s->grad[id] = (struct nd_tensor){0};
+    }
+    if (!(want & ND_TRAIN_WANT_OUTPUT))
+        nd_tensor_deinit(&s->r->output);
+    s->r->version = s->l->version;
+}
+
+static void step_release(struct step *s) {
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        nd_tensor_deinit(&s->grad[id]);
+    nd_free(s->dy_buf);
+    work_release(&s->w);
+}
+
+// Everything that can fail, before the layer changes.
+static enum nd_status step_prepare(struct step *s, struct nd_error *err) {
+    enum nd_status st = check_ready(s->l, err);
+    if (st == ND_STATUS_OK)
+        st = check_train_args(s->l, s->args, err);
+    if (st == ND_STATUS_OK)
+        st = work_plan(&s->w, s->l, &s->args->input->shape, err);
+    if (st == ND_STATUS_OK)
+        st = check_counts(s->l, &s->w.plan, err);
+    if (st == ND_STATUS_OK)
+        st = work_alloc(&s->w, s->bn, err);
+    if (st == ND_STATUS_OK)
+        st = step_alloc(s, err);
+    if (st == ND_STATUS_OK && s->has_grad && !s->frozen)
+        st = step_prepare_optimizer(s, err);
+    return st;
+}
+
+static enum nd_status train_locked(struct step *s, struct nd_error *err) {
+    enum nd_status st = step_prepare(s, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    work_snapshot(&s->w, s->l);
+    step_forward(s);
+    if (s->has_grad)
+        step_backward(s);
+    if ((s->args->want & ND_TRAIN_WANT_BATCH_STATISTICS) &&
+        (st = step_batch_stats(s, err)) != ND_STATUS_OK)
+        return st;
+    if (!s->frozen) { // from here on the layer changes; nothing below can fail
+        if (s->bn)
+            update_moving(s->l, &s->w);
+        if (s->has_grad)
+            step_update_arrays(s);
+        s->l->train_steps++;
+        s->l->version++;
+    }
+    step_copy_arrays(s);
+    step_finish_result(s);
+    return ND_STATUS_OK;
+}
+
+void nd_train_result_deinit(struct nd_train_result *result) {
+    if (!result)
+        return;
+    nd_tensor_deinit(&result->output);
+    nd_tensor_deinit(&result->input_grad);
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        nd_tensor_deinit(&result->array_grad[id]);
+    for (int id = 0; id < ND_ARRAY_COUNT; id++)
+        nd_tensor_deinit(&result->arrays[id]);
+    nd_tensor_deinit(&result->batch_mean);
+    nd_tensor_deinit(&result->batch_var);
+    memset(result, 0, sizeof *result);
+}
+
+enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
+                                   const struct nd_train_args *args,
+                                   struct nd_train_result *result, struct nd_error *err) {
+    if (!layer || !args || !args->input || !result)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_train_step: NULL argument");
+    memset(result, 0, sizeof *result);
+    nd_rwlock_wrlock(layer->lock);
+    struct step s = {.l = layer, .args = args, .r = result, .pool = pool};
+    s.bn = nd_layer_type_is_batch(layer->spec.type);
+    s.frozen = frozen_layer(layer);
+    s.has_grad = args->output_grad || args->target;
+    enum nd_status st = train_locked(&s, err);
+    result->version = layer->version;
+    nd_rwlock_unlock(layer->lock);
+    step_release(&s);
+    if (st != ND_STATUS_OK)
+        nd_train_result_deinit(result);
+    return st;
+}

@@ -1,0 +1,597 @@
+// norm_kernels.c - the five passes of norm_kernels.h over a plan.
+//
+// Each pass is an item function for the pool (a chunk of rows of one block) that walks runs
+// of rows (norm_walk.h) and calls a row function specialized, through always-inline helpers
+// and constant flags, for whether the statistic index (sI) and the parameter index (pI) move
+// along the inner dim. Reductions along the inner dim use LANES independent double
+// accumulators, combined in a fixed order, so gcc vectorizes them without reassociating.
+#include <math.h>
+#include <string.h>
+
+#include "core/norm_kernels.h"
+#include "core/norm_walk.h"
+
+#define LANES 8
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+// The row functions are compiled for baseline x86-64 and for AVX2 and AVX-512 machines, and
+// the loader picks one (an ifunc): the statistics passes convert floats to doubles, which
+// baseline SSE2 does two at a time. Results do not depend on the clone: lanes keep their
+// order and -std=c11 forbids contracting a*b + c into an FMA. ThreadSanitizer instruments the
+// ifunc resolvers, which run before its runtime exists (a crash at load time), so sanitized
+// builds keep the baseline code.
+#if defined(__x86_64__) && defined(__gnu_linux__) && !defined(ND_NO_CLONES) &&               \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+#define ROW_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define ROW_CLONES
+#endif
+
+enum pass_op {
+    OP_MOMENTS, // (x - shift), (x - shift)^2            keyed by statistic
+    OP_DPARAM,  // dy, dy * xhat                         keyed by parameter
+    OP_DSTAT,   // dy * gamma, dy * gamma * xhat         keyed by statistic
+};
+
+// Everything a pass reads and writes; shared read-only by the items.
+struct pass {
+    struct nd__walk_layout w;
+    enum pass_op op;
+    bool centered;
+    const float *x, *dy, *a, *c, *gamma, *beta;
+    const float *k_mean, *k_var; // input gradient: -a*sum(g)/n and -a*sum(g*xhat)/d
+    float *out;                  // y or dx
+    double *sum1, *sum2;         // per key
+    double *partial;             // per (block, chunk, bucket), or NULL
+    bool per_row;                // every block is one row: rows bind their own sums
+};
+
+// Per item: where its sums go and what it subtracts.
+struct item {
+    const struct pass *ps;
+    double *acc1, *acc2; // (nbuckets) each
+    double shift;        // moments along the inner dim: the block's first element
+    const float *shift_vec; // moments with a key per inner element: the block's first row
+};
+
+static const float one = 1.0f;
+
+// ---- the per-element pairs of the keyed passes ----
+
+// x - shift and its square; the shift is the statistic's first element (0 for RMS).
+ALWAYS_INLINE void pair_moments(const struct item *it, const float *x, int64_t j, int sI,
+                                double *v1, double *v2) {
+    double sh = sI ? (it->shift_vec ? it->shift_vec[j] : 0.0) : it->shift;
+    double d = (double)x[j] - sh;
+    *v1 = d;
+    *v2 = d * d;
+}
+
+// dy and dy * xhat (parameter gradients).
+ALWAYS_INLINE void pair_dparam(const float *x, const float *dy, const float *a, const float *c,
+                               int64_t j, int sI, double *v1, double *v2) {
+    float xh = x[j] * a[sI ? j : 0] + c[sI ? j : 0];
+    *v1 = dy[j];
+    *v2 = (double)dy[j] * xh;
+}
+
+// g = dy * gamma and g * xhat (the input gradient's statistic sums).
+ALWAYS_INLINE void pair_dstat(const float *x, const float *dy, const float *a, const float *c,
+                              const float *g, int64_t j, int sI, int pI, double *v1,
+                              double *v2) {
+    float xh = x[j] * a[sI ? j : 0] + c[sI ? j : 0];
+    float gj = dy[j] * g[pI ? j : 0];
+    *v1 = gj;
+    *v2 = (double)gj * xh;
+}
+
+ALWAYS_INLINE void pair(const struct item *it, const float *x, const float *dy, const float *a,
+                        const float *c, const float *g, int64_t j, int op, int sI, int pI,
+                        double *v1, double *v2) {
+    if (op == OP_MOMENTS)
+        pair_moments(it, x, j, sI, v1, v2);
+    else if (op == OP_DPARAM)
+        pair_dparam(x, dy, a, c, j, sI, v1, v2);
+    else
+        pair_dstat(x, dy, a, c, g, j, sI, pI, v1, v2);
+}
+
+// Eight lanes as GCC vector types: gcc lowers them to whatever the target has (two SSE2
+// registers per four doubles on baseline x86-64, one AVX-512 register with NATIVE=1) and keeps
+// lane k's sum in lane k, so the order of additions is the same on every target. Scalar
+// partial sums in plain C stay unvectorized: gcc may not reassociate them without -ffast-math.
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+// Vectors travel through pointers: by value they would change the calling convention with
+// the target's vector width (gcc's -Wpsabi), which these always-inline helpers never use anyway.
+ALWAYS_INLINE void load8(v8f *v, const float *p) {
+    memcpy(v, p, sizeof *v); // an unaligned load
+}
+
+ALWAYS_INLINE void splat8(v8f *v, float f) {
+    *v = (v8f){0} + f;
+}
+
+ALWAYS_INLINE void widen8(v8d *out, const v8f *in) {
+    *out = __builtin_convertvector(*in, v8d);
+}
+
+// The keyed pairs of eight consecutive elements starting at j (statistic/parameter index
+// fixed along the row unless sI/pI).
+ALWAYS_INLINE void pair8(const struct item *it, const float *x, const float *dy, const float *a,
+                         const float *c, const float *g, int64_t j, int op, int sI, int pI,
+                         v8d *v1, v8d *v2) {
+    v8f xv, av, cv, gv, tv;
+    v8d d, e;
+    load8(&xv, x + j);
+    if (op == OP_MOMENTS) { // a key per lane (sI) never reaches the lane path: kI == sI
+        widen8(&d, &xv);
+        d -= it->shift;
+        *v1 = d;
+        *v2 = d * d;
+        return;
+    }
+    if (sI) {
+        load8(&av, a + j);
+        load8(&cv, c + j);
+    } else {
+        splat8(&av, a[0]);
+        splat8(&cv, c[0]);
+    }
+    xv = xv * av + cv; // xhat
+    load8(&gv, dy + j);
+    if (op == OP_DSTAT) {
+        if (pI)
+            load8(&tv, g + j);
+        else
+            splat8(&tv, g[0]);
+        gv *= tv;
+    }
+    widen8(&d, &gv);
+    widen8(&e, &xv);
+    *v1 = d;
+    *v2 = d * e;
+}
+
+ALWAYS_INLINE double lanes_sum(const v8d *l) {
+    return (((*l)[0] + (*l)[1]) + ((*l)[2] + (*l)[3])) + (((*l)[4] + (*l)[5]) + ((*l)[6] + (*l)[7]));
+}
+
+// One row of a keyed pass. kI: the key moves along the inner dim (one bucket per element);
+// otherwise the row reduces into one bucket through LANES accumulators.
+ALWAYS_INLINE void reduce_row(const struct item *it, const float *x, const float *dy,
+                              const float *a, const float *c, const float *g, int64_t n,
+                              int op, int kI, int sI, int pI) {
+    double *acc1 = it->acc1, *acc2 = it->acc2, v1, v2;
+    if (kI) {
+        for (int64_t j = 0; j < n; j++) {
+            pair(it, x, dy, a, c, g, j, op, sI, pI, &v1, &v2);
+            acc1[j] += v1;
+            acc2[j] += v2;
+        }
+        return;
+    }
+    v8d l1 = {0}, l2 = {0}, p1, p2;
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        pair8(it, x, dy, a, c, g, j, op, sI, pI, &p1, &p2);
+        l1 += p1;
+        l2 += p2;
+    }
+    for (int k = 0; j < n; j++, k++) {
+        pair(it, x, dy, a, c, g, j, op, sI, pI, &v1, &v2);
+        l1[k] += v1;
+        l2[k] += v2;
+    }
+    acc1[0] += lanes_sum(&l1);
+    acc2[0] += lanes_sum(&l2);
+}
+
+// A run of rows of a keyed pass, with the flags fixed at compile time.
+static void item_start(struct item *it, const struct pass *ps, double *acc1, double *acc2,
+                       struct nd__pos base);
+
+// A run of rows of a keyed pass, with the flags fixed at compile time.
+ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t nrows,
+                              struct nd__pos step, int op, int kI, int sI, int pI) {
+    const struct pass *ps = it->ps;
+    int64_t n = ps->w.inner;
+    for (int64_t r = 0; r < nrows; r++) {
+        const float *g = ps->gamma ? ps->gamma + pos.p : &one;
+        struct item row = *it;
+        if (ps->per_row) {
+            int64_t key = ps->w.key == ND__KEY_PARAM ? pos.p : pos.s;
+            item_start(&row, ps, ps->sum1 + key, ps->sum2 + key, pos);
+        }
+        reduce_row(&row, ps->x + pos.x, ps->dy ? ps->dy + pos.x : NULL,
+                   ps->a ? ps->a + pos.s : NULL, ps->c ? ps->c + pos.s : NULL, g, n, op, kI, sI,
+                   ps->gamma ? pI : 0);
+        pos.x += step.x;
+        pos.s += step.s;
+        pos.p += step.p;
+    }
+}
+
+#define REDUCE_RUN(name, op, kI, sI, pI)                                                       \
+    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                 \
+                                struct nd__pos step) {                                         \
+        reduce_run(ctx, pos, nrows, step, op, kI, sI, pI);                                     \
+    }
+REDUCE_RUN(run_moments_s0, OP_MOMENTS, 0, 0, 0)
+REDUCE_RUN(run_moments_s1, OP_MOMENTS, 1, 1, 0)
+REDUCE_RUN(run_dparam_p0s0, OP_DPARAM, 0, 0, 0)
+REDUCE_RUN(run_dparam_p0s1, OP_DPARAM, 0, 1, 0)
+REDUCE_RUN(run_dparam_p1s0, OP_DPARAM, 1, 0, 1)
+REDUCE_RUN(run_dparam_p1s1, OP_DPARAM, 1, 1, 1)
+REDUCE_RUN(run_dstat_s0p0, OP_DSTAT, 0, 0, 0)
+REDUCE_RUN(run_dstat_s0p1, OP_DSTAT, 0, 0, 1)
+REDUCE_RUN(run_dstat_s1p0, OP_DSTAT, 1, 1, 0)
+REDUCE_RUN(run_dstat_s1p1, OP_DSTAT, 1, 1, 1)
+
+static nd__run_fn reduce_run_for(const struct pass *ps) {
+    int sI = ps->w.s_inner != 0, pI = ps->w.p_inner != 0;
+    switch (ps->op) {
+    case OP_MOMENTS:
+        return sI ? run_moments_s1 : run_moments_s0;
+    case OP_DPARAM:
+        return pI ? (sI ? run_dparam_p1s1 : run_dparam_p1s0)
+                  : (sI ? run_dparam_p0s1 : run_dparam_p0s0);
+    default:
+        return sI ? (pI ? run_dstat_s1p1 : run_dstat_s1p0) : (pI ? run_dstat_s0p1 : run_dstat_s0p0);
+    }
+}
+
+// ---- keyed passes: items, then chunk partials summed in chunk order ----
+
+// Zeroes the item's nbuckets sums at acc1/acc2 and takes the shift of the block at base.
+static void item_start(struct item *it, const struct pass *ps, double *acc1, double *acc2,
+                       struct nd__pos base) {
+    size_t nb = (size_t)ps->w.nbuckets;
+    it->acc1 = acc1;
+    it->acc2 = acc2;
+    memset(acc1, 0, nb * sizeof(double));
+    memset(acc2, 0, nb * sizeof(double));
+    bool shifted = ps->op == OP_MOMENTS && ps->centered;
+    it->shift = shifted ? ps->x[base.x] : 0.0;
+    it->shift_vec = shifted ? ps->x + base.x : NULL;
+}
+
+static void item_prepare(struct item *it, const struct pass *ps, int64_t b, int64_t chunk,
+                         struct nd__pos base) {
+    const struct nd__walk_layout *w = &ps->w;
+    if (ps->partial) {
+        double *acc1 = ps->partial + (size_t)(b * w->nchunks + chunk) * 2 * (size_t)w->nbuckets;
+        item_start(it, ps, acc1, acc1 + w->nbuckets, base);
+    } else {
+        int64_t key = w->key == ND__KEY_PARAM ? base.p : base.s;
+        item_start(it, ps, ps->sum1 + key, ps->sum2 + key, base);
+    }
+}
+
+static void keyed_items(void *ctx, int64_t begin, int64_t end) {
+    const struct pass *ps = ctx;
+    const struct nd__walk_layout *w = &ps->w;
+    nd__run_fn run = reduce_run_for(ps);
+    for (int64_t item = begin; item < end; item++) {
+        int64_t b = item / w->nchunks, chunk = item % w->nchunks;
+        struct nd__pos base = nd__walk_block_base(w, b);
+        struct item it = {.ps = ps};
+        item_prepare(&it, ps, b, chunk, base);
+        int64_t r0 = chunk * w->rows_per_chunk, r1 = r0 + w->rows_per_chunk;
+        nd__walk_rows(w, base, r0, r1 < w->nrows ? r1 : w->nrows, run, &it);
+    }
+}
+
+// Adds each block's chunk partials, in chunk order, into sum1/sum2.
+static void combine_items(void *ctx, int64_t begin, int64_t end) {
+    const struct pass *ps = ctx;
+    const struct nd__walk_layout *w = &ps->w;
+    int64_t nb = w->nbuckets;
+    for (int64_t b = begin; b < end; b++) {
+        int64_t key = nd__walk_block_key(w, b);
+        double *s1 = ps->sum1 + key, *s2 = ps->sum2 + key;
+        memset(s1, 0, (size_t)nb * sizeof(double));
+        memset(s2, 0, (size_t)nb * sizeof(double));
+        for (int64_t chunk = 0; chunk < w->nchunks; chunk++) {
+            const double *p1 = ps->partial + (size_t)(b * w->nchunks + chunk) * 2 * (size_t)nb;
+            for (int64_t j = 0; j < nb; j++) {
+                s1[j] += p1[j];
+                s2[j] += p1[nb + j];
+            }
+        }
+    }
+}
+
+// Blocks of one row each (layer norm, group norm's (n, group) rows): items take runs of
+// blocks, walked like rows, so a short row costs no per-block set-up.
+static void per_row_items(void *ctx, int64_t begin, int64_t end) {
+    const struct pass *ps = ctx;
+    const struct nd__walk_layout *w = &ps->w;
+    struct item it = {.ps = ps};
+    struct nd__pos base = {0, 0, 0};
+    for (int64_t chunk = begin; chunk < end; chunk++) {
+        int64_t r0 = chunk * w->rows_per_chunk, r1 = r0 + w->rows_per_chunk;
+        nd__walk_rows(w, base, r0, r1 < w->nrows ? r1 : w->nrows, reduce_run_for(ps), &it);
+    }
+}
+
+static void run_per_row(const struct pass *ps, struct nd_pool *pool) {
+    struct pass flat = *ps;
+    flat.per_row = true;
+    flat.partial = NULL;
+    flat.w.rows = ps->w.blocks;
+    flat.w.blocks.n = 0;
+    flat.w.nrows = ps->w.nblocks;
+    flat.w.nblocks = 1;
+    flat.w.nchunks = (flat.w.nrows + flat.w.rows_per_chunk - 1) / flat.w.rows_per_chunk;
+    nd_pool_for(pool, flat.w.nchunks, flat.w.rows_per_chunk * flat.w.inner, per_row_items, &flat);
+}
+
+// Runs a keyed pass: sums per key into ps->sum1/sum2. scratch holds the partials.
+static void run_keyed(struct pass *ps, struct nd_pool *pool, double *scratch) {
+    const struct nd__walk_layout *w = &ps->w;
+    if (w->nrows == 1 && w->nblocks > 1) {
+        run_per_row(ps, pool);
+        return;
+    }
+    ps->partial = w->nchunks > 1 ? scratch : NULL;
+    int64_t cost = w->rows_per_chunk * w->inner;
+    nd_pool_for(pool, w->nblocks * w->nchunks, cost, keyed_items, ps);
+    if (ps->partial)
+        nd_pool_for(pool, w->nblocks, w->nchunks * w->nbuckets, combine_items, ps);
+}
+
+// Scratch layout: [partials | sum1 (keys) | sum2 (keys) | two float factors per statistic].
+static double *scratch_sums(const struct nd_norm_plan *plan, double *scratch) {
+    struct nd__walk_layout s, p;
+    nd__walk_layout_init(&s, plan, ND__KEY_STAT);
+    nd__walk_layout_init(&p, plan, ND__KEY_PARAM);
+    size_t a = nd__walk_partial_doubles(&s), b = nd__walk_partial_doubles(&p);
+    return scratch + (a > b ? a : b);
+}
+
+static int64_t max_keys(const struct nd_norm_plan *plan) {
+    return plan->nstat > plan->nparam ? plan->nstat : plan->nparam;
+}
+
+// ---- moments ----
+
+// mean = shift + S1/n, var = S2/n - (S1/n)^2 per bucket of each block.
+static void finish_moments(const struct pass *ps, double *mean, double *var, int64_t count) {
+    const struct nd__walk_layout *w = &ps->w;
+    double inv = 1.0 / (double)count;
+    for (int64_t b = 0; b < w->nblocks; b++) {
+        struct nd__pos base = nd__walk_block_base(w, b);
+        for (int64_t j = 0; j < w->nbuckets; j++) {
+            int64_t s = base.s + j;
+            double m1 = ps->sum1[s] * inv, m2 = ps->sum2[s] * inv;
+            double shift = ps->centered ? ps->x[base.x + j] : 0.0;
+            double v = ps->centered ? m2 - m1 * m1 : m2;
+            mean[s] = ps->centered ? shift + m1 : 0.0;
+            var[s] = v > 0.0 ? v : 0.0;
+        }
+    }
+}
+
+void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
+                     double *restrict var, const float *restrict x, bool centered,
+                     struct nd_pool *pool, double *restrict scratch) {
+    if (plan->numel == 0 || plan->count == 0) {
+        for (int64_t s = 0; s < plan->nstat; s++)
+            mean[s] = var[s] = 0.0;
+        return;
+    }
+    struct pass ps = {.op = OP_MOMENTS, .centered = centered, .x = x};
+    nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
+    ps.sum1 = scratch_sums(plan, scratch);
+    ps.sum2 = ps.sum1 + max_keys(plan);
+    run_keyed(&ps, pool, scratch);
+    finish_moments(&ps, mean, var, plan->count);
+}
+
+// ---- elementwise passes: apply and the input gradient ----
+
+// y = (x*a + c)*g + b; with both indices fixed along the row it folds into one multiply-add.
+ALWAYS_INLINE void apply_row(float *y, const float *x, const float *a, const float *c,
+                             const float *g, const float *b, int64_t n, int sI, int pI, int hg,
+                             int hb) {
+    if (!sI && !pI) {
+        float A = a[0], C = c[0];
+        if (hg) {
+            A *= g[0];
+            C *= g[0];
+        }
+        if (hb)
+            C += b[0];
+        for (int64_t j = 0; j < n; j++)
+            y[j] = x[j] * A + C;
+        return;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        float t = x[j] * a[sI ? j : 0] + c[sI ? j : 0];
+        if (hg)
+            t *= g[pI ? j : 0];
+        if (hb)
+            t += b[pI ? j : 0];
+        y[j] = t;
+    }
+}
+
+// dx = a*g + k_mean + xhat*k_var with g = dy*gamma and xhat = x*a + c.
+ALWAYS_INLINE void dx_row(float *dx, const float *dy, const float *x, const float *a,
+                          const float *c, const float *km, const float *kv, const float *g,
+                          int64_t n, int sI, int pI) {
+    for (int64_t j = 0; j < n; j++) {
+        int64_t s = sI ? j : 0;
+        float gj = dy[j] * g[pI ? j : 0];
+        float xh = x[j] * a[s] + c[s];
+        dx[j] = a[s] * gj + km[s] + xh * kv[s];
+    }
+}
+
+ALWAYS_INLINE void elementwise_run(const struct pass *ps, struct nd__pos pos, int64_t nrows,
+                                   struct nd__pos step, int is_dx, int sI, int pI) {
+    int64_t n = ps->w.inner;
+    int hg = ps->gamma != NULL, hb = ps->beta != NULL;
+    for (int64_t r = 0; r < nrows; r++) {
+        const float *g = hg ? ps->gamma + pos.p : &one;
+        if (is_dx)
+            dx_row(ps->out + pos.x, ps->dy + pos.x, ps->x + pos.x, ps->a + pos.s, ps->c + pos.s,
+                   ps->k_mean + pos.s, ps->k_var + pos.s, g, n, sI, hg ? pI : 0);
+        else
+            apply_row(ps->out + pos.x, ps->x + pos.x, ps->a + pos.s, ps->c + pos.s, g,
+                      hb ? ps->beta + pos.p : NULL, n, sI, pI, hg, hb);
+        pos.x += step.x;
+        pos.s += step.s;
+        pos.p += step.p;
+    }
+}
+
+#define ELEMENTWISE_RUN(name, is_dx, sI, pI)                                                   \
+    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                 \
+                                struct nd__pos step) {                                         \
+        elementwise_run(ctx, pos, nrows, step, is_dx, sI, pI);                                 \
+    }
+ELEMENTWISE_RUN(run_apply_s0p0, 0, 0, 0)
+ELEMENTWISE_RUN(run_apply_s0p1, 0, 0, 1)
+ELEMENTWISE_RUN(run_apply_s1p0, 0, 1, 0)
+ELEMENTWISE_RUN(run_apply_s1p1, 0, 1, 1)
+ELEMENTWISE_RUN(run_dx_s0p0, 1, 0, 0)
+ELEMENTWISE_RUN(run_dx_s0p1, 1, 0, 1)
+ELEMENTWISE_RUN(run_dx_s1p0, 1, 1, 0)
+ELEMENTWISE_RUN(run_dx_s1p1, 1, 1, 1)
+
+static void elementwise_items(void *ctx, int64_t begin, int64_t end) {
+    const struct pass *ps = ctx;
+    const struct nd__walk_layout *w = &ps->w;
+    int sI = w->s_inner != 0, pI = w->p_inner != 0;
+    static const nd__run_fn apply_runs[2][2] = {{run_apply_s0p0, run_apply_s0p1},
+                                                {run_apply_s1p0, run_apply_s1p1}};
+    static const nd__run_fn dx_runs[2][2] = {{run_dx_s0p0, run_dx_s0p1},
+                                             {run_dx_s1p0, run_dx_s1p1}};
+    nd__run_fn run = ps->dy ? dx_runs[sI][pI] : apply_runs[sI][pI];
+    struct nd__pos base = {0, 0, 0};
+    for (int64_t chunk = begin; chunk < end; chunk++) {
+        int64_t r0 = chunk * w->rows_per_chunk, r1 = r0 + w->rows_per_chunk;
+        nd__walk_rows(w, base, r0, r1 < w->nrows ? r1 : w->nrows, run, (void *)ps);
+    }
+}
+
+static void run_elementwise(struct pass *ps, struct nd_pool *pool) {
+    const struct nd__walk_layout *w = &ps->w;
+    nd_pool_for(pool, w->nchunks, w->rows_per_chunk * w->inner, elementwise_items, ps);
+}
+
+void nd_norm_apply(const struct nd_norm_plan *plan, float *y, const float *x, const float *a,
+                   const float *c, const float *gamma, const float *beta,
+                   struct nd_pool *pool) {
+    if (plan->numel == 0)
+        return;
+    struct pass ps = {.x = x, .a = a, .c = c, .gamma = gamma, .beta = beta, .out = y};
+    nd__walk_layout_init(&ps.w, plan, ND__KEY_NONE);
+    run_elementwise(&ps, pool);
+}
+
+void nd_norm_forward(const struct nd_norm_plan *plan, float *y, float *restrict a,
+                     float *restrict c, double *restrict mean, double *restrict var,
+                     const float *x, const float *gamma, const float *beta, double eps,
+                     bool centered, double denom, struct nd_pool *pool,
+                     double *restrict scratch) {
+    nd_norm_moments(plan, mean, var, x, centered, pool, scratch);
+    double scale = plan->count > 0 ? (double)plan->count / denom : 1.0;
+    for (int64_t s = 0; s < plan->nstat; s++) {
+        double rstd = 1.0 / sqrt(var[s] * scale + eps);
+        a[s] = (float)rstd;
+        c[s] = (float)(-mean[s] * rstd);
+    }
+    nd_norm_apply(plan, y, x, a, c, gamma, beta, pool);
+}
+
+// ---- backward ----
+
+void nd_norm_param_grads(const struct nd_norm_plan *plan, float *restrict dgamma,
+                         float *restrict dbeta, const float *restrict dy,
+                         const float *restrict x, const float *restrict a,
+                         const float *restrict c, struct nd_pool *pool,
+                         double *restrict scratch) {
+    if (!dgamma && !dbeta)
+        return;
+    struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c};
+    nd__walk_layout_init(&ps.w, plan, ND__KEY_PARAM);
+    ps.sum1 = scratch_sums(plan, scratch);
+    ps.sum2 = ps.sum1 + max_keys(plan);
+    if (plan->numel == 0)
+        memset(ps.sum1, 0, 2 * (size_t)max_keys(plan) * sizeof(double));
+    else
+        run_keyed(&ps, pool, scratch);
+    for (int64_t p = 0; p < plan->nparam; p++) {
+        if (dbeta)
+            dbeta[p] = (float)ps.sum1[p];
+        if (dgamma)
+            dgamma[p] = (float)ps.sum2[p];
+    }
+}
+
+// From the statistic sums S1 = sum(g), S2 = sum(g*xhat): k_mean = -a*S1/n (0 for RMS),
+// k_var = -a*S2/d, then the elementwise dx pass.
+static void finish_input_grad(struct pass *ps, const struct nd_norm_plan *plan, bool centered,
+                              double denom, struct nd_pool *pool) {
+    float *km = (float *)(ps->sum2 + max_keys(plan));
+    float *kv = km + plan->nstat;
+    double inv_n = 1.0 / (double)plan->count, inv_d = 1.0 / denom;
+    for (int64_t s = 0; s < plan->nstat; s++) {
+        km[s] = centered ? (float)(-(double)ps->a[s] * ps->sum1[s] * inv_n) : 0.0f;
+        kv[s] = (float)(-(double)ps->a[s] * ps->sum2[s] * inv_d);
+    }
+    ps->k_mean = km;
+    ps->k_var = kv;
+    nd__walk_layout_init(&ps->w, plan, ND__KEY_NONE);
+    run_elementwise(ps, pool);
+}
+
+void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
+                        const float *restrict dy, const float *restrict x,
+                        const float *restrict a, const float *restrict c,
+                        const float *restrict gamma, bool centered, double denom,
+                        struct nd_pool *pool, double *restrict scratch) {
+    if (plan->numel == 0)
+        return;
+    struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma,
+                      .out = dx};
+    nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
+    ps.sum1 = scratch_sums(plan, scratch);
+    ps.sum2 = ps.sum1 + max_keys(plan);
+    run_keyed(&ps, pool, scratch);
+    finish_input_grad(&ps, plan, centered, denom, pool);
+}
+
+void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx,
+                      float *restrict dgamma, float *restrict dbeta, const float *restrict dy,
+                      const float *restrict x, const float *restrict a,
+                      const float *restrict c, const float *restrict gamma, bool centered,
+                      double denom, struct nd_pool *pool, double *restrict scratch) {
+    if (!plan->param_is_stat || !dx || plan->numel == 0) {
+        nd_norm_param_grads(plan, dgamma, dbeta, dy, x, a, c, pool, scratch);
+        if (dx)
+            nd_norm_input_grad(plan, dx, dy, x, a, c, gamma, centered, denom, pool, scratch);
+        return;
+    }
+    // Batch norm: sum(dy*gamma) = gamma*sum(dy) per channel, so one keyed pass serves both.
+    struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma,
+                      .out = dx};
+    nd__walk_layout_init(&ps.w, plan, ND__KEY_PARAM);
+    ps.sum1 = scratch_sums(plan, scratch);
+    ps.sum2 = ps.sum1 + max_keys(plan);
+    run_keyed(&ps, pool, scratch);
+    for (int64_t p = 0; p < plan->nparam; p++) {
+        if (dbeta)
+            dbeta[p] = (float)ps.sum1[p];
+        if (dgamma)
+            dgamma[p] = (float)ps.sum2[p];
+        double g = gamma ? gamma[p] : 1.0;
+        ps.sum1[p] *= g;
+        ps.sum2[p] *= g;
+    }
+    finish_input_grad(&ps, plan, centered, denom, pool);
+}

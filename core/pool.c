@@ -1,0 +1,431 @@
+// pool.c - the engine's worker threads (a queue of parallel-for jobs) and the lock wrappers.
+//
+// Shape: one mutex guards a FIFO of jobs and the workers' sleep; the items of a job are handed
+// out with a lock-free claim counter, so no lock is held while fn runs.
+//
+//   nd_pool_for (caller)                       worker
+//   --------------------                       ------
+//   lock; append job; unlock; wake k workers   lock; job = oldest job with unclaimed items
+//   claim ranges of the job and run them       (none: sleep on work_cv); holders++; unlock
+//   lock; unlink job; wait holders == 0        claim ranges and run them until none remain
+//   unlock; return                             lock; holders--; wake the caller if 0
+//
+// Why this is correct: once the caller's own claim loop ends every item is claimed, and every
+// claimed range is run by its claimer before that thread lets go of the job. Workers only take
+// a job under the mutex while it is queued and only let go of it under the mutex, so after the
+// caller has unlinked the job and seen holders == 0 (both under the mutex) no thread is running
+// or can start running an item of it. The same mutex orders each worker's writes in fn before
+// the caller's return (unlock by the worker, lock by the caller), which is the visibility
+// guarantee nd_pool_for promises. The job lives on the caller's stack for exactly that span.
+
+// For pthread_rwlockattr_setkind_np (writer preference, see nd_rwlock_create); everything else
+// here is POSIX.
+#define _GNU_SOURCE
+#include "core/pool.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/alloc.h"
+
+#define POOL_MAX_THREADS 256
+// A thread claims about this many elements of work at a time: large enough that one claim
+// (one contended atomic) is noise next to the work, small enough for a late thread to help.
+#define POOL_GRAIN_ELEMS ((int64_t)16384)
+// ...but at most 1 / (POOL_BALANCE_PARTS * nthreads) of the items, so that threads that start
+// late or run slower still find work and the tail stays short.
+#define POOL_BALANCE_PARTS 4
+#define POOL_CACHE_LINE    64
+
+// ---- private types ----------------------------------------------------------------------------
+
+// One nd_pool_for call. Lives on the caller's stack from submission until nd_pool_for returns.
+struct pool_job {
+    // The claim counter is the only field every participating thread writes; it gets its own
+    // cache line so claims do not keep invalidating the read-only fields below.
+    alignas(POOL_CACHE_LINE) _Atomic int64_t next; // first unclaimed item
+    alignas(POOL_CACHE_LINE) int64_t nitems;       // read-only after submission
+    int64_t grain;                                 // items per claim, >= 1
+    nd_pool_fn fn;
+    void *ctx;
+    // Guarded by pool->mu.
+    struct pool_job *older, *newer; // queue links
+    int holders;                    // workers that hold a pointer to this job
+    bool waiting;                   // the caller sleeps on done_cv until holders == 0
+};
+
+struct nd_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; // workers: a job with unclaimed items was queued, or stopping
+    pthread_cond_t done_cv; // callers: some waiting job's holders dropped to 0
+    // Guarded by mu.
+    struct pool_job *oldest, *newest;
+    bool stopping;
+    // Read-only after create (inline_elems: see nd_pool_set_inline_elems).
+    int nthreads;
+    int nworkers; // workers actually started, joined by nd_pool_free
+    int64_t inline_elems;
+    pthread_t workers[];
+};
+
+// ---- jobs -------------------------------------------------------------------------------------
+
+static int64_t min_i64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+// Items per claim for a job of nitems items of item_cost elements each (see POOL_GRAIN_ELEMS).
+static int64_t job_grain(int nthreads, int64_t nitems, int64_t item_cost) {
+    int64_t cost = item_cost > 0 ? item_cost : 1;
+    int64_t by_cost = cost >= POOL_GRAIN_ELEMS ? 1 : POOL_GRAIN_ELEMS / cost;
+    int64_t parts = (int64_t)POOL_BALANCE_PARTS * nthreads;
+    int64_t by_balance = nitems / parts + (nitems % parts != 0);
+    return min_i64(by_cost, by_balance); // >= 1: nitems >= 1
+}
+
+// Claims the next range [*begin, *end) of job; false once every item is claimed.
+// A compare-exchange rather than fetch_add so that next never passes nitems: it cannot
+// overflow however large nitems is. Relaxed order is enough: the claim only splits indices
+// between threads; the job's fields and fn's results are ordered by pool->mu (see the top).
+static bool job_claim(struct pool_job *job, int64_t *begin, int64_t *end) {
+    int64_t cur = atomic_load_explicit(&job->next, memory_order_relaxed);
+    while (cur < job->nitems) {
+        int64_t stop = cur + min_i64(job->grain, job->nitems - cur);
+        if (atomic_compare_exchange_weak_explicit(&job->next, &cur, stop, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *begin = cur;
+            *end = stop;
+            return true;
+        }
+    }
+    return false;
+}
+
+// Runs ranges of job until every item is claimed.
+static void job_work(struct pool_job *job) {
+    int64_t begin, end;
+    while (job_claim(job, &begin, &end))
+        job->fn(job->ctx, begin, end);
+}
+
+static bool job_has_unclaimed(struct pool_job *job) {
+    return atomic_load_explicit(&job->next, memory_order_relaxed) < job->nitems;
+}
+
+// ---- the queue (all under pool->mu) -----------------------------------------------------------
+
+static void queue_push(struct nd_pool *pool, struct pool_job *job) {
+    job->older = pool->newest;
+    job->newer = NULL;
+    if (pool->newest)
+        pool->newest->newer = job;
+    else
+        pool->oldest = job;
+    pool->newest = job;
+}
+
+static void queue_unlink(struct nd_pool *pool, struct pool_job *job) {
+    if (job->older)
+        job->older->newer = job->newer;
+    else
+        pool->oldest = job->newer;
+    if (job->newer)
+        job->newer->older = job->older;
+    else
+        pool->newest = job->older;
+    job->older = job->newer = NULL;
+}
+
+// The oldest queued job that still has unclaimed items, or NULL. Exhausted jobs stay queued
+// until their caller unlinks them; the queue holds at most one job per caller thread, so
+// the walk is short.
+static struct pool_job *queue_pick(struct nd_pool *pool) {
+    for (struct pool_job *job = pool->oldest; job; job = job->newer)
+        if (job_has_unclaimed(job))
+            return job;
+    return NULL;
+}
+
+// ---- workers ----------------------------------------------------------------------------------
+
+static void *worker_main(void *arg) {
+    struct nd_pool *pool = arg;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        struct pool_job *job = queue_pick(pool);
+        if (!job) {
+            if (pool->stopping)
+                break;
+            // The check above and this wait are under mu, and jobs are queued under mu,
+            // so a job queued in between cannot be missed (no lost wakeup).
+            pthread_cond_wait(&pool->work_cv, &pool->mu);
+            continue;
+        }
+        job->holders++; // pins the job: its caller cannot return while holders > 0
+        pthread_mutex_unlock(&pool->mu);
+        job_work(job);
+        pthread_mutex_lock(&pool->mu);
+        if (--job->holders == 0 && job->waiting)
+            pthread_cond_broadcast(&pool->done_cv); // several callers may share done_cv
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+// Queues job and wakes as many sleeping workers as it has ranges beyond the caller's first.
+static void pool_submit(struct nd_pool *pool, struct pool_job *job) {
+    int64_t ranges = job->nitems / job->grain + (job->nitems % job->grain != 0);
+    int64_t wake = min_i64(ranges - 1, pool->nworkers);
+    pthread_mutex_lock(&pool->mu);
+    queue_push(pool, job);
+    pthread_mutex_unlock(&pool->mu);
+    // Signalled after unlocking so a woken worker does not block on mu at once. Signals that
+    // find no sleeper are lost harmlessly: a busy worker checks the queue before sleeping.
+    for (int64_t i = 0; i < wake; i++)
+        pthread_cond_signal(&pool->work_cv);
+}
+
+// Called once the caller's claim loop ended: takes job out of reach of idle workers and waits
+// until those already in it have finished their last range (see the top of the file).
+static void pool_retire(struct nd_pool *pool, struct pool_job *job) {
+    pthread_mutex_lock(&pool->mu);
+    queue_unlink(pool, job);
+    job->waiting = true;
+    while (job->holders > 0)
+        pthread_cond_wait(&pool->done_cv, &pool->mu);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+static bool pool_runs_inline(const struct nd_pool *pool, int64_t nitems, int64_t item_cost) {
+    if (!pool || pool->nthreads == 1 || nitems <= 1)
+        return true;
+    int64_t elems;
+    if (!nd_count_mul(nitems, item_cost > 0 ? item_cost : 1, &elems))
+        return false; // overflow: more work than any threshold
+    return elems < pool->inline_elems;
+}
+
+// ---- lifecycle helpers ------------------------------------------------------------------------
+
+// pthread creation and init calls report lack of resources (threads, memory) as EAGAIN or
+// ENOMEM, which a caller may retry later; anything else is a bug or a broken system.
+static enum nd_status status_of_errno(int rc) {
+    return rc == EAGAIN || rc == ENOMEM ? ND_STATUS_OUT_OF_MEMORY : ND_STATUS_INTERNAL;
+}
+
+// Initializes the mutex and condition variables; on failure nothing is left initialized.
+static enum nd_status pool_init_sync(struct nd_pool *pool, struct nd_error *err) {
+    if (pthread_mutex_init(&pool->mu, NULL) != 0)
+        return nd_error_set(err, ND_STATUS_INTERNAL, "thread pool: cannot create a mutex");
+    if (pthread_cond_init(&pool->work_cv, NULL) != 0)
+        goto fail_mu;
+    if (pthread_cond_init(&pool->done_cv, NULL) != 0)
+        goto fail_work;
+    return ND_STATUS_OK;
+fail_work:
+    pthread_cond_destroy(&pool->work_cv);
+fail_mu:
+    pthread_mutex_destroy(&pool->mu);
+    return nd_error_set(err, ND_STATUS_INTERNAL, "thread pool: cannot create a condition");
+}
+
+// Starts nthreads - 1 workers; on failure pool->nworkers says how many run (nd_pool_free
+// stops them).
+static enum nd_status pool_start_workers(struct nd_pool *pool, struct nd_error *err) {
+    for (int i = 0; i < pool->nthreads - 1; i++) {
+        int rc = pthread_create(&pool->workers[i], NULL, worker_main, pool);
+        if (rc != 0) {
+            return nd_error_set(err, status_of_errno(rc),
+                                "thread pool: cannot start worker %d of %d (error %d)", i + 1,
+                                pool->nthreads - 1, rc);
+        }
+        pool->nworkers = i + 1;
+    }
+    return ND_STATUS_OK;
+}
+
+// ---- public: the pool -------------------------------------------------------------------------
+
+enum nd_status nd_pool_create(struct nd_pool **out, int nthreads, struct nd_error *err) {
+    if (!out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_pool_create: out is NULL");
+    *out = NULL;
+    if (nthreads < 1 || nthreads > POOL_MAX_THREADS)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "thread count must be in 1..%d, got %d",
+                            POOL_MAX_THREADS, nthreads);
+    size_t bytes = sizeof(struct nd_pool) + (size_t)(nthreads - 1) * sizeof(pthread_t);
+    struct nd_pool *pool = nd_calloc_aligned(bytes);
+    if (!pool)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "thread pool: out of memory");
+    pool->nthreads = nthreads;
+    pool->inline_elems = ND_POOL_INLINE_ELEMS_DEFAULT;
+    enum nd_status st = pool_init_sync(pool, err);
+    if (st != ND_STATUS_OK) {
+        nd_free(pool);
+        return st;
+    }
+    st = pool_start_workers(pool, err);
+    if (st != ND_STATUS_OK) {
+        nd_pool_free(pool); // joins the workers that did start
+        return st;
+    }
+    *out = pool;
+    return ND_STATUS_OK;
+}
+
+void nd_pool_free(struct nd_pool *pool) {
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->mu);
+    pool->stopping = true;
+    pthread_mutex_unlock(&pool->mu);
+    pthread_cond_broadcast(&pool->work_cv);
+    for (int i = 0; i < pool->nworkers; i++)
+        pthread_join(pool->workers[i], NULL);
+    pthread_cond_destroy(&pool->done_cv);
+    pthread_cond_destroy(&pool->work_cv);
+    pthread_mutex_destroy(&pool->mu);
+    nd_free(pool);
+}
+
+int nd_pool_threads(const struct nd_pool *pool) {
+    return pool ? pool->nthreads : 1;
+}
+
+void nd_pool_set_inline_elems(struct nd_pool *pool, int64_t elems) {
+    if (pool)
+        pool->inline_elems = elems > 0 ? elems : 0;
+}
+
+void nd_pool_for(struct nd_pool *pool, int64_t nitems, int64_t item_cost, nd_pool_fn fn,
+                 void *ctx) {
+    if (nitems <= 0)
+        return;
+    if (pool_runs_inline(pool, nitems, item_cost)) {
+        fn(ctx, 0, nitems);
+        return;
+    }
+    struct pool_job job = {
+        .nitems = nitems,
+        .grain = job_grain(pool->nthreads, nitems, item_cost),
+        .fn = fn,
+        .ctx = ctx,
+    };
+    atomic_init(&job.next, 0);
+    pool_submit(pool, &job);
+    job_work(&job); // the caller always works on its own job: it progresses even if
+                    // every worker is busy with older jobs
+    pool_retire(pool, &job);
+}
+
+// ---- public: locks ----------------------------------------------------------------------------
+
+// Each lock gets its own cache line (nd_alloc_aligned): a lock word that shares a line with
+// hot data of a neighbour would bounce between cores on every acquire.
+struct nd_rwlock {
+    pthread_rwlock_t rw;
+};
+
+struct nd_mutex {
+    pthread_mutex_t mu;
+};
+
+// glibc's default rw-lock admits new readers while a writer waits, so a steady stream of
+// forwards on one layer would starve its train-steps forever. Prefer writers where the C
+// library lets us choose; the price is that a thread must not take a read lock it already
+// holds (with a writer waiting in between, the second rdlock would deadlock).
+static int rwlock_init(pthread_rwlock_t *rw) {
+    pthread_rwlockattr_t attr;
+    int rc = pthread_rwlockattr_init(&attr);
+    if (rc != 0)
+        return rc;
+#if defined(__GLIBC__)
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    rc = pthread_rwlock_init(rw, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return rc;
+}
+
+enum nd_status nd_rwlock_create(struct nd_rwlock **out, struct nd_error *err) {
+    if (!out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_rwlock_create: out is NULL");
+    *out = NULL;
+    struct nd_rwlock *lock = nd_alloc_aligned(sizeof *lock);
+    if (!lock)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "rw-lock: out of memory");
+    int rc = rwlock_init(&lock->rw);
+    if (rc != 0) {
+        nd_free(lock);
+        return nd_error_set(err, status_of_errno(rc), "rw-lock: cannot create (error %d)", rc);
+    }
+    *out = lock;
+    return ND_STATUS_OK;
+}
+
+void nd_rwlock_free(struct nd_rwlock *lock) {
+    if (!lock)
+        return;
+    pthread_rwlock_destroy(&lock->rw);
+    nd_free(lock);
+}
+
+// The lock calls fail only on misuse (a deadlock the implementation detects, a lock not
+// held): broken invariants, hence asserts rather than statuses.
+void nd_rwlock_rdlock(struct nd_rwlock *lock) {
+    int rc = pthread_rwlock_rdlock(&lock->rw);
+    assert(rc == 0);
+    (void)rc;
+}
+
+void nd_rwlock_wrlock(struct nd_rwlock *lock) {
+    int rc = pthread_rwlock_wrlock(&lock->rw);
+    assert(rc == 0);
+    (void)rc;
+}
+
+void nd_rwlock_unlock(struct nd_rwlock *lock) {
+    int rc = pthread_rwlock_unlock(&lock->rw);
+    assert(rc == 0);
+    (void)rc;
+}
+
+enum nd_status nd_mutex_create(struct nd_mutex **out, struct nd_error *err) {
+    if (!out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_mutex_create: out is NULL");
+    *out = NULL;
+    struct nd_mutex *lock = nd_alloc_aligned(sizeof *lock);
+    if (!lock)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "mutex: out of memory");
+    int rc = pthread_mutex_init(&lock->mu, NULL);
+    if (rc != 0) {
+        nd_free(lock);
+        return nd_error_set(err, status_of_errno(rc), "mutex: cannot create (error %d)", rc);
+    }
+    *out = lock;
+    return ND_STATUS_OK;
+}
+
+void nd_mutex_free(struct nd_mutex *lock) {
+    if (!lock)
+        return;
+    pthread_mutex_destroy(&lock->mu);
+    nd_free(lock);
+}
+
+void nd_mutex_lock(struct nd_mutex *lock) {
+    int rc = pthread_mutex_lock(&lock->mu);
+    assert(rc == 0);
+    (void)rc;
+}
+
+void nd_mutex_unlock(struct nd_mutex *lock) {
+    int rc = pthread_mutex_unlock(&lock->mu);
+    assert(rc == 0);
+    (void)rc;
+}

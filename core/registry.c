@@ -1,0 +1,409 @@
+// registry.c - named layers and shared arrays, in two sorted tables under one mutex.
+#include "core/registry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/layer_impl.h"
+
+// ---- sorted tables ----
+
+struct entry {
+    char name[ND_NAME_MAX + 1];
+    void *obj; // struct nd_layer * or struct nd_array *, one reference held
+};
+
+struct table {
+    struct entry *e;
+    int64_t n, cap;
+};
+
+struct nd_registry {
+    struct nd_mutex *lock;
+    int64_t max_layers;
+    struct table layers, shared;
+};
+
+// Index of name, or -(insertion point) - 1 when absent.
+static int64_t table_find(const struct table *t, const char *name) {
+    int64_t lo = 0, hi = t->n - 1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(t->e[mid].name, name);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -lo - 1;
+}
+
+static bool table_reserve(struct table *t) {
+    if (t->n < t->cap)
+        return true;
+    int64_t cap = t->cap ? t->cap * 2 : 16;
+    struct entry *e = realloc(t->e, (size_t)cap * sizeof *e);
+    if (!e)
+        return false;
+    t->e = e;
+    t->cap = cap;
+    return true;
+}
+
+// Inserts at position pos (from table_find); the table must have room.
+static void table_insert(struct table *t, int64_t pos, const char *name, void *obj) {
+    memmove(&t->e[pos + 1], &t->e[pos], (size_t)(t->n - pos) * sizeof t->e[0]);
+    memset(&t->e[pos], 0, sizeof t->e[pos]);
+    strncpy(t->e[pos].name, name, ND_NAME_MAX);
+    t->e[pos].obj = obj;
+    t->n++;
+}
+
+static void table_remove(struct table *t, int64_t pos) {
+    memmove(&t->e[pos], &t->e[pos + 1], (size_t)(t->n - pos - 1) * sizeof t->e[0]);
+    t->n--;
+}
+
+// ---- lifecycle ----
+
+enum nd_status nd_registry_create(int64_t max_layers, struct nd_registry **out,
+                                  struct nd_error *err) {
+    if (!out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_create: NULL out");
+    if (max_layers < 1)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "max_layers must be >= 1, got %lld",
+                            (long long)max_layers);
+    struct nd_registry *reg = calloc(1, sizeof *reg);
+    if (!reg)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate a registry");
+    enum nd_status st = nd_mutex_create(&reg->lock, err);
+    if (st != ND_STATUS_OK) {
+        free(reg);
+        return st;
+    }
+    reg->max_layers = max_layers;
+    *out = reg;
+    return ND_STATUS_OK;
+}
+
+void nd_registry_free(struct nd_registry *reg) {
+    if (!reg)
+        return;
+    for (int64_t i = 0; i < reg->layers.n; i++)
+        nd_layer_unref(reg->layers.e[i].obj);
+    for (int64_t i = 0; i < reg->shared.n; i++)
+        nd_array_unref(reg->shared.e[i].obj);
+    free(reg->layers.e);
+    free(reg->shared.e);
+    nd_mutex_free(reg->lock);
+    free(reg);
+}
+
+// ---- shared arrays: the binder layers use (registry lock held) ----
+
+// New shared arrays of the definition being built; inserted only when it succeeds.
+struct bind_ctx {
+    struct nd_registry *reg;
+    struct nd_array *fresh[ND_ARRAY_AFFINE_COUNT];
+    int nfresh;
+};
+
+static struct nd_array *fresh_find(struct bind_ctx *ctx, const char *name) {
+    for (int i = 0; i < ctx->nfresh; i++)
+        if (strcmp(ctx->fresh[i]->shared_name, name) == 0)
+            return ctx->fresh[i];
+    return NULL;
+}
+
+static enum nd_status shared_shape_error(const char *name, const struct nd_shape *have,
+                                         const struct nd_shape *want, struct nd_error *err) {
+    char h[96], w[96];
+    return nd_error_set(err, ND_STATUS_SHAPE_MISMATCH,
+                        "shared array %s has shape %s, this layer needs %s", name,
+                        nd_shape_format(have, h, sizeof h), nd_shape_format(want, w, sizeof w));
+}
+
+static enum nd_status bind_shared(void *vctx, const char *name, const struct nd_shape *shape,
+                                  const struct nd_initializer *init, struct nd_rng *rng,
+                                  struct nd_array **out, struct nd_error *err) {
+    struct bind_ctx *ctx = vctx;
+    int64_t pos = table_find(&ctx->reg->shared, name);
+    struct nd_array *a = pos >= 0 ? ctx->reg->shared.e[pos].obj : fresh_find(ctx, name);
+    if (a) {
+        if (shape && !nd_shape_equal(&a->shape, shape))
+            return shared_shape_error(name, &a->shape, shape, err);
+        nd_array_ref(a);
+        *out = a;
+        return ND_STATUS_OK;
+    }
+    if (!shape) // a lookup only
+        return nd_error_set(err, ND_STATUS_NOT_FOUND, "no shared array %s", name);
+    if (ctx->nfresh == ND_ARRAY_AFFINE_COUNT)
+        return nd_error_set(err, ND_STATUS_INTERNAL, "too many new shared arrays");
+    enum nd_status st = nd__array_create(shape, name, &a, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    nd_initializer_fill(init, rng, a->data, a->numel);
+    ctx->fresh[ctx->nfresh++] = a; // the context's reference
+    nd_array_ref(a);
+    *out = a;
+    return ND_STATUS_OK;
+}
+
+// Inserts the new shared arrays of a successful definition (reserving room first).
+static enum nd_status bind_commit(struct bind_ctx *ctx, struct nd_error *err) {
+    struct table *t = &ctx->reg->shared;
+    for (int i = 0; i < ctx->nfresh; i++) {
+        if (!table_reserve(t))
+            return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared table");
+        int64_t pos = table_find(t, ctx->fresh[i]->shared_name);
+        table_insert(t, -pos - 1, ctx->fresh[i]->shared_name, ctx->fresh[i]);
+        ctx->fresh[i] = NULL;
+    }
+    ctx->nfresh = 0;
+    return ND_STATUS_OK;
+}
+
+static void bind_release(struct bind_ctx *ctx) {
+    for (int i = 0; i < ctx->nfresh; i++)
+        nd_array_unref(ctx->fresh[i]);
+    ctx->nfresh = 0;
+}
+
+// Drops shared arrays that no registered layer uses any more.
+static void prune_shared(struct nd_registry *reg) {
+    for (int64_t i = reg->shared.n - 1; i >= 0; i--) {
+        bool used = false;
+        for (int64_t j = 0; !used && j < reg->layers.n; j++)
+            used = nd__layer_uses_shared(reg->layers.e[j].obj, reg->shared.e[i].name);
+        if (!used) {
+            nd_array_unref(reg->shared.e[i].obj);
+            table_remove(&reg->shared, i);
+        }
+    }
+}
+
+// ---- layers ----
+
+static enum nd_status define_checks(struct nd_registry *reg, const char *name, int64_t pos,
+                                    enum nd_define_mode mode, uint64_t if_version,
+                                    struct nd_error *err) {
+    if (pos >= 0 && mode == ND_DEFINE_CREATE)
+        return nd_error_set_field(err, ND_STATUS_ALREADY_EXISTS, "name",
+                                  "layer %s already exists", name);
+    if (if_version != 0 && (pos < 0 || nd__layer_version(reg->layers.e[pos].obj) != if_version))
+        return nd_error_set(err, ND_STATUS_PRECONDITION_FAILED,
+                            "layer %s is not at version %llu", name,
+                            (unsigned long long)if_version);
+    if (pos < 0 && reg->layers.n >= reg->max_layers)
+        return nd_error_set(err, ND_STATUS_LIMIT_EXCEEDED, "the server holds its maximum of %lld "
+                            "layers", (long long)reg->max_layers);
+    if (pos < 0 && !table_reserve(&reg->layers))
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the layer table");
+    return ND_STATUS_OK;
+}
+
+static void define_insert(struct nd_registry *reg, int64_t pos, const char *name,
+                          struct nd_layer *layer) {
+    if (pos >= 0) {
+        nd_layer_unref(reg->layers.e[pos].obj);
+        reg->layers.e[pos].obj = layer;
+    } else {
+        table_insert(&reg->layers, -pos - 1, name, layer);
+    }
+}
+
+enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
+                                  const struct nd_layer_def *def, enum nd_define_mode mode,
+                                  uint64_t if_version, uint64_t seed, bool *created,
+                                  struct nd_layer **out, struct nd_error *err) {
+    if (!reg || !name || !def)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_define: NULL argument");
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->layers, name);
+    struct bind_ctx ctx = {.reg = reg};
+    struct nd__binder binder = {bind_shared, &ctx};
+    struct nd_layer *layer = NULL;
+    enum nd_status st = define_checks(reg, name, pos, mode, if_version, err);
+    if (st == ND_STATUS_OK)
+        st = nd__layer_create(name, def, seed, &binder, &layer, err);
+    if (st == ND_STATUS_OK)
+        st = bind_commit(&ctx, err);
+    if (st == ND_STATUS_OK) {
+        if (created)
+            *created = pos < 0;
+        if (out) {
+            nd_layer_ref(layer);
+            *out = layer;
+        }
+        define_insert(reg, pos, name, layer);
+        layer = NULL;
+        prune_shared(reg); // a replaced layer may have left a shared array behind
+    }
+    bind_release(&ctx);
+    nd_layer_unref(layer);
+    nd_mutex_unlock(reg->lock);
+    return st;
+}
+
+enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,
+                               struct nd_error *err) {
+    if (!reg || !name || !out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_get: NULL argument");
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->layers, name);
+    if (pos >= 0) {
+        *out = reg->layers.e[pos].obj;
+        nd_layer_ref(*out);
+    }
+    nd_mutex_unlock(reg->lock);
+    if (pos < 0)
+        return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    return ND_STATUS_OK;
+}
+
+enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
+                                  struct nd_error *err) {
+    if (!reg || !name)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_delete: NULL argument");
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->layers, name);
+    if (pos >= 0) {
+        nd_layer_unref(reg->layers.e[pos].obj);
+        table_remove(&reg->layers, pos);
+        prune_shared(reg);
+    }
+    nd_mutex_unlock(reg->lock);
+    if (pos < 0)
+        return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    return ND_STATUS_OK;
+}
+
+enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out, int64_t *count,
+                                struct nd_error *err) {
+    if (!reg || !out || !count)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_list: NULL argument");
+    nd_mutex_lock(reg->lock);
+    int64_t n = reg->layers.n;
+    struct nd_layer **list = nd_alloc_aligned((size_t)(n > 0 ? n : 1) * sizeof *list);
+    for (int64_t i = 0; list && i < n; i++) {
+        list[i] = reg->layers.e[i].obj;
+        nd_layer_ref(list[i]);
+    }
+    nd_mutex_unlock(reg->lock);
+    if (!list)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot list %lld layers", (long long)n);
+    *out = list;
+    *count = n;
+    return ND_STATUS_OK;
+}
+
+int64_t nd_registry_count(struct nd_registry *reg) {
+    nd_mutex_lock(reg->lock);
+    int64_t n = reg->layers.n;
+    nd_mutex_unlock(reg->lock);
+    return n;
+}
+
+enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
+                                      const struct nd_initialize_args *args, uint64_t *version,
+                                      struct nd_error *err) {
+    if (!reg || !name || !args)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_initialize: NULL");
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->layers, name);
+    enum nd_status st = ND_STATUS_OK;
+    if (pos < 0)
+        st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    struct bind_ctx ctx = {.reg = reg};
+    struct nd__binder binder = {bind_shared, &ctx};
+    if (st == ND_STATUS_OK)
+        st = nd__layer_initialize(reg->layers.e[pos].obj, args, &binder, version, err);
+    if (st == ND_STATUS_OK)
+        st = bind_commit(&ctx, err);
+    bind_release(&ctx);
+    nd_mutex_unlock(reg->lock);
+    return st;
+}
+
+// ---- shared arrays ----
+
+enum nd_status nd_registry_shared_get(struct nd_registry *reg, const char *name,
+                                      struct nd_array **out, struct nd_error *err) {
+    if (!reg || !name || !out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_get: NULL");
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->shared, name);
+    if (pos >= 0) {
+        *out = reg->shared.e[pos].obj;
+        nd_array_ref(*out);
+    }
+    nd_mutex_unlock(reg->lock);
+    if (pos < 0)
+        return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s",
+                                  name);
+    return ND_STATUS_OK;
+}
+
+static void free_names(char **list, int64_t n) {
+    for (int64_t i = 0; list && i < n; i++)
+        nd_free(list[i]);
+    nd_free(list);
+}
+
+// Copies the names of entries that pass `keep` (NULL: all) into a malloc'd array.
+static enum nd_status collect_names(const struct table *t, bool (*keep)(void *, void *),
+                                    void *arg, char ***names, int64_t *count,
+                                    struct nd_error *err) {
+    char **list = nd_alloc_aligned((size_t)(t->n > 0 ? t->n : 1) * sizeof *list);
+    int64_t n = 0;
+    bool failed = !list;
+    for (int64_t i = 0; !failed && i < t->n; i++) {
+        if (keep && !keep(t->e[i].obj, arg))
+            continue;
+        size_t len = strlen(t->e[i].name) + 1;
+        list[n] = nd_alloc_aligned(len);
+        failed = !list[n];
+        if (!failed)
+            memcpy(list[n++], t->e[i].name, len);
+    }
+    if (failed) {
+        free_names(list, n);
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot list names");
+    }
+    *names = list;
+    *count = n;
+    return ND_STATUS_OK;
+}
+
+enum nd_status nd_registry_shared_list(struct nd_registry *reg, char ***names, int64_t *count,
+                                       struct nd_error *err) {
+    if (!reg || !names || !count)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_list: NULL");
+    nd_mutex_lock(reg->lock);
+    enum nd_status st = collect_names(&reg->shared, NULL, NULL, names, count, err);
+    nd_mutex_unlock(reg->lock);
+    return st;
+}
+
+static bool layer_uses(void *layer, void *name) {
+    return nd__layer_uses_shared(layer, name);
+}
+
+enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *name, char ***names,
+                                        int64_t *count, struct nd_error *err) {
+    if (!reg || !name || !names || !count)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_users: NULL");
+    nd_mutex_lock(reg->lock);
+    enum nd_status st = ND_STATUS_OK;
+    if (table_find(&reg->shared, name) < 0)
+        st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s",
+                                name);
+    if (st == ND_STATUS_OK)
+        st = collect_names(&reg->layers, layer_uses, (void *)name, names, count, err);
+    nd_mutex_unlock(reg->lock);
+    return st;
+}

@@ -1,0 +1,91 @@
+// registry.h - the named layers and shared arrays of one engine.
+//
+// A mutex guards the two tables (layers and shared arrays, each sorted by name); it is held
+// only to look up, insert or remove, and while a definition is built or initialized (shared
+// arrays must be looked up and created atomically with it). Lock order: registry, then a
+// layer's lock, then an array's; never the other way.
+#ifndef ND_REGISTRY_H
+#define ND_REGISTRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/layer.h"
+#include "core/status.h"
+
+struct nd_registry;
+
+// A registry holding at most max_layers layers (>= 1). Caller owns; free with
+// nd_registry_free.
+enum nd_status nd_registry_create(int64_t max_layers, struct nd_registry **out,
+                                  struct nd_error *err);
+
+// Drops the registry's references (layers still referenced elsewhere live on). NULL-safe.
+void nd_registry_free(struct nd_registry *reg);
+
+enum nd_define_mode {
+    ND_DEFINE_CREATE,           // POST: ND_STATUS_ALREADY_EXISTS when the name is taken
+    ND_DEFINE_CREATE_OR_REPLACE // PUT: replaces (in-flight requests keep the old layer)
+};
+
+// Creates the layer `name` from def (validated; shared arrays bound or created) and inserts it.
+// if_version (PUT's If-Match): 0 for any, else the existing layer's expected version
+// (ND_STATUS_PRECONDITION_FAILED otherwise, or when there is no layer). seed is used when the
+// spec has none. *created tells a new name from a replacement; *out (NULL to skip) receives a
+// new reference. ND_STATUS_LIMIT_EXCEEDED when a new name would pass max_layers. Nothing
+// changes on error. Thread-safe.
+enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
+                                  const struct nd_layer_def *def, enum nd_define_mode mode,
+                                  uint64_t if_version, uint64_t seed, bool *created,
+                                  struct nd_layer **out, struct nd_error *err);
+
+// A new reference to the layer `name` (release with nd_layer_unref), or ND_STATUS_NOT_FOUND.
+// Thread-safe.
+enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,
+                               struct nd_error *err);
+
+// Removes the layer `name` (requests holding it finish with it), and shared arrays no remaining
+// layer uses. ND_STATUS_NOT_FOUND when absent. Thread-safe.
+enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
+                                  struct nd_error *err);
+
+// New references to every layer, sorted by name, in a malloc'd array of *count pointers (caller
+// unrefs each and frees the array with nd_free). Thread-safe.
+enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out, int64_t *count,
+                                struct nd_error *err);
+
+// Number of layers. Thread-safe.
+int64_t nd_registry_count(struct nd_registry *reg);
+
+// What POST initialize asks (Wolfram NetInitialize).
+struct nd_initialize_args {
+    bool has_input;
+    struct nd_shape input; // per-example shape
+    bool has_seed;
+    uint64_t seed;
+    bool reinitialize; // refill every array, reset moving-statistics counters and optimizer state
+};
+
+// Initializes the layer `name`: sets the input when given, fills the arrays that have no values
+// yet (all of them with reinitialize; arrays the user gave are kept otherwise), bumps the
+// version into *version (NULL to skip). Nothing changes on error. Thread-safe.
+enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
+                                      const struct nd_initialize_args *args, uint64_t *version,
+                                      struct nd_error *err);
+
+// ---- shared arrays ----
+
+// A new reference to the shared array `name`, or ND_STATUS_NOT_FOUND. Thread-safe.
+enum nd_status nd_registry_shared_get(struct nd_registry *reg, const char *name,
+                                      struct nd_array **out, struct nd_error *err);
+
+// The names of every shared array, sorted, each a malloc'd copy in a malloc'd array (caller
+// frees each and the array with nd_free).
+enum nd_status nd_registry_shared_list(struct nd_registry *reg, char ***names, int64_t *count,
+                                       struct nd_error *err);
+
+// The names of the layers using the shared array `name`, as nd_registry_shared_list gives them.
+enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *name, char ***names,
+                                        int64_t *count, struct nd_error *err);
+
+#endif

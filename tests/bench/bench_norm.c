@@ -1,0 +1,225 @@
+// bench_norm.c - kernel throughput next to this machine's memory bandwidth, in one run.
+//
+// For each shape and thread count: a STREAM-like scale-add y = x*s + t over the same number
+// of elements (the bandwidth a one-pass elementwise kernel can reach), then batch norm
+// inference (one fused multiply-add per element), batch norm training forward (statistics pass
+// + normalizing pass), layer norm (last axis) and group norm (32 groups on the channel axis).
+// Bytes per element follow ../shared/perf: 8 for one read and one write, 12 when the input is
+// read twice. "% bw" = bytes moved per second / the scale-add's bytes per second.
+//
+//   build/bench_norm [--min-time S] [--threads 1,2]
+#define _GNU_SOURCE // CLOCK_MONOTONIC with -std=c11 needs POSIX; the Makefile defines it
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/norm_kernels.h"
+#include "core/pool.h"
+
+#define BIT(i) (1u << (i))
+
+struct shape {
+    const char *name, *layout;
+    int32_t ndim;
+    int64_t size[4];
+    int32_t channel; // batched channel axis
+};
+
+static const struct shape shapes[] = {
+    {"32x64x56x56", "NCHW", 4, {32, 64, 56, 56}, 1},
+    {"32x64x56x56", "NHWC", 4, {32, 56, 56, 64}, 3},
+    {"4096x1024", "NC", 2, {4096, 1024}, 1},
+    {"8192x768", "NC", 2, {8192, 768}, 1},
+};
+
+struct bench {
+    struct nd_pool *pool;
+    struct nd_norm_plan plan;
+    float *x, *y, *a, *c, *gamma, *beta;
+    double *mean, *var, *scratch;
+    int64_t numel;
+};
+
+enum op { OP_SCALE_ADD, OP_BN_INFER, OP_BN_TRAIN, OP_LN, OP_GN, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"scale_add", "bn_inference", "bn_training",
+                                               "layer_norm", "group_norm_32"};
+static const int op_bytes[OP_COUNT] = {8, 8, 12, 12, 12};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// The scale-add probe, split over the pool like the kernels are.
+struct scale_add {
+    float *y;
+    const float *x;
+    int64_t n;
+};
+
+static void scale_add_items(void *ctx, int64_t begin, int64_t end) {
+    const struct scale_add *sa = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t lo = i * 16384, hi = lo + 16384 < sa->n ? lo + 16384 : sa->n;
+        for (int64_t j = lo; j < hi; j++)
+            sa->y[j] = sa->x[j] * 1.0001f + 0.5f;
+    }
+}
+
+static struct nd_norm_dims dims_for(const struct shape *sh, enum op op) {
+    struct nd_norm_dims d = {.ndim = sh->ndim};
+    for (int32_t i = 0; i < sh->ndim; i++) {
+        d.size[i] = sh->size[i];
+        d.groups[i] = 1;
+    }
+    uint32_t all = (1u << sh->ndim) - 1;
+    if (op == OP_LN) { // statistics and parameters along the last axis
+        d.reduce_mask = BIT(sh->ndim - 1);
+        d.param_mask = BIT(sh->ndim - 1);
+    } else if (op == OP_GN) { // every axis but the batch; the channel axis in 32 groups
+        d.reduce_mask = all & ~1u;
+        d.param_mask = BIT(sh->channel);
+        d.groups[sh->channel] = 32;
+    } else { // batch norm: all but the channel axis
+        d.reduce_mask = all & ~BIT(sh->channel);
+        d.param_mask = BIT(sh->channel);
+    }
+    return d;
+}
+
+static void run_op(struct bench *b, enum op op) {
+    const struct nd_norm_plan *p = &b->plan;
+    switch (op) {
+    case OP_SCALE_ADD: {
+        struct scale_add sa = {b->y, b->x, b->numel};
+        nd_pool_for(b->pool, (b->numel + 16383) / 16384, 16384, scale_add_items, &sa);
+        break;
+    }
+    case OP_BN_INFER:
+        nd_norm_apply(p, b->y, b->x, b->a, b->c, NULL, NULL, b->pool);
+        break;
+    default:
+        nd_norm_forward(p, b->y, b->a, b->c, b->mean, b->var, b->x, b->gamma, b->beta, 1e-3, true,
+                        (double)p->count, b->pool, b->scratch);
+        break;
+    }
+}
+
+static int cmp_double(const void *l, const void *r) {
+    double a = *(const double *)l, b = *(const double *)r;
+    return (a > b) - (a < b);
+}
+
+// Median seconds per call over at least 15 calls and min_time seconds, after a warm-up.
+static double time_op(struct bench *b, enum op op, double min_time) {
+    double times[4096];
+    int n = 0;
+    run_op(b, op);
+    run_op(b, op);
+    double start = now();
+    while (n < 4096 && (n < 15 || now() - start < min_time)) {
+        double t0 = now();
+        run_op(b, op);
+        times[n++] = now() - t0;
+    }
+    qsort(times, (size_t)n, sizeof times[0], cmp_double);
+    return times[n / 2];
+}
+
+static int bench_setup(struct bench *b, const struct shape *sh, enum op op) {
+    struct nd_norm_dims d = dims_for(sh, op == OP_SCALE_ADD ? OP_BN_INFER : op);
+    if (nd_norm_plan_build(&b->plan, &d, NULL) != ND_STATUS_OK)
+        return -1;
+    size_t s = (size_t)b->plan.nstat, p = (size_t)b->plan.nparam;
+    b->a = nd_alloc_aligned(s * sizeof(float));
+    b->c = nd_alloc_aligned(s * sizeof(float));
+    b->mean = nd_alloc_aligned(s * sizeof(double));
+    b->var = nd_alloc_aligned(s * sizeof(double));
+    b->gamma = nd_alloc_aligned(p * sizeof(float));
+    b->beta = nd_alloc_aligned(p * sizeof(float));
+    b->scratch = nd_alloc_aligned((nd_norm_scratch_doubles(&b->plan) + 1) * sizeof(double));
+    if (!b->a || !b->c || !b->mean || !b->var || !b->gamma || !b->beta || !b->scratch)
+        return -1;
+    for (size_t i = 0; i < s; i++) {
+        b->a[i] = 0.9f;
+        b->c[i] = 0.1f;
+    }
+    for (size_t i = 0; i < p; i++) {
+        b->gamma[i] = 1.1f;
+        b->beta[i] = -0.2f;
+    }
+    return 0;
+}
+
+static void bench_teardown(struct bench *b) {
+    nd_free(b->a);
+    nd_free(b->c);
+    nd_free(b->mean);
+    nd_free(b->var);
+    nd_free(b->gamma);
+    nd_free(b->beta);
+    nd_free(b->scratch);
+}
+
+static void bench_shape(const struct shape *sh, int threads, double min_time) {
+    struct bench b = {.numel = 1};
+    for (int32_t i = 0; i < sh->ndim; i++)
+        b.numel *= sh->size[i];
+    b.x = nd_alloc_aligned((size_t)b.numel * sizeof(float));
+    b.y = nd_alloc_aligned((size_t)b.numel * sizeof(float));
+    if (!b.x || !b.y || nd_pool_create(&b.pool, threads, NULL) != ND_STATUS_OK) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < b.numel; i++) {
+        b.x[i] = (float)sin((double)i * 0.001) * 2.0f + 0.3f;
+        b.y[i] = 0.0f;
+    }
+    double bw = 0.0;
+    for (int op = 0; op < OP_COUNT; op++) {
+        if (bench_setup(&b, sh, op) != 0) {
+            fprintf(stderr, "bench: cannot set up %s\n", op_names[op]);
+            exit(1);
+        }
+        double t = time_op(&b, op, min_time);
+        double eps = (double)b.numel / t, gbs = eps * op_bytes[op] / 1e9;
+        if (op == OP_SCALE_ADD)
+            bw = gbs;
+        printf("| %-13s | %-11s | %-4s | %7d | %9.0f | %6.1f | %5.0f%% |\n", op_names[op], sh->name,
+               sh->layout, threads, eps / 1e6, gbs, 100.0 * gbs / bw);
+        fflush(stdout);
+        bench_teardown(&b);
+    }
+    nd_pool_free(b.pool);
+    nd_free(b.x);
+    nd_free(b.y);
+}
+
+int main(int argc, char **argv) {
+    double min_time = 0.4;
+    int all = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int tlist[2] = {1, all > 1 ? all : 1}, nt = all > 1 ? 2 : 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--min-time") == 0 && i + 1 < argc)
+            min_time = atof(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            nt = sscanf(argv[++i], "%d,%d", &tlist[0], &tlist[1]);
+        else {
+            fprintf(stderr, "usage: %s [--min-time S] [--threads 1,2]\n", argv[0]);
+            return 2;
+        }
+    }
+    printf("normd kernels, median of >= 15 calls and %.1f s per row, float32, %d cores\n\n",
+           min_time, all);
+    printf("| op            | shape       | lay  | threads | Melem/s   | GB/s   | %% bw   |\n");
+    printf("|---------------|-------------|------|---------|-----------|--------|--------|\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < nt; t++)
+            bench_shape(&shapes[s], tlist[t], min_time);
+    return 0;
+}
