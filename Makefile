@@ -11,7 +11,8 @@
 
 PKGS_CHECK := check
 # Everything the project builds against, and the tools its tests call.
-DEB_PKGS   := gcc libc6-dev make pkg-config check libmicrohttpd-dev libjansson-dev libuv1-dev
+DEB_PKGS   := gcc libc6-dev make pkg-config check libmicrohttpd-dev libjansson-dev libuv1-dev \
+              python3 curl
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
         -Wpointer-arith -Wformat=2 -Wvla -Wno-missing-field-initializers
@@ -52,6 +53,8 @@ KERNEL_SRC  := $(wildcard core/norm_*.c)
 CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
 API_SRC     := $(wildcard api/*.c)
 API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o)
+SRV_SRC     := $(wildcard server/*.c)
+SRV_OBJ     := $(SRV_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC    := $(wildcard tests/check_*.c tests/ref_*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_API_SRC := $(wildcard tests/api/check_*.c)
@@ -63,10 +66,12 @@ CHECK_CFLAGS = $(shell pkg-config --cflags $(PKGS_CHECK) 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs $(PKGS_CHECK) 2>/dev/null)
 JSON_CFLAGS  = $(shell pkg-config --cflags jansson 2>/dev/null)
 JSON_LIBS    = $(shell pkg-config --libs jansson 2>/dev/null)
+HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv 2>/dev/null)
+HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null)
 
-.PHONY: all test bench asan tsan ubsan valgrind deps format lint check-layering clean run help
+.PHONY: all test load bench asan tsan ubsan valgrind deps format lint check-layering clean run help
 
-all: $(BUILD)/libndcore.a $(BUILD)/libndapi.a $(BUILD)/tests/check_main $(BUILD)/tests/check_api
+all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api
 
 help:
 	@sed -n '1,12p' Makefile
@@ -84,6 +89,17 @@ $(BUILD)/api/%.o: api/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(JSON_CFLAGS) $(CFLAGS) -c $< -o $@
+
+# server/ sees libmicrohttpd, libuv and api.h; never jansson.
+$(BUILD)/server/%.o: server/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(HTTP_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/normd: $(SRV_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(SRV_OBJ) $(BUILD)/libndapi.a \
+		$(BUILD)/libndcore.a $(HTTP_LIBS) $(JSON_LIBS) $(LDLIBS_CORE)
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -124,7 +140,7 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(KOPT) $(CFLAGS) -c $< -o $@
 
--include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TEST_API_OBJ:.o=.d) \
+-include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(SRV_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TEST_API_OBJ:.o=.d) \
 	$(BENCH_OBJ:.o=.d)
 
 # ---- dependencies -----------------------------------------------------------------------------
@@ -133,6 +149,7 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@if command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && \
+	    command -v python3 >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 && \
 	    pkg-config --exists libmicrohttpd jansson libuv check; then :; else \
 	  echo "installing build dependencies: $(DEB_PKGS)"; \
 	  $(SUDO) apt-get update -qq && \
@@ -146,6 +163,8 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory check-layering
 	$(Q)$(BUILD)/tests/check_main
 	$(Q)$(BUILD)/tests/check_api
+	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
+	$(Q)NORMD=$(BUILD)/normd tests/server/conformance.sh
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=address test
@@ -156,6 +175,20 @@ tsan:
 
 valgrind: all
 	CK_FORK=no valgrind --error-exitcode=1 --leak-check=full $(BUILD)/tests/check_main
+
+# Builds (installing dependencies when missing) and serves on port 8080 in the foreground.
+run: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
+	$(BUILD)/normd $(RUN_ARGS)
+
+# Load test with wrk against normd and, for the ceiling, nginx (installs both when missing).
+load: deps
+	$(Q)command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	  (command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]) && command -v wrk >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends wrk nginx-light >/dev/null; }
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
+	$(Q)NORMD=$(BUILD)/normd tests/load/load.sh $(LOAD_SECONDS)
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_norm
@@ -169,6 +202,8 @@ check-layering:
 	if [ -n "$$bad" ]; then echo "layering: only core/pool.c may include <pthread.h>: $$bad"; exit 1; fi
 	@bad=$$(grep -nE '^\s*#\s*include\s*[<"]((microhttpd|uv)\.h|sys/socket\.h|netinet/|server/|core/(internal|layer_impl|norm_walk)\.h)' api/*.[ch] 2>/dev/null); \
 	if [ -n "$$bad" ]; then echo "layering: api/ includes HTTP, sockets, server/ or core internals:"; echo "$$bad"; exit 1; fi
+	@bad=$$(grep -nE '^\s*#\s*include\s*[<"](jansson\.h|core/(norm_kernels|norm_walk|layer_impl|internal|spec|layer|registry)\.h|api/(internal|errors|json_tensor|jw|tensor_io)\.h)' server/*.[ch] 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "layering: server/ includes jansson, core internals or api internals:"; echo "$$bad"; exit 1; fi
 	@echo "  layering ok"
 
 # ---- tooling ----------------------------------------------------------------------------------

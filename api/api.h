@@ -17,6 +17,7 @@ struct api_config {
     const char *version;     // server version for GET /v1 (borrowed for the ctx's lifetime)
     size_t max_body_bytes;   // reported by GET /v1; server/ enforces it while receiving
     int64_t max_elements;    // per tensor; more is 413
+    int64_t max_layers;      // reported by GET /v1; the engine enforces it (429)
     const char *api_key;     // NULL or "": no authorization; else /v1 needs "Bearer KEY"
 };
 

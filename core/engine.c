@@ -16,19 +16,34 @@ struct nd_engine_config nd_engine_config_default(void) {
     return (struct nd_engine_config){.threads = 1, .max_layers = 10000, .seed = 0};
 }
 
+// Checks the config here rather than through the pool's and registry's own errors, so the
+// error names the config field and a failure for another reason (memory, threads the system
+// refuses) is not blamed on a field.
+static enum nd_status check_config(const struct nd_engine_config *config, struct nd_error *err) {
+    if (config->threads < 1 || config->threads > ND_ENGINE_MAX_THREADS)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "threads",
+                                  "threads must be in 1..%d, got %d", ND_ENGINE_MAX_THREADS,
+                                  config->threads);
+    if (config->max_layers < 1)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "max_layers",
+                                  "max_layers must be >= 1, got %lld",
+                                  (long long)config->max_layers);
+    return ND_STATUS_OK;
+}
+
 enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd_engine **out,
                                 struct nd_error *err) {
     if (!config || !out)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_engine_create: NULL argument");
+    enum nd_status st = check_config(config, err);
+    if (st != ND_STATUS_OK)
+        return st;
     struct nd_engine *e = calloc(1, sizeof *e);
     if (!e)
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate the engine");
-    enum nd_status st = nd_pool_create(&e->pool, config->threads, err);
-    nd_error_prefix_field(err, st != ND_STATUS_OK ? "threads" : NULL);
-    if (st == ND_STATUS_OK) {
+    st = nd_pool_create(&e->pool, config->threads, err);
+    if (st == ND_STATUS_OK)
         st = nd_registry_create(config->max_layers, &e->registry, err);
-        nd_error_prefix_field(err, st != ND_STATUS_OK ? "max_layers" : NULL);
-    }
     if (st != ND_STATUS_OK) {
         nd_engine_free(e);
         return st;

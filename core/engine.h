@@ -9,8 +9,11 @@
 #include "core/registry.h"
 #include "core/status.h"
 
+#define ND_ENGINE_MAX_THREADS 256
+
 struct nd_engine_config {
-    int threads;        // engine threads, the caller of a request included (1..256)
+    int threads;        // engine threads, the caller of a request included
+                        // (1..ND_ENGINE_MAX_THREADS)
     int64_t max_layers; // >= 1
     uint64_t seed;      // where the seeds of layers without one come from (the server passes
                         // the clock; tests a constant)
@@ -21,7 +24,9 @@ struct nd_engine_config nd_engine_config_default(void);
 
 struct nd_engine;
 
-// Caller owns; free with nd_engine_free. Errors name the config field at fault.
+// Caller owns; free with nd_engine_free. ND_STATUS_INVALID_ARGUMENT for NULL config or out;
+// ND_STATUS_INVALID_VALUE naming the config field at fault ("threads", "max_layers"). *out is
+// written only on success.
 enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd_engine **out,
                                 struct nd_error *err);
 

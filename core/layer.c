@@ -104,10 +104,12 @@ const char *nd_layer_name(const struct nd_layer *layer) {
 }
 
 uint64_t nd__layer_version(struct nd_layer *layer) {
-    nd_rwlock_rdlock(layer->lock);
-    uint64_t v = layer->version;
+    return atomic_load_explicit(&layer->version, memory_order_acquire);
+}
+
+void nd__layer_wait_idle(struct nd_layer *layer) {
+    nd_rwlock_wrlock(layer->lock);
     nd_rwlock_unlock(layer->lock);
-    return v;
 }
 
 bool nd__layer_uses_shared(struct nd_layer *layer, const char *name) {
@@ -178,8 +180,12 @@ static enum nd_status check_source(const struct nd_layer_def *def, enum nd_array
                                    struct nd_error *err) {
     bool batch = nd_layer_type_is_batch(def->spec.type);
     bool moving = id == ND_ARRAY_MOVING_MEAN || id == ND_ARRAY_MOVING_VARIANCE;
-    if (moving && !batch && def->source[id] != ND_ARRAY_SOURCE_INITIALIZER)
+    bool given = def->source[id] != ND_ARRAY_SOURCE_INITIALIZER || def->spec.enabled[id];
+    if (moving && !batch && given)
         return field_error(err, ND_STATUS_INVALID_VALUE, id, "exists only in BatchNormalization");
+    // Forward and train-step read and update both moving statistics of a batch norm.
+    if (moving && batch && !def->spec.enabled[id])
+        return field_error(err, ND_STATUS_INVALID_VALUE, id, "cannot be disabled (null)");
     if (!def->spec.enabled[id])
         return ND_STATUS_OK;
     if (def->source[id] == ND_ARRAY_SOURCE_SHARED) {
@@ -318,8 +324,11 @@ static enum nd_status bind_shared(const struct nd__binder *binder, const struct 
     nd_rng_seed(&rng, seed, (uint64_t)id);
     struct nd_initializer init = nd_spec_initializer(spec, id);
     enum nd_status st = binder->bind(binder->ctx, name, shape, &init, &rng, out, err);
-    if (st == ND_STATUS_SHAPE_MISMATCH)
-        nd_error_prefix_field(err, "arrays");
+    if (st == ND_STATUS_SHAPE_MISMATCH && err) { // name the array: "arrays.Scaling"
+        char field[ND_ERROR_FIELD_MAX];
+        snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
+        nd_error_prefix_field(err, err->field[0] ? "arrays" : field);
+    }
     return st;
 }
 
@@ -350,14 +359,14 @@ static enum nd_status lookup_shared(struct nd_layer *l, const struct nd_layer_de
         if (!def->spec.enabled[id] || def->source[id] != ND_ARRAY_SOURCE_SHARED)
             continue;
         snprintf(l->shared[id], sizeof l->shared[id], "%s", def->shared[id]);
-        enum nd_status st =
-            bind_shared(binder, &l->spec, id, def->shared[id], NULL, l->seed, &l->arrays[id], err);
-        if (st == ND_STATUS_NOT_FOUND) { // created once the layer knows its shape
-            nd_error_clear(err);
+        struct nd_error probe; // a lookup's NOT_FOUND is no error: keep it out of err
+        nd_error_clear(&probe);
+        enum nd_status st = bind_shared(binder, &l->spec, id, def->shared[id], NULL, l->seed,
+                                        &l->arrays[id], &probe);
+        if (st == ND_STATUS_NOT_FOUND) // created once the layer knows its shape
             continue;
-        }
         if (st != ND_STATUS_OK)
-            return st;
+            return nd_error_set_field(err, st, probe.field, "%s", probe.msg);
     }
     return ND_STATUS_OK;
 }
@@ -516,11 +525,14 @@ static void init_commit(struct nd_layer *l, struct init_plan *p,
 }
 
 enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_initialize_args *args,
-                                    const struct nd__binder *binder, uint64_t *version,
-                                    struct nd_error *err) {
+                                    const struct nd__binder *binder, bool nowait,
+                                    uint64_t *version, struct nd_error *err) {
     if (!layer || !args)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd__layer_initialize: NULL");
-    nd_rwlock_wrlock(layer->lock);
+    if (!nowait)
+        nd_rwlock_wrlock(layer->lock);
+    else if (!nd_rwlock_trywrlock(layer->lock))
+        return ND_STATUS_BUSY;
     struct init_plan p = {.spec = layer->spec};
     if (args->has_seed) {
         p.spec.has_seed = true;
@@ -555,12 +567,15 @@ static enum nd_status rank_error(const struct nd_layer *l, const struct nd_shape
                               nd_shape_format(&l->spec.input, w, sizeof w));
 }
 
-enum nd_status nd_layer_batch_shape(struct nd_layer *layer, const struct nd_shape *in,
-                                    int batch_hint, struct nd_shape *batched, bool *is_batch,
-                                    struct nd_error *err) {
+static enum nd_status batch_shape(struct nd_layer *layer, const struct nd_shape *in,
+                                  int batch_hint, bool nowait, struct nd_shape *batched,
+                                  bool *is_batch, struct nd_error *err) {
     if (!layer || !in || !batched || !is_batch)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_batch_shape: NULL");
-    nd_rwlock_rdlock(layer->lock);
+    if (!nowait)
+        nd_rwlock_rdlock(layer->lock);
+    else if (!nd_rwlock_tryrdlock(layer->lock))
+        return nd_error_set(err, ND_STATUS_BUSY, "layer %s is busy", layer->name);
     int32_t r = layer->layout_known ? layer->spec.input.ndim : ND_RANK_UNKNOWN;
     nd_rwlock_unlock(layer->lock);
     if (r == ND_RANK_UNKNOWN)
@@ -581,6 +596,18 @@ enum nd_status nd_layer_batch_shape(struct nd_layer *layer, const struct nd_shap
     for (int32_t i = 0; i < r; i++)
         batched->dim[i + 1] = in->dim[i];
     return ND_STATUS_OK;
+}
+
+enum nd_status nd_layer_batch_shape(struct nd_layer *layer, const struct nd_shape *in,
+                                    int batch_hint, struct nd_shape *batched, bool *is_batch,
+                                    struct nd_error *err) {
+    return batch_shape(layer, in, batch_hint, false, batched, is_batch, err);
+}
+
+enum nd_status nd_layer_try_batch_shape(struct nd_layer *layer, const struct nd_shape *in,
+                                        int batch_hint, struct nd_shape *batched, bool *is_batch,
+                                        struct nd_error *err) {
+    return batch_shape(layer, in, batch_hint, true, batched, is_batch, err);
 }
 
 void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *batched,

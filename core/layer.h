@@ -110,16 +110,31 @@ enum nd_status nd_layer_batch_shape(struct nd_layer *layer, const struct nd_shap
                                     int batch_hint, struct nd_shape *batched, bool *is_batch,
                                     struct nd_error *err);
 
+// As nd_layer_batch_shape without waiting for the layer's lock: ND_STATUS_BUSY when a change
+// holds it.
+enum nd_status nd_layer_try_batch_shape(struct nd_layer *layer, const struct nd_shape *in,
+                                        int batch_hint, struct nd_shape *batched, bool *is_batch,
+                                        struct nd_error *err);
+
 // ---- forward ----
 
 // Applies the layer to the batched tensor x into y (the caller allocates y with x's shape; y
 // may be x itself for an in-place forward). train_mode: BatchNormalization normalizes with the
-// batch's own statistics (Wolfram NetEvaluationMode -> "Train") and changes nothing; the
-// Normalization family is the same in both modes. *version (NULL to skip) receives the version
-// the result was computed with. Thread-safe: forwards of one layer run in parallel.
+// batch's own statistics (Wolfram NetEvaluationMode -> "Train") and changes nothing, unless
+// trainable is false (Keras' frozen layer runs in inference mode whatever the mode, as its
+// train-steps do); the Normalization family is the same in both modes. *version (NULL to skip)
+// receives the version the result was computed with. Thread-safe: forwards of one layer run in
+// parallel.
 enum nd_status nd_layer_forward(struct nd_layer *layer, struct nd_pool *pool,
                                 const struct nd_tensor *x, bool train_mode, struct nd_tensor *y,
                                 uint64_t *version, struct nd_error *err);
+
+// As nd_layer_forward, but never waits for the layer's lock: ND_STATUS_BUSY (and nothing done)
+// while a train-step, initialization or write holds or waits for it. For callers on an event
+// loop, which must not block behind a long train-step.
+enum nd_status nd_layer_try_forward(struct nd_layer *layer, struct nd_pool *pool,
+                                    const struct nd_tensor *x, bool train_mode,
+                                    struct nd_tensor *y, uint64_t *version, struct nd_error *err);
 
 // ---- train-step ----
 

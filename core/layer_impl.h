@@ -31,7 +31,7 @@ struct nd_layer {
     struct nd_array *arrays[ND_ARRAY_COUNT]; // NULL: disabled, or shape not known yet
     bool user_set[ND_ARRAY_COUNT];          // values from the user: initialize keeps them
     char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1]; // shared names, bound once shaped
-    uint64_t version;
+    _Atomic uint64_t version; // changed under the write lock; read without it by the registry
     int64_t train_steps, optimizer_steps;
     atomic_llong forwards;
     uint64_t seed; // the spec's seed, or one the engine drew
@@ -60,12 +60,17 @@ enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def
                                 struct nd_error *err);
 
 // NetInitialize under the layer's write lock: sets the input when given, fills the arrays that
-// have no values yet (all of them with reinitialize), bumps the version.
+// have no values yet (all of them with reinitialize), bumps the version. nowait: ND_STATUS_BUSY
+// (nothing done) when the lock is not free at once, so the registry never waits holding its
+// mutex (nd__layer_wait_idle, then retry).
 enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_initialize_args *args,
-                                    const struct nd__binder *binder, uint64_t *version,
-                                    struct nd_error *err);
+                                    const struct nd__binder *binder, bool nowait,
+                                    uint64_t *version, struct nd_error *err);
 
-// The version, read under the layer's read lock.
+// Returns once nobody holds the layer's lock (it may be taken again right after).
+void nd__layer_wait_idle(struct nd_layer *layer);
+
+// The version, read without the layer's lock.
 uint64_t nd__layer_version(struct nd_layer *layer);
 
 // True when the layer has the shared array `name` bound (or waiting to be bound).

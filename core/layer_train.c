@@ -179,13 +179,16 @@ static enum nd_status forward_locked(struct nd_layer *l, struct nd_pool *pool,
     if (st == ND_STATUS_OK)
         st = work_plan(&w, l, &x->shape, err);
     bool batch = nd_layer_type_is_batch(l->spec.type);
-    if (st == ND_STATUS_OK && (!batch || train_mode))
+    // Keras' frozen layer (trainable false) runs in inference mode whatever the mode asked,
+    // as its train-steps do.
+    bool batch_stats = train_mode && l->spec.trainable;
+    if (st == ND_STATUS_OK && (!batch || batch_stats))
         st = check_denom(l, &w.plan, err);
     if (st == ND_STATUS_OK)
         st = work_alloc(&w, batch, err);
     if (st == ND_STATUS_OK) {
         work_snapshot(&w, l);
-        forward_compute(&w, l, pool, x->data, y->data, train_mode);
+        forward_compute(&w, l, pool, x->data, y->data, batch_stats);
         atomic_fetch_add_explicit(&l->forwards, 1, memory_order_relaxed);
     }
     work_release(&w);
@@ -198,6 +201,20 @@ enum nd_status nd_layer_forward(struct nd_layer *layer, struct nd_pool *pool,
     if (!layer || !x || !y)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_forward: NULL argument");
     nd_rwlock_rdlock(layer->lock);
+    enum nd_status st = forward_locked(layer, pool, x, train_mode, y, err);
+    if (version)
+        *version = layer->version;
+    nd_rwlock_unlock(layer->lock);
+    return st;
+}
+
+enum nd_status nd_layer_try_forward(struct nd_layer *layer, struct nd_pool *pool,
+                                    const struct nd_tensor *x, bool train_mode,
+                                    struct nd_tensor *y, uint64_t *version, struct nd_error *err) {
+    if (!layer || !x || !y)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_try_forward: NULL");
+    if (!nd_rwlock_tryrdlock(layer->lock))
+        return nd_error_set(err, ND_STATUS_BUSY, "layer %s is busy", layer->name);
     enum nd_status st = forward_locked(layer, pool, x, train_mode, y, err);
     if (version)
         *version = layer->version;

@@ -383,6 +383,18 @@ void nd_rwlock_rdlock(struct nd_rwlock *lock) {
     (void)rc;
 }
 
+bool nd_rwlock_tryrdlock(struct nd_rwlock *lock) {
+    int rc = pthread_rwlock_tryrdlock(&lock->rw);
+    assert(rc == 0 || rc == EBUSY);
+    return rc == 0;
+}
+
+bool nd_rwlock_trywrlock(struct nd_rwlock *lock) {
+    int rc = pthread_rwlock_trywrlock(&lock->rw);
+    assert(rc == 0 || rc == EBUSY);
+    return rc == 0;
+}
+
 void nd_rwlock_wrlock(struct nd_rwlock *lock) {
     int rc = pthread_rwlock_wrlock(&lock->rw);
     assert(rc == 0);

@@ -12,6 +12,7 @@
 #ifndef ND_POOL_H
 #define ND_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -64,6 +65,11 @@ struct nd_rwlock;
 enum nd_status nd_rwlock_create(struct nd_rwlock **out, struct nd_error *err);
 void nd_rwlock_free(struct nd_rwlock *lock);
 void nd_rwlock_rdlock(struct nd_rwlock *lock);
+// Takes the lock shared only if that needs no wait (no writer holds or waits for it); true when
+// taken. For callers on an event loop, which must never block.
+bool nd_rwlock_tryrdlock(struct nd_rwlock *lock);
+// Takes the lock exclusively only if nobody holds it; true when taken.
+bool nd_rwlock_trywrlock(struct nd_rwlock *lock);
 void nd_rwlock_wrlock(struct nd_rwlock *lock);
 void nd_rwlock_unlock(struct nd_rwlock *lock);
 

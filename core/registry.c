@@ -12,6 +12,11 @@
 struct entry {
     char name[ND_NAME_MAX + 1];
     void *obj; // struct nd_layer * or struct nd_array *, one reference held
+    // Layers: the shared-array names the layer binds (or will bind at initialize), copied
+    // when it is inserted. They never change afterwards, and keeping them here lets pruning
+    // and nd_registry_shared_users run without taking any layer's lock: under the registry
+    // mutex that would wait for a long train-step and stall every other registry call.
+    char uses[ND_ARRAY_AFFINE_COUNT][ND_NAME_MAX + 1];
 };
 
 struct table {
@@ -41,10 +46,13 @@ static int64_t table_find(const struct table *t, const char *name) {
     return -lo - 1;
 }
 
-static bool table_reserve(struct table *t) {
-    if (t->n < t->cap)
+// Makes room for `more` insertions, so a commit after the work is done cannot fail.
+static bool table_reserve(struct table *t, int64_t more) {
+    if (t->n + more <= t->cap)
         return true;
-    int64_t cap = t->cap ? t->cap * 2 : 16;
+    int64_t cap = t->cap ? t->cap : 16;
+    while (cap < t->n + more)
+        cap *= 2;
     struct entry *e = realloc(t->e, (size_t)cap * sizeof *e);
     if (!e)
         return false;
@@ -153,18 +161,24 @@ static enum nd_status bind_shared(void *vctx, const char *name, const struct nd_
     return ND_STATUS_OK;
 }
 
-// Inserts the new shared arrays of a successful definition (reserving room first).
-static enum nd_status bind_commit(struct bind_ctx *ctx, struct nd_error *err) {
+// Room for every shared array one definition or initialization can create, reserved before
+// the layer changes: bind_commit then cannot fail half-way (a layer committed with arrays
+// missing from the table, or a table entry no layer uses).
+static enum nd_status bind_reserve(struct bind_ctx *ctx, struct nd_error *err) {
+    if (!table_reserve(&ctx->reg->shared, ND_ARRAY_AFFINE_COUNT))
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared-array table");
+    return ND_STATUS_OK;
+}
+
+// Inserts the new shared arrays of a successful definition (room reserved by bind_reserve).
+static void bind_commit(struct bind_ctx *ctx) {
     struct table *t = &ctx->reg->shared;
     for (int i = 0; i < ctx->nfresh; i++) {
-        if (!table_reserve(t))
-            return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared table");
         int64_t pos = table_find(t, ctx->fresh[i]->shared_name);
         table_insert(t, -pos - 1, ctx->fresh[i]->shared_name, ctx->fresh[i]);
         ctx->fresh[i] = NULL;
     }
     ctx->nfresh = 0;
-    return ND_STATUS_OK;
 }
 
 static void bind_release(struct bind_ctx *ctx) {
@@ -173,12 +187,19 @@ static void bind_release(struct bind_ctx *ctx) {
     ctx->nfresh = 0;
 }
 
+static bool entry_uses(const struct entry *e, const char *shared_name) {
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (e->uses[id][0] && strcmp(e->uses[id], shared_name) == 0)
+            return true;
+    return false;
+}
+
 // Drops shared arrays that no registered layer uses any more.
 static void prune_shared(struct nd_registry *reg) {
     for (int64_t i = reg->shared.n - 1; i >= 0; i--) {
         bool used = false;
         for (int64_t j = 0; !used && j < reg->layers.n; j++)
-            used = nd__layer_uses_shared(reg->layers.e[j].obj, reg->shared.e[i].name);
+            used = entry_uses(&reg->layers.e[j], reg->shared.e[i].name);
         if (!used) {
             nd_array_unref(reg->shared.e[i].obj);
             table_remove(&reg->shared, i);
@@ -191,6 +212,11 @@ static void prune_shared(struct nd_registry *reg) {
 static enum nd_status define_checks(struct nd_registry *reg, const char *name, int64_t pos,
                                     enum nd_define_mode mode, uint64_t if_version,
                                     struct nd_error *err) {
+    // The name first: an invalid name is the caller's error whatever the table holds (a
+    // full registry must not answer "limit exceeded" to a name it could never accept).
+    if (!nd_name_valid(name))
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "name",
+                                  "a name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
     if (pos >= 0 && mode == ND_DEFINE_CREATE)
         return nd_error_set_field(err, ND_STATUS_ALREADY_EXISTS, "name",
                                   "layer %s already exists", name);
@@ -201,19 +227,31 @@ static enum nd_status define_checks(struct nd_registry *reg, const char *name, i
     if (pos < 0 && reg->layers.n >= reg->max_layers)
         return nd_error_set(err, ND_STATUS_LIMIT_EXCEEDED, "the server holds its maximum of %lld "
                             "layers", (long long)reg->max_layers);
-    if (pos < 0 && !table_reserve(&reg->layers))
+    if (pos < 0 && !table_reserve(&reg->layers, 1))
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the layer table");
     return ND_STATUS_OK;
 }
 
+// The version a new definition starts at, before anyone else can see the layer. 0 never
+// names a real version (if_version 0 means "any", so an ETag "0" must not exist), and a
+// replacement continues past the layer it replaces, so an ETag of the old layer does not
+// match the new one.
+static void define_version(struct nd_registry *reg, int64_t pos, struct nd_layer *layer) {
+    layer->version = pos >= 0 ? nd__layer_version(reg->layers.e[pos].obj) + 1 : 1;
+}
+
+// Inserts (or swaps in) a layer no other thread has seen yet, so its fields are read unlocked.
 static void define_insert(struct nd_registry *reg, int64_t pos, const char *name,
                           struct nd_layer *layer) {
     if (pos >= 0) {
         nd_layer_unref(reg->layers.e[pos].obj);
         reg->layers.e[pos].obj = layer;
     } else {
-        table_insert(&reg->layers, -pos - 1, name, layer);
+        pos = -pos - 1;
+        table_insert(&reg->layers, pos, name, layer);
     }
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        memcpy(reg->layers.e[pos].uses[id], layer->shared[id], sizeof layer->shared[id]);
 }
 
 enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
@@ -222,6 +260,9 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
                                   struct nd_layer **out, struct nd_error *err) {
     if (!reg || !name || !def)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_define: NULL argument");
+    if (mode != ND_DEFINE_CREATE && mode != ND_DEFINE_CREATE_OR_REPLACE)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_define: bad mode %d",
+                            (int)mode);
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->layers, name);
     struct bind_ctx ctx = {.reg = reg};
@@ -229,10 +270,12 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
     struct nd_layer *layer = NULL;
     enum nd_status st = define_checks(reg, name, pos, mode, if_version, err);
     if (st == ND_STATUS_OK)
-        st = nd__layer_create(name, def, seed, &binder, &layer, err);
+        st = bind_reserve(&ctx, err);
     if (st == ND_STATUS_OK)
-        st = bind_commit(&ctx, err);
-    if (st == ND_STATUS_OK) {
+        st = nd__layer_create(name, def, seed, &binder, &layer, err);
+    if (st == ND_STATUS_OK) { // from here on nothing can fail
+        define_version(reg, pos, layer);
+        bind_commit(&ctx);
         if (created)
             *created = pos < 0;
         if (out) {
@@ -302,31 +345,48 @@ enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out,
 }
 
 int64_t nd_registry_count(struct nd_registry *reg) {
+    if (!reg)
+        return 0;
     nd_mutex_lock(reg->lock);
     int64_t n = reg->layers.n;
     nd_mutex_unlock(reg->lock);
     return n;
 }
 
+// Initialize never waits for the layer with the registry's mutex held (every lookup would wait
+// behind a long train-step): it tries, and when the layer is busy, lets go, waits for the layer
+// alone, and tries again.
 enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
                                       const struct nd_initialize_args *args, uint64_t *version,
                                       struct nd_error *err) {
     if (!reg || !name || !args)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_initialize: NULL");
-    nd_mutex_lock(reg->lock);
-    int64_t pos = table_find(&reg->layers, name);
-    enum nd_status st = ND_STATUS_OK;
-    if (pos < 0)
-        st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
-    struct bind_ctx ctx = {.reg = reg};
-    struct nd__binder binder = {bind_shared, &ctx};
-    if (st == ND_STATUS_OK)
-        st = nd__layer_initialize(reg->layers.e[pos].obj, args, &binder, version, err);
-    if (st == ND_STATUS_OK)
-        st = bind_commit(&ctx, err);
-    bind_release(&ctx);
-    nd_mutex_unlock(reg->lock);
-    return st;
+    for (;;) {
+        nd_mutex_lock(reg->lock);
+        int64_t pos = table_find(&reg->layers, name);
+        if (pos < 0) {
+            nd_mutex_unlock(reg->lock);
+            return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s",
+                                      name);
+        }
+        struct nd_layer *layer = reg->layers.e[pos].obj;
+        struct bind_ctx ctx = {.reg = reg};
+        struct nd__binder binder = {bind_shared, &ctx};
+        enum nd_status st = bind_reserve(&ctx, err);
+        if (st == ND_STATUS_OK)
+            st = nd__layer_initialize(layer, args, &binder, true, version, err);
+        if (st == ND_STATUS_OK)
+            bind_commit(&ctx);
+        bind_release(&ctx);
+        if (st != ND_STATUS_BUSY) {
+            nd_mutex_unlock(reg->lock);
+            return st;
+        }
+        nd_layer_ref(layer);
+        nd_mutex_unlock(reg->lock);
+        nd__layer_wait_idle(layer);
+        nd_layer_unref(layer);
+    }
 }
 
 // ---- shared arrays ----
@@ -354,15 +414,15 @@ static void free_names(char **list, int64_t n) {
     nd_free(list);
 }
 
-// Copies the names of entries that pass `keep` (NULL: all) into a malloc'd array.
-static enum nd_status collect_names(const struct table *t, bool (*keep)(void *, void *),
-                                    void *arg, char ***names, int64_t *count,
-                                    struct nd_error *err) {
+// Copies the names of entries that use the shared array `uses` (NULL: all) into a malloc'd
+// array.
+static enum nd_status collect_names(const struct table *t, const char *uses, char ***names,
+                                    int64_t *count, struct nd_error *err) {
     char **list = nd_alloc_aligned((size_t)(t->n > 0 ? t->n : 1) * sizeof *list);
     int64_t n = 0;
     bool failed = !list;
     for (int64_t i = 0; !failed && i < t->n; i++) {
-        if (keep && !keep(t->e[i].obj, arg))
+        if (uses && !entry_uses(&t->e[i], uses))
             continue;
         size_t len = strlen(t->e[i].name) + 1;
         list[n] = nd_alloc_aligned(len);
@@ -384,13 +444,9 @@ enum nd_status nd_registry_shared_list(struct nd_registry *reg, char ***names, i
     if (!reg || !names || !count)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_list: NULL");
     nd_mutex_lock(reg->lock);
-    enum nd_status st = collect_names(&reg->shared, NULL, NULL, names, count, err);
+    enum nd_status st = collect_names(&reg->shared, NULL, names, count, err);
     nd_mutex_unlock(reg->lock);
     return st;
-}
-
-static bool layer_uses(void *layer, void *name) {
-    return nd__layer_uses_shared(layer, name);
 }
 
 enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *name, char ***names,
@@ -403,7 +459,7 @@ enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *nam
         st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s",
                                 name);
     if (st == ND_STATUS_OK)
-        st = collect_names(&reg->layers, layer_uses, (void *)name, names, count, err);
+        st = collect_names(&reg->layers, name, names, count, err);
     nd_mutex_unlock(reg->lock);
     return st;
 }

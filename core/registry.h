@@ -3,7 +3,11 @@
 // A mutex guards the two tables (layers and shared arrays, each sorted by name); it is held
 // only to look up, insert or remove, and while a definition is built or initialized (shared
 // arrays must be looked up and created atomically with it). Lock order: registry, then a
-// layer's lock, then an array's; never the other way.
+// layer's lock, then an array's; never the other way. Only two calls take a layer's lock
+// under the mutex, and only that of the layer they name: a replacing define (to read the old
+// layer's version) and initialize (the layer's write lock); both may wait for a change in
+// flight on that layer. Everything else (get, delete, list, shared-array lookups, pruning)
+// never waits for a layer, so a long train-step does not stall the registry.
 #ifndef ND_REGISTRY_H
 #define ND_REGISTRY_H
 
@@ -31,9 +35,13 @@ enum nd_define_mode {
 // Creates the layer `name` from def (validated; shared arrays bound or created) and inserts it.
 // if_version (PUT's If-Match): 0 for any, else the existing layer's expected version
 // (ND_STATUS_PRECONDITION_FAILED otherwise, or when there is no layer). seed is used when the
-// spec has none. *created tells a new name from a replacement; *out (NULL to skip) receives a
-// new reference. ND_STATUS_LIMIT_EXCEEDED when a new name would pass max_layers. Nothing
-// changes on error. Thread-safe.
+// spec has none. *created (NULL to skip) tells a new name from a replacement; *out (NULL to
+// skip) receives a new reference. A new layer starts at version 1 (0 is never a version, so
+// if_version 0 is unambiguous); a replacement at the replaced layer's version + 1, so an ETag
+// of the old layer does not match it. Checked in this order: the name (ND_STATUS_INVALID_VALUE,
+// field "name"), ND_STATUS_ALREADY_EXISTS (field "name", ND_DEFINE_CREATE), if_version,
+// ND_STATUS_LIMIT_EXCEEDED (a new name would pass max_layers; replacing works at the limit),
+// then the definition. Nothing changes on error. Thread-safe.
 enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
                                   const struct nd_layer_def *def, enum nd_define_mode mode,
                                   uint64_t if_version, uint64_t seed, bool *created,
@@ -54,7 +62,7 @@ enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
 enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out, int64_t *count,
                                 struct nd_error *err);
 
-// Number of layers. Thread-safe.
+// Number of layers (0 for a NULL registry). Thread-safe.
 int64_t nd_registry_count(struct nd_registry *reg);
 
 // What POST initialize asks (Wolfram NetInitialize).

@@ -18,6 +18,7 @@ static const char *const status_names[ND_STATUS_COUNT] = {
     [ND_STATUS_LIMIT_EXCEEDED] = "limit_exceeded",
     [ND_STATUS_OUT_OF_MEMORY] = "out_of_memory",
     [ND_STATUS_INTERNAL] = "internal",
+    [ND_STATUS_BUSY] = "busy",
 };
 
 void nd_error_clear(struct nd_error *err) {

@@ -21,6 +21,7 @@ enum nd_status {
     ND_STATUS_LIMIT_EXCEEDED,   // over a configured limit (429)
     ND_STATUS_OUT_OF_MEMORY,    // an allocation failed; nothing was changed (503)
     ND_STATUS_INTERNAL,         // a broken invariant: a bug (500)
+    ND_STATUS_BUSY,             // a no-wait call found the layer locked: retry where waiting is fine
     ND_STATUS_COUNT
 };
 

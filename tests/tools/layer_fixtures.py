@@ -2,31 +2,30 @@
 """Generates tests/check_layer_cases.h from the shared conformance cases (API.md's own numbers).
 
 The conformance suite speaks HTTP; tests/check_layer.c replays the layer-level part of it in
-process: definitions become struct nd_spec set-up functions, steps become calls of the layer and
-registry API, and every expectation (with the case's tolerances) is pasted as C data. Run once
-after the cases change; the tests never read ../shared themselves.
+process: a definition becomes its type, convention and input plus a function setting its options
+on a struct nd_spec, a step becomes the layer or registry call api/ would make, and every
+expectation (with the case's tolerances) is pasted as C data. Run once after the cases change;
+the tests never read ../shared themselves.
 
     python3 tests/tools/layer_fixtures.py [CASES_DIR] > tests/check_layer_cases.h
 
 Cases or steps that need the HTTP layer (formats, routes, unknown options, absolute paths) are
 left out; what was left out is listed on stderr. Pure Python 3, no numpy.
 """
+import base64
 import glob
 import json
 import os
 import struct
 import sys
 
-PREFIXES = ("bnt-", "bng-", "nrm-", "wd-", "life-", "err-", "conv-")
+PREFIXES = ("bnt-", "bng-", "nrm-", "wd-", "life-", "err-", "conv-", "fmt-")
+# Cases about HTTP itself (JSON parsing, routes, names in paths, media types): api/'s to test.
+HTTP_ONLY = {"err-malformed-json", "err-post-existing-name", "err-put-name-mismatch",
+             "err-unknown-layer", "err-unknown-option", "err-unknown-array-route",
+             "err-unsupported-media-type", "err-wrong-json-type", "err-wrong-method",
+             "life-health", "life-put-array-binary"}
 
-TYPES = {
-    "BatchNormalization": "ND_LAYER_TYPE_BATCH_NORM",
-    "Normalization": "ND_LAYER_TYPE_NORMALIZATION",
-    "LayerNormalization": "ND_LAYER_TYPE_LAYER_NORM",
-    "InstanceNormalization": "ND_LAYER_TYPE_INSTANCE_NORM",
-    "GroupNormalization": "ND_LAYER_TYPE_GROUP_NORM",
-    "RMSNormalization": "ND_LAYER_TYPE_RMS_NORM",
-}
 ARRAYS = {"Scaling": 0, "Biases": 1, "MovingMean": 2, "MovingVariance": 3}
 ALIASES = {
     "gamma": "Scaling", "beta": "Biases", "moving_mean": "MovingMean",
@@ -50,8 +49,8 @@ def cstr(s):
 
 
 def cnum(v):
-    if isinstance(v, bool):
-        raise Unsupported("boolean where a number belongs")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise Unsupported("%r where a number belongs" % (v,))
     r = repr(float(v))
     if r in ("nan", "inf", "-inf"):
         raise Unsupported("non-finite number")
@@ -62,6 +61,11 @@ def tensor_shape(v):
     if isinstance(v, dict):
         if "shape" in v and "data" in v:
             return list(v["shape"]), flatten(v["data"])
+        if "shape" in v and "b64" in v:  # little-endian FP32 or FP64
+            raw = base64.b64decode(v["b64"])
+            fmt = "d" if v.get("datatype") == "FP64" else "f"
+            n = len(raw) // struct.calcsize(fmt)
+            return list(v["shape"]), list(struct.unpack("<%d%s" % (n, fmt), raw))
         raise Unsupported("tensor form %s" % sorted(v))
     shape = []
     t = v
@@ -77,6 +81,8 @@ def flatten(v):
         for x in v:
             out.extend(flatten(x))
         return out
+    if v in ("NaN", "Infinity", "-Infinity"):  # API.md 3: non-finite values as strings
+        return [float(v.replace("Infinity", "inf"))]
     if isinstance(v, str) or isinstance(v, bool) or v is None:
         raise Unsupported("non-numeric tensor element %r" % (v,))
     return [v]
@@ -152,17 +158,13 @@ class Gen:
             return ["s->naxes = %d;" % len(axes)] + [
                 "s->axes[%d] = %d;" % (i, a) for i, a in enumerate(axes)]
         if k == "moving_variance":
-            return ["if (nd_variance_estimator_parse(%s, &s->moving_variance, err))" % cstr(v),
-                    "    return nd_error_prefix_field(err, \"options.moving_variance\"), "
-                    "ND_STATUS_INVALID_VALUE;"]
+            return parsed("nd_variance_estimator_parse", v, "s->moving_variance", k)
         if k == "method":
-            return ["if (nd_method_parse(%s, &s->method, err))" % cstr(v),
-                    "    return ND_STATUS_INVALID_VALUE;"]
+            return parsed("nd_method_parse", v, "s->method", k)
         if k in ("aggregation_levels", "scaling_levels"):
             field = "aggregation" if k == "aggregation_levels" else "scaling"
             if isinstance(v, str):
-                return ["if (nd_levels_parse(%s, &s->%s, err))" % (cstr(v), field),
-                        "    return ND_STATUS_INVALID_VALUE;"]
+                return parsed("nd_levels_parse", v, "s->" + field, k)
             levels = [v] if isinstance(v, int) else v
             return ["s->%s = (struct nd_levels){.kind = ND_LEVELS_LIST, .count = %d, "
                     ".level = {%s}};" % (field, len(levels), ", ".join(map(str, levels)))]
@@ -249,7 +251,7 @@ class Gen:
         elif path == "" and method == "DELETE":
             f["op"] = "FX_DELETE"
         elif path == "forward":
-            if set(body) - {"input", "inputs", "mode", "batch"}:
+            if set(body) - {"input", "inputs", "mode", "batch", "output_format"}:
                 raise Unsupported("forward fields %s" % sorted(body))
             f["op"] = "FX_FORWARD"
             if body.get("mode") == "train":
@@ -326,6 +328,8 @@ class Gen:
                 item = ".text = %s" % cstr("true" if v else "false")
             elif isinstance(v, str):
                 item = ".text = %s" % cstr(v)
+            elif isinstance(v, dict) and set(v) <= {"$form", "$value"} and "$value" in v:
+                item = ".value = %s" % self.tensor(v["$value"])  # the form is api/'s
             elif isinstance(v, dict):
                 raise Unsupported("matcher at %s" % p)
             else:
@@ -340,14 +344,17 @@ class Gen:
                             (name, ",\n    ".join(items)))
             f["expect"] = name
             f["nexpect"] = str(len(items))
-        return "{" + ", ".join(".%s = %s" % kv for kv in f.items()) + "}"
+        order = sorted(f.items(), key=lambda kv: kv[0] != "op")  # op first, then as set
+        return "{" + ", ".join(".%s = %s" % kv for kv in order) + "}"
 
 
 def short(x):
     """The shortest decimal that reads back as the same float32 (the tests compare in float)."""
     x = float(x)
-    if x != x or x in (float("inf"), float("-inf")):
-        raise Unsupported("non-finite number")
+    if x != x:
+        return "NAN"
+    if x in (float("inf"), float("-inf")):
+        return "INFINITY" if x > 0 else "-INFINITY"
     want = struct.unpack("f", struct.pack("f", x))[0]
     for digits in range(1, 10):
         t = "%.*g" % (digits, x)
@@ -356,6 +363,14 @@ def short(x):
     if "e" not in t and "." not in t:
         return t
     return t.replace("0.", ".", 1) if t.startswith(("0.", "-0.")) else t
+
+
+def parsed(parser, text, target, option):
+    """C lines parsing text into target with core's parser, naming the option on failure."""
+    return ["if (%s(%s, &%s, err)) {" % (parser, cstr(text), target),
+            "    nd_error_prefix_field(err, \"options.%s\");" % option,
+            "    return ND_STATUS_INVALID_VALUE;",
+            "}"]
 
 
 def array_id(name):
@@ -386,7 +401,7 @@ def main():
     cases = []
     for path in sorted(glob.glob(os.path.join(cases_dir, "*.json"))):
         base = os.path.basename(path)
-        if not base.startswith(PREFIXES):
+        if not base.startswith(PREFIXES) or base[:-len(".json")] in HTTP_ONLY:
             continue
         loaded = json.load(open(path))
         for case in loaded if isinstance(loaded, list) else [loaded]:
@@ -410,7 +425,7 @@ def main():
                         skipped.append("step %d: %s" % (i + 1, e))
                 if skipped:
                     sys.stderr.write("%s: skipped %s\n" % (case["id"], "; ".join(skipped)))
-                if all(x.startswith("{.op = FX_DEFINE") for x in steps) and len(steps) < 2:
+                if all(x.startswith("{.op = FX_DEFINE") for x in steps):
                     raise Unsupported("no step left")
                 name = "fx_s%d" % g.nfun
                 g.nfun += 1
@@ -421,7 +436,7 @@ def main():
                 del g.out[mark:]
                 sys.stderr.write("%s: left out (%s)\n" % (case["id"], e))
     print("// check_layer_cases.h - GENERATED by tests/tools/layer_fixtures.py from the shared")
-    print("// conformance cases (bnt-, bng-, nrm-, wd-, life-, err-, conv-); do not edit by hand.")
+    print("// conformance cases (bnt-, bng-, nrm-, wd-, life-, err-, conv-, fmt-); do not edit.")
     print("// Included once, by tests/check_layer.c, which defines the fx_ structs.")
     print("// clang-format off")
     print("\n".join(g.out))

@@ -1,0 +1,279 @@
+// h_arrays.c - extract (NetExtract), one array of a layer, and shared arrays.
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/internal.h"
+#include "api/tensor_io.h"
+
+// The output_format of a JSON body or of the query string (default nested).
+static int output_format(struct api_call *call, enum api_tensor_form *form) {
+    const char *text = NULL;
+    *form = API_FORM_NESTED;
+    if (call->body && api_get_string(call->body, "output_format", "output_format", &text,
+                                     &call->err) != 0)
+        return -1;
+    if (!call->body)
+        text = api_query(call->req, "output_format");
+    return text ? api_form_parse(text, form, "output_format", &call->err) : 0;
+}
+
+static bool wants_binary(const struct api_call *call) {
+    const char *accept = api_header(call->req, "Accept");
+    return accept && strstr(accept, "application/octet-stream") != NULL;
+}
+
+// ---- extract ----
+
+// Parameters of NetExtract: Epsilon, Momentum (the Wolfram names), Input and Output shapes,
+// and any option of the layer's type by its snake_case name.
+static bool write_parameter(struct jw *w, const struct nd_layer_info *info, const char *key) {
+    const struct nd_layout *lay = info->layout_known ? &info->layout : NULL;
+    if (strcmp(key, "Epsilon") == 0)
+        return api_write_option_named(w, &info->spec, lay, "epsilon");
+    if (strcmp(key, "Momentum") == 0) {
+        if (!api_write_option_named(w, &info->spec, lay, "momentum"))
+            jw_null(w);
+        return true;
+    }
+    if (strcmp(key, "Input") == 0 || strcmp(key, "Output") == 0) {
+        api_write_shape(w, &info->spec.input);
+        return true;
+    }
+    return api_write_option_named(w, &info->spec, lay, key);
+}
+
+static int extract_key(struct api_call *call, struct nd_layer *layer,
+                       const struct nd_layer_info *info, const char *key, size_t i,
+                       enum api_tensor_form form, struct jw *w) {
+    char field[64];
+    snprintf(field, sizeof field, "keys[%zu]", i);
+    enum nd_array_id id;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (nd_array_parse(key, &id, &ce) == ND_STATUS_OK) {
+        struct nd_tensor t;
+        if (nd_layer_read_array(layer, id, &t, NULL, &ce) != ND_STATUS_OK) {
+            api_core_error(call, &ce, "");
+            snprintf(call->err.field, sizeof call->err.field, "%s", field);
+            return -1;
+        }
+        jw_key(w, key);
+        api_tensor_write(w, &t, form);
+        nd_tensor_deinit(&t);
+        return 0;
+    }
+    jw_key(w, key);
+    if (!write_parameter(w, info, key))
+        return api_error_set(&call->err, 422, "invalid_value", field,
+                             "%s has no array or parameter %.60s", nd_layer_name(layer), key);
+    return 0;
+}
+
+static int extract(struct api_call *call, struct nd_layer *layer) {
+    static const char *const keys[] = {"keys", "output_format", NULL};
+    enum api_tensor_form form;
+    if (api_check_keys(call->body, keys, "", &call->err) != 0 || output_format(call, &form) != 0)
+        return API_FAIL;
+    const json_t *list = json_object_get(call->body, "keys");
+    if (!json_is_array(list))
+        return api_error_set(&call->err, list ? 400 : 422, list ? "invalid_type" : "invalid_value",
+                             "keys", "keys must be a list of array or parameter names");
+    struct nd_layer_info info;
+    nd_layer_info(layer, &info);
+    struct jw w;
+    jw_init(&w);
+    jw_obj_begin(&w);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *key;
+        if (api_as_string(json_array_get(list, i), "keys", &key, &call->err) != 0 ||
+            extract_key(call, layer, &info, key, i, form, &w) != 0) {
+            jw_free(&w);
+            return API_FAIL;
+        }
+    }
+    jw_obj_end(&w);
+    api_reply_etag(call, info.version);
+    return api_reply_json(call, 200, &w);
+}
+
+int api_h_extract(struct api_call *call) {
+    if (call->binary)
+        return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
+                             "extract takes JSON");
+    struct nd_layer *layer;
+    if (api_parse_body(call, false) != 0 || api_layer_from_path(call, &layer) != 0)
+        return API_FAIL;
+    int rc = extract(call, layer);
+    nd_layer_unref(layer);
+    return rc;
+}
+
+// ---- one array ----
+
+static int reply_array(struct api_call *call, const char *name, struct nd_tensor *t,
+                       uint64_t version) {
+    api_reply_etag(call, version);
+    if (wants_binary(call))
+        return api_reply_binary(call, t);
+    enum api_tensor_form form;
+    if (output_format(call, &form) != 0)
+        return API_FAIL;
+    struct jw w;
+    jw_init(&w);
+    jw_obj_begin(&w);
+    jw_key(&w, "name");
+    jw_string(&w, name);
+    jw_key(&w, "array");
+    api_tensor_write(&w, t, form);
+    jw_obj_end(&w);
+    return api_reply_json(call, 200, &w);
+}
+
+static int array_id(struct api_call *call, struct nd_layer *layer, enum nd_array_id *id) {
+    struct nd_layer_info info;
+    nd_layer_info(layer, &info);
+    return api_parse_array_name(call->param[1], info.spec.type, "array", id, &call->err);
+}
+
+int api_h_array_get(struct api_call *call) {
+    struct nd_layer *layer;
+    if (api_layer_from_path(call, &layer) != 0)
+        return API_FAIL;
+    enum nd_array_id id;
+    struct nd_tensor t = {0};
+    uint64_t version = 0;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    int rc = array_id(call, layer, &id);
+    if (rc == 0 && nd_layer_read_array(layer, id, &t, &version, &ce) != ND_STATUS_OK)
+        rc = api_core_error(call, &ce, "");
+    if (rc == 0)
+        rc = reply_array(call, nd_array_name(id), &t, version);
+    nd_tensor_deinit(&t);
+    nd_layer_unref(layer);
+    return rc;
+}
+
+static int read_array_body(struct api_call *call, struct nd_tensor *value) {
+    if (call->binary) {
+        enum api_tensor_form form;
+        return api_read_input(call, "array", value, &form);
+    }
+    static const char *const keys[] = {"array", NULL};
+    if (api_parse_body(call, false) != 0 || api_check_keys(call->body, keys, "", &call->err) != 0)
+        return -1;
+    enum api_tensor_form form;
+    return api_read_input(call, "array", value, &form);
+}
+
+int api_h_array_put(struct api_call *call) {
+    struct nd_layer *layer;
+    if (api_layer_from_path(call, &layer) != 0)
+        return API_FAIL;
+    enum nd_array_id id;
+    struct nd_tensor value = {0};
+    uint64_t expect, version = 0;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    int rc = array_id(call, layer, &id);
+    if (rc == 0)
+        rc = api_if_match(call, &expect);
+    if (rc == 0)
+        rc = read_array_body(call, &value);
+    if (rc == 0 &&
+        nd_layer_write_array(layer, id, &value, expect, &version, &ce) != ND_STATUS_OK) {
+        rc = api_core_error(call, &ce, "");
+        // the body's one field is "array"; If-Match is the header at fault for 412
+        snprintf(call->err.field, sizeof call->err.field, "%s",
+                 ce.code == ND_STATUS_PRECONDITION_FAILED ? "If-Match" : "array");
+    }
+    if (rc == 0) {
+        struct jw w;
+        jw_init(&w);
+        jw_obj_begin(&w);
+        jw_key(&w, "name");
+        jw_string(&w, nd_array_name(id));
+        jw_key(&w, "version");
+        jw_uint(&w, version);
+        jw_obj_end(&w);
+        api_reply_etag(call, version);
+        rc = api_reply_json(call, 200, &w);
+    }
+    nd_tensor_deinit(&value);
+    nd_layer_unref(layer);
+    return rc;
+}
+
+// ---- shared arrays ----
+
+int api_h_shared_list(struct api_call *call) {
+    struct nd_registry *reg = nd_engine_registry(call->ctx->engine);
+    char **names;
+    int64_t n;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (nd_registry_shared_list(reg, &names, &n, &ce) != ND_STATUS_OK)
+        return api_core_error(call, &ce, "");
+    struct jw w;
+    jw_init(&w);
+    jw_obj_begin(&w);
+    jw_key(&w, "shared_arrays");
+    jw_arr_begin(&w);
+    for (int64_t i = 0; i < n; i++) {
+        jw_string(&w, names[i]);
+        nd_free(names[i]);
+    }
+    nd_free(names);
+    jw_arr_end(&w);
+    jw_obj_end(&w);
+    return api_reply_json(call, 200, &w);
+}
+
+static void write_users(struct jw *w, struct nd_registry *reg, const char *name) {
+    char **names = NULL;
+    int64_t n = 0;
+    jw_arr_begin(w);
+    if (nd_registry_shared_users(reg, name, &names, &n, NULL) == ND_STATUS_OK) {
+        for (int64_t i = 0; i < n; i++) {
+            jw_string(w, names[i]);
+            nd_free(names[i]);
+        }
+        nd_free(names);
+    }
+    jw_arr_end(w);
+}
+
+int api_h_shared_get(struct api_call *call) {
+    struct nd_registry *reg = nd_engine_registry(call->ctx->engine);
+    struct nd_array *array;
+    struct nd_tensor t;
+    uint64_t version;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (nd_registry_shared_get(reg, call->param[0], &array, &ce) != ND_STATUS_OK)
+        return api_core_error(call, &ce, "");
+    enum nd_status st = nd_array_read(array, &t, &version, &ce);
+    nd_array_unref(array);
+    enum api_tensor_form form;
+    if (st != ND_STATUS_OK)
+        return api_core_error(call, &ce, "");
+    if (output_format(call, &form) != 0) {
+        nd_tensor_deinit(&t);
+        return API_FAIL;
+    }
+    struct jw w;
+    jw_init(&w);
+    jw_obj_begin(&w);
+    jw_key(&w, "name");
+    jw_string(&w, call->param[0]);
+    jw_key(&w, "array");
+    api_tensor_write(&w, &t, form);
+    jw_key(&w, "layers");
+    write_users(&w, reg, call->param[0]);
+    jw_key(&w, "version");
+    jw_uint(&w, version);
+    jw_obj_end(&w);
+    nd_tensor_deinit(&t);
+    return api_reply_json(call, 200, &w);
+}

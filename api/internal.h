@@ -1,0 +1,196 @@
+// internal.h - private to api/: the context, one call's state, the handler signature and the
+// JSON helpers every handler uses.
+#ifndef API_INTERNAL_H
+#define API_INTERNAL_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "api/api.h"
+#include "api/errors.h"
+#include "api/json_fast.h"
+#include "api/json_tensor.h"
+#include "api/jw.h"
+#include "core/alloc.h"
+#include "core/engine.h"
+#include "core/layer.h"
+
+// ---- context and metrics ----
+
+#define API_METRIC_ROUTES 24 // >= the number of routes, plus "unmatched"
+#define API_LATENCY_BUCKETS 12
+
+#define API_STATUS_MIN 100
+#define API_STATUS_COUNT 500 // statuses 100..599
+
+struct api_route_metrics {
+    const char *route;
+    atomic_ullong by_status[API_STATUS_COUNT];          // requests by exact status
+    atomic_ullong latency_bucket[API_LATENCY_BUCKETS]; // per bucket; cumulated when rendered
+    atomic_ullong latency_count;
+    atomic_ullong latency_sum_us;
+};
+
+struct api_ctx {
+    struct nd_engine *engine;
+    struct api_config config;
+    char *api_key; // owned copy, or NULL
+    atomic_bool ready;
+    atomic_llong inflight;
+    atomic_ullong bytes_in, bytes_out, train_steps;
+    struct api_route_metrics metrics[API_METRIC_ROUTES];
+    int nmetrics;
+};
+
+// ---- one call ----
+
+enum {
+    API_OK = 0,
+    API_FAIL = -1,  // call->err holds the error
+    API_DEFER = -2, // inline only: needs a worker
+};
+
+struct api_call {
+    struct api_ctx *ctx;
+    const struct api_request *req;
+    struct api_response *resp;
+    const char *param[2]; // path parameters ({name}, {array}) as zero-terminated copies
+    char param_buf[2][256];
+    json_t *body;         // the parsed JSON body, or NULL
+    struct api_fast_tensors fast; // its large numeric arrays, read before jansson
+    bool binary;          // the body is application/octet-stream
+    bool inline_only;
+    struct api_error err;
+};
+
+typedef int (*api_handler_fn)(struct api_call *call);
+
+// ---- request helpers (routes.c) ----
+
+// A request header (case-insensitive name) or query parameter, or NULL.
+const char *api_header(const struct api_request *req, const char *name);
+const char *api_query(const struct api_request *req, const char *name);
+
+// Parses the body as a JSON object into call->body (an empty body is {} when allow_empty).
+// 400 malformed_body with line and column, 400 invalid_type when not an object.
+int api_parse_body(struct api_call *call, bool allow_empty);
+
+// A tensor value of the body: a placeholder of a pre-read array (json_fast.h), or any JSON form
+// (api_tensor_from_json). *out is owned.
+int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
+                     const struct api_tensor_limits *limits, const char *field,
+                     struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err);
+
+// The tensor limits of this server.
+struct api_tensor_limits api_limits(const struct api_call *call);
+
+// The version an If-Match header asks for: "7", 7 or W/"7" -> 7; absent or "*" -> 0 (any).
+// Anything else is 412.
+int api_if_match(struct api_call *call, uint64_t *version);
+
+// ---- responses (routes.c) ----
+
+// Finishes w into the response body with status and application/json. Returns API_OK, or
+// API_FAIL (503) when the writer ran out of memory.
+int api_reply_json(struct api_call *call, int status, struct jw *w);
+
+// Adds a response header (value formatted; cut to API_HEADER_VALUE_MAX).
+void api_reply_header(struct api_call *call, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+// Sets the ETag header from a version.
+void api_reply_etag(struct api_call *call, uint64_t version);
+
+// ---- JSON field helpers (json_util.c) ----
+
+// 422 unknown_field for the first key of obj not in allowed (NULL-terminated), naming
+// prefix.key. Returns 0 or -1.
+int api_check_keys(const json_t *obj, const char *const *allowed, const char *prefix,
+                   struct api_error *err);
+
+// Typed field readers: 0 when absent (defaults untouched) or read, -1 (400 invalid_type) on a
+// wrong JSON type. The field names the path for errors.
+int api_get_string(const json_t *obj, const char *key, const char *field, const char **out,
+                   struct api_error *err);
+int api_get_bool(const json_t *obj, const char *key, const char *field, bool *out,
+                 struct api_error *err);
+int api_get_number(const json_t *obj, const char *key, const char *field, double *out,
+                   struct api_error *err);
+
+// A JSON value as a number / integer / bool, -1 with 400 invalid_type naming field otherwise.
+int api_as_number(const json_t *v, const char *field, double *out, struct api_error *err);
+int api_as_int(const json_t *v, const char *field, int64_t *out, struct api_error *err);
+int api_as_bool(const json_t *v, const char *field, bool *out, struct api_error *err);
+int api_as_string(const json_t *v, const char *field, const char **out, struct api_error *err);
+
+// A core error for this call: maps status and field (prefixed).
+int api_core_error(struct api_call *call, const struct nd_error *err, const char *prefix);
+
+// ---- layers (json_layer.c) ----
+
+// A parsed definition: the core definition plus the tensors and names it borrows.
+struct api_definition {
+    char name[ND_NAME_MAX + 1];
+    struct nd_layer_def def;
+    char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1];
+};
+
+// Parses a definition body (API.md 1.2). path_name: the name from PUT's path, or NULL for POST
+// (the body must then hold it). The definition's tensors are owned; release with
+// api_definition_release.
+int api_parse_definition(const json_t *body, const char *path_name,
+                         const struct api_tensor_limits *limits, struct api_fast_tensors *fast,
+                         struct api_definition *out, struct api_error *err);
+void api_definition_release(struct api_definition *d);
+
+// Writes GET /v1/layers/{name}'s object.
+void api_write_layer_info(struct jw *w, struct nd_layer *layer);
+
+// Writes the effective options of a spec (its type's options only).
+void api_write_options(struct jw *w, const struct nd_spec *spec, const struct nd_layout *layout);
+
+// Writes the value of one option (canonical name or alias) of the spec's type; false when the
+// type has no such option.
+bool api_write_option_named(struct jw *w, const struct nd_spec *spec,
+                            const struct nd_layout *layout, const char *name);
+
+// Parses an array name (canonical or alias) that must exist for the layer type: 404 not_found
+// naming field otherwise.
+int api_parse_array_name(const char *name, enum nd_layer_type type, const char *field,
+                         enum nd_array_id *id, struct api_error *err);
+
+// Parses a per-example shape: an integer n ([n]), a list of integers >= 0 or nulls, or null
+// (unknown). 400 invalid_type / 422 invalid_value naming field.
+int api_parse_shape(const json_t *v, const char *field, struct nd_shape *out,
+                    struct api_error *err);
+
+// Writes a shape as a list (null for unknown dims; null for an unknown rank).
+void api_write_shape(struct jw *w, const struct nd_shape *shape);
+
+// ---- handlers ----
+
+int api_h_healthz(struct api_call *call);
+int api_h_readyz(struct api_call *call);
+int api_h_metrics(struct api_call *call);
+int api_h_info(struct api_call *call);
+int api_h_layers_list(struct api_call *call);
+int api_h_layers_create(struct api_call *call);
+int api_h_layer_get(struct api_call *call);
+int api_h_layer_put(struct api_call *call);
+int api_h_layer_delete(struct api_call *call);
+int api_h_type_options(struct api_call *call);
+int api_h_types(struct api_call *call);
+int api_h_initialize(struct api_call *call);
+int api_h_forward(struct api_call *call);
+int api_h_train_step(struct api_call *call);
+int api_h_extract(struct api_call *call);
+int api_h_array_get(struct api_call *call);
+int api_h_array_put(struct api_call *call);
+int api_h_shared_list(struct api_call *call);
+int api_h_shared_get(struct api_call *call);
+
+// Takes a reference to the layer named by the path, or fails (404).
+int api_layer_from_path(struct api_call *call, struct nd_layer **out);
+
+#endif

@@ -1,0 +1,960 @@
+// json_layer.c - layer definitions from JSON (API.md 1.2-1.4) and layer information to JSON.
+//
+// Options live in one table: canonical snake_case name, accepted aliases, the types it applies
+// to, a parser into struct nd_spec and a writer for GET. Values are checked by the engine
+// (nd_spec_validate) so the rules live in one place; here only JSON types are checked.
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/internal.h"
+
+// ---- types an option applies to ----
+
+#define T(t) (1u << (t))
+#define T_BN T(ND_LAYER_TYPE_BATCH_NORM)
+#define T_NORM T(ND_LAYER_TYPE_NORMALIZATION)
+#define T_LN T(ND_LAYER_TYPE_LAYER_NORM)
+#define T_IN T(ND_LAYER_TYPE_INSTANCE_NORM)
+#define T_GN T(ND_LAYER_TYPE_GROUP_NORM)
+#define T_RMS T(ND_LAYER_TYPE_RMS_NORM)
+#define T_PRESETS (T_LN | T_IN | T_GN | T_RMS)
+#define T_FAMILY (T_NORM | T_PRESETS)
+#define T_ALL (T_BN | T_FAMILY)
+
+struct option {
+    const char *name;
+    const char *alias[3];
+    unsigned types;
+    int (*parse)(const json_t *v, struct nd_spec *s, const char *field, struct api_error *err);
+    void (*write)(struct jw *w, const struct nd_spec *s, const struct nd_layout *lay);
+};
+
+// ---- parsers ----
+
+static int core_value_error(const struct nd_error *e, const char *field, struct api_error *err) {
+    api_error_from_core(err, e, "");
+    snprintf(err->field, sizeof err->field, "%s", field);
+    return -1;
+}
+
+static int parse_epsilon(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    return api_as_number(v, f, &s->epsilon, e);
+}
+
+static int parse_momentum(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    s->momentum_null = json_is_null(v);
+    return s->momentum_null ? 0 : api_as_number(v, f, &s->momentum, e);
+}
+
+static int parse_interleaving(const json_t *v, struct nd_spec *s, const char *f,
+                              struct api_error *e) {
+    s->interleaving_given = true;
+    return api_as_bool(v, f, &s->interleaving, e);
+}
+
+// An integer or a list of integers (at most ND_MAX_RANK).
+static int parse_axes(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    int64_t a;
+    if (!json_is_array(v)) {
+        if (api_as_int(v, f, &a, e) != 0)
+            return -1;
+        s->naxes = 1;
+        s->axes[0] = (int32_t)(a > 99 ? 99 : a < -99 ? -99 : a);
+        return 0;
+    }
+    size_t n = json_array_size(v);
+    if (n == 0 || n > ND_MAX_RANK)
+        return api_error_set(e, 422, "invalid_value", f, "%s must list 1 to %d axes", f,
+                             ND_MAX_RANK);
+    for (size_t i = 0; i < n; i++) {
+        if (api_as_int(json_array_get(v, i), f, &a, e) != 0)
+            return -1;
+        s->axes[i] = (int32_t)(a > 99 ? 99 : a < -99 ? -99 : a);
+    }
+    s->naxes = (int32_t)n;
+    return 0;
+}
+
+static int parse_center(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    return api_as_bool(v, f, &s->enabled[ND_ARRAY_BIASES], e);
+}
+
+static int parse_scale(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    return api_as_bool(v, f, &s->enabled[ND_ARRAY_SCALING], e);
+}
+
+static int parse_affine(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    bool on;
+    if (api_as_bool(v, f, &on, e) != 0)
+        return -1;
+    s->enabled[ND_ARRAY_SCALING] = s->enabled[ND_ARRAY_BIASES] = on;
+    return 0;
+}
+
+static int parse_moving_variance(const json_t *v, struct nd_spec *s, const char *f,
+                                 struct api_error *e) {
+    const char *text;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (api_as_string(v, f, &text, e) != 0)
+        return -1;
+    if (nd_variance_estimator_parse(text, &s->moving_variance, &ce) != ND_STATUS_OK)
+        return core_value_error(&ce, f, e);
+    return 0;
+}
+
+#define NUMBER_OPTION(fn, member)                                                              \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
+        return api_as_number(v, f, &s->member, e);                                              \
+    }
+NUMBER_OPTION(parse_init_factor, init_factor)
+NUMBER_OPTION(parse_min_factor, min_factor)
+NUMBER_OPTION(parse_sscale, sscale)
+
+#define BOOL_OPTION(fn, member)                                                                \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
+        return api_as_bool(v, f, &s->member, e);                                                \
+    }
+BOOL_OPTION(parse_inplace, inplace)
+BOOL_OPTION(parse_trainable, trainable)
+BOOL_OPTION(parse_unbiased, unbiased)
+
+static int parse_groups(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    return api_as_int(v, f, &s->groups, e);
+}
+
+static int parse_method(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    const char *text;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (api_as_string(v, f, &text, e) != 0)
+        return -1;
+    if (nd_method_parse(text, &s->method, &ce) != ND_STATUS_OK)
+        return core_value_error(&ce, f, e);
+    return 0;
+}
+
+// "All", "a;;b", "Same", "Complement", an integer, or a list of integers.
+static int parse_levels(const json_t *v, struct nd_levels *out, const char *f,
+                        struct api_error *e) {
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (json_is_string(v)) {
+        if (nd_levels_parse(json_string_value(v), out, &ce) != ND_STATUS_OK)
+            return core_value_error(&ce, f, e);
+        return 0;
+    }
+    struct nd_levels lv = {.kind = ND_LEVELS_LIST};
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if (n > ND_MAX_RANK)
+        return api_error_set(e, 422, "invalid_value", f, "%s lists more than %d levels", f,
+                             ND_MAX_RANK);
+    for (size_t i = 0; i < n; i++) {
+        int64_t level;
+        if (api_as_int(json_is_array(v) ? json_array_get(v, i) : v, f, &level, e) != 0)
+            return -1;
+        lv.level[i] = (int32_t)(level > 99 ? 99 : level < -99 ? -99 : level);
+    }
+    lv.count = (int32_t)n;
+    *out = lv;
+    return 0;
+}
+
+static int parse_aggregation(const json_t *v, struct nd_spec *s, const char *f,
+                             struct api_error *e) {
+    return parse_levels(v, &s->aggregation, f, e);
+}
+
+static int parse_scaling_levels(const json_t *v, struct nd_spec *s, const char *f,
+                                struct api_error *e) {
+    return parse_levels(v, &s->scaling, f, e);
+}
+
+// null, an integer (the first aggregation level), or a list of integers.
+static int parse_group_number(const json_t *v, struct nd_spec *s, const char *f,
+                              struct api_error *e) {
+    if (json_is_null(v)) {
+        s->ngroup = 0;
+        return 0;
+    }
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if (n > ND_MAX_RANK)
+        return api_error_set(e, 422, "invalid_value", f, "%s lists more than %d counts", f,
+                             ND_MAX_RANK);
+    for (size_t i = 0; i < n; i++)
+        if (api_as_int(json_is_array(v) ? json_array_get(v, i) : v, f, &s->group_number[i], e))
+            return -1;
+    s->ngroup = (int32_t)n;
+    return 0;
+}
+
+// The kind of an initializer or constraint given as "name" or {"type": "name", ...}.
+static int kind_text(const json_t *v, const char *f, const char **text, struct api_error *e) {
+    *text = NULL;
+    if (json_is_string(v))
+        *text = json_string_value(v);
+    else if (!json_is_object(v))
+        return api_error_set(e, 400, "invalid_type", f, "%s must be a name or an object", f);
+    else if (api_get_string(v, "type", f, text, e) != 0)
+        return -1;
+    if (!*text)
+        return api_error_set(e, 422, "invalid_value", f, "%s needs a \"type\"", f);
+    return 0;
+}
+
+// Reads the numbers names[i] of object v into dst[i] (absent ones keep their defaults).
+static int read_numbers(const json_t *v, const char *f, const char *const *names, double **dst,
+                        int n, struct api_error *e) {
+    char field[API_FIELD_MAX];
+    for (int i = 0; i < n; i++) {
+        snprintf(field, sizeof field, "%s.%s", f, names[i]);
+        if (api_get_number(v, names[i], field, dst[i], e) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+// "zeros" | "ones" | {"type": ..., parameters} (Keras names and defaults).
+static int parse_initializer(const json_t *v, struct nd_initializer *out, const char *f,
+                             struct api_error *e) {
+    const char *text;
+    enum nd_init_kind kind;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (kind_text(v, f, &text, e) != 0)
+        return -1;
+    if (nd_init_kind_parse(text, &kind, &ce) != ND_STATUS_OK)
+        return core_value_error(&ce, f, e);
+    *out = nd_initializer_default(kind);
+    if (!json_is_object(v))
+        return 0;
+    static const char *const normal[] = {"type", "mean", "stddev", NULL};
+    static const char *const uniform[] = {"type", "minval", "maxval", NULL};
+    static const char *const constant[] = {"type", "value", NULL};
+    static const char *const bare[] = {"type", NULL};
+    const char *const *keys = kind == ND_INIT_RANDOM_UNIFORM  ? uniform
+                              : kind == ND_INIT_CONSTANT      ? constant
+                              : kind >= ND_INIT_RANDOM_NORMAL ? normal
+                                                              : bare;
+    double *dst[2] = {&out->a, &out->b};
+    int n = 0;
+    while (keys[n + 1])
+        n++;
+    return api_check_keys(v, keys, f, e) != 0 ? -1 : read_numbers(v, f, keys + 1, dst, n, e);
+}
+
+static int parse_reg(const json_t *v, struct nd_regularizer *out, const char *f,
+                     struct api_error *e) {
+    static const char *const keys[] = {"l1", "l2", NULL};
+    *out = (struct nd_regularizer){0, 0};
+    if (json_is_null(v)) // what GET shows for none
+        return 0;
+    if (!json_is_object(v))
+        return api_error_set(e, 400, "invalid_type", f, "%s must be {\"l1\": a, \"l2\": b}", f);
+    double *dst[2] = {&out->l1, &out->l2};
+    return api_check_keys(v, keys, f, e) != 0 ? -1 : read_numbers(v, f, keys, dst, 2, e);
+}
+
+// null | "non_neg" | {"type": ..., parameters} (Keras constraints).
+static int parse_constraint(const json_t *v, struct nd_constraint *out, const char *f,
+                            struct api_error *e) {
+    const char *text;
+    enum nd_constraint_kind kind;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (json_is_null(v)) {
+        *out = nd_constraint_default(ND_CONSTRAINT_NONE);
+        return 0;
+    }
+    if (kind_text(v, f, &text, e) != 0)
+        return -1;
+    if (nd_constraint_kind_parse(text, &kind, &ce) != ND_STATUS_OK)
+        return core_value_error(&ce, f, e);
+    *out = nd_constraint_default(kind);
+    if (!json_is_object(v))
+        return 0;
+    static const char *const min_max[] = {"type", "min_value", "max_value", "rate", NULL};
+    static const char *const max_only[] = {"type", "max_value", NULL};
+    static const char *const bare[] = {"type", NULL};
+    bool mm = kind == ND_CONSTRAINT_MIN_MAX_NORM, mx = kind == ND_CONSTRAINT_MAX_NORM;
+    double *dst_mm[3] = {&out->min_value, &out->max_value, &out->rate};
+    double *dst_mx[1] = {&out->max_value};
+    if (api_check_keys(v, mm ? min_max : mx ? max_only : bare, f, e) != 0)
+        return -1;
+    return mm ? read_numbers(v, f, min_max + 1, dst_mm, 3, e)
+           : mx ? read_numbers(v, f, max_only + 1, dst_mx, 1, e)
+                : 0;
+}
+
+#define INIT_OPTION(fn, id)                                                                    \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
+        s->init_given[id] = true;                                                               \
+        return parse_initializer(v, &s->init[id], f, e);                                        \
+    }
+INIT_OPTION(parse_scaling_init, ND_ARRAY_SCALING)
+INIT_OPTION(parse_biases_init, ND_ARRAY_BIASES)
+INIT_OPTION(parse_mean_init, ND_ARRAY_MOVING_MEAN)
+INIT_OPTION(parse_var_init, ND_ARRAY_MOVING_VARIANCE)
+
+#define REG_OPTION(fn, id)                                                                     \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
+        return parse_reg(v, &s->regularizer[id], f, e);                                         \
+    }
+REG_OPTION(parse_scaling_reg, ND_ARRAY_SCALING)
+REG_OPTION(parse_biases_reg, ND_ARRAY_BIASES)
+
+#define CONSTRAINT_OPTION(fn, id)                                                              \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
+        return parse_constraint(v, &s->constraint[id], f, e);                                   \
+    }
+CONSTRAINT_OPTION(parse_scaling_con, ND_ARRAY_SCALING)
+CONSTRAINT_OPTION(parse_biases_con, ND_ARRAY_BIASES)
+
+// ---- writers ----
+
+static void write_epsilon(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    jw_double(w, s->epsilon);
+}
+
+static void write_momentum(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    enum nd_momentum_rule rule = nd_spec_momentum_rule(s);
+    if (rule == ND_MOMENTUM_CUMULATIVE || rule == ND_MOMENTUM_FACTOR_SCHEDULE)
+        jw_null(w);
+    else
+        jw_double(w, s->momentum);
+}
+
+// Batch norm's channels are last when the resolved axes are the last dim alone.
+static bool channels_last(const struct nd_spec *s, const struct nd_layout *l) {
+    if (l && l->naxes > 0 && l->input.ndim > 1) // rank 1: first and last are one dim
+        return l->naxes == 1 && l->axes[0] == l->input.ndim;
+    if (s->naxes == 1)
+        return s->axes[0] == -1;
+    return s->interleaving;
+}
+
+static void write_interleaving(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    jw_bool(w, channels_last(s, l));
+}
+
+// Resolved axes (batched indexing) when known, else as given or the default.
+static void write_axis(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    bool bn = nd_layer_type_is_batch(s->type);
+    bool single = s->type == ND_LAYER_TYPE_INSTANCE_NORM || s->type == ND_LAYER_TYPE_GROUP_NORM;
+    if (bn && l && l->naxes > 0) {
+        if (l->naxes == 1) {
+            jw_int(w, l->axes[0]);
+            return;
+        }
+        jw_arr_begin(w);
+        for (int32_t i = 0; i < l->naxes; i++)
+            jw_int(w, l->axes[i]);
+        jw_arr_end(w);
+        return;
+    }
+    if (s->naxes == 0) {
+        jw_int(w, s->interleaving ? -1 : 1);
+        return;
+    }
+    if (s->naxes == 1 && (single || bn)) {
+        jw_int(w, s->axes[0]);
+        return;
+    }
+    jw_arr_begin(w);
+    for (int32_t i = 0; i < s->naxes; i++)
+        jw_int(w, s->axes[i]);
+    jw_arr_end(w);
+}
+
+static void write_center(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    jw_bool(w, s->enabled[ND_ARRAY_BIASES]);
+}
+
+static void write_scale(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    jw_bool(w, s->enabled[ND_ARRAY_SCALING]);
+}
+
+static void write_moving_variance(struct jw *w, const struct nd_spec *s,
+                                  const struct nd_layout *l) {
+    (void)l;
+    jw_string(w, nd_variance_estimator_name(s->moving_variance));
+}
+
+#define NUMBER_WRITER(fn, member)                                                              \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
+        (void)l;                                                                                \
+        jw_double(w, (double)s->member);                                                        \
+    }
+NUMBER_WRITER(write_init_factor, init_factor)
+NUMBER_WRITER(write_min_factor, min_factor)
+NUMBER_WRITER(write_sscale, sscale)
+
+#define BOOL_WRITER(fn, member)                                                                \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
+        (void)l;                                                                                \
+        jw_bool(w, s->member);                                                                  \
+    }
+BOOL_WRITER(write_inplace, inplace)
+BOOL_WRITER(write_trainable, trainable)
+BOOL_WRITER(write_unbiased, unbiased)
+
+static void write_groups(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    jw_int(w, s->groups);
+}
+
+static void write_method(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    jw_string(w, nd_method_name(s->method));
+}
+
+static void write_levels(struct jw *w, const struct nd_levels *lv) {
+    if (lv->kind != ND_LEVELS_LIST) {
+        char buf[48];
+        jw_string(w, nd_levels_format(lv, buf, sizeof buf));
+        return;
+    }
+    jw_arr_begin(w);
+    for (int32_t i = 0; i < lv->count; i++)
+        jw_int(w, lv->level[i]);
+    jw_arr_end(w);
+}
+
+static void write_aggregation(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    write_levels(w, &s->aggregation);
+}
+
+static void write_scaling_levels(struct jw *w, const struct nd_spec *s,
+                                 const struct nd_layout *l) {
+    (void)l;
+    write_levels(w, &s->scaling);
+}
+
+static void write_group_number(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    if (s->ngroup == 0) {
+        jw_null(w);
+        return;
+    }
+    jw_arr_begin(w);
+    for (int32_t i = 0; i < s->ngroup; i++)
+        jw_int(w, s->group_number[i]);
+    jw_arr_end(w);
+}
+
+static void write_initializer(struct jw *w, const struct nd_initializer *init) {
+    jw_obj_begin(w);
+    jw_key(w, "type");
+    jw_string(w, nd_init_kind_name(init->kind));
+    if (init->kind == ND_INIT_CONSTANT) {
+        jw_key(w, "value");
+        jw_double(w, init->a);
+    } else if (init->kind == ND_INIT_RANDOM_UNIFORM) {
+        jw_key(w, "minval");
+        jw_double(w, init->a);
+        jw_key(w, "maxval");
+        jw_double(w, init->b);
+    } else if (init->kind >= ND_INIT_RANDOM_NORMAL) {
+        jw_key(w, "mean");
+        jw_double(w, init->a);
+        jw_key(w, "stddev");
+        jw_double(w, init->b);
+    }
+    jw_obj_end(w);
+}
+
+static void write_reg(struct jw *w, const struct nd_regularizer *r) {
+    if (r->l1 == 0.0 && r->l2 == 0.0) {
+        jw_null(w);
+        return;
+    }
+    jw_obj_begin(w);
+    jw_key(w, "l1");
+    jw_double(w, r->l1);
+    jw_key(w, "l2");
+    jw_double(w, r->l2);
+    jw_obj_end(w);
+}
+
+static void write_constraint(struct jw *w, const struct nd_constraint *c) {
+    if (c->kind == ND_CONSTRAINT_NONE) {
+        jw_null(w);
+        return;
+    }
+    jw_obj_begin(w);
+    jw_key(w, "type");
+    jw_string(w, nd_constraint_kind_name(c->kind));
+    if (c->kind == ND_CONSTRAINT_MAX_NORM || c->kind == ND_CONSTRAINT_MIN_MAX_NORM) {
+        if (c->kind == ND_CONSTRAINT_MIN_MAX_NORM) {
+            jw_key(w, "min_value");
+            jw_double(w, c->min_value);
+        }
+        jw_key(w, "max_value");
+        jw_double(w, c->max_value);
+    }
+    if (c->kind == ND_CONSTRAINT_MIN_MAX_NORM) {
+        jw_key(w, "rate");
+        jw_double(w, c->rate);
+    }
+    jw_obj_end(w);
+}
+
+#define INIT_WRITER(fn, id)                                                                    \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
+        (void)l;                                                                                \
+        struct nd_initializer init = nd_spec_initializer(s, id);                                \
+        write_initializer(w, &init);                                                            \
+    }
+INIT_WRITER(write_scaling_init, ND_ARRAY_SCALING)
+INIT_WRITER(write_biases_init, ND_ARRAY_BIASES)
+INIT_WRITER(write_mean_init, ND_ARRAY_MOVING_MEAN)
+INIT_WRITER(write_var_init, ND_ARRAY_MOVING_VARIANCE)
+
+#define REG_WRITER(fn, id)                                                                     \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
+        (void)l;                                                                                \
+        write_reg(w, &s->regularizer[id]);                                                      \
+    }
+REG_WRITER(write_scaling_reg, ND_ARRAY_SCALING)
+REG_WRITER(write_biases_reg, ND_ARRAY_BIASES)
+
+#define CONSTRAINT_WRITER(fn, id)                                                              \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
+        (void)l;                                                                                \
+        write_constraint(w, &s->constraint[id]);                                                \
+    }
+CONSTRAINT_WRITER(write_scaling_con, ND_ARRAY_SCALING)
+CONSTRAINT_WRITER(write_biases_con, ND_ARRAY_BIASES)
+
+// ---- the table ----
+
+static const struct option options[] = {
+    {"epsilon", {"Epsilon", "eps"}, T_ALL, parse_epsilon, write_epsilon},
+    {"momentum", {"Momentum"}, T_BN, parse_momentum, write_momentum},
+    {"interleaving", {"Interleaving"}, T_BN, parse_interleaving, write_interleaving},
+    {"axis", {NULL}, T_BN | T_PRESETS, parse_axes, write_axis},
+    {"aggregation_levels", {"AggregationLevels"}, T_NORM, parse_aggregation, write_aggregation},
+    {"scaling_levels", {"ScalingLevels"}, T_NORM, parse_scaling_levels, write_scaling_levels},
+    {"group_number", {"GroupNumber"}, T_NORM, parse_group_number, write_group_number},
+    {"groups", {"num_groups"}, T_GN, parse_groups, write_groups},
+    {"method", {"Method"}, T_FAMILY, parse_method, write_method},
+    {"unbiased", {NULL}, T_FAMILY, parse_unbiased, write_unbiased},
+    {"center", {NULL}, T_ALL, parse_center, write_center},
+    {"scale", {NULL}, T_ALL, parse_scale, write_scale},
+    {"affine", {"elementwise_affine"}, T_ALL, parse_affine, NULL},
+    {"moving_variance", {NULL}, T_BN, parse_moving_variance, write_moving_variance},
+    {"init_factor", {"initFactor"}, T_BN, parse_init_factor, write_init_factor},
+    {"min_factor", {"minFactor"}, T_BN, parse_min_factor, write_min_factor},
+    {"sscale", {NULL}, T_BN, parse_sscale, write_sscale},
+    {"inplace", {NULL}, T_BN, parse_inplace, write_inplace},
+    {"trainable", {NULL}, T_ALL, parse_trainable, write_trainable},
+    {"scaling_initializer", {"gamma_initializer"}, T_ALL, parse_scaling_init, write_scaling_init},
+    {"biases_initializer", {"beta_initializer"}, T_ALL, parse_biases_init, write_biases_init},
+    {"moving_mean_initializer", {NULL}, T_BN, parse_mean_init, write_mean_init},
+    {"moving_variance_initializer", {NULL}, T_BN, parse_var_init, write_var_init},
+    {"scaling_regularizer", {"gamma_regularizer"}, T_ALL, parse_scaling_reg, write_scaling_reg},
+    {"biases_regularizer", {"beta_regularizer"}, T_ALL, parse_biases_reg, write_biases_reg},
+    {"scaling_constraint", {"gamma_constraint"}, T_ALL, parse_scaling_con, write_scaling_con},
+    {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con},
+};
+#define NOPTIONS ((int)(sizeof options / sizeof options[0]))
+
+static const struct option *option_find(const char *key) {
+    for (int i = 0; i < NOPTIONS; i++) {
+        if (strcmp(options[i].name, key) == 0)
+            return &options[i];
+        for (int k = 0; k < 3 && options[i].alias[k]; k++)
+            if (strcmp(options[i].alias[k], key) == 0)
+                return &options[i];
+    }
+    return NULL;
+}
+
+static int parse_options(const json_t *obj, struct nd_spec *spec, struct api_error *err) {
+    if (!json_is_object(obj))
+        return api_error_set(err, 400, "invalid_type", "options", "options must be an object");
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)obj, key, value) {
+        char field[API_FIELD_MAX];
+        snprintf(field, sizeof field, "options.%.100s", key);
+        const struct option *opt = option_find(key);
+        if (!opt || !(opt->types & T(spec->type)))
+            return api_error_set(err, 422, "unknown_field", field, "unknown option %.100s for %s",
+                                 key, nd_layer_type_name(spec->type));
+        if (opt->parse(value, spec, field, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void api_write_options(struct jw *w, const struct nd_spec *spec, const struct nd_layout *layout) {
+    jw_obj_begin(w);
+    for (int i = 0; i < NOPTIONS; i++) {
+        if (!(options[i].types & T(spec->type)) || !options[i].write)
+            continue;
+        jw_key(w, options[i].name);
+        options[i].write(w, spec, layout);
+    }
+    jw_obj_end(w);
+}
+
+bool api_write_option_named(struct jw *w, const struct nd_spec *spec,
+                            const struct nd_layout *layout, const char *name) {
+    const struct option *opt = option_find(name);
+    if (!opt || !opt->write || !(opt->types & T(spec->type)))
+        return false;
+    opt->write(w, spec, layout);
+    return true;
+}
+
+// ---- shapes, arrays, multipliers ----
+
+int api_parse_shape(const json_t *v, const char *field, struct nd_shape *out,
+                    struct api_error *err) {
+    if (json_is_null(v)) {
+        *out = (struct nd_shape){.ndim = ND_RANK_UNKNOWN};
+        return 0;
+    }
+    int64_t d;
+    if (!json_is_array(v)) {
+        if (api_as_int(v, field, &d, err) != 0)
+            return -1;
+        *out = nd_shape_make(1, &d);
+        return d >= 0 ? 0 : api_error_set(err, 422, "invalid_value", field,
+                                          "%s must be a positive size", field);
+    }
+    size_t n = json_array_size(v);
+    if (n > ND_MAX_RANK)
+        return api_error_set(err, 422, "invalid_value", field,
+                             "%s has %zu dimensions; at most %d are supported", field, n,
+                             ND_MAX_RANK);
+    out->ndim = (int32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, i);
+        if (json_is_null(e)) {
+            out->dim[i] = ND_DIM_AUTO;
+            continue;
+        }
+        if (api_as_int(e, field, &d, err) != 0)
+            return -1;
+        if (d < 1)
+            return api_error_set(err, 422, "invalid_value", field,
+                                 "%s has a dimension of %lld; sizes are >= 1 (null: any)", field,
+                                 (long long)d);
+        out->dim[i] = d;
+    }
+    return 0;
+}
+
+void api_write_shape(struct jw *w, const struct nd_shape *shape) {
+    if (shape->ndim < 0) {
+        jw_null(w);
+        return;
+    }
+    jw_arr_begin(w);
+    for (int32_t i = 0; i < shape->ndim; i++) {
+        if (shape->dim[i] == ND_DIM_AUTO)
+            jw_null(w);
+        else
+            jw_int(w, shape->dim[i]);
+    }
+    jw_arr_end(w);
+}
+
+int api_parse_array_name(const char *name, enum nd_layer_type type, const char *field,
+                         enum nd_array_id *id, struct api_error *err) {
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    bool ok = nd_array_parse(name, id, &ce) == ND_STATUS_OK;
+    if (ok && !nd_layer_type_is_batch(type) && *id >= ND_ARRAY_AFFINE_COUNT)
+        ok = false;
+    if (!ok)
+        return api_error_set(err, 404, "not_found", field, "%s has no array %.100s",
+                             nd_layer_type_name(type), name);
+    return 0;
+}
+
+static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_error *err) {
+    int count = nd_layer_type_is_batch(spec->type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    double m;
+    if (!json_is_object(v)) {
+        if (api_as_number(v, "learning_rate_multipliers", &m, err) != 0)
+            return -1;
+        for (int id = 0; id < count; id++)
+            spec->lr_multiplier[id] = m;
+        return 0;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)v, key, value) {
+        char field[API_FIELD_MAX];
+        snprintf(field, sizeof field, "learning_rate_multipliers.%.90s", key);
+        enum nd_array_id id;
+        if (api_parse_array_name(key, spec->type, field, &id, err) != 0) {
+            err->status = 422;
+            err->code = "unknown_field";
+            return -1;
+        }
+        if (api_as_number(value, field, &spec->lr_multiplier[id], err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+// One entry of "arrays": a tensor, null (disabled) or {"shared": "NAME"}.
+static int parse_array_entry(const char *key, const json_t *v, struct api_definition *d,
+                             const struct api_tensor_limits *limits,
+                             struct api_fast_tensors *fast, struct api_error *err) {
+    char field[API_FIELD_MAX];
+    snprintf(field, sizeof field, "arrays.%.100s", key);
+    enum nd_array_id id;
+    if (api_parse_array_name(key, d->def.spec.type, field, &id, err) != 0) {
+        err->status = 422;
+        err->code = "unknown_field";
+        return -1;
+    }
+    snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
+    if (json_is_null(v)) {
+        if (id >= ND_ARRAY_AFFINE_COUNT)
+            return api_error_set(err, 422, "invalid_value", field,
+                                 "%s cannot be disabled; only Scaling and Biases can",
+                                 nd_array_name(id));
+        d->def.spec.enabled[id] = false;
+        return 0;
+    }
+    const json_t *shared = json_is_object(v) ? json_object_get(v, "shared") : NULL;
+    if (shared) {
+        static const char *const keys[] = {"shared", NULL};
+        const char *name;
+        if (api_check_keys(v, keys, field, err) != 0 ||
+            api_as_string(shared, field, &name, err) != 0)
+            return -1;
+        snprintf(d->shared[id], sizeof d->shared[id], "%s", name);
+        d->def.source[id] = ND_ARRAY_SOURCE_SHARED;
+        d->def.shared[id] = d->shared[id];
+        d->def.spec.enabled[id] = true;
+        return strlen(name) > ND_NAME_MAX
+                   ? api_error_set(err, 422, "invalid_value", field, "shared name too long")
+                   : 0;
+    }
+    enum api_tensor_form form;
+    nd_tensor_deinit(&d->def.value[id]);
+    if (api_tensor_value(fast, v, limits, field, &d->def.value[id], &form, err) != 0)
+        return -1;
+    d->def.source[id] = ND_ARRAY_SOURCE_VALUE;
+    d->def.spec.enabled[id] = true;
+    return 0;
+}
+
+static int parse_arrays(const json_t *v, struct api_definition *d,
+                        const struct api_tensor_limits *limits, struct api_fast_tensors *fast,
+                        struct api_error *err) {
+    if (!json_is_object(v))
+        return api_error_set(err, 400, "invalid_type", "arrays", "arrays must be an object");
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)v, key, value) {
+        if (parse_array_entry(key, value, d, limits, fast, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+// ---- the definition ----
+
+static int parse_header(const json_t *body, const char *path_name, struct api_definition *d,
+                        struct api_error *err) {
+    const char *name = NULL, *type_text = NULL, *conv_text = "wolfram";
+    if (api_get_string(body, "name", "name", &name, err) ||
+        api_get_string(body, "type", "type", &type_text, err) ||
+        api_get_string(body, "convention", "convention", &conv_text, err))
+        return -1;
+    if (path_name && name && strcmp(name, path_name) != 0)
+        return api_error_set(err, 422, "invalid_value", "name",
+                             "the body's name differs from the path's (%.100s)", path_name);
+    if (!path_name && !name)
+        return api_error_set(err, 422, "invalid_value", "name", "a layer needs a name");
+    const char *use = path_name ? path_name : name;
+    if (!nd_name_valid(use))
+        return api_error_set(err, 422, "invalid_value", "name",
+                             "a name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
+    snprintf(d->name, sizeof d->name, "%s", use);
+    if (!type_text)
+        return api_error_set(err, 422, "invalid_value", "type", "a layer needs a type");
+    enum nd_layer_type type;
+    enum nd_convention conv;
+    int32_t nd = 0;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    if (nd_layer_type_parse(type_text, &type, &nd, &ce) != ND_STATUS_OK)
+        return core_value_error(&ce, "type", err);
+    if (nd_convention_parse(conv_text, &conv, &ce) != ND_STATUS_OK)
+        return core_value_error(&ce, "convention", err);
+    struct nd_spec spec;
+    nd_spec_defaults(&spec, type, nd, conv);
+    nd_layer_def_init(&d->def, &spec);
+    return 0;
+}
+
+static int parse_seed(const json_t *v, struct nd_spec *spec, struct api_error *err) {
+    int64_t seed;
+    if (api_as_int(v, "seed", &seed, err) != 0)
+        return -1;
+    if (seed < 0)
+        return api_error_set(err, 422, "invalid_value", "seed", "seed must be >= 0");
+    spec->has_seed = true;
+    spec->seed = (uint64_t)seed;
+    return 0;
+}
+
+int api_parse_definition(const json_t *body, const char *path_name,
+                         const struct api_tensor_limits *limits, struct api_fast_tensors *fast,
+                         struct api_definition *out, struct api_error *err) {
+    static const char *const keys[] = {"name",   "type",   "convention", "input",
+                                       "options", "arrays", "learning_rate_multipliers",
+                                       "seed",   NULL};
+    memset(out, 0, sizeof *out);
+    if (api_check_keys(body, keys, "", err) != 0 || parse_header(body, path_name, out, err) != 0)
+        return -1;
+    struct nd_spec *spec = &out->def.spec;
+    const json_t *v;
+    if ((v = json_object_get(body, "input")) && api_parse_shape(v, "input", &spec->input, err))
+        return -1;
+    if ((v = json_object_get(body, "options")) && parse_options(v, spec, err))
+        return -1;
+    if ((v = json_object_get(body, "seed")) && parse_seed(v, spec, err))
+        return -1;
+    if ((v = json_object_get(body, "learning_rate_multipliers")) &&
+        parse_multipliers(v, spec, err))
+        return -1;
+    if ((v = json_object_get(body, "arrays")) && parse_arrays(v, out, limits, fast, err))
+        return -1;
+    return 0;
+}
+
+void api_definition_release(struct api_definition *d) {
+    for (int id = 0; id < ND_ARRAY_COUNT; id++)
+        nd_tensor_deinit(&d->def.value[id]);
+}
+
+// ---- information ----
+
+static void write_level_mask(struct jw *w, uint32_t mask, int32_t rank) {
+    jw_arr_begin(w);
+    for (int32_t i = 0; i < rank; i++)
+        if (mask & (1u << i))
+            jw_int(w, i + 1);
+    jw_arr_end(w);
+}
+
+// A preset's expansion into Normalization (API.md 1.4: GET shows it), once the rank is known.
+static void write_expansion(struct jw *w, const struct nd_layer_info *info) {
+    const struct nd_layout *l = &info->layout;
+    int32_t r = l->input.ndim;
+    jw_obj_begin(w);
+    jw_key(w, "type");
+    jw_string(w, "Normalization");
+    jw_key(w, "aggregation_levels");
+    write_level_mask(w, l->reduce_mask, r);
+    jw_key(w, "scaling_levels");
+    write_level_mask(w, l->param_mask, r);
+    jw_key(w, "group_number");
+    bool grouped = false;
+    for (int32_t i = 0; i < r; i++)
+        grouped |= l->groups[i] > 1;
+    if (!grouped) {
+        jw_null(w);
+    } else {
+        jw_arr_begin(w);
+        for (int32_t i = 0; i < r; i++)
+            if (l->reduce_mask & (1u << i))
+                jw_int(w, l->groups[i]);
+        jw_arr_end(w);
+    }
+    jw_key(w, "method");
+    jw_string(w, nd_method_name(info->spec.method));
+    jw_key(w, "unbiased");
+    jw_bool(w, info->spec.unbiased);
+    jw_obj_end(w);
+}
+
+static void write_arrays_info(struct jw *w, const struct nd_layer_info *info) {
+    int count = nd_layer_type_is_batch(info->spec.type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    jw_obj_begin(w);
+    for (int id = 0; id < count; id++) {
+        jw_key(w, nd_array_name((enum nd_array_id)id));
+        if (!info->enabled[id]) {
+            jw_null(w);
+            continue;
+        }
+        jw_obj_begin(w);
+        jw_key(w, "shape");
+        struct nd_shape unknown = {.ndim = ND_RANK_UNKNOWN};
+        api_write_shape(w, info->array_shape[id].ndim >= 0 ? &info->array_shape[id]
+                           : info->layout_known        ? &info->layout.param_shape
+                                                       : &unknown);
+        jw_key(w, "learning_rate_multiplier");
+        jw_double(w, info->spec.lr_multiplier[id]);
+        jw_key(w, "shared");
+        if (info->shared[id][0])
+            jw_string(w, info->shared[id]);
+        else
+            jw_null(w);
+        jw_obj_end(w);
+    }
+    jw_obj_end(w);
+}
+
+static void write_counters(struct jw *w, const struct nd_layer_info *info) {
+    jw_obj_begin(w);
+    jw_key(w, "forwards");
+    jw_int(w, info->forwards);
+    jw_key(w, "train_steps");
+    jw_int(w, info->train_steps);
+    jw_key(w, "optimizer_steps");
+    jw_int(w, info->optimizer_steps);
+    jw_obj_end(w);
+}
+
+void api_write_layer_info(struct jw *w, struct nd_layer *layer) {
+    struct nd_layer_info info;
+    nd_layer_info(layer, &info);
+    const struct nd_layout *lay = info.layout_known ? &info.layout : NULL;
+    jw_obj_begin(w);
+    jw_key(w, "name");
+    jw_string(w, nd_layer_name(layer));
+    jw_key(w, "type");
+    jw_string(w, nd_layer_type_name(info.spec.type));
+    jw_key(w, "convention");
+    jw_string(w, nd_convention_name(info.spec.convention));
+    jw_key(w, "input");
+    api_write_shape(w, &info.spec.input);
+    jw_key(w, "output");
+    api_write_shape(w, &info.spec.input);
+    jw_key(w, "options");
+    api_write_options(w, &info.spec, lay);
+    if (lay && info.spec.type != ND_LAYER_TYPE_BATCH_NORM &&
+        info.spec.type != ND_LAYER_TYPE_NORMALIZATION) {
+        jw_key(w, "expansion");
+        write_expansion(w, &info);
+    }
+    jw_key(w, "arrays");
+    write_arrays_info(w, &info);
+    jw_key(w, "parameter_count");
+    jw_int(w, info.parameter_count);
+    jw_key(w, "initialized");
+    jw_bool(w, info.initialized);
+    jw_key(w, "version");
+    jw_uint(w, info.version);
+    jw_key(w, "counters");
+    write_counters(w, &info);
+    jw_obj_end(w);
+}

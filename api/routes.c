@@ -1,0 +1,349 @@
+// routes.c - the route table, matching, content negotiation, authorization, and the response
+// helpers every handler uses.
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/internal.h"
+
+// ---- the table ----
+
+enum route_flags {
+    ROUTE_AUTH = 1u << 0,   // /v1: needs the API key when one is set
+    ROUTE_INLINE = 1u << 1, // may run on the event loop: it never waits (or answers API_DEFER)
+    ROUTE_BODY = 1u << 2,   // takes a body (JSON, or binary where the handler allows it)
+};
+
+struct route {
+    const char *method;
+    const char *pattern; // segments; {x} matches one segment
+    api_handler_fn fn;
+    unsigned flags;
+};
+
+static const struct route routes[] = {
+    {"GET", "/healthz", api_h_healthz, ROUTE_INLINE},
+    {"GET", "/readyz", api_h_readyz, ROUTE_INLINE},
+    {"GET", "/metrics", api_h_metrics, ROUTE_INLINE},
+    {"GET", "/v1", api_h_info, ROUTE_AUTH | ROUTE_INLINE},
+    {"GET", "/v1/types", api_h_types, ROUTE_AUTH | ROUTE_INLINE},
+    {"GET", "/v1/types/{type}/options", api_h_type_options, ROUTE_AUTH | ROUTE_INLINE},
+    {"GET", "/v1/layers", api_h_layers_list, ROUTE_AUTH},
+    {"POST", "/v1/layers", api_h_layers_create, ROUTE_AUTH | ROUTE_BODY},
+    {"GET", "/v1/layers/{name}", api_h_layer_get, ROUTE_AUTH},
+    {"PUT", "/v1/layers/{name}", api_h_layer_put, ROUTE_AUTH | ROUTE_BODY},
+    {"DELETE", "/v1/layers/{name}", api_h_layer_delete, ROUTE_AUTH},
+    {"POST", "/v1/layers/{name}/initialize", api_h_initialize, ROUTE_AUTH | ROUTE_BODY},
+    {"POST", "/v1/layers/{name}/forward", api_h_forward, ROUTE_AUTH | ROUTE_BODY | ROUTE_INLINE},
+    {"POST", "/v1/layers/{name}/train-step", api_h_train_step, ROUTE_AUTH | ROUTE_BODY},
+    {"POST", "/v1/layers/{name}/extract", api_h_extract, ROUTE_AUTH | ROUTE_BODY},
+    {"GET", "/v1/layers/{name}/arrays/{array}", api_h_array_get, ROUTE_AUTH},
+    {"PUT", "/v1/layers/{name}/arrays/{array}", api_h_array_put, ROUTE_AUTH | ROUTE_BODY},
+    {"GET", "/v1/shared-arrays", api_h_shared_list, ROUTE_AUTH},
+    {"GET", "/v1/shared-arrays/{name}", api_h_shared_get, ROUTE_AUTH},
+};
+#define NROUTES ((int)(sizeof routes / sizeof routes[0]))
+
+static const char *const UNMATCHED = "unmatched";
+
+// Matches path against pattern, copying {x} segments into call->param (at most 2).
+static bool match(const char *pattern, const char *path, struct api_call *call) {
+    int np = 0;
+    while (*pattern && *path) {
+        if (*pattern != '/' || *path != '/')
+            return false;
+        pattern++, path++;
+        const char *pe = strchr(pattern, '/'), *se = strchr(path, '/');
+        size_t plen = pe ? (size_t)(pe - pattern) : strlen(pattern);
+        size_t slen = se ? (size_t)(se - path) : strlen(path);
+        if (pattern[0] == '{') {
+            if (slen == 0 || slen >= sizeof call->param_buf[0] || np == 2)
+                return false;
+            memcpy(call->param_buf[np], path, slen);
+            call->param_buf[np][slen] = '\0';
+            call->param[np] = call->param_buf[np];
+            np++;
+        } else if (plen != slen || memcmp(pattern, path, plen) != 0) {
+            return false;
+        }
+        pattern += plen, path += slen;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+// ---- request helpers ----
+
+static const char *kv_find(const struct api_kv *kv, size_t n, const char *key, bool nocase) {
+    for (size_t i = 0; i < n; i++)
+        if (kv[i].key && (nocase ? strcasecmp(kv[i].key, key) : strcmp(kv[i].key, key)) == 0)
+            return kv[i].value ? kv[i].value : "";
+    return NULL;
+}
+
+const char *api_header(const struct api_request *req, const char *name) {
+    return kv_find(req->headers, req->nheaders, name, true);
+}
+
+const char *api_query(const struct api_request *req, const char *name) {
+    return kv_find(req->query, req->nquery, name, false);
+}
+
+int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
+                     const struct api_tensor_limits *limits, const char *field,
+                     struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err) {
+    int taken = api_fast_take(fast, v, out);
+    if (taken < 0)
+        return api_error_set(err, 400, "invalid_type", field, "%s is not a tensor", field);
+    if (taken > 0) {
+        *form = API_FORM_NESTED;
+        return 0;
+    }
+    return api_tensor_from_json(v, limits, field, out, form, err);
+}
+
+struct api_tensor_limits api_limits(const struct api_call *call) {
+    return (struct api_tensor_limits){.max_elements = call->ctx->config.max_elements};
+}
+
+int api_parse_body(struct api_call *call, bool allow_empty) {
+    const struct api_request *req = call->req;
+    if (req->body_len == 0 && allow_empty) {
+        call->body = json_object();
+        return call->body ? 0 : api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+    }
+    // The large numeric arrays are read first, from a copy the reader may overwrite.
+    char *text = malloc(req->body_len + 1);
+    if (!text)
+        return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+    memcpy(text, req->body, req->body_len);
+    size_t len = api_fast_extract(text, req->body_len, call->ctx->config.max_elements, &call->fast);
+    json_error_t jerr;
+    call->body = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    free(text);
+    if (!call->body)
+        return api_error_set(&call->err, 400, "malformed_body", NULL,
+                             "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                             jerr.text);
+    if (!json_is_object(call->body))
+        return api_error_set(&call->err, 400, "invalid_type", NULL,
+                             "the body must be a JSON object");
+    return 0;
+}
+
+int api_if_match(struct api_call *call, uint64_t *version) {
+    const char *h = api_header(call->req, "If-Match");
+    *version = 0;
+    if (!h || strcmp(h, "*") == 0)
+        return 0;
+    h += strncmp(h, "W/", 2) == 0 ? 2 : 0;
+    h += *h == '"';
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(h, &end, 10);
+    if (errno || end == h || v == 0 || (*end && *end != '"'))
+        return api_error_set(&call->err, 412, "precondition_failed", "If-Match",
+                             "If-Match must be a version ETag such as \"3\"");
+    *version = v;
+    return 0;
+}
+
+// JSON, no Content-Type, or curl -d's form type (its body is the JSON) are JSON; octet-stream
+// is binary where the handler takes it; anything else is 415.
+static int classify_body(struct api_call *call) {
+    const char *ct = api_header(call->req, "Content-Type");
+    if (call->req->body_len == 0 || !ct || !ct[0])
+        return 0;
+    size_t n = strcspn(ct, "; ");
+    if ((n == 16 && strncasecmp(ct, "application/json", n) == 0) ||
+        (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
+        (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0))
+        return 0;
+    if (n == 24 && strncasecmp(ct, "application/octet-stream", n) == 0) {
+        call->binary = true;
+        return 0;
+    }
+    return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
+                         "Content-Type %.60s is not supported: send application/json (or "
+                         "application/octet-stream with X-Tensor-Shape)",
+                         ct);
+}
+
+// Constant-time comparison, so the key cannot be guessed byte by byte from response times.
+static bool key_equal(const char *given, const char *key) {
+    size_t n = strlen(key), m = strlen(given);
+    unsigned diff = (unsigned)(n ^ m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? given[i] : 0);
+    return diff == 0;
+}
+
+static int authorize(struct api_call *call) {
+    const char *key = call->ctx->api_key;
+    if (!key)
+        return 0;
+    const char *auth = api_header(call->req, "Authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && key_equal(auth + 7, key))
+        return 0;
+    api_reply_header(call, "WWW-Authenticate", "Bearer");
+    return api_error_set(&call->err, 401, "unauthorized", "Authorization",
+                         "this server needs Authorization: Bearer <key>");
+}
+
+// ---- responses ----
+
+void api_response_free(struct api_response *resp) {
+    if (!resp)
+        return;
+    free(resp->body);
+    memset(resp, 0, sizeof *resp);
+}
+
+void api_reply_header(struct api_call *call, const char *name, const char *fmt, ...) {
+    struct api_response *r = call->resp;
+    if (r->nheaders == API_MAX_HEADERS)
+        return;
+    snprintf(r->header_name[r->nheaders], sizeof r->header_name[0], "%s", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->header_value[r->nheaders], sizeof r->header_value[0], fmt, ap);
+    va_end(ap);
+    r->nheaders++;
+}
+
+void api_reply_etag(struct api_call *call, uint64_t version) {
+    api_reply_header(call, "ETag", "\"%llu\"", (unsigned long long)version);
+}
+
+int api_reply_json(struct api_call *call, int status, struct jw *w) {
+    size_t len = 0;
+    char *text = jw_finish(w, &len);
+    if (!text)
+        return api_error_set(&call->err, 503, "unavailable", NULL,
+                             "out of memory while writing the response");
+    call->resp->status = status;
+    call->resp->body = text;
+    call->resp->body_len = len;
+    call->resp->content_type = "application/json; charset=utf-8";
+    return API_OK;
+}
+
+static void reply_error(struct api_call *call) {
+    struct api_error *e = &call->err;
+    struct jw w;
+    jw_init(&w);
+    jw_obj_begin(&w);
+    jw_key(&w, "error");
+    jw_obj_begin(&w);
+    jw_key(&w, "status");
+    jw_int(&w, e->status);
+    jw_key(&w, "code");
+    jw_string(&w, e->code ? e->code : "internal");
+    jw_key(&w, "message");
+    jw_string(&w, e->message);
+    if (e->field[0]) {
+        jw_key(&w, "field");
+        jw_string(&w, e->field);
+    }
+    jw_obj_end(&w);
+    jw_obj_end(&w);
+    free(call->resp->body);
+    call->resp->body = jw_finish(&w, &call->resp->body_len);
+    call->resp->status = e->status;
+    call->resp->content_type = call->resp->body ? "application/json; charset=utf-8" : NULL;
+    if (!call->resp->body)
+        call->resp->body_len = 0;
+}
+
+// ---- dispatch ----
+
+// 405 with Allow when the path exists under other methods; 404 otherwise.
+static int no_route(struct api_call *call) {
+    char allow[64] = "";
+    for (int i = 0; i < NROUTES; i++) {
+        if (!match(routes[i].pattern, call->req->path, call))
+            continue;
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", routes[i].method);
+    }
+    if (!allow[0])
+        return api_error_set(&call->err, 404, "not_found", NULL, "no route %.100s",
+                             call->req->path);
+    api_reply_header(call, "Allow", "%s", allow);
+    return api_error_set(&call->err, 405, "method_not_allowed", NULL,
+                         "%.10s is not allowed on %.100s (allowed: %s)", call->req->method,
+                         call->req->path, allow);
+}
+
+static const struct route *find_route(struct api_call *call) {
+    for (int i = 0; i < NROUTES; i++)
+        if (strcmp(routes[i].method, call->req->method) == 0 &&
+            match(routes[i].pattern, call->req->path, call))
+            return &routes[i];
+    return NULL;
+}
+
+static int run_route(struct api_call *call, const struct route *r) {
+    if ((r->flags & ROUTE_AUTH) && authorize(call) != 0)
+        return API_FAIL;
+    if (!(r->flags & ROUTE_BODY) && call->req->body_len > 0)
+        return api_error_set(&call->err, 400, "malformed_body", NULL,
+                             "%s %s takes no body", r->method, r->pattern);
+    if ((r->flags & ROUTE_BODY) && classify_body(call) != 0)
+        return API_FAIL;
+    return r->fn(call);
+}
+
+enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
+                            struct api_response *resp, bool inline_only) {
+    struct api_call call = {.ctx = ctx, .req = req, .resp = resp, .inline_only = inline_only};
+    const struct route *r = find_route(&call);
+    if (inline_only && r && !(r->flags & ROUTE_INLINE))
+        return API_DEFERRED;
+    memset(resp, 0, sizeof *resp);
+    resp->route = r ? r->pattern : UNMATCHED;
+    int rc = r ? run_route(&call, r) : no_route(&call);
+    if (rc == API_DEFER) {
+        api_response_free(resp);
+        json_decref(call.body);
+        api_fast_release(&call.fast);
+        return API_DEFERRED;
+    }
+    if (rc != API_OK || call.err.status != 0)
+        reply_error(&call);
+    json_decref(call.body);
+    api_fast_release(&call.fast);
+    return API_DONE;
+}
+
+// ---- context ----
+
+struct api_ctx *api_ctx_create(struct nd_engine *engine, const struct api_config *config) {
+    struct api_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->engine = engine;
+    ctx->config = *config;
+    if (config->api_key && config->api_key[0] && !(ctx->api_key = strdup(config->api_key))) {
+        free(ctx);
+        return NULL;
+    }
+    atomic_init(&ctx->ready, false);
+    for (int i = 0; i < NROUTES && i < API_METRIC_ROUTES - 1; i++)
+        ctx->metrics[ctx->nmetrics++].route = routes[i].pattern;
+    ctx->metrics[ctx->nmetrics++].route = UNMATCHED;
+    return ctx;
+}
+
+void api_ctx_free(struct api_ctx *ctx) {
+    if (!ctx)
+        return;
+    free(ctx->api_key);
+    free(ctx);
+}
+
+void api_set_ready(struct api_ctx *ctx, bool ready) {
+    atomic_store(&ctx->ready, ready);
+}

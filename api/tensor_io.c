@@ -1,0 +1,65 @@
+// tensor_io.c - request tensors, batching and binary responses.
+#include "api/tensor_io.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// Binary bodies are little-endian float32, which is the machine's own layout here.
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "binary tensors assume little-endian");
+
+int api_read_input(struct api_call *call, const char *key, struct nd_tensor *out,
+                   enum api_tensor_form *form) {
+    struct api_tensor_limits limits = api_limits(call);
+    *form = API_FORM_NESTED;
+    if (call->binary)
+        return api_tensor_from_binary(call->req->body, call->req->body_len,
+                                      api_header(call->req, "X-Tensor-Shape"), &limits, out,
+                                      &call->err);
+    const json_t *v = json_object_get(call->body, key);
+    if (!v)
+        return api_error_set(&call->err, 422, "invalid_value", key, "%s is required", key);
+    return api_tensor_value(&call->fast, v, &limits, key, out, form, &call->err);
+}
+
+int api_read_optional(struct api_call *call, const char *key, struct nd_tensor *out) {
+    struct api_tensor_limits limits = api_limits(call);
+    enum api_tensor_form form;
+    memset(out, 0, sizeof *out);
+    const json_t *v = call->body ? json_object_get(call->body, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    return api_tensor_value(&call->fast, v, &limits, key, out, &form, &call->err);
+}
+
+int api_batch_view(struct api_call *call, struct nd_layer *layer, const struct nd_tensor *x,
+                   int batch_hint, struct nd_tensor *view, bool *is_batch) {
+    struct nd_shape batched;
+    struct nd_error ce;
+    nd_error_clear(&ce);
+    enum nd_status st =
+        call->inline_only
+            ? nd_layer_try_batch_shape(layer, &x->shape, batch_hint, &batched, is_batch, &ce)
+            : nd_layer_batch_shape(layer, &x->shape, batch_hint, &batched, is_batch, &ce);
+    if (st == ND_STATUS_BUSY)
+        return API_DEFER;
+    if (st != ND_STATUS_OK)
+        return api_core_error(call, &ce, "");
+    *view = nd_tensor_view(x->data, &batched);
+    return 0;
+}
+
+int api_reply_binary(struct api_call *call, const struct nd_tensor *t) {
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    char *body = malloc(bytes ? bytes : 1);
+    if (!body)
+        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+    if (bytes)
+        memcpy(body, t->data, bytes);
+    char shape[API_HEADER_VALUE_MAX];
+    api_reply_header(call, "X-Tensor-Shape", "%s", api_shape_header(&t->shape, shape, sizeof shape));
+    call->resp->status = 200;
+    call->resp->body = body;
+    call->resp->body_len = bytes;
+    call->resp->content_type = "application/octet-stream";
+    return API_OK;
+}

@@ -1,0 +1,205 @@
+// config.c - one table of settings; flags win over NORMD_* variables, which win over defaults.
+#include "server/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum kind {
+    KIND_INT,    // an integer in [min, max]
+    KIND_SIZE,   // bytes: an integer with an optional K, M, G suffix (powers of 1024)
+    KIND_DOUBLE, // a number in [min, max]
+    KIND_STRING,
+    KIND_LEVEL, // a log level name
+};
+
+struct setting {
+    const char *name; // the flag without "--"
+    const char *env;
+    enum kind kind;
+    const char *def; // default as text; NULL: computed (threads)
+    double min, max;
+    size_t offset;
+    size_t size; // strings: buffer size
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct srv_config, f)
+
+static const struct setting settings[] = {
+    {"host", "NORMD_HOST", KIND_STRING, "0.0.0.0", 0, 0, OFF(host), 128,
+     "address to listen on (IPv4 or IPv6)"},
+    {"port", "NORMD_PORT", KIND_INT, "8080", 1, 65535, OFF(port), 0, "TCP port"},
+    {"threads", "NORMD_THREADS", KIND_INT, NULL, 1, 256, OFF(threads), 0,
+     "engine threads (default: the cores)"},
+    {"max-body-bytes", "NORMD_MAX_BODY_BYTES", KIND_SIZE, "64M", 1024, 4294967296.0,
+     OFF(max_body_bytes), 0, "largest request body; more is 413"},
+    {"max-elements", "NORMD_MAX_ELEMENTS", KIND_SIZE, "16M", 1, 1e12, OFF(max_elements), 0,
+     "largest tensor, in elements; more is 413"},
+    {"max-layers", "NORMD_MAX_LAYERS", KIND_INT, "10000", 1, 1e9, OFF(max_layers), 0,
+     "most layers held; more is 429"},
+    {"drain-timeout", "NORMD_DRAIN_TIMEOUT", KIND_DOUBLE, "30", 0, 86400, OFF(drain_timeout), 0,
+     "seconds to finish in-flight requests on SIGTERM"},
+    {"log-level", "NORMD_LOG_LEVEL", KIND_LEVEL, "info", 0, 3, OFF(log_level), 0,
+     "error, warn, info (one line per request) or debug"},
+    {"api-key", "NORMD_API_KEY", KIND_STRING, "", 0, 0, OFF(api_key), 256,
+     "when set, /v1 needs Authorization: Bearer KEY"},
+    {"max-connections", "NORMD_MAX_CONNECTIONS", KIND_INT, "1024", 1, 100000,
+     OFF(max_connections), 0, "concurrent HTTP connections"},
+};
+#define NSETTINGS ((int)(sizeof settings / sizeof settings[0]))
+
+static int fail(char *err, size_t errlen, const struct setting *s, const char *what,
+                const char *value) {
+    snprintf(err, errlen, "normd: --%s: %s (%.60s)", s->name, what, value);
+    return -1;
+}
+
+static int parse_size(const char *text, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text)
+        return -1;
+    double mult = 1;
+    if (*end) {
+        char u = (char)(*end | 0x20);
+        mult = u == 'k' ? 1024.0 : u == 'm' ? 1048576.0 : u == 'g' ? 1073741824.0 : 0;
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (mult == 0 || *end)
+            return -1;
+    }
+    *out = v * mult;
+    return 0;
+}
+
+// Stores text into the setting's field, checking its type and range.
+static int apply(struct srv_config *cfg, const struct setting *s, const char *text, char *err,
+                 size_t errlen) {
+    char *field = (char *)cfg + s->offset;
+    if (s->kind == KIND_STRING) {
+        if (strlen(text) >= s->size)
+            return fail(err, errlen, s, "too long", text);
+        memcpy(field, text, strlen(text) + 1);
+        return 0;
+    }
+    double v;
+    if (s->kind == KIND_LEVEL) {
+        int level = srv_log_level_parse(text);
+        if (level < 0)
+            return fail(err, errlen, s, "must be error, warn, info or debug", text);
+        *(int64_t *)field = level;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    if (s->kind == KIND_SIZE ? parse_size(text, &v) != 0
+                             : ((v = strtod(text, &end)), errno || end == text || *end))
+        return fail(err, errlen, s, "not a number", text);
+    if (!(v >= s->min && v <= s->max) || (s->kind != KIND_DOUBLE && v != floor(v))) {
+        char what[96];
+        snprintf(what, sizeof what, "must be %s in %.15g..%.15g",
+                 s->kind == KIND_DOUBLE ? "a number" : "an integer", s->min, s->max);
+        return fail(err, errlen, s, what, text);
+    }
+    if (s->kind == KIND_DOUBLE)
+        *(double *)field = v;
+    else
+        *(int64_t *)field = (int64_t)v;
+    return 0;
+}
+
+static const struct setting *find(const char *flag, size_t len) {
+    for (int i = 0; i < NSETTINGS; i++)
+        if (strlen(settings[i].name) == len && strncmp(settings[i].name, flag, len) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static int defaults(struct srv_config *cfg, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = cores < 1 ? 1 : cores > 256 ? 256 : cores;
+    for (int i = 0; i < NSETTINGS; i++)
+        if (settings[i].def && apply(cfg, &settings[i], settings[i].def, err, errlen) != 0)
+            return -1;
+    for (int i = 0; i < NSETTINGS; i++) {
+        const char *v = getenv(settings[i].env);
+        if (v && apply(cfg, &settings[i], v, err, errlen) != 0) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, " from %s", settings[i].env);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// One flag of argv: "--name value" or "--name=value"; *i advances past what it used.
+static int parse_flag(struct srv_config *cfg, int argc, char **argv, int *i, char *err,
+                      size_t errlen) {
+    const char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0) {
+        snprintf(err, errlen, "normd: unexpected argument %.60s (see --help)", arg);
+        return -1;
+    }
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+    const struct setting *s = find(arg + 2, len);
+    if (!s) {
+        snprintf(err, errlen, "normd: unknown option %.60s (see --help)", arg);
+        return -1;
+    }
+    const char *value = eq ? eq + 1 : NULL;
+    if (!value && *i + 1 < argc)
+        value = argv[++*i];
+    if (!value) {
+        snprintf(err, errlen, "normd: --%s needs a value", s->name);
+        return -1;
+    }
+    return apply(cfg, s, value, err, errlen);
+}
+
+void srv_config_usage(FILE *out) {
+    fprintf(out, "usage: normd [options]\n\n"
+                 "normd serves normalization layers over HTTP (see README.md and "
+                 "api/openapi.yaml).\n"
+                 "Flags win over environment variables, which win over defaults.\n\n");
+    fprintf(out, "  %-24s %-24s %-10s %s\n", "flag", "variable", "default", "meaning");
+    for (int i = 0; i < NSETTINGS; i++) {
+        char flag[40];
+        snprintf(flag, sizeof flag, "--%s", settings[i].name);
+        fprintf(out, "  %-24s %-24s %-10s %s\n", flag, settings[i].env,
+                settings[i].def ? (settings[i].def[0] ? settings[i].def : "(none)") : "(cores)",
+                settings[i].help);
+    }
+    fprintf(out, "  %-24s %-24s %-10s %s\n  %-24s %-24s %-10s %s\n", "--help", "", "",
+            "print this and exit", "--version", "", "", "print the version and exit");
+}
+
+enum srv_config_result srv_config_load(struct srv_config *cfg, int argc, char **argv, FILE *out,
+                                       char *err, size_t errlen) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            srv_config_usage(out);
+            return SRV_CONFIG_EXIT;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            fprintf(out, "normd %s\n", SRV_VERSION);
+            return SRV_CONFIG_EXIT;
+        }
+    }
+    if (defaults(cfg, err, errlen) != 0)
+        return SRV_CONFIG_ERROR;
+    for (int i = 1; i < argc; i++)
+        if (parse_flag(cfg, argc, argv, &i, err, errlen) != 0)
+            return SRV_CONFIG_ERROR;
+    return SRV_CONFIG_OK;
+}

@@ -1,0 +1,40 @@
+// config.h - normd's configuration: flags > NORMD_* environment variables > defaults, from one
+// table (name, flag, variable, default, range, help), as redis's static_configs.
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "server/log.h"
+
+#define SRV_VERSION "0.3.0"
+
+struct srv_config {
+    char host[128];
+    int64_t port;
+    int64_t threads;        // engine threads (and libuv workers)
+    int64_t max_body_bytes; // larger bodies get 413
+    int64_t max_elements;   // per tensor
+    int64_t max_layers;
+    double drain_timeout;   // seconds to finish in-flight requests after SIGTERM
+    int64_t log_level;      // enum srv_log_level
+    char api_key[256];      // "" for none
+    int64_t max_connections;
+};
+
+enum srv_config_result {
+    SRV_CONFIG_OK,
+    SRV_CONFIG_EXIT,  // --help or --version was printed: exit 0
+    SRV_CONFIG_ERROR, // err holds "normd: --port: ..."; exit 2
+};
+
+// Loads the configuration from argv and the environment (getenv), printing --help and
+// --version to out.
+enum srv_config_result srv_config_load(struct srv_config *cfg, int argc, char **argv, FILE *out,
+                                       char *err, size_t errlen);
+
+// The usage text (flags, variables, defaults, ranges).
+void srv_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,404 @@
+// http.c - libmicrohttpd under libuv: request assembly, limits, inline or worker dispatch,
+// responses, completion (log line and metrics).
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_HEADERS 64
+#define MAX_QUERY 32
+#define INLINE_BODY_MAX 65536 // bodies above this always go to a worker
+
+struct srv_http {
+    uv_loop_t *loop;
+    struct MHD_Daemon *daemon;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    struct srv_http_config cfg;
+    int64_t inflight; // loop thread only
+    uint64_t next_id;
+    bool quiescing;
+    int closing; // handles still to close
+};
+
+// One request, from the first access-handler call to NOTIFY_COMPLETED.
+struct srv_req {
+    struct srv_http *h;
+    struct MHD_Connection *conn;
+    uv_work_t work;
+    char request_id[72];
+    const char *method, *url;
+    char *body;
+    size_t len, cap;
+    bool too_large, deferred, done, queued;
+    bool late; // arrived after the drain began: answered 503
+    struct api_kv headers[MAX_HEADERS], query[MAX_QUERY];
+    struct api_request areq;
+    struct api_response aresp;
+    uint64_t start_ns;
+    int status;
+    uint64_t bytes_out;
+    const char *route;
+};
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+// ---- the loop driving MHD ----
+
+static void schedule(struct srv_http *h);
+
+static void run_mhd(struct srv_http *h) {
+    MHD_run(h->daemon);
+    schedule(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+    (void)status;
+    (void)events;
+    run_mhd(p->data);
+}
+
+static void on_timer(uv_timer_t *t) {
+    run_mhd(t->data);
+}
+
+// MHD's next timeout (connection timeouts, resumed connections) as a one-shot uv timer.
+static void schedule(struct srv_http *h) {
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (h->closing)
+        return;
+    if (MHD_get_timeout(h->daemon, &ms) == MHD_YES)
+        uv_timer_start(&h->timer, on_timer, ms, 0);
+    else
+        uv_timer_stop(&h->timer);
+}
+
+// ---- request assembly ----
+
+// Echoes a client's X-Request-Id when it is short and printable, else makes one.
+static void request_id(struct srv_req *r) {
+    const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    bool ok = given && given[0] && strlen(given) < sizeof r->request_id;
+    for (const char *p = given; ok && *p; p++)
+        ok = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+    if (ok) {
+        memcpy(r->request_id, given, strlen(given) + 1);
+        return;
+    }
+    uint64_t n = ++r->h->next_id;
+    snprintf(r->request_id, sizeof r->request_id, "%08llx-%06llx",
+             (unsigned long long)(r->start_ns / 1000) & 0xffffffffull, (unsigned long long)n);
+}
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value) {
+    (void)kind;
+    struct srv_req *r = cls;
+    if (r->areq.nheaders < MAX_HEADERS)
+        r->headers[r->areq.nheaders++] = (struct api_kv){key, value};
+    return MHD_YES;
+}
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value) {
+    (void)kind;
+    struct srv_req *r = cls;
+    if (r->areq.nquery < MAX_QUERY)
+        r->query[r->areq.nquery++] = (struct api_kv){key, value};
+    return MHD_YES;
+}
+
+static void build_request(struct srv_req *r) {
+    r->areq.method = r->method;
+    r->areq.path = r->url;
+    r->areq.headers = r->headers;
+    r->areq.query = r->query;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, r);
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
+    r->areq.body = r->body;
+    r->areq.body_len = r->len;
+}
+
+static int append_body(struct srv_req *r, const char *data, size_t n) {
+    if (r->too_large || r->len + n > r->h->cfg.max_body_bytes) {
+        r->too_large = true; // keep reading (and dropping) to answer 413 at the end
+        return 0;
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = (r->len + n + 1) * 2;
+        if (cap > r->h->cfg.max_body_bytes + 1)
+            cap = r->h->cfg.max_body_bytes + 1;
+        char *grown = realloc(r->body, cap);
+        if (!grown)
+            return -1;
+        r->body = grown;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    return 0;
+}
+
+// ---- responses ----
+
+static enum MHD_Result queue(struct srv_req *r, struct api_response *resp) {
+    struct MHD_Response *m =
+        MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE);
+    if (!m)
+        return MHD_NO;
+    resp->body = NULL; // MHD frees it with the response
+    if (resp->content_type)
+        MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    MHD_add_response_header(m, "X-Request-Id", r->request_id);
+    for (int i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(m, resp->header_name[i], resp->header_value[i]);
+    if (r->h->quiescing)
+        MHD_add_response_header(m, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)resp->status, m);
+    MHD_destroy_response(m);
+    r->queued = true;
+    r->status = resp->status;
+    r->bytes_out = resp->body_len;
+    r->route = resp->route;
+    return ok;
+}
+
+// An error the server answers itself (413 before the body, 503 when out of memory).
+static enum MHD_Result queue_error(struct srv_req *r, int status, const char *code,
+                                   const char *message) {
+    struct api_response resp = {.status = status, .route = "unmatched"};
+    char text[512];
+    int n = snprintf(text, sizeof text,
+                     "{\"error\":{\"status\":%d,\"code\":\"%s\",\"message\":\"%s\"}}", status, code,
+                     message);
+    resp.body = malloc((size_t)n + 1);
+    if (resp.body) {
+        memcpy(resp.body, text, (size_t)n + 1);
+        resp.body_len = (size_t)n;
+        resp.content_type = "application/json; charset=utf-8";
+    }
+    return queue(r, &resp);
+}
+
+static enum MHD_Result queue_too_large(struct srv_req *r) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "the body is larger than this server's limit of %zu bytes",
+             r->h->cfg.max_body_bytes);
+    return queue_error(r, 413, "payload_too_large", msg);
+}
+
+// ---- dispatch ----
+
+static void work(uv_work_t *w) {
+    struct srv_req *r = w->data;
+    api_handle(r->h->cfg.api, &r->areq, &r->aresp, false);
+}
+
+static void after_work(uv_work_t *w, int status) {
+    (void)status;
+    struct srv_req *r = w->data;
+    r->done = true;
+    MHD_resume_connection(r->conn);
+    run_mhd(r->h);
+}
+
+static enum MHD_Result dispatch(struct srv_req *r) {
+    build_request(r);
+    bool small = r->len <= INLINE_BODY_MAX;
+    if (small && api_handle(r->h->cfg.api, &r->areq, &r->aresp, true) == API_DONE)
+        return queue(r, &r->aresp);
+    r->deferred = true;
+    r->work.data = r;
+    MHD_suspend_connection(r->conn);
+    if (uv_queue_work(r->h->loop, &r->work, work, after_work) != 0) {
+        MHD_resume_connection(r->conn);
+        r->deferred = false;
+        return queue_error(r, 503, "unavailable", "cannot queue the request");
+    }
+    return MHD_YES;
+}
+
+static struct srv_req *req_new(struct srv_http *h, struct MHD_Connection *conn, const char *url,
+                               const char *method) {
+    struct srv_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->h = h;
+    r->conn = conn;
+    r->url = url;
+    r->method = method;
+    r->start_ns = now_ns();
+    r->late = h->quiescing;
+    request_id(r);
+    h->inflight++;
+    api_inflight_add(h->cfg.api, 1);
+    return r;
+}
+
+// Content-Length beyond the limit is refused before reading the body.
+static bool declared_too_large(struct srv_req *r) {
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return cl && strtoull(cl, NULL, 10) > r->h->cfg.max_body_bytes;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    struct srv_http *h = cls;
+    struct srv_req *r = *con_cls;
+    if (!r) {
+        r = *con_cls = req_new(h, conn, url, method);
+        if (!r)
+            return MHD_NO;
+        return declared_too_large(r) ? queue_too_large(r) : MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        int rc = append_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return rc == 0 ? MHD_YES : queue_error(r, 503, "unavailable", "out of memory");
+    }
+    if (r->queued)
+        return MHD_YES;
+    if (r->deferred)
+        return r->done ? queue(r, &r->aresp) : MHD_YES;
+    if (r->late)
+        return queue_error(r, 503, "unavailable", "the server is draining; retry elsewhere");
+    return r->too_large ? queue_too_large(r) : dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)conn;
+    (void)toe;
+    struct srv_http *h = cls;
+    struct srv_req *r = *con_cls;
+    if (!r)
+        return;
+    uint64_t us = (now_ns() - r->start_ns) / 1000;
+    const char *route = r->route ? r->route : "unmatched";
+    int status = r->queued ? r->status : 499; // 499: the client went away first
+    api_observe(h->cfg.api, route, r->method, status, (double)us / 1e6, r->len, r->bytes_out);
+    srv_log_request(h->cfg.log, r->request_id, r->method, route, r->url, status, r->len,
+                    r->bytes_out, us);
+    api_response_free(&r->aresp);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+    h->inflight--;
+    api_inflight_add(h->cfg.api, -1);
+}
+
+// ---- lifecycle ----
+
+static int bind_address(const char *host, int port, struct sockaddr_storage *addr,
+                        unsigned *flags) {
+    memset(addr, 0, sizeof *addr);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *flags |= MHD_USE_IPv6;
+        return 0;
+    }
+    return -1;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    srv_log(cls, SRV_LOG_WARN, "libmicrohttpd: %s", msg);
+}
+
+int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http_config *cfg,
+                   char *err, size_t errlen) {
+    struct sockaddr_storage addr;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (bind_address(cfg->host, cfg->port, &addr, &flags) != 0) {
+        snprintf(err, errlen, "normd: --host: %.60s is not an IPv4 or IPv6 address", cfg->host);
+        return -1;
+    }
+    struct srv_http *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "normd: out of memory");
+        return -1;
+    }
+    h->loop = loop;
+    h->cfg = *cfg;
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)120, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)cfg->log, MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(err, errlen, "normd: cannot listen on %s:%d (in use, or not permitted)",
+                 cfg->host, cfg->port);
+        free(h);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    uv_poll_init(loop, &h->poll, info->epoll_fd);
+    uv_timer_init(loop, &h->timer);
+    h->poll.data = h->timer.data = h;
+    uv_poll_start(&h->poll, UV_READABLE, on_poll);
+    schedule(h);
+    *out = h;
+    return 0;
+}
+
+void srv_http_quiesce(struct srv_http *h) {
+    if (h->quiescing)
+        return;
+    h->quiescing = true;
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+int64_t srv_http_inflight(const struct srv_http *h) {
+    return h->inflight;
+}
+
+static void on_closed(uv_handle_t *handle) {
+    struct srv_http *h = handle->data;
+    h->closing--;
+}
+
+void srv_http_stop(struct srv_http *h) {
+    if (h->closing || !h->daemon)
+        return;
+    h->closing = 2;
+    uv_close((uv_handle_t *)&h->poll, on_closed);
+    uv_close((uv_handle_t *)&h->timer, on_closed);
+    MHD_stop_daemon(h->daemon);
+    h->daemon = NULL;
+}
+
+void srv_http_free(struct srv_http *h) {
+    free(h);
+}

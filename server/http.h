@@ -1,0 +1,44 @@
+// http.h - the libmicrohttpd daemon, driven by the libuv loop: MHD's epoll fd under a uv_poll,
+// its timeout under a uv_timer. Cheap requests are answered on the loop thread; the rest go to
+// libuv's worker pool with the connection suspended, and are resumed when done.
+#ifndef SRV_HTTP_H
+#define SRV_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "server/log.h"
+
+struct srv_http_config {
+    const char *host;
+    int port;
+    size_t max_body_bytes;
+    unsigned max_connections;
+    struct api_ctx *api;          // borrowed
+    const struct srv_logger *log; // borrowed
+};
+
+struct srv_http;
+
+// Binds, starts the daemon and registers it with loop. Returns 0, or -1 with err set.
+// Caller owns; stop with srv_http_stop then free with srv_http_free.
+int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http_config *cfg,
+                   char *err, size_t errlen);
+
+// Stops accepting connections (the listening socket closes); requests in flight and on open
+// connections are still served, each answered with "Connection: close".
+void srv_http_quiesce(struct srv_http *h);
+
+// Requests received and not yet completed.
+int64_t srv_http_inflight(const struct srv_http *h);
+
+// Stops the daemon and closes the loop handles (the loop then runs out of work). Requests still
+// on worker threads are abandoned: call it when srv_http_inflight is 0, or at the drain timeout.
+void srv_http_stop(struct srv_http *h);
+
+// Frees h after the loop has closed its handles. NULL-safe.
+void srv_http_free(struct srv_http *h);
+
+#endif

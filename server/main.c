@@ -1,0 +1,167 @@
+// main.c - the normd process: configuration, start-up and shutdown order, signals and drain.
+//
+// The single mutable global of the process lives here (redis's `server`): everything else gets
+// what it needs through explicit pointers.
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "core/engine.h"
+#include "server/config.h"
+#include "server/http.h"
+#include "server/log.h"
+
+static struct srv_state {
+    struct srv_config config;
+    struct srv_logger log;
+    struct nd_engine *engine;
+    struct api_ctx *api;
+    uv_loop_t loop;
+    struct srv_http *http;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain_timer;
+    bool draining;
+    uint64_t drain_start_ms;
+} srv;
+
+// ---- shutdown ----
+
+static void close_handle(uv_handle_t *handle) {
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+static void stop_serving(void) {
+    srv_http_stop(srv.http);
+    close_handle((uv_handle_t *)&srv.sigterm);
+    close_handle((uv_handle_t *)&srv.sigint);
+    close_handle((uv_handle_t *)&srv.drain_timer);
+}
+
+// Every 10 ms while draining: done when nothing is in flight, or at the drain timeout (then the
+// requests still on worker threads are abandoned: the process exits without waiting for them).
+static void on_drain_tick(uv_timer_t *t) {
+    (void)t;
+    int64_t inflight = srv_http_inflight(srv.http);
+    double waited = (double)(uv_now(&srv.loop) - srv.drain_start_ms) / 1000.0;
+    if (inflight == 0) {
+        srv_log(&srv.log, SRV_LOG_INFO, "drained; stopping");
+        stop_serving();
+        return;
+    }
+    if (waited >= srv.config.drain_timeout) {
+        srv_log(&srv.log, SRV_LOG_WARN,
+                "drain timeout (%.1f s) with %lld requests in flight; exiting",
+                srv.config.drain_timeout, (long long)inflight);
+        exit(0);
+    }
+}
+
+static void on_signal(uv_signal_t *handle, int signum) {
+    (void)handle;
+    if (srv.draining) {
+        srv_log(&srv.log, SRV_LOG_WARN, "second signal %d: exiting now", signum);
+        exit(0);
+    }
+    srv.draining = true;
+    srv.drain_start_ms = uv_now(&srv.loop);
+    srv_log(&srv.log, SRV_LOG_INFO, "signal %d: draining (up to %.1f s)", signum,
+            srv.config.drain_timeout);
+    api_set_ready(srv.api, false);
+    srv_http_quiesce(srv.http);
+    uv_timer_start(&srv.drain_timer, on_drain_tick, 0, 10);
+}
+
+// ---- start-up ----
+
+// libuv reads UV_THREADPOOL_SIZE once, at its first work item: size its workers like the
+// engine so requests and kernels do not oversubscribe the cores.
+static void size_worker_pool(int threads) {
+    if (getenv("UV_THREADPOOL_SIZE"))
+        return;
+    char n[16];
+    snprintf(n, sizeof n, "%d", threads < 2 ? 2 : threads);
+    setenv("UV_THREADPOOL_SIZE", n, 1);
+}
+
+static int start_engine(void) {
+    struct nd_engine_config ec = nd_engine_config_default();
+    ec.threads = (int)srv.config.threads;
+    ec.max_layers = srv.config.max_layers;
+    ec.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    struct nd_error err;
+    nd_error_clear(&err);
+    if (nd_engine_create(&ec, &srv.engine, &err) != ND_STATUS_OK) {
+        fprintf(stderr, "normd: %s\n", err.msg);
+        return -1;
+    }
+    struct api_config ac = {.version = SRV_VERSION,
+                            .max_body_bytes = (size_t)srv.config.max_body_bytes,
+                            .max_elements = srv.config.max_elements,
+                            .max_layers = srv.config.max_layers,
+                            .api_key = srv.config.api_key};
+    srv.api = api_ctx_create(srv.engine, &ac);
+    if (!srv.api) {
+        fprintf(stderr, "normd: out of memory\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int start_http(void) {
+    char err[256];
+    struct srv_http_config hc = {.host = srv.config.host,
+                                 .port = (int)srv.config.port,
+                                 .max_body_bytes = (size_t)srv.config.max_body_bytes,
+                                 .max_connections = (unsigned)srv.config.max_connections,
+                                 .api = srv.api,
+                                 .log = &srv.log};
+    if (srv_http_start(&srv.http, &srv.loop, &hc, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    uv_signal_init(&srv.loop, &srv.sigterm);
+    uv_signal_init(&srv.loop, &srv.sigint);
+    uv_timer_init(&srv.loop, &srv.drain_timer);
+    uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv.sigint, on_signal, SIGINT);
+    return 0;
+}
+
+static void shutdown_all(void) {
+    uv_loop_close(&srv.loop);
+    srv_http_free(srv.http);
+    api_ctx_free(srv.api);
+    nd_engine_free(srv.engine);
+}
+
+int main(int argc, char **argv) {
+    char err[256];
+    switch (srv_config_load(&srv.config, argc, argv, stdout, err, sizeof err)) {
+    case SRV_CONFIG_EXIT:
+        return 0;
+    case SRV_CONFIG_ERROR:
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    default:
+        break;
+    }
+    srv.log = (struct srv_logger){.level = (enum srv_log_level)srv.config.log_level, .fd = 2};
+    signal(SIGPIPE, SIG_IGN); // a client that hangs up must not kill the server
+    size_worker_pool((int)srv.config.threads);
+    if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || start_http() != 0)
+        return 1;
+    api_set_ready(srv.api, true);
+    srv_log(&srv.log, SRV_LOG_INFO, "normd %s listening on %s:%lld with %lld threads",
+            SRV_VERSION, srv.config.host, (long long)srv.config.port,
+            (long long)srv.config.threads);
+    uv_run(&srv.loop, UV_RUN_DEFAULT);
+    shutdown_all();
+    srv_log(&srv.log, SRV_LOG_INFO, "stopped");
+    return 0;
+}

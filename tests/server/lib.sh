@@ -1,0 +1,93 @@
+# lib.sh - helpers for the integration tests: start normd on a free loopback port, stop it by
+# PID, and assert on curl's answers. Sourced by tests/server/test_*.sh.
+#
+#   NORMD=build/normd        the binary under test
+#   start_server [flags...]  sets PORT, PID, BASE, LOG (stderr of the server)
+#   stop_server              SIGTERM, wait; sets EXIT to the exit status
+
+NORMD=${NORMD:-build/normd}
+TMP=$(mktemp -d)
+PASSED=0
+FAILED=0
+PIDS=()
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# A port nobody listens on: random in 20000-60000, retried when the server cannot bind.
+start_server() {
+    for _ in $(seq 1 20); do
+        PORT=$((20000 + RANDOM % 40000))
+        LOG="$TMP/normd-$PORT.log"
+        "$NORMD" --host 127.0.0.1 --port "$PORT" "$@" 2>"$LOG" &
+        PID=$!
+        PIDS+=("$PID")
+        BASE="http://127.0.0.1:$PORT"
+        for _ in $(seq 1 100); do
+            if curl -fs -o /dev/null "$BASE/healthz"; then return 0; fi
+            if ! kill -0 "$PID" 2>/dev/null; then break; fi
+            sleep 0.05
+        done
+        kill -9 "$PID" 2>/dev/null
+        wait "$PID" 2>/dev/null
+    done
+    echo "cannot start $NORMD" >&2
+    cat "$LOG" >&2
+    exit 1
+}
+
+# Sends SIGTERM and waits (in this shell: wait needs the parent); sets EXIT.
+stop_server() {
+    kill -TERM "$PID" 2>/dev/null
+    wait "$PID"
+    EXIT=$?
+}
+
+ok() {
+    PASSED=$((PASSED + 1))
+}
+
+fail() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL: $*" >&2
+}
+
+# req METHOD PATH [curl args...]: sets STATUS, BODY (file), HEADERS (file).
+req() {
+    local method=$1 path=$2
+    shift 2
+    BODY="$TMP/body"
+    HEADERS="$TMP/headers"
+    STATUS=$(curl -s -o "$BODY" -D "$HEADERS" -w '%{http_code}' -X "$method" "$@" "$BASE$path")
+}
+
+# expect_status WANT DESCRIPTION
+expect_status() {
+    if [ "$STATUS" = "$1" ]; then ok; else fail "$2: status $STATUS, want $1: $(head -c 300 "$BODY")"; fi
+}
+
+# expect_body_has TEXT DESCRIPTION
+expect_body_has() {
+    if grep -qF -- "$1" "$BODY"; then ok; else fail "$2: body lacks $1: $(head -c 300 "$BODY")"; fi
+}
+
+# expect_header NAME VALUE-SUBSTRING DESCRIPTION
+expect_header() {
+    if grep -i "^$1:" "$HEADERS" | grep -qF -- "$2"; then ok; else
+        fail "$3: header $1 lacks $2: $(grep -i "^$1:" "$HEADERS")"; fi
+}
+
+# expect_error STATUS CODE DESCRIPTION: the status and the API.md error body.
+expect_error() {
+    expect_status "$1" "$3"
+    if grep -q "\"code\":\"$2\"" "$BODY" && grep -q "\"status\":$1" "$BODY"; then ok; else
+        fail "$3: error body lacks code $2: $(head -c 300 "$BODY")"; fi
+}
+
+summary() {
+    echo "$1: $PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ]
+}
