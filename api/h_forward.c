@@ -65,7 +65,7 @@ static int forward_one(struct api_call *call, struct nd_layer *layer, struct nd_
         return rc;
     struct nd_error ce;
     nd_error_clear(&ce);
-    if (nd_tensor_init(out, &xb.shape, &ce) != ND_STATUS_OK)
+    if (nd_tensor_init_uninit(out, &xb.shape, &ce) != ND_STATUS_OK) // the forward fills it
         return api_core_error(call, &ce, "");
     struct nd_tensor yb = nd_tensor_view(out->data, &xb.shape);
     struct nd_pool *pool = nd_engine_pool(call->ctx->engine);

@@ -114,13 +114,16 @@ size_t api_parse_float(const char *s, size_t n, float *out) {
 
 // ---- nested arrays ----
 
+// One pass over a nested list: its structure is checked and its values collected into a
+// growing buffer (on the stack while small), then copied once into an aligned tensor.
 struct scan {
     const char *s;
     size_t n, i;
-    int depth, rank;
-    int64_t dim[ND_MAX_DIMS], seen[ND_MAX_DIMS]; // sizes found, and counted per level
+    int depth, rank;                             // rank: the depth numbers sit at (0: none yet)
+    int64_t dim[ND_MAX_DIMS], seen[ND_MAX_DIMS]; // sizes found, and lists seen per level
     int64_t count, max;
-    float *data; // NULL on the sizing pass
+    float *vals, *heap; // vals is the stack buffer or heap
+    int64_t cap;
 };
 
 static void skip_ws(struct scan *sc) {
@@ -145,10 +148,25 @@ static size_t scan_special(const char *s, size_t n, float *out) {
     return 0;
 }
 
+static bool push(struct scan *sc, float v) {
+    if (sc->count == sc->cap) {
+        int64_t cap = sc->cap * 2;
+        float *grown = realloc(sc->heap, (size_t)cap * sizeof *grown);
+        if (!grown)
+            return false;
+        if (!sc->heap)
+            memcpy(grown, sc->vals, (size_t)sc->count * sizeof *grown);
+        sc->vals = sc->heap = grown;
+        sc->cap = cap;
+    }
+    sc->vals[sc->count++] = v;
+    return true;
+}
+
 static bool scan_value(struct scan *sc);
 
-// Records that level d has size `size`: the first list at a level fixes it, later ones must
-// match (rectangular).
+// Records that a list at level d had `size` elements: the first fixes the level's size, later
+// ones must match (rectangular).
 static bool level_size(struct scan *sc, int d, int64_t size) {
     if (d >= ND_MAX_DIMS)
         return false;
@@ -164,11 +182,8 @@ static bool scan_list(struct scan *sc) {
     sc->i++; // '['
     int64_t size = 0;
     skip_ws(sc);
-    if (sc->i < sc->n && sc->s[sc->i] == ']') {
-        sc->i++;
-        sc->depth--;
+    if (sc->i < sc->n && sc->s[sc->i] == ']')
         return false; // empty lists are left to the general path
-    }
     for (;;) {
         if (!scan_value(sc))
             return false;
@@ -189,50 +204,41 @@ static bool scan_list(struct scan *sc) {
     return level_size(sc, d, size);
 }
 
-// One element or nested list. Numbers sit only at the deepest level (a fixed rank).
+// One element or nested list. Numbers sit only at one depth (the rank).
 static bool scan_value(struct scan *sc) {
     if (sc->i >= sc->n)
         return false;
     if (sc->s[sc->i] == '[')
         return scan_list(sc);
-    if (sc->rank > 0 && sc->data && sc->depth != sc->rank)
+    if (sc->rank == 0)
+        sc->rank = sc->depth; // the first number fixes where numbers sit
+    if (sc->depth != sc->rank || sc->count >= sc->max)
         return false;
-    float v = 0; // the sizing pass only checks the syntax; the filling pass converts
-    size_t len = api_parse_float(sc->s + sc->i, sc->n - sc->i, sc->data ? &v : NULL);
+    float v = 0;
+    size_t len = api_parse_float(sc->s + sc->i, sc->n - sc->i, &v);
     if (len == 0)
         len = scan_special(sc->s + sc->i, sc->n - sc->i, &v);
-    if (len == 0 || sc->count >= sc->max)
+    if (len == 0 || !push(sc, v))
         return false;
-    if (sc->data)
-        sc->data[sc->count] = v;
-    else if (sc->count == 0)
-        sc->rank = sc->depth; // the first number fixes where numbers sit
-    else if (sc->depth != sc->rank)
-        return false;
-    sc->count++;
     sc->i += len;
     return true;
 }
 
-// Sizes the array at s[i], then fills a tensor. Returns the bytes it spans, or 0.
+// Reads the array at s[0] into a tensor. Returns the bytes it spans, or 0.
 static size_t read_array(const char *s, size_t n, int64_t max, struct nd_tensor *out) {
-    struct scan sc = {.s = s, .n = n, .max = max};
-    if (!scan_value(&sc) || sc.count < API_FAST_MIN_ELEMENTS || sc.rank < 1)
-        return 0;
-    for (int d = 0; d < sc.rank; d++) // every list at a level must have been the same size
-        if (sc.seen[d] == 0)
-            return 0;
-    size_t end = sc.i;
-    struct nd_shape shape = nd_shape_make(sc.rank, sc.dim);
-    if (nd_tensor_init(out, &shape, NULL) != ND_STATUS_OK || out->numel != sc.count) {
-        nd_tensor_deinit(out);
-        return 0;
+    float stack[1024];
+    struct scan sc = {.s = s, .n = n, .max = max, .vals = stack, .cap = 1024};
+    size_t end = 0;
+    if (scan_value(&sc) && sc.count >= API_FAST_MIN_ELEMENTS && sc.rank >= 1) {
+        struct nd_shape shape = nd_shape_make(sc.rank, sc.dim);
+        if (nd_tensor_init_uninit(out, &shape, NULL) == ND_STATUS_OK && out->numel == sc.count) {
+            memcpy(out->data, sc.vals, (size_t)sc.count * sizeof(float));
+            end = sc.i;
+        } else {
+            nd_tensor_deinit(out);
+        }
     }
-    struct scan fill = {.s = s, .n = n, .max = max, .data = out->data, .rank = sc.rank};
-    if (!scan_value(&fill) || fill.count != sc.count) {
-        nd_tensor_deinit(out);
-        return 0;
-    }
+    free(sc.heap);
     return end;
 }
 

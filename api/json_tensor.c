@@ -14,7 +14,8 @@
 #include "core/alloc.h"
 
 // Binary forms (base64 and octet-stream bodies) are little-endian and are copied as is.
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "json_tensor.c assumes a little-endian host");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "json_tensor.c assumes a little-endian host");
 
 // Finite doubles from here up round to float infinity: FLT_MAX plus half its ulp (the tie goes
 // to the even significand, which is 2^128). Values below it round to a finite float, so the
@@ -73,9 +74,9 @@ static int alloc_tensor(struct nd_tensor *out, const struct nd_shape *shape, con
 
 enum elem_status {
     ELEM_OK,
-    ELEM_WRONG_TYPE,    // not a number nor one of the three strings
-    ELEM_OUT_OF_RANGE,  // finite but beyond float32
-    ELEM_LIST,          // a list where a number belongs
+    ELEM_WRONG_TYPE,   // not a number nor one of the three strings
+    ELEM_OUT_OF_RANGE, // finite but beyond float32
+    ELEM_LIST,         // a list where a number belongs
 };
 
 // One element: an integer, a real, or "NaN" / "Infinity" / "-Infinity".
@@ -116,8 +117,8 @@ static int elem_error(struct api_error *err, enum elem_status st, const json_t *
                       const char *field, bool nested) {
     switch (st) {
     case ELEM_OUT_OF_RANGE:
-        return api_error_set(err, 422, "invalid_value", field,
-                             "%g is outside the float32 range", json_real_value(v));
+        return api_error_set(err, 422, "invalid_value", field, "%g is outside the float32 range",
+                             json_real_value(v));
     case ELEM_LIST:
         if (nested)
             return api_error_set(err, 422, "shape_mismatch", field,
@@ -291,16 +292,15 @@ static int parse_shape(const json_t *v, struct nd_shape *shape, const char *fiel
     shape->ndim = (int32_t)n;
     for (size_t i = 0; i < n; i++) {
         int64_t at = (int64_t)i;
-        if (shape_dim(json_array_get(v, i), &shape->dim[i], path_index(elem, path, &at, 1),
-                      err) != 0)
+        if (shape_dim(json_array_get(v, i), &shape->dim[i], path_index(elem, path, &at, 1), err) !=
+            0)
             return -1;
     }
     return 0;
 }
 
 // "FP32" -> 4, "FP64" -> 8 (case-insensitive); -1 with an error otherwise.
-static int datatype_size(const json_t *v, bool required, const char *field,
-                         struct api_error *err) {
+static int datatype_size(const json_t *v, bool required, const char *field, struct api_error *err) {
     char path[API_FIELD_MAX];
     path_key(path, field, "datatype");
     if (!v) {
@@ -319,9 +319,8 @@ static int datatype_size(const json_t *v, bool required, const char *field,
     return api_error_set(err, 422, "invalid_value", path, "must be \"FP32\" or \"FP64\"");
 }
 
-static int parse_flat(const struct tensor_object *t, const struct nd_shape *shape,
-                      int64_t numel, const char *field, struct nd_tensor *out,
-                      struct api_error *err) {
+static int parse_flat(const struct tensor_object *t, const struct nd_shape *shape, int64_t numel,
+                      const char *field, struct nd_tensor *out, struct api_error *err) {
     char path[API_FIELD_MAX], elem[API_FIELD_MAX];
     path_key(path, field, "data");
     if (!json_is_array(t->data))
@@ -353,8 +352,8 @@ static int64_t b64_decoded_length(const char *s, size_t len) {
 }
 
 // FP64 bytes (little-endian) to float32, each checked against the float range.
-static int fp64_to_float(const unsigned char *bytes, int64_t numel, float *data,
-                         const char *path, struct api_error *err) {
+static int fp64_to_float(const unsigned char *bytes, int64_t numel, float *data, const char *path,
+                         struct api_error *err) {
     for (int64_t i = 0; i < numel; i++) {
         double d;
         memcpy(&d, bytes + 8 * i, sizeof d);
@@ -383,9 +382,8 @@ static int b64_fill(const char *s, size_t len, int size, int64_t numel, const ch
     return rc;
 }
 
-static int parse_b64(const struct tensor_object *t, const struct nd_shape *shape,
-                     int64_t numel, const char *field, struct nd_tensor *out,
-                     struct api_error *err) {
+static int parse_b64(const struct tensor_object *t, const struct nd_shape *shape, int64_t numel,
+                     const char *field, struct nd_tensor *out, struct api_error *err) {
     char path[API_FIELD_MAX];
     int size = datatype_size(t->datatype, true, field, err);
     if (size < 0)
@@ -502,6 +500,7 @@ static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 // 1 + the value of each base64 character; 0 for every other byte.
+// clang-format off
 static const unsigned char b64_value[256] = {
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
@@ -512,6 +511,7 @@ static const unsigned char b64_value[256] = {
     0,  27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41,
     42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 0,  0,  0,  0,  0,
 };
+// clang-format on
 
 // Decodes one group of four characters (the last may end in "=" or "=="); returns the bytes
 // written or -1.
@@ -603,8 +603,7 @@ static int header_dim(const char **p, int64_t *dim, struct api_error *err) {
     return 0;
 }
 
-static int parse_shape_header(const char *header, struct nd_shape *shape,
-                              struct api_error *err) {
+static int parse_shape_header(const char *header, struct nd_shape *shape, struct api_error *err) {
     if (!header)
         return api_error_set(err, 400, "malformed_body", "X-Tensor-Shape",
                              "a binary tensor needs the X-Tensor-Shape header, such as \"2,3\"");
@@ -635,8 +634,8 @@ int api_tensor_from_binary(const void *body, size_t len, const char *shape_heade
         return -1;
     if (len % sizeof(float) != 0 || (uint64_t)numel != len / sizeof(float))
         return api_error_set(err, 422, "shape_mismatch", "X-Tensor-Shape",
-                             "the body has %zu bytes, the shape needs %lld float32 values",
-                             len, (long long)numel);
+                             "the body has %zu bytes, the shape needs %lld float32 values", len,
+                             (long long)numel);
     if (alloc_tensor(out, &shape, "X-Tensor-Shape", err) != 0)
         return -1;
     if (len > 0)

@@ -366,7 +366,8 @@ static inline int flog2_pow10(int e) {
 // when the 63 fraction bits below the point are not all zero. The product's lowest 64 bits are
 // deliberately dropped: they hold only the error of g, which must not look like a fraction.
 static inline uint64_t rop_double(uint64_t hi, uint64_t lo, uint64_t cp) {
-    unsigned __int128 mid = (unsigned __int128)hi * cp + (uint64_t)(((unsigned __int128)lo * cp) >> 64);
+    unsigned __int128 mid =
+        (unsigned __int128)hi * cp + (uint64_t)(((unsigned __int128)lo * cp) >> 64);
     uint64_t frac = (uint64_t)mid & (UINT64_MAX >> 1);
     return (uint64_t)(mid >> 63) | (frac != 0);
 }
@@ -381,7 +382,7 @@ static inline uint64_t rop_float(uint64_t g, uint64_t cp) {
 // and upper end of the rounding interval / 10^k, all rounded to odd; out is 1 when the ends
 // are excluded (odd significand: round-half-even reads a tie back as the even neighbour).
 static inline struct decimal schubfach_pick(uint64_t vbl, uint64_t vb, uint64_t vbr, uint64_t out,
-                                     int k) {
+                                            int k) {
     uint64_t s = vb >> 2;
     // One digit shorter: the multiples of 10 around s, at most one of which is in range.
     uint64_t sp10 = s / 10 * 10, tp10 = sp10 + 10;
@@ -433,10 +434,11 @@ static struct decimal float_decimal(uint64_t c, int q, bool c_min) {
 
 // ---- decimal to text ----
 
-static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930"
-                                     "31323334353637383940414243444546474849505152535455565758596061"
-                                     "62636465666768697071727374757677787980818283848586878889909192"
-                                     "939495969798990";
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930"
+    "31323334353637383940414243444546474849505152535455565758596061"
+    "62636465666768697071727374757677787980818283848586878889909192"
+    "939495969798990";
 
 static const uint64_t pow10_u64[20] = {
     UINT64_C(1),
@@ -728,11 +730,21 @@ static void jw_put_string(struct jw *w, const char *s) {
         case '"':
         case '\\':
             break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default: // other control characters: \u00XX
             memcpy(esc + 1, "u00", 3);
             esc[4] = hex[c >> 4];

@@ -381,7 +381,7 @@ struct step {
 
 static enum nd_status alloc_like(struct nd_tensor *t, const struct nd_shape *shape,
                                  struct nd_error *err) {
-    return nd_tensor_init(t, shape, err);
+    return nd_tensor_init_uninit(t, shape, err); // every caller fills it whole
 }
 
 // Allocates every output before anything changes, so a failure leaves the layer as it was.

@@ -94,8 +94,8 @@ char *nd_shape_format(const struct nd_shape *shape, char *buf, size_t size) {
 
 // ---- tensors ----
 
-enum nd_status nd_tensor_init(struct nd_tensor *out, const struct nd_shape *shape,
-                              struct nd_error *err) {
+static enum nd_status tensor_alloc(struct nd_tensor *out, const struct nd_shape *shape,
+                                   bool zero, struct nd_error *err) {
     if (!out || !shape)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_tensor_init: NULL argument");
     int64_t numel;
@@ -107,7 +107,7 @@ enum nd_status nd_tensor_init(struct nd_tensor *out, const struct nd_shape *shap
         return nd_error_set(err, ND_STATUS_LIMIT_EXCEEDED, "tensor too large");
     float *data = NULL;
     if (bytes > 0) {
-        data = nd_calloc_aligned(bytes);
+        data = zero ? nd_calloc_aligned(bytes) : nd_alloc_aligned(bytes);
         if (!data)
             return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes",
                                 bytes);
@@ -115,6 +115,16 @@ enum nd_status nd_tensor_init(struct nd_tensor *out, const struct nd_shape *shap
     *out = (struct nd_tensor){
         .data = data, .shape = *shape, .numel = numel, .flags = ND_TENSOR_OWNS_DATA};
     return ND_STATUS_OK;
+}
+
+enum nd_status nd_tensor_init(struct nd_tensor *out, const struct nd_shape *shape,
+                              struct nd_error *err) {
+    return tensor_alloc(out, shape, true, err);
+}
+
+enum nd_status nd_tensor_init_uninit(struct nd_tensor *out, const struct nd_shape *shape,
+                                     struct nd_error *err) {
+    return tensor_alloc(out, shape, false, err);
 }
 
 void nd_tensor_deinit(struct nd_tensor *t) {

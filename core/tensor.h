@@ -66,6 +66,10 @@ char *nd_shape_format(const struct nd_shape *shape, char *buf, size_t size);
 enum nd_status nd_tensor_init(struct nd_tensor *out, const struct nd_shape *shape,
                               struct nd_error *err);
 
+// As nd_tensor_init, with the data left uninitialized: for a tensor the caller fills at once.
+enum nd_status nd_tensor_init_uninit(struct nd_tensor *out, const struct nd_shape *shape,
+                                     struct nd_error *err);
+
 // Releases the data of an owning tensor and resets *t to an empty view. NULL-safe; a view is
 // only reset.
 void nd_tensor_deinit(struct nd_tensor *t);

@@ -36,6 +36,8 @@ static const struct setting settings[] = {
     {"port", "NORMD_PORT", KIND_INT, "8080", 1, 65535, OFF(port), 0, "TCP port"},
     {"threads", "NORMD_THREADS", KIND_INT, NULL, 1, 256, OFF(threads), 0,
      "engine threads (default: the cores)"},
+    {"http-threads", "NORMD_HTTP_THREADS", KIND_INT, NULL, 1, 64, OFF(http_threads), 0,
+     "HTTP event loops on the port (default: the cores)"},
     {"max-body-bytes", "NORMD_MAX_BODY_BYTES", KIND_SIZE, "64M", 1024, 4294967296.0,
      OFF(max_body_bytes), 0, "largest request body; more is 413"},
     {"max-elements", "NORMD_MAX_ELEMENTS", KIND_SIZE, "16M", 1, 1e12, OFF(max_elements), 0,
@@ -128,6 +130,7 @@ static int defaults(struct srv_config *cfg, char *err, size_t errlen) {
     memset(cfg, 0, sizeof *cfg);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cores < 1 ? 1 : cores > 256 ? 256 : cores;
+    cfg->http_threads = cores < 1 ? 1 : cores > 64 ? 64 : cores;
     for (int i = 0; i < NSETTINGS; i++)
         if (settings[i].def && apply(cfg, &settings[i], settings[i].def, err, errlen) != 0)
             return -1;

@@ -14,6 +14,7 @@ struct srv_config {
     char host[128];
     int64_t port;
     int64_t threads;        // engine threads (and libuv workers)
+    int64_t http_threads;   // event loops serving HTTP
     int64_t max_body_bytes; // larger bodies get 413
     int64_t max_elements;   // per tensor
     int64_t max_layers;

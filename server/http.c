@@ -6,6 +6,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ struct srv_http {
     uv_poll_t poll;
     uv_timer_t timer;
     struct srv_http_config cfg;
-    int64_t inflight; // loop thread only
+    _Atomic int64_t inflight; // changed on the loop thread, read by the main thread
     uint64_t next_id;
     bool quiescing;
     int closing; // handles still to close
@@ -100,8 +101,9 @@ static void request_id(struct srv_req *r) {
         return;
     }
     uint64_t n = ++r->h->next_id;
-    snprintf(r->request_id, sizeof r->request_id, "%08llx-%06llx",
-             (unsigned long long)(r->start_ns / 1000) & 0xffffffffull, (unsigned long long)n);
+    snprintf(r->request_id, sizeof r->request_id, "%08llx-%u-%06llx",
+             (unsigned long long)(r->start_ns / 1000) & 0xffffffffull, r->h->cfg.index,
+             (unsigned long long)n);
 }
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -353,6 +355,7 @@ int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)(cfg->reuse_port ? 1 : 0),
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)120, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)cfg->log, MHD_OPTION_END);
     if (!h->daemon) {
@@ -380,8 +383,8 @@ void srv_http_quiesce(struct srv_http *h) {
         close(fd);
 }
 
-int64_t srv_http_inflight(const struct srv_http *h) {
-    return h->inflight;
+int64_t srv_http_inflight(struct srv_http *h) {
+    return atomic_load(&h->inflight);
 }
 
 static void on_closed(uv_handle_t *handle) {

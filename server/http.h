@@ -4,6 +4,7 @@
 #ifndef SRV_HTTP_H
 #define SRV_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -18,24 +19,26 @@ struct srv_http_config {
     unsigned max_connections;
     struct api_ctx *api;          // borrowed
     const struct srv_logger *log; // borrowed
+    unsigned index;               // which event loop (in request ids)
+    bool reuse_port;              // SO_REUSEPORT: several loops listen on one port
 };
 
 struct srv_http;
 
-// Binds, starts the daemon and registers it with loop. Returns 0, or -1 with err set.
+// Binds, starts the daemon and registers it with loop (not yet running, or from its thread). Returns 0, or -1 with err set.
 // Caller owns; stop with srv_http_stop then free with srv_http_free.
 int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http_config *cfg,
                    char *err, size_t errlen);
 
-// Stops accepting connections (the listening socket closes); requests in flight and on open
-// connections are still served, each answered with "Connection: close".
+// Stops accepting connections (the listening socket closes); requests in flight are served,
+// later ones on open connections get 503, each answered with "Connection: close". Loop thread.
 void srv_http_quiesce(struct srv_http *h);
 
-// Requests received and not yet completed.
-int64_t srv_http_inflight(const struct srv_http *h);
+// Requests received and not yet completed. Thread-safe.
+int64_t srv_http_inflight(struct srv_http *h);
 
 // Stops the daemon and closes the loop handles (the loop then runs out of work). Requests still
-// on worker threads are abandoned: call it when srv_http_inflight is 0, or at the drain timeout.
+// on worker threads are abandoned: call it when srv_http_inflight is 0. Loop thread.
 void srv_http_stop(struct srv_http *h);
 
 // Frees h after the loop has closed its handles. NULL-safe.

@@ -13,7 +13,7 @@
 #include "api/api.h"
 #include "core/engine.h"
 #include "server/config.h"
-#include "server/http.h"
+#include "server/loops.h"
 #include "server/log.h"
 
 static struct srv_state {
@@ -21,8 +21,8 @@ static struct srv_state {
     struct srv_logger log;
     struct nd_engine *engine;
     struct api_ctx *api;
-    uv_loop_t loop;
-    struct srv_http *http;
+    uv_loop_t loop; // signals and the drain; the HTTP loops run in their own threads
+    struct srv_loops *http;
     uv_signal_t sigterm, sigint;
     uv_timer_t drain_timer;
     bool draining;
@@ -37,7 +37,6 @@ static void close_handle(uv_handle_t *handle) {
 }
 
 static void stop_serving(void) {
-    srv_http_stop(srv.http);
     close_handle((uv_handle_t *)&srv.sigterm);
     close_handle((uv_handle_t *)&srv.sigint);
     close_handle((uv_handle_t *)&srv.drain_timer);
@@ -47,7 +46,7 @@ static void stop_serving(void) {
 // requests still on worker threads are abandoned: the process exits without waiting for them).
 static void on_drain_tick(uv_timer_t *t) {
     (void)t;
-    int64_t inflight = srv_http_inflight(srv.http);
+    int64_t inflight = srv_loops_inflight(srv.http);
     double waited = (double)(uv_now(&srv.loop) - srv.drain_start_ms) / 1000.0;
     if (inflight == 0) {
         srv_log(&srv.log, SRV_LOG_INFO, "drained; stopping");
@@ -73,7 +72,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
     srv_log(&srv.log, SRV_LOG_INFO, "signal %d: draining (up to %.1f s)", signum,
             srv.config.drain_timeout);
     api_set_ready(srv.api, false);
-    srv_http_quiesce(srv.http);
+    srv_loops_quiesce(srv.http);
     uv_timer_start(&srv.drain_timer, on_drain_tick, 0, 10);
 }
 
@@ -121,7 +120,7 @@ static int start_http(void) {
                                  .max_connections = (unsigned)srv.config.max_connections,
                                  .api = srv.api,
                                  .log = &srv.log};
-    if (srv_http_start(&srv.http, &srv.loop, &hc, err, sizeof err) != 0) {
+    if (srv_loops_start(&srv.http, (int)srv.config.http_threads, &hc, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -134,8 +133,9 @@ static int start_http(void) {
 }
 
 static void shutdown_all(void) {
+    srv_loops_join(srv.http);
+    srv_loops_free(srv.http);
     uv_loop_close(&srv.loop);
-    srv_http_free(srv.http);
     api_ctx_free(srv.api);
     nd_engine_free(srv.engine);
 }
@@ -157,9 +157,10 @@ int main(int argc, char **argv) {
     if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || start_http() != 0)
         return 1;
     api_set_ready(srv.api, true);
-    srv_log(&srv.log, SRV_LOG_INFO, "normd %s listening on %s:%lld with %lld threads",
+    srv_log(&srv.log, SRV_LOG_INFO,
+            "normd %s listening on %s:%lld with %lld engine threads and %lld HTTP loops",
             SRV_VERSION, srv.config.host, (long long)srv.config.port,
-            (long long)srv.config.threads);
+            (long long)srv.config.threads, (long long)srv.config.http_threads);
     uv_run(&srv.loop, UV_RUN_DEFAULT);
     shutdown_all();
     srv_log(&srv.log, SRV_LOG_INFO, "stopped");

@@ -90,6 +90,21 @@ START_TEST(test_tensor_errors) {
 }
 END_TEST
 
+START_TEST(test_tensor_uninit) {
+    struct nd_shape s = nd_shape_make(2, (int64_t[]){4, 16});
+    struct nd_tensor t;
+    ck_assert_int_eq(nd_tensor_init_uninit(&t, &s, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(t.numel, 64);
+    ck_assert(t.flags & ND_TENSOR_OWNS_DATA);
+    ck_assert_uint_eq((uintptr_t)t.data % ND_ALIGN, 0);
+    t.data[63] = 1.0f; // writable to the end
+    nd_tensor_deinit(&t);
+    ck_assert_int_eq(nd_tensor_init_uninit(NULL, &s, NULL), ND_STATUS_INVALID_ARGUMENT);
+    struct nd_shape autos = nd_shape_make(1, (int64_t[]){ND_DIM_AUTO});
+    ck_assert_int_eq(nd_tensor_init_uninit(&t, &autos, NULL), ND_STATUS_INVALID_VALUE);
+}
+END_TEST
+
 START_TEST(test_size_math) {
     size_t out;
     ck_assert(nd_size_mul(3, 4, &out) && out == 12);
@@ -114,6 +129,7 @@ Suite *tensor_suite(void) {
     TCase *te = tcase_create("errors");
     tcase_add_test(te, test_tensor_errors);
     tcase_add_test(te, test_size_math);
+    tcase_add_test(te, test_tensor_uninit);
     suite_add_tcase(s, te);
     return s;
 }

@@ -17,8 +17,8 @@
 static const struct api_tensor_limits no_limit = {.max_elements = 0};
 
 // Parses text as JSON and reads it as the tensor "input"; the error (if any) goes to *err.
-static int parse_text(const char *text, const struct api_tensor_limits *limits,
-                      struct nd_tensor *t, enum api_tensor_form *form, struct api_error *err) {
+static int parse_text(const char *text, const struct api_tensor_limits *limits, struct nd_tensor *t,
+                      enum api_tensor_form *form, struct api_error *err) {
     json_error_t jerr;
     json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
     ck_assert_msg(j != NULL, "bad test JSON: %s", text);
@@ -93,8 +93,8 @@ static uint64_t rng_next(uint64_t *s) {
 static void make_tensor(struct nd_tensor *t, int ndim, const int64_t *dims, uint64_t seed) {
     struct nd_shape shape = nd_shape_make(ndim, dims);
     ck_assert_int_eq(nd_tensor_init(t, &shape, NULL), ND_STATUS_OK);
-    static const float specials[] = {NAN, INFINITY, -INFINITY, -0.0f, FLT_MAX, FLT_TRUE_MIN,
-                                     1e-7f, 16777217.0f};
+    static const float specials[] = {NAN,     INFINITY,     -INFINITY, -0.0f,
+                                     FLT_MAX, FLT_TRUE_MIN, 1e-7f,     16777217.0f};
     for (int64_t i = 0; i < t->numel; i++) {
         uint64_t r = rng_next(&seed);
         if (r % 7 == 0)
@@ -110,8 +110,8 @@ static char *b64_json(const char *shape, const char *datatype, const void *bytes
     api_b64_encode(bytes, n, enc);
     size_t size = strlen(enc) + 128;
     char *text = malloc(size);
-    snprintf(text, size, "{\"shape\": %s, \"datatype\": \"%s\", \"b64\": \"%s\"}", shape,
-             datatype, enc);
+    snprintf(text, size, "{\"shape\": %s, \"datatype\": \"%s\", \"b64\": \"%s\"}", shape, datatype,
+             enc);
     free(enc);
     return text;
 }
@@ -330,8 +330,7 @@ START_TEST(test_binary_body) {
     api_error_clear(&err);
     static const char *const headers[] = {"2,3", " 2 , 3 ", "2,\t3", "6", "1,2,1,3,1"};
     for (int i = 0; i < 5; i++) {
-        ck_assert_int_eq(api_tensor_from_binary(data, sizeof data, headers[i], NULL, &t, &err),
-                         0);
+        ck_assert_int_eq(api_tensor_from_binary(data, sizeof data, headers[i], NULL, &t, &err), 0);
         ck_assert_int_eq(t.numel, 6);
         ck_assert(t.data[5] == -0.5f);
         nd_tensor_deinit(&t);
@@ -371,7 +370,8 @@ START_TEST(test_nested_speed) {
         nd_tensor_deinit(&back);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) / REPS;
+    double ms =
+        ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) / REPS;
     ck_assert_msg(ms < 50, "parse + write of 32x256 took %.2f ms", ms);
     json_decref(j);
     free(text);
@@ -429,8 +429,8 @@ START_TEST(test_huge_claims) {
     ck_assert_int_eq(err.status, 422);
     ck_assert_str_eq(err.code, "shape_mismatch");
     api_error_clear(&err);
-    ck_assert_int_eq(
-        api_tensor_from_binary(f, sizeof f, "4294967296,4294967296,4", NULL, &t, &err), -1);
+    ck_assert_int_eq(api_tensor_from_binary(f, sizeof f, "4294967296,4294967296,4", NULL, &t, &err),
+                     -1);
     ck_assert_int_eq(err.status, 413);
     api_error_clear(&err);
     ck_assert_int_eq(api_tensor_from_binary(f, sizeof f, "99999999999999999999", NULL, &t, &err),
@@ -463,9 +463,8 @@ START_TEST(test_float_range) {
     struct nd_tensor t;
     struct api_error err;
     enum api_tensor_form form;
-    ck_assert_int_eq(parse_text("[3.4028235e38, -3.40282356e38, 1e-50]", &no_limit, &t, &form,
-                                &err),
-                     0);
+    ck_assert_int_eq(
+        parse_text("[3.4028235e38, -3.40282356e38, 1e-50]", &no_limit, &t, &form, &err), 0);
     ck_assert(t.data[0] == FLT_MAX && t.data[1] == -FLT_MAX && t.data[2] == 0);
     nd_tensor_deinit(&t);
     expect_error("[1, 3.4028236e38]", &no_limit, 422, "invalid_value", "input[1]");
@@ -486,8 +485,7 @@ START_TEST(test_not_rectangular) {
     expect_error("[[1, 2], 3]", &no_limit, 422, "shape_mismatch", "input[1]");
     expect_error("[1, [2]]", &no_limit, 422, "shape_mismatch", "input[1]");
     expect_error("[[[1], [2]], [[3], [4, 5]]]", &no_limit, 422, "shape_mismatch", "input[1][1]");
-    expect_error("[[[1], [2]], [[3], [[4]]]]", &no_limit, 422, "shape_mismatch",
-                 "input[1][1][0]");
+    expect_error("[[[1], [2]], [[3], [[4]]]]", &no_limit, 422, "shape_mismatch", "input[1][1][0]");
     expect_error("[[], [1]]", &no_limit, 422, "shape_mismatch", "input[1]");
 }
 END_TEST
@@ -539,8 +537,7 @@ START_TEST(test_bad_object_forms) {
     struct nd_tensor t;
     struct api_error err;
     enum api_tensor_form form;
-    ck_assert_int_eq(parse_text("{\"shape\": [2.0], \"data\": [1, 2]}", &no_limit, &t, &form,
-                                &err),
+    ck_assert_int_eq(parse_text("{\"shape\": [2.0], \"data\": [1, 2]}", &no_limit, &t, &form, &err),
                      0);
     nd_tensor_deinit(&t);
 }
@@ -577,15 +574,15 @@ END_TEST
 
 START_TEST(test_bad_shape_header) {
     float f[6] = {0};
-    static const char *const bad[] = {"",    " ",    "2,,3", "2,3,", ",2",  "a",   "-1",
-                                      "+2",  "2;3",  "2 3",  "2.0",  "0x2", "2,3x"};
+    static const char *const bad[] = {"",   " ",   "2,,3", "2,3,", ",2",  "a",   "-1",
+                                      "+2", "2;3", "2 3",  "2.0",  "0x2", "2,3x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct nd_tensor t;
         struct api_error err;
         api_error_clear(&err);
         ck_assert_int_eq(api_tensor_from_binary(f, sizeof f, bad[i], NULL, &t, &err), -1);
-        ck_assert_msg(err.status == 400 && strcmp(err.code, "malformed_body") == 0,
-                      "\"%s\": %d %s", bad[i], err.status, err.code);
+        ck_assert_msg(err.status == 400 && strcmp(err.code, "malformed_body") == 0, "\"%s\": %d %s",
+                      bad[i], err.status, err.code);
         ck_assert_str_eq(err.field, "X-Tensor-Shape");
         ck_assert_ptr_null(t.data);
     }

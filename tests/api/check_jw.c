@@ -292,7 +292,8 @@ START_TEST(test_writer_escaping) {
     jw_string(&w, "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f caf\xc3\xa9");
     jw_obj_end(&w);
     char *s = finish(&w);
-    ck_assert_str_eq(s, "{\"k\\\"ey\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f caf\xc3\xa9\"}");
+    ck_assert_str_eq(s,
+                     "{\"k\\\"ey\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f caf\xc3\xa9\"}");
     json_error_t jerr;
     json_t *j = json_loads(s, 0, &jerr);
     ck_assert_ptr_nonnull(j);

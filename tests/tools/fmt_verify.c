@@ -300,7 +300,8 @@ static uint64_t run(const char *name, enum job_kind kind, uint64_t lo, uint64_t 
     uint64_t step = (hi - lo + NTHREADS - 1) / NTHREADS;
     for (int i = 0; i < NTHREADS; i++) {
         uint64_t a = lo + step * (uint64_t)i, b = a + step < hi ? a + step : hi;
-        jobs[i] = (struct job){.kind = kind, .lo = a, .hi = b, .seed = 12345u + 7919u * (uint64_t)i + lo};
+        jobs[i] =
+            (struct job){.kind = kind, .lo = a, .hi = b, .seed = 12345u + 7919u * (uint64_t)i + lo};
         pthread_create(&th[i], NULL, run_job, &jobs[i]);
     }
     struct tally sum = {0};
@@ -330,7 +331,15 @@ static uint64_t check_logs(void) {
     for (int e = -292; e <= 324; e++)
         if (flog2_pow10(e) != (int)floorl(e * log2l(10.0L)))
             bad++;
-    printf("%-44s mismatches %" PRIu64 "\n", "integer logarithms", bad);
+    // digit_count at every power of ten and its neighbours.
+    for (int i = 0; i < 20; i++) {
+        uint64_t p = pow10_u64[i];
+        bad += digit_count(p) != i + 1;
+        bad += digit_count(p - 1) != (i ? i : 1);
+        bad += digit_count(p + 1) != i + 1;
+    }
+    bad += digit_count(UINT64_MAX) != 20;
+    printf("%-44s mismatches %" PRIu64 "\n", "integer logarithms, digit counts", bad);
     return bad;
 }
 
@@ -354,14 +363,28 @@ static uint64_t check_double_cases(void) {
         check_double(nextafter(p, INFINITY), &t);
     }
     for (uint64_t c = 1; c < 100000; c++) {
-        check_double(double_of(c), &t);           // subnormals
-        check_double((double)c, &t);              // integers
-        check_double((double)c * 1e-3, &t);       // short decimals
+        check_double(double_of(c), &t);             // subnormals
+        check_double((double)c, &t);                // integers
+        check_double((double)c * 1e-3, &t);         // short decimals
         check_double((double)(c << 20) * 1e15, &t); // large integers with decimal zeros
     }
-    double fixed[] = {DBL_MAX, DBL_MIN, DBL_TRUE_MIN, 0.1, 0.2, 0.3, 1.0 / 3, 2.0 / 3, 5e-324,
-                      9007199254740991.0, 9007199254740992.0, 9007199254740993.0, 1e23, 8.41e21,
-                      5.0e-310, 123456.78, 1e-7};
+    double fixed[] = {DBL_MAX,
+                      DBL_MIN,
+                      DBL_TRUE_MIN,
+                      0.1,
+                      0.2,
+                      0.3,
+                      1.0 / 3,
+                      2.0 / 3,
+                      5e-324,
+                      9007199254740991.0,
+                      9007199254740992.0,
+                      9007199254740993.0,
+                      1e23,
+                      8.41e21,
+                      5.0e-310,
+                      123456.78,
+                      1e-7};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         check_double(fixed[i], &t);
     printf("%-44s checked %11" PRIu64 "  mismatches %" PRIu64 "\n", "doubles: special families",
@@ -409,11 +432,21 @@ static void speed(void) {
             double t0 = now_s();
             for (int i = 0; i < N; i++) {
                 switch (runs[r].kind) {
-                case 0: total += (size_t)jw_format_float(b[i], buf); break;
-                case 1: total += (size_t)jw_format_float(a[i], buf); break;
-                case 2: total += (size_t)snprintf(buf, sizeof buf, "%.9g", b[i]); break;
-                case 3: total += (size_t)jw_format_double(d[i], buf); break;
-                case 4: jw_float(&w, b[i]); break;
+                case 0:
+                    total += (size_t)jw_format_float(b[i], buf);
+                    break;
+                case 1:
+                    total += (size_t)jw_format_float(a[i], buf);
+                    break;
+                case 2:
+                    total += (size_t)snprintf(buf, sizeof buf, "%.9g", b[i]);
+                    break;
+                case 3:
+                    total += (size_t)jw_format_double(d[i], buf);
+                    break;
+                case 4:
+                    jw_float(&w, b[i]);
+                    break;
                 }
             }
             double dt = (now_s() - t0) / N * 1e9;
