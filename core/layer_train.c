@@ -160,7 +160,7 @@ static void forward_compute(struct work *w, const struct nd_layer *l, struct nd_
                             const float *x, float *y, bool batch_stats) {
     if (nd_layer_type_is_batch(l->spec.type) && !batch_stats) {
         fold_moving(w, l->spec.epsilon);
-        nd_norm_apply(&w->plan, y, x, w->a, w->c, NULL, NULL, pool);
+        nd_norm_apply(&w->plan, y, x, w->a, w->c, NULL, NULL, pool, w->scratch);
         return;
     }
     nd_norm_forward(&w->plan, y, w->a, w->c, w->mean, w->var, x, w->gamma, w->beta,
@@ -362,7 +362,7 @@ static void frozen_input_grad(struct work *w, struct nd_pool *pool, float *dx, c
         w->a[s] *= w->gamma ? w->gamma[s] : 1.0f;
         w->c[s] = 0.0f;
     }
-    nd_norm_apply(&w->plan, dx, dy, w->a, w->c, NULL, NULL, pool);
+    nd_norm_apply(&w->plan, dx, dy, w->a, w->c, NULL, NULL, pool, w->scratch);
 }
 
 // ---- train-step: the pieces ----
@@ -411,7 +411,8 @@ static void step_forward(struct step *s) {
     const float *x = s->args->input->data;
     if (s->bn && s->frozen) {
         frozen_stats(w, s->l->spec.epsilon);
-        nd_norm_apply(&w->plan, s->r->output.data, x, w->a, w->c, w->gamma, w->beta, s->pool);
+        nd_norm_apply(&w->plan, s->r->output.data, x, w->a, w->c, w->gamma, w->beta, s->pool,
+                      w->scratch);
         return;
     }
     forward_compute(w, s->l, s->pool, x, s->r->output.data, true);

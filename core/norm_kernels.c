@@ -355,6 +355,56 @@ static int64_t max_keys(const struct nd_norm_plan *plan) {
     return plan->nstat > plan->nparam ? plan->nstat : plan->nparam;
 }
 
+// ---- group norm on the fine plan (channels-last groups) ----
+
+// The fine plan and its working arrays, after the fine plan's own scratch.
+struct fine {
+    struct nd_norm_plan plan;
+    double *scratch;
+    double *mean, *var; // (fine nstat) each
+    float *a, *c;       // (fine nstat) each
+};
+
+static void fine_begin(const struct nd_norm_plan *plan, double *scratch, struct fine *f) {
+    nd_norm_plan_build(&f->plan, &plan->fine_dims, NULL); // built from valid dims already
+    int64_t n = f->plan.nstat;
+    f->scratch = scratch;
+    f->mean = scratch + nd__plan_own_scratch(&f->plan);
+    f->var = f->mean + n;
+    f->a = (float *)(f->var + n);
+    f->c = f->a + n;
+}
+
+// The real statistic of fine statistic i: i = (pre*C + ch)*T + t -> (pre*G + ch/Cg)*T + t,
+// which is (i / T / Cg) * T + t since C = G*Cg.
+static int64_t coarse_of(const struct nd_norm_plan *plan, int64_t i) {
+    int64_t t = i % plan->fold_tail;
+    return (i / plan->fold_tail / plan->fold_group) * plan->fold_tail + t;
+}
+
+// Copies per-statistic factors to the fine layout: every channel of a group gets the group's.
+static void fine_expand(const struct nd_norm_plan *plan, const struct fine *f, float *dst,
+                        const float *src) {
+    for (int64_t i = 0; i < f->plan.nstat; i++)
+        dst[i] = src[coarse_of(plan, i)];
+}
+
+// Per-group moments from per-channel ones with equal counts (Chan et al.): the mean of the
+// means, and the mean of the variances plus the variance of the means. Fixed order.
+static void fine_fold_moments(const struct nd_norm_plan *plan, const struct fine *f,
+                              double *mean, double *var, bool centered) {
+    double inv = 1.0 / (double)plan->fold_group;
+    for (int64_t s = 0; s < plan->nstat; s++)
+        mean[s] = var[s] = 0.0;
+    for (int64_t i = 0; i < f->plan.nstat; i++)
+        mean[coarse_of(plan, i)] += f->mean[i] * inv;
+    for (int64_t i = 0; i < f->plan.nstat; i++) {
+        int64_t s = coarse_of(plan, i);
+        double d = centered ? f->mean[i] - mean[s] : 0.0;
+        var[s] += (f->var[i] + d * d) * inv;
+    }
+}
+
 // ---- moments ----
 
 // mean = shift + S1/n, var = S2/n - (S1/n)^2 per bucket of each block.
@@ -377,6 +427,13 @@ static void finish_moments(const struct pass *ps, double *mean, double *var, int
 void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
                      double *restrict var, const float *restrict x, bool centered,
                      struct nd_pool *pool, double *restrict scratch) {
+    if (plan->use_fine && plan->numel > 0) {
+        struct fine f;
+        fine_begin(plan, scratch, &f);
+        nd_norm_moments(&f.plan, f.mean, f.var, x, centered, pool, f.scratch);
+        fine_fold_moments(plan, &f, mean, var, centered);
+        return;
+    }
     if (plan->numel == 0 || plan->count == 0) {
         for (int64_t s = 0; s < plan->nstat; s++)
             mean[s] = var[s] = 0.0;
@@ -484,10 +541,18 @@ static void run_elementwise(struct pass *ps, struct nd_pool *pool) {
 }
 
 void nd_norm_apply(const struct nd_norm_plan *plan, float *y, const float *x, const float *a,
-                   const float *c, const float *gamma, const float *beta,
-                   struct nd_pool *pool) {
+                   const float *c, const float *gamma, const float *beta, struct nd_pool *pool,
+                   double *scratch) {
     if (plan->numel == 0)
         return;
+    if (plan->use_fine) {
+        struct fine f;
+        fine_begin(plan, scratch, &f);
+        fine_expand(plan, &f, f.a, a);
+        fine_expand(plan, &f, f.c, c);
+        nd_norm_apply(&f.plan, y, x, f.a, f.c, gamma, beta, pool, f.scratch);
+        return;
+    }
     struct pass ps = {.x = x, .a = a, .c = c, .gamma = gamma, .beta = beta, .out = y};
     nd__walk_layout_init(&ps.w, plan, ND__KEY_NONE);
     run_elementwise(&ps, pool);
@@ -505,7 +570,7 @@ void nd_norm_forward(const struct nd_norm_plan *plan, float *y, float *restrict 
         a[s] = (float)rstd;
         c[s] = (float)(-mean[s] * rstd);
     }
-    nd_norm_apply(plan, y, x, a, c, gamma, beta, pool);
+    nd_norm_apply(plan, y, x, a, c, gamma, beta, pool, scratch);
 }
 
 // ---- backward ----
@@ -517,6 +582,14 @@ void nd_norm_param_grads(const struct nd_norm_plan *plan, float *restrict dgamma
                          double *restrict scratch) {
     if (!dgamma && !dbeta)
         return;
+    if (plan->use_fine && plan->numel > 0) {
+        struct fine f;
+        fine_begin(plan, scratch, &f);
+        fine_expand(plan, &f, f.a, a);
+        fine_expand(plan, &f, f.c, c);
+        nd_norm_param_grads(&f.plan, dgamma, dbeta, dy, x, f.a, f.c, pool, f.scratch);
+        return;
+    }
     struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c};
     nd__walk_layout_init(&ps.w, plan, ND__KEY_PARAM);
     ps.sum1 = scratch_sums(plan, scratch);
@@ -535,11 +608,12 @@ void nd_norm_param_grads(const struct nd_norm_plan *plan, float *restrict dgamma
 
 // From the statistic sums S1 = sum(g), S2 = sum(g*xhat): k_mean = -a*S1/n (0 for RMS),
 // k_var = -a*S2/d, then the elementwise dx pass.
+// count: the values per statistic (a fine plan's statistics stand for groups of fold_group).
 static void finish_input_grad(struct pass *ps, const struct nd_norm_plan *plan, bool centered,
-                              double denom, struct nd_pool *pool) {
+                              double denom, int64_t count, struct nd_pool *pool) {
     float *km = (float *)(ps->sum2 + max_keys(plan));
     float *kv = km + plan->nstat;
-    double inv_n = 1.0 / (double)plan->count, inv_d = 1.0 / denom;
+    double inv_n = 1.0 / (double)count, inv_d = 1.0 / denom;
     for (int64_t s = 0; s < plan->nstat; s++) {
         km[s] = centered ? (float)(-(double)ps->a[s] * ps->sum1[s] * inv_n) : 0.0f;
         kv[s] = (float)(-(double)ps->a[s] * ps->sum2[s] * inv_d);
@@ -550,6 +624,38 @@ static void finish_input_grad(struct pass *ps, const struct nd_norm_plan *plan, 
     run_elementwise(ps, pool);
 }
 
+// The statistic sums over each group's channels, handed back to every channel of the group, so
+// the fine plan's dx pass sees the group's sums (with the group's count).
+static void fine_fold_sums(const struct nd_norm_plan *plan, struct fine *f, struct pass *ps) {
+    for (int64_t s = 0; s < plan->nstat; s++)
+        f->mean[s] = f->var[s] = 0.0;
+    for (int64_t i = 0; i < f->plan.nstat; i++) {
+        f->mean[coarse_of(plan, i)] += ps->sum1[i];
+        f->var[coarse_of(plan, i)] += ps->sum2[i];
+    }
+    for (int64_t i = 0; i < f->plan.nstat; i++) {
+        ps->sum1[i] = f->mean[coarse_of(plan, i)];
+        ps->sum2[i] = f->var[coarse_of(plan, i)];
+    }
+}
+
+static void fine_input_grad(const struct nd_norm_plan *plan, float *dx, const float *dy,
+                            const float *x, const float *a, const float *c, const float *gamma,
+                            bool centered, double denom, struct nd_pool *pool, double *scratch) {
+    struct fine f;
+    fine_begin(plan, scratch, &f);
+    fine_expand(plan, &f, f.a, a);
+    fine_expand(plan, &f, f.c, c);
+    struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = f.a, .c = f.c, .gamma = gamma,
+                      .out = dx};
+    nd__walk_layout_init(&ps.w, &f.plan, ND__KEY_STAT);
+    ps.sum1 = scratch_sums(&f.plan, f.scratch);
+    ps.sum2 = ps.sum1 + max_keys(&f.plan);
+    run_keyed(&ps, pool, f.scratch);
+    fine_fold_sums(plan, &f, &ps);
+    finish_input_grad(&ps, &f.plan, centered, denom, plan->count, pool);
+}
+
 void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
                         const float *restrict dy, const float *restrict x,
                         const float *restrict a, const float *restrict c,
@@ -557,13 +663,17 @@ void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
                         struct nd_pool *pool, double *restrict scratch) {
     if (plan->numel == 0)
         return;
+    if (plan->use_fine) {
+        fine_input_grad(plan, dx, dy, x, a, c, gamma, centered, denom, pool, scratch);
+        return;
+    }
     struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma,
                       .out = dx};
     nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
     ps.sum1 = scratch_sums(plan, scratch);
     ps.sum2 = ps.sum1 + max_keys(plan);
     run_keyed(&ps, pool, scratch);
-    finish_input_grad(&ps, plan, centered, denom, pool);
+    finish_input_grad(&ps, plan, centered, denom, plan->count, pool);
 }
 
 void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx,
@@ -593,5 +703,5 @@ void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx,
         ps.sum1[p] *= g;
         ps.sum2[p] *= g;
     }
-    finish_input_grad(&ps, plan, centered, denom, pool);
+    finish_input_grad(&ps, plan, centered, denom, plan->count, pool);
 }

@@ -52,6 +52,14 @@ struct nd_norm_plan {
     int64_t nparam; // parameter entries, row-major over the parameter dims (1 when none)
     int64_t count;  // elements per statistic
     bool param_is_stat; // parameter index == statistic index everywhere (batch norm)
+
+    // Group norm over the innermost dim (channels-last) would walk rows of one group's few
+    // channels, strided: instead every pass runs on the "fine" plan, where the grouped dim is
+    // kept whole (a statistic per channel), and statistics fold over each group's channels
+    // (fold_group consecutive fine statistics, repeated every fold_tail) into the real ones.
+    bool use_fine;
+    struct nd_norm_dims fine_dims; // the dims with the grouped dim kept whole
+    int64_t fine_nstat, fold_group, fold_tail;
 };
 
 // Builds the plan. ND_STATUS_INVALID_ARGUMENT for a NULL pointer, a rank outside 1..ND_MAX_DIMS
@@ -78,6 +86,7 @@ void nd_norm_moments(const struct nd_norm_plan *plan,
 // y = (x * a[s] + c[s]) * gamma[p] + beta[p]; gamma and beta may be NULL (1 and 0). With
 // a = rstd, c = -mean * rstd this is the normalization; batch norm folds Scaling and Biases
 // into a and c and passes NULL, which leaves one multiply-add per element. y may equal x.
+// scratch is used only by a plan with use_fine.
 void nd_norm_apply(const struct nd_norm_plan *plan,
                    float *y,        // (numel)
                    const float *x,  // (numel)
@@ -85,7 +94,7 @@ void nd_norm_apply(const struct nd_norm_plan *plan,
                    const float *c,  // (nstat)
                    const float *gamma, // (nparam) or NULL
                    const float *beta,  // (nparam) or NULL
-                   struct nd_pool *pool);
+                   struct nd_pool *pool, double *scratch);
 
 // Training-mode forward in one call: moments, then per statistic a = 1/sqrt(v + eps) and
 // c = -mean * a (RMS: c = 0) with v = var * count / denom (denom = count, or count - 1 for

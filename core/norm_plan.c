@@ -87,6 +87,31 @@ static void merge_dims(struct nd_norm_plan *plan) {
 
 // ---- public ----
 
+// Decides whether a grouped plan runs on its fine twin: one grouped dim, whose in-group part is
+// the innermost (short, strided) dim of the coarse plan.
+static void plan_fine(struct nd_norm_plan *plan, const struct nd_norm_dims *dims) {
+    int32_t g = -1, ngrouped = 0;
+    for (int32_t i = 0; i < dims->ndim; i++)
+        if (dims->groups[i] > 1) {
+            g = i;
+            ngrouped++;
+        }
+    int32_t last = plan->ndim - 1;
+    if (ngrouped != 1 || plan->sstride[last] != 0 || plan->size[last] >= 16)
+        return;
+    int64_t tail = 1; // kept elements after the grouped dim
+    for (int32_t i = g + 1; i < dims->ndim; i++)
+        if (!(dims->reduce_mask & (1u << i)))
+            tail *= dims->size[i];
+    plan->use_fine = true;
+    plan->fine_dims = *dims;
+    plan->fine_dims.reduce_mask &= ~(1u << g);
+    plan->fine_dims.groups[g] = 1;
+    plan->fold_group = dims->size[g] / dims->groups[g];
+    plan->fold_tail = tail;
+    plan->fine_nstat = plan->nstat * plan->fold_group;
+}
+
 enum nd_status nd_norm_plan_build(struct nd_norm_plan *plan, const struct nd_norm_dims *dims,
                                   struct nd_error *err) {
     if (!plan || !dims)
@@ -113,10 +138,11 @@ enum nd_status nd_norm_plan_build(struct nd_norm_plan *plan, const struct nd_nor
     for (int32_t i = 0; i < plan->ndim; i++)
         if (plan->sstride[i] != plan->pstride[i])
             plan->param_is_stat = false;
+    plan_fine(plan, dims);
     return ND_STATUS_OK;
 }
 
-size_t nd_norm_scratch_doubles(const struct nd_norm_plan *plan) {
+size_t nd__plan_own_scratch(const struct nd_norm_plan *plan) {
     struct nd__walk_layout by_stat, by_param;
     nd__walk_layout_init(&by_stat, plan, ND__KEY_STAT);
     nd__walk_layout_init(&by_param, plan, ND__KEY_PARAM);
@@ -127,6 +153,18 @@ size_t nd_norm_scratch_doubles(const struct nd_norm_plan *plan) {
     size_t keys = (size_t)(plan->nstat > plan->nparam ? plan->nstat : plan->nparam);
     // partials, two double sums per key, the moments' shifts, two float factors per statistic
     return partials + 2 * keys + 2 * (size_t)plan->nstat;
+}
+
+size_t nd_norm_scratch_doubles(const struct nd_norm_plan *plan) {
+    size_t own = nd__plan_own_scratch(plan);
+    if (!plan->use_fine)
+        return own;
+    struct nd_norm_plan fine;
+    if (nd_norm_plan_build(&fine, &plan->fine_dims, NULL) != ND_STATUS_OK)
+        return own;
+    // the fine plan's own scratch, then its per-statistic doubles (mean, var) and floats (a, c)
+    size_t need = nd__plan_own_scratch(&fine) + 3 * (size_t)fine.nstat;
+    return need > own ? need : own;
 }
 
 // ---- walking a plan (norm_walk.h) ----

@@ -53,6 +53,9 @@ void nd__walk_layout_init(struct nd__walk_layout *w, const struct nd_norm_plan *
 // block is one chunk (it then writes its sums in place).
 size_t nd__walk_partial_doubles(const struct nd__walk_layout *w);
 
+// Scratch doubles a plan's passes use themselves (without a fine twin's share).
+size_t nd__plan_own_scratch(const struct nd_norm_plan *plan);
+
 // The offsets of block b's first element.
 struct nd__pos nd__walk_block_base(const struct nd__walk_layout *w, int64_t b);
 

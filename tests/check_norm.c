@@ -39,6 +39,8 @@ static const struct norm_case cases[] = {
     {"group_nhwc", {4, {2, 3, 2, 4}, BIT(1) | BIT(2) | BIT(3), BIT(3), {1, 1, 1, 2}}, 1, 0, 1, 1},
     {"group_number_2_1", {4, {2, 4, 3, 2}, BIT(1) | BIT(2), BIT(3), {1, 2, 1, 1}}, 1, 0, 1, 1},
     {"group_rms_unbiased", {3, {2, 6, 3}, BIT(1) | BIT(2), BIT(1), {1, 3, 1}}, 0, 1, 1, 0},
+    {"group_fine_tail", {4, {2, 4, 3, 2}, BIT(1) | BIT(3), BIT(2), {1, 2, 1, 1}}, 1, 0, 1, 1},
+    {"group_fine_rms", {4, {2, 3, 2, 6}, 0xe, BIT(3), {1, 1, 1, 3}}, 0, 1, 1, 1},
     {"scaling_inner_reduced", {4, {2, 3, 4, 2}, BIT(2) | BIT(3), BIT(2), {1, 1, 1, 1}}, 1, 0, 1, 1},
     {"all_rank6", {7, {2, 2, 1, 2, 3, 1, 2}, 0x7e, BIT(1), {1, 1, 1, 1, 1, 1, 1}}, 1, 0, 1, 1},
     {"span_negative", {5, {2, 2, 3, 2, 2}, BIT(3) | BIT(4), BIT(1) | BIT(2), {1, 1, 1, 1, 1}}, 1, 0, 1, 1},
@@ -196,6 +198,30 @@ START_TEST(test_plan_groups_and_layer_norm) {
 }
 END_TEST
 
+START_TEST(test_plan_group_norm_channels_last_runs_fine) {
+    // Channels-last groups of 4: the coarse plan's inner dim would be 4 strided channels; the
+    // passes run per channel and fold each group's 4 statistics.
+    struct nd_norm_dims nhwc = {4, {2, 5, 6, 16}, 0xe, BIT(3), {1, 1, 1, 4}};
+    struct nd_norm_plan p = build_plan(&nhwc);
+    ck_assert(p.use_fine);
+    ck_assert_int_eq(p.nstat, 8);
+    ck_assert_int_eq(p.fine_nstat, 32);
+    ck_assert_int_eq(p.fold_group, 4);
+    ck_assert_int_eq(p.fold_tail, 1);
+    struct nd_norm_dims nchw = {4, {2, 16, 5, 6}, 0xe, BIT(1), {1, 4, 1, 1}};
+    p = build_plan(&nchw);
+    ck_assert(!p.use_fine); // contiguous groups: the plain plan is the fast one
+    // group_number over level 1 with a kept level after it: fold_tail counts it
+    struct nd_norm_dims tail = {4, {2, 4, 3, 2}, BIT(1) | BIT(2), BIT(3), {1, 2, 1, 1}};
+    p = build_plan(&tail);
+    ck_assert(!p.use_fine);
+    struct nd_norm_dims fine_tail = {4, {2, 4, 3, 2}, BIT(1) | BIT(3), BIT(2), {1, 2, 1, 1}};
+    p = build_plan(&fine_tail);
+    ck_assert(p.use_fine);
+    ck_assert_int_eq(p.fold_tail, 3);
+}
+END_TEST
+
 START_TEST(test_plan_errors) {
     struct nd_norm_plan p;
     struct nd_error err;
@@ -225,7 +251,7 @@ START_TEST(test_plan_empty_tensor) {
     double mean[3] = {9, 9, 9}, var[3] = {9, 9, 9};
     nd_norm_moments(&p, mean, var, NULL, true, NULL, NULL);
     ck_assert(mean[0] == 0.0 && var[2] == 0.0);
-    nd_norm_apply(&p, NULL, NULL, NULL, NULL, NULL, NULL, NULL); // no element, no access
+    nd_norm_apply(&p, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL); // no element, no access
 }
 END_TEST
 
@@ -404,6 +430,7 @@ static const struct norm_case big_cases[] = {
     {"ln_big", {2, {512, 256}, BIT(1), BIT(1), {1, 1}}, 1, 0, 1, 1},
     {"group_big", {4, {16, 32, 12, 12}, 0xe, BIT(1), {1, 8, 1, 1}}, 1, 1, 1, 1},
     {"rms_big", {2, {300, 300}, BIT(1), BIT(1), {1, 1}}, 0, 0, 1, 0},
+    {"group_nhwc_big", {4, {16, 12, 12, 32}, 0xe, BIT(3), {1, 1, 1, 8}}, 1, 1, 1, 1},
 };
 
 // Results for pools of 1, 2 and 7 threads (and no pool) are the same bytes.
@@ -446,6 +473,7 @@ Suite *norm_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_plan_merges_batch_norm_layouts);
     tcase_add_test(tc, test_plan_groups_and_layer_norm);
+    tcase_add_test(tc, test_plan_group_norm_channels_last_runs_fine);
     tcase_add_loop_test(tc, test_forward_matches_reference, 0, NCASES);
     tcase_add_loop_test(tc, test_backward_matches_finite_differences, 0, NCASES);
     tcase_add_loop_test(tc, test_backward_entry_points_agree, 0, NCASES);

@@ -101,7 +101,7 @@ static void run_op(struct bench *b, enum op op) {
         break;
     }
     case OP_BN_INFER:
-        nd_norm_apply(p, b->y, b->x, b->a, b->c, NULL, NULL, b->pool);
+        nd_norm_apply(p, b->y, b->x, b->a, b->c, NULL, NULL, b->pool, b->scratch);
         break;
     default:
         nd_norm_forward(p, b->y, b->a, b->c, b->mean, b->var, b->x, b->gamma, b->beta, 1e-3, true,
