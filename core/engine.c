@@ -44,6 +44,8 @@ enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd
     st = nd_pool_create(&e->pool, config->threads, err);
     if (st == ND_STATUS_OK)
         st = nd_registry_create(config->max_layers, &e->registry, err);
+    if (st == ND_STATUS_OK)
+        nd_registry_set_persist(e->registry, config->persist);
     if (st != ND_STATUS_OK) {
         nd_engine_free(e);
         return st;

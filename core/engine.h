@@ -17,6 +17,7 @@ struct nd_engine_config {
     int64_t max_layers; // >= 1
     uint64_t seed;      // where the seeds of layers without one come from (the server passes
                         // the clock; tests a constant)
+    const struct nd_persist_hooks *persist; // where changes are stored (borrowed), or NULL
 };
 
 // Defaults: 1 thread, 10000 layers, seed 0.

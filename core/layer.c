@@ -334,8 +334,8 @@ static enum nd_status bind_shared(const struct nd__binder *binder, const struct 
 
 // ---- creation ----
 
-static enum nd_status layer_alloc(const char *name, const struct nd_spec *spec, uint64_t seed,
-                                  struct nd_layer **out, struct nd_error *err) {
+enum nd_status nd__layer_alloc(const char *name, const struct nd_spec *spec, uint64_t seed,
+                               struct nd_layer **out, struct nd_error *err) {
     struct nd_layer *l = nd_calloc_aligned(sizeof *l);
     if (!l)
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate a layer");
@@ -420,7 +420,7 @@ enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def
     if (st != ND_STATUS_OK)
         return st;
     struct nd_layer *l = NULL;
-    st = layer_alloc(name, &def->spec, seed, &l, err);
+    st = nd__layer_alloc(name, &def->spec, seed, &l, err);
     if (st == ND_STATUS_OK)
         st = lookup_shared(l, def, binder, err);
     if (st == ND_STATUS_OK)
@@ -437,12 +437,16 @@ enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def
 
 // ---- NetInitialize ----
 
-// The arrays of a layer being initialized, built aside so a failure changes nothing.
+// The arrays of a layer being initialized, built aside so a failure changes nothing. After the
+// swap into the layer it holds the previous state, until the change is stored.
 struct init_plan {
     struct nd_spec spec;
     struct nd_layout layout;
+    bool layout_known;
     struct nd_array *arrays[ND_ARRAY_COUNT];
     bool user_set[ND_ARRAY_COUNT];
+    int64_t train_steps, optimizer_steps;
+    uint64_t version;
 };
 
 static void init_plan_release(struct init_plan *p) {
@@ -506,22 +510,39 @@ static enum nd_status init_resolve(struct nd_layer *l, struct init_plan *p,
     return ND_STATUS_OK;
 }
 
-static void init_commit(struct nd_layer *l, struct init_plan *p,
-                        const struct nd_initialize_args *args) {
+// Exchanges the plan and the layer's state: once to commit, once more to undo.
+static void init_swap(struct nd_layer *l, struct init_plan *p) {
+    struct init_plan old = {.spec = l->spec, .layout = l->layout,
+                            .layout_known = l->layout_known,
+                            .train_steps = l->train_steps,
+                            .optimizer_steps = l->optimizer_steps, .version = l->version};
+    memcpy(old.arrays, l->arrays, sizeof old.arrays);
+    memcpy(old.user_set, l->user_set, sizeof old.user_set);
     l->spec = p->spec;
     l->layout = p->layout;
-    l->layout_known = true;
-    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
-        nd_array_unref(l->arrays[id]);
-        l->arrays[id] = p->arrays[id];
-        p->arrays[id] = NULL;
-        l->user_set[id] = p->user_set[id];
-    }
-    if (args->reinitialize) {
-        l->train_steps = 0;
-        l->optimizer_steps = 0;
-    }
-    l->version++;
+    l->layout_known = p->layout_known;
+    memcpy(l->arrays, p->arrays, sizeof l->arrays);
+    memcpy(l->user_set, p->user_set, sizeof l->user_set);
+    l->train_steps = p->train_steps;
+    l->optimizer_steps = p->optimizer_steps;
+    l->version = p->version;
+    *p = old;
+}
+
+// Commits the plan and stores the result; a failed save swaps the old state back (and u puts
+// back shared arrays that reinitialize refilled).
+static enum nd_status init_commit(struct nd_layer *l, struct init_plan *p,
+                                  const struct nd_initialize_args *args, struct nd__undo *u,
+                                  struct nd_error *err) {
+    p->layout_known = true;
+    p->train_steps = args->reinitialize ? 0 : l->train_steps;
+    p->optimizer_steps = args->reinitialize ? 0 : l->optimizer_steps;
+    p->version = l->version + 1;
+    init_swap(l, p);
+    enum nd_status st = nd__persist_change(l, u, false, err);
+    if (st != ND_STATUS_OK)
+        init_swap(l, p);
+    return st;
 }
 
 enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_initialize_args *args,
@@ -540,14 +561,18 @@ enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_init
     }
     uint64_t old_seed = layer->seed;
     layer->seed = p.spec.has_seed ? p.spec.seed : layer->seed;
-    enum nd_status st = init_resolve(layer, &p, args, err);
+    struct nd__undo u;
+    enum nd_status st = nd__undo_begin(layer, &u, err);
+    if (st == ND_STATUS_OK)
+        st = init_resolve(layer, &p, args, err);
     for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_COUNT; id++)
         if (p.spec.enabled[id])
             st = init_array(layer, &p, id, args, binder, err);
     if (st == ND_STATUS_OK)
-        init_commit(layer, &p, args);
-    else
+        st = init_commit(layer, &p, args, &u, err);
+    if (st != ND_STATUS_OK)
         layer->seed = old_seed;
+    nd__undo_release(&u);
     init_plan_release(&p);
     if (version)
         *version = layer->version;
@@ -677,6 +702,9 @@ enum nd_status nd_layer_write_array(struct nd_layer *layer, enum nd_array_id id,
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_write_array: NULL");
     nd_rwlock_wrlock(layer->lock);
     enum nd_status st = write_checks(layer, id, value, if_version, err);
+    struct nd__undo u = {0};
+    if (st == ND_STATUS_OK)
+        st = nd__undo_begin(layer, &u, err);
     if (st == ND_STATUS_OK) {
         struct nd_array *a = layer->arrays[id];
         nd_rwlock_wrlock(a->lock);
@@ -686,7 +714,9 @@ enum nd_status nd_layer_write_array(struct nd_layer *layer, enum nd_array_id id,
         nd_rwlock_unlock(a->lock);
         layer->user_set[id] = true;
         layer->version++;
+        st = nd__persist_change(layer, &u, true, err); // undone when it cannot be stored
     }
+    nd__undo_release(&u);
     if (version)
         *version = layer->version;
     nd_rwlock_unlock(layer->lock);

@@ -8,6 +8,7 @@
 #include "core/init.h"
 #include "core/layer.h"
 #include "core/norm_kernels.h"
+#include "core/persist.h"
 #include "core/registry.h"
 
 struct nd_array {
@@ -35,6 +36,7 @@ struct nd_layer {
     int64_t train_steps, optimizer_steps;
     atomic_llong forwards;
     uint64_t seed; // the spec's seed, or one the engine drew
+    const struct nd_persist_hooks *persist; // where changes are stored, or NULL (registry's)
 };
 
 // Gets or creates the shared array `name` for a layer whose array has `shape` (fully known),
@@ -47,6 +49,10 @@ struct nd__binder {
     nd__bind_fn bind;
     void *ctx;
 };
+
+// A layer with its lock and a copy of spec, no arrays yet. Caller owns one reference.
+enum nd_status nd__layer_alloc(const char *name, const struct nd_spec *spec, uint64_t seed,
+                               struct nd_layer **out, struct nd_error *err);
 
 // A new array of a fully known shape, zero-filled, not shared. Caller owns one reference.
 enum nd_status nd__array_create(const struct nd_shape *shape, const char *shared_name,
@@ -79,5 +85,50 @@ bool nd__layer_uses_shared(struct nd_layer *layer, const char *name);
 // Builds the kernel dims of a batched shape for a layer's layout.
 void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *batched,
                          struct nd_norm_dims *dims);
+
+// ---- persistence (persist.c) ----
+
+// The layer's state in the binary form (caller holds the layer's lock).
+enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
+                                   struct nd_error *err);
+
+// A layer from its binary form; shared arrays are looked up through binder (NULL: none may be
+// named). Caller owns one reference.
+enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct nd__binder *binder,
+                                     struct nd_layer **out, struct nd_error *err);
+
+// Puts a saved state (values, optimizer states, counters, version) back into l (write lock held).
+enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
+                                 struct nd_error *err);
+
+// A shared array in the binary form (takes its read lock), and back. Caller owns the result.
+enum nd_status nd__array_serialize(struct nd_array *a, struct nd_buf *out, struct nd_error *err);
+enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_array **out,
+                                     struct nd_error *err);
+enum nd_status nd__array_restore(struct nd_array *a, const struct nd_buf *saved,
+                                 struct nd_error *err);
+
+// What a change may have to undo when its save fails: the layer's state and its shared
+// arrays', serialized before the change. Without hooks it holds nothing and costs nothing.
+struct nd__undo {
+    struct nd_buf layer;
+    struct nd_buf shared[ND_ARRAY_AFFINE_COUNT];
+    struct nd_array *arrays[ND_ARRAY_AFFINE_COUNT]; // referenced
+};
+
+enum nd_status nd__undo_begin(struct nd_layer *l, struct nd__undo *u, struct nd_error *err);
+void nd__undo_release(struct nd__undo *u);
+
+// Stores the layer's state (its shared arrays first) through its hooks; a no-op without hooks.
+enum nd_status nd__save_layer(struct nd_layer *l, struct nd_error *err);
+
+// Stores one shared array through hooks (NULL: no-op).
+enum nd_status nd__save_shared(const struct nd_persist_hooks *hooks, struct nd_array *a,
+                               struct nd_error *err);
+
+// After a change (write lock held): stores the new state; when that fails, puts back what u
+// saved (the layer's own state only when restore_layer) and returns the error.
+enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool restore_layer,
+                                  struct nd_error *err);
 
 #endif

@@ -550,6 +550,24 @@ static enum nd_status step_prepare(struct step *s, struct nd_error *err) {
     return st;
 }
 
+// The layer changes here, and is stored (with --data-dir) before the step counts as done: a
+// failed save puts the previous state back.
+static enum nd_status step_commit(struct step *s, struct nd_error *err) {
+    struct nd__undo u;
+    enum nd_status st = nd__undo_begin(s->l, &u, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    if (s->bn)
+        update_moving(s->l, &s->w);
+    if (s->has_grad)
+        step_update_arrays(s);
+    s->l->train_steps++;
+    s->l->version++;
+    st = nd__persist_change(s->l, &u, true, err);
+    nd__undo_release(&u);
+    return st;
+}
+
 static enum nd_status train_locked(struct step *s, struct nd_error *err) {
     enum nd_status st = step_prepare(s, err);
     if (st != ND_STATUS_OK)
@@ -561,14 +579,8 @@ static enum nd_status train_locked(struct step *s, struct nd_error *err) {
     if ((s->args->want & ND_TRAIN_WANT_BATCH_STATISTICS) &&
         (st = step_batch_stats(s, err)) != ND_STATUS_OK)
         return st;
-    if (!s->frozen) { // from here on the layer changes; nothing below can fail
-        if (s->bn)
-            update_moving(s->l, &s->w);
-        if (s->has_grad)
-            step_update_arrays(s);
-        s->l->train_steps++;
-        s->l->version++;
-    }
+    if (!s->frozen && (st = step_commit(s, err)) != ND_STATUS_OK)
+        return st;
     step_copy_arrays(s);
     step_finish_result(s);
     return ND_STATUS_OK;

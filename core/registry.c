@@ -28,6 +28,7 @@ struct nd_registry {
     struct nd_mutex *lock;
     int64_t max_layers;
     struct table layers, shared;
+    const struct nd_persist_hooks *persist; // NULL: in memory only
 };
 
 // Index of name, or -(insertion point) - 1 when absent.
@@ -201,6 +202,10 @@ static void prune_shared(struct nd_registry *reg) {
         for (int64_t j = 0; !used && j < reg->layers.n; j++)
             used = entry_uses(&reg->layers.e[j], reg->shared.e[i].name);
         if (!used) {
+            // A file left behind (remove failed) only holds an array no layer names: the next
+            // start loads and prunes it again.
+            if (reg->persist && reg->persist->remove_shared)
+                reg->persist->remove_shared(reg->persist->ctx, reg->shared.e[i].name, NULL);
             nd_array_unref(reg->shared.e[i].obj);
             table_remove(&reg->shared, i);
         }
@@ -273,8 +278,12 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
         st = bind_reserve(&ctx, err);
     if (st == ND_STATUS_OK)
         st = nd__layer_create(name, def, seed, &binder, &layer, err);
-    if (st == ND_STATUS_OK) { // from here on nothing can fail
+    if (st == ND_STATUS_OK) {
         define_version(reg, pos, layer);
+        layer->persist = reg->persist;
+        st = nd__save_layer(layer, err); // stored before it is visible
+    }
+    if (st == ND_STATUS_OK) { // from here on nothing can fail
         bind_commit(&ctx);
         if (created)
             *created = pos < 0;
@@ -314,15 +323,80 @@ enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_delete: NULL argument");
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->layers, name);
-    if (pos >= 0) {
+    enum nd_status st = ND_STATUS_OK;
+    if (pos < 0)
+        st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    else if (reg->persist && reg->persist->remove_layer) // gone from disk before from memory
+        st = reg->persist->remove_layer(reg->persist->ctx, name, err);
+    if (st == ND_STATUS_OK) {
         nd_layer_unref(reg->layers.e[pos].obj);
         table_remove(&reg->layers, pos);
         prune_shared(reg);
     }
     nd_mutex_unlock(reg->lock);
-    if (pos < 0)
-        return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
-    return ND_STATUS_OK;
+    return st;
+}
+
+// ---- durable layers ----
+
+void nd_registry_set_persist(struct nd_registry *reg, const struct nd_persist_hooks *hooks) {
+    nd_mutex_lock(reg->lock);
+    reg->persist = hooks;
+    nd_mutex_unlock(reg->lock);
+}
+
+enum nd_status nd_registry_load_shared(struct nd_registry *reg, const void *bytes, size_t len,
+                                       struct nd_error *err) {
+    if (!reg || !bytes)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_load_shared: NULL");
+    struct nd_array *a;
+    enum nd_status st = nd__array_deserialize(bytes, len, &a, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->shared, a->shared_name);
+    if (pos >= 0)
+        st = nd_error_set(err, ND_STATUS_ALREADY_EXISTS, "shared array %s is loaded twice",
+                          a->shared_name);
+    else if (!table_reserve(&reg->shared, 1))
+        st = nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared table");
+    if (st == ND_STATUS_OK) {
+        table_insert(&reg->shared, -pos - 1, a->shared_name, a);
+        a = NULL;
+    }
+    nd_mutex_unlock(reg->lock);
+    nd_array_unref(a);
+    return st;
+}
+
+enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes, size_t len,
+                                      struct nd_error *err) {
+    if (!reg || !bytes)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_load_layer: NULL");
+    nd_mutex_lock(reg->lock);
+    struct bind_ctx ctx = {.reg = reg}; // lookups only: shared arrays are loaded first
+    struct nd__binder binder = {bind_shared, &ctx};
+    struct nd_layer *layer = NULL;
+    enum nd_status st = nd__layer_deserialize(bytes, len, &binder, &layer, err);
+    int64_t pos = st == ND_STATUS_OK ? table_find(&reg->layers, layer->name) : 0;
+    if (st == ND_STATUS_OK && pos >= 0)
+        st = nd_error_set(err, ND_STATUS_ALREADY_EXISTS, "layer %s is loaded twice", layer->name);
+    else if (st == ND_STATUS_OK && !table_reserve(&reg->layers, 1))
+        st = nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the layer table");
+    if (st == ND_STATUS_OK) {
+        layer->persist = reg->persist;
+        define_insert(reg, pos, layer->name, layer);
+        layer = NULL;
+    }
+    nd_mutex_unlock(reg->lock);
+    nd_layer_unref(layer);
+    return st;
+}
+
+void nd_registry_prune(struct nd_registry *reg) {
+    nd_mutex_lock(reg->lock);
+    prune_shared(reg);
+    nd_mutex_unlock(reg->lock);
 }
 
 enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out, int64_t *count,

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/layer.h"
+#include "core/persist.h"
 #include "core/status.h"
 
 struct nd_registry;
@@ -80,6 +81,26 @@ struct nd_initialize_args {
 enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
                                       const struct nd_initialize_args *args, uint64_t *version,
                                       struct nd_error *err);
+
+// ---- durable layers ----
+
+// Sets where changes are stored (borrowed for the registry's lifetime; NULL: memory only). Call
+// it before any layer exists: layers take the hooks when they are defined or loaded.
+void nd_registry_set_persist(struct nd_registry *reg, const struct nd_persist_hooks *hooks);
+
+// Loads one stored shared array (start-up, before the layers that use it). Refuses damaged
+// bytes (ND_STATUS_INVALID_VALUE with the reason) and a name already loaded.
+enum nd_status nd_registry_load_shared(struct nd_registry *reg, const void *bytes, size_t len,
+                                       struct nd_error *err);
+
+// Loads one stored layer exactly as it was (arrays, optimizer states, counters, version), its
+// shared arrays bound by name (ND_STATUS_INVALID_VALUE when one is missing). Nothing is stored.
+// The max_layers limit does not apply: what was stored comes back.
+enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes, size_t len,
+                                      struct nd_error *err);
+
+// Drops shared arrays no layer uses (and their stored copies).
+void nd_registry_prune(struct nd_registry *reg);
 
 // ---- shared arrays ----
 

@@ -19,6 +19,7 @@ static const char *const status_names[ND_STATUS_COUNT] = {
     [ND_STATUS_OUT_OF_MEMORY] = "out_of_memory",
     [ND_STATUS_INTERNAL] = "internal",
     [ND_STATUS_BUSY] = "busy",
+    [ND_STATUS_STORAGE] = "insufficient_storage",
 };
 
 void nd_error_clear(struct nd_error *err) {

@@ -22,6 +22,7 @@ enum nd_status {
     ND_STATUS_OUT_OF_MEMORY,    // an allocation failed; nothing was changed (503)
     ND_STATUS_INTERNAL,         // a broken invariant: a bug (500)
     ND_STATUS_BUSY,             // a no-wait call found the layer locked: retry where waiting is fine
+    ND_STATUS_STORAGE,          // a change could not be stored: the disk is full (507)
     ND_STATUS_COUNT
 };
 

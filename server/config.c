@@ -50,6 +50,8 @@ static const struct setting settings[] = {
      "error, warn, info (one line per request) or debug"},
     {"api-key", "NORMD_API_KEY", KIND_STRING, "", 0, 0, OFF(api_key), 256,
      "when set, /v1 needs Authorization: Bearer KEY"},
+    {"data-dir", "NORMD_DATA_DIR", KIND_STRING, "", 0, 0, OFF(data_dir), 1024,
+     "store every change here before replying, reload at start"},
     {"max-connections", "NORMD_MAX_CONNECTIONS", KIND_INT, "1024", 1, 100000,
      OFF(max_connections), 0, "concurrent HTTP connections"},
 };
@@ -185,6 +187,8 @@ void srv_config_usage(FILE *out) {
     }
     fprintf(out, "  %-24s %-24s %-10s %s\n  %-24s %-24s %-10s %s\n", "--help", "", "",
             "print this and exit", "--version", "", "", "print the version and exit");
+    fprintf(out, "  %-24s %-24s %-10s %s\n", "--probe URL", "", "",
+            "GET http://IPV4-OR-localhost:PORT/PATH; exit 0 on a 2xx in 3 s, else 1");
 }
 
 enum srv_config_result srv_config_load(struct srv_config *cfg, int argc, char **argv, FILE *out,

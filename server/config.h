@@ -21,6 +21,7 @@ struct srv_config {
     double drain_timeout;   // seconds to finish in-flight requests after SIGTERM
     int64_t log_level;      // enum srv_log_level
     char api_key[256];      // "" for none
+    char data_dir[1024];    // "" for none: layers live in memory only
     int64_t max_connections;
 };
 

@@ -352,12 +352,12 @@ int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http
     }
     h->loop = loop;
     h->cfg = *cfg;
-    h->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)(cfg->reuse_port ? 1 : 0),
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)cfg->log, MHD_OPTION_END);
+    h->daemon = MHD_start_daemon( // the logger first: MHD logs the options after it through it
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        (void *)cfg->log, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)(cfg->reuse_port ? 1 : 0), MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "normd: cannot listen on %s:%d (in use, or not permitted)",
                  cfg->host, cfg->port);

@@ -14,12 +14,15 @@
 #include "core/engine.h"
 #include "server/config.h"
 #include "server/loops.h"
+#include "server/store.h"
 #include "server/log.h"
+#include "server/probe.h"
 
 static struct srv_state {
     struct srv_config config;
     struct srv_logger log;
     struct nd_engine *engine;
+    struct srv_store *store; // --data-dir, or NULL
     struct api_ctx *api;
     uv_loop_t loop; // signals and the drain; the HTTP loops run in their own threads
     struct srv_loops *http;
@@ -88,17 +91,31 @@ static void size_worker_pool(int threads) {
     setenv("UV_THREADPOOL_SIZE", n, 1);
 }
 
+static int open_store(void) {
+    char err[256];
+    if (!srv.config.data_dir[0])
+        return 0;
+    if (srv_store_open(&srv.store, srv.config.data_dir, &srv.log, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int start_engine(void) {
     struct nd_engine_config ec = nd_engine_config_default();
     ec.threads = (int)srv.config.threads;
     ec.max_layers = srv.config.max_layers;
     ec.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    ec.persist = srv.store ? srv_store_hooks(srv.store) : NULL;
     struct nd_error err;
     nd_error_clear(&err);
     if (nd_engine_create(&ec, &srv.engine, &err) != ND_STATUS_OK) {
         fprintf(stderr, "normd: %s\n", err.msg);
         return -1;
     }
+    if (srv.store)
+        srv_store_load(srv.store, nd_engine_registry(srv.engine));
     struct api_config ac = {.version = SRV_VERSION,
                             .max_body_bytes = (size_t)srv.config.max_body_bytes,
                             .max_elements = srv.config.max_elements,
@@ -138,9 +155,13 @@ static void shutdown_all(void) {
     uv_loop_close(&srv.loop);
     api_ctx_free(srv.api);
     nd_engine_free(srv.engine);
+    srv_store_free(srv.store);
 }
 
 int main(int argc, char **argv) {
+    int probe = srv_probe_main(argc, argv); // `normd --probe URL`: a health check, not a server
+    if (probe >= 0)
+        return probe;
     char err[256];
     switch (srv_config_load(&srv.config, argc, argv, stdout, err, sizeof err)) {
     case SRV_CONFIG_EXIT:
@@ -153,7 +174,10 @@ int main(int argc, char **argv) {
     }
     srv.log = (struct srv_logger){.level = (enum srv_log_level)srv.config.log_level, .fd = 2};
     signal(SIGPIPE, SIG_IGN); // a client that hangs up must not kill the server
+    signal(SIGXFSZ, SIG_IGN); // past a file-size limit a write fails (EFBIG), answered 500
     size_worker_pool((int)srv.config.threads);
+    if (open_store() != 0)
+        return 2; // an unusable --data-dir is a configuration error
     if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || start_http() != 0)
         return 1;
     api_set_ready(srv.api, true);

@@ -1,0 +1,711 @@
+// persist.c - the binary form of layers and shared arrays (see persist.h), and restoring them.
+//
+// Fields are written one by one in a fixed order (never a struct's memory), little-endian, so
+// the format does not depend on padding, the compiler or the struct layout. A reader checks
+// every length against what is left, and the loaded spec goes through nd_spec_validate and
+// nd_spec_resolve again: a damaged file is refused, never half-loaded.
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/layer_impl.h"
+#include "core/persist.h"
+
+#define MAGIC_LAYER "NDL1"
+#define MAGIC_SHARED "NDS1"
+#define HEADER_BYTES 16  // magic, format version, payload length
+#define TRAILER_BYTES 8 // checksum
+
+// ---- writing ----
+
+void nd_buf_deinit(struct nd_buf *buf) {
+    if (!buf)
+        return;
+    free(buf->data);
+    memset(buf, 0, sizeof *buf);
+}
+
+static void put(struct nd_buf *b, const void *p, size_t n) {
+    if (b->failed)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = (b->len + n) * 2 + 256;
+        unsigned char *grown = realloc(b->data, cap);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+// Integers little-endian byte by byte; doubles and floats through their bit patterns.
+static void put_u64(struct nd_buf *b, uint64_t v) {
+    unsigned char x[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = (unsigned char)(v >> (8 * i));
+    put(b, x, 8);
+}
+
+static void put_u32(struct nd_buf *b, uint32_t v) {
+    unsigned char x[4];
+    for (int i = 0; i < 4; i++)
+        x[i] = (unsigned char)(v >> (8 * i));
+    put(b, x, 4);
+}
+
+static void put_u8(struct nd_buf *b, unsigned v) {
+    unsigned char x = (unsigned char)v;
+    put(b, &x, 1);
+}
+
+static void put_f64(struct nd_buf *b, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    put_u64(b, bits);
+}
+
+static void put_floats(struct nd_buf *b, const float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &v[i], sizeof bits);
+        put_u32(b, bits);
+    }
+}
+
+static void put_str(struct nd_buf *b, const char *s) {
+    size_t n = strlen(s);
+    put_u32(b, (uint32_t)n);
+    put(b, s, n);
+}
+
+static void put_shape(struct nd_buf *b, const struct nd_shape *s) {
+    put_u32(b, (uint32_t)s->ndim);
+    for (int32_t i = 0; i < s->ndim; i++)
+        put_u64(b, (uint64_t)s->dim[i]);
+}
+
+// ---- reading ----
+
+struct rd {
+    const unsigned char *p;
+    size_t n, i;
+    bool bad; // ran past the end, or a value out of its range
+};
+
+static const unsigned char *take(struct rd *r, size_t n) {
+    if (r->bad || n > r->n - r->i) {
+        r->bad = true;
+        return NULL;
+    }
+    const unsigned char *at = r->p + r->i;
+    r->i += n;
+    return at;
+}
+
+static uint64_t get_u64(struct rd *r) {
+    const unsigned char *x = take(r, 8);
+    uint64_t v = 0;
+    for (int i = 0; x && i < 8; i++)
+        v |= (uint64_t)x[i] << (8 * i);
+    return v;
+}
+
+static uint32_t get_u32(struct rd *r) {
+    const unsigned char *x = take(r, 4);
+    uint32_t v = 0;
+    for (int i = 0; x && i < 4; i++)
+        v |= (uint32_t)x[i] << (8 * i);
+    return v;
+}
+
+static unsigned get_u8(struct rd *r) {
+    const unsigned char *x = take(r, 1);
+    return x ? *x : 0;
+}
+
+static bool get_bool(struct rd *r) {
+    unsigned v = get_u8(r);
+    r->bad |= v > 1;
+    return v == 1;
+}
+
+static double get_f64(struct rd *r) {
+    uint64_t bits = get_u64(r);
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+// An enum value below count.
+static unsigned get_enum(struct rd *r, unsigned count) {
+    uint32_t v = get_u32(r);
+    r->bad |= v >= count;
+    return v < count ? v : 0;
+}
+
+static void get_floats(struct rd *r, float *v, int64_t n) {
+    const unsigned char *x = take(r, (size_t)n * 4);
+    for (int64_t i = 0; x && i < n; i++) {
+        uint32_t bits = (uint32_t)x[4 * i] | (uint32_t)x[4 * i + 1] << 8 |
+                        (uint32_t)x[4 * i + 2] << 16 | (uint32_t)x[4 * i + 3] << 24;
+        memcpy(&v[i], &bits, sizeof bits);
+    }
+}
+
+// A string into out (size bytes with the NUL); longer ones are damage.
+static void get_str(struct rd *r, char *out, size_t size) {
+    uint32_t n = get_u32(r);
+    const unsigned char *x = n < size ? take(r, n) : NULL;
+    if (!x) {
+        r->bad = true;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, x, n);
+    out[n] = '\0';
+}
+
+static void get_shape(struct rd *r, struct nd_shape *s, bool may_be_unknown) {
+    uint32_t ndim = get_u32(r);
+    bool unknown = ndim == (uint32_t)ND_RANK_UNKNOWN && may_be_unknown;
+    r->bad |= !unknown && ndim > ND_MAX_DIMS;
+    s->ndim = unknown ? ND_RANK_UNKNOWN : r->bad ? 0 : (int32_t)ndim;
+    for (int32_t i = 0; i < s->ndim; i++) {
+        s->dim[i] = (int64_t)get_u64(r);
+        r->bad |= s->dim[i] < ND_DIM_AUTO;
+    }
+}
+
+// ---- the spec ----
+
+static void put_levels(struct nd_buf *b, const struct nd_levels *l) {
+    put_u32(b, (uint32_t)l->kind);
+    put_u32(b, (uint32_t)l->count);
+    for (int32_t i = 0; i < l->count; i++)
+        put_u32(b, (uint32_t)l->level[i]);
+    put_u32(b, (uint32_t)l->from);
+    put_u32(b, (uint32_t)l->to);
+    put_u8(b, l->to_all);
+}
+
+static void get_levels(struct rd *r, struct nd_levels *l) {
+    l->kind = (enum nd_levels_kind)get_enum(r, ND_LEVELS_COMPLEMENT + 1);
+    uint32_t count = get_u32(r);
+    r->bad |= count > ND_MAX_RANK;
+    l->count = r->bad ? 0 : (int32_t)count;
+    for (int32_t i = 0; i < l->count; i++)
+        l->level[i] = (int32_t)get_u32(r);
+    l->from = (int32_t)get_u32(r);
+    l->to = (int32_t)get_u32(r);
+    l->to_all = get_bool(r);
+}
+
+static void put_arrays_spec(struct nd_buf *b, const struct nd_spec *s) {
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        put_u8(b, s->enabled[id]);
+        put_u32(b, (uint32_t)s->init[id].kind);
+        put_f64(b, s->init[id].a);
+        put_f64(b, s->init[id].b);
+        put_u8(b, s->init_given[id]);
+        put_f64(b, s->lr_multiplier[id]);
+    }
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        put_f64(b, s->regularizer[id].l1);
+        put_f64(b, s->regularizer[id].l2);
+        put_u32(b, (uint32_t)s->constraint[id].kind);
+        put_f64(b, s->constraint[id].min_value);
+        put_f64(b, s->constraint[id].max_value);
+        put_f64(b, s->constraint[id].rate);
+    }
+}
+
+static void get_arrays_spec(struct rd *r, struct nd_spec *s) {
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        s->enabled[id] = get_bool(r);
+        s->init[id].kind = (enum nd_init_kind)get_enum(r, ND_INIT_COUNT);
+        s->init[id].a = get_f64(r);
+        s->init[id].b = get_f64(r);
+        s->init_given[id] = get_bool(r);
+        s->lr_multiplier[id] = get_f64(r);
+    }
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        s->regularizer[id].l1 = get_f64(r);
+        s->regularizer[id].l2 = get_f64(r);
+        s->constraint[id].kind = (enum nd_constraint_kind)get_enum(r, ND_CONSTRAINT_COUNT);
+        s->constraint[id].min_value = get_f64(r);
+        s->constraint[id].max_value = get_f64(r);
+        s->constraint[id].rate = get_f64(r);
+    }
+}
+
+static void put_spec(struct nd_buf *b, const struct nd_spec *s) {
+    put_u32(b, (uint32_t)s->type);
+    put_u32(b, (uint32_t)s->batchnorm_nd);
+    put_u32(b, (uint32_t)s->convention);
+    put_shape(b, &s->input);
+    put_f64(b, s->epsilon);
+    put_u8(b, s->trainable);
+    put_u8(b, s->inplace);
+    put_f64(b, s->momentum);
+    put_u8(b, s->momentum_null);
+    put_u8(b, s->interleaving);
+    put_u8(b, s->interleaving_given);
+    put_u32(b, (uint32_t)s->moving_variance);
+    put_f64(b, s->init_factor);
+    put_f64(b, s->min_factor);
+    put_f64(b, s->sscale);
+    put_u32(b, (uint32_t)s->naxes);
+    for (int32_t i = 0; i < s->naxes; i++)
+        put_u32(b, (uint32_t)s->axes[i]);
+    put_levels(b, &s->aggregation);
+    put_levels(b, &s->scaling);
+    put_u32(b, (uint32_t)s->ngroup);
+    for (int32_t i = 0; i < s->ngroup; i++)
+        put_u64(b, (uint64_t)s->group_number[i]);
+    put_u32(b, (uint32_t)s->method);
+    put_u8(b, s->unbiased);
+    put_u64(b, (uint64_t)s->groups);
+    put_arrays_spec(b, s);
+    put_u8(b, s->has_seed);
+    put_u64(b, s->seed);
+}
+
+static void get_spec(struct rd *r, struct nd_spec *s) {
+    memset(s, 0, sizeof *s);
+    s->type = (enum nd_layer_type)get_enum(r, ND_LAYER_TYPE_COUNT);
+    s->batchnorm_nd = (int32_t)get_u32(r);
+    s->convention = (enum nd_convention)get_enum(r, ND_CONVENTION_COUNT);
+    get_shape(r, &s->input, true);
+    s->epsilon = get_f64(r);
+    s->trainable = get_bool(r);
+    s->inplace = get_bool(r);
+    s->momentum = get_f64(r);
+    s->momentum_null = get_bool(r);
+    s->interleaving = get_bool(r);
+    s->interleaving_given = get_bool(r);
+    s->moving_variance = (enum nd_variance_estimator)get_enum(r, ND_VARIANCE_UNBIASED + 1);
+    s->init_factor = get_f64(r);
+    s->min_factor = get_f64(r);
+    s->sscale = get_f64(r);
+    uint32_t naxes = get_u32(r);
+    r->bad |= naxes > ND_MAX_RANK;
+    s->naxes = r->bad ? 0 : (int32_t)naxes;
+    for (int32_t i = 0; i < s->naxes; i++)
+        s->axes[i] = (int32_t)get_u32(r);
+    get_levels(r, &s->aggregation);
+    get_levels(r, &s->scaling);
+    uint32_t ngroup = get_u32(r);
+    r->bad |= ngroup > ND_MAX_RANK;
+    s->ngroup = r->bad ? 0 : (int32_t)ngroup;
+    for (int32_t i = 0; i < s->ngroup; i++)
+        s->group_number[i] = (int64_t)get_u64(r);
+    s->method = (enum nd_method)get_enum(r, ND_METHOD_RMS + 1);
+    s->unbiased = get_bool(r);
+    s->groups = (int64_t)get_u64(r);
+    get_arrays_spec(r, s);
+    s->has_seed = get_bool(r);
+    s->seed = get_u64(r);
+}
+
+// ---- arrays ----
+
+static void put_opt(struct nd_buf *b, const struct nd_optim_state *o) {
+    put_u32(b, (uint32_t)o->kind);
+    put_u64(b, (uint64_t)o->n);
+    put_u64(b, (uint64_t)o->t);
+    put_floats(b, o->m, o->m ? o->n : 0);
+    put_u8(b, o->v != NULL);
+    put_floats(b, o->v, o->v ? o->n : 0);
+}
+
+// The optimizer state of an array of numel values; a state for another size is damage.
+static void get_opt(struct rd *r, struct nd_optim_state *o, int64_t numel) {
+    enum nd_optimizer_kind kind = (enum nd_optimizer_kind)get_enum(r, ND_OPTIMIZER_COUNT);
+    int64_t n = (int64_t)get_u64(r), t = (int64_t)get_u64(r);
+    r->bad |= n != 0 && n != numel;
+    if (r->bad || n == 0 ||
+        nd_optim_state_prepare(o, kind, n, NULL) != ND_STATUS_OK) { // zeroed m and v
+        r->bad |= n != 0;
+        get_u8(r);
+        return;
+    }
+    o->t = t;
+    get_floats(r, o->m, n);
+    bool has_v = get_bool(r);
+    r->bad |= has_v != (o->v != NULL);
+    if (o->v && has_v)
+        get_floats(r, o->v, n);
+}
+
+// An array's shape, values, optimizer state and version (caller holds its lock).
+static void put_array(struct nd_buf *b, const struct nd_array *a) {
+    put_shape(b, &a->shape);
+    put_floats(b, a->data, a->numel);
+    put_opt(b, &a->opt);
+    put_u64(b, a->version);
+}
+
+static enum nd_status get_array(struct rd *r, const char *shared_name, struct nd_array **out,
+                                struct nd_error *err) {
+    struct nd_shape shape;
+    get_shape(r, &shape, false);
+    int64_t numel = 0;
+    if (r->bad || nd_shape_numel(&shape, &numel, NULL) != ND_STATUS_OK ||
+        (size_t)numel > (r->n - r->i) / 4)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged array shape");
+    struct nd_array *a;
+    enum nd_status st = nd__array_create(&shape, shared_name, &a, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    get_floats(r, a->data, a->numel);
+    get_opt(r, &a->opt, a->numel);
+    a->version = get_u64(r);
+    *out = a;
+    return ND_STATUS_OK;
+}
+
+// ---- the envelope ----
+
+// FNV-1a, 64 bits: catches torn and damaged files (it is no defence against tampering).
+static uint64_t checksum(const unsigned char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void frame_begin(struct nd_buf *b, const char *magic) {
+    put(b, magic, 4);
+    put_u32(b, ND_PERSIST_FORMAT_VERSION);
+    put_u64(b, 0); // the payload length, patched by frame_end
+}
+
+static enum nd_status frame_end(struct nd_buf *b, struct nd_error *err) {
+    if (b->failed)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot serialize the state");
+    uint64_t len = b->len - HEADER_BYTES;
+    for (int i = 0; i < 8; i++)
+        b->data[8 + i] = (unsigned char)(len >> (8 * i));
+    put_u64(b, checksum(b->data, b->len));
+    return b->failed ? nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot serialize the state")
+                     : ND_STATUS_OK;
+}
+
+// Checks magic, version, length and checksum; *r then reads the payload.
+static enum nd_status frame_open(const void *bytes, size_t n, const char *magic, struct rd *r,
+                                 struct nd_error *err) {
+    const unsigned char *p = bytes;
+    if (n < HEADER_BYTES + TRAILER_BYTES || memcmp(p, magic, 4) != 0)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "not a normd %s file",
+                            magic[2] == 'L' ? "layer" : "shared-array");
+    struct rd h = {.p = p, .n = n, .i = 4};
+    uint32_t version = get_u32(&h);
+    uint64_t len = get_u64(&h);
+    if (version != ND_PERSIST_FORMAT_VERSION)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "format version %u, expected %u",
+                            version, ND_PERSIST_FORMAT_VERSION);
+    if (len != n - HEADER_BYTES - TRAILER_BYTES)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "truncated: %llu bytes of payload "
+                            "announced, %zu present", (unsigned long long)len,
+                            n - HEADER_BYTES - TRAILER_BYTES);
+    struct rd t = {.p = p, .n = n, .i = n - TRAILER_BYTES};
+    if (get_u64(&t) != checksum(p, n - TRAILER_BYTES))
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "checksum mismatch: damaged");
+    *r = (struct rd){.p = p + HEADER_BYTES, .n = (size_t)len};
+    return ND_STATUS_OK;
+}
+
+// ---- layers ----
+
+// The layer's state; the caller holds its lock (read or write). Shared arrays are written by
+// name only: their values live in their own files.
+enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
+                                   struct nd_error *err) {
+    frame_begin(out, MAGIC_LAYER);
+    put_str(out, l->name);
+    put_spec(out, &l->spec);
+    put_u64(out, l->version);
+    put_u64(out, (uint64_t)l->train_steps);
+    put_u64(out, (uint64_t)l->optimizer_steps);
+    put_u64(out, l->seed);
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        const struct nd_array *a = l->arrays[id];
+        put_u8(out, l->user_set[id]);
+        put_str(out, l->shared[id]);
+        bool own = a && !l->shared[id][0];
+        put_u8(out, own);
+        if (own) {
+            nd_rwlock_rdlock(a->lock);
+            put_array(out, a);
+            nd_rwlock_unlock(a->lock);
+        }
+    }
+    return frame_end(out, err);
+}
+
+// The parsed pieces of a layer file, before they become a layer.
+struct layer_image {
+    char name[ND_NAME_MAX + 1];
+    struct nd_spec spec;
+    uint64_t version, seed;
+    int64_t train_steps, optimizer_steps;
+    bool user_set[ND_ARRAY_COUNT];
+    char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1];
+    struct nd_array *arrays[ND_ARRAY_COUNT]; // own arrays (one reference each)
+};
+
+static void image_release(struct layer_image *im) {
+    for (int id = 0; id < ND_ARRAY_COUNT; id++)
+        nd_array_unref(im->arrays[id]);
+}
+
+static enum nd_status image_read(const void *bytes, size_t n, struct layer_image *im,
+                                 struct nd_error *err) {
+    struct rd r;
+    memset(im, 0, sizeof *im);
+    enum nd_status st = frame_open(bytes, n, MAGIC_LAYER, &r, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    get_str(&r, im->name, sizeof im->name);
+    get_spec(&r, &im->spec);
+    im->version = get_u64(&r);
+    im->train_steps = (int64_t)get_u64(&r);
+    im->optimizer_steps = (int64_t)get_u64(&r);
+    im->seed = get_u64(&r);
+    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_COUNT; id++) {
+        im->user_set[id] = get_bool(&r);
+        get_str(&r, im->shared[id], sizeof im->shared[id]);
+        if (get_bool(&r) && !r.bad)
+            st = get_array(&r, NULL, &im->arrays[id], err);
+    }
+    if (st == ND_STATUS_OK && (r.bad || r.i != r.n))
+        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer state");
+    if (st == ND_STATUS_OK && (!nd_name_valid(im->name) ||
+                               nd_spec_validate(&im->spec, err) != ND_STATUS_OK))
+        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer definition");
+    if (st != ND_STATUS_OK)
+        image_release(im);
+    return st;
+}
+
+// An own array must have the layout's shape; a shared one is looked up by name.
+static enum nd_status image_bind(struct layer_image *im, const struct nd_layout *lay,
+                                 bool known, const struct nd__binder *binder,
+                                 struct nd_error *err) {
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        if (im->shared[id][0] && !im->arrays[id] && binder) {
+            struct nd_rng unused;
+            enum nd_status st =
+                binder->bind(binder->ctx, im->shared[id], NULL, NULL, &unused, &im->arrays[id], err);
+            if (st != ND_STATUS_OK)
+                return nd_error_set(err, ND_STATUS_INVALID_VALUE, "shared array %s is missing",
+                                    im->shared[id]);
+        }
+        if (im->arrays[id] && known && nd_shape_is_known(&lay->param_shape) &&
+            !nd_shape_equal(&im->arrays[id]->shape, &lay->param_shape))
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "%s does not fit the layer",
+                                nd_array_name((enum nd_array_id)id));
+    }
+    return ND_STATUS_OK;
+}
+
+enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct nd__binder *binder,
+                                     struct nd_layer **out, struct nd_error *err) {
+    struct layer_image im;
+    enum nd_status st = image_read(bytes, n, &im, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    struct nd_layout lay = {0};
+    bool known = im.spec.input.ndim != ND_RANK_UNKNOWN;
+    if (known && nd_spec_resolve(&im.spec, &im.spec.input, &lay, err) != ND_STATUS_OK)
+        st = ND_STATUS_INVALID_VALUE;
+    if (st == ND_STATUS_OK)
+        st = image_bind(&im, &lay, known, binder, err);
+    struct nd_layer *l = NULL;
+    if (st == ND_STATUS_OK)
+        st = nd__layer_alloc(im.name, &im.spec, im.seed, &l, err);
+    if (st != ND_STATUS_OK) {
+        image_release(&im);
+        return st;
+    }
+    l->layout_known = known;
+    l->layout = lay;
+    l->version = im.version;
+    l->train_steps = im.train_steps;
+    l->optimizer_steps = im.optimizer_steps;
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        l->arrays[id] = im.arrays[id]; // the references move to the layer
+        l->user_set[id] = im.user_set[id];
+        memcpy(l->shared[id], im.shared[id], sizeof l->shared[id]);
+    }
+    *out = l;
+    return ND_STATUS_OK;
+}
+
+// Puts a saved state back into the live layer (caller holds its write lock): the undo of a
+// change whose save failed. Own arrays get their values and optimizer state back; counters
+// and version return. Shared arrays are restored by nd__array_restore.
+enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
+                                 struct nd_error *err) {
+    struct layer_image im;
+    enum nd_status st = image_read(saved->data, saved->len, &im, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        struct nd_array *a = l->arrays[id];
+        if (!im.arrays[id] || !a || !nd_shape_equal(&a->shape, &im.arrays[id]->shape))
+            continue;
+        nd_rwlock_wrlock(a->lock);
+        memcpy(a->data, im.arrays[id]->data, (size_t)a->numel * sizeof(float));
+        nd_optim_state_deinit(&a->opt);
+        a->opt = im.arrays[id]->opt; // moves: the image's state is then empty
+        im.arrays[id]->opt = (struct nd_optim_state){0};
+        a->version = im.arrays[id]->version;
+        nd_rwlock_unlock(a->lock);
+        l->user_set[id] = im.user_set[id];
+    }
+    l->version = im.version;
+    l->train_steps = im.train_steps;
+    l->optimizer_steps = im.optimizer_steps;
+    image_release(&im);
+    return ND_STATUS_OK;
+}
+
+// ---- shared arrays ----
+
+enum nd_status nd__array_serialize(struct nd_array *a, struct nd_buf *out, struct nd_error *err) {
+    frame_begin(out, MAGIC_SHARED);
+    put_str(out, a->shared_name);
+    nd_rwlock_rdlock(a->lock);
+    put_array(out, a);
+    nd_rwlock_unlock(a->lock);
+    return frame_end(out, err);
+}
+
+enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_array **out,
+                                     struct nd_error *err) {
+    struct rd r;
+    enum nd_status st = frame_open(bytes, n, MAGIC_SHARED, &r, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    char name[ND_NAME_MAX + 1];
+    get_str(&r, name, sizeof name);
+    if (r.bad || !nd_name_valid(name))
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged shared-array name");
+    struct nd_array *a;
+    st = get_array(&r, name, &a, err);
+    if (st == ND_STATUS_OK && (r.bad || r.i != r.n)) {
+        nd_array_unref(a);
+        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged shared array %s", name);
+    }
+    if (st == ND_STATUS_OK)
+        *out = a;
+    return st;
+}
+
+enum nd_status nd__array_restore(struct nd_array *a, const struct nd_buf *saved,
+                                 struct nd_error *err) {
+    struct nd_array *old;
+    enum nd_status st = nd__array_deserialize(saved->data, saved->len, &old, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    nd_rwlock_wrlock(a->lock);
+    if (nd_shape_equal(&a->shape, &old->shape)) {
+        memcpy(a->data, old->data, (size_t)a->numel * sizeof(float));
+        nd_optim_state_deinit(&a->opt);
+        a->opt = old->opt;
+        old->opt = (struct nd_optim_state){0};
+        a->version = old->version;
+    }
+    nd_rwlock_unlock(a->lock);
+    nd_array_unref(old);
+    return ND_STATUS_OK;
+}
+
+// ---- storing changes ----
+
+static bool persisting(const struct nd_layer *l) {
+    return l->persist && l->persist->save_layer;
+}
+
+static bool shared_slot(const struct nd_layer *l, int id) {
+    return l->shared[id][0] && l->arrays[id];
+}
+
+enum nd_status nd__undo_begin(struct nd_layer *l, struct nd__undo *u, struct nd_error *err) {
+    memset(u, 0, sizeof *u);
+    if (!persisting(l))
+        return ND_STATUS_OK;
+    enum nd_status st = nd__layer_serialize(l, &u->layer, err);
+    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_AFFINE_COUNT; id++) {
+        if (!shared_slot(l, id))
+            continue;
+        u->arrays[id] = l->arrays[id];
+        nd_array_ref(u->arrays[id]);
+        st = nd__array_serialize(u->arrays[id], &u->shared[id], err);
+    }
+    if (st != ND_STATUS_OK)
+        nd__undo_release(u);
+    return st;
+}
+
+void nd__undo_release(struct nd__undo *u) {
+    nd_buf_deinit(&u->layer);
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        nd_buf_deinit(&u->shared[id]);
+        nd_array_unref(u->arrays[id]);
+        u->arrays[id] = NULL;
+    }
+}
+
+static void undo_apply(struct nd_layer *l, struct nd__undo *u, bool restore_layer) {
+    if (restore_layer && u->layer.len)
+        nd__layer_restore(l, &u->layer, NULL);
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (u->arrays[id] && u->shared[id].len)
+            nd__array_restore(u->arrays[id], &u->shared[id], NULL);
+}
+
+enum nd_status nd__save_shared(const struct nd_persist_hooks *hooks, struct nd_array *a,
+                               struct nd_error *err) {
+    if (!hooks || !hooks->save_shared)
+        return ND_STATUS_OK;
+    struct nd_buf b = {0};
+    enum nd_status st = nd__array_serialize(a, &b, err);
+    if (st == ND_STATUS_OK)
+        st = hooks->save_shared(hooks->ctx, a->shared_name, b.data, b.len, err);
+    nd_buf_deinit(&b);
+    return st;
+}
+
+enum nd_status nd__save_layer(struct nd_layer *l, struct nd_error *err) {
+    if (!persisting(l))
+        return ND_STATUS_OK;
+    struct nd_buf b = {0};
+    enum nd_status st = ND_STATUS_OK;
+    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (shared_slot(l, id)) // first, so a stored layer never names a missing array
+            st = nd__save_shared(l->persist, l->arrays[id], err);
+    if (st == ND_STATUS_OK)
+        st = nd__layer_serialize(l, &b, err);
+    if (st == ND_STATUS_OK)
+        st = l->persist->save_layer(l->persist->ctx, l->name, b.data, b.len, err);
+    nd_buf_deinit(&b);
+    return st;
+}
+
+enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool restore_layer,
+                                  struct nd_error *err) {
+    enum nd_status st = nd__save_layer(l, err);
+    if (st != ND_STATUS_OK)
+        undo_apply(l, u, restore_layer);
+    return st;
+}

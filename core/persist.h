@@ -1,0 +1,47 @@
+// persist.h - durable layers: the binary form of a layer's and a shared array's whole state, and
+// the hooks through which the engine hands every change to whoever stores it.
+//
+// core/ does no file I/O: a caller that wants durability (server/ with --data-dir) gives the
+// engine a struct nd_persist_hooks. After every change (define, delete, initialize, train-step,
+// array write) and before the change is reported done, core serializes the new state and calls
+// the hook, holding the layer's write lock so two saves of one layer never cross. When a save
+// fails, the change is undone in memory and the operation fails: nothing is reported done that
+// is not stored.
+//
+// Format (little-endian): magic "NDL1" (layer) or "NDS1" (shared array), u32 format version,
+// u64 payload length, the payload (fields in a fixed order, see persist.c), u64 FNV-1a checksum
+// of everything before it. Loading checks all four and every length inside.
+#ifndef ND_PERSIST_H
+#define ND_PERSIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+#define ND_PERSIST_FORMAT_VERSION 1
+
+// A growable byte buffer (caller-embedded; zero-initialize, release with nd_buf_deinit).
+struct nd_buf {
+    unsigned char *data;
+    size_t len, cap;
+    int failed; // an allocation failed: the contents are incomplete
+};
+
+void nd_buf_deinit(struct nd_buf *buf);
+
+// Where changes go. Every function returns ND_STATUS_OK once the bytes are durable (or the file
+// is gone), or an error (ND_STATUS_STORAGE when the disk is full, ND_STATUS_INTERNAL for other
+// I/O failures) with a message naming what failed. Called from any thread; calls for one layer
+// never overlap. bytes are borrowed for the call.
+struct nd_persist_hooks {
+    void *ctx;
+    enum nd_status (*save_layer)(void *ctx, const char *name, const void *bytes, size_t len,
+                                 struct nd_error *err);
+    enum nd_status (*remove_layer)(void *ctx, const char *name, struct nd_error *err);
+    enum nd_status (*save_shared)(void *ctx, const char *name, const void *bytes, size_t len,
+                                  struct nd_error *err);
+    enum nd_status (*remove_shared)(void *ctx, const char *name, struct nd_error *err);
+};
+
+#endif
