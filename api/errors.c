@@ -49,6 +49,7 @@ static const struct {
     [ND_STATUS_OUT_OF_MEMORY] = {503, "unavailable"},
     [ND_STATUS_INTERNAL] = {500, "internal"},
     [ND_STATUS_BUSY] = {503, "unavailable"},
+    [ND_STATUS_STORAGE] = {507, "insufficient_storage"},
 };
 
 int api_error_from_core(struct api_error *err, const struct nd_error *core,
