@@ -12,7 +12,7 @@
 PKGS_CHECK := check
 # Everything the project builds against, and the tools its tests call.
 DEB_PKGS   := gcc libc6-dev make pkg-config check libmicrohttpd-dev libjansson-dev libuv1-dev \
-              python3 curl
+              python3 python3-yaml curl
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
         -Wpointer-arith -Wformat=2 -Wvla -Wno-missing-field-initializers
@@ -70,6 +70,7 @@ HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv 2>/dev/null)
 HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null)
 
 .PHONY: all test load bench asan tsan ubsan valgrind deps format lint check-layering clean run help
+.PHONY: image image-test compose-test
 
 all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api
 
@@ -150,6 +151,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@if command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && \
 	    command -v python3 >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 && \
+	    python3 -c 'import yaml' 2>/dev/null && \
 	    pkg-config --exists libmicrohttpd jansson libuv check; then :; else \
 	  echo "installing build dependencies: $(DEB_PKGS)"; \
 	  $(SUDO) apt-get update -qq && \
@@ -165,6 +167,8 @@ test: deps
 	$(Q)$(BUILD)/tests/check_api
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/conformance.sh
+	$(Q)NORMD=$(BUILD)/normd tests/deploy/test_probe.sh
+	$(Q)tests/deploy/test_manifests.sh
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=address test
@@ -205,6 +209,22 @@ check-layering:
 	@bad=$$(grep -nE '^\s*#\s*include\s*[<"](jansson\.h|core/(norm_kernels|norm_walk|layer_impl|internal)\.h|api/(internal|errors|json_tensor|jw|tensor_io)\.h)' server/*.[ch] 2>/dev/null); \
 	if [ -n "$$bad" ]; then echo "layering: server/ includes jansson, core kernels or internals, or api internals:"; echo "$$bad"; exit 1; fi
 	@echo "  layering ok"
+
+# ---- container image and deployment files (docker or podman, whichever is present) -----------
+
+IMAGE ?= normd:latest
+
+# Builds $(IMAGE) from the Dockerfile (multi-stage, debian:bookworm-slim).
+image:
+	$(Q)IMAGE=$(IMAGE) docker/image_test.sh build
+
+# Builds and runs the image: a layer, a forward, a train-step, SIGTERM exits 0; size, build time.
+image-test:
+	$(Q)IMAGE=$(IMAGE) docker/image_test.sh
+
+# docker/compose.yaml up, a create, a forward and an extract through nginx, down.
+compose-test:
+	$(Q)docker/compose_test.sh
 
 # ---- tooling ----------------------------------------------------------------------------------
 
