@@ -69,7 +69,7 @@ JSON_LIBS    = $(shell pkg-config --libs jansson 2>/dev/null)
 HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv 2>/dev/null)
 HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null)
 
-.PHONY: all test load bench asan tsan ubsan valgrind deps format lint check-layering clean run help
+.PHONY: all test load bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
 .PHONY: image image-test compose-test
 
 all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api
@@ -166,6 +166,7 @@ test: deps
 	$(Q)$(BUILD)/tests/check_main
 	$(Q)$(BUILD)/tests/check_api
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
+	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/conformance.sh
 	$(Q)NORMD=$(BUILD)/normd tests/deploy/test_probe.sh
 	$(Q)tests/deploy/test_manifests.sh
@@ -193,6 +194,11 @@ load: deps
 	    --no-install-recommends wrk nginx-light >/dev/null; }
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
 	$(Q)NORMD=$(BUILD)/normd tests/load/load.sh $(LOAD_SECONDS)
+
+# Train-steps/s with and without --data-dir (the cost of durability).
+bench-durability: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
+	$(Q)NORMD=$(BUILD)/normd tests/server/bench_durability.sh
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_norm

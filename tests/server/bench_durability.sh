@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# bench_durability.sh - the cost of --data-dir: train-steps/s of one small BatchNormalization
+# (input [64], batch 32, output_gradient, sgd) on a server without a data dir and on one with,
+# same machine, same run, then the ratio. wrk drives the server (tests/load/request.lua, several
+# keep-alive connections on the one layer); without wrk, a python3 keep-alive loop does.
+#
+#   tests/server/bench_durability.sh [seconds per run, default 5]
+#   BENCH_DIR=DIR      where the data dir is made (default build/: the repo's file system; /tmp
+#                      may be a tmpfs, where fsync costs nothing)
+#   BENCH_CONNECTIONS  wrk connections (default 4)
+#   BENCH_CLIENT=python  the python3 loop even when wrk is there
+set -u
+cd "$(dirname "$0")/../.."
+. tests/server/lib.sh
+SECS=${1:-5}
+CONNS=${BENCH_CONNECTIONS:-4}
+WRK=$(command -v wrk)
+[ "${BENCH_CLIENT:-}" = python ] && WRK=
+BENCH_DIR=${BENCH_DIR:-build}
+mkdir -p "$BENCH_DIR"
+DATA=$(mktemp -d -p "$BENCH_DIR" bench-data.XXXXXX)
+trap 'cleanup; rm -rf "$DATA"' EXIT
+
+python3 -c "
+import json, random
+r = random.Random(1)
+x = [[round(r.uniform(-2, 2), 3) for _ in range(64)] for _ in range(32)]
+g = [[round(r.uniform(-1, 1), 3) for _ in range(64)] for _ in range(32)]
+print(json.dumps({'input': x, 'output_gradient': g,
+                  'optimizer': {'type': 'sgd', 'learning_rate': 0.01}, 'return': ['version']}))
+" >"$TMP/step.json"
+
+# run URL: prints 'steps/s p50-ms p99-ms errors steps'
+run() {
+    if [ -n "$WRK" ]; then
+        local threads=$((CONNS < 2 ? 1 : 2))
+        BODY_FILE=$TMP/step.json "$WRK" -t"$threads" -c"$CONNS" -d"${SECS}s" \
+            -s tests/load/request.lua "$1" | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+    else
+        python3 - "$1" "$TMP/step.json" "$SECS" <<'EOF'
+import http.client, sys, time, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+body = open(sys.argv[2], "rb").read()
+c = http.client.HTTPConnection(u.hostname, u.port)
+lat, bad, end = [], 0, time.monotonic() + float(sys.argv[3])
+start = time.monotonic()
+while time.monotonic() < end:
+    t = time.monotonic()
+    c.request("POST", u.path, body, {"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    bad += r.status != 200
+    lat.append(time.monotonic() - t)
+lat.sort()
+print("%.1f %.3f %.3f %d %d" % (len(lat) / (time.monotonic() - start), lat[len(lat) // 2] * 1e3,
+                                lat[int(len(lat) * 0.99)] * 1e3, bad, len(lat)))
+EOF
+    fi
+}
+
+# measure [flags]: one server, one layer, a warm-up step, then the timed run; sets RESULT and
+# VERSION (the layer's version after the run)
+measure() {
+    start_server --log-level warn "$@"
+    curl -fs -o /dev/null -X PUT "$BASE/v1/layers/bench" -H 'Content-Type: application/json' \
+        -d '{"type":"BatchNormalization","input":[64]}' || { echo "cannot create the layer" >&2; exit 1; }
+    curl -fs -o /dev/null "$BASE/v1/layers/bench/train-step" -H 'Content-Type: application/json' \
+        --data-binary @"$TMP/step.json" || { echo "the train-step fails" >&2; exit 1; }
+    RESULT=$(run "$BASE/v1/layers/bench/train-step")
+    VERSION=$(curl -fs "$BASE/v1/layers/bench" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+}
+
+if [ -n "$WRK" ]; then CLIENT="wrk, $CONNS connections"; else CLIENT="python3 keep-alive loop, 1 connection"; fi
+FS=$(stat -f -c %T "$DATA")
+DEV=$(df -P "$DATA" | awk 'NR == 2 {print $1}')
+echo "train-steps/s: BatchNormalization input [64], batch 32, output_gradient, sgd; one layer;"
+echo "$SECS s per run; $CLIENT; $(nproc) cores; data dir on $FS ($DEV)"
+echo
+
+measure
+MEM=$RESULT
+stop_server
+measure --data-dir "$DATA"
+DISK=$RESULT
+BEFORE=$VERSION
+stop_server
+start_server --log-level warn --data-dir "$DATA" # everything acknowledged came back
+AFTER=$(curl -fs "$BASE/v1/layers/bench" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+stop_server
+SIZE=$(stat -c %s "$DATA/layers/bench.ndl")
+
+row() { # label steps/s p50 p99 errors steps
+    printf '| %-22s | %10s | %8s | %8s | %6s | %7s |\n' "$@"
+}
+row "" "steps/s" "p50 ms" "p99 ms" errors steps
+echo "|------------------------|------------|----------|----------|--------|---------|"
+read -ra MEMR <<<"$MEM"
+read -ra DISKR <<<"$DISK"
+row "in memory" "${MEMR[@]}"
+row "--data-dir" "${DISKR[@]}"
+echo
+M=${MEMR[0]} D=${DISKR[0]}
+python3 -c "print('ratio: %.1fx fewer train-steps/s with --data-dir (%.0f vs %.0f); each step writes and fsyncs a %d-byte file and fsyncs its folder' % ($M / $D, $M, $D, $SIZE))"
+if [ "$BEFORE" = "$AFTER" ]; then
+    echo "after a restart the layer is at version $AFTER, as acknowledged"
+else
+    echo "after a restart the layer is at version $AFTER, $BEFORE was acknowledged" >&2
+    exit 1
+fi
