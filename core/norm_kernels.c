@@ -44,6 +44,8 @@ struct pass {
     double *sum1, *sum2;         // per key
     double *partial;             // per (block, chunk, bucket), or NULL
     bool per_row;                // every block is one row: rows bind their own sums
+    bool finalize;               // moments per row: turn the row's sums into mean and variance
+    double inv_count;            // 1 / values per statistic, for finalize
 };
 
 // Per item: where its sums go and what it subtracts.
@@ -192,6 +194,18 @@ ALWAYS_INLINE void reduce_row(const struct item *it, const float *x, const float
 static void item_start(struct item *it, const struct pass *ps, double *acc1, double *acc2,
                        struct nd__pos base);
 
+// The sums of a row that is its statistics' whole (acc1/acc2 point into mean/var) become the
+// mean (shift + S1/n) and the biased variance (S2/n - (S1/n)^2); RMS: the mean square.
+static void finalize_moments(const struct item *it, const struct pass *ps) {
+    for (int64_t j = 0; j < ps->w.nbuckets; j++) {
+        double m1 = it->acc1[j] * ps->inv_count, m2 = it->acc2[j] * ps->inv_count;
+        double shift = it->shift_vec ? (ps->w.nbuckets > 1 ? it->shift_vec[j] : it->shift) : 0.0;
+        double v = ps->centered ? m2 - m1 * m1 : m2;
+        it->acc1[j] = ps->centered ? shift + m1 : 0.0;
+        it->acc2[j] = v > 0.0 ? v : 0.0;
+    }
+}
+
 // A run of rows of a keyed pass, with the flags fixed at compile time.
 ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t nrows,
                               struct nd__pos step, int op, int kI, int sI, int pI) {
@@ -207,6 +221,8 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
         reduce_row(&row, ps->x + pos.x, ps->dy ? ps->dy + pos.x : NULL,
                    ps->a ? ps->a + pos.s : NULL, ps->c ? ps->c + pos.s : NULL, g, n, op, kI, sI,
                    ps->gamma ? pI : 0);
+        if (op == OP_MOMENTS && ps->finalize)
+            finalize_moments(&row, ps);
         pos.x += step.x;
         pos.s += step.s;
         pos.p += step.p;
@@ -441,6 +457,14 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
     }
     struct pass ps = {.op = OP_MOMENTS, .centered = centered, .x = x};
     nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
+    if (ps.w.nrows == 1 && ps.w.nblocks > 1) { // one row per statistic: finished as it goes
+        ps.sum1 = mean;
+        ps.sum2 = var;
+        ps.finalize = true;
+        ps.inv_count = 1.0 / (double)plan->count;
+        run_keyed(&ps, pool, scratch);
+        return;
+    }
     ps.sum1 = scratch_sums(plan, scratch);
     ps.sum2 = ps.sum1 + max_keys(plan);
     run_keyed(&ps, pool, scratch);
