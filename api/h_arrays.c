@@ -70,6 +70,16 @@ static int extract_key(struct api_call *call, struct nd_layer *layer,
     return 0;
 }
 
+// True when key is one of the strings list[0..i).
+static bool listed_before(const json_t *list, size_t i, const char *key) {
+    for (size_t k = 0; k < i; k++) {
+        const char *s = json_string_value(json_array_get(list, k));
+        if (s && strcmp(s, key) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int extract(struct api_call *call, struct nd_layer *layer) {
     static const char *const keys[] = {"keys", "output_format", NULL};
     enum api_tensor_form form;
@@ -86,8 +96,13 @@ static int extract(struct api_call *call, struct nd_layer *layer) {
     jw_obj_begin(&w);
     for (size_t i = 0; i < json_array_size(list); i++) {
         const char *key;
-        if (api_as_string(json_array_get(list, i), "keys", &key, &call->err) != 0 ||
-            extract_key(call, layer, &info, key, i, form, &w) != 0) {
+        if (api_as_string(json_array_get(list, i), "keys", &key, &call->err) != 0) {
+            jw_free(&w);
+            return API_FAIL;
+        }
+        if (listed_before(list, i, key)) // one JSON key once: the response never repeats one
+            continue;
+        if (extract_key(call, layer, &info, key, i, form, &w) != 0) {
             jw_free(&w);
             return API_FAIL;
         }

@@ -44,6 +44,9 @@ static int parse_forward_options(struct api_call *call, struct forward_req *fr) 
         const char *b = api_query(call->req, "batch");
         has_batch = b != NULL;
         batch = b && (strcmp(b, "true") == 0 || strcmp(b, "1") == 0);
+        if (b && !batch && strcmp(b, "false") != 0 && strcmp(b, "0") != 0)
+            return api_error_set(&call->err, 400, "invalid_type", "batch",
+                                 "batch must be true or false, not %.40s", b);
     }
     if (mode && parse_mode(call, mode, &fr->train_mode) != 0)
         return -1;

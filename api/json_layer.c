@@ -580,6 +580,8 @@ static const struct option *option_find(const char *key) {
 static int parse_options(const json_t *obj, struct nd_spec *spec, struct api_error *err) {
     if (!json_is_object(obj))
         return api_error_set(err, 400, "invalid_type", "options", "options must be an object");
+    _Static_assert(NOPTIONS <= 64, "one bit per option");
+    uint64_t seen = 0;
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
@@ -589,6 +591,11 @@ static int parse_options(const json_t *obj, struct nd_spec *spec, struct api_err
         if (!opt || !(opt->types & T(spec->type)))
             return api_error_set(err, 422, "unknown_field", field, "unknown option %.100s for %s",
                                  key, nd_layer_type_name(spec->type));
+        uint64_t bit = 1ull << (opt - options);
+        if (seen & bit) // "epsilon" and "Epsilon": one would be ignored
+            return api_error_set(err, 422, "invalid_value", field,
+                                 "option %s is given twice (under two of its names)", opt->name);
+        seen |= bit;
         if (opt->parse(value, spec, field, err) != 0)
             return -1;
     }
@@ -694,6 +701,7 @@ static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_e
     }
     const char *key;
     json_t *value;
+    unsigned seen = 0;
     json_object_foreach((json_t *)v, key, value) {
         char field[API_FIELD_MAX];
         snprintf(field, sizeof field, "learning_rate_multipliers.%.90s", key);
@@ -703,6 +711,10 @@ static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_e
             err->code = "unknown_field";
             return -1;
         }
+        if (seen & (1u << id))
+            return api_error_set(err, 422, "invalid_value", field,
+                                 "%s is given twice (under two of its names)", nd_array_name(id));
+        seen |= 1u << id;
         if (api_as_number(value, field, &spec->lr_multiplier[id], err) != 0)
             return -1;
     }
@@ -712,7 +724,8 @@ static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_e
 // One entry of "arrays": a tensor, null (disabled) or {"shared": "NAME"}.
 static int parse_array_entry(const char *key, const json_t *v, struct api_definition *d,
                              const struct api_tensor_limits *limits,
-                             struct api_fast_tensors *fast, struct api_error *err) {
+                             struct api_fast_tensors *fast, unsigned *seen,
+                             struct api_error *err) {
     char field[API_FIELD_MAX];
     snprintf(field, sizeof field, "arrays.%.100s", key);
     enum nd_array_id id;
@@ -721,6 +734,10 @@ static int parse_array_entry(const char *key, const json_t *v, struct api_defini
         err->code = "unknown_field";
         return -1;
     }
+    if (*seen & (1u << id)) // "Scaling" and "gamma": one would be ignored
+        return api_error_set(err, 422, "invalid_value", field,
+                             "%s is given twice (under two of its names)", nd_array_name(id));
+    *seen |= 1u << id;
     snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
     if (json_is_null(v)) {
         if (id >= ND_ARRAY_AFFINE_COUNT)
@@ -734,8 +751,10 @@ static int parse_array_entry(const char *key, const json_t *v, struct api_defini
     if (shared) {
         static const char *const keys[] = {"shared", NULL};
         const char *name;
+        char name_field[API_FIELD_MAX + 8];
+        snprintf(name_field, sizeof name_field, "%s.shared", field);
         if (api_check_keys(v, keys, field, err) != 0 ||
-            api_as_string(shared, field, &name, err) != 0)
+            api_as_string(shared, name_field, &name, err) != 0)
             return -1;
         snprintf(d->shared[id], sizeof d->shared[id], "%s", name);
         d->def.source[id] = ND_ARRAY_SOURCE_SHARED;
@@ -761,8 +780,9 @@ static int parse_arrays(const json_t *v, struct api_definition *d,
         return api_error_set(err, 400, "invalid_type", "arrays", "arrays must be an object");
     const char *key;
     json_t *value;
+    unsigned seen = 0;
     json_object_foreach((json_t *)v, key, value) {
-        if (parse_array_entry(key, value, d, limits, fast, err) != 0)
+        if (parse_array_entry(key, value, d, limits, fast, &seen, err) != 0)
             return -1;
     }
     return 0;

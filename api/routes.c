@@ -154,17 +154,20 @@ int api_if_match(struct api_call *call, uint64_t *version) {
 // is binary where the handler takes it; anything else is 415.
 static int classify_body(struct api_call *call) {
     const char *ct = api_header(call->req, "Content-Type");
-    if (call->req->body_len == 0 || !ct || !ct[0])
+    if (!ct || !ct[0])
         return 0;
     size_t n = strcspn(ct, "; ");
-    if ((n == 16 && strncasecmp(ct, "application/json", n) == 0) ||
-        (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
-        (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0))
-        return 0;
+    // before the empty-body rule: a tensor with a zero dimension is an empty binary body
     if (n == 24 && strncasecmp(ct, "application/octet-stream", n) == 0) {
         call->binary = true;
         return 0;
     }
+    if (call->req->body_len == 0)
+        return 0;
+    if ((n == 16 && strncasecmp(ct, "application/json", n) == 0) ||
+        (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
+        (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0))
+        return 0;
     return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
                          "Content-Type %.60s is not supported: send application/json (or "
                          "application/octet-stream with X-Tensor-Shape)",
@@ -302,11 +305,14 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
     const struct route *r = find_route(&call);
     if (inline_only && r && !(r->flags & ROUTE_INLINE))
         return API_DEFERRED;
+    struct api_response caller; // given back byte for byte when the call defers
+    memcpy(&caller, resp, sizeof caller);
     memset(resp, 0, sizeof *resp);
     resp->route = r ? r->pattern : UNMATCHED;
     int rc = r ? run_route(&call, r) : no_route(&call);
     if (rc == API_DEFER) {
         api_response_free(resp);
+        memcpy(resp, &caller, sizeof *resp);
         json_decref(call.body);
         api_fast_release(&call.fast);
         return API_DEFERRED;
