@@ -34,12 +34,16 @@ enum nd_status nd__array_create(const struct nd_shape *shape, const char *shared
     if (!a)
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate an array");
     a->data = numel > 0 ? nd_calloc_aligned((size_t)numel * sizeof(float)) : NULL;
-    if ((numel > 0 && !a->data) || nd_rwlock_create(&a->lock, err) != ND_STATUS_OK) {
+    bool shared = shared_name && shared_name[0];
+    if ((numel > 0 && !a->data) || nd_rwlock_create(&a->lock, err) != ND_STATUS_OK ||
+        (shared && nd_mutex_create(&a->store_lock, err) != ND_STATUS_OK)) {
+        nd_rwlock_free(a->lock);
         nd_free(a->data);
         nd_free(a);
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate an array");
     }
     atomic_init(&a->refs, 1);
+    atomic_init(&a->stored, false);
     a->shape = *shape;
     a->numel = numel;
     snprintf(a->shared_name, sizeof a->shared_name, "%s", shared_name ? shared_name : "");
@@ -56,6 +60,7 @@ void nd_array_unref(struct nd_array *array) {
         return;
     nd_optim_state_deinit(&array->opt);
     nd_rwlock_free(array->lock);
+    nd_mutex_free(array->store_lock);
     nd_free(array->data);
     nd_free(array);
 }
@@ -96,6 +101,7 @@ void nd_layer_unref(struct nd_layer *layer) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
         nd_array_unref(layer->arrays[id]);
     nd_rwlock_free(layer->lock);
+    nd_mutex_free(layer->store_lock);
     nd_free(layer);
 }
 
@@ -343,6 +349,11 @@ enum nd_status nd__layer_alloc(const char *name, const struct nd_spec *spec, uin
         nd_free(l);
         return ND_STATUS_OUT_OF_MEMORY;
     }
+    if (nd_mutex_create(&l->store_lock, err) != ND_STATUS_OK) {
+        nd_rwlock_free(l->lock);
+        nd_free(l);
+        return ND_STATUS_OUT_OF_MEMORY;
+    }
     atomic_init(&l->refs, 1);
     atomic_init(&l->forwards, 0);
     snprintf(l->name, sizeof l->name, "%s", name);
@@ -445,6 +456,7 @@ struct init_plan {
     bool layout_known;
     struct nd_array *arrays[ND_ARRAY_COUNT];
     bool user_set[ND_ARRAY_COUNT];
+    bool refill[ND_ARRAY_COUNT]; // a kept shared array reinitialize refills at commit
     int64_t train_steps, optimizer_steps;
     uint64_t version;
 };
@@ -454,8 +466,8 @@ static void init_plan_release(struct init_plan *p) {
         nd_array_unref(p->arrays[id]);
 }
 
-static enum nd_status refill_shared(const struct nd_spec *spec, enum nd_array_id id,
-                                    struct nd_array *a, uint64_t seed) {
+static void refill_shared(const struct nd_spec *spec, enum nd_array_id id, struct nd_array *a,
+                          uint64_t seed) {
     struct nd_rng rng;
     nd_rng_seed(&rng, seed, (uint64_t)id);
     struct nd_initializer init = nd_spec_initializer(spec, id);
@@ -464,7 +476,6 @@ static enum nd_status refill_shared(const struct nd_spec *spec, enum nd_array_id
     nd_optim_state_deinit(&a->opt);
     a->version++;
     nd_rwlock_unlock(a->lock);
-    return ND_STATUS_OK;
 }
 
 // Decides one array: keep the current one, bind a shared one, or fill a new one.
@@ -478,7 +489,9 @@ static enum nd_status init_array(struct nd_layer *l, struct init_plan *p, int id
     if (cur && nd_shape_equal(&cur->shape, shape) && (!args->reinitialize || shared)) {
         nd_array_ref(cur);
         p->arrays[id] = cur;
-        return args->reinitialize ? refill_shared(&p->spec, id, cur, l->seed) : ND_STATUS_OK;
+        // Refilled at commit: a later array's failure must leave this one as it is.
+        p->refill[id] = args->reinitialize;
+        return ND_STATUS_OK;
     }
     if (cur && l->user_set[id] && !args->reinitialize)
         return shape_error(err, (enum nd_array_id)id, &cur->shape, shape);
@@ -538,6 +551,9 @@ static enum nd_status init_commit(struct nd_layer *l, struct init_plan *p,
     p->train_steps = args->reinitialize ? 0 : l->train_steps;
     p->optimizer_steps = args->reinitialize ? 0 : l->optimizer_steps;
     p->version = l->version + 1;
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) // u holds their previous state
+        if (p->refill[id])
+            refill_shared(&p->spec, (enum nd_array_id)id, p->arrays[id], l->seed);
     init_swap(l, p);
     enum nd_status st = nd__persist_change(l, u, false, err);
     if (st != ND_STATUS_OK)

@@ -14,6 +14,11 @@
 struct nd_array {
     atomic_int refs;
     struct nd_rwlock *lock; // guards data, opt and version (a shared array has many layers)
+    // Shared arrays only (NULL otherwise): held by a change of one of its layers from before the
+    // change until it is stored (or undone), so changes and saves of the array from different
+    // layers never cross. Taken after the layer's store_lock, before `lock`.
+    struct nd_mutex *store_lock;
+    atomic_bool stored;                // saved through the hooks (or loaded): not new to the store
     char shared_name[ND_NAME_MAX + 1]; // "" for a layer's own array
     struct nd_shape shape;
     int64_t numel;
@@ -37,6 +42,11 @@ struct nd_layer {
     atomic_llong forwards;
     uint64_t seed; // the spec's seed, or one the engine drew
     const struct nd_persist_hooks *persist; // where changes are stored, or NULL (registry's)
+    // Held (with persistence) from before a change until it is stored or undone, and by the
+    // registry while it removes or replaces the stored copy: a layer that left the registry
+    // (detached) never stores itself again over its successor's copy.
+    struct nd_mutex *store_lock;
+    bool detached; // guarded by store_lock
 };
 
 // Gets or creates the shared array `name` for a layer whose array has `shape` (fully known),
@@ -110,25 +120,44 @@ enum nd_status nd__array_restore(struct nd_array *a, const struct nd_buf *saved,
 
 // What a change may have to undo when its save fails: the layer's state and its shared
 // arrays', serialized before the change. Without hooks it holds nothing and costs nothing.
+// Between nd__undo_begin and nd__undo_release it holds the layer's store_lock and its shared
+// arrays' store locks (a zeroed undo releases nothing).
 struct nd__undo {
+    struct nd_layer *owner; // whose store_lock is held; NULL: nothing to store
     struct nd_buf layer;
     struct nd_buf shared[ND_ARRAY_AFFINE_COUNT];
-    struct nd_array *arrays[ND_ARRAY_AFFINE_COUNT]; // referenced
+    struct nd_array *arrays[ND_ARRAY_AFFINE_COUNT]; // referenced, store-locked
 };
 
+// Call with the layer's write lock held, before anything changes.
 enum nd_status nd__undo_begin(struct nd_layer *l, struct nd__undo *u, struct nd_error *err);
 void nd__undo_release(struct nd__undo *u);
 
-// Stores the layer's state (its shared arrays first) through its hooks; a no-op without hooks.
+// Stores a new layer nobody else can see yet (define), its new shared arrays first; a no-op
+// without hooks. When it fails, the new shared arrays it stored are removed again.
 enum nd_status nd__save_layer(struct nd_layer *l, struct nd_error *err);
 
-// Stores one shared array through hooks (NULL: no-op).
-enum nd_status nd__save_shared(const struct nd_persist_hooks *hooks, struct nd_array *a,
-                               struct nd_error *err);
-
 // After a change (write lock held): stores the new state; when that fails, puts back what u
-// saved (the layer's own state only when restore_layer) and returns the error.
+// saved (the layer's own state only when restore_layer), stores the shared arrays put back,
+// removes new shared arrays it stored, and returns the error.
 enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool restore_layer,
                                   struct nd_error *err);
+
+// The registry's side (registry mutex held). store_lock/unlock are no-ops without hooks (and
+// NULL-safe); detach (store lock held) stops the layer from storing itself again: it was
+// replaced, and its successor's copy is stored.
+void nd__layer_store_lock(struct nd_layer *l);
+void nd__layer_store_unlock(struct nd_layer *l);
+void nd__layer_detach(struct nd_layer *l);
+
+// Removes the layer's stored copy (delete) and, once removed, detaches it: an in-flight change
+// on it completes in memory only (its shared arrays still in the store are stored). A no-op
+// without hooks.
+enum nd_status nd__layer_unstore(struct nd_layer *l, struct nd_error *err);
+
+// Removes a pruned shared array's stored copy (best effort; a copy left behind is pruned at the
+// next start) and marks it not stored, so a detached layer's change does not store it again.
+// hooks NULL: no-op.
+void nd__shared_unstore(const struct nd_persist_hooks *hooks, struct nd_array *a);
 
 #endif

@@ -377,6 +377,7 @@ struct step {
     float *dy;      // dL/dy: the caller's, or dy_buf
     float *dy_buf;  // owned, for a target
     struct nd_tensor grad[ND_ARRAY_AFFINE_COUNT]; // always computed when there is a gradient
+    struct nd_optim_state fresh[ND_ARRAY_AFFINE_COUNT]; // zeroed states to swap in, or empty
 };
 
 static enum nd_status alloc_like(struct nd_tensor *t, const struct nd_shape *shape,
@@ -451,20 +452,49 @@ static bool array_trains(const struct nd_layer *l, int id) {
     return l->spec.enabled[id] && l->spec.lr_multiplier[id] > 0.0;
 }
 
-// Optimizer states are (re)allocated before any array changes.
+// True when st can take a step of kind over n values as it is (optim.c's rule).
+static bool optim_state_fits(const struct nd_optim_state *st, enum nd_optimizer_kind kind,
+                             int64_t n) {
+    if (st->kind != kind || st->n != n)
+        return false;
+    return n == 0 || (st->m && (kind != ND_OPTIMIZER_ADAM || st->v));
+}
+
+// A zeroed optimizer state is allocated beside every array whose state does not fit the step's
+// optimizer, before anything changes; it replaces the array's state only in step_commit, after
+// the undo has recorded the old one (a failed save must bring back the momentum buffers the
+// switch would have dropped).
 static enum nd_status step_prepare_optimizer(struct step *s, struct nd_error *err) {
+    enum nd_optimizer_kind kind = s->args->optimizer.kind;
     for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
         if (!array_trains(s->l, id))
             continue;
         struct nd_array *arr = s->l->arrays[id];
-        nd_rwlock_wrlock(arr->lock);
-        enum nd_status st =
-            nd_optim_state_prepare(&arr->opt, s->args->optimizer.kind, arr->numel, err);
+        nd_rwlock_rdlock(arr->lock);
+        bool fits = optim_state_fits(&arr->opt, kind, arr->numel);
         nd_rwlock_unlock(arr->lock);
+        enum nd_status st =
+            fits ? ND_STATUS_OK : nd_optim_state_prepare(&s->fresh[id], kind, arr->numel, err);
         if (st != ND_STATUS_OK)
             return st;
     }
     return ND_STATUS_OK;
+}
+
+// Makes the array's state fit the step (array write-locked): the state prepared aside, or, when
+// another layer sharing the array changed its state since, one allocated here (a failure then
+// skips this array's update, as nd_optim_step does with a state that does not fit).
+static void fit_optimizer(struct step *s, int id, struct nd_array *arr) {
+    enum nd_optimizer_kind kind = s->args->optimizer.kind;
+    if (optim_state_fits(&arr->opt, kind, arr->numel))
+        return;
+    if (optim_state_fits(&s->fresh[id], kind, arr->numel)) {
+        nd_optim_state_deinit(&arr->opt);
+        arr->opt = s->fresh[id];
+        s->fresh[id] = (struct nd_optim_state){0};
+        return;
+    }
+    nd_optim_state_prepare(&arr->opt, kind, arr->numel, NULL);
 }
 
 static void step_update_arrays(struct step *s) {
@@ -474,6 +504,7 @@ static void step_update_arrays(struct step *s) {
             continue;
         struct nd_array *arr = s->l->arrays[id];
         nd_rwlock_wrlock(arr->lock);
+        fit_optimizer(s, id, arr);
         nd_optim_step(&s->args->optimizer, s->l->spec.lr_multiplier[id], &arr->opt, arr->data,
                       s->grad[id].data, arr->numel);
         nd_constraint_apply(&s->l->spec.constraint[id], arr->data, arr->numel);
@@ -526,8 +557,10 @@ static void step_finish_result(struct step *s) {
 }
 
 static void step_release(struct step *s) {
-    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
         nd_tensor_deinit(&s->grad[id]);
+        nd_optim_state_deinit(&s->fresh[id]);
+    }
     nd_free(s->dy_buf);
     work_release(&s->w);
 }

@@ -436,13 +436,14 @@ enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
     put_u64(out, (uint64_t)l->train_steps);
     put_u64(out, (uint64_t)l->optimizer_steps);
     put_u64(out, l->seed);
+    // Per array: user_set, the shared name ("" for an own array), whether the array exists
+    // (a shared one bound, or pending until initialize), then an own array's state.
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         const struct nd_array *a = l->arrays[id];
         put_u8(out, l->user_set[id]);
         put_str(out, l->shared[id]);
-        bool own = a && !l->shared[id][0];
-        put_u8(out, own);
-        if (own) {
+        put_u8(out, a != NULL);
+        if (a && !l->shared[id][0]) {
             nd_rwlock_rdlock(a->lock);
             put_array(out, a);
             nd_rwlock_unlock(a->lock);
@@ -459,12 +460,37 @@ struct layer_image {
     int64_t train_steps, optimizer_steps;
     bool user_set[ND_ARRAY_COUNT];
     char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1];
+    bool present[ND_ARRAY_COUNT];            // the array existed (own, or shared and bound)
     struct nd_array *arrays[ND_ARRAY_COUNT]; // own arrays (one reference each)
 };
 
 static void image_release(struct layer_image *im) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
         nd_array_unref(im->arrays[id]);
+}
+
+// What a definition could never have produced (nd__layer_create's rules): the definition's
+// own checks, shared names only on enabled Scaling and Biases, two different ones, arrays only
+// where enabled.
+static enum nd_status image_check(const struct layer_image *im, struct nd_error *err) {
+    struct nd_error why;
+    nd_error_clear(&why);
+    if (!nd_name_valid(im->name))
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer: invalid name");
+    if (nd_spec_validate(&im->spec, &why) != ND_STATUS_OK)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s", im->name,
+                            why.msg);
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        bool shared = im->shared[id][0] != '\0';
+        if ((shared && (id >= ND_ARRAY_AFFINE_COUNT || !nd_name_valid(im->shared[id]))) ||
+            (im->present[id] && !im->spec.enabled[id]) || (shared && !im->spec.enabled[id]))
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s", im->name,
+                                nd_array_name((enum nd_array_id)id));
+    }
+    if (im->shared[0][0] && strcmp(im->shared[0], im->shared[1]) == 0)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                            "damaged layer %s: Scaling and Biases share one array", im->name);
+    return ND_STATUS_OK;
 }
 
 static enum nd_status image_read(const void *bytes, size_t n, struct layer_image *im,
@@ -483,36 +509,42 @@ static enum nd_status image_read(const void *bytes, size_t n, struct layer_image
     for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_COUNT; id++) {
         im->user_set[id] = get_bool(&r);
         get_str(&r, im->shared[id], sizeof im->shared[id]);
-        if (get_bool(&r) && !r.bad)
+        im->present[id] = get_bool(&r);
+        if (im->present[id] && !im->shared[id][0] && !r.bad)
             st = get_array(&r, NULL, &im->arrays[id], err);
     }
     if (st == ND_STATUS_OK && (r.bad || r.i != r.n))
         st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer state");
-    if (st == ND_STATUS_OK && (!nd_name_valid(im->name) ||
-                               nd_spec_validate(&im->spec, err) != ND_STATUS_OK))
-        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer definition");
+    if (st == ND_STATUS_OK)
+        st = image_check(im, err);
     if (st != ND_STATUS_OK)
         image_release(im);
     return st;
 }
 
-// An own array must have the layout's shape; a shared one is looked up by name.
+// A shared array the layer had bound is looked up by name (a layer whose arrays have shapes has
+// them all); one still pending stays pending. Arrays of a layer with known shapes must have
+// them: every enabled one present, each of the layout's shape.
 static enum nd_status image_bind(struct layer_image *im, const struct nd_layout *lay,
-                                 bool known, const struct nd__binder *binder,
+                                 bool ready, const struct nd__binder *binder,
                                  struct nd_error *err) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
-        if (im->shared[id][0] && !im->arrays[id] && binder) {
+        if (im->shared[id][0] && (im->present[id] || ready)) {
             struct nd_rng unused;
-            enum nd_status st =
-                binder->bind(binder->ctx, im->shared[id], NULL, NULL, &unused, &im->arrays[id], err);
-            if (st != ND_STATUS_OK)
-                return nd_error_set(err, ND_STATUS_INVALID_VALUE, "shared array %s is missing",
+            struct nd_error why; // "not found" is the file's fault here: INVALID_VALUE
+            nd_error_clear(&why);
+            if (!binder || binder->bind(binder->ctx, im->shared[id], NULL, NULL, &unused,
+                                        &im->arrays[id], &why) != ND_STATUS_OK)
+                return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                                    "layer %s uses the shared array %s, which is missing", im->name,
                                     im->shared[id]);
         }
-        if (im->arrays[id] && known && nd_shape_is_known(&lay->param_shape) &&
-            !nd_shape_equal(&im->arrays[id]->shape, &lay->param_shape))
-            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "%s does not fit the layer",
-                                nd_array_name((enum nd_array_id)id));
+        if (ready && im->spec.enabled[id] && !im->arrays[id])
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s is missing",
+                                im->name, nd_array_name((enum nd_array_id)id));
+        if (im->arrays[id] && ready && !nd_shape_equal(&im->arrays[id]->shape, &lay->param_shape))
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s does not fit",
+                                im->name, nd_array_name((enum nd_array_id)id));
     }
     return ND_STATUS_OK;
 }
@@ -525,10 +557,13 @@ enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct n
         return st;
     struct nd_layout lay = {0};
     bool known = im.spec.input.ndim != ND_RANK_UNKNOWN;
-    if (known && nd_spec_resolve(&im.spec, &im.spec.input, &lay, err) != ND_STATUS_OK)
-        st = ND_STATUS_INVALID_VALUE;
+    struct nd_error why;
+    nd_error_clear(&why);
+    if (known && nd_spec_resolve(&im.spec, &im.spec.input, &lay, &why) != ND_STATUS_OK)
+        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s", im.name, why.msg);
+    bool ready = known && nd_shape_is_known(&lay.param_shape);
     if (st == ND_STATUS_OK)
-        st = image_bind(&im, &lay, known, binder, err);
+        st = image_bind(&im, &lay, ready, binder, err);
     struct nd_layer *l = NULL;
     if (st == ND_STATUS_OK)
         st = nd__layer_alloc(im.name, &im.spec, im.seed, &l, err);
@@ -561,6 +596,7 @@ enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
         return st;
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         struct nd_array *a = l->arrays[id];
+        l->user_set[id] = im.user_set[id]; // shared slots too: a write sets it
         if (!im.arrays[id] || !a || !nd_shape_equal(&a->shape, &im.arrays[id]->shape))
             continue;
         nd_rwlock_wrlock(a->lock);
@@ -570,7 +606,6 @@ enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
         im.arrays[id]->opt = (struct nd_optim_state){0};
         a->version = im.arrays[id]->version;
         nd_rwlock_unlock(a->lock);
-        l->user_set[id] = im.user_set[id];
     }
     l->version = im.version;
     l->train_steps = im.train_steps;
@@ -606,8 +641,10 @@ enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_arra
         nd_array_unref(a);
         st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged shared array %s", name);
     }
-    if (st == ND_STATUS_OK)
+    if (st == ND_STATUS_OK) {
+        atomic_store(&a->stored, true); // it came from the store: not new to it
         *out = a;
+    }
     return st;
 }
 
@@ -631,6 +668,14 @@ enum nd_status nd__array_restore(struct nd_array *a, const struct nd_buf *saved,
 }
 
 // ---- storing changes ----
+//
+// Locks, in this order: the layer's rwlock (a change holds it for writing), the layer's
+// store_lock, its shared arrays' store locks (by name), an array's rwlock. A change holds the
+// store locks from nd__undo_begin to nd__undo_release, so the state it records, the change, the
+// saves and a possible undo are one step for every layer sharing an array; the registry takes a
+// layer's store_lock to remove or replace its stored copy. A shared array bound during the
+// change (initialize) is not store-locked: it is either new (no one else has it yet; stored
+// here) or already stored (not stored again), so no lock is taken out of order.
 
 static bool persisting(const struct nd_layer *l) {
     return l->persist && l->persist->save_layer;
@@ -640,24 +685,60 @@ static bool shared_slot(const struct nd_layer *l, int id) {
     return l->shared[id][0] && l->arrays[id];
 }
 
+static void array_lock(struct nd_array *a) {
+    if (a && a->store_lock)
+        nd_mutex_lock(a->store_lock);
+}
+
+static void array_unlock(struct nd_array *a) {
+    if (a && a->store_lock)
+        nd_mutex_unlock(a->store_lock);
+}
+
+// The two shared arrays of a layer in name order (a layer never binds one array twice, but two
+// layers may bind two arrays as Scaling/Biases and Biases/Scaling).
+static void order_pair(struct nd_array *const in[2], struct nd_array *out[2]) {
+    bool swap = in[0] && in[1] && strcmp(in[0]->shared_name, in[1]->shared_name) > 0;
+    out[0] = swap ? in[1] : in[0];
+    out[1] = swap ? in[0] : in[1];
+    if (out[0] == out[1])
+        out[1] = NULL;
+}
+
 enum nd_status nd__undo_begin(struct nd_layer *l, struct nd__undo *u, struct nd_error *err) {
     memset(u, 0, sizeof *u);
     if (!persisting(l))
         return ND_STATUS_OK;
-    enum nd_status st = nd__layer_serialize(l, &u->layer, err);
-    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_AFFINE_COUNT; id++) {
+    nd_mutex_lock(l->store_lock);
+    u->owner = l;
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
         if (!shared_slot(l, id))
             continue;
         u->arrays[id] = l->arrays[id];
         nd_array_ref(u->arrays[id]);
-        st = nd__array_serialize(u->arrays[id], &u->shared[id], err);
     }
+    struct nd_array *order[2];
+    order_pair(u->arrays, order);
+    array_lock(order[0]);
+    array_lock(order[1]);
+    enum nd_status st = nd__layer_serialize(l, &u->layer, err);
+    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (u->arrays[id])
+            st = nd__array_serialize(u->arrays[id], &u->shared[id], err);
     if (st != ND_STATUS_OK)
         nd__undo_release(u);
     return st;
 }
 
 void nd__undo_release(struct nd__undo *u) {
+    if (u->owner) {
+        struct nd_array *order[2];
+        order_pair(u->arrays, order);
+        array_unlock(order[1]);
+        array_unlock(order[0]);
+        nd_mutex_unlock(u->owner->store_lock);
+        u->owner = NULL;
+    }
     nd_buf_deinit(&u->layer);
     for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
         nd_buf_deinit(&u->shared[id]);
@@ -674,38 +755,153 @@ static void undo_apply(struct nd_layer *l, struct nd__undo *u, bool restore_laye
             nd__array_restore(u->arrays[id], &u->shared[id], NULL);
 }
 
-enum nd_status nd__save_shared(const struct nd_persist_hooks *hooks, struct nd_array *a,
-                               struct nd_error *err) {
-    if (!hooks || !hooks->save_shared)
-        return ND_STATUS_OK;
+static enum nd_status save_shared(const struct nd_persist_hooks *hooks, struct nd_array *a,
+                                  struct nd_error *err) {
     struct nd_buf b = {0};
     enum nd_status st = nd__array_serialize(a, &b, err);
     if (st == ND_STATUS_OK)
         st = hooks->save_shared(hooks->ctx, a->shared_name, b.data, b.len, err);
+    if (st == ND_STATUS_OK)
+        atomic_store(&a->stored, true);
     nd_buf_deinit(&b);
     return st;
+}
+
+// The shared saves that succeeded (bit id): arrays u holds, and new ones.
+struct saves {
+    unsigned held, fresh;
+};
+
+static bool held_by(const struct nd__undo *u, const struct nd_array *a) {
+    for (int id = 0; u && id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (u->arrays[id] == a)
+            return true;
+    return false;
+}
+
+// Stores the layer, its shared arrays first so a stored layer never names a missing one: those
+// u holds (the change may have changed them), and new ones; a shared array bound during the
+// change that is already stored is left as it is. A detached layer (deleted or replaced while
+// this change was on its way) is not stored any more, but the shared arrays it changed still
+// serve other layers: they are stored unless they left the store with their last layer.
+static enum nd_status save_all(struct nd_layer *l, const struct nd__undo *u, struct saves *done,
+                               struct nd_error *err) {
+    const struct nd_persist_hooks *h = l->persist;
+    enum nd_status st = ND_STATUS_OK;
+    for (int id = 0; st == ND_STATUS_OK && h->save_shared && id < ND_ARRAY_AFFINE_COUNT; id++) {
+        if (!shared_slot(l, id))
+            continue;
+        struct nd_array *a = l->arrays[id];
+        if (held_by(u, a)) {
+            if (l->detached && !atomic_load(&a->stored))
+                continue; // pruned
+            st = save_shared(h, a, err);
+            done->held |= st == ND_STATUS_OK ? 1u << id : 0u;
+        } else if (!l->detached && !atomic_load(&a->stored)) {
+            array_lock(a);
+            st = save_shared(h, a, err);
+            array_unlock(a);
+            done->fresh |= st == ND_STATUS_OK ? 1u << id : 0u;
+        }
+    }
+    struct nd_buf b = {0};
+    if (st == ND_STATUS_OK && !l->detached)
+        st = nd__layer_serialize(l, &b, err);
+    if (st == ND_STATUS_OK && !l->detached)
+        st = h->save_layer(h->ctx, l->name, b.data, b.len, err);
+    nd_buf_deinit(&b);
+    return st;
+}
+
+// After a failed save: new shared arrays stored for it go again (no layer stored names them).
+static void forget_fresh(struct nd_layer *l, unsigned fresh) {
+    const struct nd_persist_hooks *h = l->persist;
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        if (!(fresh & (1u << id)))
+            continue;
+        struct nd_array *a = l->arrays[id];
+        if (h->remove_shared) // best effort: a copy left behind is pruned at the next start
+            h->remove_shared(h->ctx, a->shared_name, NULL);
+        atomic_store(&a->stored, false);
+    }
 }
 
 enum nd_status nd__save_layer(struct nd_layer *l, struct nd_error *err) {
     if (!persisting(l))
         return ND_STATUS_OK;
-    struct nd_buf b = {0};
-    enum nd_status st = ND_STATUS_OK;
-    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_AFFINE_COUNT; id++)
-        if (shared_slot(l, id)) // first, so a stored layer never names a missing array
-            st = nd__save_shared(l->persist, l->arrays[id], err);
-    if (st == ND_STATUS_OK)
-        st = nd__layer_serialize(l, &b, err);
-    if (st == ND_STATUS_OK)
-        st = l->persist->save_layer(l->persist->ctx, l->name, b.data, b.len, err);
-    nd_buf_deinit(&b);
+    struct saves done = {0};
+    enum nd_status st = save_all(l, NULL, &done, err);
+    if (st != ND_STATUS_OK)
+        forget_fresh(l, done.fresh);
     return st;
 }
 
 enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool restore_layer,
                                   struct nd_error *err) {
-    enum nd_status st = nd__save_layer(l, err);
-    if (st != ND_STATUS_OK)
-        undo_apply(l, u, restore_layer);
+    if (!u->owner)
+        return ND_STATUS_OK;
+    struct saves done = {0};
+    enum nd_status st = save_all(l, u, &done, err);
+    if (st == ND_STATUS_OK)
+        return st;
+    forget_fresh(l, done.fresh);
+    undo_apply(l, u, restore_layer);
+    // Shared arrays stored before the layer's save failed hold the undone change: store them
+    // as they are again (best effort: the store is failing, and a later change stores them).
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (done.held & (1u << id))
+            save_shared(l->persist, u->arrays[id], NULL);
     return st;
+}
+
+void nd__shared_unstore(const struct nd_persist_hooks *hooks, struct nd_array *a) {
+    if (!hooks)
+        return;
+    array_lock(a); // after a change of one of its (detached) layers that stores it
+    if (hooks->remove_shared)
+        hooks->remove_shared(hooks->ctx, a->shared_name, NULL);
+    atomic_store(&a->stored, false);
+    array_unlock(a);
+}
+
+void nd__layer_store_lock(struct nd_layer *l) {
+    if (l && persisting(l))
+        nd_mutex_lock(l->store_lock);
+}
+
+void nd__layer_store_unlock(struct nd_layer *l) {
+    if (l && persisting(l))
+        nd_mutex_unlock(l->store_lock);
+}
+
+void nd__layer_detach(struct nd_layer *l) {
+    if (l && persisting(l))
+        l->detached = true;
+}
+
+enum nd_status nd__layer_unstore(struct nd_layer *l, struct nd_error *err) {
+    if (!persisting(l))
+        return ND_STATUS_OK;
+    nd_mutex_lock(l->store_lock);
+    enum nd_status st = l->persist->remove_layer
+                            ? l->persist->remove_layer(l->persist->ctx, l->name, err)
+                            : ND_STATUS_OK;
+    if (st == ND_STATUS_OK)
+        l->detached = true;
+    nd_mutex_unlock(l->store_lock);
+    return st;
+}
+
+// ---- names ----
+
+enum nd_status nd_persist_stored_name(const void *bytes, size_t len, bool shared, char *name,
+                                      size_t size, struct nd_error *err) {
+    if (!bytes || !name || size == 0)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_persist_stored_name: NULL");
+    struct rd r;
+    enum nd_status st = frame_open(bytes, len, shared ? MAGIC_SHARED : MAGIC_LAYER, &r, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    get_str(&r, name, size);
+    return r.bad ? nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged name") : ND_STATUS_OK;
 }

@@ -4,9 +4,11 @@
 // core/ does no file I/O: a caller that wants durability (server/ with --data-dir) gives the
 // engine a struct nd_persist_hooks. After every change (define, delete, initialize, train-step,
 // array write) and before the change is reported done, core serializes the new state and calls
-// the hook, holding the layer's write lock so two saves of one layer never cross. When a save
-// fails, the change is undone in memory and the operation fails: nothing is reported done that
-// is not stored.
+// the hook, holding the layer's store lock (and its shared arrays'), so two calls for one name
+// never cross and the last one stored is the state in memory. When a save fails, the change is
+// undone in memory (and shared arrays already stored for it are stored again as they were) and
+// the operation fails: nothing is reported done that is not stored. A layer deleted or replaced
+// while a change to it was on its way never stores itself again.
 //
 // Format (little-endian): magic "NDL1" (layer) or "NDS1" (shared array), u32 format version,
 // u64 payload length, the payload (fields in a fixed order, see persist.c), u64 FNV-1a checksum
@@ -14,6 +16,7 @@
 #ifndef ND_PERSIST_H
 #define ND_PERSIST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,8 +35,8 @@ void nd_buf_deinit(struct nd_buf *buf);
 
 // Where changes go. Every function returns ND_STATUS_OK once the bytes are durable (or the file
 // is gone), or an error (ND_STATUS_STORAGE when the disk is full, ND_STATUS_INTERNAL for other
-// I/O failures) with a message naming what failed. Called from any thread; calls for one layer
-// never overlap. bytes are borrowed for the call.
+// I/O failures) with a message naming what failed. Called from any thread; calls for one name
+// (a layer's, a shared array's) never overlap. bytes are borrowed for the call.
 struct nd_persist_hooks {
     void *ctx;
     enum nd_status (*save_layer)(void *ctx, const char *name, const void *bytes, size_t len,
@@ -43,5 +46,11 @@ struct nd_persist_hooks {
                                   struct nd_error *err);
     enum nd_status (*remove_shared)(void *ctx, const char *name, struct nd_error *err);
 };
+
+// The name a stored layer (shared false) or shared array holds, envelope and checksum checked
+// first, so a loader can refuse a file whose name is not its content's (a copy "a-backup.ndl"
+// of layer a).
+enum nd_status nd_persist_stored_name(const void *bytes, size_t len, bool shared, char *name,
+                                      size_t size, struct nd_error *err);
 
 #endif

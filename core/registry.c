@@ -196,7 +196,10 @@ static bool entry_uses(const struct entry *e, const char *shared_name) {
 }
 
 // Drops shared arrays that no registered layer uses any more.
-static void prune_shared(struct nd_registry *reg) {
+// remove_stored: also remove their stored copies (after a delete or a replace). At start-up the
+// copies stay: an array whose only layer failed to load is still needed if that layer's file is
+// repaired.
+static void prune_shared(struct nd_registry *reg, bool remove_stored) {
     for (int64_t i = reg->shared.n - 1; i >= 0; i--) {
         bool used = false;
         for (int64_t j = 0; !used && j < reg->layers.n; j++)
@@ -204,8 +207,8 @@ static void prune_shared(struct nd_registry *reg) {
         if (!used) {
             // A file left behind (remove failed) only holds an array no layer names: the next
             // start loads and prunes it again.
-            if (reg->persist && reg->persist->remove_shared)
-                reg->persist->remove_shared(reg->persist->ctx, reg->shared.e[i].name, NULL);
+            if (remove_stored)
+                nd__shared_unstore(reg->persist, reg->shared.e[i].obj);
             nd_array_unref(reg->shared.e[i].obj);
             table_remove(&reg->shared, i);
         }
@@ -279,9 +282,16 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
     if (st == ND_STATUS_OK)
         st = nd__layer_create(name, def, seed, &binder, &layer, err);
     if (st == ND_STATUS_OK) {
+        // A replaced layer's in-flight change must not store itself over the new copy: its
+        // store lock waits for one being stored, and once the new copy is stored it is detached.
+        struct nd_layer *old = pos >= 0 ? reg->layers.e[pos].obj : NULL;
+        nd__layer_store_lock(old);
         define_version(reg, pos, layer);
         layer->persist = reg->persist;
         st = nd__save_layer(layer, err); // stored before it is visible
+        if (st == ND_STATUS_OK)
+            nd__layer_detach(old);
+        nd__layer_store_unlock(old);
     }
     if (st == ND_STATUS_OK) { // from here on nothing can fail
         bind_commit(&ctx);
@@ -293,7 +303,7 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
         }
         define_insert(reg, pos, name, layer);
         layer = NULL;
-        prune_shared(reg); // a replaced layer may have left a shared array behind
+        prune_shared(reg, true); // a replaced layer may have left a shared array behind
     }
     bind_release(&ctx);
     nd_layer_unref(layer);
@@ -326,12 +336,12 @@ enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
     enum nd_status st = ND_STATUS_OK;
     if (pos < 0)
         st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
-    else if (reg->persist && reg->persist->remove_layer) // gone from disk before from memory
-        st = reg->persist->remove_layer(reg->persist->ctx, name, err);
+    else // gone from the store before from memory; an in-flight change no longer stores it
+        st = nd__layer_unstore(reg->layers.e[pos].obj, err);
     if (st == ND_STATUS_OK) {
         nd_layer_unref(reg->layers.e[pos].obj);
         table_remove(&reg->layers, pos);
-        prune_shared(reg);
+        prune_shared(reg, true);
     }
     nd_mutex_unlock(reg->lock);
     return st;
@@ -340,6 +350,8 @@ enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
 // ---- durable layers ----
 
 void nd_registry_set_persist(struct nd_registry *reg, const struct nd_persist_hooks *hooks) {
+    if (!reg)
+        return;
     nd_mutex_lock(reg->lock);
     reg->persist = hooks;
     nd_mutex_unlock(reg->lock);
@@ -393,9 +405,11 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
     return st;
 }
 
-void nd_registry_prune(struct nd_registry *reg) {
+void nd_registry_prune(struct nd_registry *reg, bool remove_stored) {
+    if (!reg)
+        return;
     nd_mutex_lock(reg->lock);
-    prune_shared(reg);
+    prune_shared(reg, remove_stored);
     nd_mutex_unlock(reg->lock);
 }
 

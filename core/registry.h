@@ -7,7 +7,10 @@
 // under the mutex, and only that of the layer they name: a replacing define (to read the old
 // layer's version) and initialize (the layer's write lock); both may wait for a change in
 // flight on that layer. Everything else (get, delete, list, shared-array lookups, pruning)
-// never waits for a layer, so a long train-step does not stall the registry.
+// never waits for a layer, so a long train-step does not stall the registry. With persistence,
+// delete and a replacing define take the named layer's store lock, and pruning a shared
+// array's: they wait for a save of it in flight (never for a train-step's computation), so a
+// stored copy is never overwritten or brought back by the layer that left.
 #ifndef ND_REGISTRY_H
 #define ND_REGISTRY_H
 
@@ -85,7 +88,8 @@ enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
 // ---- durable layers ----
 
 // Sets where changes are stored (borrowed for the registry's lifetime; NULL: memory only). Call
-// it before any layer exists: layers take the hooks when they are defined or loaded.
+// it before any layer exists: layers take the hooks when they are defined or loaded. NULL reg:
+// no-op.
 void nd_registry_set_persist(struct nd_registry *reg, const struct nd_persist_hooks *hooks);
 
 // Loads one stored shared array (start-up, before the layers that use it). Refuses damaged
@@ -99,8 +103,9 @@ enum nd_status nd_registry_load_shared(struct nd_registry *reg, const void *byte
 enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes, size_t len,
                                       struct nd_error *err);
 
-// Drops shared arrays no layer uses (and their stored copies).
-void nd_registry_prune(struct nd_registry *reg);
+// Drops shared arrays no layer uses; remove_stored also removes their stored copies. Start-up
+// passes false: a shared array whose layer file was damaged stays on disk for its repair.
+void nd_registry_prune(struct nd_registry *reg, bool remove_stored);
 
 // ---- shared arrays ----
 

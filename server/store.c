@@ -213,6 +213,18 @@ static unsigned char *read_file(int dir_fd, const char *file, size_t *len) {
 typedef enum nd_status (*load_fn)(struct nd_registry *reg, const void *bytes, size_t len,
                                   struct nd_error *err);
 
+// Loads a file's bytes when they hold the object its name says: a copy ("a-backup.ndl" of
+// layer a) must not stand in for the real file.
+static enum nd_status load_named(struct nd_registry *reg, load_fn load, const char *name,
+                                 const unsigned char *bytes, size_t len, struct nd_error *err) {
+    char stored[ND_NAME_MAX + 1];
+    bool shared = load == nd_registry_load_shared;
+    enum nd_status st = nd_persist_stored_name(bytes, len, shared, stored, sizeof stored, err);
+    if (st == ND_STATUS_OK && strcmp(stored, name) != 0)
+        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "it holds %s, not %s", stored, name);
+    return st == ND_STATUS_OK ? load(reg, bytes, len, err) : st;
+}
+
 // Loads each "<valid name><ext>" of a folder; logs and skips what fails.
 static int load_folder(struct srv_store *s, const char *dir, int dir_fd, const char *ext,
                        load_fn load, struct nd_registry *reg) {
@@ -235,7 +247,7 @@ static int load_folder(struct srv_store *s, const char *dir, int dir_fd, const c
         nd_error_clear(&err);
         if (!bytes)
             nd_error_set(&err, ND_STATUS_INTERNAL, "cannot read it: %s", strerror(errno));
-        else if (load(reg, bytes, len, &err) == ND_STATUS_OK)
+        else if (load_named(reg, load, name, bytes, len, &err) == ND_STATUS_OK)
             loaded++;
         if (err.code != ND_STATUS_OK)
             srv_log(s->log, SRV_LOG_ERROR, "skipping %s/%s: %s", dir, e->d_name, err.msg);
@@ -251,7 +263,7 @@ int srv_store_load(struct srv_store *store, struct nd_registry *reg) {
                              nd_registry_load_shared, reg);
     int layers = load_folder(store, store->layers, store->layers_fd, LAYER_EXT,
                              nd_registry_load_layer, reg);
-    nd_registry_prune(reg);
+    nd_registry_prune(reg, false); // in memory only: see nd_registry_prune
     srv_log(store->log, SRV_LOG_INFO, "loaded %d layers and %d shared arrays from disk", layers,
             shared);
     return layers;

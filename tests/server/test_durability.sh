@@ -632,6 +632,28 @@ same_state "$TMP/limited.acked" "$TMP/limited.reloaded" "acknowledged under a fi
 stop_server
 PID=$TWIN_PID stop_server
 
+# ---- f. a stray copy never stands in for a layer; a damaged layer keeps its shared array ----
+F=$TMP/f
+mkdir -p "$F"
+start_server --data-dir "$F"
+J=(-H 'Content-Type: application/json')
+req PUT /v1/layers/fa "${J[@]}" -d '{"type":"BatchNormalization","input":[3]}'
+req PUT /v1/layers/fb "${J[@]}" -d '{"type":"BatchNormalization","input":[3],"arrays":{"Scaling":{"shared":"fg"}}}'
+cp "$F/layers/fa.ndl" "$F/layers/fa-copy.ndl" # an old copy, at version 1
+for _ in 1 2 3; do
+    req POST /v1/layers/fa/train-step "${J[@]}" -d '{"input":[[1,2,3],[3,2,1]]}'
+done
+stop_server
+printf 'x' | dd of="$F/layers/fb.ndl" bs=1 seek=40 conv=notrunc 2>/dev/null
+start_server --data-dir "$F"
+req GET /v1/layers/fa
+expect_body_has '"version":4' "a stray copy does not replace the layer it copies"
+grep -q 'fa-copy.ndl: it holds fa, not fa-copy' "$LOG" && ok || fail "the stray copy is logged: $(grep skipping "$LOG")"
+req GET /v1/layers/fb
+expect_status 404 "the damaged layer is skipped"
+[ -f "$F/shared/fg.nds" ] && ok || fail "the damaged layer's shared array stays on disk for a repair"
+stop_server
+
 # ---- e. --data-dir errors ----
 touch "$TMP/a_file"
 "$NORMD" --data-dir "$TMP/a_file" >/dev/null 2>"$TMP/err"

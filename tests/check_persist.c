@@ -1,0 +1,2205 @@
+// check_persist.c - durable layers: the binary form of layers and shared arrays (core/persist.c)
+// and the hooks every change goes through. An in-memory store stands in for --data-dir: it
+// keeps name -> bytes copies, counts calls, fails on demand, and notices two saves of one name
+// at once. Round trips of every layer kind into a fresh engine (arrays, counters, optimizer
+// state: the next train-step is bit-identical), the stored state after each acknowledged change,
+// rollback of every change whose save fails (checked against a twin engine that never failed),
+// damaged bytes refused whole, concurrent train-steps and forwards (run it under TSan too), and
+// NULL arguments.
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/engine.h"
+#include "core/layer.h"
+#include "core/layer_impl.h" // white-box: optimizer states, user_set, array versions
+#include "core/persist.h"
+#include "core/registry.h"
+#include "tests/check_suites.h"
+
+#define MM ND_ARRAY_MOVING_MEAN
+#define MV ND_ARRAY_MOVING_VARIANCE
+#define SC ND_ARRAY_SCALING
+#define BI ND_ARRAY_BIASES
+#define W_ALL                                                                                      \
+    (ND_TRAIN_WANT_OUTPUT | ND_TRAIN_WANT_INPUT_GRADIENT | ND_TRAIN_WANT_ARRAY_GRADIENTS |         \
+     ND_TRAIN_WANT_ARRAYS | ND_TRAIN_WANT_BATCH_STATISTICS)
+#define BATCH 4
+
+// ---- the in-memory store ----
+
+enum { MEM_LAYER, MEM_SHARED };
+#define MEM_CAP 64
+
+struct mem_entry {
+    char name[ND_NAME_MAX + 1];
+    bool present;
+    unsigned char *bytes;
+    size_t len;
+    atomic_int busy; // a save or remove of this name is in progress
+};
+
+struct mem_table {
+    struct mem_entry e[MEM_CAP]; // never compacted: entries stay where they are
+    int n;
+};
+
+struct mem_store {
+    pthread_mutex_t lock;
+    struct mem_table tables[2]; // MEM_LAYER, MEM_SHARED
+    int saves[2], removes[2];   // calls, failed ones included
+    int fail_saves;             // the next N saves of either kind fail
+    int fail_kind_saves[2];     // the next N saves of one kind fail
+    int fail_removes[2];        // the next N removes of one kind fail
+    enum nd_status fail_status;
+    bool slow;           // yield inside saves, so overlapping saves would be seen
+    atomic_int overlaps; // two calls for one name at once
+    // A gate: the next save of layer gate_name waits inside the hook until gate_open.
+    pthread_cond_t cond;
+    const char *gate_name;
+    bool gate_entered, gate_open;
+    struct nd_persist_hooks hooks;
+};
+
+// Entry `name` of a table (added when add); NULL when absent or the table is full. Lock held.
+static struct mem_entry *mem_slot(struct mem_table *t, const char *name, bool add) {
+    for (int i = 0; i < t->n; i++)
+        if (strcmp(t->e[i].name, name) == 0)
+            return &t->e[i];
+    if (!add || t->n == MEM_CAP)
+        return NULL;
+    struct mem_entry *e = &t->e[t->n++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    return e;
+}
+
+static bool mem_take_failure(int *counter) {
+    if (*counter <= 0)
+        return false;
+    (*counter)--;
+    return true;
+}
+
+static enum nd_status mem_save(struct mem_store *s, int kind, const char *name, const void *bytes,
+                               size_t len, struct nd_error *err) {
+    pthread_mutex_lock(&s->lock);
+    s->saves[kind]++;
+    bool fail = mem_take_failure(&s->fail_saves) || mem_take_failure(&s->fail_kind_saves[kind]);
+    enum nd_status code = s->fail_status;
+    struct mem_entry *e = fail ? NULL : mem_slot(&s->tables[kind], name, true);
+    pthread_mutex_unlock(&s->lock);
+    if (fail)
+        return nd_error_set(err, code, "test store: no room to save %s %s",
+                            kind == MEM_LAYER ? "layer" : "shared array", name);
+    if (!e)
+        return nd_error_set(err, ND_STATUS_INTERNAL, "test store: full");
+    if (atomic_exchange(&e->busy, 1))
+        atomic_fetch_add(&s->overlaps, 1);
+    pthread_mutex_lock(&s->lock);
+    if (kind == MEM_LAYER && s->gate_name && strcmp(s->gate_name, name) == 0) {
+        s->gate_name = NULL;
+        s->gate_entered = true;
+        pthread_cond_broadcast(&s->cond);
+        while (!s->gate_open)
+            pthread_cond_wait(&s->cond, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    unsigned char *copy = malloc(len ? len : 1);
+    if (copy && len)
+        memcpy(copy, bytes, len);
+    for (int i = 0; s->slow && i < 4; i++)
+        sched_yield();
+    pthread_mutex_lock(&s->lock);
+    free(e->bytes);
+    e->bytes = copy;
+    e->len = len;
+    e->present = copy != NULL;
+    atomic_store(&e->busy, 0);
+    pthread_mutex_unlock(&s->lock);
+    return copy ? ND_STATUS_OK : nd_error_set(err, ND_STATUS_INTERNAL, "test store: no memory");
+}
+
+static enum nd_status mem_remove(struct mem_store *s, int kind, const char *name,
+                                 struct nd_error *err) {
+    pthread_mutex_lock(&s->lock);
+    s->removes[kind]++;
+    bool fail = mem_take_failure(&s->fail_removes[kind]);
+    enum nd_status code = s->fail_status;
+    struct mem_entry *e = fail ? NULL : mem_slot(&s->tables[kind], name, false);
+    if (e) {
+        if (atomic_exchange(&e->busy, 1))
+            atomic_fetch_add(&s->overlaps, 1);
+        free(e->bytes);
+        e->bytes = NULL;
+        e->len = 0;
+        e->present = false;
+        atomic_store(&e->busy, 0);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (fail)
+        return nd_error_set(err, code, "test store: cannot remove %s", name);
+    return ND_STATUS_OK;
+}
+
+static enum nd_status hook_save_layer(void *ctx, const char *name, const void *bytes, size_t len,
+                                      struct nd_error *err) {
+    return mem_save(ctx, MEM_LAYER, name, bytes, len, err);
+}
+
+static enum nd_status hook_remove_layer(void *ctx, const char *name, struct nd_error *err) {
+    return mem_remove(ctx, MEM_LAYER, name, err);
+}
+
+static enum nd_status hook_save_shared(void *ctx, const char *name, const void *bytes, size_t len,
+                                       struct nd_error *err) {
+    return mem_save(ctx, MEM_SHARED, name, bytes, len, err);
+}
+
+static enum nd_status hook_remove_shared(void *ctx, const char *name, struct nd_error *err) {
+    return mem_remove(ctx, MEM_SHARED, name, err);
+}
+
+static struct mem_store *mem_new(void) {
+    struct mem_store *s = calloc(1, sizeof *s);
+    ck_assert_ptr_nonnull(s);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->fail_status = ND_STATUS_STORAGE;
+    s->hooks = (struct nd_persist_hooks){s, hook_save_layer, hook_remove_layer, hook_save_shared,
+                                         hook_remove_shared};
+    return s;
+}
+
+static void mem_free(struct mem_store *s) {
+    if (!s)
+        return;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < s->tables[k].n; i++)
+            free(s->tables[k].e[i].bytes);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+// The stored bytes of name (borrowed until the next save), or NULL.
+static const unsigned char *mem_get(struct mem_store *s, int kind, const char *name, size_t *len) {
+    pthread_mutex_lock(&s->lock);
+    struct mem_entry *e = mem_slot(&s->tables[kind], name, false);
+    const unsigned char *p = e && e->present ? e->bytes : NULL;
+    *len = p ? e->len : 0;
+    pthread_mutex_unlock(&s->lock);
+    return p;
+}
+
+// A malloc'd copy of the stored bytes of name; the test fails when there are none.
+static unsigned char *mem_copy(struct mem_store *s, int kind, const char *name, size_t *len) {
+    const unsigned char *p = mem_get(s, kind, name, len);
+    ck_assert_msg(p != NULL, "nothing stored for %s", name);
+    unsigned char *c = malloc(*len);
+    ck_assert_ptr_nonnull(c);
+    memcpy(c, p, *len);
+    return c;
+}
+
+static int mem_count(struct mem_store *s, int kind) {
+    pthread_mutex_lock(&s->lock);
+    int n = 0;
+    for (int i = 0; i < s->tables[kind].n; i++)
+        n += s->tables[kind].e[i].present;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static int total_saves(struct mem_store *s) {
+    pthread_mutex_lock(&s->lock);
+    int n = s->saves[0] + s->saves[1];
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+// ---- engines and layers ----
+
+static struct nd_engine *engine_new(struct mem_store *s) {
+    struct nd_engine_config cfg = nd_engine_config_default();
+    cfg.threads = 2;
+    cfg.seed = 11;
+    cfg.persist = s ? &s->hooks : NULL;
+    struct nd_engine *e = NULL;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_msg(nd_engine_create(&cfg, &e, &err) == ND_STATUS_OK, "%s", err.msg);
+    return e;
+}
+
+static struct nd_registry *R(struct nd_engine *e) {
+    return nd_engine_registry(e);
+}
+
+// Loads everything s holds into e: shared arrays first, then layers; each must load.
+static void load_all(struct mem_store *s, struct nd_engine *e) {
+    for (int kind = MEM_SHARED; kind >= MEM_LAYER; kind--) {
+        struct mem_table *t = &s->tables[kind];
+        for (int i = 0; i < t->n; i++) {
+            if (!t->e[i].present)
+                continue;
+            struct nd_error err;
+            nd_error_clear(&err);
+            enum nd_status st =
+                kind == MEM_SHARED ? nd_registry_load_shared(R(e), t->e[i].bytes, t->e[i].len, &err)
+                                   : nd_registry_load_layer(R(e), t->e[i].bytes, t->e[i].len, &err);
+            ck_assert_msg(st == ND_STATUS_OK, "loading %s: %s (%s)", t->e[i].name,
+                          nd_status_name(st), err.msg);
+        }
+    }
+}
+
+static void spec_of(struct nd_spec *s, enum nd_layer_type type, enum nd_convention conv,
+                    int32_t rank, const int64_t *input) {
+    nd_spec_defaults(s, type, 0, conv);
+    if (rank >= 0)
+        s->input = nd_shape_make(rank, input);
+}
+
+// A wolfram BatchNormalization over c channels (c <= 0: no input).
+static void bn_def(struct nd_layer_def *def, int64_t c) {
+    struct nd_spec spec;
+    spec_of(&spec, ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, c > 0 ? 1 : -1, (int64_t[]){c});
+    nd_layer_def_init(def, &spec);
+}
+
+static void set_shared(struct nd_layer_def *def, enum nd_array_id id, const char *name) {
+    def->source[id] = ND_ARRAY_SOURCE_SHARED;
+    def->shared[id] = name;
+}
+
+static enum nd_status define(struct nd_engine *e, const char *name, const struct nd_layer_def *def,
+                             enum nd_define_mode mode, struct nd_layer **out,
+                             struct nd_error *err) {
+    return nd_registry_define(R(e), name, def, mode, 0, 5, NULL, out, err);
+}
+
+static struct nd_layer *define_ok(struct nd_engine *e, const char *name,
+                                  const struct nd_layer_def *def) {
+    struct nd_layer *l = NULL;
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status st = define(e, name, def, ND_DEFINE_CREATE_OR_REPLACE, &l, &err);
+    ck_assert_msg(st == ND_STATUS_OK, "define %s: %s (%s)", name, nd_status_name(st), err.msg);
+    return l;
+}
+
+static struct nd_layer *get_layer(struct nd_engine *e, const char *name) {
+    struct nd_layer *l = NULL;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_msg(nd_registry_get(R(e), name, &l, &err) == ND_STATUS_OK, "get %s: %s", name,
+                  err.msg);
+    return l;
+}
+
+static bool has_layer(struct nd_engine *e, const char *name) {
+    struct nd_layer *l = NULL;
+    enum nd_status st = nd_registry_get(R(e), name, &l, NULL);
+    nd_layer_unref(l);
+    return st == ND_STATUS_OK;
+}
+
+static bool has_shared(struct nd_engine *e, const char *name) {
+    struct nd_array *a = NULL;
+    enum nd_status st = nd_registry_shared_get(R(e), name, &a, NULL);
+    nd_array_unref(a);
+    return st == ND_STATUS_OK;
+}
+
+static struct nd_layer_info info_of(struct nd_layer *l) {
+    struct nd_layer_info info;
+    nd_layer_info(l, &info);
+    return info;
+}
+
+static uint64_t version_of(struct nd_layer *l) {
+    return info_of(l).version;
+}
+
+// Reproducible values in [offset - 1, offset + 1).
+static void fill_rand(float *x, int64_t n, uint64_t seed, double offset) {
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+    for (int64_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x[i] = (float)(offset + (double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    }
+}
+
+// A batch of BATCH examples of the layer's (known) input shape.
+static struct nd_tensor batch_for(struct nd_layer *l, uint64_t seed, double offset) {
+    struct nd_layer_info info = info_of(l);
+    ck_assert(info.layout_known && nd_shape_is_known(&info.spec.input));
+    struct nd_shape s = {.ndim = info.spec.input.ndim + 1};
+    s.dim[0] = BATCH;
+    for (int32_t i = 0; i < info.spec.input.ndim; i++)
+        s.dim[i + 1] = info.spec.input.dim[i];
+    struct nd_tensor t;
+    ck_assert_int_eq(nd_tensor_init(&t, &s, NULL), ND_STATUS_OK);
+    fill_rand(t.data, t.numel, seed, offset);
+    return t;
+}
+
+static struct nd_optimizer optimizer(enum nd_optimizer_kind kind) {
+    struct nd_optimizer o = nd_optimizer_default(kind);
+    if (kind == ND_OPTIMIZER_SGD) {
+        o.learning_rate = 0.1;
+        o.momentum = 0.9; // a momentum buffer: state the next step depends on
+    } else {
+        o.learning_rate = 0.05;
+    }
+    return o;
+}
+
+// One train-step on seeded data (a target instead of a gradient when with_target).
+static enum nd_status train_seeded(struct nd_engine *e, struct nd_layer *l,
+                                   enum nd_optimizer_kind kind, uint64_t seed, bool with_target,
+                                   struct nd_train_result *r, struct nd_error *err) {
+    struct nd_tensor x = batch_for(l, seed, 0.3), g = batch_for(l, seed + 1000, -0.2);
+    struct nd_train_args a = {.input = &x, .optimizer = optimizer(kind), .want = W_ALL};
+    if (with_target)
+        a.target = &g;
+    else
+        a.output_grad = &g;
+    enum nd_status st = nd_layer_train_step(l, nd_engine_pool(e), &a, r, err);
+    nd_tensor_deinit(&x);
+    nd_tensor_deinit(&g);
+    return st;
+}
+
+static uint64_t train_ok(struct nd_engine *e, struct nd_layer *l, enum nd_optimizer_kind kind,
+                         uint64_t seed) {
+    struct nd_train_result r;
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status st = train_seeded(e, l, kind, seed, false, &r, &err);
+    ck_assert_msg(st == ND_STATUS_OK, "train %s: %s (%s)", nd_layer_name(l), nd_status_name(st),
+                  err.msg);
+    uint64_t v = r.version;
+    nd_train_result_deinit(&r);
+    return v;
+}
+
+static struct nd_tensor read_array(struct nd_layer *l, enum nd_array_id id) {
+    struct nd_tensor t;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_msg(nd_layer_read_array(l, id, &t, NULL, &err) == ND_STATUS_OK, "read %s: %s",
+                  nd_array_name(id), err.msg);
+    return t;
+}
+
+// Writes seeded values of the array's shape (MovingVariance kept >= 0).
+static enum nd_status write_seeded(struct nd_layer *l, enum nd_array_id id, uint64_t seed,
+                                   uint64_t *version, struct nd_error *err) {
+    struct nd_tensor t = read_array(l, id);
+    fill_rand(t.data, t.numel, seed, id == MV ? 1.5 : 0.0);
+    enum nd_status st = nd_layer_write_array(l, id, &t, 0, version, err);
+    nd_tensor_deinit(&t);
+    return st;
+}
+
+static uint64_t write_ok(struct nd_layer *l, enum nd_array_id id, uint64_t seed) {
+    uint64_t v = 0;
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status st = write_seeded(l, id, seed, &v, &err);
+    ck_assert_msg(st == ND_STATUS_OK, "write: %s (%s)", nd_status_name(st), err.msg);
+    return v;
+}
+
+static enum nd_status initialize(struct nd_engine *e, const char *name, int32_t rank,
+                                 const int64_t *input, bool reinit, uint64_t *version,
+                                 struct nd_error *err) {
+    struct nd_initialize_args a = {.reinitialize = reinit};
+    if (rank >= 0) {
+        a.has_input = true;
+        a.input = nd_shape_make(rank, input);
+    }
+    return nd_registry_initialize(R(e), name, &a, version, err);
+}
+
+static uint64_t initialize_ok(struct nd_engine *e, const char *name, int32_t rank,
+                              const int64_t *input, bool reinit) {
+    uint64_t v = 0;
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status st = initialize(e, name, rank, input, reinit, &v, &err);
+    ck_assert_msg(st == ND_STATUS_OK, "initialize %s: %s (%s)", name, nd_status_name(st), err.msg);
+    return v;
+}
+
+// ---- comparing ----
+
+static bool same_f64(double a, double b) {
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+#define SAME(field, what) ck_assert_msg((a)->field == (b)->field, "%s: %s differs", what, #field)
+#define SAME_F(field, what)                                                                        \
+    ck_assert_msg(same_f64((a)->field, (b)->field), "%s: %s differs", what, #field)
+
+static void assert_shape_equal(const struct nd_shape *x, const struct nd_shape *y,
+                               const char *what) {
+    char g[96], w[96];
+    ck_assert_msg(nd_shape_equal(x, y), "%s: shape %s vs %s", what, nd_shape_format(x, g, sizeof g),
+                  nd_shape_format(y, w, sizeof w));
+}
+
+static void assert_levels_equal(const struct nd_levels *a, const struct nd_levels *b,
+                                const char *what) {
+    SAME(kind, what);
+    SAME(count, what);
+    for (int32_t i = 0; i < a->count; i++)
+        SAME(level[i], what);
+    SAME(from, what);
+    SAME(to, what);
+    SAME(to_all, what);
+}
+
+static void assert_spec_equal(const struct nd_spec *a, const struct nd_spec *b, const char *what) {
+    SAME(type, what);
+    SAME(batchnorm_nd, what);
+    SAME(convention, what);
+    assert_shape_equal(&a->input, &b->input, what);
+    SAME_F(epsilon, what);
+    SAME(trainable, what);
+    SAME(inplace, what);
+    SAME_F(momentum, what);
+    SAME(momentum_null, what);
+    SAME(interleaving, what);
+    SAME(interleaving_given, what);
+    SAME(moving_variance, what);
+    SAME_F(init_factor, what);
+    SAME_F(min_factor, what);
+    SAME_F(sscale, what);
+    SAME(naxes, what);
+    for (int32_t i = 0; i < a->naxes; i++)
+        SAME(axes[i], what);
+    assert_levels_equal(&a->aggregation, &b->aggregation, what);
+    assert_levels_equal(&a->scaling, &b->scaling, what);
+    SAME(ngroup, what);
+    for (int32_t i = 0; i < a->ngroup; i++)
+        SAME(group_number[i], what);
+    SAME(method, what);
+    SAME(unbiased, what);
+    SAME(groups, what);
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        SAME(enabled[id], what);
+        SAME(init[id].kind, what);
+        SAME_F(init[id].a, what);
+        SAME_F(init[id].b, what);
+        SAME(init_given[id], what);
+        SAME_F(lr_multiplier[id], what);
+    }
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        SAME_F(regularizer[id].l1, what);
+        SAME_F(regularizer[id].l2, what);
+        SAME(constraint[id].kind, what);
+        SAME_F(constraint[id].min_value, what);
+        SAME_F(constraint[id].max_value, what);
+        SAME_F(constraint[id].rate, what);
+    }
+    SAME(has_seed, what);
+    SAME(seed, what);
+}
+
+static void assert_layout_equal(const struct nd_layout *a, const struct nd_layout *b,
+                                const char *what) {
+    assert_shape_equal(&a->input, &b->input, what);
+    SAME(reduce_mask, what);
+    SAME(param_mask, what);
+    for (int32_t i = 0; i < ND_MAX_RANK; i++)
+        SAME(groups[i], what);
+    assert_shape_equal(&a->param_shape, &b->param_shape, what);
+    SAME(naxes, what);
+    for (int32_t i = 0; i < a->naxes; i++)
+        SAME(axes[i], what);
+}
+
+static void assert_floats_equal(const float *x, const float *y, int64_t n, const char *what) {
+    ck_assert_msg(n == 0 || memcmp(x, y, (size_t)n * sizeof(float)) == 0, "%s: values differ",
+                  what);
+}
+
+static void assert_opt_equal(const struct nd_optim_state *a, const struct nd_optim_state *b,
+                             const char *what) {
+    SAME(n, what);
+    SAME(t, what);
+    if (a->n == 0)
+        return;
+    SAME(kind, what);
+    ck_assert_msg((a->m != NULL) == (b->m != NULL) && (a->v != NULL) == (b->v != NULL),
+                  "%s: optimizer buffers differ", what);
+    if (a->m)
+        assert_floats_equal(a->m, b->m, a->n, what);
+    if (a->v)
+        assert_floats_equal(a->v, b->v, a->n, what);
+}
+
+// Everything a stored layer must bring back: definition, counters, version, arrays (values,
+// optimizer state, versions), user_set flags, shared names. Forwards are not state.
+static void assert_layers_equal(struct nd_layer *x, struct nd_layer *y, const char *what) {
+    struct nd_layer_info ia = info_of(x), ib = info_of(y);
+    const struct nd_layer_info *a = &ia, *b = &ib;
+    ck_assert_str_eq(nd_layer_name(x), nd_layer_name(y));
+    assert_spec_equal(&a->spec, &b->spec, what);
+    SAME(initialized, what);
+    SAME(layout_known, what);
+    if (a->layout_known)
+        assert_layout_equal(&a->layout, &b->layout, what);
+    SAME(version, what);
+    SAME(train_steps, what);
+    SAME(optimizer_steps, what);
+    SAME(parameter_count, what);
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        char w[160];
+        snprintf(w, sizeof w, "%s %s", what, nd_array_name(id));
+        SAME(enabled[id], w);
+        assert_shape_equal(&a->array_shape[id], &b->array_shape[id], w);
+        ck_assert_msg(strcmp(a->shared[id], b->shared[id]) == 0, "%s: shared %s vs %s", w,
+                      a->shared[id], b->shared[id]);
+        struct nd_tensor ta = {0}, tb = {0};
+        enum nd_status sa = nd_layer_read_array(x, id, &ta, NULL, NULL);
+        enum nd_status sb = nd_layer_read_array(y, id, &tb, NULL, NULL);
+        ck_assert_msg(sa == sb, "%s: read %s vs %s", w, nd_status_name(sa), nd_status_name(sb));
+        if (sa == ND_STATUS_OK) {
+            assert_shape_equal(&ta.shape, &tb.shape, w);
+            assert_floats_equal(ta.data, tb.data, ta.numel, w);
+        }
+        nd_tensor_deinit(&ta);
+        nd_tensor_deinit(&tb);
+        // White-box: what the public API does not show.
+        ck_assert_msg(x->user_set[id] == y->user_set[id], "%s: user_set differs", w);
+        const struct nd_array *pa = x->arrays[id], *pb = y->arrays[id];
+        ck_assert_msg((pa != NULL) == (pb != NULL), "%s: one array is missing", w);
+        if (!pa)
+            continue;
+        assert_shape_equal(&pa->shape, &pb->shape, w);
+        assert_floats_equal(pa->data, pb->data, pa->numel, w);
+        assert_opt_equal(&pa->opt, &pb->opt, w);
+        ck_assert_msg(pa->version == pb->version, "%s: array version %llu vs %llu", w,
+                      (unsigned long long)pa->version, (unsigned long long)pb->version);
+        ck_assert_str_eq(pa->shared_name, pb->shared_name);
+    }
+    ck_assert_msg(x->seed == y->seed, "%s: seed differs", what);
+}
+
+static void assert_tensors_equal(const struct nd_tensor *a, const struct nd_tensor *b,
+                                 const char *what) {
+    ck_assert_msg((a->data != NULL) == (b->data != NULL), "%s: one is missing", what);
+    assert_shape_equal(&a->shape, &b->shape, what);
+    assert_floats_equal(a->data, b->data, a->numel, what);
+}
+
+static void assert_results_equal(const struct nd_train_result *a, const struct nd_train_result *b,
+                                 const char *what) {
+    char w[160];
+    snprintf(w, sizeof w, "%s output", what);
+    assert_tensors_equal(&a->output, &b->output, w);
+    snprintf(w, sizeof w, "%s input gradient", what);
+    assert_tensors_equal(&a->input_grad, &b->input_grad, w);
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
+        snprintf(w, sizeof w, "%s gradient of %s", what, nd_array_name(id));
+        assert_tensors_equal(&a->array_grad[id], &b->array_grad[id], w);
+    }
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        snprintf(w, sizeof w, "%s %s after", what, nd_array_name(id));
+        assert_tensors_equal(&a->arrays[id], &b->arrays[id], w);
+    }
+    assert_tensors_equal(&a->batch_mean, &b->batch_mean, what);
+    assert_tensors_equal(&a->batch_var, &b->batch_var, what);
+    SAME(has_loss, what);
+    SAME_F(loss, what);
+    SAME(version, what);
+}
+
+// The same train-step on two layers gives bit-identical results (their optimizer states agree).
+static void assert_same_step(struct nd_engine *ea, struct nd_layer *la, struct nd_engine *eb,
+                             struct nd_layer *lb, enum nd_optimizer_kind kind, uint64_t seed,
+                             bool with_target, const char *what) {
+    struct nd_train_result ra, rb;
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status sa = train_seeded(ea, la, kind, seed, with_target, &ra, &err);
+    ck_assert_msg(sa == ND_STATUS_OK, "%s: %s (%s)", what, nd_status_name(sa), err.msg);
+    nd_error_clear(&err);
+    enum nd_status sb = train_seeded(eb, lb, kind, seed, with_target, &rb, &err);
+    ck_assert_msg(sb == ND_STATUS_OK, "%s: %s (%s)", what, nd_status_name(sb), err.msg);
+    assert_results_equal(&ra, &rb, what);
+    nd_train_result_deinit(&ra);
+    nd_train_result_deinit(&rb);
+    assert_layers_equal(la, lb, what);
+}
+
+static void assert_shared_equal(struct nd_engine *ea, struct nd_engine *eb, const char *name) {
+    struct nd_array *a = NULL, *b = NULL;
+    ck_assert_int_eq(nd_registry_shared_get(R(ea), name, &a, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_shared_get(R(eb), name, &b, NULL), ND_STATUS_OK);
+    struct nd_tensor ta, tb;
+    uint64_t va = 0, vb = 0;
+    ck_assert_int_eq(nd_array_read(a, &ta, &va, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_array_read(b, &tb, &vb, NULL), ND_STATUS_OK);
+    assert_tensors_equal(&ta, &tb, name);
+    ck_assert_msg(va == vb, "%s: version %llu vs %llu", name, (unsigned long long)va,
+                  (unsigned long long)vb);
+    assert_opt_equal(&a->opt, &b->opt, name);
+    nd_tensor_deinit(&ta);
+    nd_tensor_deinit(&tb);
+    nd_array_unref(a);
+    nd_array_unref(b);
+}
+
+// Registries with the same layer names and shared-array names.
+static void assert_same_names(struct nd_engine *ea, struct nd_engine *eb) {
+    struct nd_layer **la = NULL, **lb = NULL;
+    int64_t na = 0, nb = 0;
+    ck_assert_int_eq(nd_registry_list(R(ea), &la, &na, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_list(R(eb), &lb, &nb, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(na, nb);
+    for (int64_t i = 0; i < na; i++) {
+        ck_assert_str_eq(nd_layer_name(la[i]), nd_layer_name(lb[i]));
+        nd_layer_unref(la[i]);
+        nd_layer_unref(lb[i]);
+    }
+    nd_free(la);
+    nd_free(lb);
+    char **sa = NULL, **sb = NULL;
+    ck_assert_int_eq(nd_registry_shared_list(R(ea), &sa, &na, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_shared_list(R(eb), &sb, &nb, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(na, nb);
+    for (int64_t i = 0; i < na; i++) {
+        ck_assert_str_eq(sa[i], sb[i]);
+        nd_free(sa[i]);
+        nd_free(sb[i]);
+    }
+    nd_free(sa);
+    nd_free(sb);
+}
+
+// What s holds, loaded into a fresh engine, is exactly the live engine's state: every layer
+// and shared array of `live`, and nothing else.
+static void assert_store_matches(struct mem_store *s, struct nd_engine *live) {
+    struct nd_engine *f = engine_new(NULL);
+    load_all(s, f);
+    assert_same_names(live, f);
+    struct nd_layer **list = NULL;
+    int64_t n = 0;
+    ck_assert_int_eq(nd_registry_list(R(live), &list, &n, NULL), ND_STATUS_OK);
+    for (int64_t i = 0; i < n; i++) {
+        struct nd_layer *l = get_layer(f, nd_layer_name(list[i]));
+        assert_layers_equal(list[i], l, "stored");
+        nd_layer_unref(l);
+        nd_layer_unref(list[i]);
+    }
+    nd_free(list);
+    char **names = NULL;
+    ck_assert_int_eq(nd_registry_shared_list(R(live), &names, &n, NULL), ND_STATUS_OK);
+    for (int64_t i = 0; i < n; i++) {
+        assert_shared_equal(live, f, names[i]);
+        nd_free(names[i]);
+    }
+    nd_free(names);
+    nd_engine_free(f);
+}
+
+// The stored copy of name loads (with the stored shared arrays) into a layer at `version`.
+static void assert_stored_version(struct mem_store *s, const char *name, uint64_t version) {
+    struct nd_engine *f = engine_new(NULL);
+    load_all(s, f);
+    struct nd_layer *l = get_layer(f, name);
+    ck_assert_msg(version_of(l) == version, "%s stored at version %llu, replied %llu", name,
+                  (unsigned long long)version_of(l), (unsigned long long)version);
+    nd_layer_unref(l);
+    nd_engine_free(f);
+}
+
+// ---- core: round trips of every layer kind ----
+
+static void tw_momentum_null(struct nd_spec *s) {
+    s->momentum_null = true;
+}
+static void tw_axes_1_2(struct nd_spec *s) {
+    s->naxes = 2;
+    s->axes[0] = 1;
+    s->axes[1] = 2;
+}
+static void tw_group_number(struct nd_spec *s) { // aggregation {1, 2}, level 1 in 2 groups
+    s->aggregation = (struct nd_levels){.kind = ND_LEVELS_LIST, .count = 2, .level = {1, 2}};
+    s->ngroup = 2;
+    s->group_number[0] = 2;
+    s->group_number[1] = 1;
+}
+static void tw_levels(struct nd_spec *s) { // "-2;;-1" and scaling {2}, unbiased
+    s->aggregation = (struct nd_levels){.kind = ND_LEVELS_SPAN, .from = -2, .to = -1};
+    s->scaling = (struct nd_levels){.kind = ND_LEVELS_LIST, .count = 1, .level = {2}};
+    s->unbiased = true;
+}
+static void tw_rms_unbiased(struct nd_spec *s) {
+    s->method = ND_METHOD_RMS;
+    s->unbiased = true;
+    s->aggregation = (struct nd_levels){.kind = ND_LEVELS_SPAN, .from = 2, .to_all = true};
+}
+static void tw_ln_two_axes(struct nd_spec *s) {
+    s->naxes = 2;
+    s->axes[0] = -2;
+    s->axes[1] = -1;
+}
+static void tw_groups_2(struct nd_spec *s) {
+    s->groups = 2;
+}
+static void tw_groups_3_unbiased(struct nd_spec *s) {
+    s->groups = 3;
+    s->unbiased = true;
+}
+static void tw_no_scaling(struct nd_spec *s) {
+    s->enabled[SC] = false;
+}
+static void tw_no_biases(struct nd_spec *s) {
+    s->enabled[BI] = false;
+}
+static void tw_frozen(struct nd_spec *s) {
+    s->trainable = false;
+}
+static void tw_puzzle(struct nd_spec *s) {
+    s->init_factor = 0.8;
+    s->min_factor = 0.2;
+    s->sscale = 0.3;
+}
+// Regularizers, constraints, multipliers, initializers, a seed and the unbiased estimator.
+static void tw_extras(struct nd_spec *s) {
+    s->epsilon = 0.0025;
+    s->momentum = 0.75;
+    s->moving_variance = ND_VARIANCE_UNBIASED;
+    s->regularizer[SC] = (struct nd_regularizer){.l1 = 0.01, .l2 = 0.02};
+    s->regularizer[BI] = (struct nd_regularizer){.l2 = 0.03};
+    s->constraint[SC] = nd_constraint_default(ND_CONSTRAINT_MAX_NORM);
+    s->constraint[SC].max_value = 1.5;
+    s->constraint[BI] = (struct nd_constraint){ND_CONSTRAINT_MIN_MAX_NORM, 0.1, 0.9, 0.5};
+    s->lr_multiplier[SC] = 0.5;
+    s->lr_multiplier[BI] = 2.0;
+    s->lr_multiplier[MM] = 0.0; // frozen moving mean
+    s->init[BI] = (struct nd_initializer){ND_INIT_RANDOM_UNIFORM, -0.2, 0.2};
+    s->init_given[BI] = true;
+    s->has_seed = true;
+    s->seed = 123456789;
+}
+static void tw_frozen_biases(struct nd_spec *s) {
+    s->lr_multiplier[BI] = 0.0;
+    s->constraint[SC] = (struct nd_constraint){.kind = ND_CONSTRAINT_NON_NEG};
+}
+
+#define RT_NO_TRAIN 1u // stays uninitialized until after the load
+#define RT_GIVEN    2u // Scaling (and MovingVariance of a batch norm) given as values
+#define RT_TARGET   4u // the second train-step has a target instead of a gradient
+
+struct rt_case {
+    const char *name;
+    enum nd_layer_type type;
+    enum nd_convention conv;
+    void (*tweak)(struct nd_spec *s);
+    int32_t rank; // -1: no input
+    int64_t input[ND_MAX_RANK];
+    enum nd_optimizer_kind opt;
+    unsigned flags;
+    int64_t given_n;       // RT_GIVEN: length of the given vectors
+    const char *shared[2]; // Scaling, Biases bound to shared arrays
+    int32_t init_rank;     // RT_NO_TRAIN: the input initialize gives after the load
+    int64_t init_input[ND_MAX_RANK];
+};
+
+#define SGD  ND_OPTIMIZER_SGD
+#define ADAM ND_OPTIMIZER_ADAM
+#define BN   ND_LAYER_TYPE_BATCH_NORM
+#define NORM ND_LAYER_TYPE_NORMALIZATION
+
+static const struct rt_case rt_cases[] = {
+    {"bn_wolfram", BN, ND_CONVENTION_WOLFRAM, NULL, 2, {3, 2}, SGD, 0},
+    {"bn_keras_last", BN, ND_CONVENTION_KERAS, NULL, 2, {2, 3}, ADAM, RT_TARGET},
+    {"bn_onnx", BN, ND_CONVENTION_ONNX, NULL, 3, {2, 2, 2}, ADAM, 0},
+    {"bn_pytorch", BN, ND_CONVENTION_PYTORCH, NULL, 1, {3}, SGD, 0},
+    {"bn_pytorch_null", BN, ND_CONVENTION_PYTORCH, tw_momentum_null, 2, {3, 2}, ADAM, 0},
+    {"bn_puzzlelib", BN, ND_CONVENTION_PUZZLELIB, tw_puzzle, 2, {3, 2}, SGD, 0},
+    {"bn_list_axis", BN, ND_CONVENTION_WOLFRAM, tw_axes_1_2, 3, {2, 3, 2}, ADAM, 0},
+    {"bn_frozen", BN, ND_CONVENTION_KERAS, tw_frozen, 2, {2, 3}, SGD, 0},
+    {"bn_extras", BN, ND_CONVENTION_WOLFRAM, tw_extras, 2, {3, 2}, ADAM, RT_TARGET},
+    {"bn_no_biases", BN, ND_CONVENTION_ONNX, tw_no_biases, 2, {3, 2}, SGD, 0},
+    {"norm_group_number", NORM, ND_CONVENTION_WOLFRAM, tw_group_number, 3, {4, 3, 2}, SGD, 0},
+    {"norm_levels_unbiased", NORM, ND_CONVENTION_WOLFRAM, tw_levels, 3, {3, 4, 2}, ADAM, 0},
+    {"norm_rms_unbiased", NORM, ND_CONVENTION_PYTORCH, tw_rms_unbiased, 2, {3, 5}, SGD, 0},
+    {"norm_no_scaling", NORM, ND_CONVENTION_WOLFRAM, tw_no_scaling, 2, {3, 4}, ADAM, 0},
+    {"norm_extras", NORM, ND_CONVENTION_KERAS, tw_extras, 2, {5, 3}, SGD, RT_TARGET},
+    {"norm_frozen_biases", NORM, ND_CONVENTION_WOLFRAM, tw_frozen_biases, 2, {3, 4}, ADAM, 0},
+    {"layernorm",
+     ND_LAYER_TYPE_LAYER_NORM,
+     ND_CONVENTION_KERAS,
+     tw_ln_two_axes,
+     3,
+     {2, 3, 4},
+     ADAM,
+     0},
+    {"instancenorm",
+     ND_LAYER_TYPE_INSTANCE_NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     3,
+     {3, 4, 2},
+     SGD,
+     0},
+    {"groupnorm", ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_WOLFRAM, tw_groups_2, 2, {4, 3}, ADAM, 0},
+    {"groupnorm_keras",
+     ND_LAYER_TYPE_GROUP_NORM,
+     ND_CONVENTION_KERAS,
+     tw_groups_3_unbiased,
+     3,
+     {2, 2, 6},
+     SGD,
+     0},
+    {"rmsnorm", ND_LAYER_TYPE_RMS_NORM, ND_CONVENTION_PYTORCH, NULL, 2, {3, 4}, ADAM, 0},
+    // Values from the user: a batch norm infers its input [3] from them.
+    {"bn_given", BN, ND_CONVENTION_WOLFRAM, NULL, -1, {0}, SGD, RT_GIVEN, 3},
+    {"shared_a", BN, ND_CONVENTION_WOLFRAM, NULL, 1, {3}, SGD, 0, 0, {"S1", NULL}},
+    {"shared_b", BN, ND_CONVENTION_ONNX, NULL, 1, {3}, ADAM, 0, 0, {"S1", "S2"}},
+    {"shared_norm", NORM, ND_CONVENTION_WOLFRAM, NULL, 2, {3, 4}, SGD, 0, 0, {NULL, "S3"}},
+    // Not initialized: no input; pending user values; a shared array not created yet.
+    {"uninit_ln",
+     ND_LAYER_TYPE_LAYER_NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     -1,
+     {0},
+     SGD,
+     RT_NO_TRAIN,
+     0,
+     {NULL, NULL},
+     2,
+     {3, 4}},
+    {"uninit_given",
+     NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     -1,
+     {0},
+     SGD,
+     RT_NO_TRAIN | RT_GIVEN,
+     4,
+     {NULL, NULL},
+     2,
+     {4, 3}},
+    {"uninit_shared",
+     NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     -1,
+     {0},
+     SGD,
+     RT_NO_TRAIN,
+     0,
+     {"P1", NULL},
+     2,
+     {4, 3}},
+    {"uninit_shared_old",
+     NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     -1,
+     {0},
+     SGD,
+     RT_NO_TRAIN,
+     0,
+     {NULL, "S3"},
+     2,
+     {3, 2}},
+    {"uninit_auto",
+     BN,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     2,
+     {-1, 2},
+     SGD,
+     RT_NO_TRAIN,
+     0,
+     {NULL, NULL},
+     2,
+     {3, 2}},
+};
+#define NRT ((int)(sizeof rt_cases / sizeof rt_cases[0]))
+
+static struct nd_layer *rt_define(struct nd_engine *e, const struct rt_case *c) {
+    struct nd_spec spec;
+    spec_of(&spec, c->type, c->conv, c->rank, c->input);
+    if (c->tweak)
+        c->tweak(&spec);
+    struct nd_layer_def def;
+    nd_layer_def_init(&def, &spec);
+    float given[2][16];
+    if (c->flags & RT_GIVEN) {
+        fill_rand(given[0], c->given_n, 17, 1.0);
+        fill_rand(given[1], c->given_n, 19, 1.5); // >= 0.5: a valid variance
+        struct nd_shape s = nd_shape_make(1, (int64_t[]){c->given_n});
+        def.source[SC] = ND_ARRAY_SOURCE_VALUE;
+        def.value[SC] = nd_tensor_view(given[0], &s);
+        if (c->type == BN) {
+            def.source[MV] = ND_ARRAY_SOURCE_VALUE;
+            def.value[MV] = nd_tensor_view(given[1], &s);
+        }
+    }
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (c->shared[id])
+            set_shared(&def, id, c->shared[id]);
+    return define_ok(e, c->name, &def);
+}
+
+// A few train-steps (one with a target for RT_TARGET), then one array written.
+static void rt_train(struct nd_engine *e, struct nd_layer *l, const struct rt_case *c, int k) {
+    for (int step = 0; step < 3; step++) {
+        struct nd_train_result r;
+        struct nd_error err;
+        nd_error_clear(&err);
+        bool target = (c->flags & RT_TARGET) && step == 1;
+        enum nd_status st =
+            train_seeded(e, l, c->opt, (uint64_t)(100 * k + step), target, &r, &err);
+        ck_assert_msg(st == ND_STATUS_OK, "%s: train: %s", c->name, err.msg);
+        nd_train_result_deinit(&r);
+    }
+    struct nd_layer_info info = info_of(l);
+    enum nd_array_id id = c->type == BN ? MV : info.enabled[BI] ? BI : SC;
+    write_ok(l, id, (uint64_t)(77 + k));
+}
+
+START_TEST(test_round_trip_every_kind) {
+    struct mem_store *s = mem_new(), *s2 = mem_new();
+    struct nd_engine *e = engine_new(s);
+    for (int k = 0; k < NRT; k++) {
+        struct nd_layer *l = rt_define(e, &rt_cases[k]);
+        if (!(rt_cases[k].flags & RT_NO_TRAIN))
+            rt_train(e, l, &rt_cases[k], k);
+        nd_layer_unref(l);
+    }
+    ck_assert_int_eq(mem_count(s, MEM_LAYER), NRT);
+    ck_assert_int_eq(mem_count(s, MEM_SHARED), 3); // S1, S2, S3; P1 not created yet
+
+    // A fresh engine with hooks of its own: loading stores nothing.
+    struct nd_engine *f = engine_new(s2);
+    load_all(s, f);
+    ck_assert_int_eq(total_saves(s2), 0);
+    ck_assert_int_eq(s2->removes[0] + s2->removes[1], 0);
+    assert_same_names(e, f);
+    assert_shared_equal(e, f, "S1");
+    assert_shared_equal(e, f, "S2");
+    assert_shared_equal(e, f, "S3");
+    for (int k = 0; k < NRT; k++) {
+        const struct rt_case *c = &rt_cases[k];
+        struct nd_layer *a = get_layer(e, c->name), *b = get_layer(f, c->name);
+        assert_layers_equal(a, b, c->name);
+        if (c->flags & RT_NO_TRAIN) { // initialized the same way, then trained the same way
+            ck_assert(!info_of(b).initialized);
+            uint64_t va = initialize_ok(e, c->name, c->init_rank, c->init_input, false);
+            uint64_t vb = initialize_ok(f, c->name, c->init_rank, c->init_input, false);
+            ck_assert_uint_eq(va, vb);
+            assert_layers_equal(a, b, c->name);
+        }
+        // The optimizer state really is restored: the next step is bit-identical.
+        assert_same_step(e, a, f, b, c->opt, 999 + (uint64_t)k, (c->flags & RT_TARGET) != 0,
+                         c->name);
+        assert_same_step(e, a, f, b, c->opt, 1999 + (uint64_t)k, false, c->name);
+        nd_layer_unref(a);
+        nd_layer_unref(b);
+    }
+    assert_shared_equal(e, f, "P1");
+    assert_store_matches(s, e);
+    nd_engine_free(e);
+    nd_engine_free(f);
+    mem_free(s);
+    mem_free(s2);
+}
+END_TEST
+
+// ---- core: what is stored is the state at reply time ----
+
+START_TEST(test_stored_state_follows_every_change) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    bool created = false;
+    struct nd_layer *l = NULL;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(
+        nd_registry_define(R(e), "a", &def, ND_DEFINE_CREATE, 0, 5, &created, &l, &err),
+        ND_STATUS_OK);
+    ck_assert(created);
+    ck_assert_uint_eq(version_of(l), 1);
+    assert_stored_version(s, "a", 1);
+    ck_assert_int_eq(mem_count(s, MEM_SHARED), 1);
+    assert_store_matches(s, e);
+
+    uint64_t v = train_ok(e, l, SGD, 1);
+    ck_assert_uint_eq(v, 2);
+    assert_stored_version(s, "a", v);
+    assert_store_matches(s, e);
+
+    v = write_ok(l, BI, 3);
+    ck_assert_uint_eq(v, 3);
+    assert_stored_version(s, "a", v);
+    assert_store_matches(s, e);
+    v = write_ok(l, SC, 4); // the shared array: its stored copy follows
+    assert_stored_version(s, "a", v);
+    assert_store_matches(s, e);
+
+    v = initialize_ok(e, "a", -1, NULL, false);
+    ck_assert_uint_eq(v, 5);
+    assert_stored_version(s, "a", v);
+    assert_store_matches(s, e);
+
+    train_ok(e, l, ADAM, 5);
+    v = initialize_ok(e, "a", -1, NULL, true);
+    ck_assert_uint_eq(v, 7);
+    ck_assert_int_eq(info_of(l).train_steps, 0);
+    assert_stored_version(s, "a", v);
+    assert_store_matches(s, e);
+
+    // A frozen layer's train-step changes nothing and stores nothing; nor does a refused one.
+    struct nd_layer_def fz;
+    bn_def(&fz, 3);
+    fz.spec.trainable = false;
+    struct nd_layer *frozen = define_ok(e, "frozen", &fz);
+    int saves = total_saves(s);
+    uint64_t fv = version_of(frozen);
+    ck_assert_uint_eq(train_ok(e, frozen, SGD, 6), fv);
+    ck_assert_int_eq(total_saves(s), saves);
+    struct nd_tensor x;
+    struct nd_shape four = nd_shape_make(2, (int64_t[]){BATCH, 4}); // wrong channel count
+    ck_assert_int_eq(nd_tensor_init(&x, &four, NULL), ND_STATUS_OK);
+    struct nd_train_args bad = {.input = &x, .optimizer = optimizer(SGD)};
+    struct nd_train_result r;
+    ck_assert_int_eq(nd_layer_train_step(l, nd_engine_pool(e), &bad, &r, NULL),
+                     ND_STATUS_SHAPE_MISMATCH);
+    nd_tensor_deinit(&x);
+    ck_assert_int_eq(total_saves(s), saves);
+    nd_layer_unref(frozen);
+
+    // Replacing overwrites the stored copy, and drops the shared array nobody uses any more.
+    size_t len0 = 0;
+    unsigned char *before = mem_copy(s, MEM_LAYER, "a", &len0);
+    struct nd_layer_def plain;
+    bn_def(&plain, 3);
+    struct nd_layer *l2 = NULL;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_registry_define(R(e), "a", &plain, ND_DEFINE_CREATE_OR_REPLACE, 0, 5,
+                                        &created, &l2, &err),
+                     ND_STATUS_OK);
+    ck_assert(!created);
+    ck_assert_uint_eq(version_of(l2), v + 1);
+    size_t len1 = 0;
+    const unsigned char *after = mem_get(s, MEM_LAYER, "a", &len1);
+    ck_assert(after && (len1 != len0 || memcmp(before, after, len0) != 0));
+    free(before);
+    assert_stored_version(s, "a", v + 1);
+    ck_assert(!has_shared(e, "S"));
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "S", &len1));
+    assert_store_matches(s, e);
+
+    // Delete removes the copy; the last user of a shared array takes its copy along (prune).
+    struct nd_layer_def d;
+    bn_def(&d, 3);
+    set_shared(&d, SC, "T");
+    nd_layer_unref(define_ok(e, "b", &d));
+    nd_layer_unref(define_ok(e, "c", &d));
+    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "T", &len1));
+    ck_assert_int_eq(nd_registry_delete(R(e), "b", NULL), ND_STATUS_OK);
+    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "b", &len1));
+    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "T", &len1));
+    assert_store_matches(s, e);
+    ck_assert_int_eq(nd_registry_delete(R(e), "c", NULL), ND_STATUS_OK);
+    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "c", &len1));
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "T", &len1));
+    ck_assert(!has_shared(e, "T"));
+    assert_store_matches(s, e);
+
+    // Initialize creates a pending shared array: it is stored with the layer.
+    struct nd_spec ns;
+    spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, -1, NULL);
+    struct nd_layer_def pd;
+    nd_layer_def_init(&pd, &ns);
+    set_shared(&pd, BI, "Q");
+    nd_layer_unref(define_ok(e, "p", &pd));
+    assert_store_matches(s, e);
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "Q", &len1));
+    v = initialize_ok(e, "p", 2, (int64_t[]){4, 3}, false);
+    assert_stored_version(s, "p", v);
+    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "Q", &len1));
+    assert_store_matches(s, e);
+
+    nd_layer_unref(l);
+    nd_layer_unref(l2);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// A layer loaded from the store is stored again on its next change, under its name; a store
+// loaded and pruned drops shared arrays no layer names.
+START_TEST(test_loaded_layers_keep_storing) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer_def def;
+    bn_def(&def, 2);
+    set_shared(&def, SC, "S");
+    nd_layer_unref(define_ok(e, "a", &def));
+    struct nd_layer_def other;
+    bn_def(&other, 2);
+    set_shared(&other, SC, "orphan");
+    nd_layer_unref(define_ok(e, "b", &other));
+    nd_engine_free(e);
+    // "b" vanishes behind the engine's back (a file deleted by hand): "orphan" is unused.
+    ck_assert_int_eq(mem_remove(s, MEM_LAYER, "b", NULL), ND_STATUS_OK);
+
+    e = engine_new(s);
+    load_all(s, e);
+    ck_assert(has_shared(e, "orphan"));
+    nd_registry_prune(R(e), false); // start-up: memory only, the copy stays for a repair
+    ck_assert(!has_shared(e, "orphan"));
+    size_t kept;
+    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "orphan", &kept));
+    nd_engine_free(e);
+    e = engine_new(s);
+    load_all(s, e);
+    nd_registry_prune(R(e), true);
+    ck_assert(!has_shared(e, "orphan"));
+    size_t len;
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "orphan", &len));
+    ck_assert(has_shared(e, "S"));
+    struct nd_layer *a = get_layer(e, "a");
+    int saves = total_saves(s);
+    uint64_t v = train_ok(e, a, ADAM, 1);
+    ck_assert_int_eq(total_saves(s), saves + 2); // S, then a
+    assert_stored_version(s, "a", v);
+    assert_store_matches(s, e);
+    nd_layer_unref(a);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// A layer that left the registry (deleted or replaced) may still be changed by a request that
+// holds it: the change completes in memory and never stores the layer over what the registry
+// holds; the shared arrays it changed are stored while other layers use them.
+START_TEST(test_stale_layer_never_stores_itself) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    struct nd_layer *old = define_ok(e, "a", &def);
+    nd_layer_unref(define_ok(e, "keep", &def)); // S stays in use
+    ck_assert_int_eq(nd_registry_delete(R(e), "a", NULL), ND_STATUS_OK);
+    int layer_saves = s->saves[MEM_LAYER];
+    uint64_t v = version_of(old);
+    ck_assert_uint_eq(train_ok(e, old, SGD, 1), v + 1); // changed in memory
+    write_ok(old, BI, 2);
+    ck_assert_int_eq(s->saves[MEM_LAYER], layer_saves);
+    size_t len;
+    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "a", &len));
+    assert_store_matches(s, e); // S as the stale step left it
+    nd_layer_unref(old);
+
+    // The last user of T deleted: T is pruned, and a stale change does not store it again.
+    struct nd_layer_def lone;
+    bn_def(&lone, 2);
+    set_shared(&lone, BI, "T");
+    old = define_ok(e, "b", &lone);
+    ck_assert_int_eq(nd_registry_delete(R(e), "b", NULL), ND_STATUS_OK);
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "T", &len));
+    int shared_saves = s->saves[MEM_SHARED];
+    train_ok(e, old, ADAM, 3);
+    ck_assert_int_eq(s->saves[MEM_SHARED], shared_saves);
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "T", &len));
+    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "b", &len));
+    nd_layer_unref(old);
+
+    // Replaced: the old layer's changes do not overwrite its successor's copy.
+    old = define_ok(e, "a", &def);
+    train_ok(e, old, SGD, 4);
+    struct nd_layer *fresh = define_ok(e, "a", &def);
+    layer_saves = s->saves[MEM_LAYER];
+    train_ok(e, old, ADAM, 5);
+    write_ok(old, MV, 6);
+    ck_assert_int_eq(s->saves[MEM_LAYER], layer_saves);
+    assert_stored_version(s, "a", version_of(fresh));
+    assert_store_matches(s, e);
+    nd_layer_unref(old);
+    nd_layer_unref(fresh);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// ---- errors: a failed save undoes the change ----
+
+// Two engines doing the same things; `e` stores in s (which fails on demand), `t` in its own
+// store, which never fails. After a refused change e must still equal t.
+struct twin {
+    struct mem_store *s, *ts;
+    struct nd_engine *e, *t;
+};
+
+static struct twin twin_new(void) {
+    struct twin w;
+    w.s = mem_new();
+    w.ts = mem_new();
+    w.e = engine_new(w.s);
+    w.t = engine_new(w.ts);
+    return w;
+}
+
+static void twin_free(struct twin *w) {
+    nd_engine_free(w->e);
+    nd_engine_free(w->t);
+    mem_free(w->s);
+    mem_free(w->ts);
+}
+
+static void twin_define(struct twin *w, const char *name, const struct nd_layer_def *def) {
+    nd_layer_unref(define_ok(w->e, name, def));
+    nd_layer_unref(define_ok(w->t, name, def));
+}
+
+static void twin_train(struct twin *w, const char *name, enum nd_optimizer_kind kind,
+                       uint64_t seed) {
+    struct nd_layer *a = get_layer(w->e, name), *b = get_layer(w->t, name);
+    assert_same_step(w->e, a, w->t, b, kind, seed, false, name);
+    nd_layer_unref(a);
+    nd_layer_unref(b);
+}
+
+// e and t hold the same layers and shared arrays, and e's store holds exactly e's state.
+static void twin_assert_same(struct twin *w, const char *what) {
+    assert_same_names(w->e, w->t);
+    struct nd_layer **list = NULL;
+    int64_t n = 0;
+    ck_assert_int_eq(nd_registry_list(R(w->e), &list, &n, NULL), ND_STATUS_OK);
+    for (int64_t i = 0; i < n; i++) {
+        struct nd_layer *b = get_layer(w->t, nd_layer_name(list[i]));
+        assert_layers_equal(list[i], b, what);
+        nd_layer_unref(b);
+        nd_layer_unref(list[i]);
+    }
+    nd_free(list);
+    char **names = NULL;
+    ck_assert_int_eq(nd_registry_shared_list(R(w->e), &names, &n, NULL), ND_STATUS_OK);
+    for (int64_t i = 0; i < n; i++) {
+        assert_shared_equal(w->e, w->t, names[i]);
+        nd_free(names[i]);
+    }
+    nd_free(names);
+    assert_store_matches(w->s, w->e);
+}
+
+static void assert_storage_error(enum nd_status st, const struct nd_error *err, const char *what) {
+    ck_assert_msg(st == ND_STATUS_STORAGE, "%s: %s, expected storage (%s)", what,
+                  nd_status_name(st), err->msg);
+    ck_assert_int_eq(err->code, ND_STATUS_STORAGE);
+    ck_assert_msg(strstr(err->msg, "test store") != NULL, "%s: message %s", what, err->msg);
+}
+
+START_TEST(test_failed_train_step_rolls_back) {
+    struct twin w = twin_new();
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    twin_define(&w, "a", &def);
+    twin_define(&w, "m", &def); // a second user of S
+    twin_train(&w, "a", SGD, 1);
+    twin_train(&w, "m", SGD, 2);
+    twin_train(&w, "a", SGD, 3);
+    struct nd_layer *a = get_layer(w.e, "a"), *ta = get_layer(w.t, "a");
+    // The failing step switches optimizer (sgd -> adam resets the states it prepares): the
+    // undo must bring back the sgd momentum buffers, not the reset ones.
+    for (int which = 0; which < 3; which++) {
+        if (which == 0)
+            w.s->fail_kind_saves[MEM_SHARED] = 1; // S cannot be stored
+        else if (which == 1)
+            w.s->fail_kind_saves[MEM_LAYER] = 1; // S stored, then the layer cannot be
+        else
+            w.s->fail_saves = 1;
+        struct nd_train_result r;
+        struct nd_error err;
+        nd_error_clear(&err);
+        enum nd_status st = train_seeded(w.e, a, ADAM, 50, false, &r, &err);
+        assert_storage_error(st, &err, "train-step");
+        ck_assert_ptr_null(r.output.data); // nothing reported
+        twin_assert_same(&w, "after a failed train-step");
+    }
+    // The same step with the store working again; then the step the twin would take next.
+    assert_same_step(w.e, a, w.t, ta, ADAM, 50, false, "retried");
+    twin_assert_same(&w, "retried");
+    assert_same_step(w.e, a, w.t, ta, SGD, 51, false, "next");
+    twin_train(&w, "m", SGD, 52);
+    twin_assert_same(&w, "next");
+    // A batch norm's moving statistics change without a gradient too: undone the same way.
+    w.s->fail_kind_saves[MEM_LAYER] = 1;
+    struct nd_tensor x = batch_for(a, 60, 0.0);
+    struct nd_train_args args = {.input = &x, .want = W_ALL};
+    struct nd_train_result r;
+    struct nd_error err;
+    nd_error_clear(&err);
+    assert_storage_error(nd_layer_train_step(a, nd_engine_pool(w.e), &args, &r, &err), &err,
+                         "statistics-only step");
+    nd_tensor_deinit(&x);
+    twin_assert_same(&w, "statistics-only step");
+    nd_layer_unref(a);
+    nd_layer_unref(ta);
+    twin_free(&w);
+}
+END_TEST
+
+START_TEST(test_failed_write_rolls_back) {
+    struct twin w = twin_new();
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    twin_define(&w, "a", &def);
+    struct nd_layer_def own;
+    bn_def(&own, 3);
+    twin_define(&w, "own", &own);
+    twin_train(&w, "a", SGD, 1);
+    twin_train(&w, "own", ADAM, 2);
+    struct nd_layer *a = get_layer(w.e, "a"), *o = get_layer(w.e, "own");
+    const enum nd_array_id ids[] = {SC, BI, MM, MV};
+    for (int i = 0; i < 4; i++) {
+        for (int kind = 0; kind < 2; kind++) {
+            w.s->fail_kind_saves[kind] = 1; // S is stored before the layer, whatever changed
+            struct nd_error err;
+            nd_error_clear(&err);
+            uint64_t v = 0;
+            enum nd_status st = write_seeded(a, ids[i], 9, &v, &err);
+            w.s->fail_kind_saves[kind] = 0;
+            assert_storage_error(st, &err, "write");
+            ck_assert_uint_eq(v, version_of(a)); // the version it still has
+            ck_assert(!a->user_set[ids[i]]);
+            twin_assert_same(&w, "failed write");
+        }
+        w.s->fail_saves = 1;
+        struct nd_error err;
+        nd_error_clear(&err);
+        assert_storage_error(write_seeded(o, ids[i], 9, NULL, &err), &err, "write own");
+        twin_assert_same(&w, "failed write of an own array");
+    }
+    // Not given by the user after all: a new input shape replaces them on both engines.
+    initialize_ok(w.e, "own", 1, (int64_t[]){5}, false);
+    initialize_ok(w.t, "own", 1, (int64_t[]){5}, false);
+    twin_assert_same(&w, "initialized with a new shape");
+    // The same writes succeed once the store works, on both.
+    struct nd_layer *ta = get_layer(w.t, "a");
+    for (int i = 0; i < 4; i++) {
+        uint64_t v1 = write_ok(a, ids[i], 30 + (uint64_t)i);
+        uint64_t v2 = write_ok(ta, ids[i], 30 + (uint64_t)i);
+        ck_assert_uint_eq(v1, v2);
+        assert_stored_version(w.s, "a", v1);
+    }
+    twin_assert_same(&w, "written");
+    assert_same_step(w.e, a, w.t, ta, SGD, 40, false, "after writes");
+    nd_layer_unref(a);
+    nd_layer_unref(ta);
+    nd_layer_unref(o);
+    twin_free(&w);
+}
+END_TEST
+
+START_TEST(test_failed_initialize_rolls_back) {
+    struct twin w = twin_new();
+    // Not initialized, with a shared Biases that initialize creates.
+    struct nd_spec ns;
+    spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, -1, NULL);
+    struct nd_layer_def pd;
+    nd_layer_def_init(&pd, &ns);
+    set_shared(&pd, BI, "P");
+    twin_define(&w, "p", &pd);
+    for (int kind = 0; kind < 2; kind++) {
+        w.s->fail_kind_saves[kind] = 1;
+        struct nd_error err;
+        nd_error_clear(&err);
+        uint64_t v = 0;
+        assert_storage_error(initialize(w.e, "p", 2, (int64_t[]){4, 3}, false, &v, &err), &err,
+                             "initialize");
+        ck_assert_uint_eq(v, 1);
+        ck_assert(!has_shared(w.e, "P"));
+        size_t len;
+        ck_assert_ptr_null(mem_get(w.s, MEM_SHARED, "P", &len)); // no copy of what is not there
+        twin_assert_same(&w, "failed initialize");
+    }
+    ck_assert_uint_eq(initialize_ok(w.e, "p", 2, (int64_t[]){4, 3}, false),
+                      initialize_ok(w.t, "p", 2, (int64_t[]){4, 3}, false));
+    twin_assert_same(&w, "initialized");
+
+    // Reinitialize refills a trained layer's own arrays and its shared Scaling.
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    twin_define(&w, "r", &def);
+    twin_train(&w, "r", SGD, 1);
+    twin_train(&w, "r", SGD, 2);
+    for (int kind = 0; kind < 2; kind++) {
+        w.s->fail_kind_saves[kind] = 1;
+        struct nd_error err;
+        nd_error_clear(&err);
+        assert_storage_error(initialize(w.e, "r", -1, NULL, true, NULL, &err), &err,
+                             "reinitialize");
+        twin_assert_same(&w, "failed reinitialize");
+    }
+    // A new input shape: other arrays, same refusal.
+    w.s->fail_saves = 1;
+    struct nd_error err;
+    nd_error_clear(&err);
+    assert_storage_error(initialize(w.e, "r", 2, (int64_t[]){3, 2}, false, NULL, &err), &err,
+                         "initialize with input");
+    twin_assert_same(&w, "failed initialize with input");
+    struct nd_layer *r = get_layer(w.e, "r"), *tr = get_layer(w.t, "r");
+    assert_same_step(w.e, r, w.t, tr, SGD, 3, false, "after failed reinitialize");
+    ck_assert_uint_eq(initialize_ok(w.e, "r", -1, NULL, true),
+                      initialize_ok(w.t, "r", -1, NULL, true));
+    twin_assert_same(&w, "reinitialized");
+    assert_same_step(w.e, r, w.t, tr, SGD, 4, false, "after reinitialize");
+    nd_layer_unref(r);
+    nd_layer_unref(tr);
+    twin_free(&w);
+}
+END_TEST
+
+// Reinitialize decides every array before it refills any: a Biases that cannot be bound
+// (another shape) leaves the shared Scaling it would have refilled as it was, stored or not.
+START_TEST(test_refused_reinitialize_refills_nothing) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_spec ns;
+    spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){4, 3});
+    struct nd_layer_def ha;
+    nd_layer_def_init(&ha, &ns);
+    set_shared(&ha, SC, "A"); // [4]
+    struct nd_layer *l = define_ok(e, "ha", &ha);
+    train_ok(e, l, SGD, 1);
+    nd_layer_unref(l);
+    spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, -1, NULL);
+    struct nd_layer_def q;
+    nd_layer_def_init(&q, &ns);
+    set_shared(&q, SC, "A"); // bound now
+    set_shared(&q, BI, "B"); // pending
+    nd_layer_unref(define_ok(e, "q", &q));
+    spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){5, 3});
+    struct nd_layer_def hb;
+    nd_layer_def_init(&hb, &ns);
+    set_shared(&hb, BI, "B"); // [5]
+    nd_layer_unref(define_ok(e, "hb", &hb));
+
+    struct nd_array *a = NULL;
+    ck_assert_int_eq(nd_registry_shared_get(R(e), "A", &a, NULL), ND_STATUS_OK);
+    struct nd_tensor before;
+    uint64_t v0 = 0, v1 = 0;
+    ck_assert_int_eq(nd_array_read(a, &before, &v0, NULL), ND_STATUS_OK);
+    int64_t opt_n = a->opt.n;
+    ck_assert_int_gt(opt_n, 0);
+    int saves = total_saves(s);
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(initialize(e, "q", 2, (int64_t[]){4, 3}, true, NULL, &err),
+                     ND_STATUS_SHAPE_MISMATCH);
+    struct nd_tensor after;
+    ck_assert_int_eq(nd_array_read(a, &after, &v1, NULL), ND_STATUS_OK);
+    assert_tensors_equal(&before, &after, "A");
+    ck_assert_uint_eq(v0, v1);
+    ck_assert_int_eq(a->opt.n, opt_n); // its optimizer state was not dropped either
+    ck_assert_int_eq(total_saves(s), saves);
+    assert_store_matches(s, e);
+    nd_tensor_deinit(&before);
+    nd_tensor_deinit(&after);
+    nd_array_unref(a);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+START_TEST(test_failed_define_changes_nothing) {
+    struct twin w = twin_new();
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    twin_define(&w, "old", &def);
+    twin_train(&w, "old", ADAM, 1);
+    struct nd_layer *old = get_layer(w.e, "old");
+    size_t len0;
+    unsigned char *stored = mem_copy(w.s, MEM_LAYER, "old", &len0);
+
+    struct nd_layer_def fresh;
+    bn_def(&fresh, 3);
+    set_shared(&fresh, SC, "F"); // created by this definition
+    set_shared(&fresh, BI, "S"); // an existing one
+    for (int kind = 0; kind < 2; kind++) {
+        for (int replace = 0; replace < 2; replace++) {
+            const char *name = replace ? "old" : "new";
+            w.s->fail_kind_saves[kind] = 1;
+            struct nd_error err;
+            nd_error_clear(&err);
+            struct nd_layer *out = NULL;
+            enum nd_status st = define(w.e, name, &fresh, ND_DEFINE_CREATE_OR_REPLACE, &out, &err);
+            w.s->fail_kind_saves[kind] = 0;
+            assert_storage_error(st, &err, "define");
+            ck_assert_ptr_null(out);
+            ck_assert(!has_layer(w.e, "new"));
+            ck_assert(!has_shared(w.e, "F"));
+            size_t len;
+            ck_assert_ptr_null(mem_get(w.s, MEM_LAYER, "new", &len));
+            ck_assert_ptr_null(mem_get(w.s, MEM_SHARED, "F", &len)); // no orphan left
+            const unsigned char *now = mem_get(w.s, MEM_LAYER, "old", &len);
+            ck_assert(now && len == len0 && memcmp(now, stored, len0) == 0);
+            struct nd_layer *still = get_layer(w.e, "old");
+            ck_assert_ptr_eq(still, old);
+            nd_layer_unref(still);
+            ck_assert_int_eq(nd_registry_count(R(w.e)), 1);
+            twin_assert_same(&w, "failed define");
+        }
+    }
+    free(stored);
+    twin_define(&w, "new", &fresh);
+    twin_define(&w, "old", &fresh);
+    twin_assert_same(&w, "defined");
+    nd_layer_unref(old);
+    twin_free(&w);
+}
+END_TEST
+
+START_TEST(test_failed_delete_keeps_layer) {
+    struct twin w = twin_new();
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    twin_define(&w, "d", &def);
+    twin_train(&w, "d", SGD, 1);
+    w.s->fail_removes[MEM_LAYER] = 1;
+    struct nd_error err;
+    nd_error_clear(&err);
+    assert_storage_error(nd_registry_delete(R(w.e), "d", &err), &err, "delete");
+    ck_assert(has_layer(w.e, "d"));
+    ck_assert(has_shared(w.e, "S"));
+    twin_assert_same(&w, "failed delete");
+    twin_train(&w, "d", SGD, 2); // still in service, still stored
+    twin_assert_same(&w, "trained after a failed delete");
+
+    // A shared copy that cannot be removed is left behind; the next start prunes it.
+    w.s->fail_removes[MEM_SHARED] = 1;
+    ck_assert_int_eq(nd_registry_delete(R(w.e), "d", NULL), ND_STATUS_OK);
+    ck_assert(!has_layer(w.e, "d"));
+    ck_assert(!has_shared(w.e, "S"));
+    size_t len;
+    ck_assert_ptr_null(mem_get(w.s, MEM_LAYER, "d", &len));
+    ck_assert_ptr_nonnull(mem_get(w.s, MEM_SHARED, "S", &len));
+    struct nd_engine *f = engine_new(w.s);
+    load_all(w.s, f);
+    nd_registry_prune(R(f), true);
+    ck_assert(!has_shared(f, "S"));
+    ck_assert_ptr_null(mem_get(w.s, MEM_SHARED, "S", &len));
+    nd_engine_free(f);
+    twin_free(&w);
+}
+END_TEST
+
+// Another status from the hook comes back as it is, with its message.
+START_TEST(test_hook_status_passes_through) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer_def def;
+    bn_def(&def, 2);
+    struct nd_layer *l = define_ok(e, "a", &def);
+    s->fail_status = ND_STATUS_INTERNAL;
+    s->fail_saves = 1;
+    struct nd_error err;
+    nd_error_clear(&err);
+    struct nd_train_result r;
+    ck_assert_int_eq(train_seeded(e, l, SGD, 1, false, &r, &err), ND_STATUS_INTERNAL);
+    ck_assert_int_eq(err.code, ND_STATUS_INTERNAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "test store"));
+    ck_assert_uint_eq(version_of(l), 1);
+    assert_store_matches(s, e);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// ---- errors: damaged bytes are refused whole ----
+
+static uint64_t fnv1a(const unsigned char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+// Rewrites the payload length and checksum of bytes (n long) so only the content is wrong.
+static void reseal(unsigned char *p, size_t n) {
+    uint64_t len = n - 24, h;
+    for (int i = 0; i < 8; i++)
+        p[8 + i] = (unsigned char)(len >> (8 * i));
+    h = fnv1a(p, n - 8);
+    for (int i = 0; i < 8; i++)
+        p[n - 8 + i] = (unsigned char)(h >> (8 * i));
+}
+
+// The bytes of a small trained layer (own arrays) and of a shared array, and the store.
+struct sample {
+    struct mem_store *s;
+    unsigned char *layer, *shared, *user;
+    size_t layer_len, shared_len, user_len;
+};
+
+static struct sample sample_new(void) {
+    struct sample x;
+    x.s = mem_new();
+    struct nd_engine *e = engine_new(x.s);
+    struct nd_layer_def def;
+    bn_def(&def, 2);
+    struct nd_layer *l = define_ok(e, "small", &def);
+    train_ok(e, l, ADAM, 1);
+    nd_layer_unref(l);
+    set_shared(&def, SC, "S");
+    l = define_ok(e, "user", &def);
+    train_ok(e, l, SGD, 2);
+    nd_layer_unref(l);
+    x.layer = mem_copy(x.s, MEM_LAYER, "small", &x.layer_len);
+    x.shared = mem_copy(x.s, MEM_SHARED, "S", &x.shared_len);
+    x.user = mem_copy(x.s, MEM_LAYER, "user", &x.user_len);
+    nd_engine_free(e);
+    return x;
+}
+
+static void sample_free(struct sample *x) {
+    free(x->layer);
+    free(x->shared);
+    free(x->user);
+    mem_free(x->s);
+}
+
+// Loading bytes is refused with `want` and a message, and changes nothing in e.
+static void assert_refused(struct nd_engine *e, bool shared, const void *bytes, size_t len,
+                           enum nd_status want, const char *what) {
+    int64_t layers = nd_registry_count(R(e));
+    char **names = NULL;
+    int64_t nshared = 0;
+    ck_assert_int_eq(nd_registry_shared_list(R(e), &names, &nshared, NULL), ND_STATUS_OK);
+    for (int64_t i = 0; i < nshared; i++)
+        nd_free(names[i]);
+    nd_free(names);
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status st = shared ? nd_registry_load_shared(R(e), bytes, len, &err)
+                               : nd_registry_load_layer(R(e), bytes, len, &err);
+    ck_assert_msg(st == want, "%s: %s, expected %s (%s)", what, nd_status_name(st),
+                  nd_status_name(want), err.msg);
+    ck_assert_msg(err.code == want, "%s: error code %s", what, nd_status_name(err.code));
+    ck_assert_msg(err.msg[0] != '\0', "%s: no message", what);
+    ck_assert_int_eq(nd_registry_count(R(e)), layers);
+    int64_t now = 0;
+    ck_assert_int_eq(nd_registry_shared_list(R(e), &names, &now, NULL), ND_STATUS_OK);
+    for (int64_t i = 0; i < now; i++)
+        nd_free(names[i]);
+    nd_free(names);
+    ck_assert_int_eq(now, nshared);
+    // st != OK with err NULL too
+    st = shared ? nd_registry_load_shared(R(e), bytes, len, NULL)
+                : nd_registry_load_layer(R(e), bytes, len, NULL);
+    ck_assert_int_eq(st, want);
+}
+
+START_TEST(test_damaged_bytes_refused) {
+    struct sample x = sample_new();
+    struct nd_engine *e = engine_new(NULL);
+    unsigned char *b = malloc(x.layer_len + 16);
+    ck_assert_ptr_nonnull(b);
+
+    // A sample of truncations (every length in the limits case).
+    for (size_t n = 0; n < x.layer_len; n += 1 + n / 8) {
+        memcpy(b, x.layer, n);
+        assert_refused(e, false, b, n, ND_STATUS_INVALID_VALUE, "truncated layer");
+    }
+    for (size_t n = 0; n < x.shared_len; n += 1 + n / 8) {
+        memcpy(b, x.shared, n);
+        assert_refused(e, true, b, n, ND_STATUS_INVALID_VALUE, "truncated shared array");
+    }
+    // Extra bytes at the end.
+    memcpy(b, x.layer, x.layer_len);
+    b[x.layer_len] = 0;
+    assert_refused(e, false, b, x.layer_len + 1, ND_STATUS_INVALID_VALUE, "one byte too many");
+
+    // Flipped bytes: the checksum (or the header checks) catches each.
+    for (size_t i = 0; i < x.layer_len; i += 3) {
+        memcpy(b, x.layer, x.layer_len);
+        b[i] ^= 0x5a;
+        assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "flipped byte");
+    }
+
+    // Wrong magic, each kind given to the other loader.
+    assert_refused(e, true, x.layer, x.layer_len, ND_STATUS_INVALID_VALUE, "layer as shared");
+    assert_refused(e, false, x.shared, x.shared_len, ND_STATUS_INVALID_VALUE, "shared as layer");
+    memcpy(b, x.layer, x.layer_len);
+    memcpy(b, "XDL1", 4);
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "bad magic");
+
+    // A format version from the future, nothing else changed: named as such.
+    memcpy(b, x.layer, x.layer_len);
+    b[4] = ND_PERSIST_FORMAT_VERSION + 1;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_registry_load_layer(R(e), b, x.layer_len, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_msg(strstr(err.msg, "version") != NULL, "%s", err.msg);
+    memcpy(b, x.shared, x.shared_len);
+    b[7] = 1;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_registry_load_shared(R(e), b, x.shared_len, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_msg(strstr(err.msg, "version") != NULL, "%s", err.msg);
+
+    // Damage behind a valid checksum (a writer's bug, not a torn file): still refused whole.
+    // The layer's name starts at byte 16 (u32 length, then the name); the spec follows.
+    memcpy(b, x.layer, x.layer_len);
+    b[20] = '/'; // "small" -> "/mall": not a valid name
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "invalid name");
+    memcpy(b, x.layer, x.layer_len);
+    b[16] = 200; // name length past the payload
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "name length");
+    size_t spec_at = 16 + 4 + 5; // the spec: u32 type first
+    memcpy(b, x.layer, x.layer_len);
+    b[spec_at] = 9; // no such layer type
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "layer type");
+    memcpy(b, x.layer, x.layer_len);
+    b[spec_at + 8] = 7; // no such convention
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "convention");
+    // The input shape: rank 1, then its dim (2 channels) -> 5 channels: the arrays do not fit.
+    memcpy(b, x.layer, x.layer_len);
+    ck_assert_int_eq(b[spec_at + 12], 1);
+    ck_assert_int_eq(b[spec_at + 16], 2);
+    b[spec_at + 16] = 5;
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "arrays do not fit");
+    memcpy(b, x.layer, x.layer_len);
+    b[spec_at + 12] = 0x20; // rank 32
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "rank");
+    // epsilon (a double after the shape) made negative: the spec does not validate.
+    memcpy(b, x.layer, x.layer_len);
+    b[spec_at + 24 + 7] ^= 0x80;
+    reseal(b, x.layer_len);
+    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "epsilon");
+    // One byte added inside the payload (length and checksum fixed): trailing bytes.
+    memcpy(b, x.layer, x.layer_len - 8);
+    b[x.layer_len - 8] = 0;
+    reseal(b, x.layer_len + 1);
+    assert_refused(e, false, b, x.layer_len + 1, ND_STATUS_INVALID_VALUE, "trailing byte");
+    // Cut inside the payload, resealed: every field read checks what is left.
+    for (size_t n = 24; n < x.layer_len; n += 1 + n / 16) {
+        memcpy(b, x.layer, n - 8);
+        reseal(b, n);
+        assert_refused(e, false, b, n, ND_STATUS_INVALID_VALUE, "resealed cut");
+    }
+    for (size_t n = 24; n < x.shared_len; n++) {
+        memcpy(b, x.shared, n - 8);
+        reseal(b, n);
+        assert_refused(e, true, b, n, ND_STATUS_INVALID_VALUE, "resealed shared cut");
+    }
+
+    // A ready batch norm without its MovingVariance (the last 49 bytes of the payload: shape,
+    // values, optimizer state, version; its "present" byte just before): refused, not loaded
+    // half-initialized.
+    size_t end = x.layer_len - 8, mv_at = end - 49;
+    memcpy(b, x.layer, x.layer_len);
+    ck_assert_int_eq(b[mv_at - 1], 1); // present
+    ck_assert_int_eq(b[mv_at], 1);     // rank 1
+    ck_assert_int_eq(b[mv_at + 4], 2); // 2 channels
+    b[mv_at - 1] = 0;
+    memcpy(b + mv_at, x.layer + end, 8);
+    reseal(b, mv_at + 8);
+    assert_refused(e, false, b, mv_at + 8, ND_STATUS_INVALID_VALUE, "missing MovingVariance");
+    // A shared name that is no name (".S" cannot name a file of the store).
+    size_t at = 0;
+    for (size_t i = 16; i + 5 <= x.user_len; i++)
+        if (memcmp(x.user + i, "\x01\x00\x00\x00S", 5) == 0)
+            at = i + 4;
+    ck_assert_uint_gt(at, 0);
+    memcpy(b, x.user, x.user_len);
+    b[at] = '.';
+    reseal(b, x.user_len);
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_registry_load_layer(R(e), b, x.user_len, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_msg(strstr(err.msg, "damaged") != NULL, "%s", err.msg);
+
+    // A layer naming a shared array that is not there.
+    assert_refused(e, false, x.user, x.user_len, ND_STATUS_INVALID_VALUE, "missing shared");
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_registry_load_layer(R(e), x.user, x.user_len, &err),
+                     ND_STATUS_INVALID_VALUE);
+    ck_assert_msg(strstr(err.msg, "S") != NULL, "%s", err.msg);
+
+    // Loaded twice: the second is refused and the first stays as it was.
+    ck_assert_int_eq(nd_registry_load_shared(R(e), x.shared, x.shared_len, NULL), ND_STATUS_OK);
+    assert_refused(e, true, x.shared, x.shared_len, ND_STATUS_ALREADY_EXISTS, "shared twice");
+    ck_assert_int_eq(nd_registry_load_layer(R(e), x.user, x.user_len, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_load_layer(R(e), x.layer, x.layer_len, NULL), ND_STATUS_OK);
+    struct nd_layer *first = get_layer(e, "small");
+    uint64_t v = version_of(first);
+    assert_refused(e, false, x.layer, x.layer_len, ND_STATUS_ALREADY_EXISTS, "layer twice");
+    struct nd_layer *still = get_layer(e, "small");
+    ck_assert_ptr_eq(first, still);
+    ck_assert_uint_eq(version_of(still), v);
+    nd_layer_unref(first);
+    nd_layer_unref(still);
+
+    free(b);
+    nd_engine_free(e);
+    sample_free(&x);
+}
+END_TEST
+
+// ---- errors: NULL arguments ----
+
+START_TEST(test_null_arguments) {
+    struct sample x = sample_new();
+    struct nd_engine *e = engine_new(NULL);
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_registry_load_layer(NULL, x.layer, x.layer_len, &err),
+                     ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(err.code, ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_registry_load_layer(R(e), NULL, 10, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_registry_load_layer(R(e), NULL, 0, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_registry_load_shared(NULL, x.shared, x.shared_len, NULL),
+                     ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_registry_load_shared(R(e), NULL, 5, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_registry_count(R(e)), 0);
+    nd_buf_deinit(NULL);
+    struct nd_buf empty = {0};
+    nd_buf_deinit(&empty);
+    nd_buf_deinit(&empty); // twice: still empty
+    ck_assert_ptr_null(empty.data);
+    nd_registry_set_persist(NULL, NULL);
+    nd_registry_prune(NULL, false);
+    nd_registry_set_persist(R(e), NULL); // memory only: fine before any layer exists
+    struct nd_layer_def def;
+    bn_def(&def, 2);
+    nd_layer_unref(define_ok(e, "a", &def));
+    nd_engine_free(e);
+    sample_free(&x);
+}
+END_TEST
+
+// ---- limits ----
+
+// Every truncation length and every flipped byte of a small layer and a shared array.
+START_TEST(test_every_truncation_and_flip) {
+    struct sample x = sample_new();
+    struct nd_engine *e = engine_new(NULL);
+    unsigned char *b = malloc(x.layer_len > x.shared_len ? x.layer_len : x.shared_len);
+    ck_assert_ptr_nonnull(b);
+    for (int kind = 0; kind < 2; kind++) {
+        const unsigned char *src = kind ? x.shared : x.layer;
+        size_t len = kind ? x.shared_len : x.layer_len;
+        for (size_t n = 0; n < len; n++) {
+            memcpy(b, src, n);
+            assert_refused(e, kind, b, n, ND_STATUS_INVALID_VALUE, "truncated");
+        }
+        for (size_t i = 0; i < len; i++) {
+            for (int bit = 0; bit < 8; bit += 3) {
+                memcpy(b, src, len);
+                b[i] ^= (unsigned char)(1u << bit);
+                assert_refused(e, kind, b, len, ND_STATUS_INVALID_VALUE, "flipped bit");
+            }
+        }
+    }
+    free(b);
+    nd_engine_free(e);
+    sample_free(&x);
+}
+END_TEST
+
+// Loading ignores max_layers (what was stored comes back); the longest name round-trips; a
+// large layer round-trips.
+START_TEST(test_load_limits) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    char longname[ND_NAME_MAX + 1];
+    memset(longname, 'n', ND_NAME_MAX);
+    longname[ND_NAME_MAX] = '\0';
+    struct nd_layer_def def;
+    bn_def(&def, 2);
+    set_shared(&def, SC, longname);
+    struct nd_layer *l = define_ok(e, longname, &def);
+    train_ok(e, l, ADAM, 1);
+    nd_layer_unref(l);
+    bn_def(&def, 1000);
+    l = define_ok(e, "big", &def);
+    train_ok(e, l, ADAM, 2);
+    nd_layer_unref(l);
+    struct nd_spec spec;
+    spec_of(&spec, ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, 8,
+            (int64_t[]){1, 2, 1, 1, 2, 1, 1, 3});
+    nd_layer_def_init(&def, &spec);
+    l = define_ok(e, "rank8", &def);
+    train_ok(e, l, SGD, 3);
+    nd_layer_unref(l);
+
+    struct nd_engine_config cfg = nd_engine_config_default();
+    cfg.threads = 2;
+    cfg.max_layers = 1;
+    struct nd_engine *f = NULL;
+    ck_assert_int_eq(nd_engine_create(&cfg, &f, NULL), ND_STATUS_OK);
+    load_all(s, f);
+    ck_assert_int_eq(nd_registry_count(R(f)), 3);
+    const char *names[] = {longname, "big", "rank8"};
+    for (int i = 0; i < 3; i++) {
+        struct nd_layer *a = get_layer(e, names[i]), *b = get_layer(f, names[i]);
+        assert_layers_equal(a, b, names[i]);
+        assert_same_step(e, a, f, b, i == 2 ? SGD : ADAM, 10 + (uint64_t)i, false, names[i]);
+        nd_layer_unref(a);
+        nd_layer_unref(b);
+    }
+    // Full: a new definition is refused, the loaded layers still change.
+    bn_def(&def, 2);
+    ck_assert_int_eq(define(f, "more", &def, ND_DEFINE_CREATE, NULL, NULL),
+                     ND_STATUS_LIMIT_EXCEEDED);
+    nd_engine_free(e);
+    nd_engine_free(f);
+    mem_free(s);
+}
+END_TEST
+
+// ---- limits: concurrency ----
+
+#define CC_LAYERS 4
+#define CC_ITERS  12
+
+struct cc_ctx {
+    struct nd_engine *e;
+    int id;
+    atomic_int *failures;
+};
+
+static const char *const cc_names[CC_LAYERS] = {"c0", "c1", "c2", "c3"};
+
+static void *cc_trainer(void *arg) {
+    struct cc_ctx *c = arg;
+    for (int i = 0; i < CC_ITERS; i++) {
+        const char *name = cc_names[(c->id + i) % CC_LAYERS];
+        struct nd_layer *l = NULL;
+        if (nd_registry_get(R(c->e), name, &l, NULL) != ND_STATUS_OK)
+            continue; // being replaced
+        struct nd_train_result r;
+        struct nd_error err;
+        nd_error_clear(&err);
+        if (train_seeded(c->e, l, (i % 3) ? SGD : ADAM, (uint64_t)(c->id * 100 + i), false, &r,
+                         &err) != ND_STATUS_OK)
+            atomic_fetch_add(c->failures, 1);
+        nd_train_result_deinit(&r);
+        if (i % 4 == 1 && write_seeded(l, MM, (uint64_t)i, NULL, NULL) != ND_STATUS_OK)
+            atomic_fetch_add(c->failures, 1);
+        nd_layer_unref(l);
+    }
+    return NULL;
+}
+
+static void *cc_forwarder(void *arg) {
+    struct cc_ctx *c = arg;
+    for (int i = 0; i < 3 * CC_ITERS; i++) {
+        struct nd_layer *l = NULL;
+        if (nd_registry_get(R(c->e), cc_names[i % CC_LAYERS], &l, NULL) != ND_STATUS_OK)
+            continue;
+        struct nd_tensor x = batch_for(l, (uint64_t)i, 0.0), y;
+        ck_assert_int_eq(nd_tensor_init(&y, &x.shape, NULL), ND_STATUS_OK);
+        if (nd_layer_forward(l, nd_engine_pool(c->e), &x, i % 2, &y, NULL, NULL) != ND_STATUS_OK)
+            atomic_fetch_add(c->failures, 1);
+        nd_tensor_deinit(&x);
+        nd_tensor_deinit(&y);
+        nd_layer_unref(l);
+    }
+    return NULL;
+}
+
+// Deletes and re-defines "c3" while others train it: a stale layer must never store itself.
+static void *cc_recreator(void *arg) {
+    struct cc_ctx *c = arg;
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "S");
+    for (int i = 0; i < CC_ITERS / 2; i++) {
+        if (i % 2 == 0)
+            nd_registry_delete(R(c->e), "c3", NULL);
+        if (define(c->e, "c3", &def, ND_DEFINE_CREATE_OR_REPLACE, NULL, NULL) != ND_STATUS_OK)
+            atomic_fetch_add(c->failures, 1);
+        sched_yield();
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_changes_store_final_state) {
+    struct mem_store *s = mem_new();
+    s->slow = true;
+    struct nd_engine *e = engine_new(s);
+    nd_pool_set_inline_elems(nd_engine_pool(e), 0);
+    for (int i = 0; i < CC_LAYERS; i++) {
+        struct nd_layer_def def;
+        bn_def(&def, 3);
+        if (i != 2)
+            set_shared(&def, SC, "S"); // three layers train one shared array
+        if (i == 1)
+            set_shared(&def, BI, "B");
+        nd_layer_unref(define_ok(e, cc_names[i], &def));
+    }
+    atomic_int failures = 0;
+    enum { NT = 3, NF = 2 };
+    pthread_t th[NT + NF + 1];
+    struct cc_ctx ctx[NT + NF + 1];
+    for (int i = 0; i < NT + NF + 1; i++) {
+        ctx[i] = (struct cc_ctx){e, i, &failures};
+        void *(*fn)(void *) = i < NT ? cc_trainer : i < NT + NF ? cc_forwarder : cc_recreator;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, fn, &ctx[i]), 0);
+    }
+    for (int i = 0; i < NT + NF + 1; i++)
+        pthread_join(th[i], NULL);
+    int failed = atomic_load(&failures), overlaps = atomic_load(&s->overlaps);
+    ck_assert_int_eq(failed, 0);
+    ck_assert_msg(overlaps == 0, "%d saves overlapped a save of the same name", overlaps);
+    assert_store_matches(s, e);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// ---- limits: a replace or delete while a save of the old layer is in flight ----
+
+struct gate_ctx {
+    struct nd_engine *e;
+    struct nd_layer *old;
+    bool replace;
+    atomic_bool done;
+    enum nd_status st;
+};
+
+static void *gate_trainer(void *arg) {
+    struct gate_ctx *g = arg;
+    struct nd_train_result r;
+    g->st = train_seeded(g->e, g->old, SGD, 9, false, &r, NULL);
+    nd_train_result_deinit(&r);
+    return NULL;
+}
+
+static void *gate_registry(void *arg) {
+    struct gate_ctx *g = arg;
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    enum nd_status st = g->replace
+                            ? define(g->e, "a", &def, ND_DEFINE_CREATE_OR_REPLACE, NULL, NULL)
+                            : nd_registry_delete(R(g->e), "a", NULL);
+    ck_assert_int_eq(st, ND_STATUS_OK);
+    atomic_store(&g->done, true);
+    return NULL;
+}
+
+// The registry waits for the save in flight, then stores (or removes) the copy: the old layer's
+// save never lands after it, and the two never overlap.
+START_TEST(test_registry_waits_for_save_in_flight) {
+    for (int replace = 0; replace < 2; replace++) {
+        struct mem_store *s = mem_new();
+        struct nd_engine *e = engine_new(s);
+        struct nd_layer_def def;
+        bn_def(&def, 3);
+        struct gate_ctx g = {.e = e, .old = define_ok(e, "a", &def), .replace = replace};
+        atomic_init(&g.done, false);
+        pthread_mutex_lock(&s->lock);
+        s->gate_name = "a";
+        pthread_mutex_unlock(&s->lock);
+        pthread_t trainer, registry;
+        ck_assert_int_eq(pthread_create(&trainer, NULL, gate_trainer, &g), 0);
+        pthread_mutex_lock(&s->lock);
+        while (!s->gate_entered)
+            pthread_cond_wait(&s->cond, &s->lock);
+        pthread_mutex_unlock(&s->lock);
+        ck_assert_int_eq(pthread_create(&registry, NULL, gate_registry, &g), 0);
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        ck_assert_msg(!atomic_load(&g.done), "%s did not wait for the save in flight",
+                      replace ? "replace" : "delete");
+        pthread_mutex_lock(&s->lock);
+        s->gate_open = true;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(trainer, NULL);
+        pthread_join(registry, NULL);
+        ck_assert_int_eq(g.st, ND_STATUS_OK);
+        ck_assert_int_eq(atomic_load(&s->overlaps), 0);
+        size_t len;
+        if (replace) {
+            struct nd_layer *now = get_layer(e, "a");
+            assert_stored_version(s, "a", version_of(now));
+            nd_layer_unref(now);
+        } else {
+            ck_assert_ptr_null(mem_get(s, MEM_LAYER, "a", &len));
+        }
+        assert_store_matches(s, e);
+        nd_layer_unref(g.old);
+        nd_engine_free(e);
+        mem_free(s);
+    }
+}
+END_TEST
+
+// ---- the suite ----
+
+Suite *persist_suite(void) {
+    Suite *s = suite_create("persist");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_round_trip_every_kind);
+    tcase_add_test(tc, test_stored_state_follows_every_change);
+    tcase_add_test(tc, test_loaded_layers_keep_storing);
+    tcase_add_test(tc, test_stale_layer_never_stores_itself);
+    suite_add_tcase(s, tc);
+
+    TCase *tl = tcase_create("limits");
+    tcase_set_timeout(tl, 120); // TSan is slow; a deadlock still ends as a timeout
+    tcase_add_test(tl, test_every_truncation_and_flip);
+    tcase_add_test(tl, test_load_limits);
+    tcase_add_loop_test(tl, test_concurrent_changes_store_final_state, 0, 4);
+    tcase_add_test(tl, test_registry_waits_for_save_in_flight);
+    suite_add_tcase(s, tl);
+
+    TCase *te = tcase_create("errors");
+    tcase_set_timeout(te, 60);
+    tcase_add_test(te, test_failed_train_step_rolls_back);
+    tcase_add_test(te, test_failed_write_rolls_back);
+    tcase_add_test(te, test_failed_initialize_rolls_back);
+    tcase_add_test(te, test_refused_reinitialize_refills_nothing);
+    tcase_add_test(te, test_failed_define_changes_nothing);
+    tcase_add_test(te, test_failed_delete_keeps_layer);
+    tcase_add_test(te, test_hook_status_passes_through);
+    tcase_add_test(te, test_damaged_bytes_refused);
+    tcase_add_test(te, test_null_arguments);
+    suite_add_tcase(s, te);
+    return s;
+}
