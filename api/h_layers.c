@@ -116,20 +116,8 @@ int api_h_layer_delete(struct api_call *call) {
         return API_FAIL;
     struct nd_error ce;
     nd_error_clear(&ce);
-    if (version != 0) {
-        struct nd_layer *layer;
-        if (api_layer_from_path(call, &layer) != 0)
-            return API_FAIL;
-        struct nd_layer_info info;
-        nd_layer_info(layer, &info);
-        nd_layer_unref(layer);
-        if (info.version != version)
-            return api_error_set(&call->err, 412, "precondition_failed", "If-Match",
-                                 "layer %s is at version %llu", call->param[0],
-                                 (unsigned long long)info.version);
-    }
-    if (nd_registry_delete(nd_engine_registry(call->ctx->engine), call->param[0], &ce) !=
-        ND_STATUS_OK)
+    if (nd_registry_delete_if(nd_engine_registry(call->ctx->engine), call->param[0], version,
+                              &ce) != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     call->resp->status = 204;
     return API_OK;

@@ -329,6 +329,11 @@ enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct
 
 enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
                                   struct nd_error *err) {
+    return nd_registry_delete_if(reg, name, 0, err);
+}
+
+enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name,
+                                     uint64_t if_version, struct nd_error *err) {
     if (!reg || !name)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_delete: NULL argument");
     nd_mutex_lock(reg->lock);
@@ -336,6 +341,11 @@ enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
     enum nd_status st = ND_STATUS_OK;
     if (pos < 0)
         st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    else if (if_version != 0 && nd__layer_version(reg->layers.e[pos].obj) != if_version)
+        st = nd_error_set_field(err, ND_STATUS_PRECONDITION_FAILED, "If-Match",
+                                "layer %s is at version %llu, not %llu", name,
+                                (unsigned long long)nd__layer_version(reg->layers.e[pos].obj),
+                                (unsigned long long)if_version);
     else // gone from the store before from memory; an in-flight change no longer stores it
         st = nd__layer_unstore(reg->layers.e[pos].obj, err);
     if (st == ND_STATUS_OK) {

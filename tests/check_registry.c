@@ -323,6 +323,24 @@ START_TEST(test_get_and_delete) {
 }
 END_TEST
 
+// DELETE with If-Match: the version is checked and the layer deleted under one lock.
+START_TEST(test_delete_if_version) {
+    ck_assert_int_eq(define_bn("bn1", 3, NULL, ND_DEFINE_CREATE, NULL), ND_STATUS_OK);
+    struct nd_layer *l = get_layer("bn1");
+    uint64_t v = train(l, 3); // the version after one train-step
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_registry_delete_if(reg, "bn1", v - 1, &err), ND_STATUS_PRECONDITION_FAILED);
+    ck_assert_str_eq(err.field, "If-Match");
+    ck_assert_int_eq(nd_registry_count(reg), 1); // still there
+    ck_assert_int_eq(nd_registry_delete_if(reg, "bn1", v, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_count(reg), 0);
+    ck_assert_int_eq(nd_registry_delete_if(reg, "bn1", 0, NULL), ND_STATUS_NOT_FOUND);
+    ck_assert_int_eq(nd_registry_delete_if(NULL, "bn1", 0, NULL), ND_STATUS_INVALID_ARGUMENT);
+    nd_layer_unref(l);
+}
+END_TEST
+
 START_TEST(test_list_sorted_with_references) {
     const char *names[] = {"c", "a", "B", "b2", "a1", "a.0", "9z"};
     for (int i = 0; i < 7; i++)
@@ -1465,6 +1483,7 @@ Suite *registry_suite(void) {
     tcase_add_test(tc, test_create_then_create_again);
     tcase_add_test(tc, test_replace_keeps_old_reference);
     tcase_add_test(tc, test_get_and_delete);
+    tcase_add_test(tc, test_delete_if_version);
     tcase_add_test(tc, test_list_sorted_with_references);
     tcase_add_test(tc, test_define_if_version);
     tcase_add_test(tc, test_versions_increase_per_change);
