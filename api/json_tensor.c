@@ -47,6 +47,8 @@ static int element_count_error(struct api_error *err, const char *field, int64_t
 }
 
 // The element count of a shape against the limits (<= 0 or NULL: no limit); 413 when over.
+// The product overflows as core's nd_shape_numel sees it, left to right, even when a later
+// dimension is 0: such a shape would fail in the engine anyway.
 static int check_numel(const struct nd_shape *shape, const struct api_tensor_limits *limits,
                        const char *field, int64_t *numel, struct api_error *err) {
     int64_t n = 1;

@@ -8,14 +8,25 @@
 //     one is a multiple of 10^(k+1) too);
 //   - otherwise the shortest decimals of R are its multiples of 10^k, and the one closest to v
 //     is s*10^k or (s+1)*10^k with s = floor(v / 10^k).
-// The scaled bounds 4*v/10^k etc. are computed as round-to-odd of c' * g, where g is a 126-bit
-// over-estimate of 10^-k (table below). The paper proves these rounded values compare with
-// multiples of 4 exactly as the true values do, so the decision is exact with 64- and 128-bit
-// integer arithmetic only. float32 uses the top 63 bits of the same table (plus one).
-// tests/tools/fmt_verify.c checks it against a slow printf/strtof reference.
+// The scaled values x = 4*v/10^k and the interval ends are computed from c' * g, where g is a
+// 126-bit over-estimate of 10^-k * 2^-r (table below): with c' < 2^60, the computed x exceeds
+// the true one by less than 2^-67. Keeping 63 fraction bits and rounding to odd (floor, low
+// bit set when those bits are not all zero) then gives exactly x when x is an integer, and
+// floor(x) | 1 otherwise, provided the fraction of a non-integer x is at least 2^-63; the
+// paper shows it is for this precision. An odd value compares with the even thresholds
+// 4s, 4s + 2, 4(s + 1) as the true x does, so every decision is exact, in 64- and 128-bit
+// integer arithmetic. float32 uses the top 63 bits of the same table (plus one) and 31
+// fraction bits. tests/tools/fmt_verify.c checks both against a slow printf/strtof reference
+// (whole float binades, all subnormals, millions of random floats and doubles).
+//
+// Floats must also survive readers that parse into a double and then cast (jansson, Python's
+// json): a decimal within a double's half ulp of an excluded end of the interval becomes that
+// end, and the cast's tie-to-even then picks the neighbour. The few floats whose decimal is
+// that close (near_interval_end) take a slow exact search instead (float_decimal_careful).
 #include "api/jw.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -372,9 +383,13 @@ static inline uint64_t rop_double(uint64_t hi, uint64_t lo, uint64_t cp) {
     return (uint64_t)(mid >> 63) | (frac != 0);
 }
 
-// The same for float32 with a 64-bit g: round to odd of cp * g / 2^95 with 31 fraction bits.
-static inline uint64_t rop_float(uint64_t g, uint64_t cp) {
-    uint64_t x1 = (uint64_t)(((unsigned __int128)g * cp) >> 64);
+// The same for float32 with a 64-bit g: cp * g / 2^95 in fixed point with 31 fraction bits,
+// and its round to odd.
+static inline uint64_t fix_float(uint64_t g, uint64_t cp) {
+    return (uint64_t)(((unsigned __int128)g * cp) >> 64);
+}
+
+static inline uint64_t rop_float(uint64_t x1) {
     return (x1 >> 31) | ((x1 & 0x7fffffffu) != 0);
 }
 
@@ -416,8 +431,21 @@ static struct decimal double_decimal(uint64_t c, int q, bool c_min) {
     return schubfach_pick(vbl, vb, vbr, out, k);
 }
 
-// The same for float32: v = c * 2^q, c < 2^24, c_min when c = 2^23 and q > -149.
-static struct decimal float_decimal(uint64_t c, int q, bool c_min) {
+// True when the decimal digits * 10^k lies within about 2^-30 of the interval's width of one
+// of its ends (x1l and x1r: the ends, scaled as in float_decimal, with 31 fraction bits). That
+// is a double's half ulp at the end, with a margin for the error of the fixed-point values.
+static bool near_interval_end(uint64_t digits, uint64_t x1l, uint64_t x1r) {
+    int64_t d = (int64_t)((4 * digits) << 31);
+    int64_t band = (int64_t)((x1r - x1l) >> 30) + 4;
+    return d - (int64_t)x1l <= band || (int64_t)x1r - d <= band;
+}
+
+// The same for float32: v = c * 2^q, c < 2^24, c_min when c = 2^23 and q > -149. Sets *careful
+// when v's significand is odd (the ends are excluded) and the decimal lies so close to an end
+// that strtod could round it onto the end, which a cast to float then rounds (ties to even)
+// to v's neighbour. Readers that go through double (jansson, Python's json with numpy) would
+// misread it: format_float then takes float_decimal_careful.
+static struct decimal float_decimal(uint64_t c, int q, bool c_min, bool *careful) {
     if (q <= 0 && q > -24 && (c & ((UINT64_C(1) << -q) - 1)) == 0)
         return (struct decimal){c >> -q, 0};
     uint64_t out = c & 1, cb = c << 2, cbr = cb + 2, cbl = c_min ? cb - 1 : cb - 2;
@@ -426,10 +454,43 @@ static struct decimal float_decimal(uint64_t c, int q, bool c_min) {
     const uint64_t *g2 = pow10_g[-k - POW10_E_MIN];
     // The top 63 bits of the 126-bit g, plus one to stay an over-estimate.
     uint64_t g = (g2[0] << 1 | g2[1] >> 63) + 1;
-    uint64_t vb = rop_float(g, cb << h);
-    uint64_t vbl = rop_float(g, cbl << h);
-    uint64_t vbr = rop_float(g, cbr << h);
-    return schubfach_pick(vbl, vb, vbr, out, k);
+    uint64_t x1l = fix_float(g, cbl << h), x1r = fix_float(g, cbr << h);
+    struct decimal dec =
+        schubfach_pick(rop_float(x1l), rop_float(fix_float(g, cb << h)), rop_float(x1r), out, k);
+    *careful = out && near_interval_end(dec.digits, x1l, x1r);
+    return dec;
+}
+
+// strtof and strtod-then-cast both read text back as a.
+static bool float_reads_back_twice(const char *text, float a) {
+    return strtof(text, NULL) == a && (float)strtod(text, NULL) == a;
+}
+
+// The shortest decimal, of `from` digits or more, that reads back as a > 0 both through strtof
+// and through strtod and a cast (nearest first at each length). Slow (printf and strtod), and
+// taken only for the few floats near_interval_end flags; nine digits always succeed: printf's
+// 9-digit rounding is within 5e-9 of a, and the interval ends are over 1e-8 away. The texts
+// are "digits" "e" "exponent", so the locale's decimal point plays no part.
+static struct decimal float_decimal_careful(float a, int from) {
+    struct decimal last = {0, 0};
+    for (int p = from; p <= 9; p++) {
+        char text[64];
+        snprintf(text, sizeof text, "%.*e", p - 1, (double)a);
+        const char *e = strchr(text, 'e');
+        uint64_t m = 0;
+        for (const char *s = text; s < e; s++)
+            if (*s >= '0' && *s <= '9')
+                m = m * 10 + (uint64_t)(*s - '0');
+        int exp10 = atoi(e + 1) - (p - 1);
+        static const int nudges[3] = {0, 1, -1};
+        for (int i = 0; i < 3; i++) {
+            last = (struct decimal){m + (uint64_t)(int64_t)nudges[i], exp10};
+            snprintf(text, sizeof text, "%llue%d", (unsigned long long)last.digits, exp10);
+            if (float_reads_back_twice(text, a))
+                return last;
+        }
+    }
+    return last;
 }
 
 // ---- decimal to text ----
@@ -539,6 +600,13 @@ static int write_plain_form(char *p, const char *dig, int n, int e10) {
     return n + 1;
 }
 
+// Significant digits of a decimal (trailing zeros aside).
+static int decimal_length(struct decimal dec) {
+    while (dec.digits % 10 == 0)
+        dec.digits /= 10;
+    return digit_count(dec.digits);
+}
+
 // Text of (-1)^neg * digits * 10^e into out (FMT_SCRATCH bytes); returns its length. Plain
 // notation for leading-digit exponents in [-4, 16), as Python's repr does (0.001, 123456.78,
 // 1e-05, 1e+16), otherwise exponent notation.
@@ -587,8 +655,11 @@ static inline int format_float(float v, char *out) {
     int be = (int)(bits >> 23 & 0xff);
     if (be == 0xff || (be == 0 && f == 0))
         return write_special(out, neg, be == 0, f != 0);
-    struct decimal dec = be ? float_decimal(f | 0x800000u, be - 150, f == 0 && be > 1)
-                            : float_decimal(f, -149, false);
+    bool careful = false;
+    struct decimal dec = be ? float_decimal(f | 0x800000u, be - 150, f == 0 && be > 1, &careful)
+                            : float_decimal(f, -149, false, &careful);
+    if (careful)
+        dec = float_decimal_careful(fabsf(v), decimal_length(dec));
     return write_decimal(out, neg, dec);
 }
 

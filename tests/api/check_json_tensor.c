@@ -421,6 +421,10 @@ START_TEST(test_huge_claims) {
                  "payload_too_large", "input");
     expect_error("{\"shape\": [1e300], \"data\": []}", &no_limit, 413, "payload_too_large",
                  "input.shape[0]");
+    // Overflow is judged left to right, as the engine's nd_shape_numel does, so a later 0 does
+    // not rescue a shape.
+    expect_error("{\"shape\": [4611686018427387904, 4611686018427387904, 0], \"data\": []}",
+                 &no_limit, 413, "payload_too_large", "input");
     struct nd_tensor t;
     struct api_error err;
     api_error_clear(&err);
