@@ -190,7 +190,6 @@ ALWAYS_INLINE void reduce_row(const struct item *it, const float *x, const float
     acc2[0] += lanes_sum(&l2);
 }
 
-// A run of rows of a keyed pass, with the flags fixed at compile time.
 static void item_start(struct item *it, const struct pass *ps, double *acc1, double *acc2,
                        struct nd__pos base);
 
@@ -206,12 +205,41 @@ static void finalize_moments(const struct item *it, const struct pass *ps) {
     }
 }
 
+// Four rows of a keyed pass whose key moves along the inner dim (channels-last batch norm):
+// the rows' values are added in a fixed order, (r0 + r1) + (r2 + r3), before they touch the
+// sums, so the per-channel accumulators are read and written once per four rows, not per row.
+// Same statistic and parameter offsets for the four rows (their steps are 0).
+ALWAYS_INLINE void reduce_rows4(const struct item *it, const float *const x[4],
+                                const float *const dy[4], const float *a, const float *c,
+                                const float *g, int64_t n, int op, int sI, int pI) {
+    double *acc1 = it->acc1, *acc2 = it->acc2;
+    for (int64_t j = 0; j < n; j++) {
+        double v1[4], v2[4];
+        for (int r = 0; r < 4; r++)
+            pair(it, x[r], dy[r], a, c, g, j, op, sI, pI, &v1[r], &v2[r]);
+        acc1[j] += (v1[0] + v1[1]) + (v1[2] + v1[3]);
+        acc2[j] += (v2[0] + v2[1]) + (v2[2] + v2[3]);
+    }
+}
+
 // A run of rows of a keyed pass, with the flags fixed at compile time.
 ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t nrows,
                               struct nd__pos step, int op, int kI, int sI, int pI) {
     const struct pass *ps = it->ps;
-    int64_t n = ps->w.inner;
-    for (int64_t r = 0; r < nrows; r++) {
+    int64_t n = ps->w.inner, r = 0;
+    if (kI && !ps->per_row && step.s == 0 && step.p == 0) {
+        const float *g = ps->gamma ? ps->gamma + pos.p : &one;
+        const float *a = ps->a ? ps->a + pos.s : NULL, *c = ps->c ? ps->c + pos.s : NULL;
+        for (; r + 4 <= nrows; r += 4, pos.x += 4 * step.x) {
+            const float *x[4], *dy[4];
+            for (int k = 0; k < 4; k++) {
+                x[k] = ps->x + pos.x + k * step.x;
+                dy[k] = ps->dy ? ps->dy + pos.x + k * step.x : NULL;
+            }
+            reduce_rows4(it, x, dy, a, c, g, n, op, sI, ps->gamma ? pI : 0);
+        }
+    }
+    for (; r < nrows; r++) {
         const float *g = ps->gamma ? ps->gamma + pos.p : &one;
         struct item row = *it;
         if (ps->per_row) {
@@ -300,18 +328,24 @@ static void keyed_items(void *ctx, int64_t begin, int64_t end) {
 }
 
 // Adds each block's chunk partials, in chunk order, into sum1/sum2.
+// Items are (block, range of COMBINE_SPAN buckets), so one wide block (channels-last batch
+// norm: one block of C buckets) still spreads over the threads.
+#define COMBINE_SPAN 256
+
 static void combine_items(void *ctx, int64_t begin, int64_t end) {
     const struct pass *ps = ctx;
     const struct nd__walk_layout *w = &ps->w;
-    int64_t nb = w->nbuckets;
-    for (int64_t b = begin; b < end; b++) {
+    int64_t nb = w->nbuckets, spans = (nb + COMBINE_SPAN - 1) / COMBINE_SPAN;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t b = item / spans, j0 = (item % spans) * COMBINE_SPAN;
+        int64_t j1 = j0 + COMBINE_SPAN < nb ? j0 + COMBINE_SPAN : nb;
         int64_t key = nd__walk_block_key(w, b);
         double *s1 = ps->sum1 + key, *s2 = ps->sum2 + key;
-        memset(s1, 0, (size_t)nb * sizeof(double));
-        memset(s2, 0, (size_t)nb * sizeof(double));
+        for (int64_t j = j0; j < j1; j++)
+            s1[j] = s2[j] = 0.0;
         for (int64_t chunk = 0; chunk < w->nchunks; chunk++) {
             const double *p1 = ps->partial + (size_t)(b * w->nchunks + chunk) * 2 * (size_t)nb;
-            for (int64_t j = 0; j < nb; j++) {
+            for (int64_t j = j0; j < j1; j++) {
                 s1[j] += p1[j];
                 s2[j] += p1[nb + j];
             }
@@ -355,7 +389,8 @@ static void run_keyed(struct pass *ps, struct nd_pool *pool, double *scratch) {
     int64_t cost = w->rows_per_chunk * w->inner;
     nd_pool_for(pool, w->nblocks * w->nchunks, cost, keyed_items, ps);
     if (ps->partial)
-        nd_pool_for(pool, w->nblocks, w->nchunks * w->nbuckets, combine_items, ps);
+        nd_pool_for(pool, w->nblocks * ((w->nbuckets + COMBINE_SPAN - 1) / COMBINE_SPAN),
+                    w->nchunks * COMBINE_SPAN, combine_items, ps);
 }
 
 // Scratch layout: [partials | sum1 (keys) | sum2 (keys) | two float factors per statistic].

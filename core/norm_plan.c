@@ -208,7 +208,8 @@ void nd__walk_layout_init(struct nd__walk_layout *w, const struct nd_norm_plan *
     w->p_inner = plan->pstride[last];
     int64_t kinner = key == ND__KEY_STAT ? w->s_inner : key == ND__KEY_PARAM ? w->p_inner : 0;
     w->nbuckets = kinner ? w->inner : 1;
-    int64_t per = w->inner > 0 ? ND__CHUNK_ELEMS / w->inner : 1;
+    int64_t chunk = w->nbuckets > 1 ? ND__CHUNK_ELEMS_VECTOR : ND__CHUNK_ELEMS;
+    int64_t per = w->inner > 0 ? chunk / w->inner : 1;
     w->rows_per_chunk = per > 0 ? per : 1;
     w->nchunks = (w->nrows + w->rows_per_chunk - 1) / w->rows_per_chunk;
     if (w->nchunks < 1)

@@ -18,6 +18,9 @@
 // Elements per chunk: large enough that a hand-off is cheap next to the work, small enough
 // that a 2-core machine gets dozens of items from a 25 MB tensor.
 #define ND__CHUNK_ELEMS ((int64_t)16384)
+// Keyed passes whose key moves along the inner dim keep a vector of sums per chunk: bigger
+// chunks mean fewer partial vectors to write and add (still dozens of chunks for 25 MB).
+#define ND__CHUNK_ELEMS_VECTOR ((int64_t)65536)
 
 enum nd__key {
     ND__KEY_NONE,
