@@ -18,6 +18,9 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+static const float pow10_float[11] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f,  1e5f,
+                                      1e6f, 1e7f, 1e8f, 1e9f, 1e10f};
+
 // Length of the JSON number at s, with its digits as mantissa and decimal exponent; 0 when not
 // a number by RFC 8259 (leading zeros, a bare '.', a missing exponent...).
 static size_t scan_number(const char *s, size_t n, bool *neg, uint64_t *mant, int *digits,
@@ -93,6 +96,13 @@ size_t api_parse_float(const char *s, size_t n, float *out) {
     size_t len = scan_number(s, n, &neg, &m, &digits, &e);
     if (len == 0 || out == NULL) // NULL: only the syntax and the length
         return len;
+    // Most client numbers have few digits: m < 2^24 and 10^|e| <= 10^10 are exact floats, so
+    // one float multiply or divide rounds once, correctly (Clinger's fast path in float).
+    if (m < (UINT64_C(1) << 24) && digits <= 8 && e >= -10 && e <= 10) {
+        float f = e < 0 ? (float)m / pow10_float[-e] : (float)m * pow10_float[e];
+        *out = neg ? -f : f;
+        return isfinite(*out) ? len : 0;
+    }
     double d = 0.0;
     bool fast = digits <= 15 && m < (UINT64_C(1) << 53) && e >= -22 && e <= 22;
     if (fast) {
