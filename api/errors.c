@@ -66,14 +66,3 @@ int api_error_from_core(struct api_error *err, const struct nd_error *core,
     return api_error_set(err, core_map[code].status, core_map[code].code, field, "%s",
                          core->msg[0] ? core->msg : nd_status_name(core->code));
 }
-
-void api_error_prefix_field(struct api_error *err, const char *prefix) {
-    if (!err || !prefix || !prefix[0])
-        return;
-    char old[API_FIELD_MAX];
-    memcpy(old, err->field, sizeof old);
-    if (old[0])
-        snprintf(err->field, sizeof err->field, "%s.%.*s", prefix, (int)(sizeof old / 2), old);
-    else
-        snprintf(err->field, sizeof err->field, "%s", prefix);
-}

@@ -35,7 +35,4 @@ int api_error_set(struct api_error *err, int status, const char *code, const cha
 int api_error_from_core(struct api_error *err, const struct nd_error *core,
                         const char *field_prefix);
 
-// Prefixes the recorded field with "prefix." (or sets it when empty).
-void api_error_prefix_field(struct api_error *err, const char *prefix);
-
 #endif

@@ -15,10 +15,7 @@ int api_layer_from_path(struct api_call *call, struct nd_layer **out) {
 static int reply_info(struct api_call *call, int status, struct nd_layer *layer) {
     struct jw w;
     jw_init(&w);
-    api_write_layer_info(&w, layer);
-    struct nd_layer_info info;
-    nd_layer_info(layer, &info);
-    api_reply_etag(call, info.version);
+    api_reply_etag(call, api_write_layer_info(&w, layer)); // one snapshot: body and ETag agree
     return api_reply_json(call, status, &w);
 }
 

@@ -144,8 +144,8 @@ int api_parse_definition(const json_t *body, const char *path_name,
                          struct api_definition *out, struct api_error *err);
 void api_definition_release(struct api_definition *d);
 
-// Writes GET /v1/layers/{name}'s object.
-void api_write_layer_info(struct jw *w, struct nd_layer *layer);
+// Writes GET /v1/layers/{name}'s object; returns the version it shows.
+uint64_t api_write_layer_info(struct jw *w, struct nd_layer *layer);
 
 // Writes the effective options of a spec (its type's options only).
 void api_write_options(struct jw *w, const struct nd_spec *spec, const struct nd_layout *layout);

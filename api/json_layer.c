@@ -944,7 +944,7 @@ static void write_counters(struct jw *w, const struct nd_layer_info *info) {
     jw_obj_end(w);
 }
 
-void api_write_layer_info(struct jw *w, struct nd_layer *layer) {
+uint64_t api_write_layer_info(struct jw *w, struct nd_layer *layer) {
     struct nd_layer_info info;
     nd_layer_info(layer, &info);
     const struct nd_layout *lay = info.layout_known ? &info.layout : NULL;
@@ -977,4 +977,5 @@ void api_write_layer_info(struct jw *w, struct nd_layer *layer) {
     jw_key(w, "counters");
     write_counters(w, &info);
     jw_obj_end(w);
+    return info.version;
 }

@@ -118,16 +118,6 @@ void nd__layer_wait_idle(struct nd_layer *layer) {
     nd_rwlock_unlock(layer->lock);
 }
 
-bool nd__layer_uses_shared(struct nd_layer *layer, const char *name) {
-    nd_rwlock_rdlock(layer->lock);
-    bool uses = false;
-    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
-        if (strcmp(layer->shared[id], name) == 0)
-            uses = true;
-    nd_rwlock_unlock(layer->lock);
-    return uses;
-}
-
 void nd_layer_info(struct nd_layer *layer, struct nd_layer_info *info) {
     memset(info, 0, sizeof *info);
     nd_rwlock_rdlock(layer->lock);

@@ -89,9 +89,6 @@ void nd__layer_wait_idle(struct nd_layer *layer);
 // The version, read without the layer's lock.
 uint64_t nd__layer_version(struct nd_layer *layer);
 
-// True when the layer has the shared array `name` bound (or waiting to be bound).
-bool nd__layer_uses_shared(struct nd_layer *layer, const char *name);
-
 // Builds the kernel dims of a batched shape for a layer's layout.
 void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *batched,
                          struct nd_norm_dims *dims);
