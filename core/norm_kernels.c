@@ -205,6 +205,31 @@ static void finalize_moments(const struct item *it, const struct pass *ps) {
     }
 }
 
+// A row that is one statistic's (or parameter's) whole: layer norm's rows, group norm's
+// (example, group) rows. Sums stay in locals and land once, finished for moments.
+ALWAYS_INLINE void reduce_row_alone(const struct item *it, struct nd__pos pos, int64_t n, int op,
+                                    int sI, int pI) {
+    const struct pass *ps = it->ps;
+    double s1 = 0.0, s2 = 0.0;
+    struct item row = *it;
+    row.acc1 = &s1;
+    row.acc2 = &s2;
+    row.shift = op == OP_MOMENTS && ps->centered ? ps->x[pos.x] : 0.0;
+    row.shift_vec = NULL;
+    const float *g = ps->gamma ? ps->gamma + pos.p : &one;
+    reduce_row(&row, ps->x + pos.x, ps->dy ? ps->dy + pos.x : NULL, ps->a ? ps->a + pos.s : NULL,
+               ps->c ? ps->c + pos.s : NULL, g, n, op, 0, sI, ps->gamma ? pI : 0);
+    int64_t key = ps->w.key == ND__KEY_PARAM ? pos.p : pos.s;
+    if (op == OP_MOMENTS && ps->finalize) {
+        double m1 = s1 * ps->inv_count, m2 = s2 * ps->inv_count;
+        double v = ps->centered ? m2 - m1 * m1 : m2;
+        s1 = ps->centered ? row.shift + m1 : 0.0;
+        s2 = v > 0.0 ? v : 0.0;
+    }
+    ps->sum1[key] = s1;
+    ps->sum2[key] = s2;
+}
+
 // Four rows of a keyed pass whose key moves along the inner dim (channels-last batch norm):
 // the rows' values are added in a fixed order, (r0 + r1) + (r2 + r3), before they touch the
 // sums, so the per-channel accumulators are read and written once per four rows, not per row.
@@ -238,6 +263,11 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
             }
             reduce_rows4(it, x, dy, a, c, g, n, op, sI, ps->gamma ? pI : 0);
         }
+    }
+    if (!kI && ps->per_row) { // short rows, one statistic each: sums in registers
+        for (; r < nrows; r++, pos.x += step.x, pos.s += step.s, pos.p += step.p)
+            reduce_row_alone(it, pos, n, op, sI, pI);
+        return;
     }
     for (; r < nrows; r++) {
         const float *g = ps->gamma ? ps->gamma + pos.p : &one;
