@@ -23,7 +23,7 @@ endif
 OPT   ?= -O2 -g
 # Kernels get -O3 so gcc vectorizes their loops (-O2's cheap cost model skips loops with
 # remainders). Never -ffast-math: results must not depend on reassociation.
-KOPT  ?= -O3
+KOPT  ?= -O3 -fno-math-errno
 ifeq ($(NATIVE),1)
 OPT  += -march=native
 endif

@@ -160,6 +160,41 @@ ALWAYS_INLINE double lanes_sum(const v8d *l) {
     return (((*l)[0] + (*l)[1]) + ((*l)[2] + (*l)[3])) + (((*l)[4] + (*l)[5]) + ((*l)[6] + (*l)[7]));
 }
 
+// Eight rows' lane sums at once: out[r] = lanes_sum(&l[r]), the same additions in the same
+// order, done as three rounds of adding even to odd lanes across pairs of vectors.
+ALWAYS_INLINE void lanes_sum8(const v8d l[8], v8d *out) {
+    typedef long long v8i __attribute__((vector_size(64)));
+    const v8i even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = {1, 3, 5, 7, 9, 11, 13, 15};
+    v8d h[4], q[2];
+    for (int k = 0; k < 4; k++) // rows A, B -> [A01 A23 A45 A67 B01 B23 B45 B67]
+        h[k] = __builtin_shuffle(l[2 * k], l[2 * k + 1], even) +
+               __builtin_shuffle(l[2 * k], l[2 * k + 1], odd);
+    for (int k = 0; k < 2; k++) // -> [A0123 A4567 B0123 B4567 C0123 ...]
+        q[k] = __builtin_shuffle(h[2 * k], h[2 * k + 1], even) +
+               __builtin_shuffle(h[2 * k], h[2 * k + 1], odd);
+    *out = __builtin_shuffle(q[0], q[1], even) + __builtin_shuffle(q[0], q[1], odd);
+}
+
+// A row reduced into LANES accumulators (lane k holds elements k, k+8, ...).
+ALWAYS_INLINE void reduce_lanes(const struct item *it, const float *x, const float *dy,
+                                const float *a, const float *c, const float *g, int64_t n,
+                                int op, int sI, int pI, v8d *l1, v8d *l2) {
+    v8d p1, p2;
+    double v1, v2;
+    *l1 = *l2 = (v8d){0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        pair8(it, x, dy, a, c, g, j, op, sI, pI, &p1, &p2);
+        *l1 += p1;
+        *l2 += p2;
+    }
+    for (int k = 0; j < n; j++, k++) {
+        pair(it, x, dy, a, c, g, j, op, sI, pI, &v1, &v2);
+        (*l1)[k] += v1;
+        (*l2)[k] += v2;
+    }
+}
+
 // One row of a keyed pass. kI: the key moves along the inner dim (one bucket per element);
 // otherwise the row reduces into one bucket through LANES accumulators.
 ALWAYS_INLINE void reduce_row(const struct item *it, const float *x, const float *dy,
@@ -174,18 +209,8 @@ ALWAYS_INLINE void reduce_row(const struct item *it, const float *x, const float
         }
         return;
     }
-    v8d l1 = {0}, l2 = {0}, p1, p2;
-    int64_t j = 0;
-    for (; j + LANES <= n; j += LANES) {
-        pair8(it, x, dy, a, c, g, j, op, sI, pI, &p1, &p2);
-        l1 += p1;
-        l2 += p2;
-    }
-    for (int k = 0; j < n; j++, k++) {
-        pair(it, x, dy, a, c, g, j, op, sI, pI, &v1, &v2);
-        l1[k] += v1;
-        l2[k] += v2;
-    }
+    v8d l1, l2;
+    reduce_lanes(it, x, dy, a, c, g, n, op, sI, pI, &l1, &l2);
     acc1[0] += lanes_sum(&l1);
     acc2[0] += lanes_sum(&l2);
 }
@@ -230,6 +255,40 @@ ALWAYS_INLINE void reduce_row_alone(const struct item *it, struct nd__pos pos, i
     ps->sum2[key] = s2;
 }
 
+// Eight rows as reduce_row_alone, bit for bit: their cross-lane sums and the moments' finish
+// run on vectors of eight rows, which is most of a short row's cost when done one by one.
+ALWAYS_INLINE void reduce_rows8_alone(const struct item *it, struct nd__pos pos,
+                                      struct nd__pos step, int64_t n, int op, int sI, int pI) {
+    typedef long long v8i __attribute__((vector_size(64)));
+    const struct pass *ps = it->ps;
+    v8d l1[8], l2[8], shift = {0}, s1, s2;
+    for (int r = 0; r < 8; r++) {
+        struct nd__pos q = {pos.x + r * step.x, pos.s + r * step.s, pos.p + r * step.p};
+        struct item row = *it;
+        row.shift = op == OP_MOMENTS && ps->centered ? ps->x[q.x] : 0.0;
+        row.shift_vec = NULL;
+        shift[r] = row.shift;
+        const float *g = ps->gamma ? ps->gamma + q.p : &one;
+        reduce_lanes(&row, ps->x + q.x, ps->dy ? ps->dy + q.x : NULL,
+                     ps->a ? ps->a + q.s : NULL, ps->c ? ps->c + q.s : NULL, g, n, op, sI,
+                     ps->gamma ? pI : 0, &l1[r], &l2[r]);
+    }
+    lanes_sum8(l1, &s1);
+    lanes_sum8(l2, &s2);
+    if (op == OP_MOMENTS && ps->finalize) {
+        v8d m1 = s1 * ps->inv_count, m2 = s2 * ps->inv_count;
+        v8d v = ps->centered ? m2 - m1 * m1 : m2;
+        s1 = ps->centered ? shift + m1 : (v8d){0};
+        s2 = (v8d)((v8i)v & (v8i)(v > 0.0)); // v > 0 ? v : 0 (NaN -> 0)
+    }
+    bool by_param = ps->w.key == ND__KEY_PARAM;
+    int64_t key = by_param ? pos.p : pos.s, kstep = by_param ? step.p : step.s;
+    for (int r = 0; r < 8; r++) {
+        ps->sum1[key + r * kstep] = s1[r];
+        ps->sum2[key + r * kstep] = s2[r];
+    }
+}
+
 // Four rows of a keyed pass whose key moves along the inner dim (channels-last batch norm):
 // the rows' values are added in a fixed order, (r0 + r1) + (r2 + r3), before they touch the
 // sums, so the per-channel accumulators are read and written once per four rows, not per row.
@@ -265,6 +324,9 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
         }
     }
     if (!kI && ps->per_row) { // short rows, one statistic each: sums in registers
+        for (; r + 8 <= nrows; r += 8, pos.x += 8 * step.x, pos.s += 8 * step.s,
+                               pos.p += 8 * step.p)
+            reduce_rows8_alone(it, pos, step, n, op, sI, pI);
         for (; r < nrows; r++, pos.x += step.x, pos.s += step.s, pos.p += step.p)
             reduce_row_alone(it, pos, n, op, sI, pI);
         return;
@@ -539,9 +601,13 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
 // ---- elementwise passes: apply and the input gradient ----
 
 // y = (x*a + c)*g + b; with both indices fixed along the row it folds into one multiply-add.
-ALWAYS_INLINE void apply_row(float *y, const float *x, const float *a, const float *c,
-                             const float *g, const float *b, int64_t n, int sI, int pI, int hg,
-                             int hb) {
+// Pointers are restrict so a short row's loop needs no overlap checks; in place (y == x) the
+// row reads y itself and never touches x, which keeps that within restrict's rules.
+ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
+                             const float *restrict a, const float *restrict c,
+                             const float *restrict g, const float *restrict b, int64_t n, int sI,
+                             int pI, int hg, int hb, int inplace) {
+    const float *src = inplace ? y : x;
     if (!sI && !pI) {
         float A = a[0], C = c[0];
         if (hg) {
@@ -551,23 +617,53 @@ ALWAYS_INLINE void apply_row(float *y, const float *x, const float *a, const flo
         if (hb)
             C += b[0];
         for (int64_t j = 0; j < n; j++)
-            y[j] = x[j] * A + C;
+            y[j] = src[j] * A + C;
         return;
     }
-    for (int64_t j = 0; j < n; j++) {
-        float t = x[j] * a[sI ? j : 0] + c[sI ? j : 0];
+    // Eight at a time by hand: gcc's own vector loop spends a short row (layer norm over 56,
+    // group norm's 24 channels) in its prologue and remainder code.
+    v8f av, cv, gv, bv, t;
+    int64_t j = 0;
+    if (!sI) {
+        splat8(&av, a[0]);
+        splat8(&cv, c[0]);
+    }
+    if (!pI) {
+        splat8(&gv, hg ? g[0] : 1.0f);
+        splat8(&bv, hb ? b[0] : 0.0f);
+    }
+    for (; j + 8 <= n; j += 8) {
+        load8(&t, src + j);
+        if (sI) {
+            load8(&av, a + j);
+            load8(&cv, c + j);
+        }
+        if (pI && hg)
+            load8(&gv, g + j);
+        if (pI && hb)
+            load8(&bv, b + j);
+        t = t * av + cv;
         if (hg)
-            t *= g[pI ? j : 0];
+            t *= gv;
         if (hb)
-            t += b[pI ? j : 0];
-        y[j] = t;
+            t += bv;
+        memcpy(y + j, &t, sizeof t);
+    }
+    for (; j < n; j++) {
+        float u = src[j] * a[sI ? j : 0] + c[sI ? j : 0];
+        if (hg)
+            u *= g[pI ? j : 0];
+        if (hb)
+            u += b[pI ? j : 0];
+        y[j] = u;
     }
 }
 
 // dx = a*g + k_mean + xhat*k_var with g = dy*gamma and xhat = x*a + c.
-ALWAYS_INLINE void dx_row(float *dx, const float *dy, const float *x, const float *a,
-                          const float *c, const float *km, const float *kv, const float *g,
-                          int64_t n, int sI, int pI) {
+ALWAYS_INLINE void dx_row(float *restrict dx, const float *restrict dy, const float *restrict x,
+                          const float *restrict a, const float *restrict c,
+                          const float *restrict km, const float *restrict kv,
+                          const float *restrict g, int64_t n, int sI, int pI) {
     for (int64_t j = 0; j < n; j++) {
         int64_t s = sI ? j : 0;
         float gj = dy[j] * g[pI ? j : 0];
@@ -577,7 +673,7 @@ ALWAYS_INLINE void dx_row(float *dx, const float *dy, const float *x, const floa
 }
 
 ALWAYS_INLINE void elementwise_run(const struct pass *ps, struct nd__pos pos, int64_t nrows,
-                                   struct nd__pos step, int is_dx, int sI, int pI) {
+                                   struct nd__pos step, int is_dx, int sI, int pI, int inplace) {
     int64_t n = ps->w.inner;
     int hg = ps->gamma != NULL, hb = ps->beta != NULL;
     for (int64_t r = 0; r < nrows; r++) {
@@ -587,36 +683,42 @@ ALWAYS_INLINE void elementwise_run(const struct pass *ps, struct nd__pos pos, in
                    ps->k_mean + pos.s, ps->k_var + pos.s, g, n, sI, hg ? pI : 0);
         else
             apply_row(ps->out + pos.x, ps->x + pos.x, ps->a + pos.s, ps->c + pos.s, g,
-                      hb ? ps->beta + pos.p : NULL, n, sI, pI, hg, hb);
+                      hb ? ps->beta + pos.p : NULL, n, sI, pI, hg, hb, inplace);
         pos.x += step.x;
         pos.s += step.s;
         pos.p += step.p;
     }
 }
 
-#define ELEMENTWISE_RUN(name, is_dx, sI, pI)                                                   \
+#define ELEMENTWISE_RUN(name, is_dx, sI, pI, inplace)                                          \
     ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                 \
                                 struct nd__pos step) {                                         \
-        elementwise_run(ctx, pos, nrows, step, is_dx, sI, pI);                                 \
+        elementwise_run(ctx, pos, nrows, step, is_dx, sI, pI, inplace);                        \
     }
-ELEMENTWISE_RUN(run_apply_s0p0, 0, 0, 0)
-ELEMENTWISE_RUN(run_apply_s0p1, 0, 0, 1)
-ELEMENTWISE_RUN(run_apply_s1p0, 0, 1, 0)
-ELEMENTWISE_RUN(run_apply_s1p1, 0, 1, 1)
-ELEMENTWISE_RUN(run_dx_s0p0, 1, 0, 0)
-ELEMENTWISE_RUN(run_dx_s0p1, 1, 0, 1)
-ELEMENTWISE_RUN(run_dx_s1p0, 1, 1, 0)
-ELEMENTWISE_RUN(run_dx_s1p1, 1, 1, 1)
+ELEMENTWISE_RUN(run_apply_s0p0, 0, 0, 0, 0)
+ELEMENTWISE_RUN(run_apply_s0p1, 0, 0, 1, 0)
+ELEMENTWISE_RUN(run_apply_s1p0, 0, 1, 0, 0)
+ELEMENTWISE_RUN(run_apply_s1p1, 0, 1, 1, 0)
+ELEMENTWISE_RUN(run_apply_in_s0p0, 0, 0, 0, 1)
+ELEMENTWISE_RUN(run_apply_in_s0p1, 0, 0, 1, 1)
+ELEMENTWISE_RUN(run_apply_in_s1p0, 0, 1, 0, 1)
+ELEMENTWISE_RUN(run_apply_in_s1p1, 0, 1, 1, 1)
+ELEMENTWISE_RUN(run_dx_s0p0, 1, 0, 0, 0)
+ELEMENTWISE_RUN(run_dx_s0p1, 1, 0, 1, 0)
+ELEMENTWISE_RUN(run_dx_s1p0, 1, 1, 0, 0)
+ELEMENTWISE_RUN(run_dx_s1p1, 1, 1, 1, 0)
 
 static void elementwise_items(void *ctx, int64_t begin, int64_t end) {
     const struct pass *ps = ctx;
     const struct nd__walk_layout *w = &ps->w;
     int sI = w->s_inner != 0, pI = w->p_inner != 0;
-    static const nd__run_fn apply_runs[2][2] = {{run_apply_s0p0, run_apply_s0p1},
-                                                {run_apply_s1p0, run_apply_s1p1}};
+    static const nd__run_fn apply_runs[2][2][2] = {
+        {{run_apply_s0p0, run_apply_s0p1}, {run_apply_s1p0, run_apply_s1p1}},
+        {{run_apply_in_s0p0, run_apply_in_s0p1}, {run_apply_in_s1p0, run_apply_in_s1p1}}};
     static const nd__run_fn dx_runs[2][2] = {{run_dx_s0p0, run_dx_s0p1},
                                              {run_dx_s1p0, run_dx_s1p1}};
-    nd__run_fn run = ps->dy ? dx_runs[sI][pI] : apply_runs[sI][pI];
+    int inplace = ps->out == ps->x;
+    nd__run_fn run = ps->dy ? dx_runs[sI][pI] : apply_runs[inplace][sI][pI];
     struct nd__pos base = {0, 0, 0};
     for (int64_t chunk = begin; chunk < end; chunk++) {
         int64_t r0 = chunk * w->rows_per_chunk, r1 = r0 + w->rows_per_chunk;
@@ -647,18 +749,40 @@ void nd_norm_apply(const struct nd_norm_plan *plan, float *y, const float *x, co
     run_elementwise(&ps, pool);
 }
 
+// a = 1/sqrt(var*scale + eps), c = -mean*a per statistic: a pass of its own over the pool,
+// since layer and group norm have one statistic per few dozen elements. The kernels build
+// with -fno-math-errno, so the square roots vectorize (still correctly rounded).
+#define FACTOR_SPAN 4096
+
+struct factors {
+    float *a, *c;
+    const double *mean, *var;
+    double scale, eps;
+    int64_t nstat;
+};
+
+ROW_CLONES static void factor_items(void *ctx, int64_t begin, int64_t end) {
+    const struct factors *f = ctx;
+    float *restrict a = f->a, *restrict c = f->c;
+    const double *restrict mean = f->mean, *restrict var = f->var;
+    int64_t s1 = end * FACTOR_SPAN < f->nstat ? end * FACTOR_SPAN : f->nstat;
+    for (int64_t s = begin * FACTOR_SPAN; s < s1; s++) {
+        double rstd = 1.0 / sqrt(var[s] * f->scale + f->eps);
+        a[s] = (float)rstd;
+        c[s] = (float)(-mean[s] * rstd);
+    }
+}
+
 void nd_norm_forward(const struct nd_norm_plan *plan, float *y, float *restrict a,
                      float *restrict c, double *restrict mean, double *restrict var,
                      const float *x, const float *gamma, const float *beta, double eps,
                      bool centered, double denom, struct nd_pool *pool,
                      double *restrict scratch) {
     nd_norm_moments(plan, mean, var, x, centered, pool, scratch);
-    double scale = plan->count > 0 ? (double)plan->count / denom : 1.0;
-    for (int64_t s = 0; s < plan->nstat; s++) {
-        double rstd = 1.0 / sqrt(var[s] * scale + eps);
-        a[s] = (float)rstd;
-        c[s] = (float)(-mean[s] * rstd);
-    }
+    struct factors f = {a, c, mean, var, plan->count > 0 ? (double)plan->count / denom : 1.0,
+                        eps, plan->nstat};
+    nd_pool_for(pool, (plan->nstat + FACTOR_SPAN - 1) / FACTOR_SPAN, FACTOR_SPAN * 8,
+                factor_items, &f);
     nd_norm_apply(plan, y, x, a, c, gamma, beta, pool, scratch);
 }
 

@@ -88,7 +88,9 @@ static void merge_dims(struct nd_norm_plan *plan) {
 // ---- public ----
 
 // Decides whether a grouped plan runs on its fine twin: one grouped dim, whose in-group part is
-// the innermost (short, strided) dim of the coarse plan.
+// the innermost (short, strided) dim of the coarse plan, and other reduced values beside the
+// group's channels. Without those ((N, C) groups) each (example, group) is one contiguous row,
+// which the per-row path reduces fast, while the fine twin would keep a statistic per element.
 static void plan_fine(struct nd_norm_plan *plan, const struct nd_norm_dims *dims) {
     int32_t g = -1, ngrouped = 0;
     for (int32_t i = 0; i < dims->ndim; i++)
@@ -99,6 +101,9 @@ static void plan_fine(struct nd_norm_plan *plan, const struct nd_norm_dims *dims
     int32_t last = plan->ndim - 1;
     if (ngrouped != 1 || plan->sstride[last] != 0 || plan->size[last] >= 16)
         return;
+    int64_t fold_group = dims->size[g] / dims->groups[g];
+    if (plan->count <= fold_group)
+        return;
     int64_t tail = 1; // kept elements after the grouped dim
     for (int32_t i = g + 1; i < dims->ndim; i++)
         if (!(dims->reduce_mask & (1u << i)))
@@ -107,7 +112,7 @@ static void plan_fine(struct nd_norm_plan *plan, const struct nd_norm_dims *dims
     plan->fine_dims = *dims;
     plan->fine_dims.reduce_mask &= ~(1u << g);
     plan->fine_dims.groups[g] = 1;
-    plan->fold_group = dims->size[g] / dims->groups[g];
+    plan->fold_group = fold_group;
     plan->fold_tail = tail;
     plan->fine_nstat = plan->nstat * plan->fold_group;
 }

@@ -47,6 +47,10 @@ static const struct norm_case cases[] = {
     {"scalar_params", {3, {3, 4, 5}, BIT(1) | BIT(2), 0, {1, 1, 1}}, 1, 0, 1, 1},
     {"beta_only", {3, {3, 4, 5}, BIT(2), BIT(1), {1, 1, 1}}, 1, 0, 0, 1},
     {"gamma_only_unbiased", {3, {3, 4, 5}, BIT(2), BIT(2), {1, 1, 1}}, 1, 1, 1, 0},
+    // (N, C) groups: one contiguous row per (example, group), eight rows at a time, then one
+    {"group_dense", {2, {9, 64}, BIT(1), BIT(1), {1, 8}}, 1, 0, 1, 1},
+    {"ln_short_rows", {2, {13, 5}, BIT(1), BIT(1), {1, 1}}, 1, 1, 1, 1},
+    {"rms_short_rows", {2, {17, 11}, BIT(1), BIT(1), {1, 1}}, 0, 0, 1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -219,6 +223,12 @@ START_TEST(test_plan_group_norm_channels_last_runs_fine) {
     p = build_plan(&fine_tail);
     ck_assert(p.use_fine);
     ck_assert_int_eq(p.fold_tail, 3);
+    // (N, C) in groups of 8: nothing else is reduced, every (example, group) is one row
+    struct nd_norm_dims dense = {2, {4, 64}, BIT(1), BIT(1), {1, 8}};
+    p = build_plan(&dense);
+    ck_assert(!p.use_fine);
+    ck_assert_int_eq(p.nstat, 32);
+    ck_assert_int_eq(p.count, 8);
 }
 END_TEST
 
@@ -389,6 +399,57 @@ START_TEST(test_affine_invariance_and_rms) {
 }
 END_TEST
 
+START_TEST(test_short_rows_in_eights_match_one_by_one) {
+    // Layer norm over 16 rows runs as two blocks of eight rows; over 7 rows, row by row. The
+    // first 7 rows' statistics and outputs are the same bytes either way (both finish the
+    // moments, and add the lanes, in the same order). Rows 2 and 5 are constant (variance 0).
+    for (int centered = 0; centered <= 1; centered++) {
+        struct nd_norm_dims d16 = {2, {16, 24}, BIT(1), BIT(1), {1, 1}};
+        struct nd_norm_dims d7 = {2, {7, 24}, BIT(1), BIT(1), {1, 1}};
+        struct norm_case tc = {"ln", d16, centered, 0, 1, 1};
+        struct nd_norm_plan p16 = build_plan(&d16), p7 = build_plan(&d7);
+        struct bufs b16, b7;
+        rng_state = 99;
+        bufs_init(&b16, &tc, &p16, 100.0, 0.5);
+        rng_state = 99;
+        bufs_init(&b7, &tc, &p7, 100.0, 0.5);
+        memcpy(b7.gamma, b16.gamma, 24 * sizeof(float)); // drawn after x: copy them
+        memcpy(b7.beta, b16.beta, 24 * sizeof(float));
+        for (int64_t j = 0; j < 24; j++)
+            b16.x[2 * 24 + j] = b7.x[2 * 24 + j] = b16.x[5 * 24 + j] = b7.x[5 * 24 + j] = 3.0f;
+        run_forward(&tc, &p16, &b16, NULL, 1e-3);
+        tc.dims = d7;
+        run_forward(&tc, &p7, &b7, NULL, 1e-3);
+        ck_assert_mem_eq(b16.mean, b7.mean, 7 * sizeof(double));
+        ck_assert_mem_eq(b16.var, b7.var, 7 * sizeof(double));
+        ck_assert_mem_eq(b16.y, b7.y, 7 * 24 * sizeof(float));
+        ck_assert_double_eq(b16.var[2], centered ? 0.0 : 9.0); // RMS: the mean square
+        ck_assert_double_eq(b16.mean[5], centered ? 3.0 : 0.0);
+        bufs_free(&b16);
+        bufs_free(&b7);
+    }
+}
+END_TEST
+
+// nd_norm_apply with y == x writes what it writes to a separate y, for every kind of row.
+START_TEST(test_apply_in_place_matches) {
+    const struct norm_case *tc = &cases[_i];
+    rng_state = 4242 + (uint64_t)_i;
+    struct nd_norm_plan plan = build_plan(&tc->dims);
+    struct bufs b;
+    bufs_init(&b, tc, &plan, 0.2, 1.0);
+    for (int64_t s = 0; s < b.nstat; s++) {
+        b.a[s] = (float)(1.0 + 0.5 * rnd());
+        b.c[s] = (float)rnd();
+    }
+    const float *g = tc->gamma ? b.gamma : NULL, *be = tc->beta ? b.beta : NULL;
+    nd_norm_apply(&plan, b.y, b.x, b.a, b.c, g, be, NULL, b.scratch);
+    nd_norm_apply(&plan, b.x, b.x, b.a, b.c, g, be, NULL, b.scratch);
+    ck_assert_mem_eq(b.x, b.y, (size_t)b.numel * sizeof(float));
+    bufs_free(&b);
+}
+END_TEST
+
 START_TEST(test_large_mean_keeps_precision) {
     // x = 1e4 + U(-1, 1): a naive float E[x^2] - E[x]^2 loses the variance; shifted sums do not.
     struct nd_norm_dims bn = {3, {64, 2, 100}, BIT(0) | BIT(2), BIT(1), {1, 1, 1}};
@@ -430,6 +491,7 @@ static const struct norm_case big_cases[] = {
     {"ln_big", {2, {512, 256}, BIT(1), BIT(1), {1, 1}}, 1, 0, 1, 1},
     {"group_big", {4, {16, 32, 12, 12}, 0xe, BIT(1), {1, 8, 1, 1}}, 1, 1, 1, 1},
     {"rms_big", {2, {300, 300}, BIT(1), BIT(1), {1, 1}}, 0, 0, 1, 0},
+    {"group_dense_big", {2, {256, 96}, BIT(1), BIT(1), {1, 12}}, 1, 1, 1, 1},
     {"group_nhwc_big", {4, {16, 12, 12, 32}, 0xe, BIT(3), {1, 1, 1, 8}}, 1, 1, 1, 1},
 };
 
@@ -477,6 +539,8 @@ Suite *norm_suite(void) {
     tcase_add_loop_test(tc, test_forward_matches_reference, 0, NCASES);
     tcase_add_loop_test(tc, test_backward_matches_finite_differences, 0, NCASES);
     tcase_add_loop_test(tc, test_backward_entry_points_agree, 0, NCASES);
+    tcase_add_loop_test(tc, test_apply_in_place_matches, 0, NCASES);
+    tcase_add_test(tc, test_short_rows_in_eights_match_one_by_one);
     tcase_add_test(tc, test_groups_are_standardized);
     tcase_add_test(tc, test_affine_invariance_and_rms);
     suite_add_tcase(s, tc);

@@ -7,7 +7,8 @@
 // Bytes per element follow ../shared/perf: 8 for one read and one write, 12 when the input is
 // read twice. "% bw" = bytes moved per second / the scale-add's bytes per second.
 //
-//   build/bench_norm [--min-time S] [--threads 1,2]
+//   build/bench_norm [--min-time S] [--threads 1,2] [--op NAME]   (NAME as in the op column;
+//   the scale-add still runs first, as the row's reference)
 #define _GNU_SOURCE // CLOCK_MONOTONIC with -std=c11 needs POSIX; the Makefile defines it
 #include <math.h>
 #include <stdio.h>
@@ -166,7 +167,7 @@ static void bench_teardown(struct bench *b) {
     nd_free(b->scratch);
 }
 
-static void bench_shape(const struct shape *sh, int threads, double min_time) {
+static void bench_shape(const struct shape *sh, int threads, double min_time, const char *only) {
     struct bench b = {.numel = 1};
     for (int32_t i = 0; i < sh->ndim; i++)
         b.numel *= sh->size[i];
@@ -182,6 +183,8 @@ static void bench_shape(const struct shape *sh, int threads, double min_time) {
     }
     double bw = 0.0;
     for (int op = 0; op < OP_COUNT; op++) {
+        if (only && op != OP_SCALE_ADD && strcmp(only, op_names[op]) != 0)
+            continue;
         if (bench_setup(&b, sh, op) != 0) {
             fprintf(stderr, "bench: cannot set up %s\n", op_names[op]);
             exit(1);
@@ -202,6 +205,7 @@ static void bench_shape(const struct shape *sh, int threads, double min_time) {
 
 int main(int argc, char **argv) {
     double min_time = 0.4;
+    const char *only = NULL;
     int all = (int)sysconf(_SC_NPROCESSORS_ONLN);
     int tlist[2] = {1, all > 1 ? all : 1}, nt = all > 1 ? 2 : 1;
     for (int i = 1; i < argc; i++) {
@@ -209,8 +213,10 @@ int main(int argc, char **argv) {
             min_time = atof(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             nt = sscanf(argv[++i], "%d,%d", &tlist[0], &tlist[1]);
+        else if (strcmp(argv[i], "--op") == 0 && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--min-time S] [--threads 1,2]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--min-time S] [--threads 1,2] [--op NAME]\n", argv[0]);
             return 2;
         }
     }
@@ -220,6 +226,6 @@ int main(int argc, char **argv) {
     printf("|---------------|-------------|------|---------|-----------|--------|--------|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < nt; t++)
-            bench_shape(&shapes[s], tlist[t], min_time);
+            bench_shape(&shapes[s], tlist[t], min_time, only);
     return 0;
 }
