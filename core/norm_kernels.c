@@ -46,6 +46,11 @@ struct pass {
     bool per_row;                // every block is one row: rows bind their own sums
     bool finalize;               // moments per row: turn the row's sums into mean and variance
     double inv_count;            // 1 / values per statistic, for finalize
+    // The fused forward (one statistic per row): after a row's moments, its factors a_out and
+    // c_out (from var*f_scale + f_eps) and its output row in out.
+    bool fused;
+    float *a_out, *c_out;
+    double f_scale, f_eps;
 };
 
 // Per item: where its sums go and what it subtracts.
@@ -258,7 +263,8 @@ ALWAYS_INLINE void reduce_row_alone(const struct item *it, struct nd__pos pos, i
 // Eight rows as reduce_row_alone, bit for bit: their cross-lane sums and the moments' finish
 // run on vectors of eight rows, which is most of a short row's cost when done one by one.
 ALWAYS_INLINE void reduce_rows8_alone(const struct item *it, struct nd__pos pos,
-                                      struct nd__pos step, int64_t n, int op, int sI, int pI) {
+                                      struct nd__pos step, int64_t n, int op, int sI, int pI,
+                                      v8d *sums1, v8d *sums2) {
     typedef long long v8i __attribute__((vector_size(64)));
     const struct pass *ps = it->ps;
     v8d l1[8], l2[8], shift = {0}, s1, s2;
@@ -287,6 +293,8 @@ ALWAYS_INLINE void reduce_rows8_alone(const struct item *it, struct nd__pos pos,
         ps->sum1[key + r * kstep] = s1[r];
         ps->sum2[key + r * kstep] = s2[r];
     }
+    *sums1 = s1;
+    *sums2 = s2;
 }
 
 // Four rows of a keyed pass whose key moves along the inner dim (channels-last batch norm):
@@ -324,9 +332,10 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
         }
     }
     if (!kI && ps->per_row) { // short rows, one statistic each: sums in registers
+        v8d s1, s2;
         for (; r + 8 <= nrows; r += 8, pos.x += 8 * step.x, pos.s += 8 * step.s,
                                pos.p += 8 * step.p)
-            reduce_rows8_alone(it, pos, step, n, op, sI, pI);
+            reduce_rows8_alone(it, pos, step, n, op, sI, pI, &s1, &s2);
         for (; r < nrows; r++, pos.x += step.x, pos.s += step.s, pos.p += step.p)
             reduce_row_alone(it, pos, n, op, sI, pI);
         return;
@@ -445,6 +454,8 @@ static void combine_items(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+static nd__run_fn fused_run_for(const struct pass *ps);
+
 // Blocks of one row each (layer norm, group norm's (n, group) rows): items take runs of
 // blocks, walked like rows, so a short row costs no per-block set-up.
 static void per_row_items(void *ctx, int64_t begin, int64_t end) {
@@ -452,9 +463,10 @@ static void per_row_items(void *ctx, int64_t begin, int64_t end) {
     const struct nd__walk_layout *w = &ps->w;
     struct item it = {.ps = ps};
     struct nd__pos base = {0, 0, 0};
+    nd__run_fn run = ps->fused ? fused_run_for(ps) : reduce_run_for(ps);
     for (int64_t chunk = begin; chunk < end; chunk++) {
         int64_t r0 = chunk * w->rows_per_chunk, r1 = r0 + w->rows_per_chunk;
-        nd__walk_rows(w, base, r0, r1 < w->nrows ? r1 : w->nrows, reduce_run_for(ps), &it);
+        nd__walk_rows(w, base, r0, r1 < w->nrows ? r1 : w->nrows, run, &it);
     }
 }
 
@@ -773,11 +785,121 @@ ROW_CLONES static void factor_items(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+// ---- the fused forward: statistics that are one row each ----
+//
+// Layer, RMS and instance norm and (N, C) group norm keep one statistic per contiguous row:
+// the forward then finishes each row (moments, factors, output) while the row is in L1, so
+// x comes from memory once instead of twice. The arithmetic is the three passes' own, in the
+// same order: the bytes are the same as running them one after another.
+
+// The factors of one statistic, as factor_items computes them.
+ALWAYS_INLINE void fused_factors(const struct pass *ps, int64_t s) {
+    double rstd = 1.0 / sqrt(ps->sum2[s] * ps->f_scale + ps->f_eps);
+    ps->a_out[s] = (float)rstd;
+    ps->c_out[s] = (float)(-ps->sum1[s] * rstd);
+}
+
+// Eight rows' factors, from the moments' vectors.
+ALWAYS_INLINE void fused_factors8(const struct pass *ps, struct nd__pos pos, struct nd__pos step,
+                                  const v8d *mean, const v8d *var) {
+    double rstd[8];
+    for (int k = 0; k < 8; k++)
+        rstd[k] = 1.0 / sqrt((*var)[k] * ps->f_scale + ps->f_eps);
+    for (int k = 0; k < 8; k++) {
+        ps->a_out[pos.s + k * step.s] = (float)rstd[k];
+        ps->c_out[pos.s + k * step.s] = (float)(-(*mean)[k] * rstd[k]);
+    }
+}
+
+ALWAYS_INLINE void fused_row_out(const struct pass *ps, struct nd__pos q, int64_t n, int pI,
+                                 int inplace) {
+    int64_t s = q.s;
+    int hg = ps->gamma != NULL, hb = ps->beta != NULL;
+    apply_row(ps->out + q.x, ps->x + q.x, ps->a_out + s, ps->c_out + s,
+              hg ? ps->gamma + q.p : &one, hb ? ps->beta + q.p : NULL, n, 0, pI, hg, hb,
+              inplace);
+}
+
+// Asks for the eight rows of x two blocks ahead (measured: layer norm over 56 or 768 values
+// 10-15% faster; the hardware prefetcher alone falls behind the rows' short loops).
+ALWAYS_INLINE void prefetch_rows(const float *x, int64_t row_stride, int64_t n) {
+    for (int k = 0; k < 8; k++) {
+        const char *row = (const char *)(x + k * row_stride);
+        for (int64_t b = 0; b < n * (int64_t)sizeof(float); b += 64)
+            __builtin_prefetch(row + b, 0, 3);
+    }
+}
+
+ALWAYS_INLINE void fused_run(const struct item *it, struct nd__pos pos, int64_t nrows,
+                             struct nd__pos step, int pI, int inplace) {
+    const struct pass *ps = it->ps;
+    int64_t n = ps->w.inner, r = 0;
+    v8d mean, var;
+    for (; r + 8 <= nrows; r += 8) {
+        if (r + 24 <= nrows)
+            prefetch_rows(ps->x + pos.x + 16 * step.x, step.x, n);
+        reduce_rows8_alone(it, pos, step, n, OP_MOMENTS, 0, 0, &mean, &var);
+        fused_factors8(ps, pos, step, &mean, &var);
+        for (int k = 0; k < 8; k++, pos.x += step.x, pos.s += step.s, pos.p += step.p)
+            fused_row_out(ps, pos, n, pI, inplace);
+    }
+    for (; r < nrows; r++, pos.x += step.x, pos.s += step.s, pos.p += step.p) {
+        reduce_row_alone(it, pos, n, OP_MOMENTS, 0, 0);
+        fused_factors(ps, pos.s);
+        fused_row_out(ps, pos, n, pI, inplace);
+    }
+}
+
+#define FUSED_RUN(name, pI, inplace)                                                           \
+    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                 \
+                                struct nd__pos step) {                                         \
+        fused_run(ctx, pos, nrows, step, pI, inplace);                                         \
+    }
+FUSED_RUN(run_fused_p0, 0, 0)
+FUSED_RUN(run_fused_p1, 1, 0)
+FUSED_RUN(run_fused_in_p0, 0, 1)
+FUSED_RUN(run_fused_in_p1, 1, 1)
+
+static nd__run_fn fused_run_for(const struct pass *ps) {
+    static const nd__run_fn runs[2][2] = {{run_fused_p0, run_fused_p1},
+                                          {run_fused_in_p0, run_fused_in_p1}};
+    return runs[ps->out == ps->x][ps->w.p_inner != 0];
+}
+
+// Runs the fused forward and returns true when every statistic is one row of the plan.
+static bool forward_fused(const struct nd_norm_plan *plan, float *y, float *a, float *c,
+                          double *mean, double *var, const float *x, const float *gamma,
+                          const float *beta, double eps, bool centered, double denom,
+                          struct nd_pool *pool) {
+    if (plan->use_fine || plan->numel == 0 || plan->count == 0)
+        return false;
+    struct pass ps = {.op = OP_MOMENTS, .centered = centered, .x = x};
+    nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
+    if (ps.w.nrows != 1 || ps.w.nblocks <= 1 || ps.w.s_inner != 0)
+        return false;
+    ps.sum1 = mean;
+    ps.sum2 = var;
+    ps.finalize = true;
+    ps.inv_count = 1.0 / (double)plan->count;
+    ps.fused = true;
+    ps.out = y;
+    ps.gamma = gamma;
+    ps.beta = beta;
+    ps.a_out = a;
+    ps.c_out = c;
+    ps.f_scale = (double)plan->count / denom;
+    ps.f_eps = eps;
+    run_per_row(&ps, pool);
+    return true;
+}
+
 void nd_norm_forward(const struct nd_norm_plan *plan, float *y, float *restrict a,
                      float *restrict c, double *restrict mean, double *restrict var,
                      const float *x, const float *gamma, const float *beta, double eps,
                      bool centered, double denom, struct nd_pool *pool,
                      double *restrict scratch) {
+    if (forward_fused(plan, y, a, c, mean, var, x, gamma, beta, eps, centered, denom, pool))
+        return;
     nd_norm_moments(plan, mean, var, x, centered, pool, scratch);
     struct factors f = {a, c, mean, var, plan->count > 0 ? (double)plan->count / denom : 1.0,
                         eps, plan->nstat};

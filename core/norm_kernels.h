@@ -100,6 +100,8 @@ void nd_norm_apply(const struct nd_norm_plan *plan,
 // c = -mean * a (RMS: c = 0) with v = var * count / denom (denom = count, or count - 1 for
 // an unbiased variance), then the apply pass with gamma and beta. Keeps a and c for the
 // backward, and mean and the biased var for moving statistics. eps >= 0, denom > 0.
+// When every statistic is one contiguous row (layer, RMS, instance norm) the three steps run
+// row by row in one pass over x, giving the same bytes as running them one after another.
 void nd_norm_forward(const struct nd_norm_plan *plan,
                      float *y,        // (numel); may equal x
                      float *restrict a, float *restrict c, // (nstat) each

@@ -450,6 +450,43 @@ START_TEST(test_apply_in_place_matches) {
 }
 END_TEST
 
+// nd_norm_forward (fused when every statistic is one row) gives the bytes of its three steps
+// run one after another: moments, a = 1/sqrt(var*count/d + eps) and c = -mean*a, apply. In
+// place too.
+START_TEST(test_forward_is_its_steps) {
+    const struct norm_case *tc = &cases[_i];
+    rng_state = 31 + (uint64_t)_i;
+    struct nd_norm_plan plan = build_plan(&tc->dims);
+    struct bufs b;
+    bufs_init(&b, tc, &plan, 0.4, 2.0);
+    const float *g = tc->gamma ? b.gamma : NULL, *be = tc->beta ? b.beta : NULL;
+    double eps = 1e-3, d = denom_of(tc, &plan);
+    run_forward(tc, &plan, &b, NULL, eps);
+    size_t n = (size_t)b.numel, ns = (size_t)b.nstat;
+    float *y = malloc(n * sizeof(float)), *a = malloc(ns * sizeof(float));
+    float *c = malloc(ns * sizeof(float));
+    nd_norm_moments(&plan, b.rmean, b.rvar, b.x, tc->centered, NULL, b.scratch);
+    for (size_t s = 0; s < ns; s++) {
+        double rstd = 1.0 / sqrt(b.rvar[s] * ((double)plan.count / d) + eps);
+        a[s] = (float)rstd;
+        c[s] = (float)(-b.rmean[s] * rstd);
+    }
+    nd_norm_apply(&plan, y, b.x, a, c, g, be, NULL, b.scratch);
+    ck_assert_mem_eq(b.mean, b.rmean, ns * sizeof(double));
+    ck_assert_mem_eq(b.var, b.rvar, ns * sizeof(double));
+    ck_assert_mem_eq(b.a, a, ns * sizeof(float));
+    ck_assert_mem_eq(b.c, c, ns * sizeof(float));
+    ck_assert_mem_eq(b.y, y, n * sizeof(float));
+    nd_norm_forward(&plan, b.x, b.a, b.c, b.mean, b.var, b.x, g, be, eps, tc->centered, d, NULL,
+                    b.scratch); // in place
+    ck_assert_mem_eq(b.x, y, n * sizeof(float));
+    free(y);
+    free(a);
+    free(c);
+    bufs_free(&b);
+}
+END_TEST
+
 START_TEST(test_large_mean_keeps_precision) {
     // x = 1e4 + U(-1, 1): a naive float E[x^2] - E[x]^2 loses the variance; shifted sums do not.
     struct nd_norm_dims bn = {3, {64, 2, 100}, BIT(0) | BIT(2), BIT(1), {1, 1, 1}};
@@ -540,6 +577,7 @@ Suite *norm_suite(void) {
     tcase_add_loop_test(tc, test_backward_matches_finite_differences, 0, NCASES);
     tcase_add_loop_test(tc, test_backward_entry_points_agree, 0, NCASES);
     tcase_add_loop_test(tc, test_apply_in_place_matches, 0, NCASES);
+    tcase_add_loop_test(tc, test_forward_is_its_steps, 0, NCASES);
     tcase_add_test(tc, test_short_rows_in_eights_match_one_by_one);
     tcase_add_test(tc, test_groups_are_standardized);
     tcase_add_test(tc, test_affine_invariance_and_rms);
