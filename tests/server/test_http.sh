@@ -102,6 +102,14 @@ expect_status 200 "alive after 413"
 python3 -c 'print("{\"input\": [" + ",".join(["0"] * 1500) + "]}")' >"$TMP/many"
 req POST /v1/layers/bn/forward "${J[@]}" --data-binary @"$TMP/many"
 expect_error 413 payload_too_large "tensor over max-elements"
+head -c 10000 /dev/zero | tr '\0' a >"$TMP/pad"
+req GET /healthz -H "X-Pad: $(cat "$TMP/pad")"
+expect_status 200 "10 KB of request headers"
+head -c 20000 /dev/zero | tr '\0' a >"$TMP/pad"
+req GET /healthz -H "X-Pad: $(cat "$TMP/pad")"
+expect_status 431 "request headers over 16 KiB"
+req GET /healthz
+expect_status 200 "alive after 431"
 for n in l2 l3; do
     req PUT "/v1/layers/$n" "${J[@]}" -d '{"type":"LayerNormalization","input":[4]}'
 done
