@@ -216,8 +216,23 @@ void api_reply_header(struct api_call *call, const char *name, const char *fmt, 
     r->nheaders++;
 }
 
+// By hand, not through api_reply_header: every forward sends one, and printf was a visible
+// share of a tiny forward's time under load.
 void api_reply_etag(struct api_call *call, uint64_t version) {
-    api_reply_header(call, "ETag", "\"%llu\"", (unsigned long long)version);
+    struct api_response *r = call->resp;
+    if (r->nheaders == API_MAX_HEADERS)
+        return;
+    char digits[24], *v = r->header_value[r->nheaders];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + version % 10);
+    while ((version /= 10) != 0);
+    *v++ = '"';
+    while (n)
+        *v++ = digits[--n];
+    memcpy(v, "\"", 2);
+    memcpy(r->header_name[r->nheaders], "ETag", 5);
+    r->nheaders++;
 }
 
 int api_reply_json(struct api_call *call, int status, struct jw *w) {

@@ -90,6 +90,21 @@ static void schedule(struct srv_http *h) {
 
 // ---- request assembly ----
 
+// Writes v in lower-case hex, at least width digits, and returns the end (not terminated).
+// By hand, not snprintf: every request without an X-Request-Id makes one.
+static char *put_hex(char *p, uint64_t v, int width) {
+    char digits[16];
+    int n = 0;
+    do
+        digits[n++] = "0123456789abcdef"[v & 15];
+    while ((v >>= 4) != 0);
+    while (n < width)
+        digits[n++] = '0';
+    while (n)
+        *p++ = digits[--n];
+    return p;
+}
+
 // Echoes a client's X-Request-Id when it is short and printable, else makes one.
 static void request_id(struct srv_req *r) {
     const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
@@ -101,9 +116,11 @@ static void request_id(struct srv_req *r) {
         return;
     }
     uint64_t n = ++r->h->next_id;
-    snprintf(r->request_id, sizeof r->request_id, "%08llx-%u-%06llx",
-             (unsigned long long)(r->start_ns / 1000) & 0xffffffffull, r->h->cfg.index,
-             (unsigned long long)n);
+    char *p = put_hex(r->request_id, (r->start_ns / 1000) & 0xffffffffull, 8);
+    *p++ = '-';
+    p = put_hex(p, r->h->cfg.index, 1);
+    *p++ = '-';
+    *put_hex(p, n, 6) = '\0';
 }
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,

@@ -23,6 +23,12 @@ req GET /healthz -H 'X-Request-Id: it-42'
 expect_status 200 "healthz"
 expect_body_has '"status":"ok"' "healthz body"
 expect_header X-Request-Id it-42 "request id echoed"
+req GET /healthz
+ID1=$(grep -i '^X-Request-Id:' "$HEADERS" | tr -d '\r' | cut -d' ' -f2)
+req GET /healthz
+ID2=$(grep -i '^X-Request-Id:' "$HEADERS" | tr -d '\r' | cut -d' ' -f2)
+[[ $ID1 =~ ^[0-9a-f]{8}-[0-9a-f]+-[0-9a-f]{6,}$ && $ID1 != "$ID2" ]] && ok ||
+    fail "made request ids: time-loop-counter in hex, one per request ($ID1, $ID2)"
 req GET /readyz
 expect_status 200 "readyz"
 req GET /v1
@@ -37,6 +43,7 @@ req POST /v1/layers "${J[@]}" -d '{"name":"bn","type":"BatchNormalization","inpu
 expect_status 201 "create"
 expect_header Location /v1/layers/bn "Location"
 expect_header ETag '"' "ETag on create"
+grep -iqE '^ETag: "[0-9]+"'$'\r''?$' "$HEADERS" && ok || fail "ETag is a quoted version number"
 req POST /v1/layers "${J[@]}" -d '{"name":"bn","type":"BatchNormalization","input":[3]}'
 expect_error 409 already_exists "create twice"
 req GET /v1/layers
