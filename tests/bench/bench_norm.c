@@ -7,8 +7,9 @@
 // Bytes per element follow ../shared/perf: 8 for one read and one write, 12 when the input is
 // read twice. "% bw" = bytes moved per second / the scale-add's bytes per second.
 //
-//   build/bench_norm [--min-time S] [--threads 1,2] [--op NAME]   (NAME as in the op column;
-//   the scale-add still runs first, as the row's reference)
+//   build/bench_norm [--min-time S] [--threads 1,2] [--op NAME] [--shape NAME]
+//   (--op as in the op column, --shape as in the shape or layout column: NHWC, 8192x768; the
+//   scale-add still runs first, as the row's reference)
 #define _GNU_SOURCE // CLOCK_MONOTONIC with -std=c11 needs POSIX; the Makefile defines it
 #include <math.h>
 #include <stdio.h>
@@ -205,7 +206,7 @@ static void bench_shape(const struct shape *sh, int threads, double min_time, co
 
 int main(int argc, char **argv) {
     double min_time = 0.4;
-    const char *only = NULL;
+    const char *only = NULL, *shape = NULL;
     int all = (int)sysconf(_SC_NPROCESSORS_ONLN);
     int tlist[2] = {1, all > 1 ? all : 1}, nt = all > 1 ? 2 : 1;
     for (int i = 1; i < argc; i++) {
@@ -215,8 +216,10 @@ int main(int argc, char **argv) {
             nt = sscanf(argv[++i], "%d,%d", &tlist[0], &tlist[1]);
         else if (strcmp(argv[i], "--op") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc)
+            shape = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--min-time S] [--threads 1,2] [--op NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--min-time S] [--threads 1,2] [--op NAME] [--shape NAME]\n", argv[0]);
             return 2;
         }
     }
@@ -224,8 +227,11 @@ int main(int argc, char **argv) {
            min_time, all);
     printf("| op            | shape       | lay  | threads | Melem/s   | GB/s   | %% bw   |\n");
     printf("|---------------|-------------|------|---------|-----------|--------|--------|\n");
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        if (shape && strcmp(shape, shapes[s].name) != 0 && strcmp(shape, shapes[s].layout) != 0)
+            continue;
         for (int t = 0; t < nt; t++)
             bench_shape(&shapes[s], tlist[t], min_time, only);
+    }
     return 0;
 }
