@@ -184,20 +184,23 @@ ALWAYS_INLINE void lanes_sum8(const v8d l[8], v8d *out) {
 ALWAYS_INLINE void reduce_lanes(const struct item *it, const float *x, const float *dy,
                                 const float *a, const float *c, const float *g, int64_t n,
                                 int op, int sI, int pI, v8d *l1, v8d *l2) {
-    v8d p1, p2;
+    // Sums in locals, stored once: *l1 may be an element of an array of rows (eight rows at a
+    // time), which gcc would otherwise add to in memory, a store-to-load wait per vector.
+    v8d p1, p2, s1 = {0}, s2 = {0};
     double v1, v2;
-    *l1 = *l2 = (v8d){0};
     int64_t j = 0;
     for (; j + LANES <= n; j += LANES) {
         pair8(it, x, dy, a, c, g, j, op, sI, pI, &p1, &p2);
-        *l1 += p1;
-        *l2 += p2;
+        s1 += p1;
+        s2 += p2;
     }
     for (int k = 0; j < n; j++, k++) {
         pair(it, x, dy, a, c, g, j, op, sI, pI, &v1, &v2);
-        (*l1)[k] += v1;
-        (*l2)[k] += v2;
+        s1[k] += v1;
+        s2[k] += v2;
     }
+    *l1 = s1;
+    *l2 = s2;
 }
 
 // One row of a keyed pass. kI: the key moves along the inner dim (one bucket per element);
@@ -802,12 +805,19 @@ ALWAYS_INLINE void fused_factors(const struct pass *ps, int64_t s) {
 // Eight rows' factors, from the moments' vectors.
 ALWAYS_INLINE void fused_factors8(const struct pass *ps, struct nd__pos pos, struct nd__pos step,
                                   const v8d *mean, const v8d *var) {
-    double rstd[8];
-    for (int k = 0; k < 8; k++)
-        rstd[k] = 1.0 / sqrt((*var)[k] * ps->f_scale + ps->f_eps);
+    v8d t = *var * ps->f_scale + ps->f_eps, rstd;
+    for (int k = 0; k < 8; k++) // one vector square root and division where the target has them
+        rstd[k] = 1.0 / sqrt(t[k]);
+    v8d cd = -*mean * rstd;
+    v8f af = __builtin_convertvector(rstd, v8f), cf = __builtin_convertvector(cd, v8f);
+    if (step.s == 1) {
+        memcpy(ps->a_out + pos.s, &af, sizeof af);
+        memcpy(ps->c_out + pos.s, &cf, sizeof cf);
+        return;
+    }
     for (int k = 0; k < 8; k++) {
-        ps->a_out[pos.s + k * step.s] = (float)rstd[k];
-        ps->c_out[pos.s + k * step.s] = (float)(-(*mean)[k] * rstd[k]);
+        ps->a_out[pos.s + k * step.s] = af[k];
+        ps->c_out[pos.s + k * step.s] = cf[k];
     }
 }
 
