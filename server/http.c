@@ -357,7 +357,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 // Each connection's libmicrohttpd pool (headers, read buffer), zeroed by libmicrohttpd after
 // every request on a kept-alive connection. The default 32 KiB made that memset and the
 // pools' cache footprint a tenth of a tiny forward's cost (make load, 64 connections:
-// 51-59k -> 55-68k req/s, paired runs); 16 KiB still takes 12 KB of headers (more gets 431).
+// 51-59k -> 55-68k req/s, paired runs); 16 KiB still takes about 15 KB of request line and
+// headers (more gets 431).
 #define CONNECTION_POOL_BYTES 16384
 
 int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http_config *cfg,
