@@ -4,6 +4,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "core/init.h"
+
 struct nd_engine {
     struct nd_pool *pool;
     struct nd_registry *registry;
@@ -79,8 +81,6 @@ int nd_engine_threads(const struct nd_engine *engine) {
 
 uint64_t nd_engine_next_seed(struct nd_engine *engine) {
     uint64_t n = atomic_fetch_add_explicit(&engine->next, 1, memory_order_relaxed);
-    uint64_t z = engine->seed + (n + 1) * 0x9e3779b97f4a7c15ull; // splitmix64
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    uint64_t state = engine->seed + n * 0x9e3779b97f4a7c15ull; // splitmix64's n-th state
+    return nd_splitmix64_next(&state);
 }

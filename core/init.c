@@ -30,9 +30,9 @@ static uint64_t splitmix64_mix(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-static uint64_t splitmix64_next(uint64_t *x) {
-    *x += GOLDEN_GAMMA;
-    return splitmix64_mix(*x);
+uint64_t nd_splitmix64_next(uint64_t *state) {
+    *state += GOLDEN_GAMMA;
+    return splitmix64_mix(*state);
 }
 
 static uint64_t rotl64(uint64_t x, int k) {
@@ -100,7 +100,7 @@ static void fill_constant(float *data, int64_t n, float value) {
 void nd_rng_seed(struct nd_rng *rng, uint64_t seed, uint64_t stream) {
     uint64_t x = splitmix64_mix(splitmix64_mix(seed + GOLDEN_GAMMA) ^ stream);
     for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64_next(&x);
+        rng->s[i] = nd_splitmix64_next(&x);
 }
 
 // xoshiro256** 1.0 (Blackman and Vigna), unchanged.

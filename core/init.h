@@ -6,6 +6,10 @@
 
 #include "core/status.h"
 
+// splitmix64: advances *state by 2^64 / golden ratio and returns its mixed value. Seeds, and a
+// quick reproducible stream where xoshiro's period is not needed.
+uint64_t nd_splitmix64_next(uint64_t *state);
+
 // xoshiro256** state. Plain data: a caller embeds it, seeds it, and owns it; not thread-safe.
 struct nd_rng {
     uint64_t s[4];

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "api/json_tensor.h"
+#include "core/init.h"
 
 // ---- helpers ----
 
@@ -82,12 +83,6 @@ static enum api_tensor_form round_trip(const struct nd_tensor *t, enum api_tenso
     return got;
 }
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
 
 // A tensor of the given dims filled with varied values, NaN and infinities among them.
 static void make_tensor(struct nd_tensor *t, int ndim, const int64_t *dims, uint64_t seed) {
@@ -96,7 +91,7 @@ static void make_tensor(struct nd_tensor *t, int ndim, const int64_t *dims, uint
     static const float specials[] = {NAN,     INFINITY,     -INFINITY, -0.0f,
                                      FLT_MAX, FLT_TRUE_MIN, 1e-7f,     16777217.0f};
     for (int64_t i = 0; i < t->numel; i++) {
-        uint64_t r = rng_next(&seed);
+        uint64_t r = nd_splitmix64_next(&seed);
         if (r % 7 == 0)
             t->data[i] = specials[(r >> 8) % 8];
         else

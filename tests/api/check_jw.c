@@ -13,15 +13,10 @@
 #include <string.h>
 
 #include "api/jw.h"
+#include "core/init.h"
 
 // ---- helpers ----
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
 
 static float float_of(uint32_t bits) {
     float v;
@@ -184,13 +179,13 @@ END_TEST
 START_TEST(test_float_random) {
     uint64_t seed = 2024;
     for (int i = 0; i < 3000; i++) {
-        float v = float_of((uint32_t)rng_next(&seed));
+        float v = float_of((uint32_t)nd_splitmix64_next(&seed));
         if (isfinite(v))
             check_shortest_float(v);
     }
     // Values around 1 in magnitude, as tensors mostly hold, and every float next to 1.
     for (int i = 0; i < 2000; i++) {
-        float v = (float)((double)(rng_next(&seed) >> 11) / 9007199254740992.0 * 8 - 4);
+        float v = (float)((double)(nd_splitmix64_next(&seed) >> 11) / 9007199254740992.0 * 8 - 4);
         check_shortest_float(v);
         check_shortest_float(nextafterf(v, INFINITY));
     }
@@ -231,7 +226,7 @@ START_TEST(test_double_cases) {
     for (int i = 0; i < 4000; i++) {
         // Half random bit patterns (mostly exponent notation), half in 1e-6 .. 1e17, where the
         // plain layouts hold up to 17 digits.
-        uint64_t bits = rng_next(&seed);
+        uint64_t bits = nd_splitmix64_next(&seed);
         double v;
         memcpy(&v, &bits, sizeof v);
         if (i % 2)
@@ -332,7 +327,7 @@ START_TEST(test_writer_many_floats) {
     uint64_t seed = 11;
     float *v = malloc(N * sizeof *v);
     for (int i = 0; i < N; i++) {
-        v[i] = (float)((double)(rng_next(&seed) >> 11) / 9007199254740992.0 * 2 - 1) *
+        v[i] = (float)((double)(nd_splitmix64_next(&seed) >> 11) / 9007199254740992.0 * 2 - 1) *
                powf(10.0f, (float)(i % 20 - 10));
         jw_float(&w, v[i]);
     }
