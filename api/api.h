@@ -19,7 +19,13 @@ struct api_config {
     int64_t max_elements;    // per tensor; more is 413
     int64_t max_layers;      // reported by GET /v1; the engine enforces it (429)
     const char *api_key;     // NULL or "": no authorization; else /v1 needs "Bearer KEY"
+    size_t max_reply_bytes;  // a reply's text is refused (413) past it; 0: API_REPLY_BYTES_PER_
+                             // ELEMENT * max_elements + 1 MiB, what the largest tensors need
 };
+
+// The default reply bound per allowed element: a train-step may return four tensors of
+// max_elements floats, each at most 17 bytes of text ("-1.17549435e-38,").
+#define API_REPLY_BYTES_PER_ELEMENT 72
 
 struct api_ctx;
 

@@ -92,7 +92,7 @@ static int extract(struct api_call *call, struct nd_layer *layer) {
     struct nd_layer_info info;
     nd_layer_info(layer, &info);
     struct jw w;
-    jw_init(&w);
+    api_writer_init(call, &w);
     jw_obj_begin(&w);
     for (size_t i = 0; i < json_array_size(list); i++) {
         const char *key;
@@ -135,7 +135,7 @@ static int reply_array(struct api_call *call, const char *name, struct nd_tensor
     if (output_format(call, &form) != 0)
         return API_FAIL;
     struct jw w;
-    jw_init(&w);
+    api_writer_init(call, &w);
     jw_obj_begin(&w);
     jw_key(&w, "name");
     jw_string(&w, name);
@@ -205,7 +205,7 @@ int api_h_array_put(struct api_call *call) {
     }
     if (rc == 0) {
         struct jw w;
-        jw_init(&w);
+        api_writer_init(call, &w);
         jw_obj_begin(&w);
         jw_key(&w, "name");
         jw_string(&w, nd_array_name(id));
@@ -231,7 +231,7 @@ int api_h_shared_list(struct api_call *call) {
     if (nd_registry_shared_list(reg, &names, &n, &ce) != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     struct jw w;
-    jw_init(&w);
+    api_writer_init(call, &w);
     jw_obj_begin(&w);
     jw_key(&w, "shared_arrays");
     jw_arr_begin(&w);
@@ -278,7 +278,7 @@ int api_h_shared_get(struct api_call *call) {
         return API_FAIL;
     }
     struct jw w;
-    jw_init(&w);
+    api_writer_init(call, &w);
     jw_obj_begin(&w);
     jw_key(&w, "name");
     jw_string(&w, call->param[0]);

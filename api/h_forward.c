@@ -117,7 +117,7 @@ static int forward_list(struct api_call *call, struct nd_layer *layer, const jso
                            "mode train needs one batch (\"input\"), so the statistics are "
                            "the batch's");
     struct jw w;
-    jw_init(&w);
+    api_writer_init(call, &w);
     jw_obj_begin(&w);
     jw_key(&w, "outputs");
     jw_arr_begin(&w);
@@ -150,6 +150,10 @@ static int forward_tensor(struct api_call *call, struct nd_layer *layer, struct 
                           enum api_tensor_form form, const struct forward_req *fr) {
     struct nd_tensor y = {0};
     uint64_t version = 0;
+    enum api_tensor_form out_form = fr->has_format ? fr->format : form;
+    if (call->inline_only && !call->binary &&
+        api_tensor_text_bound(&x->shape, out_form) > API_INLINE_REPLY_MAX)
+        return API_DEFER; // a large reply is never written on an event loop
     int rc = forward_one(call, layer, x, fr->batch_hint, fr->train_mode, &y, &version);
     if (rc == 0) {
         api_reply_etag(call, version);
@@ -157,10 +161,10 @@ static int forward_tensor(struct api_call *call, struct nd_layer *layer, struct 
             rc = api_reply_binary(call, &y);
         } else {
             struct jw w;
-            jw_init(&w);
+            api_writer_init(call, &w);
             jw_obj_begin(&w);
             jw_key(&w, "output");
-            api_tensor_write(&w, &y, fr->has_format ? fr->format : form);
+            api_tensor_write(&w, &y, out_form);
             jw_key(&w, "version");
             jw_uint(&w, version);
             jw_obj_end(&w);

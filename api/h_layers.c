@@ -130,7 +130,8 @@ static int parse_initialize(struct api_call *call, struct nd_initialize_args *ar
         api_get_bool(b, "reinitialize", "reinitialize", &args->reinitialize, &call->err) != 0)
         return -1;
     if ((v = json_object_get(b, "input")) && !json_is_null(v)) {
-        if (api_parse_shape(v, "input", &args->input, &call->err) != 0)
+        if (api_parse_shape(v, "input", call->ctx->config.max_elements, &args->input,
+                            &call->err) != 0)
             return -1;
         args->has_input = true;
     }

@@ -220,7 +220,7 @@ static int train(struct api_call *call, struct nd_layer *layer, struct train_req
         return api_core_error(call, &ce, "");
     atomic_fetch_add_explicit(&call->ctx->train_steps, 1, memory_order_relaxed);
     struct jw w;
-    jw_init(&w);
+    api_writer_init(call, &w);
     write_result(&w, t, &r, is_batch);
     api_reply_etag(call, r.version);
     nd_train_result_deinit(&r);

@@ -73,7 +73,11 @@ const char *api_header(const struct api_request *req, const char *name);
 const char *api_query(const struct api_request *req, const char *name);
 
 // Parses the body as a JSON object into call->body (an empty body is {} when allow_empty).
-// 400 malformed_body with line and column, 400 invalid_type when not an object.
+// 400 malformed_body with line and column, or nested deeper than API_JSON_MAX_DEPTH; 400
+// invalid_type when not an object; 413 when jansson would need more than
+// API_JSON_BYTES_PER_BODY_BYTE bytes per byte of max_body_bytes (tensors read by the fast path
+// aside).
+#define API_JSON_BYTES_PER_BODY_BYTE 16
 int api_parse_body(struct api_call *call, bool allow_empty);
 
 // A tensor value of the body: a placeholder of a pre-read array (json_fast.h), or any JSON form
@@ -91,8 +95,14 @@ int api_if_match(struct api_call *call, uint64_t *version);
 
 // ---- responses (routes.c) ----
 
-// Finishes w into the response body with status and application/json. Returns API_OK, or
-// API_FAIL (503) when the writer ran out of memory.
+// Starts a response writer bounded by the reply limit; on an event loop (inline_only) by
+// API_INLINE_REPLY_MAX, past which the call moves to a worker.
+#define API_INLINE_REPLY_MAX ((size_t)1 << 20)
+void api_writer_init(struct api_call *call, struct jw *w);
+
+// Finishes w into the response body with status and application/json. Returns API_OK; API_FAIL
+// with 413 when the text passed the reply limit, 503 when the writer ran out of memory;
+// API_DEFER when it passed the inline bound on an event loop.
 int api_reply_json(struct api_call *call, int status, struct jw *w);
 
 // Adds a response header (value formatted; cut to API_HEADER_VALUE_MAX).
@@ -161,9 +171,10 @@ int api_parse_array_name(const char *name, enum nd_layer_type type, const char *
                          enum nd_array_id *id, struct api_error *err);
 
 // Parses a per-example shape: an integer n ([n]), a list of integers >= 0 or nulls, or null
-// (unknown). 400 invalid_type / 422 invalid_value naming field.
-int api_parse_shape(const json_t *v, const char *field, struct nd_shape *out,
-                    struct api_error *err);
+// (unknown). 400 invalid_type / 422 invalid_value naming field; 413 when its known dims hold
+// more than max_elements (> 0) elements.
+int api_parse_shape(const json_t *v, const char *field, int64_t max_elements,
+                    struct nd_shape *out, struct api_error *err);
 
 // Writes a shape as a list (null for unknown dims; null for an unknown rank).
 void api_write_shape(struct jw *w, const struct nd_shape *shape);

@@ -187,7 +187,12 @@ static bool level_size(struct scan *sc, int d, int64_t size) {
     return sc->dim[d] == size;
 }
 
+// Recursion is bounded: a tensor has at most ND_MAX_DIMS levels, so a list nested deeper is
+// refused before descending (a body of 100,000 '[' must not reach the stack's end, and each
+// '[' the caller retries from costs at most ND_MAX_DIMS levels: linear in the body).
 static bool scan_list(struct scan *sc) {
+    if (sc->depth >= ND_MAX_DIMS)
+        return false;
     int d = sc->depth++;
     sc->i++; // '['
     int64_t size = 0;
@@ -328,4 +333,43 @@ void api_fast_release(struct api_fast_tensors *fast) {
     for (int k = 0; k < fast->count; k++)
         nd_tensor_deinit(&fast->t[k]);
     fast->count = 0;
+}
+
+// ---- measuring what jansson will build ----
+
+// Heap bytes per value, from tests on jansson 2.14 (each rounded up by a few bytes).
+enum {
+    COST_OBJECT = 240,
+    COST_LIST = 144,
+    COST_MEMBER = 80,
+    COST_SCALAR = 48,
+    COST_STRING = 96,
+};
+
+struct api_json_cost api_json_measure(const char *text, size_t len) {
+    struct api_json_cost c = {0};
+    int depth = 0;
+    bool in_token = false; // inside a number or a literal (true, false, null)
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        bool token_char = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '-' ||
+                          ch == '+' || ch == '.' || ch == 'E';
+        if (token_char && !in_token)
+            c.bytes += COST_SCALAR;
+        in_token = token_char;
+        if (ch == '"') {
+            size_t end = skip_string(text, len, i);
+            c.bytes += COST_STRING + (end - i);
+            i = end - 1;
+        } else if (ch == '{' || ch == '[') {
+            c.bytes += ch == '{' ? COST_OBJECT : COST_LIST;
+            if (++depth > c.depth)
+                c.depth = depth;
+        } else if (ch == '}' || ch == ']') {
+            depth -= depth > 0;
+        } else if (ch == ':') {
+            c.bytes += COST_MEMBER;
+        }
+    }
+    return c;
 }

@@ -624,8 +624,24 @@ bool api_write_option_named(struct jw *w, const struct nd_spec *spec,
 
 // ---- shapes, arrays, multipliers ----
 
-int api_parse_shape(const json_t *v, const char *field, struct nd_shape *out,
-                    struct api_error *err) {
+// The elements of one example, its unknown dims aside, against the tensor limit: no forward
+// could carry such an example, and the layer's arrays (at most one example's size) would be
+// allocated from it (a 57-byte definition of input [1000000000] once asked for 16 GB).
+static int check_example_size(const struct nd_shape *shape, int64_t max_elements,
+                              const char *field, struct api_error *err) {
+    int64_t n = 1;
+    for (int32_t i = 0; i < shape->ndim; i++)
+        if (shape->dim[i] != ND_DIM_AUTO && !nd_count_mul(n, shape->dim[i], &n))
+            n = INT64_MAX;
+    if (max_elements > 0 && n > max_elements)
+        return api_error_set(err, 413, "payload_too_large", field,
+                             "%s has %lld elements per example, the limit is %lld", field,
+                             (long long)n, (long long)max_elements);
+    return 0;
+}
+
+int api_parse_shape(const json_t *v, const char *field, int64_t max_elements,
+                    struct nd_shape *out, struct api_error *err) {
     if (json_is_null(v)) {
         *out = (struct nd_shape){.ndim = ND_RANK_UNKNOWN};
         return 0;
@@ -635,8 +651,10 @@ int api_parse_shape(const json_t *v, const char *field, struct nd_shape *out,
         if (api_as_int(v, field, &d, err) != 0)
             return -1;
         *out = nd_shape_make(1, &d);
-        return d >= 0 ? 0 : api_error_set(err, 422, "invalid_value", field,
-                                          "%s must be a positive size", field);
+        if (d < 0)
+            return api_error_set(err, 422, "invalid_value", field, "%s must be a positive size",
+                                 field);
+        return check_example_size(out, max_elements, field, err);
     }
     size_t n = json_array_size(v);
     if (n > ND_MAX_RANK)
@@ -658,7 +676,7 @@ int api_parse_shape(const json_t *v, const char *field, struct nd_shape *out,
                                  (long long)d);
         out->dim[i] = d;
     }
-    return 0;
+    return check_example_size(out, max_elements, field, err);
 }
 
 void api_write_shape(struct jw *w, const struct nd_shape *shape) {
@@ -846,7 +864,8 @@ int api_parse_definition(const json_t *body, const char *path_name,
         return -1;
     struct nd_spec *spec = &out->def.spec;
     const json_t *v;
-    if ((v = json_object_get(body, "input")) && api_parse_shape(v, "input", &spec->input, err))
+    if ((v = json_object_get(body, "input")) &&
+        api_parse_shape(v, "input", limits->max_elements, &spec->input, err))
         return -1;
     if ((v = json_object_get(body, "options")) && parse_options(v, spec, err))
         return -1;

@@ -48,16 +48,25 @@ static int element_count_error(struct api_error *err, const char *field, int64_t
 
 // The element count of a shape against the limits (<= 0 or NULL: no limit); 413 when over.
 // The product overflows as core's nd_shape_numel sees it, left to right, even when a later
-// dimension is 0: such a shape would fail in the engine anyway.
+// dimension is 0: such a shape would fail in the engine anyway. The lists a nested reply of
+// the shape holds (1 + d0 + d0*d1 + ...) count too: [300000000, 3, 0] has no element, yet its
+// nested form is 1.2 billion lists, and each is work for the engine and text for the reply.
 static int check_numel(const struct nd_shape *shape, const struct api_tensor_limits *limits,
                        const char *field, int64_t *numel, struct api_error *err) {
-    int64_t n = 1;
-    for (int32_t i = 0; i < shape->ndim; i++)
-        if (!nd_count_mul(n, shape->dim[i], &n))
+    int64_t n = 1, lists = 0;
+    for (int32_t i = 0; i < shape->ndim; i++) {
+        if (__builtin_add_overflow(lists, n, &lists) || !nd_count_mul(n, shape->dim[i], &n))
             return api_error_set(err, 413, "payload_too_large", field,
                                  "shape has more elements than a tensor can hold");
-    if (limits && limits->max_elements > 0 && n > limits->max_elements)
+    }
+    int64_t max = limits ? limits->max_elements : 0;
+    if (max > 0 && n > max)
         return element_count_error(err, field, n, limits);
+    if (max > 0 && lists > max)
+        return api_error_set(err, 413, "payload_too_large", field,
+                             "shape has %lld nested lists (1 + d0 + d0*d1 + ...), the limit is "
+                             "%lld",
+                             (long long)lists, (long long)max);
     *numel = n;
     return 0;
 }
@@ -483,6 +492,10 @@ static void write_b64(struct jw *w, const struct nd_tensor *t) {
     jw_key(w, "b64");
     size_t bytes = (size_t)t->numel * sizeof(float);
     size_t n = api_b64_encoded_size(bytes); // chars + NUL
+    if (w->limit && (w->len > w->limit || n + 1 > w->limit - w->len)) {
+        w->failed = w->too_large = true; // as jw_raw would, before allocating the text
+        return;
+    }
     char *text = malloc(n + 1);
     if (!text) {
         w->failed = true; // as the writer itself does when it cannot grow
@@ -660,6 +673,17 @@ void api_tensor_write(struct jw *w, const struct nd_tensor *t, enum api_tensor_f
         jw_float(w, t->numel > 0 ? t->data[0] : NAN);
     else
         write_nested(w, t->data, &t->shape, 0);
+}
+
+size_t api_tensor_text_bound(const struct nd_shape *shape, enum api_tensor_form form) {
+    double n = 1, lists = 0; // in double: a bound, and no overflow to care about
+    for (int32_t i = 0; i < shape->ndim; i++) {
+        lists += n;
+        n *= (double)shape->dim[i];
+    }
+    double bytes = 64 + 24.0 * shape->ndim; // braces, keys, the shape
+    bytes += form == API_FORM_B64 ? n * 4 * 4 / 3 + 4 : n * 17 + (form == API_FORM_NESTED ? lists * 2 : 2);
+    return bytes < 0x1p62 ? (size_t)bytes : (size_t)1 << 62;
 }
 
 char *api_shape_header(const struct nd_shape *shape, char *buf, size_t size) {

@@ -56,6 +56,10 @@ int api_tensor_from_binary(const void *body, size_t len, const char *shape_heade
 // Writes t in the given form as the next JSON value of w.
 void api_tensor_write(struct jw *w, const struct nd_tensor *t, enum api_tensor_form form);
 
+// At most how many bytes api_tensor_write writes for a tensor of this shape in this form (17
+// per float, 2 per nested list, base64's 4 per 3 bytes, plus the object forms' keys).
+size_t api_tensor_text_bound(const struct nd_shape *shape, enum api_tensor_form form);
+
 // Formats a shape as the X-Tensor-Shape header value ("2,3") into buf; returns buf.
 char *api_shape_header(const struct nd_shape *shape, char *buf, size_t size);
 

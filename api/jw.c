@@ -703,14 +703,16 @@ static bool jw_reserve(struct jw *w, size_t n) {
         return false;
     if (n < w->cap - w->len)
         return true;
-    if (n > JW_MAX_CAP - w->len - 1) {
+    size_t max = w->limit ? w->limit + 1 : JW_MAX_CAP; // the text and its NUL
+    if (n > max - w->len - 1) {
+        w->too_large = w->limit != 0;
         w->failed = true;
         return false;
     }
     size_t need = w->len + n + 1;
     size_t cap = w->cap ? w->cap : JW_INITIAL_CAP;
     while (cap < need)
-        cap = cap > JW_MAX_CAP / 2 ? JW_MAX_CAP : cap * 2;
+        cap = cap > max / 2 ? max : cap * 2;
     char *buf = realloc(w->buf, cap);
     if (!buf) {
         w->failed = true;
@@ -778,12 +780,28 @@ static void jw_close(struct jw *w, char c) {
     jw_put(w, &c, 1);
 }
 
-// Bytes that need no escape: everything but '"', '\\' and the control characters.
+// ASCII bytes that need no escape: everything but '"', '\\' and the control characters.
 static bool jw_plain_byte(unsigned char c) {
-    return c >= 0x20 && c != '"' && c != '\\';
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
-// Writes s quoted; runs of plain bytes are copied in one go.
+// Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates,
+// nothing above U+10FFFF), or 0. s is NUL-terminated, and a NUL is never a continuation byte,
+// so the look-ahead stops there.
+static int utf8_sequence(const unsigned char *s) {
+    unsigned char c = s[0];
+    int n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0; // overlong, a surrogate, or past U+10FFFF
+    return n;
+}
+
+// Writes s quoted; runs of plain bytes are copied in one go, well-formed UTF-8 as it is, and
+// any other byte as U+FFFD.
 static void jw_put_string(struct jw *w, const char *s) {
     static const char hex[] = "0123456789abcdef";
     jw_put(w, "\"", 1);
@@ -794,6 +812,12 @@ static void jw_put_string(struct jw *w, const char *s) {
         jw_put(w, run, (size_t)(s - run));
         if (!*s)
             break;
+        if ((unsigned char)*s >= 0x80) { // a client's bytes may not be UTF-8: every reply is
+            int n = utf8_sequence((const unsigned char *)s);
+            jw_put(w, n ? s : "\\ufffd", n ? (size_t)n : 6);
+            s += n ? n : 1;
+            continue;
+        }
         unsigned char c = (unsigned char)*s++;
         char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
         size_t n = 2;
@@ -830,6 +854,10 @@ static void jw_put_string(struct jw *w, const char *s) {
 void jw_init(struct jw *w) {
     memset(w, 0, sizeof *w);
     w->first[0] = true;
+}
+
+void jw_set_limit(struct jw *w, size_t bytes) {
+    w->limit = bytes < JW_MAX_CAP ? bytes : 0;
 }
 
 void jw_free(struct jw *w) {

@@ -20,9 +20,15 @@ struct jw {
     int depth;
     bool first[JW_MAX_DEPTH]; // no value written yet at this depth
     bool after_key;           // the next value follows a key: no comma
+    size_t limit;             // most bytes of text (0: no limit but memory's)
+    bool too_large;           // failed because the text would pass limit
 };
 
 void jw_init(struct jw *w);
+
+// Bounds the text at `bytes` (0: no bound): past it the writer fails with too_large set, having
+// allocated no more than the bound. Call right after jw_init.
+void jw_set_limit(struct jw *w, size_t bytes);
 
 // Frees the buffer (after a failure, or when the text is not wanted).
 void jw_free(struct jw *w);
@@ -36,7 +42,9 @@ void jw_obj_end(struct jw *w);
 void jw_arr_begin(struct jw *w);
 void jw_arr_end(struct jw *w);
 void jw_key(struct jw *w, const char *key);
-void jw_string(struct jw *w, const char *s); // escaped per RFC 8259
+// Escaped per RFC 8259; bytes that are not well-formed UTF-8 become U+FFFD, so the reply is
+// valid UTF-8 whatever a client sent.
+void jw_string(struct jw *w, const char *s);
 void jw_int(struct jw *w, int64_t v);
 void jw_uint(struct jw *w, uint64_t v);
 void jw_bool(struct jw *w, bool v);

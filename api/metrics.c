@@ -51,6 +51,10 @@ struct text {
 static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void put(struct text *t, const char *fmt, ...) {
+    if (!t->buf && !t->failed) { // never NULL + 0: pointer arithmetic on NULL is undefined
+        t->cap = 4096;
+        t->failed = !(t->buf = malloc(t->cap));
+    }
     for (int attempt = 0; attempt < 2 && !t->failed; attempt++) {
         va_list ap;
         va_start(ap, fmt);

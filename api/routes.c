@@ -108,6 +108,25 @@ struct api_tensor_limits api_limits(const struct api_call *call) {
     return (struct api_tensor_limits){.max_elements = call->ctx->config.max_elements};
 }
 
+// Before jansson builds anything: the nesting against API_JSON_MAX_DEPTH (400), and the heap
+// its values would take against API_JSON_BYTES_PER_BODY_BYTE per byte a body may have (413):
+// 64 MiB of "[{},{},...]" once made 5 GB of jansson objects.
+static int check_json_cost(struct api_call *call, const char *text, size_t len) {
+    struct api_json_cost cost = api_json_measure(text, len);
+    uint64_t cap = (uint64_t)call->ctx->config.max_body_bytes * API_JSON_BYTES_PER_BODY_BYTE;
+    if (cost.depth > API_JSON_MAX_DEPTH)
+        return api_error_set(&call->err, 400, "malformed_body", NULL,
+                             "the body nests objects and lists %d deep; the limit is %d",
+                             cost.depth, API_JSON_MAX_DEPTH);
+    if (cap && cost.bytes > cap)
+        return api_error_set(&call->err, 413, "payload_too_large", NULL,
+                             "the body's JSON would take %llu bytes to parse; the limit is %llu "
+                             "(numeric tensors are not counted: send large tensors as nested "
+                             "lists, base64 or a binary body)",
+                             (unsigned long long)cost.bytes, (unsigned long long)cap);
+    return 0;
+}
+
 int api_parse_body(struct api_call *call, bool allow_empty) {
     const struct api_request *req = call->req;
     if (req->body_len == 0 && allow_empty) {
@@ -118,8 +137,13 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
     char *text = malloc(req->body_len + 1);
     if (!text)
         return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
-    memcpy(text, req->body, req->body_len);
+    if (req->body_len > 0) // an empty body may come as NULL, and memcpy(x, NULL, 0) is undefined
+        memcpy(text, req->body, req->body_len);
     size_t len = api_fast_extract(text, req->body_len, call->ctx->config.max_elements, &call->fast);
+    if (check_json_cost(call, text, len) != 0) {
+        free(text);
+        return API_FAIL;
+    }
     json_error_t jerr;
     call->body = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     free(text);
@@ -235,9 +259,23 @@ void api_reply_etag(struct api_call *call, uint64_t version) {
     r->nheaders++;
 }
 
+void api_writer_init(struct api_call *call, struct jw *w) {
+    size_t limit = call->ctx->config.max_reply_bytes;
+    jw_init(w);
+    jw_set_limit(w, call->inline_only && limit > API_INLINE_REPLY_MAX ? API_INLINE_REPLY_MAX
+                                                                       : limit);
+}
+
 int api_reply_json(struct api_call *call, int status, struct jw *w) {
     size_t len = 0;
+    bool too_large = w->too_large;
     char *text = jw_finish(w, &len);
+    if (!text && too_large && call->inline_only)
+        return API_DEFER; // a worker may write it, bounded by the reply limit
+    if (!text && too_large)
+        return api_error_set(&call->err, 413, "payload_too_large", NULL,
+                             "the reply would be larger than this server's limit of %zu bytes",
+                             call->ctx->config.max_reply_bytes);
     if (!text)
         return api_error_set(&call->err, 503, "unavailable", NULL,
                              "out of memory while writing the response");
@@ -347,6 +385,11 @@ struct api_ctx *api_ctx_create(struct nd_engine *engine, const struct api_config
         return NULL;
     ctx->engine = engine;
     ctx->config = *config;
+    if (!ctx->config.max_reply_bytes) {
+        int64_t per = config->max_elements > 0 ? config->max_elements : 0;
+        ctx->config.max_reply_bytes =
+            (size_t)per * API_REPLY_BYTES_PER_ELEMENT + ((size_t)1 << 20);
+    }
     if (config->api_key && config->api_key[0] && !(ctx->api_key = strdup(config->api_key))) {
         free(ctx);
         return NULL;

@@ -318,6 +318,10 @@ static bool build_request(struct run *r, const json_t *j, struct built *b) {
     } else if (raw) {
         b->body = strdup(json_string_value(raw) ? json_string_value(raw) : "");
         b->req.body_len = strlen(b->body);
+        if (b->req.body_len == 0) { // as server/ sends an empty body: NULL (UBSan caught a
+            free(b->body);          // memcpy from it once)
+            b->body = NULL;
+        }
     } else if (bin) {
         size_t n;
         float *f = floats_of(json_object_get(bin, "data"), &n);

@@ -210,6 +210,61 @@ START_TEST(test_ragged_list_extracts_its_items) {
 }
 END_TEST
 
+// 200,000 levels of '[' (a 400 KB body): refused at ND_MAX_DIMS levels without recursing
+// further (the scanner overflowed the stack at about 100,000), and left to jansson untouched.
+START_TEST(test_deep_nesting_is_refused) {
+    size_t depth = 200000, len = 2 * depth + 11;
+    char *text = malloc(len + 1);
+    memcpy(text, "{\"input\": ", 10);
+    memset(text + 10, '[', depth);
+    memset(text + 10 + depth, ']', depth);
+    memcpy(text + 10 + 2 * depth, "}", 2);
+    struct api_fast_tensors fast;
+    size_t got = api_fast_extract(text, len, 1000, &fast);
+    ck_assert_uint_eq(got, len);
+    ck_assert_int_eq(fast.count, 0);
+    ck_assert_int_eq(text[10 + depth - 1], '[');
+    api_fast_release(&fast);
+    free(text);
+}
+END_TEST
+
+// A tensor nested to exactly ND_MAX_DIMS levels is still read.
+START_TEST(test_deepest_tensor_is_read) {
+    char text[256] = "";
+    for (int d = 0; d < ND_MAX_DIMS - 1; d++)
+        strcat(text, "[");
+    strcat(text, "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]");
+    for (int d = 0; d < ND_MAX_DIMS - 1; d++)
+        strcat(text, "]");
+    struct api_fast_tensors fast;
+    api_fast_extract(text, strlen(text), 1000, &fast);
+    ck_assert_int_eq(fast.count, 1);
+    ck_assert_int_eq(fast.t[0].shape.ndim, ND_MAX_DIMS);
+    ck_assert_int_eq(fast.t[0].numel, 16);
+    api_fast_release(&fast);
+}
+END_TEST
+
+// Nesting and cost come from structure outside strings only; a deep body is measured without
+// recursion.
+START_TEST(test_measure_counts_structure) {
+    const char *text = "{\"a\": [1, 2.5e3, true, null], \"b\": {\"c\": \"[[{{\"}}";
+    struct api_json_cost c = api_json_measure(text, strlen(text));
+    ck_assert_int_eq(c.depth, 2);
+    // 2 objects, 1 list, 3 members, 4 scalars, 4 strings (keys too: quoted, 3+3+3+6 bytes)
+    ck_assert_uint_eq(c.bytes, 2 * 240 + 144 + 3 * 80 + 4 * 48 + 4 * 96 + 15);
+    size_t depth = 1000000;
+    char *deep = malloc(2 * depth);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    c = api_json_measure(deep, 2 * depth);
+    ck_assert_int_eq(c.depth, (int)depth);
+    ck_assert_uint_eq(c.bytes, (uint64_t)depth * 144);
+    free(deep);
+}
+END_TEST
+
 START_TEST(test_special_values) {
     char body[9000], a[4096];
     snprintf(body, sizeof body, "[%s, \"NaN\", \"Infinity\", \"-Infinity\"]", numbers(a, 20, ","));
@@ -239,6 +294,9 @@ Suite *json_fast_suite(void) {
     TCase *tl = tcase_create("limits");
     tcase_add_test(tl, test_edge_values);
     tcase_add_test(tl, test_leaves_what_it_cannot_read);
+    tcase_add_test(tl, test_deep_nesting_is_refused);
+    tcase_add_test(tl, test_measure_counts_structure);
+    tcase_add_test(tl, test_deepest_tensor_is_read);
     suite_add_tcase(s, tl);
     TCase *te = tcase_create("errors");
     tcase_add_test(te, test_invalid_syntax_is_refused);

@@ -318,6 +318,35 @@ START_TEST(test_writer_escaping) {
 }
 END_TEST
 
+// A client's bytes echoed in an error may be anything: what is not well-formed UTF-8 becomes
+// U+FFFD, so the reply is always valid UTF-8 JSON (jansson refuses invalid UTF-8).
+START_TEST(test_writer_invalid_utf8) {
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"a\xff" "b", "\"a\\ufffdb\""},                  // never in UTF-8
+        {"\xc3", "\"\\ufffd\""},                           // cut short by the end
+        {"\xc3(", "\"\\ufffd(\""},                         // cut short by ASCII
+        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},               // overlong '/'
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},   // a surrogate
+        {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, // past U+10FFFF
+        {"\xe2\x82\xac \xf0\x9f\x98\x80", "\"\xe2\x82\xac \xf0\x9f\x98\x80\""}, // kept
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct jw w;
+        jw_init(&w);
+        jw_string(&w, cases[i].in);
+        char *s = finish(&w);
+        ck_assert_str_eq(s, cases[i].out);
+        json_error_t jerr;
+        json_t *j = json_loads(s, JSON_DECODE_ANY, &jerr);
+        ck_assert_msg(j != NULL, "case %zu: %s", i, jerr.text);
+        json_decref(j);
+        free(s);
+    }
+}
+END_TEST
+
 // Many floats force the buffer to grow; jansson reads every one back as the same float.
 START_TEST(test_writer_many_floats) {
     enum { N = 20000 };
@@ -443,6 +472,7 @@ Suite *jw_suite(void) {
     tcase_add_test(tc, test_double_cases);
     tcase_add_test(tc, test_writer_nesting);
     tcase_add_test(tc, test_writer_escaping);
+    tcase_add_test(tc, test_writer_invalid_utf8);
     tcase_add_test(tc, test_writer_many_floats);
     suite_add_tcase(s, tc);
     TCase *tl = tcase_create("limits");
