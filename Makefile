@@ -4,6 +4,8 @@
 #   make test       install missing dependencies, build, run every Check suite
 #   make bench      kernel throughput next to this machine's measured memory bandwidth
 #   make asan       ASan + UBSan build in build-asan/, all tests    (make tsan: TSan)
+#   make soak       a mixed workload for SOAK_SECONDS; fails on 5xx or growing RSS / fds
+#   make fuzz       each libFuzzer harness for FUZZ_SECONDS (tests/fuzz/, needs clang)
 #   make deps       apt-get the Debian packages pkg-config cannot find
 #
 # Knobs: WERROR=1 (CI), SANITIZER=address|undefined|thread, OPT=..., NATIVE=1, V=1,
@@ -69,7 +71,7 @@ JSON_LIBS    = $(shell pkg-config --libs jansson 2>/dev/null)
 HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv 2>/dev/null)
 HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null)
 
-.PHONY: all test load bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
+.PHONY: all test load soak bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
 .PHONY: image image-test compose-test
 
 all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api
@@ -166,6 +168,7 @@ test: deps
 	$(Q)$(BUILD)/tests/check_main
 	$(Q)$(BUILD)/tests/check_api
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_hardening.py
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/conformance.sh
 	$(Q)NORMD=$(BUILD)/normd tests/deploy/test_probe.sh
@@ -194,6 +197,15 @@ load: deps
 	    --no-install-recommends wrk nginx-light >/dev/null; }
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
 	$(Q)NORMD=$(BUILD)/normd tests/load/load.sh $(LOAD_SECONDS)
+
+# Soak: 32 keep-alive clients run a mixed workload for SOAK_SECONDS (default 60); fails on a 5xx,
+# a dropped connection, or RSS/fd growth after warm-up (tests/soak/README.md). normd flags:
+# SOAK_ARGS="--threads 2".
+SOAK_SECONDS ?= 60
+soak: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
+	$(Q)NORMD=$(BUILD)/normd SOAK_SECONDS=$(SOAK_SECONDS) python3 tests/soak/soak.py \
+		$(if $(SOAK_ARGS),-- $(SOAK_ARGS))
 
 # Train-steps/s with and without --data-dir (the cost of durability).
 bench-durability: deps
@@ -243,3 +255,6 @@ lint:
 
 clean:
 	rm -rf build build-address build-undefined build-thread
+
+# libFuzzer harnesses: make fuzz, fuzz-build, fuzz-run FUZZER=... (needs clang)
+-include tests/fuzz/fuzz.mk

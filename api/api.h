@@ -83,6 +83,20 @@ enum api_outcome {
 enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
                             struct api_response *resp, bool inline_only);
 
+// Fills *resp with an error answer of the API's form ({"error": {"status", "code",
+// "message"}}; the message escaped, valid UTF-8 whatever it holds), for errors server/
+// answers itself (413 before a body, 400 framing, 503 draining). route is "unmatched".
+// Out of memory leaves an empty body. resp is overwritten (not freed first).
+void api_error_reply(struct api_response *resp, int status, const char *code,
+                     const char *message);
+
+// Decides what the head of a request (method, path, query, headers; req->body unread) settles
+// alone, so that server/ need not read a body it would refuse: no route (404, 405) and a
+// missing or wrong API key (401). Returns true with *resp holding the answer; false when the
+// body must be read and the request handled with api_handle. Thread-safe; never waits.
+bool api_answer_head(struct api_ctx *ctx, const struct api_request *req,
+                     struct api_response *resp);
+
 // Records one finished request for GET /metrics: its route (resp->route), status, latency and
 // byte counts. Called by server/ after the response is sent. Thread-safe.
 void api_observe(struct api_ctx *ctx, const char *route, const char *method, int status,

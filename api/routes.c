@@ -377,6 +377,31 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
     return API_DONE;
 }
 
+void api_error_reply(struct api_response *resp, int status, const char *code,
+                     const char *message) {
+    struct api_call call = {.resp = resp};
+    memset(resp, 0, sizeof *resp);
+    resp->route = UNMATCHED;
+    api_error_set(&call.err, status, code, NULL, "%s", message);
+    reply_error(&call);
+}
+
+bool api_answer_head(struct api_ctx *ctx, const struct api_request *req,
+                     struct api_response *resp) {
+    struct api_call call = {.ctx = ctx, .req = req, .resp = resp};
+    memset(resp, 0, sizeof *resp);
+    const struct route *r = find_route(&call);
+    resp->route = r ? r->pattern : UNMATCHED;
+    if (r && (!(r->flags & ROUTE_AUTH) || authorize(&call) == 0)) {
+        memset(resp, 0, sizeof *resp);
+        return false;
+    }
+    if (!r)
+        no_route(&call);
+    reply_error(&call);
+    return true;
+}
+
 // ---- context ----
 
 struct api_ctx *api_ctx_create(struct nd_engine *engine, const struct api_config *config) {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct setting {
     size_t offset;
     size_t size; // strings: buffer size
     const char *help;
+    bool secret; // its value never appears in a message
 };
 
 #define OFF(f) offsetof(struct srv_config, f)
@@ -48,18 +50,27 @@ static const struct setting settings[] = {
      "seconds to finish in-flight requests on SIGTERM"},
     {"log-level", "NORMD_LOG_LEVEL", KIND_LEVEL, "info", 0, 3, OFF(log_level), 0,
      "error, warn, info (one line per request) or debug"},
-    {"api-key", "NORMD_API_KEY", KIND_STRING, "", 0, 0, OFF(api_key), 256,
-     "when set, /v1 needs Authorization: Bearer KEY"},
+    {"api-key", "NORMD_API_KEY", KIND_STRING, "", 0, 0, OFF(api_key), 4096,
+     "when set, /v1 needs Authorization: Bearer KEY", true},
     {"data-dir", "NORMD_DATA_DIR", KIND_STRING, "", 0, 0, OFF(data_dir), 1024,
      "store every change here before replying, reload at start"},
     {"max-connections", "NORMD_MAX_CONNECTIONS", KIND_INT, "1024", 1, 100000,
-     OFF(max_connections), 0, "concurrent HTTP connections"},
+     OFF(max_connections), 0, "concurrent HTTP connections over all loops; more are closed"},
+    {"idle-timeout", "NORMD_IDLE_TIMEOUT", KIND_DOUBLE, "60", 1, 86400, OFF(idle_timeout), 0,
+     "seconds a connection may wait for its next request"},
+    {"request-timeout", "NORMD_REQUEST_TIMEOUT", KIND_DOUBLE, "60", 1, 86400,
+     OFF(request_timeout), 0, "seconds for a request's head and body to arrive"},
+    {"admin-port", "NORMD_ADMIN_PORT", KIND_INT, "0", 0, 65535, OFF(admin_port), 0,
+     "port for /healthz, /readyz, /metrics only (0: none)"},
 };
 #define NSETTINGS ((int)(sizeof settings / sizeof settings[0]))
 
 static int fail(char *err, size_t errlen, const struct setting *s, const char *what,
                 const char *value) {
-    snprintf(err, errlen, "normd: --%s: %s (%.60s)", s->name, what, value);
+    if (s->secret) // a key must not reach a log or a terminal
+        snprintf(err, errlen, "normd: --%s: %s (value not shown)", s->name, what);
+    else
+        snprintf(err, errlen, "normd: --%s: %s (%.60s)", s->name, what, value);
     return -1;
 }
 
@@ -90,8 +101,11 @@ static int apply(struct srv_config *cfg, const struct setting *s, const char *te
                  size_t errlen) {
     char *field = (char *)cfg + s->offset;
     if (s->kind == KIND_STRING) {
-        if (strlen(text) >= s->size)
-            return fail(err, errlen, s, "too long", text);
+        if (strlen(text) >= s->size) {
+            char what[48];
+            snprintf(what, sizeof what, "longer than %zu characters", s->size - 1);
+            return fail(err, errlen, s, what, text);
+        }
         memcpy(field, text, strlen(text) + 1);
         return 0;
     }

@@ -2,6 +2,9 @@
 // responses, completion (log line and metrics).
 #include "server/http.h"
 
+#include "server/conns.h"
+#include "server/framing.h"
+
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -16,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEADERS 64
-#define MAX_QUERY 32
+#define MAX_HEADERS 64 // more is 431, never a silent drop
+#define MAX_QUERY 32   // more is 414
 #define INLINE_BODY_MAX 65536 // bodies above this always go to a worker
 
 struct srv_http {
@@ -30,6 +33,7 @@ struct srv_http {
     uint64_t next_id;
     bool quiescing;
     int closing; // handles still to close
+    struct srv_conns conns;
 };
 
 // One request, from the first access-handler call to NOTIFY_COMPLETED.
@@ -42,7 +46,10 @@ struct srv_req {
     char *body;
     size_t len, cap;
     bool too_large, deferred, done, queued;
-    bool late; // arrived after the drain began: answered 503
+    bool late;     // arrived after the drain began: answered 503
+    bool started;  // the head is complete: counted in flight, logged when done
+    struct srv_refusal refusal; // the request line or the head broke a rule: answered at once
+    size_t nheaders_seen, nquery_seen;
     struct api_kv headers[MAX_HEADERS], query[MAX_QUERY];
     struct api_request areq;
     struct api_response aresp;
@@ -64,6 +71,7 @@ static void schedule(struct srv_http *h);
 
 static void run_mhd(struct srv_http *h) {
     MHD_run(h->daemon);
+    srv_conns_settle(&h->conns);
     schedule(h);
 }
 
@@ -123,12 +131,14 @@ static void request_id(struct srv_req *r) {
     *put_hex(p, n, 6) = '\0';
 }
 
+// Past MAX_HEADERS (MAX_QUERY) the rest are counted, not kept: the request is refused.
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value) {
     (void)kind;
     struct srv_req *r = cls;
     if (r->areq.nheaders < MAX_HEADERS)
         r->headers[r->areq.nheaders++] = (struct api_kv){key, value};
+    r->nheaders_seen++;
     return MHD_YES;
 }
 
@@ -138,18 +148,18 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
     struct srv_req *r = cls;
     if (r->areq.nquery < MAX_QUERY)
         r->query[r->areq.nquery++] = (struct api_kv){key, value};
+    r->nquery_seen++;
     return MHD_YES;
 }
 
-static void build_request(struct srv_req *r) {
+// The method, path, query and headers, once the head is complete; the body comes later.
+static void build_head(struct srv_req *r) {
     r->areq.method = r->method;
     r->areq.path = r->url;
     r->areq.headers = r->headers;
     r->areq.query = r->query;
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, r);
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
-    r->areq.body = r->body;
-    r->areq.body_len = r->len;
 }
 
 static int append_body(struct srv_req *r, const char *data, size_t n) {
@@ -185,7 +195,7 @@ static enum MHD_Result queue(struct srv_req *r, struct api_response *resp) {
     MHD_add_response_header(m, "X-Request-Id", r->request_id);
     for (int i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(m, resp->header_name[i], resp->header_value[i]);
-    if (r->h->quiescing)
+    if (r->h->quiescing || r->refusal.status)
         MHD_add_response_header(m, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)resp->status, m);
     MHD_destroy_response(m);
@@ -196,21 +206,13 @@ static enum MHD_Result queue(struct srv_req *r, struct api_response *resp) {
     return ok;
 }
 
-// An error the server answers itself (413 before the body, 503 when out of memory).
+// An error the server answers itself (413 before the body, 400 framing, 503 when out of
+// memory), in the API's form.
 static enum MHD_Result queue_error(struct srv_req *r, int status, const char *code,
                                    const char *message) {
-    struct api_response resp = {.status = status, .route = "unmatched"};
-    char text[512];
-    int n = snprintf(text, sizeof text,
-                     "{\"error\":{\"status\":%d,\"code\":\"%s\",\"message\":\"%s\"}}", status, code,
-                     message);
-    resp.body = malloc((size_t)n + 1);
-    if (resp.body) {
-        memcpy(resp.body, text, (size_t)n + 1);
-        resp.body_len = (size_t)n;
-        resp.content_type = "application/json; charset=utf-8";
-    }
-    return queue(r, &resp);
+    api_response_free(&r->aresp);
+    api_error_reply(&r->aresp, status, code, message);
+    return queue(r, &r->aresp);
 }
 
 static enum MHD_Result queue_too_large(struct srv_req *r) {
@@ -236,7 +238,9 @@ static void after_work(uv_work_t *w, int status) {
 }
 
 static enum MHD_Result dispatch(struct srv_req *r) {
-    build_request(r);
+    r->areq.body = r->body;
+    r->areq.body_len = r->len;
+    srv_conns_set(&r->h->conns, r->conn, SRV_CONN_BUSY);
     bool small = r->len <= INLINE_BODY_MAX;
     if (small && api_handle(r->h->cfg.api, &r->areq, &r->aresp, true) == API_DONE)
         return queue(r, &r->aresp);
@@ -251,21 +255,42 @@ static enum MHD_Result dispatch(struct srv_req *r) {
     return MHD_YES;
 }
 
-static struct srv_req *req_new(struct srv_http *h, struct MHD_Connection *conn, const char *url,
-                               const char *method) {
+// The request line has arrived (libmicrohttpd's URI log callback, before it decodes the
+// target): the request's state begins here, so its deadline runs from now, and the target is
+// checked as the client sent it. The returned pointer is the request's con_cls.
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn) {
+    struct srv_http *h = cls;
     struct srv_req *r = calloc(1, sizeof *r);
     if (!r)
-        return NULL;
+        return NULL; // on_request then refuses the request
     r->h = h;
     r->conn = conn;
+    r->start_ns = now_ns();
+    srv_check_target(uri, &r->refusal);
+    srv_conns_set(&h->conns, conn, SRV_CONN_RECEIVING);
+    return r;
+}
+
+// The head is complete: the request counts as in flight from here.
+static void req_start(struct srv_req *r, const char *url, const char *method) {
     r->url = url;
     r->method = method;
-    r->start_ns = now_ns();
-    r->late = h->quiescing;
+    r->late = r->h->quiescing;
+    r->started = true;
     request_id(r);
-    h->inflight++;
-    api_inflight_add(h->cfg.api, 1);
-    return r;
+    r->h->inflight++;
+    api_inflight_add(r->h->cfg.api, 1);
+    build_head(r);
+    if (!r->refusal.status && r->nquery_seen > MAX_QUERY) {
+        r->refusal.status = 414;
+        r->refusal.code = "payload_too_large";
+        snprintf(r->refusal.message, sizeof r->refusal.message,
+                 "the request has %zu query parameters; at most %d are accepted",
+                 r->nquery_seen, MAX_QUERY);
+    }
+    if (!r->refusal.status)
+        srv_check_headers(r->headers, r->areq.nheaders, r->nheaders_seen, MAX_HEADERS,
+                          &r->refusal);
 }
 
 // Content-Length beyond the limit is refused before reading the body.
@@ -275,18 +300,41 @@ static bool declared_too_large(struct srv_req *r) {
     return cl && strtoull(cl, NULL, 10) > r->h->cfg.max_body_bytes;
 }
 
+// The admin port serves the probes and the metrics, nothing else.
+static bool admin_route(const struct srv_req *r) {
+    return strcmp(r->method, "GET") == 0 &&
+           (strcmp(r->url, "/healthz") == 0 || strcmp(r->url, "/readyz") == 0 ||
+            strcmp(r->url, "/metrics") == 0);
+}
+
+// What the head alone decides, before a body byte is read: framing and limits, the admin
+// port's routes, then the API's own verdict (no route, no key). MHD_YES: read the body.
+static enum MHD_Result answer_head(struct srv_req *r) {
+    if (r->refusal.status)
+        return queue_error(r, r->refusal.status, r->refusal.code, r->refusal.message);
+    if (r->h->cfg.admin && !admin_route(r))
+        return queue_error(r, 404, "not_found",
+                           "the admin port serves GET /healthz, /readyz and /metrics only");
+    if (declared_too_large(r))
+        return queue_too_large(r);
+    if (api_answer_head(r->h->cfg.api, &r->areq, &r->aresp))
+        return queue(r, &r->aresp);
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
     (void)version;
-    struct srv_http *h = cls;
+    (void)cls;
+    (void)conn; // the request has it since its first line
     struct srv_req *r = *con_cls;
-    if (!r) {
-        r = *con_cls = req_new(h, conn, url, method);
-        if (!r)
-            return MHD_NO;
-        return declared_too_large(r) ? queue_too_large(r) : MHD_YES;
+    if (!r)
+        return MHD_NO; // out of memory at the request line: close the connection
+    if (!r->started) {
+        req_start(r, url, method);
+        return answer_head(r);
     }
     if (*upload_data_size > 0) {
         int rc = append_body(r, upload_data, *upload_data_size);
@@ -304,12 +352,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)conn;
     (void)toe;
     struct srv_http *h = cls;
     struct srv_req *r = *con_cls;
     if (!r)
         return;
+    srv_conns_set(&h->conns, conn, SRV_CONN_IDLE);
+    if (!r->started) { // the head never completed (libmicrohttpd refused it, or a hang-up)
+        free(r);
+        *con_cls = NULL;
+        return;
+    }
     uint64_t us = (now_ns() - r->start_ns) / 1000;
     const char *route = r->route ? r->route : "unmatched";
     int status = r->queued ? r->status : 499; // 499: the client went away first
@@ -376,12 +429,17 @@ int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http
     }
     h->loop = loop;
     h->cfg = *cfg;
+    // The daemon's own limit sits above the global one, so it never stops accepting (leaving
+    // clients in the backlog): srv_conns_admit refuses them at once instead.
     h->daemon = MHD_start_daemon( // the logger first: MHD logs the options after it through it
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        (void *)cfg->log, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_SOCK_ADDR,
+        flags, (uint16_t)cfg->port, srv_conns_admit, &h->conns, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)cfg->log, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, srv_conns_notify, &h->conns,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, h, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)(cfg->reuse_port ? 1 : 0), MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (unsigned)(cfg->reuse_port ? 1 : 0), MHD_OPTION_CONNECTION_LIMIT,
+        cfg->max_connections + 16, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(cfg->idle_timeout + 0.999), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)CONNECTION_POOL_BYTES, MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "normd: cannot listen on %s:%d (in use, or not permitted)",
@@ -389,6 +447,9 @@ int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http
         free(h);
         return -1;
     }
+    // Before the loop runs MHD, so before any callback reads it.
+    srv_conns_init(&h->conns, loop, cfg->open, cfg->max_connections, cfg->idle_timeout,
+                   cfg->request_timeout, cfg->log);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     uv_poll_init(loop, &h->poll, info->epoll_fd);
     uv_timer_init(loop, &h->timer);
@@ -420,9 +481,11 @@ static void on_closed(uv_handle_t *handle) {
 void srv_http_stop(struct srv_http *h) {
     if (h->closing || !h->daemon)
         return;
-    h->closing = 2;
+    h->closing = 3;
     uv_close((uv_handle_t *)&h->poll, on_closed);
     uv_close((uv_handle_t *)&h->timer, on_closed);
+    h->conns.sweep.data = h; // on_closed counts down h->closing
+    srv_conns_close(&h->conns, on_closed);
     MHD_stop_daemon(h->daemon);
     h->daemon = NULL;
 }

@@ -4,6 +4,7 @@
 #ifndef SRV_HTTP_H
 #define SRV_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,11 @@ struct srv_http_config {
     const struct srv_logger *log; // borrowed
     unsigned index;               // which event loop (in request ids)
     bool reuse_port;              // SO_REUSEPORT: several loops listen on one port
+    _Atomic int64_t *open;        // connections open over every daemon sharing the limit
+                                  // (borrowed; must outlive the daemon)
+    double idle_timeout;          // seconds a connection may wait for a request line
+    double request_timeout;       // seconds from a request line to its last body byte
+    bool admin;                   // serves only /healthz, /readyz and /metrics (inline)
 };
 
 struct srv_http;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -18,6 +19,8 @@
 #include "server/log.h"
 #include "server/probe.h"
 
+#define ADMIN_FD_MARGIN 64 // descriptors besides the connections: files, epoll, the admin port
+
 static struct srv_state {
     struct srv_config config;
     struct srv_logger log;
@@ -26,6 +29,9 @@ static struct srv_state {
     struct api_ctx *api;
     uv_loop_t loop; // signals and the drain; the HTTP loops run in their own threads
     struct srv_loops *http;
+    struct srv_http *admin;         // --admin-port, on this loop; or NULL
+    _Atomic int64_t connections;    // open over every HTTP loop (--max-connections)
+    _Atomic int64_t admin_connections;
     uv_signal_t sigterm, sigint;
     uv_timer_t drain_timer;
     bool draining;
@@ -40,6 +46,8 @@ static void close_handle(uv_handle_t *handle) {
 }
 
 static void stop_serving(void) {
+    if (srv.admin)
+        srv_http_stop(srv.admin); // probes answer until the end of the drain
     close_handle((uv_handle_t *)&srv.sigterm);
     close_handle((uv_handle_t *)&srv.sigint);
     close_handle((uv_handle_t *)&srv.drain_timer);
@@ -80,6 +88,24 @@ static void on_signal(uv_signal_t *handle, int signum) {
 }
 
 // ---- start-up ----
+
+// Every connection is a descriptor: the soft limit (often 1024) would refuse connections well
+// below --max-connections, so it goes up to the hard limit; a warning says when that is short.
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t need = (rlim_t)srv.config.max_connections + ADMIN_FD_MARGIN;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need)
+        srv_log(&srv.log, SRV_LOG_WARN,
+                "the descriptor limit (%llu) is below --max-connections plus %d: connections "
+                "past it are refused by the system",
+                (unsigned long long)rl.rlim_cur, ADMIN_FD_MARGIN);
+}
 
 // libuv reads UV_THREADPOOL_SIZE once, at its first work item: size its workers like the
 // engine so requests and kernels do not oversubscribe the cores.
@@ -129,6 +155,27 @@ static int start_engine(void) {
     return 0;
 }
 
+// The admin port's daemon runs on the main loop (signals, drain): its routes never compute,
+// and clients holding every connection of the main port cannot reach it.
+#define ADMIN_MAX_CONNECTIONS 16
+
+static int start_admin(const struct srv_http_config *main_cfg) {
+    char err[256];
+    if (srv.config.admin_port == 0)
+        return 0;
+    struct srv_http_config ac = *main_cfg;
+    ac.port = (int)srv.config.admin_port;
+    ac.max_connections = ADMIN_MAX_CONNECTIONS;
+    ac.open = &srv.admin_connections;
+    ac.admin = true;
+    ac.index = (unsigned)srv.config.http_threads; // ids stay distinct from the main loops'
+    if (srv_http_start(&srv.admin, &srv.loop, &ac, err, sizeof err) != 0) {
+        fprintf(stderr, "%s (--admin-port)\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int start_http(void) {
     char err[256];
     struct srv_http_config hc = {.host = srv.config.host,
@@ -136,11 +183,16 @@ static int start_http(void) {
                                  .max_body_bytes = (size_t)srv.config.max_body_bytes,
                                  .max_connections = (unsigned)srv.config.max_connections,
                                  .api = srv.api,
-                                 .log = &srv.log};
+                                 .log = &srv.log,
+                                 .open = &srv.connections,
+                                 .idle_timeout = srv.config.idle_timeout,
+                                 .request_timeout = srv.config.request_timeout};
     if (srv_loops_start(&srv.http, (int)srv.config.http_threads, &hc, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
+    if (start_admin(&hc) != 0)
+        return -1;
     uv_signal_init(&srv.loop, &srv.sigterm);
     uv_signal_init(&srv.loop, &srv.sigint);
     uv_timer_init(&srv.loop, &srv.drain_timer);
@@ -152,6 +204,7 @@ static int start_http(void) {
 static void shutdown_all(void) {
     srv_loops_join(srv.http);
     srv_loops_free(srv.http);
+    srv_http_free(srv.admin);
     uv_loop_close(&srv.loop);
     api_ctx_free(srv.api);
     nd_engine_free(srv.engine);
@@ -174,6 +227,7 @@ int main(int argc, char **argv) {
     }
     srv.log = (struct srv_logger){.level = (enum srv_log_level)srv.config.log_level, .fd = 2};
     signal(SIGPIPE, SIG_IGN); // a client that hangs up must not kill the server
+    raise_fd_limit();
     signal(SIGXFSZ, SIG_IGN); // past a file-size limit a write fails (EFBIG), answered 500
     size_worker_pool((int)srv.config.threads);
     if (open_store() != 0)

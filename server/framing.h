@@ -1,0 +1,36 @@
+// framing.h - strict HTTP/1.1 framing (RFC 9112) on what libmicrohttpd 0.9.75 lets through.
+//
+// libmicrohttpd reads two different Content-Lengths (it takes the first), Content-Length with
+// Transfer-Encoding (it takes the coding), an unknown transfer coding, "Content-Length :" (the
+// space stays in the name, so the header is no length at all) and obs-fold (it appends the
+// folded line to the header's name). Behind a proxy that frames the bytes otherwise, the rest
+// of a body becomes another request (request smuggling). It also decodes "%00" in the path
+// into a NUL, which cuts the path short. These checks run on the request line as received and
+// on the parsed headers, before any body byte is read; a refusal is answered with
+// "Connection: close".
+#ifndef SRV_FRAMING_H
+#define SRV_FRAMING_H
+
+#include <stddef.h>
+
+#include "api/api.h"
+
+struct srv_refusal {
+    int status;       // 0: none
+    const char *code; // the API's error code word (static)
+    char message[160];
+};
+
+// Checks the request target as received (before percent-decoding): 400 for a control byte, a
+// byte outside ASCII, an invalid percent-escape or an encoded NUL ("%00"). Returns 0 or -1
+// with *out set.
+int srv_check_target(const char *raw, struct srv_refusal *out);
+
+// Checks the parsed headers: every name a token (whitespace before a colon and folded lines
+// leave other bytes in it), at most one distinct Content-Length, no Content-Length with
+// Transfer-Encoding, "chunked" as the only transfer coding (400); more than max headers (the
+// caller passes how many it saw, total >= n) is 431. Returns 0 or -1 with *out set.
+int srv_check_headers(const struct api_kv *headers, size_t n, size_t total, size_t max,
+                      struct srv_refusal *out);
+
+#endif
