@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 struct nd_engine;
+struct nd_budget;
 
 struct api_config {
     const char *version;     // server version for GET /v1 (borrowed for the ctx's lifetime)
@@ -67,9 +68,11 @@ struct api_response {
     char header_value[API_MAX_HEADERS][API_HEADER_VALUE_MAX];
     const char *route; // the matched route pattern ("/v1/layers/{name}/forward"), static; for
                        // metrics and logs
+    struct nd_budget *budget; // the body's bytes are counted here until api_response_free
+    int64_t reserved;
 };
 
-// Frees the body and resets *resp. NULL-safe.
+// Frees the body, gives its bytes back to the memory budget and resets *resp. NULL-safe.
 void api_response_free(struct api_response *resp);
 
 enum api_outcome {

@@ -151,9 +151,12 @@ static int forward_tensor(struct api_call *call, struct nd_layer *layer, struct 
     struct nd_tensor y = {0};
     uint64_t version = 0;
     enum api_tensor_form out_form = fr->has_format ? fr->format : form;
-    if (call->inline_only && !call->binary &&
-        api_tensor_text_bound(&x->shape, out_form) > API_INLINE_REPLY_MAX)
+    size_t text = call->binary ? 0 : api_tensor_text_bound(&x->shape, out_form);
+    if (call->inline_only && text > API_INLINE_REPLY_MAX)
         return API_DEFER; // a large reply is never written on an event loop
+    if (api_reserve(call, x->numel * (int64_t)sizeof(float) * 2 + (int64_t)text,
+                    "this forward's output") != 0)
+        return API_FAIL;
     int rc = forward_one(call, layer, x, fr->batch_hint, fr->train_mode, &y, &version);
     if (rc == 0) {
         api_reply_etag(call, version);

@@ -202,10 +202,18 @@ static void write_result(struct jw *w, const struct train_req *t, struct nd_trai
     jw_obj_end(w);
 }
 
+#define TRAIN_COPIES 8 // output, input gradient, caches (xhat, dy*scale), the result copies
+
 static int train(struct api_call *call, struct nd_layer *layer, struct train_req *t) {
     struct nd_tensor v[3];
     bool is_batch;
     if (batch_views(call, layer, t, v, &is_batch) != 0)
+        return API_FAIL;
+    // A step's tensors (its output, the gradients, the engine's caches) and its reply text are
+    // counted first: at most TRAIN_COPIES copies of the input, and each as text.
+    int64_t bytes = v[0].numel * (int64_t)sizeof(float) * TRAIN_COPIES;
+    if (api_reserve(call, bytes + (int64_t)api_tensor_text_bound(&v[0].shape, API_FORM_NESTED) * 3,
+                    "this train-step") != 0)
         return API_FAIL;
     struct nd_train_args args = {.input = &v[0],
                                  .output_grad = t->output_grad.data || t->output_grad.numel ? &v[1] : NULL,

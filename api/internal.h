@@ -61,6 +61,7 @@ struct api_call {
     struct api_fast_tensors fast; // its large numeric arrays, read before jansson
     bool binary;          // the body is application/octet-stream
     bool inline_only;
+    int64_t reserved;     // bytes taken from the memory budget, given back when the call ends
     struct api_error err;
 };
 
@@ -85,6 +86,11 @@ int api_parse_body(struct api_call *call, bool allow_empty);
 int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
                      const struct api_tensor_limits *limits, const char *field,
                      struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err);
+
+// Takes bytes from the memory budget before the call allocates them (what names them in the
+// error); given back when the call ends. 413 when they could never fit in --max-memory, 503
+// with Retry-After while others hold it. Returns 0 or API_FAIL.
+int api_reserve(struct api_call *call, int64_t bytes, const char *what);
 
 // The tensor limits of this server.
 struct api_tensor_limits api_limits(const struct api_call *call);

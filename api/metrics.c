@@ -137,6 +137,12 @@ static void put_gauges(struct text *t, struct api_ctx *ctx) {
         nd_engine_threads(ctx->engine));
     put(t, "# HELP normd_ready 1 when ready to serve.\n# TYPE normd_ready gauge\nnormd_ready %d\n",
         atomic_load(&ctx->ready) ? 1 : 0);
+    const struct nd_budget *b = nd_engine_budget(ctx->engine);
+    put(t, "# HELP normd_memory_budget_bytes The memory budget (--max-memory) and what requests "
+           "and layers hold of it.\n# TYPE normd_memory_budget_bytes gauge\n"
+           "normd_memory_budget_bytes{state=\"used\"} %lld\n"
+           "normd_memory_budget_bytes{state=\"limit\"} %lld\n",
+        (long long)nd_budget_used(b), (long long)b->limit);
 }
 
 int api_h_metrics(struct api_call *call) {

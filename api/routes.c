@@ -104,6 +104,26 @@ int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
     return api_tensor_from_json(v, limits, field, out, form, err);
 }
 
+int api_reserve(struct api_call *call, int64_t bytes, const char *what) {
+    struct nd_budget *b = nd_engine_budget(call->ctx->engine);
+    if (nd_budget_take(b, bytes)) {
+        call->reserved += bytes > 0 ? bytes : 0;
+        return 0;
+    }
+    // Past the whole budget together with what the call (and its body) already holds, the
+    // request could never run: 413, not a 503 that retries forever.
+    if (nd_budget_never_fits(b, bytes + call->reserved + (int64_t)call->req->body_len))
+        return api_error_set(&call->err, 413, "payload_too_large", NULL,
+                             "%s would need %lld bytes of memory; this server's --max-memory is "
+                             "%lld",
+                             what, (long long)bytes, (long long)b->limit);
+    api_reply_header(call, "Retry-After", "1");
+    return api_error_set(&call->err, 503, "unavailable", NULL,
+                         "%s would need %lld bytes of memory and the server's budget (%lld of "
+                         "%lld in use) cannot give them now; retry",
+                         what, (long long)bytes, (long long)nd_budget_used(b), (long long)b->limit);
+}
+
 struct api_tensor_limits api_limits(const struct api_call *call) {
     return (struct api_tensor_limits){.max_elements = call->ctx->config.max_elements};
 }
@@ -113,6 +133,11 @@ struct api_tensor_limits api_limits(const struct api_call *call) {
 // 64 MiB of "[{},{},...]" once made 5 GB of jansson objects.
 static int check_json_cost(struct api_call *call, const char *text, size_t len) {
     struct api_json_cost cost = api_json_measure(text, len);
+    // jansson's values, and tensors made from them (at most their size again), are counted
+    // before jansson allocates them.
+    if (cost.depth <= API_JSON_MAX_DEPTH &&
+        api_reserve(call, (int64_t)cost.bytes * 2, "parsing the body") != 0)
+        return -1;
     uint64_t cap = (uint64_t)call->ctx->config.max_body_bytes * API_JSON_BYTES_PER_BODY_BYTE;
     if (cost.depth > API_JSON_MAX_DEPTH)
         return api_error_set(&call->err, 400, "malformed_body", NULL,
@@ -133,7 +158,11 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
         call->body = json_object();
         return call->body ? 0 : api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
     }
-    // The large numeric arrays are read first, from a copy the reader may overwrite.
+    // The large numeric arrays are read first, from a copy the reader may overwrite. The copy
+    // and those tensors (a number takes at least 2 bytes of text, "1,", and 4 as a float) are
+    // counted first.
+    if (api_reserve(call, (int64_t)req->body_len * 3 + 1, "reading the body") != 0)
+        return API_FAIL;
     char *text = malloc(req->body_len + 1);
     if (!text)
         return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
@@ -225,7 +254,19 @@ void api_response_free(struct api_response *resp) {
     if (!resp)
         return;
     free(resp->body);
+    nd_budget_give(resp->budget, resp->reserved);
     memset(resp, 0, sizeof *resp);
+}
+
+// At the end of a call: the reply's text outlives it (counted until api_response_free), the
+// rest of what the call took was freed with it.
+static void settle_budget(struct api_call *call) {
+    struct nd_budget *b = nd_engine_budget(call->ctx->engine);
+    call->resp->budget = b;
+    call->resp->reserved = (int64_t)call->resp->body_len;
+    nd_budget_add(b, call->resp->reserved);
+    nd_budget_give(b, call->reserved);
+    call->reserved = 0;
 }
 
 void api_reply_header(struct api_call *call, const char *name, const char *fmt, ...) {
@@ -368,12 +409,14 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
         memcpy(resp, &caller, sizeof *resp);
         json_decref(call.body);
         api_fast_release(&call.fast);
+        nd_budget_give(nd_engine_budget(ctx->engine), call.reserved);
         return API_DEFERRED;
     }
     if (rc != API_OK || call.err.status != 0)
         reply_error(&call);
     json_decref(call.body);
     api_fast_release(&call.fast);
+    settle_budget(&call);
     return API_DONE;
 }
 

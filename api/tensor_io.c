@@ -11,6 +11,8 @@ int api_read_input(struct api_call *call, const char *key, struct nd_tensor *out
                    enum api_tensor_form *form) {
     struct api_tensor_limits limits = api_limits(call);
     *form = API_FORM_NESTED;
+    if (call->binary && api_reserve(call, (int64_t)call->req->body_len, "the binary tensor") != 0)
+        return API_FAIL;
     if (call->binary)
         return api_tensor_from_binary(call->req->body, call->req->body_len,
                                       api_header(call->req, "X-Tensor-Shape"), &limits, out,

@@ -12,6 +12,7 @@ struct nd_engine {
     int threads;
     uint64_t seed;
     atomic_uint_fast64_t next; // counter of seeds handed out
+    struct nd_budget budget;
 };
 
 struct nd_engine_config nd_engine_config_default(void) {
@@ -55,6 +56,7 @@ enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd
     e->threads = config->threads;
     e->seed = config->seed;
     atomic_init(&e->next, 0);
+    nd_budget_init(&e->budget, config->max_memory);
     *out = e;
     return ND_STATUS_OK;
 }
@@ -77,6 +79,10 @@ struct nd_registry *nd_engine_registry(struct nd_engine *engine) {
 
 int nd_engine_threads(const struct nd_engine *engine) {
     return engine->threads;
+}
+
+struct nd_budget *nd_engine_budget(struct nd_engine *engine) {
+    return &engine->budget;
 }
 
 uint64_t nd_engine_next_seed(struct nd_engine *engine) {

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "core/budget.h"
 #include "core/pool.h"
 #include "core/registry.h"
 #include "core/status.h"
@@ -18,6 +19,7 @@ struct nd_engine_config {
     uint64_t seed;      // where the seeds of layers without one come from (the server passes
                         // the clock; tests a constant)
     const struct nd_persist_hooks *persist; // where changes are stored (borrowed), or NULL
+    int64_t max_memory; // bytes for the engine's memory budget (nd_engine_budget); <= 0: none
 };
 
 // Defaults: 1 thread, 10000 layers, seed 0.
@@ -39,6 +41,10 @@ void nd_engine_free(struct nd_engine *engine);
 struct nd_pool *nd_engine_pool(struct nd_engine *engine);
 struct nd_registry *nd_engine_registry(struct nd_engine *engine);
 int nd_engine_threads(const struct nd_engine *engine);
+
+// The memory budget of the process (config max_memory), borrowed for the engine's lifetime:
+// requests and layers take bytes from it before they allocate them. Thread-safe.
+struct nd_budget *nd_engine_budget(struct nd_engine *engine);
 
 // A fresh seed for a layer defined without one: a splitmix64 stream from the config's seed.
 // Thread-safe.

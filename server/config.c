@@ -62,6 +62,8 @@ static const struct setting settings[] = {
      OFF(request_timeout), 0, "seconds for a request's head and body to arrive"},
     {"admin-port", "NORMD_ADMIN_PORT", KIND_INT, "0", 0, 65535, OFF(admin_port), 0,
      "port for /healthz, /readyz, /metrics only (0: none)"},
+    {"max-memory", "NORMD_MAX_MEMORY", KIND_SIZE, NULL, 16777216, 1e15, OFF(max_memory), 0,
+     "memory budget for requests and layers (default: half the RAM or cgroup limit)"},
 };
 #define NSETTINGS ((int)(sizeof settings / sizeof settings[0]))
 
@@ -142,8 +144,35 @@ static const struct setting *find(const char *flag, size_t len) {
     return NULL;
 }
 
+// A number from the first line of a file (cgroup v2 memory.max, v1 limit_in_bytes); 0 when
+// absent, unreadable or "max".
+static double read_limit(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[64] = "";
+    double v = 0;
+    if (fgets(line, sizeof line, f) && line[0] >= '0' && line[0] <= '9')
+        v = strtod(line, NULL);
+    fclose(f);
+    return v;
+}
+
+// Half of the machine's memory, or of the container's limit when lower: the rest is left to
+// the kernel, libraries, malloc's slack and what the budget does not count.
+static int64_t default_memory(void) {
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double cg = read_limit("/sys/fs/cgroup/memory.max");
+    if (cg <= 0)
+        cg = read_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    if (cg > 0 && (cg < ram || ram <= 0))
+        ram = cg;
+    return ram > 0 ? (int64_t)(ram / 2) : (int64_t)1 << 31;
+}
+
 static int defaults(struct srv_config *cfg, char *err, size_t errlen) {
     memset(cfg, 0, sizeof *cfg);
+    cfg->max_memory = default_memory();
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cores < 1 ? 1 : cores > 256 ? 256 : cores;
     cfg->http_threads = cores < 1 ? 1 : cores > 64 ? 64 : cores;
@@ -196,7 +225,8 @@ void srv_config_usage(FILE *out) {
         char flag[40];
         snprintf(flag, sizeof flag, "--%s", settings[i].name);
         fprintf(out, "  %-24s %-24s %-10s %s\n", flag, settings[i].env,
-                settings[i].def ? (settings[i].def[0] ? settings[i].def : "(none)") : "(cores)",
+                settings[i].def ? (settings[i].def[0] ? settings[i].def : "(none)")
+                                : "(machine)",
                 settings[i].help);
     }
     fprintf(out, "  %-24s %-24s %-10s %s\n  %-24s %-24s %-10s %s\n", "--help", "", "",

@@ -26,6 +26,7 @@ struct srv_config {
     double idle_timeout;     // seconds a connection may wait for its next request line
     double request_timeout;  // seconds from a request line to its last body byte
     int64_t admin_port;      // 0: none; else /healthz, /readyz, /metrics on their own port
+    int64_t max_memory;      // bytes of the memory budget (default: half the RAM or cgroup)
 };
 
 enum srv_config_result {

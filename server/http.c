@@ -2,10 +2,12 @@
 // responses, completion (log line and metrics).
 #include "server/http.h"
 
+#include "core/budget.h"
 #include "server/conns.h"
 #include "server/framing.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -46,6 +48,8 @@ struct srv_req {
     char *body;
     size_t len, cap;
     bool too_large, deferred, done, queued;
+    bool over_budget;        // the memory budget could not hold the body
+    int64_t body_reserved;   // bytes of the body buffer taken from the budget
     bool late;     // arrived after the drain began: answered 503
     bool started;  // the head is complete: counted in flight, logged when done
     struct srv_refusal refusal; // the request line or the head broke a rule: answered at once
@@ -162,20 +166,43 @@ static void build_head(struct srv_req *r) {
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
 }
 
+// Grows the body buffer to cap bytes, the growth taken from the memory budget first
+// (over_budget set when it cannot be).
+static int grow_body(struct srv_req *r, size_t cap) {
+    int64_t more = (int64_t)cap - r->body_reserved;
+    if (!nd_budget_take(r->h->cfg.budget, more)) {
+        r->over_budget = true;
+        return 0;
+    }
+    char *grown = realloc(r->body, cap);
+    if (!grown) {
+        nd_budget_give(r->h->cfg.budget, more);
+        return -1;
+    }
+    r->body_reserved += more;
+    r->body = grown;
+    r->cap = cap;
+    return 0;
+}
+
+// A body with a Content-Length gets its buffer once, at that size; a chunked one doubles.
+static size_t body_capacity(struct srv_req *r, size_t need) {
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    size_t declared = cl ? (size_t)strtoull(cl, NULL, 10) + 1 : 0;
+    size_t cap = declared >= need ? declared : need * 2;
+    return cap > r->h->cfg.max_body_bytes + 1 ? r->h->cfg.max_body_bytes + 1 : cap;
+}
+
 static int append_body(struct srv_req *r, const char *data, size_t n) {
     if (r->too_large || r->len + n > r->h->cfg.max_body_bytes) {
         r->too_large = true; // keep reading (and dropping) to answer 413 at the end
         return 0;
     }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = (r->len + n + 1) * 2;
-        if (cap > r->h->cfg.max_body_bytes + 1)
-            cap = r->h->cfg.max_body_bytes + 1;
-        char *grown = realloc(r->body, cap);
-        if (!grown)
+    if (r->len + n + 1 > r->cap) { // a chunked body past what the budget holds: closed
+        int rc = grow_body(r, body_capacity(r, r->len + n + 1));
+        if (rc != 0 || r->over_budget)
             return -1;
-        r->body = grown;
-        r->cap = cap;
     }
     memcpy(r->body + r->len, data, n);
     r->len += n;
@@ -224,9 +251,16 @@ static enum MHD_Result queue_too_large(struct srv_req *r) {
 
 // ---- dispatch ----
 
+#define TRIM_AFTER_BODY_BYTES ((size_t)1 << 20)
+
+// On a worker: the request, then, after a large one, the heap's free memory back to the
+// system (jansson's many small values stay in malloc's arenas otherwise; the reply is still
+// held, only free memory is returned).
 static void work(uv_work_t *w) {
     struct srv_req *r = w->data;
     api_handle(r->h->cfg.api, &r->areq, &r->aresp, false);
+    if (r->len >= TRIM_AFTER_BODY_BYTES)
+        malloc_trim(0);
 }
 
 static void after_work(uv_work_t *w, int status) {
@@ -300,6 +334,16 @@ static bool declared_too_large(struct srv_req *r) {
     return cl && strtoull(cl, NULL, 10) > r->h->cfg.max_body_bytes;
 }
 
+// A declared body takes its buffer (and its place in the budget) with the head, so a body the
+// budget cannot hold now is refused before it is read: 503, answered at once. The pages are
+// not touched until the bytes come.
+static bool declared_over_budget(struct srv_req *r) {
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    size_t n = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
+    return n > 0 && (grow_body(r, n + 1) != 0 || r->over_budget);
+}
+
 // The admin port serves the probes and the metrics, nothing else.
 static bool admin_route(const struct srv_req *r) {
     return strcmp(r->method, "GET") == 0 &&
@@ -319,6 +363,10 @@ static enum MHD_Result answer_head(struct srv_req *r) {
         return queue_too_large(r);
     if (api_answer_head(r->h->cfg.api, &r->areq, &r->aresp))
         return queue(r, &r->aresp);
+    if (declared_over_budget(r)) // after authorization: a client without a key takes nothing
+        return queue_error(r, 503, "unavailable",
+                           "the server's memory budget (--max-memory) cannot hold this body now; "
+                           "retry");
     return MHD_YES;
 }
 
@@ -339,7 +387,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         int rc = append_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        return rc == 0 ? MHD_YES : queue_error(r, 503, "unavailable", "out of memory");
+        return rc == 0 ? MHD_YES : MHD_NO; // out of memory or budget mid-body: closed
     }
     if (r->queued)
         return MHD_YES;
@@ -371,6 +419,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                     r->bytes_out, us);
     api_response_free(&r->aresp);
     free(r->body);
+    nd_budget_give(h->cfg.budget, r->body_reserved);
     free(r);
     *con_cls = NULL;
     h->inflight--;

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "core/budget.h"
 #include "server/log.h"
 
 struct srv_http_config {
@@ -27,6 +28,7 @@ struct srv_http_config {
     double idle_timeout;          // seconds a connection may wait for a request line
     double request_timeout;       // seconds from a request line to its last body byte
     bool admin;                   // serves only /healthz, /readyz and /metrics (inline)
+    struct nd_budget *budget;     // bodies being received are counted here (borrowed)
 };
 
 struct srv_http;

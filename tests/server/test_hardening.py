@@ -405,6 +405,49 @@ def attack_slowloris():
         check(srv.stop() == 0, "normd exits 0 after SIGTERM")
 
 
+def budget_used(srv):
+    body = request(srv.port, "GET", "/metrics")[2].decode()
+    for line in body.splitlines():
+        if line.startswith('normd_memory_budget_bytes{state="used"}'):
+            return int(line.split()[-1])
+    return -1
+
+
+def binary_forward_head(n_floats):
+    return ("POST /v1/layers/live/forward HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            "application/octet-stream\r\nX-Tensor-Shape: %d,3\r\nContent-Length: %d\r\n\r\n"
+            % (n_floats // 3, n_floats // 3 * 12)).encode()
+
+
+def attack_memory_budget():
+    srv = Server("--max-memory", "32M", "--max-body-bytes", "64M", "--max-elements", "16M")
+    setup_layer(srv)
+    try:
+        n = 6 * 1024 * 1024  # 24 MiB of floats: with its copy and output, past 32 MiB
+        with connect(srv.port) as s:
+            s.sendall(binary_forward_head(n) + b"\0" * (n // 3 * 12))
+            st, _, b = read_response(s)
+        check(st == 413 and error_code(b) == "payload_too_large",
+              "a forward that could never fit in --max-memory: %s %s" % (st, b[:160]))
+        holders = []
+        for _ in range(3):  # 3 x 12 MiB bodies declared, 1 byte sent: the third cannot fit
+            s = connect(srv.port)
+            s.sendall(binary_forward_head(3 * 1024 * 1024) + b"\0")
+            holders.append(s)
+        time.sleep(0.5)
+        s = holders[-1]
+        st, h, b = read_response(s)
+        check(st == 503 and error_code(b) == "unavailable",
+              "a body the budget cannot hold now is 503: %s %s" % (st, b[:160]))
+        live(srv, "bodies holding the memory budget")
+        for s in holders:
+            s.close()
+        time.sleep(0.5)
+        check(budget_used(srv) == 0, "every byte goes back to the budget: %d" % budget_used(srv))
+    finally:
+        check(srv.stop() == 0, "normd exits 0 after SIGTERM")
+
+
 def body_attacks():
     srv = Server("--max-body-bytes", "8M", "--max-elements", "4M")
     setup_layer(srv)
@@ -435,7 +478,8 @@ def run(attack, *args):
 
 def main():
     body_attacks()
-    for attack in (attack_auth_before_body, attack_connection_limit, attack_slowloris):
+    for attack in (attack_auth_before_body, attack_connection_limit, attack_memory_budget,
+                   attack_slowloris):
         run(attack)
     print("hardening: %d passed, %d failed" % (PASSED, FAILED))
     return 1 if FAILED else 0
