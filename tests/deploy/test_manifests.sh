@@ -90,7 +90,7 @@ def check_probes(where, c):
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
                         ("startupProbe", "/healthz")):
         check(get(c, probe, "httpGet", "path") == path, f"{where}: {probe} GETs {path}")
-        check(get(c, probe, "httpGet", "port") in ("http", 8080), f"{where}: {probe} port")
+        check(get(c, probe, "httpGet", "port") in ("admin", 8081), f"{where}: {probe} on the admin port")
 
 
 def check_security(where, pod, c):
@@ -146,6 +146,7 @@ def check_workload(w, claims):
     c, env = cs[0], env_of(cs[0])
     ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
     check(ports.get("http") == int(env.get("NORMD_PORT", 8080)), f"{where}: port http = NORMD_PORT")
+    check(ports.get("admin") == int(env.get("NORMD_ADMIN_PORT", 0)), f"{where}: port admin = NORMD_ADMIN_PORT")
     check_probes(where, c)
     check_security(where, pod, c)
     check_shutdown(where, pod, c, env)
