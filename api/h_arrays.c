@@ -43,6 +43,19 @@ static bool write_parameter(struct jw *w, const struct nd_layer_info *info, cons
     return api_write_option_named(w, &info->spec, lay, key);
 }
 
+// Takes from the memory budget what reading array id costs: its copy and its text.
+static int reserve_array(struct api_call *call, const struct nd_layer_info *info,
+                         enum nd_array_id id) {
+    const struct nd_shape *shape = &info->array_shape[id];
+    int64_t numel = 0;
+    if (shape->ndim < 0 || nd_shape_numel(shape, &numel, NULL) != ND_STATUS_OK)
+        return 0; // unknown yet: the read fails without allocating
+    return api_reserve(call,
+                       numel * (int64_t)sizeof(float) +
+                           (int64_t)api_tensor_text_bound(shape, API_FORM_NESTED),
+                       "reading this array");
+}
+
 static int extract_key(struct api_call *call, struct nd_layer *layer,
                        const struct nd_layer_info *info, const char *key, size_t i,
                        enum api_tensor_form form, struct jw *w) {
@@ -53,6 +66,8 @@ static int extract_key(struct api_call *call, struct nd_layer *layer,
     nd_error_clear(&ce);
     if (nd_array_parse(key, &id, &ce) == ND_STATUS_OK) {
         struct nd_tensor t;
+        if (reserve_array(call, info, id) != 0)
+            return -1;
         if (nd_layer_read_array(layer, id, &t, NULL, &ce) != ND_STATUS_OK) {
             api_core_error(call, &ce, "");
             snprintf(call->err.field, sizeof call->err.field, "%s", field);
@@ -160,7 +175,11 @@ int api_h_array_get(struct api_call *call) {
     uint64_t version = 0;
     struct nd_error ce;
     nd_error_clear(&ce);
-    int rc = array_id(call, layer, &id);
+    struct nd_layer_info info;
+    nd_layer_info(layer, &info);
+    int rc = api_parse_array_name(call->param[1], info.spec.type, "array", &id, &call->err);
+    if (rc == 0)
+        rc = reserve_array(call, &info, id);
     if (rc == 0 && nd_layer_read_array(layer, id, &t, &version, &ce) != ND_STATUS_OK)
         rc = api_core_error(call, &ce, "");
     if (rc == 0)

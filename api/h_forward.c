@@ -126,6 +126,11 @@ static int forward_list(struct api_call *call, struct nd_layer *layer, const jso
         struct nd_tensor x = {0}, y = {0};
         enum api_tensor_form form;
         rc = list_item(call, inputs, &all, i, &x, &form);
+        if (rc == 0) // its output, and its text in the reply
+            rc = api_reserve(call,
+                             x.numel * (int64_t)sizeof(float) +
+                                 (int64_t)api_tensor_text_bound(&x.shape, fr->has_format ? fr->format : form),
+                             "this list's outputs");
         if (rc == 0)
             rc = forward_one(call, layer, &x, 0, fr->train_mode, &y, &version);
         if (rc == 0)
