@@ -44,11 +44,14 @@ enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd
     struct nd_engine *e = calloc(1, sizeof *e);
     if (!e)
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate the engine");
+    nd_budget_init(&e->budget, config->max_memory);
     st = nd_pool_create(&e->pool, config->threads, err);
     if (st == ND_STATUS_OK)
         st = nd_registry_create(config->max_layers, &e->registry, err);
     if (st == ND_STATUS_OK)
         nd_registry_set_persist(e->registry, config->persist);
+    if (st == ND_STATUS_OK)
+        nd_registry_set_budget(e->registry, &e->budget);
     if (st != ND_STATUS_OK) {
         nd_engine_free(e);
         return st;
@@ -56,7 +59,7 @@ enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd
     e->threads = config->threads;
     e->seed = config->seed;
     atomic_init(&e->next, 0);
-    nd_budget_init(&e->budget, config->max_memory);
+
     *out = e;
     return ND_STATUS_OK;
 }

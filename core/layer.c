@@ -24,15 +24,38 @@ bool nd_name_valid(const char *name) {
 
 // ---- arrays ----
 
+// What an array may come to hold: its values and, once an optimizer steps it, adam's two
+// moments (sgd's momentum is one); counted whole when it is made.
+static int64_t array_bytes(int64_t numel) {
+    return (int64_t)sizeof(struct nd_array) + numel * 3 * (int64_t)sizeof(float);
+}
+
+void nd__array_charge(struct nd_array *a, struct nd_budget *budget) {
+    if (!a || !budget || a->budget)
+        return;
+    a->budget = budget;
+    a->charged = array_bytes(a->numel);
+    nd_budget_add(budget, a->charged);
+}
+
 enum nd_status nd__array_create(const struct nd_shape *shape, const char *shared_name,
-                                struct nd_array **out, struct nd_error *err) {
+                                struct nd_budget *budget, struct nd_array **out,
+                                struct nd_error *err) {
     int64_t numel;
     enum nd_status st = nd_shape_numel(shape, &numel, err);
     if (st != ND_STATUS_OK)
         return st;
+    int64_t bytes = array_bytes(numel);
+    if (!nd_budget_take(budget, bytes))
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY,
+                            "the memory budget cannot hold an array of %lld values now (%lld "
+                            "bytes with its optimizer state)",
+                            (long long)numel, (long long)bytes);
     struct nd_array *a = nd_calloc_aligned(sizeof *a);
-    if (!a)
+    if (!a) {
+        nd_budget_give(budget, bytes);
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate an array");
+    }
     a->data = numel > 0 ? nd_calloc_aligned((size_t)numel * sizeof(float)) : NULL;
     bool shared = shared_name && shared_name[0];
     if ((numel > 0 && !a->data) || nd_rwlock_create(&a->lock, err) != ND_STATUS_OK ||
@@ -40,8 +63,11 @@ enum nd_status nd__array_create(const struct nd_shape *shape, const char *shared
         nd_rwlock_free(a->lock);
         nd_free(a->data);
         nd_free(a);
+        nd_budget_give(budget, bytes);
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate an array");
     }
+    a->budget = budget;
+    a->charged = budget ? bytes : 0;
     atomic_init(&a->refs, 1);
     atomic_init(&a->stored, false);
     a->shape = *shape;
@@ -62,6 +88,7 @@ void nd_array_unref(struct nd_array *array) {
     nd_rwlock_free(array->lock);
     nd_mutex_free(array->store_lock);
     nd_free(array->data);
+    nd_budget_give(array->budget, array->charged);
     nd_free(array);
 }
 
@@ -289,13 +316,15 @@ static enum nd_status shape_error(struct nd_error *err, enum nd_array_id id,
                               nd_shape_format(got, g, sizeof g), nd_shape_format(want, w, sizeof w));
 }
 
-// A new own array of `shape` from the user's value or the spec's initializer.
-static enum nd_status make_array(const struct nd_spec *spec, enum nd_array_id id,
-                                 const struct nd_shape *shape, const struct nd_tensor *value,
-                                 uint64_t seed, struct nd_array **out, struct nd_error *err) {
+// A new own array of `shape` from the user's value or the spec's initializer (l's seed),
+// counted in l's budget.
+static enum nd_status make_array(const struct nd_layer *l, const struct nd_spec *spec,
+                                 enum nd_array_id id, const struct nd_shape *shape,
+                                 const struct nd_tensor *value, struct nd_array **out,
+                                 struct nd_error *err) {
     if (value && !nd_shape_equal(&value->shape, shape))
         return shape_error(err, id, &value->shape, shape);
-    enum nd_status st = nd__array_create(shape, NULL, out, err);
+    enum nd_status st = nd__array_create(shape, NULL, l->budget, out, err);
     if (st != ND_STATUS_OK)
         return st;
     if (value) {
@@ -304,7 +333,7 @@ static enum nd_status make_array(const struct nd_spec *spec, enum nd_array_id id
         return ND_STATUS_OK;
     }
     struct nd_rng rng;
-    nd_rng_seed(&rng, seed, (uint64_t)id);
+    nd_rng_seed(&rng, l->seed, (uint64_t)id);
     struct nd_initializer init = nd_spec_initializer(spec, id);
     nd_initializer_fill(&init, &rng, (*out)->data, (*out)->numel);
     return ND_STATUS_OK;
@@ -386,7 +415,7 @@ static enum nd_status fill_array(struct nd_layer *l, const struct nd_layer_def *
                            l->seed, &l->arrays[id], err);
     const struct nd_tensor *value =
         def->source[id] == ND_ARRAY_SOURCE_VALUE ? &def->value[id] : NULL;
-    return make_array(&l->spec, (enum nd_array_id)id, shape, value, l->seed, &l->arrays[id], err);
+    return make_array(l, &l->spec, (enum nd_array_id)id, shape, value, &l->arrays[id], err);
 }
 
 // Keeps the user's values of a layer whose shapes are not known yet, for initialize to check.
@@ -394,8 +423,8 @@ static enum nd_status keep_pending(struct nd_layer *l, const struct nd_layer_def
                                    struct nd_error *err) {
     if (l->arrays[id] || def->source[id] != ND_ARRAY_SOURCE_VALUE)
         return ND_STATUS_OK;
-    return make_array(&l->spec, (enum nd_array_id)id, &def->value[id].shape, &def->value[id],
-                      l->seed, &l->arrays[id], err);
+    return make_array(l, &l->spec, (enum nd_array_id)id, &def->value[id].shape, &def->value[id],
+                      &l->arrays[id], err);
 }
 
 static enum nd_status create_arrays(struct nd_layer *l, const struct nd_layer_def *def,
@@ -422,6 +451,8 @@ enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def
         return st;
     struct nd_layer *l = NULL;
     st = nd__layer_alloc(name, &def->spec, seed, &l, err);
+    if (st == ND_STATUS_OK)
+        l->budget = binder ? binder->budget : NULL;
     if (st == ND_STATUS_OK)
         st = lookup_shared(l, def, binder, err);
     if (st == ND_STATUS_OK)
@@ -488,7 +519,7 @@ static enum nd_status init_array(struct nd_layer *l, struct init_plan *p, int id
     if (shared)
         return bind_shared(binder, &p->spec, (enum nd_array_id)id, l->shared[id], shape, l->seed,
                            &p->arrays[id], err);
-    return make_array(&p->spec, (enum nd_array_id)id, shape, NULL, l->seed, &p->arrays[id], err);
+    return make_array(l, &p->spec, (enum nd_array_id)id, shape, NULL, &p->arrays[id], err);
 }
 
 static enum nd_status init_resolve(struct nd_layer *l, struct init_plan *p,

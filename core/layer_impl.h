@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "core/init.h"
+#include "core/budget.h"
 #include "core/layer.h"
 #include "core/norm_kernels.h"
 #include "core/persist.h"
@@ -25,10 +26,13 @@ struct nd_array {
     float *data; // (numel), owned
     struct nd_optim_state opt;
     uint64_t version;
+    struct nd_budget *budget; // its bytes are counted here until it is freed (NULL: not)
+    int64_t charged;
 };
 
 struct nd_layer {
     atomic_int refs;
+    struct nd_budget *budget; // where its new arrays are counted (the registry's), or NULL
     struct nd_rwlock *lock; // shared: forwards and reads; exclusive: every change
     char name[ND_NAME_MAX + 1];
     struct nd_spec spec; // spec.input: the per-example shape, resolved once known
@@ -58,6 +62,7 @@ typedef enum nd_status (*nd__bind_fn)(void *ctx, const char *name, const struct 
 struct nd__binder {
     nd__bind_fn bind;
     void *ctx;
+    struct nd_budget *budget; // new arrays' bytes are taken from it (NULL: not counted)
 };
 
 // A layer with its lock and a copy of spec, no arrays yet. Caller owns one reference.
@@ -65,8 +70,16 @@ enum nd_status nd__layer_alloc(const char *name, const struct nd_spec *spec, uin
                                struct nd_layer **out, struct nd_error *err);
 
 // A new array of a fully known shape, zero-filled, not shared. Caller owns one reference.
+// budget (NULL: not counted): its values and the optimizer moments it may get (3 floats per
+// element) are taken from it first; ND_STATUS_OUT_OF_MEMORY naming the budget when they do not
+// fit, and given back when the array is freed.
 enum nd_status nd__array_create(const struct nd_shape *shape, const char *shared_name,
-                                struct nd_array **out, struct nd_error *err);
+                                struct nd_budget *budget, struct nd_array **out,
+                                struct nd_error *err);
+
+// Counts an array made without a budget (a stored one, loaded at start) in budget, whatever its
+// limit. No-op when it is counted already or budget is NULL.
+void nd__array_charge(struct nd_array *a, struct nd_budget *budget);
 
 // Creates a layer from a definition (validated here): resolves the layout when the input is
 // known (or can be inferred from given arrays), fills or copies arrays, binds shared ones.
@@ -131,16 +144,18 @@ enum nd_status nd__undo_begin(struct nd_layer *l, struct nd__undo *u, struct nd_
 void nd__undo_release(struct nd__undo *u);
 
 // Stores a new layer nobody else can see yet (define), its new shared arrays first; a no-op
-// without hooks. When it fails, the new shared arrays it stored are removed again.
+// without hooks. When it fails, the new shared arrays it stored stay stored: another definition
+// may already have bound them and relied on that copy, and the registry removes them when it
+// prunes them (no layer needs them).
 enum nd_status nd__save_layer(struct nd_layer *l, struct nd_error *err);
 
 // After a change (write lock held): stores the new state; when that fails, puts back what u
-// saved (the layer's own state only when restore_layer), stores the shared arrays put back,
-// removes new shared arrays it stored, and returns the error.
+// saved (the layer's own state only when restore_layer), stores the shared arrays put back, and
+// returns the error (new shared arrays it stored stay, as for nd__save_layer).
 enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool restore_layer,
                                   struct nd_error *err);
 
-// The registry's side (registry mutex held). store_lock/unlock are no-ops without hooks (and
+// The registry's side (never with the registry mutex held: they wait for a save). store_lock/unlock are no-ops without hooks (and
 // NULL-safe); detach (store lock held) stops the layer from storing itself again: it was
 // replaced, and its successor's copy is stored.
 void nd__layer_store_lock(struct nd_layer *l);

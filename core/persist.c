@@ -91,6 +91,10 @@ static void put_shape(struct nd_buf *b, const struct nd_shape *s) {
 }
 
 // ---- reading ----
+//
+// The primitives below read little-endian numbers and strings and never change. The field
+// readers (the *_v1 functions) are format version 1's and stay frozen: a later format that
+// changes a field adds its own reader for it, so files of every released version still load.
 
 struct rd {
     const unsigned char *p;
@@ -162,7 +166,7 @@ static void get_floats(struct rd *r, float *v, int64_t n) {
 static void get_str(struct rd *r, char *out, size_t size) {
     uint32_t n = get_u32(r);
     const unsigned char *x = n < size ? take(r, n) : NULL;
-    if (!x) {
+    if (!x || memchr(x, '\0', n)) { // a NUL inside would store back shorter: damage
         r->bad = true;
         out[0] = '\0';
         return;
@@ -194,7 +198,7 @@ static void put_levels(struct nd_buf *b, const struct nd_levels *l) {
     put_u8(b, l->to_all);
 }
 
-static void get_levels(struct rd *r, struct nd_levels *l) {
+static void get_levels_v1(struct rd *r, struct nd_levels *l) {
     l->kind = (enum nd_levels_kind)get_enum(r, ND_LEVELS_COMPLEMENT + 1);
     uint32_t count = get_u32(r);
     r->bad |= count > ND_MAX_RANK;
@@ -225,7 +229,7 @@ static void put_arrays_spec(struct nd_buf *b, const struct nd_spec *s) {
     }
 }
 
-static void get_arrays_spec(struct rd *r, struct nd_spec *s) {
+static void get_arrays_spec_v1(struct rd *r, struct nd_spec *s) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         s->enabled[id] = get_bool(r);
         s->init[id].kind = (enum nd_init_kind)get_enum(r, ND_INIT_COUNT);
@@ -276,7 +280,7 @@ static void put_spec(struct nd_buf *b, const struct nd_spec *s) {
     put_u64(b, s->seed);
 }
 
-static void get_spec(struct rd *r, struct nd_spec *s) {
+static void get_spec_v1(struct rd *r, struct nd_spec *s) {
     memset(s, 0, sizeof *s);
     s->type = (enum nd_layer_type)get_enum(r, ND_LAYER_TYPE_COUNT);
     s->batchnorm_nd = (int32_t)get_u32(r);
@@ -298,8 +302,8 @@ static void get_spec(struct rd *r, struct nd_spec *s) {
     s->naxes = r->bad ? 0 : (int32_t)naxes;
     for (int32_t i = 0; i < s->naxes; i++)
         s->axes[i] = (int32_t)get_u32(r);
-    get_levels(r, &s->aggregation);
-    get_levels(r, &s->scaling);
+    get_levels_v1(r, &s->aggregation);
+    get_levels_v1(r, &s->scaling);
     uint32_t ngroup = get_u32(r);
     r->bad |= ngroup > ND_MAX_RANK;
     s->ngroup = r->bad ? 0 : (int32_t)ngroup;
@@ -308,7 +312,7 @@ static void get_spec(struct rd *r, struct nd_spec *s) {
     s->method = (enum nd_method)get_enum(r, ND_METHOD_RMS + 1);
     s->unbiased = get_bool(r);
     s->groups = (int64_t)get_u64(r);
-    get_arrays_spec(r, s);
+    get_arrays_spec_v1(r, s);
     s->has_seed = get_bool(r);
     s->seed = get_u64(r);
 }
@@ -325,14 +329,16 @@ static void put_opt(struct nd_buf *b, const struct nd_optim_state *o) {
 }
 
 // The optimizer state of an array of numel values; a state for another size is damage.
-static void get_opt(struct rd *r, struct nd_optim_state *o, int64_t numel) {
+static void get_opt_v1(struct rd *r, struct nd_optim_state *o, int64_t numel) {
     enum nd_optimizer_kind kind = (enum nd_optimizer_kind)get_enum(r, ND_OPTIMIZER_COUNT);
     int64_t n = (int64_t)get_u64(r), t = (int64_t)get_u64(r);
     r->bad |= n != 0 && n != numel;
     if (r->bad || n == 0 ||
         nd_optim_state_prepare(o, kind, n, NULL) != ND_STATUS_OK) { // zeroed m and v
         r->bad |= n != 0;
-        get_u8(r);
+        // An empty state is written all zero (nd_optim_state_deinit): anything else is damage,
+        // so that a file that loads stores back to the same bytes.
+        r->bad |= get_u8(r) != 0 || kind != 0 || t != 0;
         return;
     }
     o->t = t;
@@ -351,7 +357,7 @@ static void put_array(struct nd_buf *b, const struct nd_array *a) {
     put_u64(b, a->version);
 }
 
-static enum nd_status get_array(struct rd *r, const char *shared_name, struct nd_array **out,
+static enum nd_status get_array_v1(struct rd *r, const char *shared_name, struct nd_array **out,
                                 struct nd_error *err) {
     struct nd_shape shape;
     get_shape(r, &shape, false);
@@ -360,11 +366,12 @@ static enum nd_status get_array(struct rd *r, const char *shared_name, struct nd
         (size_t)numel > (r->n - r->i) / 4)
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged array shape");
     struct nd_array *a;
-    enum nd_status st = nd__array_create(&shape, shared_name, &a, err);
+    enum nd_status st = nd__array_create(&shape, shared_name, NULL, &a, err); // counted by
+                                                                              // the registry
     if (st != ND_STATUS_OK)
         return st;
     get_floats(r, a->data, a->numel);
-    get_opt(r, &a->opt, a->numel);
+    get_opt_v1(r, &a->opt, a->numel);
     a->version = get_u64(r);
     *out = a;
     return ND_STATUS_OK;
@@ -399,9 +406,12 @@ static enum nd_status frame_end(struct nd_buf *b, struct nd_error *err) {
                      : ND_STATUS_OK;
 }
 
-// Checks magic, version, length and checksum; *r then reads the payload.
+static const struct payload_reader *reader_of(uint32_t version);
+
+// Checks magic, version (one with a reader), length and checksum; *r then reads the payload
+// with *reader.
 static enum nd_status frame_open(const void *bytes, size_t n, const char *magic, struct rd *r,
-                                 struct nd_error *err) {
+                                 const struct payload_reader **reader, struct nd_error *err) {
     const unsigned char *p = bytes;
     if (n < HEADER_BYTES + TRAILER_BYTES || memcmp(p, magic, 4) != 0)
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "not a normd %s file",
@@ -409,7 +419,8 @@ static enum nd_status frame_open(const void *bytes, size_t n, const char *magic,
     struct rd h = {.p = p, .n = n, .i = 4};
     uint32_t version = get_u32(&h);
     uint64_t len = get_u64(&h);
-    if (version != ND_PERSIST_FORMAT_VERSION)
+    *reader = reader_of(version);
+    if (!*reader)
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "format version %u, expected %u",
                             version, ND_PERSIST_FORMAT_VERSION);
     if (len != n - HEADER_BYTES - TRAILER_BYTES)
@@ -482,39 +493,102 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
                             why.msg);
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         bool shared = im->shared[id][0] != '\0';
+        // The moving statistics exist exactly in batch norms (a definition cannot disable
+        // them; check_source): the kernels read them whenever the type has them.
+        if (id >= ND_ARRAY_AFFINE_COUNT &&
+            im->spec.enabled[id] != nd_layer_type_is_batch(im->spec.type))
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s %s",
+                                im->name, nd_array_name((enum nd_array_id)id),
+                                im->spec.enabled[id] ? "in a layer without moving statistics"
+                                                     : "disabled");
         if ((shared && (id >= ND_ARRAY_AFFINE_COUNT || !nd_name_valid(im->shared[id]))) ||
             (im->present[id] && !im->spec.enabled[id]) || (shared && !im->spec.enabled[id]))
             return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s", im->name,
                                 nd_array_name((enum nd_array_id)id));
     }
+    if (im->spec.has_seed && im->seed != im->spec.seed) // the layer's seed is the spec's then
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: two seeds",
+                            im->name);
     if (im->shared[0][0] && strcmp(im->shared[0], im->shared[1]) == 0)
         return nd_error_set(err, ND_STATUS_INVALID_VALUE,
                             "damaged layer %s: Scaling and Biases share one array", im->name);
     return ND_STATUS_OK;
 }
 
+// Format version 1's layer payload (frozen).
+static enum nd_status layer_payload_v1(struct rd *r, struct layer_image *im,
+                                       struct nd_error *err) {
+    enum nd_status st = ND_STATUS_OK;
+    get_str(r, im->name, sizeof im->name);
+    get_spec_v1(r, &im->spec);
+    im->version = get_u64(r);
+    im->train_steps = (int64_t)get_u64(r);
+    im->optimizer_steps = (int64_t)get_u64(r);
+    im->seed = get_u64(r);
+    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_COUNT; id++) {
+        im->user_set[id] = get_bool(r);
+        get_str(r, im->shared[id], sizeof im->shared[id]);
+        im->present[id] = get_bool(r);
+        if (im->present[id] && !im->shared[id][0] && !r->bad)
+            st = get_array_v1(r, NULL, &im->arrays[id], err);
+    }
+    if (st == ND_STATUS_OK && (r->bad || r->i != r->n))
+        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer state");
+    return st;
+}
+
+// Format version 1's shared-array payload (frozen).
+static enum nd_status shared_payload_v1(struct rd *r, struct nd_array **out,
+                                        struct nd_error *err) {
+    char name[ND_NAME_MAX + 1];
+    get_str(r, name, sizeof name);
+    if (r->bad || !nd_name_valid(name))
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged shared-array name");
+    enum nd_status st = get_array_v1(r, name, out, err);
+    if (st == ND_STATUS_OK && (r->bad || r->i != r->n)) {
+        nd_array_unref(*out);
+        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged shared array %s", name);
+    }
+    return st;
+}
+
+// Format version 1's stored name: the first field of both payloads (frozen).
+static void name_v1(struct rd *r, char *name, size_t size) {
+    get_str(r, name, size);
+}
+
+// ---- readers by format version ----
+
+// Every format version normd ever wrote, with its readers: loading dispatches on the version in
+// the file. A released entry never changes; a format change bumps ND_PERSIST_FORMAT_VERSION,
+// writes only the new format, and adds an entry here (tests/data/persist/ holds a data dir of
+// each released version, and the tests load them).
+struct payload_reader {
+    uint32_t version;
+    enum nd_status (*layer)(struct rd *r, struct layer_image *im, struct nd_error *err);
+    enum nd_status (*shared)(struct rd *r, struct nd_array **out, struct nd_error *err);
+    void (*name)(struct rd *r, char *name, size_t size);
+};
+
+static const struct payload_reader readers[] = {
+    {1, layer_payload_v1, shared_payload_v1, name_v1},
+};
+
+static const struct payload_reader *reader_of(uint32_t version) {
+    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++)
+        if (readers[i].version == version)
+            return &readers[i];
+    return NULL;
+}
+
 static enum nd_status image_read(const void *bytes, size_t n, struct layer_image *im,
                                  struct nd_error *err) {
     struct rd r;
+    const struct payload_reader *reader;
     memset(im, 0, sizeof *im);
-    enum nd_status st = frame_open(bytes, n, MAGIC_LAYER, &r, err);
-    if (st != ND_STATUS_OK)
-        return st;
-    get_str(&r, im->name, sizeof im->name);
-    get_spec(&r, &im->spec);
-    im->version = get_u64(&r);
-    im->train_steps = (int64_t)get_u64(&r);
-    im->optimizer_steps = (int64_t)get_u64(&r);
-    im->seed = get_u64(&r);
-    for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_COUNT; id++) {
-        im->user_set[id] = get_bool(&r);
-        get_str(&r, im->shared[id], sizeof im->shared[id]);
-        im->present[id] = get_bool(&r);
-        if (im->present[id] && !im->shared[id][0] && !r.bad)
-            st = get_array(&r, NULL, &im->arrays[id], err);
-    }
-    if (st == ND_STATUS_OK && (r.bad || r.i != r.n))
-        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer state");
+    enum nd_status st = frame_open(bytes, n, MAGIC_LAYER, &r, &reader, err);
+    if (st == ND_STATUS_OK)
+        st = reader->layer(&r, im, err);
     if (st == ND_STATUS_OK)
         st = image_check(im, err);
     if (st != ND_STATUS_OK)
@@ -524,9 +598,10 @@ static enum nd_status image_read(const void *bytes, size_t n, struct layer_image
 
 // A shared array the layer had bound is looked up by name (a layer whose arrays have shapes has
 // them all); one still pending stays pending. Arrays of a layer with known shapes must have
-// them: every enabled one present, each of the layout's shape.
+// them: every enabled one present, each of the layout's shape; a layer whose input rank is
+// known but not its arrays' dims holds no array (forward would trust its shape).
 static enum nd_status image_bind(struct layer_image *im, const struct nd_layout *lay,
-                                 bool ready, const struct nd__binder *binder,
+                                 bool known, bool ready, const struct nd__binder *binder,
                                  struct nd_error *err) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         if (im->shared[id][0] && (im->present[id] || ready)) {
@@ -539,6 +614,11 @@ static enum nd_status image_bind(struct layer_image *im, const struct nd_layout 
                                     "layer %s uses the shared array %s, which is missing", im->name,
                                     im->shared[id]);
         }
+        if (known && !ready && im->arrays[id]) // live layers infer such shapes from arrays
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                                "damaged layer %s: %s has values but the input does not fix its "
+                                "shape",
+                                im->name, nd_array_name((enum nd_array_id)id));
         if (ready && im->spec.enabled[id] && !im->arrays[id])
             return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s is missing",
                                 im->name, nd_array_name((enum nd_array_id)id));
@@ -563,7 +643,7 @@ enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct n
         st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s", im.name, why.msg);
     bool ready = known && nd_shape_is_known(&lay.param_shape);
     if (st == ND_STATUS_OK)
-        st = image_bind(&im, &lay, ready, binder, err);
+        st = image_bind(&im, &lay, known, ready, binder, err);
     struct nd_layer *l = NULL;
     if (st == ND_STATUS_OK)
         st = nd__layer_alloc(im.name, &im.spec, im.seed, &l, err);
@@ -628,19 +708,11 @@ enum nd_status nd__array_serialize(struct nd_array *a, struct nd_buf *out, struc
 enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_array **out,
                                      struct nd_error *err) {
     struct rd r;
-    enum nd_status st = frame_open(bytes, n, MAGIC_SHARED, &r, err);
-    if (st != ND_STATUS_OK)
-        return st;
-    char name[ND_NAME_MAX + 1];
-    get_str(&r, name, sizeof name);
-    if (r.bad || !nd_name_valid(name))
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged shared-array name");
-    struct nd_array *a;
-    st = get_array(&r, name, &a, err);
-    if (st == ND_STATUS_OK && (r.bad || r.i != r.n)) {
-        nd_array_unref(a);
-        st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged shared array %s", name);
-    }
+    const struct payload_reader *reader;
+    struct nd_array *a = NULL;
+    enum nd_status st = frame_open(bytes, n, MAGIC_SHARED, &r, &reader, err);
+    if (st == ND_STATUS_OK)
+        st = reader->shared(&r, &a, err);
     if (st == ND_STATUS_OK) {
         atomic_store(&a->stored, true); // it came from the store: not new to it
         *out = a;
@@ -767,9 +839,9 @@ static enum nd_status save_shared(const struct nd_persist_hooks *hooks, struct n
     return st;
 }
 
-// The shared saves that succeeded (bit id): arrays u holds, and new ones.
+// The shared saves that succeeded (bit id) of arrays u holds.
 struct saves {
-    unsigned held, fresh;
+    unsigned held;
 };
 
 static bool held_by(const struct nd__undo *u, const struct nd_array *a) {
@@ -801,7 +873,6 @@ static enum nd_status save_all(struct nd_layer *l, const struct nd__undo *u, str
             array_lock(a);
             st = save_shared(h, a, err);
             array_unlock(a);
-            done->fresh |= st == ND_STATUS_OK ? 1u << id : 0u;
         }
     }
     struct nd_buf b = {0};
@@ -813,27 +884,11 @@ static enum nd_status save_all(struct nd_layer *l, const struct nd__undo *u, str
     return st;
 }
 
-// After a failed save: new shared arrays stored for it go again (no layer stored names them).
-static void forget_fresh(struct nd_layer *l, unsigned fresh) {
-    const struct nd_persist_hooks *h = l->persist;
-    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++) {
-        if (!(fresh & (1u << id)))
-            continue;
-        struct nd_array *a = l->arrays[id];
-        if (h->remove_shared) // best effort: a copy left behind is pruned at the next start
-            h->remove_shared(h->ctx, a->shared_name, NULL);
-        atomic_store(&a->stored, false);
-    }
-}
-
 enum nd_status nd__save_layer(struct nd_layer *l, struct nd_error *err) {
     if (!persisting(l))
         return ND_STATUS_OK;
     struct saves done = {0};
-    enum nd_status st = save_all(l, NULL, &done, err);
-    if (st != ND_STATUS_OK)
-        forget_fresh(l, done.fresh);
-    return st;
+    return save_all(l, NULL, &done, err);
 }
 
 enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool restore_layer,
@@ -844,7 +899,6 @@ enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool r
     enum nd_status st = save_all(l, u, &done, err);
     if (st == ND_STATUS_OK)
         return st;
-    forget_fresh(l, done.fresh);
     undo_apply(l, u, restore_layer);
     // Shared arrays stored before the layer's save failed hold the undone change: store them
     // as they are again (best effort: the store is failing, and a later change stores them).
@@ -899,9 +953,11 @@ enum nd_status nd_persist_stored_name(const void *bytes, size_t len, bool shared
     if (!bytes || !name || size == 0)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_persist_stored_name: NULL");
     struct rd r;
-    enum nd_status st = frame_open(bytes, len, shared ? MAGIC_SHARED : MAGIC_LAYER, &r, err);
+    const struct payload_reader *reader;
+    enum nd_status st =
+        frame_open(bytes, len, shared ? MAGIC_SHARED : MAGIC_LAYER, &r, &reader, err);
     if (st != ND_STATUS_OK)
         return st;
-    get_str(&r, name, size);
+    reader->name(&r, name, size);
     return r.bad ? nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged name") : ND_STATUS_OK;
 }

@@ -13,6 +13,13 @@
 // Format (little-endian): magic "NDL1" (layer) or "NDS1" (shared array), u32 format version,
 // u64 payload length, the payload (fields in a fixed order, see persist.c), u64 FNV-1a checksum
 // of everything before it. Loading checks all four and every length inside.
+//
+// Compatibility: a file is read by the reader of the format version it holds (persist.c's
+// readers[], one per version normd ever wrote). A released reader is frozen: a format change
+// bumps ND_PERSIST_FORMAT_VERSION, writes only the new format and adds a reader, keeping every
+// older one, so a data dir written by any released version loads in every later one.
+// tests/data/persist/vN holds a data dir of each version and the answers it must give
+// (tests/server/test_compat.sh); a version without a reader is refused ("format version N").
 #ifndef ND_PERSIST_H
 #define ND_PERSIST_H
 

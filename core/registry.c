@@ -17,6 +17,13 @@ struct entry {
     // and nd_registry_shared_users run without taking any layer's lock: under the registry
     // mutex that would wait for a long train-step and stall every other registry call.
     char uses[ND_ARRAY_AFFINE_COUNT][ND_NAME_MAX + 1];
+    // Layers: what a define in flight will bind, so pruning keeps the shared arrays it created
+    // or bound while it stores without the mutex.
+    char pending_uses[ND_ARRAY_AFFINE_COUNT][ND_NAME_MAX + 1];
+    // Non-NULL while a thread works on this name without the registry mutex: a define, delete or
+    // initialize storing a layer (obj is NULL for a name being created), or the removal of a
+    // pruned shared array's stored copy. Others that must change the name wait on it.
+    struct hold *hold;
 };
 
 struct table {
@@ -28,8 +35,63 @@ struct nd_registry {
     struct nd_mutex *lock;
     int64_t max_layers;
     struct table layers, shared;
+    int64_t creating; // layer entries of names being created (obj NULL): not visible yet
     const struct nd_persist_hooks *persist; // NULL: in memory only
+    struct nd_budget *budget;               // layers' arrays are counted here (NULL: not)
 };
+
+// ---- holds: one name reserved while its owner stores without the registry mutex ----
+//
+// The owner creates a hold locked (before it takes the registry mutex: lock order hold, then
+// registry), puts it in the name's entry under the mutex, does its I/O with the mutex released,
+// then clears the entry under the mutex and releases the hold. A thread that must change a held
+// name takes a reference under the mutex, lets the mutex go and its own hold too, waits for the
+// hold's lock (the owner is done), and starts over. Nobody waits for a hold while holding the
+// registry mutex or a hold, so waiting on a hold cannot deadlock.
+
+struct hold {
+    atomic_int refs;
+    struct nd_mutex *lock; // held by the owner until it is done with the name
+};
+
+// A new hold, locked by the calling thread (its owner), or NULL when out of memory.
+static struct hold *hold_new(void) {
+    struct hold *h = calloc(1, sizeof *h);
+    if (!h || nd_mutex_create(&h->lock, NULL) != ND_STATUS_OK) {
+        free(h);
+        return NULL;
+    }
+    atomic_init(&h->refs, 1);
+    nd_mutex_lock(h->lock);
+    return h;
+}
+
+static struct hold *hold_ref(struct hold *h) {
+    atomic_fetch_add(&h->refs, 1);
+    return h;
+}
+
+static void hold_unref(struct hold *h) {
+    if (h && atomic_fetch_sub(&h->refs, 1) == 1) {
+        nd_mutex_free(h->lock);
+        free(h);
+    }
+}
+
+// The owner is done with the name.
+static void hold_release(struct hold *h) {
+    if (!h)
+        return;
+    nd_mutex_unlock(h->lock);
+    hold_unref(h);
+}
+
+// Waits until the owner of h is done, then drops the reference taken under the mutex.
+static void hold_wait(struct hold *h) {
+    nd_mutex_lock(h->lock);
+    nd_mutex_unlock(h->lock);
+    hold_unref(h);
+}
 
 // Index of name, or -(insertion point) - 1 when absent.
 static int64_t table_find(const struct table *t, const char *name) {
@@ -111,21 +173,28 @@ void nd_registry_free(struct nd_registry *reg) {
     free(reg);
 }
 
-// ---- shared arrays: the binder layers use (registry lock held) ----
+// ---- shared arrays: the binder layers use ----
 
-// New shared arrays of the definition being built; inserted only when it succeeds.
+// A new shared array goes into the table when it is bound, held by the define or initialize
+// that created it until that one is stored (then published) or failed (then removed, with its
+// stored copy): others see no such array meanwhile, and one that binds the name waits. An
+// existing array bound by a define in flight is kept from pruning by the define's entry
+// (pending_uses).
+//
+// Binding never waits: a held name (new in another operation, or leaving: its stored copy being
+// removed) answers ND_STATUS_BUSY with ctx->wait set, and the define or initialize lets go of
+// everything it holds, waits for that hold, and starts over. Initialize binds holding the
+// layer's locks, which a change of another layer may be waiting for, so it must not wait there.
 struct bind_ctx {
     struct nd_registry *reg;
-    struct nd_array *fresh[ND_ARRAY_AFFINE_COUNT];
+    // Initialize: the caller holds the layer's locks, not the registry mutex, and every bind
+    // takes the mutex itself. Define and load: the caller holds the mutex.
+    bool locking;
+    struct hold *hold; // the operation's: new arrays are held by it
+    struct nd_array *fresh[ND_ARRAY_AFFINE_COUNT]; // created here, in the table (borrowed)
     int nfresh;
+    struct hold *wait; // a referenced hold of another operation on a bound name
 };
-
-static struct nd_array *fresh_find(struct bind_ctx *ctx, const char *name) {
-    for (int i = 0; i < ctx->nfresh; i++)
-        if (strcmp(ctx->fresh[i]->shared_name, name) == 0)
-            return ctx->fresh[i];
-    return NULL;
-}
 
 static enum nd_status shared_shape_error(const char *name, const struct nd_shape *have,
                                          const struct nd_shape *want, struct nd_error *err) {
@@ -135,59 +204,88 @@ static enum nd_status shared_shape_error(const char *name, const struct nd_shape
                         nd_shape_format(have, h, sizeof h), nd_shape_format(want, w, sizeof w));
 }
 
-static enum nd_status bind_shared(void *vctx, const char *name, const struct nd_shape *shape,
-                                  const struct nd_initializer *init, struct nd_rng *rng,
-                                  struct nd_array **out, struct nd_error *err) {
-    struct bind_ctx *ctx = vctx;
-    int64_t pos = table_find(&ctx->reg->shared, name);
-    struct nd_array *a = pos >= 0 ? ctx->reg->shared.e[pos].obj : fresh_find(ctx, name);
-    if (a) {
-        if (shape && !nd_shape_equal(&a->shape, shape))
-            return shared_shape_error(name, &a->shape, shape, err);
-        nd_array_ref(a);
-        *out = a;
-        return ND_STATUS_OK;
-    }
-    if (!shape) // a lookup only
-        return nd_error_set(err, ND_STATUS_NOT_FOUND, "no shared array %s", name);
+// Creates the shared array `name` and inserts it (registry mutex held).
+static enum nd_status bind_create(struct bind_ctx *ctx, int64_t pos, const char *name,
+                                  const struct nd_shape *shape, const struct nd_initializer *init,
+                                  struct nd_rng *rng, struct nd_array **out,
+                                  struct nd_error *err) {
+    struct table *t = &ctx->reg->shared;
     if (ctx->nfresh == ND_ARRAY_AFFINE_COUNT)
         return nd_error_set(err, ND_STATUS_INTERNAL, "too many new shared arrays");
-    enum nd_status st = nd__array_create(shape, name, &a, err);
+    if (!table_reserve(t, 1))
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared-array table");
+    struct nd_array *a;
+    enum nd_status st = nd__array_create(shape, name, ctx->reg->budget, &a, err);
     if (st != ND_STATUS_OK)
         return st;
     nd_initializer_fill(init, rng, a->data, a->numel);
-    ctx->fresh[ctx->nfresh++] = a; // the context's reference
+    table_insert(t, -pos - 1, name, a); // the table's reference
+    t->e[-pos - 1].hold = ctx->hold;
+    ctx->fresh[ctx->nfresh++] = a;
     nd_array_ref(a);
     *out = a;
     return ND_STATUS_OK;
 }
 
-// Room for every shared array one definition or initialization can create, reserved before
-// the layer changes: bind_commit then cannot fail half-way (a layer committed with arrays
-// missing from the table, or a table entry no layer uses).
-static enum nd_status bind_reserve(struct bind_ctx *ctx, struct nd_error *err) {
-    if (!table_reserve(&ctx->reg->shared, ND_ARRAY_AFFINE_COUNT))
-        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared-array table");
+// Binds (registry mutex held): ND_STATUS_BUSY with ctx->wait set when the name is leaving.
+static enum nd_status bind_locked(struct bind_ctx *ctx, const char *name,
+                                  const struct nd_shape *shape, const struct nd_initializer *init,
+                                  struct nd_rng *rng, struct nd_array **out,
+                                  struct nd_error *err) {
+    const struct table *t = &ctx->reg->shared;
+    int64_t pos = table_find(t, name);
+    if (pos >= 0 && t->e[pos].hold && t->e[pos].hold != ctx->hold) {
+        ctx->wait = hold_ref(t->e[pos].hold);
+        return nd_error_set(err, ND_STATUS_BUSY, "shared array %s is busy", name);
+    }
+    if (pos < 0 && !shape) // a lookup only
+        return nd_error_set(err, ND_STATUS_NOT_FOUND, "no shared array %s", name);
+    if (pos < 0)
+        return bind_create(ctx, pos, name, shape, init, rng, out, err);
+    struct nd_array *a = t->e[pos].obj;
+    if (shape && !nd_shape_equal(&a->shape, shape))
+        return shared_shape_error(name, &a->shape, shape, err);
+    nd_array_ref(a);
+    *out = a;
     return ND_STATUS_OK;
 }
 
-// Inserts the new shared arrays of a successful definition (room reserved by bind_reserve).
-static void bind_commit(struct bind_ctx *ctx) {
+static enum nd_status bind_shared(void *vctx, const char *name, const struct nd_shape *shape,
+                                  const struct nd_initializer *init, struct nd_rng *rng,
+                                  struct nd_array **out, struct nd_error *err) {
+    struct bind_ctx *ctx = vctx;
+    if (!ctx->locking)
+        return bind_locked(ctx, name, shape, init, rng, out, err);
+    nd_mutex_lock(ctx->reg->lock);
+    enum nd_status st = bind_locked(ctx, name, shape, init, rng, out, err);
+    nd_mutex_unlock(ctx->reg->lock);
+    return st;
+}
+
+// After a failed operation, without the registry mutex: removes the stored copies of the new
+// shared arrays it stored (still held: nobody else has bound them).
+static void fresh_unstore(struct bind_ctx *ctx) {
+    for (int i = 0; i < ctx->nfresh; i++)
+        if (atomic_load(&ctx->fresh[i]->stored))
+            nd__shared_unstore(ctx->reg->persist, ctx->fresh[i]);
+}
+
+// Ends the operation's hold on its new shared arrays (registry mutex held): published when it
+// succeeded, taken out of the table when it failed.
+static void fresh_end(struct bind_ctx *ctx, bool ok) {
     struct table *t = &ctx->reg->shared;
     for (int i = 0; i < ctx->nfresh; i++) {
         int64_t pos = table_find(t, ctx->fresh[i]->shared_name);
-        table_insert(t, -pos - 1, ctx->fresh[i]->shared_name, ctx->fresh[i]);
-        ctx->fresh[i] = NULL;
+        t->e[pos].hold = NULL;
+        if (!ok) {
+            nd_array_unref(t->e[pos].obj);
+            table_remove(t, pos);
+        }
     }
     ctx->nfresh = 0;
 }
 
-static void bind_release(struct bind_ctx *ctx) {
-    for (int i = 0; i < ctx->nfresh; i++)
-        nd_array_unref(ctx->fresh[i]);
-    ctx->nfresh = 0;
-}
-
+// The layer entry binds shared_name now (what shared_users answers).
 static bool entry_uses(const struct entry *e, const char *shared_name) {
     for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
         if (e->uses[id][0] && strcmp(e->uses[id], shared_name) == 0)
@@ -195,27 +293,134 @@ static bool entry_uses(const struct entry *e, const char *shared_name) {
     return false;
 }
 
-// Drops shared arrays that no registered layer uses any more.
+// The layer entry binds shared_name now or will once the define in flight is published.
+static bool entry_needs(const struct entry *e, const char *shared_name) {
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        if (e->pending_uses[id][0] && strcmp(e->pending_uses[id], shared_name) == 0)
+            return true;
+    return entry_uses(e, shared_name);
+}
+
+// Index of a shared array no layer needs and nobody is removing, or -1 (registry mutex held).
+static int64_t find_unused(const struct nd_registry *reg) {
+    for (int64_t i = reg->shared.n - 1; i >= 0; i--) {
+        bool used = reg->shared.e[i].hold != NULL;
+        for (int64_t j = 0; !used && j < reg->layers.n; j++)
+            used = entry_needs(&reg->layers.e[j], reg->shared.e[i].name);
+        if (!used)
+            return i;
+    }
+    return -1;
+}
+
+static void drop_shared(struct nd_registry *reg, int64_t pos) {
+    nd_array_unref(reg->shared.e[pos].obj);
+    table_remove(&reg->shared, pos);
+}
+
+// Removes one unused shared array and its stored copy, the mutex not held across the removal:
+// the entry stays, held, until the copy is gone, so a definition binding the name meanwhile
+// waits and then creates a new array (whose save cannot be undone by this removal). false when
+// there was nothing to remove (or no memory for a hold: a later prune takes it).
+static bool prune_one_stored(struct nd_registry *reg) {
+    struct hold *h = hold_new();
+    if (!h)
+        return false;
+    nd_mutex_lock(reg->lock);
+    int64_t pos = find_unused(reg);
+    struct nd_array *a = NULL;
+    if (pos >= 0) {
+        reg->shared.e[pos].hold = h;
+        a = reg->shared.e[pos].obj;
+        nd_array_ref(a);
+    }
+    nd_mutex_unlock(reg->lock);
+    if (!a) {
+        hold_release(h);
+        return false;
+    }
+    // A file left behind (remove failed) only holds an array no layer names: the next start
+    // loads and prunes it again.
+    nd__shared_unstore(reg->persist, a);
+    nd_mutex_lock(reg->lock);
+    drop_shared(reg, table_find(&reg->shared, a->shared_name));
+    nd_mutex_unlock(reg->lock);
+    hold_release(h);
+    nd_array_unref(a);
+    return true;
+}
+
+// Drops shared arrays that no layer needs any more; called without the registry mutex.
 // remove_stored: also remove their stored copies (after a delete or a replace). At start-up the
 // copies stay: an array whose only layer failed to load is still needed if that layer's file is
 // repaired.
 static void prune_shared(struct nd_registry *reg, bool remove_stored) {
-    for (int64_t i = reg->shared.n - 1; i >= 0; i--) {
-        bool used = false;
-        for (int64_t j = 0; !used && j < reg->layers.n; j++)
-            used = entry_uses(&reg->layers.e[j], reg->shared.e[i].name);
-        if (!used) {
-            // A file left behind (remove failed) only holds an array no layer names: the next
-            // start loads and prunes it again.
-            if (remove_stored)
-                nd__shared_unstore(reg->persist, reg->shared.e[i].obj);
-            nd_array_unref(reg->shared.e[i].obj);
-            table_remove(&reg->shared, i);
-        }
+    nd_mutex_lock(reg->lock);
+    const struct nd_persist_hooks *persist = reg->persist;
+    nd_mutex_unlock(reg->lock);
+    if (remove_stored && persist) {
+        while (prune_one_stored(reg))
+            ;
+        return;
     }
+    nd_mutex_lock(reg->lock);
+    for (int64_t pos; (pos = find_unused(reg)) >= 0;)
+        drop_shared(reg, pos);
+    nd_mutex_unlock(reg->lock);
 }
 
 // ---- layers ----
+
+// Takes the mutex and own (a new hold, locked) when no other thread holds the name: true, with
+// the name's position in the layer table (negative: absent). Else waits for that thread with
+// nothing held and returns false (start over); false with *own NULL when out of memory.
+static bool name_claim(struct nd_registry *reg, const char *name, int64_t *pos,
+                       struct hold **own) {
+    if (!(*own = hold_new()))
+        return false;
+    nd_mutex_lock(reg->lock);
+    *pos = table_find(&reg->layers, name);
+    if (*pos < 0 || !reg->layers.e[*pos].hold)
+        return true;
+    struct hold *busy = hold_ref(reg->layers.e[*pos].hold);
+    nd_mutex_unlock(reg->lock);
+    hold_release(*own);
+    hold_wait(busy);
+    return false;
+}
+
+// name_claim until it succeeds; ND_STATUS_OUT_OF_MEMORY when no hold can be made.
+static enum nd_status name_claim_wait(struct nd_registry *reg, const char *name, int64_t *pos,
+                                      struct hold **own, struct nd_error *err) {
+    while (!name_claim(reg, name, pos, own))
+        if (!*own)
+            return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot hold the name %s", name);
+    return ND_STATUS_OK;
+}
+
+// Puts h in the name's entry (mutex held, the name settled); a name being created gets an
+// entry without a layer, which lookups skip and max_layers counts.
+static void hold_name(struct nd_registry *reg, int64_t pos, const char *name, struct hold *h) {
+    if (pos < 0) {
+        pos = -pos - 1;
+        table_insert(&reg->layers, pos, name, NULL); // room reserved by define_checks
+        reg->creating++;
+    }
+    reg->layers.e[pos].hold = h;
+}
+
+// The holder is done with the name (mutex held): clears the hold and, for a name being created
+// that was not, its entry.
+static void unhold_name(struct nd_registry *reg, const char *name) {
+    int64_t pos = table_find(&reg->layers, name);
+    struct entry *e = &reg->layers.e[pos];
+    e->hold = NULL;
+    memset(e->pending_uses, 0, sizeof e->pending_uses);
+    if (!e->obj) {
+        table_remove(&reg->layers, pos);
+        reg->creating--;
+    }
+}
 
 static enum nd_status define_checks(struct nd_registry *reg, const char *name, int64_t pos,
                                     enum nd_define_mode mode, uint64_t if_version,
@@ -232,6 +437,7 @@ static enum nd_status define_checks(struct nd_registry *reg, const char *name, i
         return nd_error_set(err, ND_STATUS_PRECONDITION_FAILED,
                             "layer %s is not at version %llu", name,
                             (unsigned long long)if_version);
+    // Names being created count: two creates racing for the last place cannot both win.
     if (pos < 0 && reg->layers.n >= reg->max_layers)
         return nd_error_set(err, ND_STATUS_LIMIT_EXCEEDED, "the server holds its maximum of %lld "
                             "layers", (long long)reg->max_layers);
@@ -240,15 +446,8 @@ static enum nd_status define_checks(struct nd_registry *reg, const char *name, i
     return ND_STATUS_OK;
 }
 
-// The version a new definition starts at, before anyone else can see the layer. 0 never
-// names a real version (if_version 0 means "any", so an ETag "0" must not exist), and a
-// replacement continues past the layer it replaces, so an ETag of the old layer does not
-// match the new one.
-static void define_version(struct nd_registry *reg, int64_t pos, struct nd_layer *layer) {
-    layer->version = pos >= 0 ? nd__layer_version(reg->layers.e[pos].obj) + 1 : 1;
-}
-
-// Inserts (or swaps in) a layer no other thread has seen yet, so its fields are read unlocked.
+// Sets the entry at pos (inserting one when pos < 0) to a layer no other thread has seen yet,
+// so its fields are read unlocked.
 static void define_insert(struct nd_registry *reg, int64_t pos, const char *name,
                           struct nd_layer *layer) {
     if (pos >= 0) {
@@ -262,6 +461,90 @@ static void define_insert(struct nd_registry *reg, int64_t pos, const char *name
         memcpy(reg->layers.e[pos].uses[id], layer->shared[id], sizeof layer->shared[id]);
 }
 
+// One definition in flight: built and reserved under the mutex, stored without it, published
+// under it again.
+struct define_op {
+    const char *name;
+    struct nd_layer *layer; // the new layer, not visible yet
+    struct nd_layer *old;   // the layer it replaces (a reference), or NULL
+    struct hold *hold;      // the name and new shared arrays, from define_begin to define_end
+    struct bind_ctx ctx;    // the new shared arrays; ctx.wait: a held name met, start over
+};
+
+// Checks, builds the layer (binding shared arrays, which needs the mutex) and holds the name.
+// The version is fixed now, before anyone can see the layer: 0 never names a real version
+// (if_version 0 means "any", so an ETag "0" must not exist), and a replacement continues past
+// the layer it replaces, so an ETag of the old layer does not match the new one.
+static enum nd_status define_begin(struct nd_registry *reg, int64_t pos,
+                                   const struct nd_layer_def *def, enum nd_define_mode mode,
+                                   uint64_t if_version, uint64_t seed, struct define_op *op,
+                                   struct nd_error *err) {
+    enum nd_status st = define_checks(reg, op->name, pos, mode, if_version, err);
+    op->ctx = (struct bind_ctx){.reg = reg, .hold = op->hold};
+    struct nd__binder binder = {bind_shared, &op->ctx, reg->budget};
+    if (st == ND_STATUS_OK)
+        st = nd__layer_create(op->name, def, seed, &binder, &op->layer, err);
+    if (st != ND_STATUS_OK) { // nobody has seen the hold or the new arrays: the mutex was held
+        fresh_end(&op->ctx, false);
+        hold_release(op->hold);
+        nd_layer_unref(op->layer);
+        op->layer = NULL;
+        return st;
+    }
+    op->old = pos >= 0 ? reg->layers.e[pos].obj : NULL;
+    if (op->old)
+        nd_layer_ref(op->old);
+    op->layer->version = op->old ? nd__layer_version(op->old) + 1 : 1;
+    op->layer->persist = reg->persist;
+    hold_name(reg, pos, op->name, op->hold);
+    struct entry *e = &reg->layers.e[table_find(&reg->layers, op->name)];
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        memcpy(e->pending_uses[id], op->layer->shared[id], sizeof e->pending_uses[id]);
+    return ND_STATUS_OK;
+}
+
+// Stores the new layer (its new shared arrays first) without the registry mutex, holding only
+// the name and the replaced layer's store lock: a change of the replaced layer in flight must
+// not store itself over the new copy, so the lock waits for one being stored, and once the new
+// copy is stored the old layer is detached.
+static enum nd_status define_store(struct define_op *op, struct nd_error *err) {
+    nd__layer_store_lock(op->old);
+    enum nd_status st = nd__save_layer(op->layer, err);
+    if (st == ND_STATUS_OK)
+        nd__layer_detach(op->old);
+    nd__layer_store_unlock(op->old);
+    return st;
+}
+
+// Publishes the stored layer, or rolls the reservation back; then prunes what a replaced layer
+// or a failed definition left unused.
+static void define_end(struct nd_registry *reg, struct define_op *op, enum nd_status st,
+                       bool *created, struct nd_layer **out) {
+    if (st != ND_STATUS_OK)
+        fresh_unstore(&op->ctx);
+    nd_mutex_lock(reg->lock);
+    fresh_end(&op->ctx, st == ND_STATUS_OK);
+    if (st == ND_STATUS_OK) {
+        int64_t pos = table_find(&reg->layers, op->name);
+        if (created)
+            *created = !op->old;
+        if (!op->old)
+            reg->creating--;
+        if (out) {
+            nd_layer_ref(op->layer);
+            *out = op->layer;
+        }
+        define_insert(reg, pos, op->name, op->layer);
+        op->layer = NULL;
+    }
+    unhold_name(reg, op->name);
+    nd_mutex_unlock(reg->lock);
+    hold_release(op->hold);
+    nd_layer_unref(op->layer);
+    nd_layer_unref(op->old);
+    prune_shared(reg, true);
+}
+
 enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
                                   const struct nd_layer_def *def, enum nd_define_mode mode,
                                   uint64_t if_version, uint64_t seed, bool *created,
@@ -271,44 +554,24 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
     if (mode != ND_DEFINE_CREATE && mode != ND_DEFINE_CREATE_OR_REPLACE)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_define: bad mode %d",
                             (int)mode);
-    nd_mutex_lock(reg->lock);
-    int64_t pos = table_find(&reg->layers, name);
-    struct bind_ctx ctx = {.reg = reg};
-    struct nd__binder binder = {bind_shared, &ctx};
-    struct nd_layer *layer = NULL;
-    enum nd_status st = define_checks(reg, name, pos, mode, if_version, err);
-    if (st == ND_STATUS_OK)
-        st = bind_reserve(&ctx, err);
-    if (st == ND_STATUS_OK)
-        st = nd__layer_create(name, def, seed, &binder, &layer, err);
-    if (st == ND_STATUS_OK) {
-        // A replaced layer's in-flight change must not store itself over the new copy: its
-        // store lock waits for one being stored, and once the new copy is stored it is detached.
-        struct nd_layer *old = pos >= 0 ? reg->layers.e[pos].obj : NULL;
-        nd__layer_store_lock(old);
-        define_version(reg, pos, layer);
-        layer->persist = reg->persist;
-        st = nd__save_layer(layer, err); // stored before it is visible
-        if (st == ND_STATUS_OK)
-            nd__layer_detach(old);
-        nd__layer_store_unlock(old);
-    }
-    if (st == ND_STATUS_OK) { // from here on nothing can fail
-        bind_commit(&ctx);
-        if (created)
-            *created = pos < 0;
-        if (out) {
-            nd_layer_ref(layer);
-            *out = layer;
+    for (;;) {
+        int64_t pos;
+        struct define_op op = {.name = name};
+        enum nd_status st = name_claim_wait(reg, name, &pos, &op.hold, err);
+        if (st != ND_STATUS_OK)
+            return st;
+        st = define_begin(reg, pos, def, mode, if_version, seed, &op, err);
+        nd_mutex_unlock(reg->lock);
+        if (op.ctx.wait) {
+            hold_wait(op.ctx.wait);
+            continue;
         }
-        define_insert(reg, pos, name, layer);
-        layer = NULL;
-        prune_shared(reg, true); // a replaced layer may have left a shared array behind
+        if (st != ND_STATUS_OK)
+            return st;
+        st = define_store(&op, err);
+        define_end(reg, &op, st, created, out);
+        return st;
     }
-    bind_release(&ctx);
-    nd_layer_unref(layer);
-    nd_mutex_unlock(reg->lock);
-    return st;
 }
 
 enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,
@@ -317,13 +580,13 @@ enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_get: NULL argument");
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->layers, name);
-    if (pos >= 0) {
-        *out = reg->layers.e[pos].obj;
-        nd_layer_ref(*out);
-    }
+    struct nd_layer *layer = pos >= 0 ? reg->layers.e[pos].obj : NULL; // NULL: being created
+    if (layer)
+        nd_layer_ref(layer);
     nd_mutex_unlock(reg->lock);
-    if (pos < 0)
+    if (!layer)
         return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    *out = layer;
     return ND_STATUS_OK;
 }
 
@@ -332,32 +595,65 @@ enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
     return nd_registry_delete_if(reg, name, 0, err);
 }
 
+static enum nd_status delete_checks(struct nd_registry *reg, const char *name, int64_t pos,
+                                    uint64_t if_version, struct nd_error *err) {
+    if (pos < 0)
+        return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    struct nd_layer *layer = reg->layers.e[pos].obj;
+    if (if_version != 0 && nd__layer_version(layer) != if_version)
+        return nd_error_set_field(err, ND_STATUS_PRECONDITION_FAILED, "If-Match",
+                                  "layer %s is at version %llu, not %llu", name,
+                                  (unsigned long long)nd__layer_version(layer),
+                                  (unsigned long long)if_version);
+    return ND_STATUS_OK;
+}
+
+// Holds the name across the removal of the stored copy (without the registry mutex), so no
+// define or initialize of it slips between the check and the delete.
 enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name,
                                      uint64_t if_version, struct nd_error *err) {
     if (!reg || !name)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_delete: NULL argument");
+    int64_t pos;
+    struct hold *h;
+    enum nd_status st = name_claim_wait(reg, name, &pos, &h, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    st = delete_checks(reg, name, pos, if_version, err);
+    struct nd_layer *layer = st == ND_STATUS_OK ? reg->layers.e[pos].obj : NULL;
+    if (layer) {
+        nd_layer_ref(layer);
+        hold_name(reg, pos, name, h);
+    }
+    nd_mutex_unlock(reg->lock);
+    if (st != ND_STATUS_OK) {
+        hold_release(h); // nobody saw it
+        return st;
+    }
+    // gone from the store before from memory; an in-flight change no longer stores it
+    st = nd__layer_unstore(layer, err);
     nd_mutex_lock(reg->lock);
-    int64_t pos = table_find(&reg->layers, name);
-    enum nd_status st = ND_STATUS_OK;
-    if (pos < 0)
-        st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
-    else if (if_version != 0 && nd__layer_version(reg->layers.e[pos].obj) != if_version)
-        st = nd_error_set_field(err, ND_STATUS_PRECONDITION_FAILED, "If-Match",
-                                "layer %s is at version %llu, not %llu", name,
-                                (unsigned long long)nd__layer_version(reg->layers.e[pos].obj),
-                                (unsigned long long)if_version);
-    else // gone from the store before from memory; an in-flight change no longer stores it
-        st = nd__layer_unstore(reg->layers.e[pos].obj, err);
+    pos = table_find(&reg->layers, name);
     if (st == ND_STATUS_OK) {
         nd_layer_unref(reg->layers.e[pos].obj);
         table_remove(&reg->layers, pos);
-        prune_shared(reg, true);
+    } else {
+        unhold_name(reg, name);
     }
     nd_mutex_unlock(reg->lock);
+    hold_release(h);
+    nd_layer_unref(layer);
+    if (st == ND_STATUS_OK)
+        prune_shared(reg, true);
     return st;
 }
 
 // ---- durable layers ----
+
+void nd_registry_set_budget(struct nd_registry *reg, struct nd_budget *budget) {
+    if (reg)
+        reg->budget = budget;
+}
 
 void nd_registry_set_persist(struct nd_registry *reg, const struct nd_persist_hooks *hooks) {
     if (!reg)
@@ -383,6 +679,7 @@ enum nd_status nd_registry_load_shared(struct nd_registry *reg, const void *byte
     else if (!table_reserve(&reg->shared, 1))
         st = nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared table");
     if (st == ND_STATUS_OK) {
+        nd__array_charge(a, reg->budget); // what was stored comes back, whatever the limit
         table_insert(&reg->shared, -pos - 1, a->shared_name, a);
         a = NULL;
     }
@@ -397,7 +694,7 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_load_layer: NULL");
     nd_mutex_lock(reg->lock);
     struct bind_ctx ctx = {.reg = reg}; // lookups only: shared arrays are loaded first
-    struct nd__binder binder = {bind_shared, &ctx};
+    struct nd__binder binder = {bind_shared, &ctx, reg->budget};
     struct nd_layer *layer = NULL;
     enum nd_status st = nd__layer_deserialize(bytes, len, &binder, &layer, err);
     int64_t pos = st == ND_STATUS_OK ? table_find(&reg->layers, layer->name) : 0;
@@ -407,6 +704,10 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
         st = nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the layer table");
     if (st == ND_STATUS_OK) {
         layer->persist = reg->persist;
+        layer->budget = reg->budget;
+        for (int id = 0; id < ND_ARRAY_COUNT; id++) // shared ones were counted when loaded
+            if (layer->arrays[id] && !layer->arrays[id]->shared_name[0])
+                nd__array_charge(layer->arrays[id], reg->budget);
         define_insert(reg, pos, layer->name, layer);
         layer = NULL;
     }
@@ -416,11 +717,8 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
 }
 
 void nd_registry_prune(struct nd_registry *reg, bool remove_stored) {
-    if (!reg)
-        return;
-    nd_mutex_lock(reg->lock);
-    prune_shared(reg, remove_stored);
-    nd_mutex_unlock(reg->lock);
+    if (reg)
+        prune_shared(reg, remove_stored);
 }
 
 enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out, int64_t *count,
@@ -428,11 +726,13 @@ enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out,
     if (!reg || !out || !count)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_list: NULL argument");
     nd_mutex_lock(reg->lock);
-    int64_t n = reg->layers.n;
-    struct nd_layer **list = nd_alloc_aligned((size_t)(n > 0 ? n : 1) * sizeof *list);
-    for (int64_t i = 0; list && i < n; i++) {
-        list[i] = reg->layers.e[i].obj;
-        nd_layer_ref(list[i]);
+    int64_t n = 0;
+    struct nd_layer **list = nd_alloc_aligned((size_t)(reg->layers.n + 1) * sizeof *list);
+    for (int64_t i = 0; list && i < reg->layers.n; i++) {
+        if (!reg->layers.e[i].obj)
+            continue; // being created
+        list[n] = reg->layers.e[i].obj;
+        nd_layer_ref(list[n++]);
     }
     nd_mutex_unlock(reg->lock);
     if (!list)
@@ -446,44 +746,65 @@ int64_t nd_registry_count(struct nd_registry *reg) {
     if (!reg)
         return 0;
     nd_mutex_lock(reg->lock);
-    int64_t n = reg->layers.n;
+    int64_t n = reg->layers.n - reg->creating;
     nd_mutex_unlock(reg->lock);
     return n;
 }
 
-// Initialize never waits for the layer with the registry's mutex held (every lookup would wait
-// behind a long train-step): it tries, and when the layer is busy, lets go, waits for the layer
-// alone, and tries again.
+// Holds the name, and the new shared arrays it creates, while it initializes and stores
+// without the registry mutex (a define or delete of the name waits; the version stays the one a
+// replacement continues from), or returns false with *st set.
+static bool initialize_begin(struct nd_registry *reg, const char *name, struct hold **h,
+                             struct nd_layer **layer, enum nd_status *st, struct nd_error *err) {
+    int64_t pos;
+    *layer = NULL;
+    if ((*st = name_claim_wait(reg, name, &pos, h, err)) != ND_STATUS_OK)
+        return false;
+    if (pos >= 0) {
+        *layer = reg->layers.e[pos].obj;
+        nd_layer_ref(*layer);
+        hold_name(reg, pos, name, *h);
+    }
+    nd_mutex_unlock(reg->lock);
+    if (pos < 0) {
+        hold_release(*h); // nobody saw it
+        *st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
+    }
+    return *layer != NULL;
+}
+
+static void initialize_end(struct nd_registry *reg, const char *name, struct hold *h,
+                           struct bind_ctx *ctx, enum nd_status st) {
+    if (st != ND_STATUS_OK)
+        fresh_unstore(ctx);
+    nd_mutex_lock(reg->lock);
+    fresh_end(ctx, st == ND_STATUS_OK);
+    unhold_name(reg, name);
+    nd_mutex_unlock(reg->lock);
+    hold_release(h);
+}
+
+// The layer's lock is waited for and the change stored without the registry mutex; the binder
+// takes the mutex for each shared array it binds.
 enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
                                       const struct nd_initialize_args *args, uint64_t *version,
                                       struct nd_error *err) {
     if (!reg || !name || !args)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_initialize: NULL");
     for (;;) {
-        nd_mutex_lock(reg->lock);
-        int64_t pos = table_find(&reg->layers, name);
-        if (pos < 0) {
-            nd_mutex_unlock(reg->lock);
-            return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s",
-                                      name);
-        }
-        struct nd_layer *layer = reg->layers.e[pos].obj;
-        struct bind_ctx ctx = {.reg = reg};
-        struct nd__binder binder = {bind_shared, &ctx};
-        enum nd_status st = bind_reserve(&ctx, err);
-        if (st == ND_STATUS_OK)
-            st = nd__layer_initialize(layer, args, &binder, true, version, err);
-        if (st == ND_STATUS_OK)
-            bind_commit(&ctx);
-        bind_release(&ctx);
-        if (st != ND_STATUS_BUSY) {
-            nd_mutex_unlock(reg->lock);
+        struct hold *h;
+        struct nd_layer *layer;
+        enum nd_status st;
+        if (!initialize_begin(reg, name, &h, &layer, &st, err))
             return st;
-        }
-        nd_layer_ref(layer);
-        nd_mutex_unlock(reg->lock);
-        nd__layer_wait_idle(layer);
+        struct bind_ctx ctx = {.reg = reg, .locking = true, .hold = h};
+        struct nd__binder binder = {bind_shared, &ctx, reg->budget};
+        st = nd__layer_initialize(layer, args, &binder, false, version, err);
+        initialize_end(reg, name, h, &ctx, st);
         nd_layer_unref(layer);
+        if (!ctx.wait)
+            return st;
+        hold_wait(ctx.wait); // a shared array it binds is another operation's: start over
     }
 }
 
@@ -495,14 +816,15 @@ enum nd_status nd_registry_shared_get(struct nd_registry *reg, const char *name,
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_get: NULL");
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->shared, name);
-    if (pos >= 0) {
-        *out = reg->shared.e[pos].obj;
-        nd_array_ref(*out);
-    }
+    // a held shared array is leaving: its stored copy is being removed
+    struct nd_array *a = pos >= 0 && !reg->shared.e[pos].hold ? reg->shared.e[pos].obj : NULL;
+    if (a)
+        nd_array_ref(a);
     nd_mutex_unlock(reg->lock);
-    if (pos < 0)
+    if (!a)
         return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s",
                                   name);
+    *out = a;
     return ND_STATUS_OK;
 }
 
@@ -512,15 +834,16 @@ static void free_names(char **list, int64_t n) {
     nd_free(list);
 }
 
-// Copies the names of entries that use the shared array `uses` (NULL: all) into a malloc'd
-// array.
+// Copies the names of the visible entries that use the shared array `uses` (NULL: all) into a
+// malloc'd array. Not visible: a layer being created, a shared array leaving (both held).
 static enum nd_status collect_names(const struct table *t, const char *uses, char ***names,
                                     int64_t *count, struct nd_error *err) {
     char **list = nd_alloc_aligned((size_t)(t->n > 0 ? t->n : 1) * sizeof *list);
     int64_t n = 0;
     bool failed = !list;
     for (int64_t i = 0; !failed && i < t->n; i++) {
-        if (uses && !entry_uses(&t->e[i], uses))
+        bool visible = t->e[i].obj && !(t->e[i].hold && !uses);
+        if (!visible || (uses && !entry_uses(&t->e[i], uses)))
             continue;
         size_t len = strlen(t->e[i].name) + 1;
         list[n] = nd_alloc_aligned(len);
@@ -553,7 +876,8 @@ enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *nam
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_users: NULL");
     nd_mutex_lock(reg->lock);
     enum nd_status st = ND_STATUS_OK;
-    if (table_find(&reg->shared, name) < 0)
+    int64_t pos = table_find(&reg->shared, name);
+    if (pos < 0 || reg->shared.e[pos].hold)
         st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s",
                                 name);
     if (st == ND_STATUS_OK)

@@ -1,22 +1,35 @@
 // registry.h - the named layers and shared arrays of one engine.
 //
-// A mutex guards the two tables (layers and shared arrays, each sorted by name); it is held
-// only to look up, insert or remove, and while a definition is built or initialized (shared
-// arrays must be looked up and created atomically with it). Lock order: registry, then a
-// layer's lock, then an array's; never the other way. Only two calls take a layer's lock
-// under the mutex, and only that of the layer they name: a replacing define (to read the old
-// layer's version) and initialize (the layer's write lock); both may wait for a change in
-// flight on that layer. Everything else (get, delete, list, shared-array lookups, pruning)
-// never waits for a layer, so a long train-step does not stall the registry. With persistence,
-// delete and a replacing define take the named layer's store lock, and pruning a shared
-// array's: they wait for a save of it in flight (never for a train-step's computation), so a
-// stored copy is never overwritten or brought back by the layer that left.
+// A mutex guards the two tables (layers and shared arrays, each sorted by name). It is held only
+// to look up, check, insert or remove, and while a definition is built (its shared arrays are
+// looked up or created atomically with it); never across store I/O and never while waiting for
+// a layer. A define, delete or initialize holds its layer's name instead: under the mutex it
+// checks and reserves the name (a name being created gets an entry without a layer), lets the
+// mutex go, waits for the layer's lock or store lock and stores (or removes the stored copy)
+// holding only the name and those locks, then takes the mutex again to publish or roll back.
+// Meanwhile get, list, count and the shared-array lookups answer as if the operation had not
+// begun (a name being created is not found; a replaced layer is still the old one), and another
+// define, delete or initialize of that name waits for it (other names never wait). Shared arrays
+// a definition creates stay hidden until it is published; one being pruned stays until its
+// stored copy is removed, and a definition binding its name waits, so a removal never undoes a
+// later save. The if_version checks, the name's uniqueness and max_layers (names being created
+// count) are decided under the mutex; a define's version (the replaced one's + 1) is fixed there
+// and no change of that name can slip between.
+//
+// Lock order: a name's hold, then a layer's locks (rwlock, then store lock), then a shared
+// array's store lock, then the registry mutex (initialize binds shared arrays holding its layer's
+// locks). Nothing waits for a layer or a name with the mutex held, so a long train-step or a slow
+// fsync of one layer stalls no request of another. With persistence a stored copy is never
+// overwritten or brought back by a layer that left: a replacing define and delete take the named
+// layer's store lock (waiting for a save of it in flight, never for a train-step's computation),
+// and a layer detached that way never stores itself again.
 #ifndef ND_REGISTRY_H
 #define ND_REGISTRY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/budget.h"
 #include "core/layer.h"
 #include "core/persist.h"
 #include "core/status.h"
@@ -92,6 +105,12 @@ enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
                                       struct nd_error *err);
 
 // ---- durable layers ----
+
+// Sets the memory budget new layers' arrays are taken from (borrowed for the registry's
+// lifetime; NULL: not counted). Call it before any layer exists. A define or initialize whose
+// arrays it cannot hold fails with ND_STATUS_OUT_OF_MEMORY and changes nothing; stored layers
+// loaded at start are counted whatever the limit. NULL reg: no-op.
+void nd_registry_set_budget(struct nd_registry *reg, struct nd_budget *budget);
 
 // Sets where changes are stored (borrowed for the registry's lifetime; NULL: memory only). Call
 // it before any layer exists: layers take the hooks when they are defined or loaded. NULL reg:

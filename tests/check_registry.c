@@ -1,12 +1,14 @@
 // check_registry.c - the registry: define (create, replace, If-Match, limits, names), get,
 // delete, list, initialize, shared arrays (Wolfram NetInsertSharedArrays), and concurrent use
 // (forwards, train-steps, writes, deletes and re-creations at once; run it under TSan too).
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "core/engine.h"
@@ -320,6 +322,44 @@ START_TEST(test_get_and_delete) {
     nd_tensor_deinit(&x);
     nd_tensor_deinit(&y);
     nd_layer_unref(a);
+}
+END_TEST
+
+// Layers' arrays count against the engine's memory budget: a define the budget cannot hold
+// fails and changes nothing; bytes come back when the last reference to an array goes, and
+// nothing is left counted once every layer and shared array is gone.
+START_TEST(test_arrays_count_against_the_budget) {
+    struct nd_engine_config cfg = nd_engine_config_default();
+    cfg.max_memory = 64 * 1024; // a 1000-channel BatchNormalization takes about 48 KB
+    struct nd_engine *e;
+    ck_assert_int_eq(nd_engine_create(&cfg, &e, NULL), ND_STATUS_OK);
+    struct nd_registry *r = nd_engine_registry(e);
+    struct nd_budget *b = nd_engine_budget(e);
+    struct nd_layer_def def;
+    bn_def(&def, 1000);
+    ck_assert_int_eq(nd_registry_define(r, "a", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
+                     ND_STATUS_OK);
+    int64_t one = nd_budget_used(b);
+    ck_assert_int_ge(one, 4 * 1000 * 3 * (int64_t)sizeof(float)); // values and optimizer state
+    struct nd_error err = {0};
+    ck_assert_int_eq(nd_registry_define(r, "b", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
+                     ND_STATUS_OUT_OF_MEMORY);
+    ck_assert_int_eq(nd_registry_count(r), 1);
+    ck_assert_int_eq(nd_budget_used(b), one);
+    struct nd_layer *held;
+    ck_assert_int_eq(nd_registry_get(r, "a", &held, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_delete(r, "a", NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_budget_used(b), one); // a request still holds it
+    nd_layer_unref(held);
+    ck_assert_int_eq(nd_budget_used(b), 0);
+    bn_def(&def, 100);
+    set_shared(&def, ND_ARRAY_SCALING, "g");
+    ck_assert_int_eq(nd_registry_define(r, "b", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
+                     ND_STATUS_OK);
+    ck_assert_int_gt(nd_budget_used(b), 0);
+    ck_assert_int_eq(nd_registry_delete(r, "b", NULL), ND_STATUS_OK); // prunes g too
+    ck_assert_int_eq(nd_budget_used(b), 0);
+    nd_engine_free(e);
 }
 END_TEST
 
@@ -1315,6 +1355,147 @@ START_TEST(test_concurrent_versions_distinct) {
 }
 END_TEST
 
+// ---- no global lock across store I/O ----
+
+// Persist hooks whose save of layer "B" blocks until the test opens the gate.
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int entered, open, probed; // B's save is blocked; the gate is open; the probe is done
+    int saves_of_b;
+};
+
+static struct gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+
+static void gate_set(int *flag) {
+    pthread_mutex_lock(&gate.mu);
+    *flag = 1;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+}
+
+// Waits until *flag is set or 120 s passed: a liveness bound (a hang fails instead of blocking
+// the suite), never a speed requirement.
+static bool gate_wait(const int *flag) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 120;
+    pthread_mutex_lock(&gate.mu);
+    while (!*flag && pthread_cond_timedwait(&gate.cv, &gate.mu, &until) != ETIMEDOUT)
+        ;
+    bool set = *flag != 0;
+    pthread_mutex_unlock(&gate.mu);
+    return set;
+}
+
+static enum nd_status gate_save_layer(void *ctx, const char *name, const void *bytes, size_t len,
+                                      struct nd_error *err) {
+    (void)ctx, (void)bytes, (void)len, (void)err;
+    if (strcmp(name, "B") != 0)
+        return ND_STATUS_OK;
+    pthread_mutex_lock(&gate.mu);
+    gate.entered = 1;
+    pthread_cond_broadcast(&gate.cv);
+    while (!gate.open)
+        pthread_cond_wait(&gate.cv, &gate.mu);
+    gate.saves_of_b++;
+    pthread_mutex_unlock(&gate.mu);
+    return ND_STATUS_OK;
+}
+
+static enum nd_status gate_save_shared(void *ctx, const char *name, const void *bytes,
+                                       size_t len, struct nd_error *err) {
+    (void)ctx, (void)name, (void)bytes, (void)len, (void)err;
+    return ND_STATUS_OK;
+}
+
+static const struct nd_persist_hooks gate_hooks = {.save_layer = gate_save_layer,
+                                                   .save_shared = gate_save_shared};
+
+static void *define_b(void *arg) {
+    enum nd_status *st = arg;
+    *st = define_bn("B", 3, "g", ND_DEFINE_CREATE, NULL);
+    return NULL;
+}
+
+// What other threads can do while B's save is blocked, as statuses (asserted by the test).
+struct probe {
+    enum nd_status get_a, forward_a, list, define_c, shared_g, get_b, delete_a2;
+    int64_t listed, count;
+};
+
+static void *probe_registry(void *arg) {
+    struct probe *p = arg;
+    struct nd_layer *a = NULL;
+    p->get_a = nd_registry_get(reg, "A", &a, NULL);
+    if (a) {
+        struct nd_tensor x = batch(3, 0.5), y;
+        p->forward_a = forward(a, &x, &y, NULL);
+        nd_tensor_deinit(&x);
+        nd_tensor_deinit(&y);
+        nd_layer_unref(a);
+    }
+    struct nd_layer **list = NULL;
+    p->list = nd_registry_list(reg, &list, &p->listed, NULL);
+    for (int64_t i = 0; p->list == ND_STATUS_OK && i < p->listed; i++)
+        nd_layer_unref(list[i]);
+    nd_free(list);
+    p->define_c = define_bn("C", 3, "g2", ND_DEFINE_CREATE, NULL);
+    p->delete_a2 = nd_registry_delete(reg, "A2", NULL); // prunes a shared array
+    struct nd_array *g = NULL;
+    p->shared_g = nd_registry_shared_get(reg, "g", &g, NULL); // B's new array: not yet
+    nd_array_unref(g);
+    struct nd_layer *b = NULL;
+    p->get_b = nd_registry_get(reg, "B", &b, NULL); // being created: not yet
+    nd_layer_unref(b);
+    p->count = nd_registry_count(reg);
+    gate_set(&gate.probed);
+    return NULL;
+}
+
+START_TEST(test_define_stores_without_the_registry_lock) {
+    nd_engine_free(engine); // the fixture's engine has no hooks
+    struct nd_engine_config cfg = nd_engine_config_default();
+    cfg.threads = 2;
+    cfg.persist = &gate_hooks;
+    ck_assert_int_eq(nd_engine_create(&cfg, &engine, NULL), ND_STATUS_OK);
+    reg = nd_engine_registry(engine);
+    pool = nd_engine_pool(engine);
+    gate.entered = gate.open = gate.probed = gate.saves_of_b = 0;
+    ck_assert_int_eq(define_bn("A", 3, NULL, ND_DEFINE_CREATE, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(define_bn("A2", 3, "g3", ND_DEFINE_CREATE, NULL), ND_STATUS_OK);
+
+    enum nd_status st_b = ND_STATUS_INTERNAL;
+    struct probe p = {0};
+    pthread_t tb, tp;
+    ck_assert_int_eq(pthread_create(&tb, NULL, define_b, &st_b), 0);
+    bool blocked = gate_wait(&gate.entered);
+    ck_assert_int_eq(pthread_create(&tp, NULL, probe_registry, &p), 0);
+    bool probed = blocked && gate_wait(&gate.probed);
+    gate_set(&gate.open); // B's save goes on (also when a check failed, so the threads end)
+    pthread_join(tp, NULL);
+    pthread_join(tb, NULL);
+    ck_assert_msg(blocked, "define B never reached its save");
+    ck_assert_msg(probed, "registry calls waited for B's save");
+
+    ck_assert_int_eq(p.get_a, ND_STATUS_OK);
+    ck_assert_int_eq(p.forward_a, ND_STATUS_OK);
+    ck_assert_int_eq(p.list, ND_STATUS_OK);
+    ck_assert_int_eq(p.listed, 2); // A and A2: B is not visible while it is stored
+    ck_assert_int_eq(p.define_c, ND_STATUS_OK);
+    ck_assert_int_eq(p.delete_a2, ND_STATUS_OK);
+    ck_assert_int_eq(p.shared_g, ND_STATUS_NOT_FOUND);
+    ck_assert_int_eq(p.get_b, ND_STATUS_NOT_FOUND);
+    ck_assert_int_eq(p.count, 2); // A and C
+    ck_assert_int_eq(st_b, ND_STATUS_OK);
+    ck_assert_int_eq(gate.saves_of_b, 1);
+    nd_layer_unref(get_layer("B"));
+    ck_assert_int_eq(nd_registry_count(reg), 3);
+    assert_shared_list("g,g2");
+    assert_shared_users("g", "B");
+}
+END_TEST
+
 // ---- errors ----
 
 START_TEST(test_invalid_names) {
@@ -1483,6 +1664,7 @@ Suite *registry_suite(void) {
     tcase_add_test(tc, test_create_then_create_again);
     tcase_add_test(tc, test_replace_keeps_old_reference);
     tcase_add_test(tc, test_get_and_delete);
+    tcase_add_test(tc, test_arrays_count_against_the_budget);
     tcase_add_test(tc, test_delete_if_version);
     tcase_add_test(tc, test_list_sorted_with_references);
     tcase_add_test(tc, test_define_if_version);
@@ -1507,6 +1689,7 @@ Suite *registry_suite(void) {
     tcase_add_test(tl, test_forwards_on_deleted_layer_complete);
     tcase_add_test(tl, test_crosswise_shared_no_deadlock);
     tcase_add_test(tl, test_concurrent_versions_distinct);
+    tcase_add_test(tl, test_define_stores_without_the_registry_lock);
     suite_add_tcase(s, tl);
     TCase *te = tcase_create("errors");
     tcase_add_checked_fixture(te, setup, teardown);

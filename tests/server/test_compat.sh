@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# test_compat.sh - a data dir written by any released format version loads in this binary, and
+# it answers exactly what the version that wrote it answered: for each tests/data/persist/vN/
+# (written by tests/tools/make_persist_fixture.sh, committed, never regenerated), a copy of
+# vN/data is loaded with --data-dir and the list, the shared array, every layer's information
+# and extract, and every layer's next train-step are compared byte for byte with vN/expected/.
+set -u
+cd "$(dirname "$0")/../.."
+. tests/server/lib.sh
+J=(-H 'Content-Type: application/json')
+
+# same EXPECTED DESCRIPTION: the last answer (200) is byte-identical to EXPECTED
+same() {
+    if [ "$STATUS" = 200 ] && cmp -s "$BODY" "$1"; then ok; else
+        fail "$2: status $STATUS, differs from $1:"
+        diff <(tr ',' '\n' <"$1") <(tr ',' '\n' <"$BODY") | head -6 >&2
+    fi
+}
+
+for fx in tests/data/persist/v*/; do
+    v=$(basename "$fx")
+    D=$TMP/$v
+    cp -R "$fx/data" "$D" # the train-steps below store into it
+    start_server --data-dir "$D"
+    nl=$(ls "$fx/data/layers" | wc -l) ns=$(ls "$fx/data/shared" | wc -l)
+    grep -qF "\"loaded $nl layers and $ns shared arrays from disk\"" "$LOG" && ok ||
+        fail "$v: loads $nl layers and $ns shared arrays: $(grep -E 'loaded|skipping' "$LOG")"
+    req GET /v1/layers
+    same "$fx/expected/_layers.json" "$v: the list"
+    req GET /v1/shared-arrays/gamma
+    same "$fx/expected/_shared-gamma.json" "$v: the shared array"
+    for info in "$fx"/expected/*.info.json; do
+        n=$(basename "$info" .info.json)
+        req GET "/v1/layers/$n"
+        same "$info" "$v: information of $n"
+        req POST "/v1/layers/$n/extract" "${J[@]}" --data-binary @"$fx/expected/$n.extract-request.json"
+        same "$fx/expected/$n.extract.json" "$v: extract of $n"
+    done
+    for next in "$fx"/expected/*.next.json; do
+        n=$(basename "$next" .next.json)
+        req POST "/v1/layers/$n/train-step" "${J[@]}" --data-binary @"$fx/expected/$n.next-request.json"
+        same "$next" "$v: the next train-step of $n"
+    done
+    stop_server
+    [ "$EXIT" = 0 ] && ok || fail "$v: exit $EXIT"
+done
+summary "compat"
