@@ -35,7 +35,8 @@ ifdef SANITIZER
 BUILD   := build-$(SANITIZER)
 SANFLAGS := -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
 ifeq ($(SANITIZER),address)
-SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
 endif
 endif
 
@@ -71,7 +72,7 @@ JSON_LIBS    = $(shell pkg-config --libs jansson 2>/dev/null)
 HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv 2>/dev/null)
 HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null)
 
-.PHONY: all test load soak bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
+.PHONY: all test fuzz-replay load soak bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
 .PHONY: image image-test compose-test
 
 all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api
@@ -143,6 +144,22 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(KOPT) $(CFLAGS) -c $< -o $@
 
+# The libFuzzer harnesses, built with gcc and tests/fuzz/replay.c instead of libFuzzer: make test
+# replays the committed corpus and every past finding (tests/fuzz/regressions/) through them.
+FUZZ_HARNESSES := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config
+REPLAY_OBJ := $(BUILD)/server/config.o $(BUILD)/server/log.o
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz_util.h $(REPLAY_OBJ) \
+		$(BUILD)/libndapi.a $(BUILD)/libndcore.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(BASE_CFLAGS) $(JSON_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/$*.c \
+		tests/fuzz/replay.c $(REPLAY_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore.a $(JSON_LIBS) \
+		$(LDLIBS_CORE)
+
+fuzz-replay: $(FUZZ_HARNESSES:%=$(BUILD)/fuzz-replay/%)
+	$(Q)for h in $(FUZZ_HARNESSES); do \
+	  $(BUILD)/fuzz-replay/$$h tests/fuzz/corpus/$$h tests/fuzz/regressions/$$h || exit 1; done
+
 -include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(SRV_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TEST_API_OBJ:.o=.d) \
 	$(BENCH_OBJ:.o=.d)
 
@@ -167,9 +184,11 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory check-layering
 	$(Q)$(BUILD)/tests/check_main
 	$(Q)$(BUILD)/tests/check_api
+	$(Q)$(MAKE) --no-print-directory fuzz-replay
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_hardening.py
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability.sh
+	$(Q)NORMD=$(BUILD)/normd tests/server/test_compat.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/conformance.sh
 	$(Q)NORMD=$(BUILD)/normd tests/deploy/test_probe.sh
 	$(Q)tests/deploy/test_manifests.sh

@@ -109,13 +109,16 @@ size_t api_parse_float(const char *s, size_t n, float *out) {
         d = e < 0 ? (double)m / pow10_exact[-e] : (double)m * pow10_exact[e];
         d = neg ? -d : d;
     }
-    if (!fast || float_halfway(d)) { // the exact, slow way
-        char buf[400];
-        if (len >= sizeof buf)
-            return 0;
+    if (!fast || float_halfway(d)) { // the exact, slow way (strtof is linear in the text)
+        char small[400];
+        char *buf = len < sizeof small ? small : malloc(len + 1);
+        if (!buf)
+            return 0; // left to jansson, which reads it into a double
         memcpy(buf, s, len);
         buf[len] = '\0';
         *out = strtof(buf, NULL);
+        if (buf != small)
+            free(buf);
     } else {
         *out = (float)d;
     }

@@ -272,6 +272,9 @@ static int shape_dim(const json_t *v, int64_t *dim, const char *path, struct api
         *dim = json_integer_value(v);
     } else if (json_is_real(v)) {
         double d = json_real_value(v);
+        if (d < 0) // before the cast: -3e38 is no int64_t
+            return api_error_set(err, 422, "invalid_value", path, "dimension %g is negative",
+                                 d);
         if (d != floor(d) || d >= 0x1p63)
             return api_error_set(err, d >= 0x1p63 ? 413 : 422,
                                  d >= 0x1p63 ? "payload_too_large" : "invalid_value", path,

@@ -167,17 +167,24 @@ ALWAYS_INLINE double lanes_sum(const v8d *l) {
 
 // Eight rows' lane sums at once: out[r] = lanes_sum(&l[r]), the same additions in the same
 // order, done as three rounds of adding even to odd lanes across pairs of vectors.
+// The even and the odd lanes of a and b side by side: gcc spells it __builtin_shuffle with a
+// mask vector, clang __builtin_shufflevector with constant indices (the same lanes).
+#if defined(__clang__)
+#define EVEN_LANES(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODD_LANES(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#else
+typedef long long v8lane __attribute__((vector_size(64)));
+#define EVEN_LANES(a, b) __builtin_shuffle(a, b, (v8lane){0, 2, 4, 6, 8, 10, 12, 14})
+#define ODD_LANES(a, b) __builtin_shuffle(a, b, (v8lane){1, 3, 5, 7, 9, 11, 13, 15})
+#endif
+
 ALWAYS_INLINE void lanes_sum8(const v8d l[8], v8d *out) {
-    typedef long long v8i __attribute__((vector_size(64)));
-    const v8i even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = {1, 3, 5, 7, 9, 11, 13, 15};
     v8d h[4], q[2];
     for (int k = 0; k < 4; k++) // rows A, B -> [A01 A23 A45 A67 B01 B23 B45 B67]
-        h[k] = __builtin_shuffle(l[2 * k], l[2 * k + 1], even) +
-               __builtin_shuffle(l[2 * k], l[2 * k + 1], odd);
+        h[k] = EVEN_LANES(l[2 * k], l[2 * k + 1]) + ODD_LANES(l[2 * k], l[2 * k + 1]);
     for (int k = 0; k < 2; k++) // -> [A0123 A4567 B0123 B4567 C0123 ...]
-        q[k] = __builtin_shuffle(h[2 * k], h[2 * k + 1], even) +
-               __builtin_shuffle(h[2 * k], h[2 * k + 1], odd);
-    *out = __builtin_shuffle(q[0], q[1], even) + __builtin_shuffle(q[0], q[1], odd);
+        q[k] = EVEN_LANES(h[2 * k], h[2 * k + 1]) + ODD_LANES(h[2 * k], h[2 * k + 1]);
+    *out = EVEN_LANES(q[0], q[1]) + ODD_LANES(q[0], q[1]);
 }
 
 // A row reduced into LANES accumulators (lane k holds elements k, k+8, ...).

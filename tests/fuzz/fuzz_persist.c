@@ -1,0 +1,177 @@
+// fuzz_persist.c - the persisted-file readers: nd_persist_stored_name, nd_registry_load_shared
+// and nd_registry_load_layer on fuzzed bytes, then the loaded layers used.
+//
+// Input: one flags byte, then the files. Flags bit 0: the files carry their own length and
+// checksum as they are (clear: the harness rewrites the header's payload length and the
+// FNV-1a trailer, so mutations reach the payload parser instead of dying at the checksum).
+// Bit 1: the input holds a shared array first (u32 little-endian length, its bytes), then a
+// layer; clear: one file, loaded as a shared array when bit 2 is set, else as a layer.
+// Oracles (beyond ASan/UBSan): a file the loader accepts serializes back to the same bytes
+// (the format is canonical), and the loaded layer serves a forward in both modes, an SGD and
+// an Adam train-step and reads of its arrays without crashing or a 5xx-class status.
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/engine.h"
+#include "core/layer_impl.h" // white-box: nd__layer_serialize for the round trip
+#include "core/persist.h"
+#include "core/registry.h"
+#include "tests/fuzz/fuzz_util.h"
+
+#define MAX_INPUT 4096 // elements of the example tensor a loaded layer is run on
+
+static uint64_t fnv1a(const unsigned char *p, size_t n) { // as core/persist.c
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// A copy of a file, its length and checksum made right when fix is set. Caller frees.
+static unsigned char *prepare(const uint8_t *p, size_t n, bool fix) {
+    unsigned char *b = (unsigned char *)fuzz_strndup(p, n);
+    if (fix && n >= 24) {
+        uint64_t len = n - 24, sum;
+        for (int i = 0; i < 8; i++)
+            b[8 + i] = (unsigned char)(len >> (8 * i));
+        sum = fnv1a(b, n - 8);
+        for (int i = 0; i < 8; i++)
+            b[n - 8 + i] = (unsigned char)(sum >> (8 * i));
+    }
+    return b;
+}
+
+static void check_status(enum nd_status st, const struct nd_error *err, const char *what) {
+    if (st == ND_STATUS_INVALID_ARGUMENT || st == ND_STATUS_INTERNAL)
+        FUZZ_FAIL("%s: status %d: %s (%s)", what, (int)st, err->msg, err->field);
+}
+
+// The loaded layer serialized again equals the file.
+static void round_trip(struct nd_layer *l, const unsigned char *file, size_t n) {
+    struct nd_buf buf = {0};
+    struct nd_error err;
+    nd_error_clear(&err);
+    if (nd__layer_serialize(l, &buf, &err) != ND_STATUS_OK)
+        FUZZ_FAIL("a loaded layer does not serialize: %s", err.msg);
+    size_t at = 0;
+    while (at < n && at < buf.len && buf.data[at] == file[at])
+        at++;
+    if (buf.len != n || at < n) {
+        FUZZ_FAIL("loaded and stored again (%zu bytes): differs from the %zu-byte file at "
+                  "byte %zu (file 0x%02x, stored 0x%02x)", buf.len, n, at,
+                  at < n ? file[at] : 0, at < buf.len ? buf.data[at] : 0);
+    }
+    nd_buf_deinit(&buf);
+}
+
+static void train(struct nd_layer *l, struct nd_pool *pool, const struct nd_tensor *x,
+                  enum nd_optimizer_kind kind) {
+    struct nd_train_args args = {.input = x, .output_grad = x,
+                                 .optimizer = nd_optimizer_default(kind), .want = 0x1f};
+    struct nd_train_result res;
+    struct nd_error err;
+    nd_error_clear(&err);
+    check_status(nd_layer_train_step(l, pool, &args, &res, &err), &err, "train-step");
+    nd_train_result_deinit(&res);
+}
+
+// A forward in both modes, reads of every array, two train-steps, on one example of ramps.
+static void exercise(struct nd_layer *l, struct nd_pool *pool) {
+    struct nd_layer_info info;
+    nd_layer_info(l, &info);
+    struct nd_error err;
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        struct nd_tensor a = {0};
+        nd_error_clear(&err);
+        check_status(nd_layer_read_array(l, (enum nd_array_id)id, &a, NULL, &err), &err, "read");
+        nd_tensor_deinit(&a);
+    }
+    struct nd_shape in = info.spec.input, batched;
+    int64_t numel;
+    bool is_batch;
+    nd_error_clear(&err);
+    if (!info.initialized || !nd_shape_is_known(&in) ||
+        nd_layer_batch_shape(l, &in, 0, &batched, &is_batch, &err) != ND_STATUS_OK ||
+        nd_shape_numel(&batched, &numel, NULL) != ND_STATUS_OK || numel > MAX_INPUT)
+        return;
+    struct nd_tensor x, y;
+    if (nd_tensor_init(&x, &batched, NULL) != ND_STATUS_OK)
+        return;
+    for (int64_t i = 0; i < numel; i++)
+        x.data[i] = (float)(i % 7) * 0.25f - 0.5f;
+    for (int mode = 0; mode < 2; mode++) {
+        if (nd_tensor_init(&y, &batched, NULL) != ND_STATUS_OK)
+            break;
+        nd_error_clear(&err);
+        check_status(nd_layer_forward(l, pool, &x, mode, &y, NULL, &err), &err, "forward");
+        nd_tensor_deinit(&y);
+    }
+    train(l, pool, &x, ND_OPTIMIZER_SGD);
+    train(l, pool, &x, ND_OPTIMIZER_ADAM);
+    nd_tensor_deinit(&x);
+}
+
+// Loads one file (shared array or layer) and checks what the stored-name reader says of it.
+static bool load(struct nd_registry *reg, const unsigned char *b, size_t n, bool shared) {
+    char name[ND_NAME_MAX + 1];
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status named = nd_persist_stored_name(b, n, shared, name, sizeof name, &err);
+    check_status(named, &err, "stored name");
+    nd_error_clear(&err);
+    enum nd_status st = shared ? nd_registry_load_shared(reg, b, n, &err)
+                               : nd_registry_load_layer(reg, b, n, &err);
+    check_status(st, &err, shared ? "load shared" : "load layer");
+    if (st == ND_STATUS_OK && named != ND_STATUS_OK)
+        FUZZ_FAIL("loaded, but nd_persist_stored_name refuses it: %s", err.msg);
+    return st == ND_STATUS_OK;
+}
+
+static struct nd_engine *engine;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    struct nd_engine_config ec = nd_engine_config_default();
+    ec.threads = 1;
+    if (nd_engine_create(&ec, &engine, NULL) != ND_STATUS_OK)
+        FUZZ_FAIL("cannot create the engine");
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1)
+        return 0;
+    bool fix = !(data[0] & 1), pair = data[0] & 2, shared_only = data[0] & 4;
+    const uint8_t *p = data + 1;
+    size_t n = size - 1;
+    struct nd_registry *reg;
+    if (nd_registry_create(64, &reg, NULL) != ND_STATUS_OK)
+        FUZZ_FAIL("cannot create a registry");
+    if (pair && n >= 4) {
+        size_t sl = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+        sl = sl < n - 4 ? sl : n - 4;
+        unsigned char *s = prepare(p + 4, sl, fix);
+        load(reg, s, sl, true);
+        free(s);
+        p += 4 + sl;
+        n -= 4 + sl;
+    }
+    unsigned char *b = prepare(p, n, fix);
+    bool shared = shared_only && !pair;
+    if (load(reg, b, n, shared) && !shared) {
+        struct nd_layer **list;
+        int64_t count;
+        if (nd_registry_list(reg, &list, &count, NULL) != ND_STATUS_OK || count != 1)
+            FUZZ_FAIL("one layer loaded, the registry lists another count");
+        round_trip(list[0], b, n);
+        exercise(list[0], nd_engine_pool(engine));
+        nd_layer_unref(list[0]);
+        nd_free(list);
+    }
+    free(b);
+    nd_registry_free(reg);
+    return 0;
+}
