@@ -2,10 +2,26 @@
 #include "core/budget.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 
-void nd_budget_init(struct nd_budget *b, int64_t limit) {
+struct nd_budget *nd_budget_create(int64_t limit) {
+    struct nd_budget *b = malloc(sizeof *b);
+    if (!b)
+        return NULL;
     atomic_init(&b->used, 0);
+    atomic_init(&b->refs, 1);
     b->limit = limit;
+    return b;
+}
+
+void nd_budget_ref(struct nd_budget *b) {
+    if (b)
+        atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
+
+void nd_budget_unref(struct nd_budget *b) {
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        free(b);
 }
 
 bool nd_budget_take(struct nd_budget *b, int64_t bytes) {

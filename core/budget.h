@@ -14,10 +14,17 @@
 struct nd_budget {
     _Atomic int64_t used;
     int64_t limit; // bytes; <= 0: no limit (used is still counted)
+    atomic_int refs;
 };
 
-// A budget of limit bytes (<= 0: unlimited), nothing taken. Caller-embedded: no free.
-void nd_budget_init(struct nd_budget *b, int64_t limit);
+// A budget of limit bytes (<= 0: unlimited), nothing taken, or NULL when out of memory.
+// Reference-counted, because what is counted in it may outlive its creator (a layer a request
+// still holds after the engine is freed): caller owns one reference; nd_budget_unref.
+struct nd_budget *nd_budget_create(int64_t limit);
+
+// Takes / drops a reference (the last one frees it). NULL-safe; thread-safe.
+void nd_budget_ref(struct nd_budget *b);
+void nd_budget_unref(struct nd_budget *b);
 
 // Takes bytes when used + bytes stays within the limit; false (nothing taken) otherwise, or
 // for bytes <= 0 or a NULL budget (a caller without one), which always succeed.

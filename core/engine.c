@@ -12,7 +12,7 @@ struct nd_engine {
     int threads;
     uint64_t seed;
     atomic_uint_fast64_t next; // counter of seeds handed out
-    struct nd_budget budget;
+    struct nd_budget *budget;
 };
 
 struct nd_engine_config nd_engine_config_default(void) {
@@ -44,14 +44,15 @@ enum nd_status nd_engine_create(const struct nd_engine_config *config, struct nd
     struct nd_engine *e = calloc(1, sizeof *e);
     if (!e)
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate the engine");
-    nd_budget_init(&e->budget, config->max_memory);
-    st = nd_pool_create(&e->pool, config->threads, err);
+    e->budget = nd_budget_create(config->max_memory);
+    st = e->budget ? nd_pool_create(&e->pool, config->threads, err)
+                   : nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate the budget");
     if (st == ND_STATUS_OK)
         st = nd_registry_create(config->max_layers, &e->registry, err);
     if (st == ND_STATUS_OK)
         nd_registry_set_persist(e->registry, config->persist);
     if (st == ND_STATUS_OK)
-        nd_registry_set_budget(e->registry, &e->budget);
+        nd_registry_set_budget(e->registry, e->budget);
     if (st != ND_STATUS_OK) {
         nd_engine_free(e);
         return st;
@@ -69,6 +70,7 @@ void nd_engine_free(struct nd_engine *engine) {
         return;
     nd_registry_free(engine->registry);
     nd_pool_free(engine->pool);
+    nd_budget_unref(engine->budget); // arrays still held keep it until they go
     free(engine);
 }
 
@@ -85,7 +87,7 @@ int nd_engine_threads(const struct nd_engine *engine) {
 }
 
 struct nd_budget *nd_engine_budget(struct nd_engine *engine) {
-    return &engine->budget;
+    return engine->budget;
 }
 
 uint64_t nd_engine_next_seed(struct nd_engine *engine) {

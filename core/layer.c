@@ -35,6 +35,7 @@ void nd__array_charge(struct nd_array *a, struct nd_budget *budget) {
         return;
     a->budget = budget;
     a->charged = array_bytes(a->numel);
+    nd_budget_ref(budget);
     nd_budget_add(budget, a->charged);
 }
 
@@ -68,6 +69,7 @@ enum nd_status nd__array_create(const struct nd_shape *shape, const char *shared
     }
     a->budget = budget;
     a->charged = budget ? bytes : 0;
+    nd_budget_ref(budget);
     atomic_init(&a->refs, 1);
     atomic_init(&a->stored, false);
     a->shape = *shape;
@@ -89,6 +91,7 @@ void nd_array_unref(struct nd_array *array) {
     nd_mutex_free(array->store_lock);
     nd_free(array->data);
     nd_budget_give(array->budget, array->charged);
+    nd_budget_unref(array->budget);
     nd_free(array);
 }
 
@@ -127,6 +130,7 @@ void nd_layer_unref(struct nd_layer *layer) {
         return;
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
         nd_array_unref(layer->arrays[id]);
+    nd_budget_unref(layer->budget);
     nd_rwlock_free(layer->lock);
     nd_mutex_free(layer->store_lock);
     nd_free(layer);
@@ -451,8 +455,10 @@ enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def
         return st;
     struct nd_layer *l = NULL;
     st = nd__layer_alloc(name, &def->spec, seed, &l, err);
-    if (st == ND_STATUS_OK)
-        l->budget = binder ? binder->budget : NULL;
+    if (st == ND_STATUS_OK && binder && binder->budget) {
+        l->budget = binder->budget; // held: the layer may outlive the engine
+        nd_budget_ref(l->budget);
+    }
     if (st == ND_STATUS_OK)
         st = lookup_shared(l, def, binder, err);
     if (st == ND_STATUS_OK)

@@ -26,13 +26,14 @@ struct nd_array {
     float *data; // (numel), owned
     struct nd_optim_state opt;
     uint64_t version;
-    struct nd_budget *budget; // its bytes are counted here until it is freed (NULL: not)
+    struct nd_budget *budget; // its bytes are counted here until it is freed (a reference;
+                              // NULL: not counted)
     int64_t charged;
 };
 
 struct nd_layer {
     atomic_int refs;
-    struct nd_budget *budget; // where its new arrays are counted (the registry's), or NULL
+    struct nd_budget *budget; // where its new arrays are counted (a reference), or NULL
     struct nd_rwlock *lock; // shared: forwards and reads; exclusive: every change
     char name[ND_NAME_MAX + 1];
     struct nd_spec spec; // spec.input: the per-example shape, resolved once known

@@ -705,6 +705,7 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
     if (st == ND_STATUS_OK) {
         layer->persist = reg->persist;
         layer->budget = reg->budget;
+        nd_budget_ref(layer->budget);
         for (int id = 0; id < ND_ARRAY_COUNT; id++) // shared ones were counted when loaded
             if (layer->arrays[id] && !layer->arrays[id]->shared_name[0])
                 nd__array_charge(layer->arrays[id], reg->budget);
