@@ -179,11 +179,15 @@ deps:
 
 # ---- tests ------------------------------------------------------------------------------------
 
+# Check's per-test timeouts are liveness bounds (a deadlock ends as a failure), never speed
+# goals: ten times longer, so a busy machine or TSan never trips them.
+CK_TIMEOUT_MULTIPLIER ?= 10
+
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory check-layering
-	$(Q)$(BUILD)/tests/check_main
-	$(Q)$(BUILD)/tests/check_api
+	$(Q)CK_TIMEOUT_MULTIPLIER=$(CK_TIMEOUT_MULTIPLIER) $(BUILD)/tests/check_main
+	$(Q)CK_TIMEOUT_MULTIPLIER=$(CK_TIMEOUT_MULTIPLIER) $(BUILD)/tests/check_api
 	$(Q)$(MAKE) --no-print-directory fuzz-replay
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_hardening.py

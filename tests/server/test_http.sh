@@ -145,13 +145,23 @@ grep -q '"msg":"request","request_id":"it-42"' "$LOG" && ok || fail "access log 
 # ---- drain: an in-flight request completes, then exit 0 ----
 req PUT /v1/layers/slow "${J[@]}" -d '{"type":"BatchNormalization","input":[3]}'
 python3 -c 'print("{\"input\": [[" + ",".join(["0.5"] * 3) + "]]}" + " " * 3000)' >"$TMP/slow"
-curl -s -o "$TMP/slow.out" -w '%{http_code}' --limit-rate 4k -H 'Content-Type: application/json' \
+curl -s -o "$TMP/slow.out" -w '%{http_code}' --limit-rate 1k -H 'Content-Type: application/json' \
     --data-binary @"$TMP/slow" "$BASE/v1/layers/slow/forward" >"$TMP/slow.status" &
 CURL=$!
-sleep 0.3
+# Counts, not sleeps: SIGTERM once the slow request is in flight (the gauge counts this
+# /metrics request too), then the port refuses new connections (generous liveness bounds).
+for _ in $(seq 1 400); do
+    n=$(curl -s "$BASE/metrics" | sed -n 's/^normd_http_requests_in_flight //p')
+    [ "${n:-0}" -ge 2 ] && break
+    sleep 0.05
+done
 kill -TERM "$PID"
-sleep 0.1
-curl -s -o /dev/null "$BASE/healthz" && fail "still accepting after SIGTERM" || ok
+refused=
+for _ in $(seq 1 400); do
+    curl -s -o /dev/null "$BASE/healthz" || { refused=1; break; }
+    sleep 0.05
+done
+[ -n "$refused" ] && ok || fail "still accepting after SIGTERM"
 wait "$CURL"
 [ "$(cat "$TMP/slow.status")" = 200 ] && ok || fail "in-flight request during drain: $(cat "$TMP/slow.status")"
 wait "$PID"
