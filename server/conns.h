@@ -41,7 +41,7 @@ struct srv_conn {
 struct srv_conns {
     uv_loop_t *loop;
     uv_timer_t sweep;
-    struct srv_conn head; // a ring: head.next is the oldest
+    struct srv_conn head;  // a ring: head.next is the oldest
     _Atomic int64_t *open; // connections open over all loops (shared; owned by the caller)
     int64_t max;           // the global limit
     int64_t pending;       // admitted by the accept policy, not yet started (this loop)

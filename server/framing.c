@@ -88,8 +88,7 @@ int srv_check_headers(const struct api_kv *headers, size_t n, size_t total, size
             return -1;
         if (name_is(name, "Content-Length")) {
             if (length && strcmp(length, value) != 0)
-                return refuse(out, 400, "malformed_body",
-                              "two different Content-Length headers");
+                return refuse(out, 400, "malformed_body", "two different Content-Length headers");
             length = value;
         } else if (name_is(name, "Transfer-Encoding")) {
             if (coding)
@@ -98,8 +97,7 @@ int srv_check_headers(const struct api_kv *headers, size_t n, size_t total, size
         }
     }
     if (coding && length)
-        return refuse(out, 400, "malformed_body",
-                      "Content-Length together with Transfer-Encoding");
+        return refuse(out, 400, "malformed_body", "Content-Length together with Transfer-Encoding");
     if (coding && strcasecmp(coding, "chunked") != 0)
         return refuse(out, 400, "malformed_body",
                       "Transfer-Encoding %.40s: only chunked is accepted", coding);

@@ -21,12 +21,12 @@
 #include "core/engine.h"
 #include "tests/fuzz/fuzz_util.h"
 
-#define MAX_ELEMENTS 4096
+#define MAX_ELEMENTS   4096
 #define MAX_BODY_BYTES (1u << 20)
-#define MAX_LAYERS 64
-#define MAX_REQUESTS 8
-#define MAX_HEADERS 8
-#define MAX_QUERY 8
+#define MAX_LAYERS     64
+#define MAX_REQUESTS   8
+#define MAX_HEADERS    8
+#define MAX_QUERY      8
 // The largest reply: a train-step returns at most about a dozen tensors (output, input
 // gradient, each array's gradient, batch statistics), each at most MAX_ELEMENTS floats of at
 // most 17 characters plus a separator and brackets (< 20 bytes each), and a few KiB of keys;
@@ -104,8 +104,12 @@ static int put_layer(const char *name, const char *body) {
     char path[64];
     snprintf(path, sizeof path, "/v1/layers/%s", name);
     struct api_kv ct = {"Content-Type", "application/json"};
-    struct api_request req = {.method = "PUT", .path = path, .headers = &ct, .nheaders = 1,
-                              .body = body, .body_len = strlen(body)};
+    struct api_request req = {.method = "PUT",
+                              .path = path,
+                              .headers = &ct,
+                              .nheaders = 1,
+                              .body = body,
+                              .body_len = strlen(body)};
     struct api_response resp;
     memset(&resp, 0, sizeof resp);
     api_handle(ctx, &req, &resp, false);
@@ -121,8 +125,10 @@ static void setup(void) {
     ec.threads = 1;
     ec.max_layers = MAX_LAYERS;
     ec.seed = 42; // a constant: reproducible initializations
-    struct api_config ac = {.version = "fuzz", .max_body_bytes = MAX_BODY_BYTES,
-                            .max_elements = MAX_ELEMENTS, .max_layers = MAX_LAYERS};
+    struct api_config ac = {.version = "fuzz",
+                            .max_body_bytes = MAX_BODY_BYTES,
+                            .max_elements = MAX_ELEMENTS,
+                            .max_layers = MAX_LAYERS};
     if (nd_engine_create(&ec, &engine, NULL) != ND_STATUS_OK ||
         !(ctx = api_ctx_create(engine, &ac)))
         FUZZ_FAIL("cannot create the engine or the api ctx");
@@ -154,7 +160,6 @@ static size_t split_query(char *s, struct api_kv *q) {
     }
     return n;
 }
-
 
 // Parses and runs one request of the input (text is a NUL-terminated copy we may cut up; len
 // keeps the body's bytes, NULs included).
@@ -194,9 +199,14 @@ static void run_request(char *text, size_t len) {
             headers[nheaders++] = (struct api_kv){hl, colon[1] == ' ' ? colon + 2 : colon + 1};
         }
     }
-    struct api_request req = {.method = line, .path = path, .query = query, .nquery = nquery,
-                              .headers = headers, .nheaders = nheaders,
-                              .body = body_len ? body : NULL, .body_len = body_len};
+    struct api_request req = {.method = line,
+                              .path = path,
+                              .query = query,
+                              .nquery = nquery,
+                              .headers = headers,
+                              .nheaders = nheaders,
+                              .body = body_len ? body : NULL,
+                              .body_len = body_len};
     handle(&req, inline_only);
 }
 

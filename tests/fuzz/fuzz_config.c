@@ -18,9 +18,9 @@
 #define MAX_ARGS 32
 
 static const char *const vars[] = {
-    "NORMD_HOST",      "NORMD_PORT",           "NORMD_THREADS",       "NORMD_HTTP_THREADS",
+    "NORMD_HOST",           "NORMD_PORT",         "NORMD_THREADS",    "NORMD_HTTP_THREADS",
     "NORMD_MAX_BODY_BYTES", "NORMD_MAX_ELEMENTS", "NORMD_MAX_LAYERS", "NORMD_DRAIN_TIMEOUT",
-    "NORMD_LOG_LEVEL", "NORMD_API_KEY",        "NORMD_DATA_DIR",      "NORMD_MAX_CONNECTIONS",
+    "NORMD_LOG_LEVEL",      "NORMD_API_KEY",      "NORMD_DATA_DIR",   "NORMD_MAX_CONNECTIONS",
 };
 #define NVARS (sizeof vars / sizeof vars[0])
 
@@ -39,7 +39,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 static bool set_var(const char *tok) {
     const char *eq = strchr(tok, '=');
     for (size_t i = 0; eq && i < NVARS; i++)
-        if (strlen(vars[i]) == (size_t)(eq - tok) && strncmp(tok, vars[i], (size_t)(eq - tok)) == 0) {
+        if (strlen(vars[i]) == (size_t)(eq - tok) &&
+            strncmp(tok, vars[i], (size_t)(eq - tok)) == 0) {
             setenv(vars[i], eq + 1, 1);
             return true;
         }
@@ -63,8 +64,8 @@ static void check_ok(const struct srv_config *c) {
                   "layers %lld level %lld conns %lld drain %g",
                   (long long)c->port, (long long)c->threads, (long long)c->http_threads,
                   (long long)c->max_body_bytes, (long long)c->max_elements,
-                  (long long)c->max_layers, (long long)c->log_level,
-                  (long long)c->max_connections, c->drain_timeout);
+                  (long long)c->max_layers, (long long)c->log_level, (long long)c->max_connections,
+                  c->drain_timeout);
 }
 
 // The API key the input gives (the last --api-key flag wins over the variable), or NULL.

@@ -19,7 +19,7 @@
 #include "tests/fuzz/fuzz_util.h"
 
 #define MAX_ELEMENTS 4096
-#define JSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+#define JSON_FLAGS   (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
 
 static struct nd_engine *engine;
 static struct api_ctx *ctx;
@@ -30,8 +30,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     struct nd_engine_config ec = nd_engine_config_default();
     ec.threads = 1;
     ec.max_layers = 64;
-    struct api_config ac = {.version = "fuzz", .max_body_bytes = 1u << 20,
-                            .max_elements = MAX_ELEMENTS, .max_layers = 64};
+    struct api_config ac = {.version = "fuzz",
+                            .max_body_bytes = 1u << 20,
+                            .max_elements = MAX_ELEMENTS,
+                            .max_layers = 64};
     if (nd_engine_create(&ec, &engine, NULL) != ND_STATUS_OK ||
         !(ctx = api_ctx_create(engine, &ac)))
         FUZZ_FAIL("cannot create the engine or the api ctx");
@@ -47,8 +49,12 @@ static void check_api_error(const struct api_error *err) {
 // GET path (or POST with body) through api_handle: a 2xx with JSON that parses.
 static void request(const char *method, const char *path, const char *body) {
     struct api_kv ct = {"Content-Type", "application/json"};
-    struct api_request req = {.method = method, .path = path, .headers = &ct, .nheaders = 1,
-                              .body = body, .body_len = body ? strlen(body) : 0};
+    struct api_request req = {.method = method,
+                              .path = path,
+                              .headers = &ct,
+                              .nheaders = 1,
+                              .body = body,
+                              .body_len = body ? strlen(body) : 0};
     struct api_response resp;
     memset(&resp, 0, sizeof resp);
     api_handle(ctx, &req, &resp, false);

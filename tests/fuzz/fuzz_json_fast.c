@@ -19,7 +19,7 @@
 #include "tests/fuzz/fuzz_util.h"
 
 #define FAST_MAX_ELEMENTS 64 // small, so the limit is reached often
-#define JSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL) // as api_parse_body
+#define JSON_FLAGS        (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL) // as api_parse_body
 
 // ---- 1. numbers ----
 

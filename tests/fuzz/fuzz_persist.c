@@ -60,16 +60,16 @@ static void round_trip(struct nd_layer *l, const unsigned char *file, size_t n) 
         at++;
     if (buf.len != n || at < n) {
         FUZZ_FAIL("loaded and stored again (%zu bytes): differs from the %zu-byte file at "
-                  "byte %zu (file 0x%02x, stored 0x%02x)", buf.len, n, at,
-                  at < n ? file[at] : 0, at < buf.len ? buf.data[at] : 0);
+                  "byte %zu (file 0x%02x, stored 0x%02x)",
+                  buf.len, n, at, at < n ? file[at] : 0, at < buf.len ? buf.data[at] : 0);
     }
     nd_buf_deinit(&buf);
 }
 
 static void train(struct nd_layer *l, struct nd_pool *pool, const struct nd_tensor *x,
                   enum nd_optimizer_kind kind) {
-    struct nd_train_args args = {.input = x, .output_grad = x,
-                                 .optimizer = nd_optimizer_default(kind), .want = 0x1f};
+    struct nd_train_args args = {
+        .input = x, .output_grad = x, .optimizer = nd_optimizer_default(kind), .want = 0x1f};
     struct nd_train_result res;
     struct nd_error err;
     nd_error_clear(&err);
@@ -121,8 +121,8 @@ static bool load(struct nd_registry *reg, const unsigned char *b, size_t n, bool
     enum nd_status named = nd_persist_stored_name(b, n, shared, name, sizeof name, &err);
     check_status(named, &err, "stored name");
     nd_error_clear(&err);
-    enum nd_status st = shared ? nd_registry_load_shared(reg, b, n, &err)
-                               : nd_registry_load_layer(reg, b, n, &err);
+    enum nd_status st =
+        shared ? nd_registry_load_shared(reg, b, n, &err) : nd_registry_load_layer(reg, b, n, &err);
     check_status(st, &err, shared ? "load shared" : "load layer");
     if (st == ND_STATUS_OK && named != ND_STATUS_OK)
         FUZZ_FAIL("loaded, but nd_persist_stored_name refuses it: %s", err.msg);

@@ -17,7 +17,7 @@
 #include "api/jw.h"
 #include "tests/fuzz/fuzz_util.h"
 
-#define LIMIT 256 // elements: small, so the 413 path is reached often
+#define LIMIT      256 // elements: small, so the 413 path is reached often
 #define JSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY)
 
 static const struct api_tensor_limits limits = {.max_elements = LIMIT};
@@ -28,8 +28,8 @@ static void check_error(const struct api_error *err) {
                   err->code ? err->code : "(null)");
     if (err->status == 413 && strcmp(err->code, "payload_too_large") != 0)
         FUZZ_FAIL("413 with code %s", err->code);
-    if (!memchr(err->message, '\0', sizeof err->message) || !memchr(err->field, '\0',
-                                                                    sizeof err->field))
+    if (!memchr(err->message, '\0', sizeof err->message) ||
+        !memchr(err->field, '\0', sizeof err->field))
         FUZZ_FAIL("error message or field not NUL-terminated");
 }
 
@@ -72,8 +72,8 @@ static void round_trip(const struct nd_tensor *t, enum api_tensor_form form) {
         FUZZ_FAIL("%s form does not read back (%s): %s", api_form_name(form), err.message, text);
     // The nested form cannot carry the inner dims of an empty tensor ([0, 3] is written []),
     // so for it only the element count must survive.
-    bool shape_ok = nd_shape_equal(&back.shape, &t->shape) ||
-                    (form == API_FORM_NESTED && t->numel == 0);
+    bool shape_ok =
+        nd_shape_equal(&back.shape, &t->shape) || (form == API_FORM_NESTED && t->numel == 0);
     if (got != form || !shape_ok || back.numel != t->numel)
         FUZZ_FAIL("%s form read back as %s, another shape: %s", api_form_name(form),
                   api_form_name(got), text);

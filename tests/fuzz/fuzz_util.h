@@ -16,12 +16,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 // A violated oracle: print why and abort, so libFuzzer saves the input as a crash.
-#define FUZZ_FAIL(...)                                                                         \
-    do {                                                                                       \
-        fprintf(stderr, "FUZZ ORACLE VIOLATION (%s:%d): ", __FILE__, __LINE__);                \
-        fprintf(stderr, __VA_ARGS__);                                                          \
-        fputc('\n', stderr);                                                                   \
-        abort();                                                                               \
+#define FUZZ_FAIL(...)                                                                             \
+    do {                                                                                           \
+        fprintf(stderr, "FUZZ ORACLE VIOLATION (%s:%d): ", __FILE__, __LINE__);                    \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
     } while (0)
 
 // Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF.
