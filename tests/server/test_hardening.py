@@ -363,6 +363,8 @@ def attack_connection_limit():
         check(st == 200, "the admin port answers /healthz while clients hold every connection")
         st, _, b = request(srv.admin, "GET", "/metrics")
         check(st == 200 and b"normd_http_requests_total" in b, "and /metrics: %s" % st)
+        st, _, b = request(srv.admin, "GET", "/v1")
+        check(st == 404, "the admin port serves nothing else: GET /v1 is %s" % st)
         for s in held:
             s.close()
         time.sleep(0.3)
@@ -422,6 +424,26 @@ def settle(srv, want):
         time.sleep(0.05)
 
 
+def chunked_past_budget(srv):
+    """Sends a 40 MiB forward (15.7 M values, within --max-elements) in 1 MiB chunks, with no
+    Content-Length, so the buffer grows as it comes, to a 32 MiB budget: True when the server
+    closes the connection as the buffer outgrows the budget (libmicrohttpd cannot answer in
+    the middle of a body). A whole body would have been answered instead (413)."""
+    body = b'{"input": [' + b"[1,2,3]," * (5 << 20)
+    body = body[:-1] + b"]}"
+    with connect(srv.port) as s:
+        try:
+            s.sendall(b"POST /v1/layers/live/forward HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for at in range(0, len(body), 1 << 20):
+                part = body[at:at + (1 << 20)]
+                s.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+            return read_response(s)[0] == 0
+        except OSError:
+            return True
+
+
 def binary_forward_head(n_floats):
     return ("POST /v1/layers/live/forward HTTP/1.1\r\nHost: x\r\nContent-Type: "
             "application/octet-stream\r\nX-Tensor-Shape: %d,3\r\nContent-Length: %d\r\n\r\n"
@@ -454,6 +476,8 @@ def attack_memory_budget():
         finally:
             for s in holders:
                 s.close()
+        settle(srv, layers)
+        check(chunked_past_budget(srv), "a chunked body that outgrows the budget is closed")
         settle(srv, layers)
         check(budget_used(srv) == layers,
               "every request's byte goes back to the budget: %d, the layer %d" % (budget_used(srv), layers))
