@@ -20,7 +20,7 @@
 #include "server/log.h"
 #include "server/probe.h"
 
-#define ADMIN_FD_MARGIN 64 // descriptors besides the connections: files, epoll, the admin port
+#define FD_MARGIN 64 // descriptors besides the connections: files, epoll, the admin port
 
 static struct srv_state {
     struct srv_config config;
@@ -100,12 +100,12 @@ static void raise_fd_limit(void) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    rlim_t need = (rlim_t)srv.config.max_connections + ADMIN_FD_MARGIN;
+    rlim_t need = (rlim_t)srv.config.max_connections + FD_MARGIN;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need)
         srv_log(&srv.log, SRV_LOG_WARN,
                 "the descriptor limit (%llu) is below --max-connections plus %d: connections "
                 "past it are refused by the system",
-                (unsigned long long)rl.rlim_cur, ADMIN_FD_MARGIN);
+                (unsigned long long)rl.rlim_cur, FD_MARGIN);
 }
 
 // libuv reads UV_THREADPOOL_SIZE once, at its first work item: size its workers like the
