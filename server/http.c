@@ -50,6 +50,7 @@ struct srv_req {
     bool too_large, deferred, done, queued;
     bool over_budget;        // the memory budget could not hold the body
     int64_t body_reserved;   // bytes of the body buffer taken from the budget
+    size_t declared;         // Content-Length (0 when absent), read once with the head
     bool late;     // arrived after the drain began: answered 503
     bool started;  // the head is complete: counted in flight, logged when done
     struct srv_refusal refusal; // the request line or the head broke a rule: answered at once
@@ -187,9 +188,7 @@ static int grow_body(struct srv_req *r, size_t cap) {
 
 // A body with a Content-Length gets its buffer once, at that size; a chunked one doubles.
 static size_t body_capacity(struct srv_req *r, size_t need) {
-    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    size_t declared = cl ? (size_t)strtoull(cl, NULL, 10) + 1 : 0;
+    size_t declared = r->declared ? r->declared + 1 : 0;
     size_t cap = declared >= need ? declared : need * 2;
     return cap > r->h->cfg.max_body_bytes + 1 ? r->h->cfg.max_body_bytes + 1 : cap;
 }
@@ -312,6 +311,9 @@ static void req_start(struct srv_req *r, const char *url, const char *method) {
     r->late = r->h->quiescing;
     r->started = true;
     request_id(r);
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    r->declared = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
     r->h->inflight++;
     api_inflight_add(r->h->cfg.api, 1);
     build_head(r);
@@ -329,19 +331,14 @@ static void req_start(struct srv_req *r, const char *url, const char *method) {
 
 // Content-Length beyond the limit is refused before reading the body.
 static bool declared_too_large(struct srv_req *r) {
-    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    return cl && strtoull(cl, NULL, 10) > r->h->cfg.max_body_bytes;
+    return r->declared > r->h->cfg.max_body_bytes;
 }
 
 // A declared body takes its buffer (and its place in the budget) with the head, so a body the
 // budget cannot hold now is refused before it is read: 503, answered at once. The pages are
 // not touched until the bytes come.
 static bool declared_over_budget(struct srv_req *r) {
-    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    size_t n = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
-    return n > 0 && (grow_body(r, n + 1) != 0 || r->over_budget);
+    return r->declared > 0 && (grow_body(r, r->declared + 1) != 0 || r->over_budget);
 }
 
 // The admin port serves the probes and the metrics, nothing else.
