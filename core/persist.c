@@ -604,7 +604,12 @@ static enum nd_status image_bind(struct layer_image *im, const struct nd_layout 
                                  bool known, bool ready, const struct nd__binder *binder,
                                  struct nd_error *err) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
-        if (im->shared[id][0] && (im->present[id] || ready)) {
+        // A ready layer has bound all its shared arrays: no writer leaves one pending.
+        if (im->shared[id][0] && ready && !im->present[id])
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                                "damaged layer %s: %s is shared but unbound", im->name,
+                                nd_array_name((enum nd_array_id)id));
+        if (im->shared[id][0] && im->present[id]) {
             struct nd_rng unused;
             struct nd_error why; // "not found" is the file's fault here: INVALID_VALUE
             nd_error_clear(&why);
