@@ -210,9 +210,14 @@ static enum nd_status check_source(const struct nd_layer_def *def, enum nd_array
     bool given = def->source[id] != ND_ARRAY_SOURCE_INITIALIZER || def->spec.enabled[id];
     if (moving && !batch && given)
         return field_error(err, ND_STATUS_INVALID_VALUE, id, "exists only in BatchNormalization");
-    // Forward and train-step read and update both moving statistics of a batch norm.
-    if (moving && batch && !def->spec.enabled[id])
-        return field_error(err, ND_STATUS_INVALID_VALUE, id, "cannot be disabled (null)");
+    // A batch norm keeps both moving statistics (forward and train-step read and update both)
+    // or neither (PyTorch's track_running_stats=False): one alone cannot be disabled.
+    bool other = def->spec.enabled[id == ND_ARRAY_MOVING_MEAN ? ND_ARRAY_MOVING_VARIANCE
+                                                              : ND_ARRAY_MOVING_MEAN];
+    if (moving && batch && !def->spec.enabled[id] && other)
+        return field_error(err, ND_STATUS_INVALID_VALUE, id,
+                           "cannot be disabled (null) alone; track_running_stats false drops "
+                           "both moving statistics");
     if (!def->spec.enabled[id])
         return ND_STATUS_OK;
     if (def->source[id] == ND_ARRAY_SOURCE_SHARED) {

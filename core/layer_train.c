@@ -74,9 +74,7 @@ static void work_snapshot(struct work *w, struct nd_layer *l) {
 static enum nd_status check_ready(const struct nd_layer *l, struct nd_error *err) {
     if (!l->layout_known)
         return nd_error_set(err, ND_STATUS_NOT_INITIALIZED,
-                            "layer %s is not initialized: its input shape is unknown; POST "
-                            "initialize with {\"input\": [...]}",
-                            l->name);
+                            "layer %s is not initialized: its input shape is unknown", l->name);
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
         if (l->spec.enabled[id] && !l->arrays[id])
             return nd_error_set(err, ND_STATUS_NOT_INITIALIZED,
@@ -110,6 +108,11 @@ static enum nd_status check_input(const struct nd_layer *l, const struct nd_tens
     if (ok)
         return ND_STATUS_OK;
     char g[96], w[96];
+    if (x->numel == 0) // typically "input": [] - its batched shape [1, 0] would only confuse
+        return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, field,
+                                  "%s is empty: layer %s takes examples of shape %s, or a batch "
+                                  "of them",
+                                  field, l->name, nd_shape_format(in, w, sizeof w));
     return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, field,
                               "%s has shape %s, layer %s takes batches of examples of shape %s",
                               field, nd_shape_format(&x->shape, g, sizeof g), l->name,
@@ -156,6 +159,17 @@ static enum nd_status check_denom(const struct nd_layer *l, const struct nd_norm
     return ND_STATUS_OK;
 }
 
+// PyTorch refuses a batch norm over one value per channel whenever it uses batch statistics.
+static enum nd_status check_torch_count(const struct nd_layer *l, const struct nd_norm_plan *plan,
+                                        struct nd_error *err) {
+    if (l->spec.convention != ND_CONVENTION_PYTORCH || plan->numel == 0 || plan->count >= 2)
+        return ND_STATUS_OK;
+    return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "input",
+                              "expected more than 1 value per channel when using batch "
+                              "statistics (convention pytorch, no running stats), got %lld",
+                              (long long)plan->count);
+}
+
 static void forward_compute(struct work *w, const struct nd_layer *l, struct nd_pool *pool,
                             const float *x, float *y, bool batch_stats) {
     if (nd_layer_type_is_batch(l->spec.type) && !batch_stats) {
@@ -179,13 +193,17 @@ static enum nd_status forward_locked(struct nd_layer *l, struct nd_pool *pool,
     if (st == ND_STATUS_OK)
         st = work_plan(&w, l, &x->shape, err);
     bool batch = nd_layer_type_is_batch(l->spec.type);
+    bool tracks = nd_spec_tracks_running_stats(&l->spec);
     // Keras' frozen layer (trainable false) runs in inference mode whatever the mode asked,
-    // as its train-steps do.
-    bool batch_stats = train_mode && l->spec.trainable;
+    // as its train-steps do. Without running statistics (PyTorch's track_running_stats=False)
+    // inference normalizes with the batch's own, as PyTorch does.
+    bool batch_stats = (train_mode && l->spec.trainable) || (batch && !tracks);
     if (st == ND_STATUS_OK && (!batch || batch_stats))
         st = check_denom(l, &w.plan, err);
+    if (st == ND_STATUS_OK && batch && !tracks)
+        st = check_torch_count(l, &w.plan, err);
     if (st == ND_STATUS_OK)
-        st = work_alloc(&w, batch, err);
+        st = work_alloc(&w, batch && tracks, err);
     if (st == ND_STATUS_OK) {
         work_snapshot(&w, l);
         forward_compute(&w, l, pool, x->data, y->data, batch_stats);
@@ -282,7 +300,8 @@ static enum nd_status check_counts(const struct nd_layer *l, const struct nd_nor
         return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input",
                                   "input has no elements");
     bool bn = nd_layer_type_is_batch(l->spec.type);
-    if (bn && !frozen_layer(l) && l->spec.convention == ND_CONVENTION_PYTORCH && plan->count < 2)
+    bool frozen = frozen_layer(l) && nd_spec_tracks_running_stats(&l->spec);
+    if (bn && !frozen && l->spec.convention == ND_CONVENTION_PYTORCH && plan->count < 2)
         return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "input",
                                   "expected more than 1 value per channel when training "
                                   "(convention pytorch), got %lld",
@@ -331,6 +350,38 @@ static void update_moving(struct nd_layer *l, const struct work *w) {
     }
 }
 
+// Whether a train-step without a gradient changes the layer: only a training batch norm whose
+// moving statistics are not frozen (by momentum, a multiplier of 0 or trainable false) does.
+static bool moves_statistics(const struct nd_layer *l) {
+    if (!nd_layer_type_is_batch(l->spec.type) || frozen_layer(l) ||
+        !l->spec.enabled[ND_ARRAY_MOVING_MEAN] || !l->arrays[ND_ARRAY_MOVING_MEAN] ||
+        batch_weight(&l->spec, l->train_steps + 1) == 0.0)
+        return false;
+    return l->spec.lr_multiplier[ND_ARRAY_MOVING_MEAN] > 0.0 ||
+           l->spec.lr_multiplier[ND_ARRAY_MOVING_VARIANCE] > 0.0;
+}
+
+static const char *why_no_statistics(const struct nd_layer *l) {
+    if (!nd_layer_type_is_batch(l->spec.type))
+        return "";
+    return l->spec.enabled[ND_ARRAY_MOVING_MEAN] ? " (they are frozen)"
+                                                 : " (track_running_stats is false)";
+}
+
+// A train-step that would change nothing and answer nothing a forward in train mode does not
+// is a mistake (a forgotten output_gradient): say so. Asking for batch_statistics is a use.
+static enum nd_status check_effect(const struct nd_layer *l, const struct nd_train_args *a,
+                                   struct nd_error *err) {
+    if (a->output_grad || a->target || moves_statistics(l) ||
+        (a->want & ND_TRAIN_WANT_BATCH_STATISTICS))
+        return ND_STATUS_OK;
+    return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "output_gradient",
+                              "train-step would change nothing: layer %s has no moving "
+                              "statistics to update%s; give output_gradient or target (or use "
+                              "forward with \"mode\": \"train\")",
+                              l->name, why_no_statistics(l));
+}
+
 // ---- train-step: gradients and updates ----
 
 // dy = 2 (y - t) / numel for L = mean((y - t)^2); the loss in double, in element order.
@@ -374,6 +425,7 @@ struct step {
     struct nd_pool *pool;
     struct work w;
     bool bn, frozen, has_grad;
+    bool tracks; // a batch norm with MovingMean/MovingVariance
     float *dy;      // dL/dy: the caller's, or dy_buf
     float *dy_buf;  // owned, for a target
     struct nd_tensor grad[ND_ARRAY_AFFINE_COUNT]; // always computed when there is a gradient
@@ -410,7 +462,7 @@ static enum nd_status step_alloc(struct step *s, struct nd_error *err) {
 static void step_forward(struct step *s) {
     struct work *w = &s->w;
     const float *x = s->args->input->data;
-    if (s->bn && s->frozen) {
+    if (s->bn && s->frozen && s->tracks) {
         frozen_stats(w, s->l->spec.epsilon);
         nd_norm_apply(&w->plan, s->r->output.data, x, w->a, w->c, w->gamma, w->beta, s->pool,
                       w->scratch);
@@ -432,7 +484,7 @@ static void step_backward(struct step *s) {
     }
     float *dg = s->grad[ND_ARRAY_SCALING].data, *db = s->grad[ND_ARRAY_BIASES].data;
     float *dx = s->r->input_grad.data;
-    if (s->bn && s->frozen) {
+    if (s->bn && s->frozen && s->tracks) {
         nd_norm_param_grads(&w->plan, dg, db, s->dy, a->input->data, w->a, w->c, s->pool,
                             w->scratch);
         if (dx)
@@ -575,7 +627,9 @@ static enum nd_status step_prepare(struct step *s, struct nd_error *err) {
     if (st == ND_STATUS_OK)
         st = check_counts(s->l, &s->w.plan, err);
     if (st == ND_STATUS_OK)
-        st = work_alloc(&s->w, s->bn, err);
+        st = check_effect(s->l, s->args, err);
+    if (st == ND_STATUS_OK)
+        st = work_alloc(&s->w, s->bn && s->tracks, err);
     if (st == ND_STATUS_OK)
         st = step_alloc(s, err);
     if (st == ND_STATUS_OK && s->has_grad && !s->frozen)
@@ -590,7 +644,7 @@ static enum nd_status step_commit(struct step *s, struct nd_error *err) {
     enum nd_status st = nd__undo_begin(s->l, &u, err);
     if (st != ND_STATUS_OK)
         return st;
-    if (s->bn)
+    if (s->bn && s->tracks)
         update_moving(s->l, &s->w);
     if (s->has_grad)
         step_update_arrays(s);
@@ -643,6 +697,7 @@ enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
     struct step s = {.l = layer, .args = args, .r = result, .pool = pool};
     s.bn = nd_layer_type_is_batch(layer->spec.type);
     s.frozen = frozen_layer(layer);
+    s.tracks = nd_spec_tracks_running_stats(&layer->spec);
     s.has_grad = args->output_grad || args->target;
     enum nd_status st = train_locked(&s, err);
     result->version = layer->version;

@@ -93,8 +93,9 @@ static void put_shape(struct nd_buf *b, const struct nd_shape *s) {
 // ---- reading ----
 //
 // The primitives below read little-endian numbers and strings and never change. The field
-// readers (the *_v1 functions) are format version 1's and stay frozen: a later format that
-// changes a field adds its own reader for it, so files of every released version still load.
+// readers (the *_vN functions) are format version N's and stay frozen: a later format that
+// changes a field adds its own reader for it (version 2: get_spec_v2, layer_payload_v2; the
+// rest is still read by version 1's), so files of every released version still load.
 
 struct rd {
     const unsigned char *p;
@@ -248,6 +249,18 @@ static void get_arrays_spec_v1(struct rd *r, struct nd_spec *s) {
     }
 }
 
+// Format version 2's addition to the spec, after the seed: how the definition named things
+// (API.md 1.1a). u32 type_alias (nd_type_name.id, 0: the canonical name), u32 convention_from,
+// u8 synchronized, u64 num_features (0: not given), then normalized_shape as a shape (ndim 0:
+// not given).
+static void put_naming(struct nd_buf *b, const struct nd_spec *s) {
+    put_u32(b, (uint32_t)s->type_alias);
+    put_u32(b, (uint32_t)s->convention_from);
+    put_u8(b, s->synchronized);
+    put_u64(b, (uint64_t)s->num_features);
+    put_shape(b, &s->normalized_shape);
+}
+
 static void put_spec(struct nd_buf *b, const struct nd_spec *s) {
     put_u32(b, (uint32_t)s->type);
     put_u32(b, (uint32_t)s->batchnorm_nd);
@@ -278,6 +291,7 @@ static void put_spec(struct nd_buf *b, const struct nd_spec *s) {
     put_arrays_spec(b, s);
     put_u8(b, s->has_seed);
     put_u64(b, s->seed);
+    put_naming(b, s);
 }
 
 static void get_spec_v1(struct rd *r, struct nd_spec *s) {
@@ -315,6 +329,29 @@ static void get_spec_v1(struct rd *r, struct nd_spec *s) {
     get_arrays_spec_v1(r, s);
     s->has_seed = get_bool(r);
     s->seed = get_u64(r);
+}
+
+// Format version 2's spec: version 1's, then put_naming's fields (frozen). Out of range: an
+// alias id that is not a spelling of the type (or a BatchNormND alias whose N is not the
+// spec's), a convention_from or bool past its values, a negative num_features, a
+// normalized_shape of more than ND_MAX_RANK dims or a dim below 0. The rest is
+// nd_spec_validate's (image_check).
+static void get_spec_v2(struct rd *r, struct nd_spec *s) {
+    get_spec_v1(r, s); // a v1 spec: no alias, convention_from unknown, nothing PyTorch's
+    uint32_t alias = get_u32(r);
+    struct nd_type_name n;
+    bool named = alias <= INT32_MAX && nd_type_name_of(s->type, (int32_t)alias, &n);
+    r->bad |= !named || (n.batchnorm_nd != 0 && n.batchnorm_nd != s->batchnorm_nd);
+    s->type_alias = r->bad ? 0 : (int32_t)alias;
+    s->convention_from =
+        (enum nd_convention_from)get_enum(r, (unsigned)ND_CONVENTION_FROM_REQUEST + 1);
+    s->synchronized = get_bool(r);
+    s->num_features = (int64_t)get_u64(r);
+    r->bad |= s->num_features < 0;
+    get_shape(r, &s->normalized_shape, false);
+    r->bad |= s->normalized_shape.ndim > ND_MAX_RANK;
+    for (int32_t i = 0; !r->bad && i < s->normalized_shape.ndim; i++)
+        r->bad |= s->normalized_shape.dim[i] < 0;
 }
 
 // ---- arrays ----
@@ -493,14 +530,14 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
                             why.msg);
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         bool shared = im->shared[id][0] != '\0';
-        // The moving statistics exist exactly in batch norms (a definition cannot disable
-        // them; check_source): the kernels read them whenever the type has them.
-        if (id >= ND_ARRAY_AFFINE_COUNT &&
-            im->spec.enabled[id] != nd_layer_type_is_batch(im->spec.type))
-            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s %s",
-                                im->name, nd_array_name((enum nd_array_id)id),
-                                im->spec.enabled[id] ? "in a layer without moving statistics"
-                                                     : "disabled");
+        // The moving statistics exist only in batch norms, both or neither (PyTorch's
+        // track_running_stats false; nd_spec_validate checks the pair): the kernels read them
+        // whenever the layer tracks them.
+        if (id >= ND_ARRAY_AFFINE_COUNT && im->spec.enabled[id] &&
+            !nd_layer_type_is_batch(im->spec.type))
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                                "damaged layer %s: %s in a layer without moving statistics",
+                                im->name, nd_array_name((enum nd_array_id)id));
         if ((shared && (id >= ND_ARRAY_AFFINE_COUNT || !nd_name_valid(im->shared[id]))) ||
             (im->present[id] && !im->spec.enabled[id]) || (shared && !im->spec.enabled[id]))
             return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: %s", im->name,
@@ -515,12 +552,15 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
     return ND_STATUS_OK;
 }
 
-// Format version 1's layer payload (frozen).
-static enum nd_status layer_payload_v1(struct rd *r, struct layer_image *im,
-                                       struct nd_error *err) {
+// A layer payload: its name, the spec (read by the format's own spec reader), counters and
+// seed, then per array its flags, shared name and own state. Versions 1 and 2 differ only in
+// the spec.
+static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
+                                    void (*get_spec)(struct rd *r, struct nd_spec *spec),
+                                    struct nd_error *err) {
     enum nd_status st = ND_STATUS_OK;
     get_str(r, im->name, sizeof im->name);
-    get_spec_v1(r, &im->spec);
+    get_spec(r, &im->spec);
     im->version = get_u64(r);
     im->train_steps = (int64_t)get_u64(r);
     im->optimizer_steps = (int64_t)get_u64(r);
@@ -537,7 +577,19 @@ static enum nd_status layer_payload_v1(struct rd *r, struct layer_image *im,
     return st;
 }
 
-// Format version 1's shared-array payload (frozen).
+// Format version 1's layer payload (frozen).
+static enum nd_status layer_payload_v1(struct rd *r, struct layer_image *im,
+                                       struct nd_error *err) {
+    return layer_payload(r, im, get_spec_v1, err);
+}
+
+// Format version 2's layer payload (frozen): version 1's with get_spec_v2's spec.
+static enum nd_status layer_payload_v2(struct rd *r, struct layer_image *im,
+                                       struct nd_error *err) {
+    return layer_payload(r, im, get_spec_v2, err);
+}
+
+// Format version 1's shared-array payload (frozen; version 2's too).
 static enum nd_status shared_payload_v1(struct rd *r, struct nd_array **out,
                                         struct nd_error *err) {
     char name[ND_NAME_MAX + 1];
@@ -552,7 +604,7 @@ static enum nd_status shared_payload_v1(struct rd *r, struct nd_array **out,
     return st;
 }
 
-// Format version 1's stored name: the first field of both payloads (frozen).
+// Format version 1's stored name: the first field of both payloads (frozen; version 2's too).
 static void name_v1(struct rd *r, char *name, size_t size) {
     get_str(r, name, size);
 }
@@ -572,6 +624,8 @@ struct payload_reader {
 
 static const struct payload_reader readers[] = {
     {1, layer_payload_v1, shared_payload_v1, name_v1},
+    // 2: the spec adds how the definition named things (put_naming); shared arrays unchanged.
+    {2, layer_payload_v2, shared_payload_v1, name_v1},
 };
 
 static const struct payload_reader *reader_of(uint32_t version) {

@@ -1,10 +1,12 @@
 // registry.c - named layers and shared arrays, in two sorted tables under one mutex.
 #include "core/registry.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/export.h"
 #include "core/layer_impl.h"
 
 // ---- sorted tables ----
@@ -469,7 +471,14 @@ struct define_op {
     struct nd_layer *old;   // the layer it replaces (a reference), or NULL
     struct hold *hold;      // the name and new shared arrays, from define_begin to define_end
     struct bind_ctx ctx;    // the new shared arrays; ctx.wait: a held name met, start over
+    // An import: the decoded layer (the caller's reference) and its exported version; the
+    // layer is bound by import_bind instead of being built from a definition.
+    struct nd_layer *imported;
+    uint64_t imported_version;
 };
+
+static enum nd_status import_bind(struct nd_registry *reg, struct nd_layer *l,
+                                  struct bind_ctx *ctx, struct nd_error *err);
 
 // Checks, builds the layer (binding shared arrays, which needs the mutex) and holds the name.
 // The version is fixed now, before anyone can see the layer: 0 never names a real version
@@ -482,8 +491,14 @@ static enum nd_status define_begin(struct nd_registry *reg, int64_t pos,
     enum nd_status st = define_checks(reg, op->name, pos, mode, if_version, err);
     op->ctx = (struct bind_ctx){.reg = reg, .hold = op->hold};
     struct nd__binder binder = {bind_shared, &op->ctx, reg->budget};
-    if (st == ND_STATUS_OK)
+    if (st == ND_STATUS_OK && op->imported)
+        st = import_bind(reg, op->imported, &op->ctx, err);
+    else if (st == ND_STATUS_OK)
         st = nd__layer_create(op->name, def, seed, &binder, &op->layer, err);
+    if (st == ND_STATUS_OK && op->imported) {
+        op->layer = op->imported;
+        nd_layer_ref(op->layer);
+    }
     if (st != ND_STATUS_OK) { // nobody has seen the hold or the new arrays: the mutex was held
         fresh_end(&op->ctx, false);
         hold_release(op->hold);
@@ -495,6 +510,8 @@ static enum nd_status define_begin(struct nd_registry *reg, int64_t pos,
     if (op->old)
         nd_layer_ref(op->old);
     op->layer->version = op->old ? nd__layer_version(op->old) + 1 : 1;
+    if (op->imported && op->imported_version > op->layer->version) // an import keeps its own
+        op->layer->version = op->imported_version;
     op->layer->persist = reg->persist;
     hold_name(reg, pos, op->name, op->hold);
     struct entry *e = &reg->layers.e[table_find(&reg->layers, op->name)];
@@ -645,6 +662,120 @@ enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name,
     nd_layer_unref(layer);
     if (st == ND_STATUS_OK)
         prune_shared(reg, true);
+    return st;
+}
+
+// ---- import ----
+
+// What an array's bytes count in a budget: as nd__array_create counts them (its values and the
+// optimizer moments it may get).
+static int64_t import_bytes(const struct nd_array *a) {
+    return (int64_t)sizeof(struct nd_array) + a->numel * 3 * (int64_t)sizeof(float);
+}
+
+// Counts an array in budget for bytes already taken from it.
+static void import_charge(struct nd_array *a, struct nd_budget *budget) {
+    if (!budget)
+        return;
+    a->budget = budget;
+    a->charged = import_bytes(a);
+    nd_budget_ref(budget);
+}
+
+// The shared arrays an imported layer names (registry mutex held): an existing one is used
+// (shape must match; its values and optimizer state win over the exported ones, which would
+// otherwise change every other layer using it behind their backs), a missing one is created
+// from the export, held like a definition's new arrays. Arrays are counted in the budget first:
+// nothing changes when they do not fit or a name is busy (ND_STATUS_BUSY with ctx->wait).
+static enum nd_status import_bind(struct nd_registry *reg, struct nd_layer *l,
+                                  struct bind_ctx *ctx, struct nd_error *err) {
+    struct table *t = &reg->shared;
+    struct nd_array *existing[ND_ARRAY_AFFINE_COUNT] = {0};
+    int64_t bytes = 0;
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        struct nd_array *a = l->arrays[id];
+        bool shared = id < ND_ARRAY_AFFINE_COUNT && l->shared[id][0];
+        int64_t pos = shared && a ? table_find(t, l->shared[id]) : -1;
+        if (pos >= 0 && t->e[pos].hold && t->e[pos].hold != ctx->hold) {
+            ctx->wait = hold_ref(t->e[pos].hold);
+            return ND_STATUS_BUSY;
+        }
+        if (pos >= 0) {
+            existing[id] = t->e[pos].obj;
+            if (nd_shape_equal(&existing[id]->shape, &a->shape))
+                continue;
+            char have[96], want[96], field[ND_ERROR_FIELD_MAX];
+            snprintf(field, sizeof field, "arrays.%s", nd_array_name((enum nd_array_id)id));
+            return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, field,
+                                      "shared array %s has shape %s, the imported layer needs %s",
+                                      l->shared[id],
+                                      nd_shape_format(&existing[id]->shape, have, sizeof have),
+                                      nd_shape_format(&a->shape, want, sizeof want));
+        }
+        bytes += a ? import_bytes(a) : 0;
+    }
+    if (!table_reserve(t, ND_ARRAY_AFFINE_COUNT))
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared-array table");
+    if (!nd_budget_take(reg->budget, bytes))
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY,
+                            "the memory budget cannot hold the imported arrays now (%lld bytes "
+                            "with their optimizer state)",
+                            (long long)bytes);
+    for (int id = 0; id < ND_ARRAY_COUNT; id++) {
+        struct nd_array *a = l->arrays[id];
+        if (id < ND_ARRAY_AFFINE_COUNT && existing[id]) {
+            nd_array_ref(existing[id]);
+            l->arrays[id] = existing[id];
+            nd_array_unref(a);
+            continue;
+        }
+        if (!a)
+            continue;
+        import_charge(a, reg->budget);
+        if (id >= ND_ARRAY_AFFINE_COUNT || !l->shared[id][0])
+            continue;
+        int64_t pos = -table_find(t, l->shared[id]) - 1;
+        table_insert(t, pos, l->shared[id], a); // the table's reference
+        nd_array_ref(a);
+        t->e[pos].hold = ctx->hold;
+        ctx->fresh[ctx->nfresh++] = a;
+    }
+    l->budget = reg->budget;
+    nd_budget_ref(l->budget);
+    return ND_STATUS_OK;
+}
+
+enum nd_status nd_registry_import(struct nd_registry *reg, const char *name, const void *bytes,
+                                  size_t len, uint64_t if_version, bool *created,
+                                  struct nd_layer **out, struct nd_error *err) {
+    if (!reg || !name || !bytes)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_import: NULL argument");
+    if (!nd_name_valid(name))
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "name",
+                                  "a name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
+    struct nd_layer *imported;
+    enum nd_status st = nd__export_decode_layer(bytes, len, name, &imported, err);
+    if (st != ND_STATUS_OK) // the whole document is checked before anything changes
+        return st;
+    for (;;) {
+        int64_t pos;
+        struct define_op op = {.name = name, .imported = imported,
+                               .imported_version = imported->version};
+        if ((st = name_claim_wait(reg, name, &pos, &op.hold, err)) != ND_STATUS_OK)
+            break;
+        st = define_begin(reg, pos, NULL, ND_DEFINE_CREATE_OR_REPLACE, if_version, 0, &op, err);
+        nd_mutex_unlock(reg->lock);
+        if (op.ctx.wait) {
+            hold_wait(op.ctx.wait);
+            continue;
+        }
+        if (st == ND_STATUS_OK) {
+            st = define_store(&op, err);
+            define_end(reg, &op, st, created, out);
+        }
+        break;
+    }
+    nd_layer_unref(imported);
     return st;
 }
 

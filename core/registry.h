@@ -64,6 +64,21 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
                                   uint64_t if_version, uint64_t seed, bool *created,
                                   struct nd_layer **out, struct nd_error *err);
 
+// Recreates the layer `name` from an export (export.h's container; the name inside it does not
+// matter), as PUT does: created or replacing (*created tells which), if_version as for
+// nd_registry_define. The whole container is decoded and checked before anything changes
+// (ND_STATUS_INVALID_VALUE naming the damage). The layer comes back with its arrays, optimizer
+// states, counters and user-set marks, so its next train-step answers as the exported one's
+// would; its version is the exported one, or the replaced layer's + 1 when that is larger.
+// Shared arrays: an existing one of the name is bound (ND_STATUS_SHAPE_MISMATCH, field
+// "arrays.Scaling", when its shape differs; its values and optimizer state stay, as the other
+// layers using it see them); a missing one is created from the export. New arrays are taken
+// from the registry's budget (ND_STATUS_OUT_OF_MEMORY when they do not fit). Stored like a
+// define. Thread-safe.
+enum nd_status nd_registry_import(struct nd_registry *reg, const char *name, const void *bytes,
+                                  size_t len, uint64_t if_version, bool *created,
+                                  struct nd_layer **out, struct nd_error *err);
+
 // A new reference to the layer `name` (release with nd_layer_unref), or ND_STATUS_NOT_FOUND.
 // Thread-safe.
 enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,

@@ -54,24 +54,55 @@ static const struct type_row type_table[ND_LAYER_TYPE_COUNT] = {
                                 .rms_eps = true},
 };
 
+// Every spelling of a type besides the canonical names (API.md 1.1, 1.1a); an alias' id is its
+// index here plus one. Ids are stored on disk (format 2): append only, never reorder or remove.
 struct type_alias {
     const char *name;
     enum nd_layer_type type;
     int32_t batchnorm_nd;
+    int32_t min_rank, max_rank, spatial; // PyTorch's classes
+    enum nd_type_family family;
 };
 
+#define BN_ND(n, fam) {"BatchNorm" #n "D", ND_LAYER_TYPE_BATCH_NORM, n, 0, 0, 0, fam}
+#define TORCH(name, type, lo, hi, sp) {name, type, 0, lo, hi, sp, ND_TYPE_FAMILY_PYTORCH}
+
 static const struct type_alias type_aliases[] = {
-    {"BatchNormalizationLayer", ND_LAYER_TYPE_BATCH_NORM, 0},
-    {"BatchNorm", ND_LAYER_TYPE_BATCH_NORM, 0},
-    {"BatchNorm1D", ND_LAYER_TYPE_BATCH_NORM, 1},
-    {"BatchNorm2D", ND_LAYER_TYPE_BATCH_NORM, 2},
-    {"BatchNorm3D", ND_LAYER_TYPE_BATCH_NORM, 3},
-    {"BatchNorm4D", ND_LAYER_TYPE_BATCH_NORM, 4},
-    {"BatchNorm5D", ND_LAYER_TYPE_BATCH_NORM, 5},
-    {"BatchNorm6D", ND_LAYER_TYPE_BATCH_NORM, 6},
-    {"BatchNorm7D", ND_LAYER_TYPE_BATCH_NORM, 7},
-    {"NormalizationLayer", ND_LAYER_TYPE_NORMALIZATION, 0},
+    {"BatchNormalizationLayer", ND_LAYER_TYPE_BATCH_NORM, 0, 0, 0, 0, ND_TYPE_FAMILY_WOLFRAM},
+    {"BatchNorm", ND_LAYER_TYPE_BATCH_NORM, 0, 0, 0, 0, ND_TYPE_FAMILY_NONE},
+    // PuzzleLib has BatchNorm1D..3D; 4D..7D are normd's own and keep the default convention.
+    BN_ND(1, ND_TYPE_FAMILY_PUZZLELIB),
+    BN_ND(2, ND_TYPE_FAMILY_PUZZLELIB),
+    BN_ND(3, ND_TYPE_FAMILY_PUZZLELIB),
+    BN_ND(4, ND_TYPE_FAMILY_NONE),
+    BN_ND(5, ND_TYPE_FAMILY_NONE),
+    BN_ND(6, ND_TYPE_FAMILY_NONE),
+    BN_ND(7, ND_TYPE_FAMILY_NONE),
+    {"NormalizationLayer", ND_LAYER_TYPE_NORMALIZATION, 0, 0, 0, 0, ND_TYPE_FAMILY_WOLFRAM},
+    // PyTorch's classes, with the per-example ranks their forward takes (BatchNorm1d: (N, C)
+    // or (N, C, L); the others one layout each; GroupNorm (N, C, *)).
+    TORCH("BatchNorm1d", ND_LAYER_TYPE_BATCH_NORM, 1, 2, 1),
+    TORCH("BatchNorm2d", ND_LAYER_TYPE_BATCH_NORM, 3, 3, 2),
+    TORCH("BatchNorm3d", ND_LAYER_TYPE_BATCH_NORM, 4, 4, 3),
+    TORCH("InstanceNorm1d", ND_LAYER_TYPE_INSTANCE_NORM, 2, 2, 1),
+    TORCH("InstanceNorm2d", ND_LAYER_TYPE_INSTANCE_NORM, 3, 3, 2),
+    TORCH("InstanceNorm3d", ND_LAYER_TYPE_INSTANCE_NORM, 4, 4, 3),
+    TORCH("LayerNorm", ND_LAYER_TYPE_LAYER_NORM, 0, 0, 0),
+    TORCH("GroupNorm", ND_LAYER_TYPE_GROUP_NORM, 1, 0, 0),
+    TORCH("RMSNorm", ND_LAYER_TYPE_RMS_NORM, 0, 0, 0),
 };
+
+#undef BN_ND
+#undef TORCH
+
+// Whose names the canonical ones are: Keras' three, normd's own otherwise.
+static const enum nd_type_family canonical_family[ND_LAYER_TYPE_COUNT] = {
+    [ND_LAYER_TYPE_BATCH_NORM] = ND_TYPE_FAMILY_KERAS,
+    [ND_LAYER_TYPE_LAYER_NORM] = ND_TYPE_FAMILY_KERAS,
+    [ND_LAYER_TYPE_GROUP_NORM] = ND_TYPE_FAMILY_KERAS,
+};
+
+static const char *const convention_from_names[] = {"unknown", "default", "type", "request"};
 
 // Per-convention defaults (API.md 1.3, 1.4).
 struct conv_row {
@@ -228,31 +259,78 @@ enum nd_status nd_layer_type_parse(const char *name, enum nd_layer_type *type,
                                    int32_t *batchnorm_nd, struct nd_error *err) {
     if (!name || !type)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_type_parse: NULL argument");
+    struct nd_type_name n;
+    enum nd_status st = nd_type_name_lookup(name, &n, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    *type = n.type;
+    if (batchnorm_nd)
+        *batchnorm_nd = n.batchnorm_nd;
+    return ND_STATUS_OK;
+}
+
+bool nd_layer_type_is_batch(enum nd_layer_type type) {
+    return type == ND_LAYER_TYPE_BATCH_NORM;
+}
+
+static void name_from_alias(int i, struct nd_type_name *out) {
+    const struct type_alias *a = &type_aliases[i];
+    *out = (struct nd_type_name){.name = a->name,
+                                 .type = a->type,
+                                 .batchnorm_nd = a->batchnorm_nd,
+                                 .id = i + 1,
+                                 .min_rank = a->min_rank,
+                                 .max_rank = a->max_rank,
+                                 .spatial_dims = a->spatial,
+                                 .family = a->family};
+}
+
+static void name_from_type(enum nd_layer_type t, struct nd_type_name *out) {
+    *out = (struct nd_type_name){.name = type_table[t].name,
+                                 .type = t,
+                                 .family = canonical_family[t]};
+}
+
+enum nd_status nd_type_name_lookup(const char *name, struct nd_type_name *out,
+                                   struct nd_error *err) {
+    if (!name || !out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_type_name_lookup: NULL argument");
     for (int t = 0; t < ND_LAYER_TYPE_COUNT; t++) {
         if (strcmp(type_table[t].name, name) == 0) {
-            *type = (enum nd_layer_type)t;
-            if (batchnorm_nd)
-                *batchnorm_nd = 0;
+            name_from_type((enum nd_layer_type)t, out);
             return ND_STATUS_OK;
         }
     }
     for (int i = 0; i < ND_COUNT_OF(type_aliases); i++) {
         if (strcmp(type_aliases[i].name, name) == 0) {
-            *type = type_aliases[i].type;
-            if (batchnorm_nd)
-                *batchnorm_nd = type_aliases[i].batchnorm_nd;
+            name_from_alias(i, out);
             return ND_STATUS_OK;
         }
     }
     // No echo of the name here: the list of spellings needs the whole message.
     return nd_error_set(err, ND_STATUS_INVALID_VALUE,
-                        "unknown type; expected BatchNormalization(Layer), BatchNorm, "
-                        "BatchNorm1D..BatchNorm7D, Normalization(Layer), LayerNormalization, "
-                        "InstanceNormalization, GroupNormalization, RMSNormalization");
+                        "unknown type; expected (Batch)Normalization(Layer), BatchNorm(1D..7D), "
+                        "Layer/Instance/Group/RMSNormalization, or PyTorch's BatchNorm1d..3d, "
+                        "InstanceNorm1d..3d, LayerNorm, GroupNorm, RMSNorm");
 }
 
-bool nd_layer_type_is_batch(enum nd_layer_type type) {
-    return type == ND_LAYER_TYPE_BATCH_NORM;
+bool nd_type_name_of(enum nd_layer_type type, int32_t id, struct nd_type_name *out) {
+    if ((unsigned)type >= ND_LAYER_TYPE_COUNT || !out)
+        return false;
+    if (id == 0) {
+        name_from_type(type, out);
+        return true;
+    }
+    if (id < 0 || id > ND_COUNT_OF(type_aliases) || type_aliases[id - 1].type != type)
+        return false;
+    name_from_alias(id - 1, out);
+    return true;
+}
+
+const char *nd_convention_from_name(enum nd_convention_from from) {
+    if ((unsigned)from >= (unsigned)ND_COUNT_OF(convention_from_names))
+        return "unknown";
+    return convention_from_names[from];
 }
 
 const char *nd_convention_name(enum nd_convention conv) {
@@ -543,6 +621,81 @@ void nd_spec_defaults(struct nd_spec *spec, enum nd_layer_type type, int32_t bat
     spec->has_seed = false;
 }
 
+void nd_spec_defaults_named(struct nd_spec *spec, const struct nd_type_name *name,
+                            enum nd_convention conv, enum nd_convention_from from) {
+    if (!spec || !name)
+        return;
+    nd_spec_defaults(spec, name->type, name->batchnorm_nd, conv);
+    spec->type_alias = name->id;
+    spec->convention_from = from;
+    if (name->family != ND_TYPE_FAMILY_PYTORCH)
+        return;
+    if (name->type == ND_LAYER_TYPE_INSTANCE_NORM) // InstanceNorm*d(affine=False)
+        spec->enabled[ND_ARRAY_SCALING] = spec->enabled[ND_ARRAY_BIASES] = false;
+    if (name->type == ND_LAYER_TYPE_GROUP_NORM) // num_groups has no default in PyTorch
+        spec->groups = 0;
+}
+
+enum nd_convention nd_type_name_convention(const struct nd_type_name *name, bool keras_args,
+                                           enum nd_convention_from *from) {
+    enum nd_type_family f = name ? name->family : ND_TYPE_FAMILY_NONE;
+    enum nd_convention conv = f == ND_TYPE_FAMILY_PYTORCH     ? ND_CONVENTION_PYTORCH
+                              : f == ND_TYPE_FAMILY_PUZZLELIB ? ND_CONVENTION_PUZZLELIB
+                              : f == ND_TYPE_FAMILY_KERAS && keras_args ? ND_CONVENTION_KERAS
+                                                                        : ND_CONVENTION_WOLFRAM;
+    bool by_type = f == ND_TYPE_FAMILY_PYTORCH || f == ND_TYPE_FAMILY_PUZZLELIB ||
+                   f == ND_TYPE_FAMILY_WOLFRAM || (f == ND_TYPE_FAMILY_KERAS && keras_args);
+    if (from)
+        *from = by_type ? ND_CONVENTION_FROM_TYPE : ND_CONVENTION_FROM_DEFAULT;
+    return conv;
+}
+
+bool nd_spec_is_pytorch_named(const struct nd_spec *spec) {
+    struct nd_type_name n;
+    return spec && spec->type_alias != 0 && nd_type_name_of(spec->type, spec->type_alias, &n) &&
+           n.family == ND_TYPE_FAMILY_PYTORCH;
+}
+
+bool nd_spec_tracks_running_stats(const struct nd_spec *spec) {
+    return spec && nd_layer_type_is_batch(spec->type) && spec->enabled[ND_ARRAY_MOVING_MEAN] &&
+           spec->enabled[ND_ARRAY_MOVING_VARIANCE];
+}
+
+// The input a PyTorch module takes whatever the spatial sizes: [C] for BatchNorm1d (its (N, C)
+// form; [C, L] must be given as input), [C, null...] for the others.
+static void input_from_num_features(struct nd_spec *spec, const struct nd_type_name *n) {
+    int32_t rank = n->type == ND_LAYER_TYPE_BATCH_NORM && n->spatial_dims == 1
+                       ? 1
+                       : n->spatial_dims + 1;
+    if (n->spatial_dims == 0 || spec->num_features < 1)
+        return; // GroupNorm takes any rank: its input stays to be given
+    spec->input.ndim = rank;
+    spec->input.dim[0] = spec->num_features;
+    for (int32_t i = 1; i < rank; i++)
+        spec->input.dim[i] = ND_DIM_AUTO;
+}
+
+void nd_spec_complete(struct nd_spec *spec) {
+    struct nd_type_name n;
+    if (!nd_spec_is_pytorch_named(spec) || !nd_type_name_of(spec->type, spec->type_alias, &n))
+        return;
+    bool normalized = spec->type == ND_LAYER_TYPE_LAYER_NORM || spec->type == ND_LAYER_TYPE_RMS_NORM;
+    int32_t k = spec->normalized_shape.ndim;
+    if (normalized && k >= 1 && k <= ND_MAX_RANK) {
+        spec->naxes = k; // the last k dims, in batched indexing from the end: -k .. -1
+        for (int32_t i = 0; i < k; i++)
+            spec->axes[i] = i - k;
+        bool sizes = true; // invalid ones are nd_spec_validate's to name, not the input's
+        for (int32_t i = 0; i < k; i++)
+            sizes = sizes && spec->normalized_shape.dim[i] >= 1;
+        if (spec->input.ndim == ND_RANK_UNKNOWN && sizes)
+            spec->input = spec->normalized_shape;
+        return;
+    }
+    if (spec->input.ndim == ND_RANK_UNKNOWN)
+        input_from_num_features(spec, &n);
+}
+
 enum nd_momentum_rule nd_spec_momentum_rule(const struct nd_spec *spec) {
     if (!spec)
         return ND_MOMENTUM_DECAY;
@@ -560,6 +713,11 @@ struct nd_initializer nd_spec_initializer(const struct nd_spec *spec, enum nd_ar
 }
 
 // ---- validation ----
+
+// The public name of a field: PyTorch's spelling for a PyTorch-named layer.
+static const char *torch_field(const struct nd_spec *spec, const char *name, const char *torch) {
+    return nd_spec_is_pytorch_named(spec) ? torch : name;
+}
 
 static enum nd_status check_input(const struct nd_shape *in, struct nd_error *err) {
     if (in->ndim == ND_RANK_UNKNOWN)
@@ -598,8 +756,10 @@ static enum nd_status check_common(const struct nd_spec *spec, struct nd_error *
         return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "convention",
                                   "convention %d is out of range", (int)spec->convention);
     if (!(isfinite(spec->epsilon) && spec->epsilon > 0.0))
-        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.epsilon",
-                                  "epsilon must be > 0 and finite, got %g", spec->epsilon);
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
+                                  torch_field(spec, "options.epsilon", "options.eps"),
+                                  "%s must be > 0 and finite, got %g",
+                                  torch_field(spec, "epsilon", "eps"), spec->epsilon);
     enum nd_status st = check_input(&spec->input, err);
     return st ? st : check_multipliers(spec, err);
 }
@@ -655,6 +815,15 @@ static enum nd_status check_batch_options(const struct nd_spec *spec, struct nd_
     enum nd_status st = check_momentum(spec, err);
     if (st)
         return st;
+    // Both moving statistics or neither (PyTorch's track_running_stats=False): the kernels read
+    // and update them together.
+    bool mm = spec->enabled[ND_ARRAY_MOVING_MEAN], mv = spec->enabled[ND_ARRAY_MOVING_VARIANCE];
+    if (mm != mv)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
+                                  mm ? "arrays.MovingVariance" : "arrays.MovingMean",
+                                  "%s cannot be disabled (null) alone; track_running_stats false "
+                                  "drops both moving statistics",
+                                  mm ? "MovingVariance" : "MovingMean");
     if ((unsigned)spec->moving_variance >= (unsigned)ND_COUNT_OF(variance_names))
         return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "options.moving_variance",
                                   "variance estimator %d is out of range",
@@ -730,8 +899,11 @@ static enum nd_status check_norm_options(const struct nd_spec *spec, struct nd_e
                                   "method %d is out of range", (int)spec->method);
     if (spec->type != ND_LAYER_TYPE_NORMALIZATION) {
         if (spec->type == ND_LAYER_TYPE_GROUP_NORM && spec->groups < 1)
-            return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.groups",
-                                      "groups must be >= 1, got %lld", (long long)spec->groups);
+            return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
+                                      torch_field(spec, "options.groups", "options.num_groups"),
+                                      "%s must be >= 1, got %lld",
+                                      torch_field(spec, "groups", "num_groups"),
+                                      (long long)spec->groups);
         return check_axes(spec, err);
     }
     enum nd_status st = check_levels(&spec->aggregation, false, "options.aggregation_levels", err);
@@ -761,10 +933,82 @@ static enum nd_status check_arrays(const struct nd_spec *spec, struct nd_error *
     return ND_STATUS_OK;
 }
 
+// ---- PyTorch's constructor rules ----
+
+// BatchNorm*d and InstanceNorm*d(num_features, ...); GroupNorm(num_groups, num_channels, ...).
+static enum nd_status check_torch_sizes(const struct nd_spec *spec, const char *cls,
+                                        struct nd_error *err) {
+    bool gn = spec->type == ND_LAYER_TYPE_GROUP_NORM;
+    const char *what = gn ? "num_channels" : "num_features";
+    char field[ND_ERROR_FIELD_MAX];
+    snprintf(field, sizeof field, "options.%s", what);
+    if (spec->num_features < 1)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, field,
+                                  spec->num_features == 0
+                                      ? "%s needs %s (a required argument of PyTorch's %s)"
+                                      : "%s: %s must be >= 1 (PyTorch's %s)",
+                                  cls, what, cls);
+    if (!gn)
+        return ND_STATUS_OK;
+    if (spec->groups < 1)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.num_groups",
+                                  spec->groups == 0
+                                      ? "GroupNorm needs num_groups (a required argument of "
+                                        "PyTorch's GroupNorm)"
+                                      : "GroupNorm: num_groups must be >= 1");
+    if (spec->num_features % spec->groups != 0)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.num_channels",
+                                  "num_channels must be divisible by num_groups (%lld %% %lld "
+                                  "= %lld)",
+                                  (long long)spec->num_features, (long long)spec->groups,
+                                  (long long)(spec->num_features % spec->groups));
+    return ND_STATUS_OK;
+}
+
+// LayerNorm and RMSNorm(normalized_shape, ...).
+static enum nd_status check_torch_normalized_shape(const struct nd_spec *spec, const char *cls,
+                                                   struct nd_error *err) {
+    const struct nd_shape *ns = &spec->normalized_shape;
+    if (ns->ndim < 1 || ns->ndim > ND_MAX_RANK)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.normalized_shape",
+                                  ns->ndim == 0
+                                      ? "%s needs normalized_shape (a required argument of "
+                                        "PyTorch's %s)"
+                                      : "%s: normalized_shape has too many dims (%s takes up "
+                                        "to 8)",
+                                  cls, cls);
+    for (int32_t i = 0; i < ns->ndim; i++)
+        if (ns->dim[i] < 1)
+            return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.normalized_shape",
+                                      "%s: normalized_shape sizes must be >= 1, got %lld", cls,
+                                      (long long)ns->dim[i]);
+    return ND_STATUS_OK;
+}
+
+static enum nd_status check_pytorch(const struct nd_spec *spec, struct nd_error *err) {
+    struct nd_type_name n;
+    if (!nd_spec_is_pytorch_named(spec) || !nd_type_name_of(spec->type, spec->type_alias, &n))
+        return ND_STATUS_OK;
+    switch (spec->type) {
+    case ND_LAYER_TYPE_LAYER_NORM:
+    case ND_LAYER_TYPE_RMS_NORM:
+        return check_torch_normalized_shape(spec, n.name, err);
+    case ND_LAYER_TYPE_INSTANCE_NORM: // momentum is stored, and used only with running stats
+        if (!spec->momentum_null && !in_unit(spec->momentum))
+            return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.momentum",
+                                      "momentum must be in [0, 1], got %g", spec->momentum);
+        return check_torch_sizes(spec, n.name, err);
+    default:
+        return check_torch_sizes(spec, n.name, err);
+    }
+}
+
 enum nd_status nd_spec_validate(const struct nd_spec *spec, struct nd_error *err) {
     if (!spec)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_spec_validate: NULL spec");
     enum nd_status st = check_common(spec, err);
+    if (!st)
+        st = check_pytorch(spec, err);
     if (st)
         return st;
     if (nd_layer_type_is_batch(spec->type))
@@ -1024,6 +1268,93 @@ static void norm_param_shape(struct nd_layout *out) {
             out->param_shape.dim[out->param_shape.ndim++] = out->input.dim[i];
 }
 
+// ---- PyTorch's rules against the input ----
+
+// A PyTorch class takes inputs of given ranks, counted with the batch as PyTorch counts them.
+static enum nd_status check_torch_rank(const struct nd_spec *spec, int32_t r,
+                                       struct nd_error *err) {
+    struct nd_type_name n;
+    if (!nd_spec_is_pytorch_named(spec) || !nd_type_name_of(spec->type, spec->type_alias, &n) ||
+        n.min_rank == 0 || (r >= n.min_rank && (n.max_rank == 0 || r <= n.max_rank)))
+        return ND_STATUS_OK;
+    if (n.max_rank == 0)
+        return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input",
+                                  "%s expects an input of at least %dD (N, C, *), got %dD (a "
+                                  "per-example rank of %d)",
+                                  n.name, (int)n.min_rank + 1, (int)r + 1, (int)r);
+    if (n.min_rank != n.max_rank)
+        return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input",
+                                  "%s expects a %dD or %dD input, got %dD (per-example shape [C] "
+                                  "or [C, L]; rank %d given)",
+                                  n.name, (int)n.min_rank + 1, (int)n.max_rank + 1, (int)r + 1,
+                                  (int)r);
+    return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input",
+                              "%s expects a %dD input (got %dD input): a per-example rank of %d "
+                              "(channels and %d spatial dims), got %d",
+                              n.name, (int)n.min_rank + 1, (int)r + 1, (int)n.min_rank,
+                              (int)n.spatial_dims, (int)r);
+}
+
+// LayerNorm/RMSNorm: the input ends with normalized_shape (PyTorch's message).
+static enum nd_status check_torch_trailing(const struct nd_spec *spec, const struct nd_shape *in,
+                                           struct nd_error *err) {
+    const struct nd_shape *ns = &spec->normalized_shape;
+    bool ok = ns->ndim <= in->ndim;
+    for (int32_t i = 0; ok && i < ns->ndim; i++) {
+        int64_t d = in->dim[in->ndim - ns->ndim + i];
+        ok = d == ND_DIM_AUTO || d == ns->dim[i];
+    }
+    if (ok)
+        return ND_STATUS_OK;
+    char want[96], got[96];
+    nd_shape_format(ns, want, sizeof want);
+    size_t n = strlen(want);
+    return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.normalized_shape",
+                              "Given normalized_shape=%s, expected input with shape [*, %.*s], "
+                              "but got examples of shape %s",
+                              want, (int)(n > 2 ? n - 2 : 0), want + 1,
+                              nd_shape_format(in, got, sizeof got));
+}
+
+// BatchNorm*d, InstanceNorm*d, GroupNorm: num_features (num_channels) is the channel count.
+static enum nd_status check_torch_channels(const struct nd_spec *spec,
+                                           const struct nd_layout *lay, struct nd_error *err) {
+    int64_t c = ND_DIM_AUTO;
+    if (nd_layer_type_is_batch(spec->type))
+        c = lay->param_shape.ndim == 1 ? lay->param_shape.dim[0] : ND_DIM_AUTO;
+    else if (lay->param_mask)
+        c = lay->input.dim[lowest_bit(lay->param_mask)];
+    if (c == ND_DIM_AUTO || c == spec->num_features)
+        return ND_STATUS_OK;
+    bool gn = spec->type == ND_LAYER_TYPE_GROUP_NORM;
+    return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
+                              gn ? "options.num_channels" : "options.num_features",
+                              "%s is %lld but the input has %lld channels",
+                              gn ? "num_channels" : "num_features",
+                              (long long)spec->num_features, (long long)c);
+}
+
+// Before the type's own resolution (whose errors would name normd's options): the ranks and
+// LayerNorm/RMSNorm's trailing dims.
+static enum nd_status check_torch_shape(const struct nd_spec *spec, const struct nd_shape *in,
+                                        struct nd_error *err) {
+    if (!nd_spec_is_pytorch_named(spec))
+        return ND_STATUS_OK;
+    enum nd_status st = check_torch_rank(spec, in->ndim, err);
+    if (!st && (spec->type == ND_LAYER_TYPE_LAYER_NORM || spec->type == ND_LAYER_TYPE_RMS_NORM))
+        st = check_torch_trailing(spec, in, err);
+    return st;
+}
+
+// After it: the channel count.
+static enum nd_status check_torch_input(const struct nd_spec *spec, const struct nd_layout *lay,
+                                        struct nd_error *err) {
+    bool sized = spec->type != ND_LAYER_TYPE_LAYER_NORM && spec->type != ND_LAYER_TYPE_RMS_NORM;
+    if (!nd_spec_is_pytorch_named(spec) || !sized || spec->num_features < 1)
+        return ND_STATUS_OK;
+    return check_torch_channels(spec, lay, err);
+}
+
 enum nd_status nd_spec_resolve(const struct nd_spec *spec, const struct nd_shape *input,
                                struct nd_layout *out, struct nd_error *err) {
     if (!spec || !input || !out)
@@ -1037,6 +1368,8 @@ enum nd_status nd_spec_resolve(const struct nd_spec *spec, const struct nd_shape
     struct nd_layout lay = {.input = *input};
     for (int i = 0; i < ND_MAX_RANK; i++)
         lay.groups[i] = 1;
+    if ((st = check_torch_shape(spec, input, err)))
+        return st;
     if (nd_layer_type_is_batch(spec->type))
         st = resolve_batch(spec, &lay, err);
     else if (spec->type == ND_LAYER_TYPE_NORMALIZATION)
@@ -1047,6 +1380,8 @@ enum nd_status nd_spec_resolve(const struct nd_spec *spec, const struct nd_shape
         return st;
     if (!nd_layer_type_is_batch(spec->type))
         norm_param_shape(&lay);
+    if ((st = check_torch_input(spec, &lay, err)))
+        return st;
     *out = lay;
     return ND_STATUS_OK;
 }

@@ -50,6 +50,48 @@ enum nd_status nd_layer_type_parse(const char *name, enum nd_layer_type *type,
 // True for ND_LAYER_TYPE_BATCH_NORM; the other types are the Normalization family.
 bool nd_layer_type_is_batch(enum nd_layer_type type);
 
+// ---- each framework's names (API.md 1.1a) ----
+
+// Whose name a type spelling is: it picks the convention when the request names none.
+enum nd_type_family {
+    ND_TYPE_FAMILY_NONE,      // canonical or normd's own (BatchNorm, Normalization, ...)
+    ND_TYPE_FAMILY_WOLFRAM,   // BatchNormalizationLayer, NormalizationLayer
+    ND_TYPE_FAMILY_KERAS,     // BatchNormalization, LayerNormalization, GroupNormalization:
+                              // keras only when given a Keras-only argument
+    ND_TYPE_FAMILY_PYTORCH,   // BatchNorm1d .. RMSNorm: PyTorch's classes and arguments
+    ND_TYPE_FAMILY_PUZZLELIB, // BatchNorm1D, BatchNorm2D, BatchNorm3D
+};
+
+// A type spelling and what it implies besides the type.
+struct nd_type_name {
+    const char *name; // the spelling (static)
+    enum nd_layer_type type;
+    int32_t batchnorm_nd; // BatchNormND aliases: per-example rank N + 1; else 0
+    int32_t id;           // 0 for the canonical names; else the alias' id (nd_spec.type_alias)
+    int32_t min_rank, max_rank; // per-example ranks the name allows (0: any; PyTorch classes)
+    int32_t spatial_dims;       // PyTorch's BatchNormNd/InstanceNormNd: N; else 0
+    enum nd_type_family family;
+};
+
+// Looks a spelling up (canonical names and every alias, case-sensitive). INVALID_VALUE with
+// the accepted spellings listed otherwise; the field is left to the caller.
+enum nd_status nd_type_name_lookup(const char *name, struct nd_type_name *out,
+                                   struct nd_error *err);
+
+// The spelling with alias id (0: the canonical name of type). False for an unknown id.
+bool nd_type_name_of(enum nd_layer_type type, int32_t id, struct nd_type_name *out);
+
+// Where a layer's convention came from (GET's "convention_from").
+enum nd_convention_from {
+    ND_CONVENTION_FROM_UNKNOWN, // a layer stored before normd recorded it
+    ND_CONVENTION_FROM_DEFAULT,
+    ND_CONVENTION_FROM_TYPE,    // the type's name (or a Keras type's Keras-only arguments)
+    ND_CONVENTION_FROM_REQUEST,
+};
+
+// "unknown", "default", "type", "request"; static.
+const char *nd_convention_from_name(enum nd_convention_from from);
+
 enum nd_convention {
     ND_CONVENTION_WOLFRAM, // default
     ND_CONVENTION_KERAS,
@@ -181,6 +223,15 @@ struct nd_spec {
     double lr_multiplier[ND_ARRAY_COUNT]; // 0 freezes
     bool has_seed;
     uint64_t seed;
+
+    // How the definition named things (API.md 1.1a). Stored since format version 2; a layer
+    // stored by version 1 reloads with its canonical name and ND_CONVENTION_FROM_UNKNOWN.
+    int32_t type_alias; // nd_type_name.id of the spelling the type was given by
+    enum nd_convention_from convention_from;
+    bool synchronized;  // Keras' argument: accepted, no effect in one process
+    // PyTorch's sizes, checked against the input by nd_spec_resolve (0 / ndim 0: not given).
+    int64_t num_features;             // BatchNorm*d, InstanceNorm*d; GroupNorm's num_channels
+    struct nd_shape normalized_shape; // LayerNorm, RMSNorm: the trailing per-example dims
 };
 
 // Resets *spec to the defaults of type under conv (API.md 1.3, 1.4): epsilon, momentum,
@@ -189,6 +240,32 @@ struct nd_spec {
 // trainable, no input. batchnorm_nd as from nd_layer_type_parse.
 void nd_spec_defaults(struct nd_spec *spec, enum nd_layer_type type, int32_t batchnorm_nd,
                       enum nd_convention conv);
+
+// nd_spec_defaults for a type spelling: also records it (type_alias) and where the
+// convention came from, and applies the class's own defaults (PyTorch's InstanceNorm*d: no
+// Scaling/Biases, affine=False).
+void nd_spec_defaults_named(struct nd_spec *spec, const struct nd_type_name *name,
+                            enum nd_convention conv, enum nd_convention_from from);
+
+// The convention a definition gets when the request names none (API.md 1.1a): PyTorch names
+// pytorch, PuzzleLib's BatchNorm1D..3D puzzlelib, the ...Layer names wolfram, a Keras type
+// given a Keras-only argument (keras_args) keras, else wolfram from the default. *from says
+// which (ND_CONVENTION_FROM_TYPE or ND_CONVENTION_FROM_DEFAULT).
+enum nd_convention nd_type_name_convention(const struct nd_type_name *name, bool keras_args,
+                                           enum nd_convention_from *from);
+
+// Completes a PyTorch-named definition from its sizes once the options are read: the input,
+// when not given, from num_features ([C] for BatchNorm1d, [C, null...] for the others) or
+// normalized_shape; LayerNorm/RMSNorm's axes from normalized_shape. No-op for other names.
+void nd_spec_complete(struct nd_spec *spec);
+
+// True when the spec's type was named by a PyTorch class (it then takes PyTorch's arguments,
+// and errors name them: "options.eps", "options.num_groups").
+bool nd_spec_is_pytorch_named(const struct nd_spec *spec);
+
+// True when a batch norm keeps MovingMean/MovingVariance (PyTorch's track_running_stats; both
+// disabled: batch statistics in inference too). False for the Normalization family.
+bool nd_spec_tracks_running_stats(const struct nd_spec *spec);
 
 // The rule moving statistics follow under this spec's convention and momentum.
 enum nd_momentum_rule nd_spec_momentum_rule(const struct nd_spec *spec);
@@ -206,6 +283,10 @@ struct nd_initializer nd_spec_initializer(const struct nd_spec *spec, enum nd_ar
 // Failures are ND_STATUS_INVALID_VALUE naming the public field ("options.epsilon",
 // "options.scaling_initializer.stddev", "learning_rate_multipliers.Biases"); an enum out of
 // range (type, convention, method, level kind) is ND_STATUS_INVALID_ARGUMENT: a C caller's bug.
+// PyTorch-named types follow PyTorch's constructors: num_features (BatchNorm*d, InstanceNorm*d),
+// normalized_shape (LayerNorm, RMSNorm), num_groups and num_channels (GroupNorm) are required,
+// sizes >= 1, and num_channels must be divisible by num_groups. A batch norm has both moving
+// statistics or neither ("arrays.MovingMean" / "arrays.MovingVariance" name the one missing).
 enum nd_status nd_spec_validate(const struct nd_spec *spec, struct nd_error *err);
 
 // ---- resolution against a shape ----

@@ -1924,7 +1924,16 @@ START_TEST(test_version_counts_changes) {
     ck_assert_ptr_null(r.output.data); // not asked for
     ck_assert_ptr_null(r.arrays[0].data);
     nd_train_result_deinit(&r);
-    train_ok(l, pool, &xt, NULL, sgd(0.1), W_OUT, &r); // no gradient: a step all the same
+    // No gradient and no moving statistics: a step that would change nothing is refused, and
+    // counts nothing; asking for the batch statistics makes it a step all the same.
+    struct nd_error why;
+    nd_error_clear(&why);
+    check_status(train(l, pool, &xt, NULL, NULL, sgd(0.1), W_OUT, &r, &why),
+                 ND_STATUS_INVALID_VALUE, &why);
+    ck_assert_str_eq(why.field, "output_gradient");
+    ck_assert_ptr_nonnull(strstr(why.msg, "would change nothing"));
+    ck_assert_uint_eq(version_of(l), v + 1);
+    train_ok(l, pool, &xt, NULL, sgd(0.1), W_OUT | W_STAT, &r);
     ck_assert_uint_eq(r.version, v + 2);
     nd_train_result_deinit(&r);
     float s[4] = {1, 2, 3, 4};
@@ -2077,8 +2086,9 @@ START_TEST(test_one_value_per_channel) {
             struct nd_train_result r;
             struct nd_error err;
             nd_error_clear(&err);
-            enum nd_status st = train(l, nd_engine_pool(e), &xt, NULL, NULL, sgd(0.1), W_OUT, &r,
-                                      &err);
+            // Frozen and without a gradient, only the batch statistics make it a step.
+            enum nd_status st = train(l, nd_engine_pool(e), &xt, NULL, NULL, sgd(0.1),
+                                      W_OUT | (frozen ? W_STAT : 0), &r, &err);
             if (conv == ND_CONVENTION_PYTORCH && !frozen) {
                 check_status(st, ND_STATUS_INVALID_VALUE, &err);
                 ck_assert_str_eq(err.field, "input");
@@ -2647,6 +2657,67 @@ START_TEST(test_out_of_memory_changes_nothing) {
 }
 END_TEST
 
+// PyTorch's track_running_stats=False: no MovingMean/MovingVariance, and batch statistics in
+// inference too; a train-step answers as a tracking layer's does and moves nothing.
+START_TEST(test_no_running_stats) {
+    struct nd_engine *e = engine_new(2);
+    struct nd_pool *pool = nd_engine_pool(e);
+    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PYTORCH, 1,
+                                    (int64_t[]){2});
+    struct nd_spec off = spec;
+    off.enabled[ND_ARRAY_MOVING_MEAN] = off.enabled[ND_ARRAY_MOVING_VARIANCE] = false;
+    ck_assert(!nd_spec_tracks_running_stats(&off));
+    struct nd_layer *l = define_ok(e, "nostats", &off, NULL);
+    struct nd_layer *ref = define_ok(e, "stats", &spec, NULL);
+    float xs[] = {1, 2, 3, 6}, dys[] = {0.5f, -1, 2, 0.25f};
+    struct nd_tensor x = view(xs, 2, (int64_t[]){2, 2}), dy = view(dys, 2, (int64_t[]){2, 2});
+    struct nd_tensor y;
+    forward_ok(l, pool, &x, false, &y); // inference: the batch's own statistics
+    double a = 1 / sqrt(1 + 1e-5), b = 2 / sqrt(4 + 1e-5);
+    const double want[] = {-a, -b, a, b};
+    for (int i = 0; i < 4; i++)
+        ck_assert_double_eq_tol(y.data[i], want[i], 1e-6);
+    nd_tensor_deinit(&y);
+    uint32_t all = ND_TRAIN_WANT_OUTPUT | ND_TRAIN_WANT_INPUT_GRADIENT |
+                   ND_TRAIN_WANT_ARRAY_GRADIENTS | ND_TRAIN_WANT_ARRAYS;
+    struct nd_train_result r, rr;
+    train_ok(l, pool, &x, &dy, sgd(0.1), all, &r);
+    train_ok(ref, pool, &x, &dy, sgd(0.1), all, &rr);
+    ck_assert_ptr_null(r.arrays[ND_ARRAY_MOVING_MEAN].data);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_float_eq(r.output.data[i], rr.output.data[i]);
+        ck_assert_float_eq(r.input_grad.data[i], rr.input_grad.data[i]);
+    }
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        for (int i = 0; i < 2; i++)
+            ck_assert_float_eq(r.array_grad[id].data[i], rr.array_grad[id].data[i]);
+    nd_train_result_deinit(&r);
+    nd_train_result_deinit(&rr);
+    struct nd_tensor t;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_layer_read_array(l, ND_ARRAY_MOVING_MEAN, &t, NULL, &err),
+                     ND_STATUS_NOT_FOUND);
+    // One value per channel: PyTorch refuses batch statistics over it, in inference too.
+    struct nd_tensor one = view(xs, 2, (int64_t[]){1, 2});
+    nd_error_clear(&err);
+    check_status(forward(l, pool, &one, false, &y, &err), ND_STATUS_INVALID_VALUE, &err);
+    ck_assert_str_eq(err.field, "input");
+    nd_tensor_deinit(&y);
+    // A frozen layer without running statistics still normalizes with the batch's.
+    off.trainable = false;
+    nd_layer_unref(l);
+    l = define_ok(e, "nostats", &off, NULL);
+    train_ok(l, pool, &x, &dy, sgd(0.1), ND_TRAIN_WANT_OUTPUT, &r);
+    for (int i = 0; i < 4; i++)
+        ck_assert_double_eq_tol(r.output.data[i], want[i], 1e-6);
+    nd_train_result_deinit(&r);
+    nd_layer_unref(l);
+    nd_layer_unref(ref);
+    nd_engine_free(e);
+}
+END_TEST
+
 Suite *layer_suite(void) {
     Suite *s = suite_create("layer");
     TCase *tc = tcase_create("core");
@@ -2657,6 +2728,7 @@ Suite *layer_suite(void) {
     tcase_add_test(tc, test_wolfram_input3_and_train_mode);
     tcase_add_loop_test(tc, test_moving_statistics, 0, NMOVING);
     tcase_add_test(tc, test_trainable_false_is_frozen);
+    tcase_add_test(tc, test_no_running_stats);
     tcase_add_loop_test(tc, test_gradients_match_finite_differences, 0, NGRAD);
     tcase_add_loop_test(tc, test_optimizer_through_layer, 0, NOPT);
     tcase_add_test(tc, test_mean_squared_target);

@@ -17,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/engine.h"
+#include "core/export.h"
 #include "core/layer.h"
 #include "core/layer_impl.h" // white-box: optimizer states, user_set, array versions
 #include "core/persist.h"
@@ -2169,6 +2170,840 @@ START_TEST(test_registry_waits_for_save_in_flight) {
 }
 END_TEST
 
+// ---- export and import (core/export.c, nd_registry_import) ----
+
+static void export_ok(struct nd_layer *l, struct nd_buf *out) {
+    struct nd_error err;
+    nd_error_clear(&err);
+    memset(out, 0, sizeof *out);
+    ck_assert_msg(nd_layer_export(l, out, NULL, &err) == ND_STATUS_OK, "export %s: %s",
+                  nd_layer_name(l), err.msg);
+}
+
+static enum nd_status import_bytes(struct nd_engine *e, const char *name, const void *bytes,
+                                   size_t len, uint64_t if_version, bool *created,
+                                   struct nd_error *err) {
+    struct nd_layer *l = NULL;
+    enum nd_status st = nd_registry_import(R(e), name, bytes, len, if_version, created, &l, err);
+    nd_layer_unref(l);
+    return st;
+}
+
+static void import_ok(struct nd_engine *e, const char *name, const struct nd_buf *b,
+                      bool want_created) {
+    struct nd_error err;
+    nd_error_clear(&err);
+    bool created = !want_created;
+    enum nd_status st = import_bytes(e, name, b->data, b->len, 0, &created, &err);
+    ck_assert_msg(st == ND_STATUS_OK, "import %s: %s (%s)", name, nd_status_name(st), err.msg);
+    ck_assert_msg(created == want_created, "import %s: created %d", name, created);
+}
+
+// Export -> plain data -> encode gives the very same bytes.
+static void assert_state_round_trip(const struct nd_buf *b, const char *what) {
+    struct nd_layer_state st;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_msg(nd_layer_state_decode(b->data, b->len, &st, &err) == ND_STATUS_OK, "%s: %s",
+                  what, err.msg);
+    struct nd_buf again = {0};
+    ck_assert_msg(nd_layer_state_encode(&st, &again, &err) == ND_STATUS_OK, "%s: %s", what,
+                  err.msg);
+    ck_assert_msg(again.len == b->len && memcmp(again.data, b->data, b->len) == 0,
+                  "%s: encode(decode(export)) differs", what);
+    nd_buf_deinit(&again);
+    nd_layer_state_deinit(&st);
+}
+
+// Every round-trip case, exported after training and imported into a fresh engine with a store:
+// the same layer, the same next two steps, and the store holds it as it is.
+START_TEST(test_export_import_every_kind) {
+    struct nd_engine *e = engine_new(NULL);
+    struct mem_store *s = mem_new();
+    struct nd_engine *f = engine_new(s);
+    struct nd_buf b[NRT];
+    for (int k = 0; k < NRT; k++) {
+        struct nd_layer *l = rt_define(e, &rt_cases[k]);
+        if (!(rt_cases[k].flags & RT_NO_TRAIN))
+            rt_train(e, l, &rt_cases[k], k);
+        nd_layer_unref(l);
+    }
+    for (int k = 0; k < NRT; k++) { // all exported before any import: shared arrays agree
+        struct nd_layer *l = get_layer(e, rt_cases[k].name);
+        export_ok(l, &b[k]);
+        assert_state_round_trip(&b[k], rt_cases[k].name);
+        nd_layer_unref(l);
+    }
+    for (int k = 0; k < NRT; k++)
+        import_ok(f, rt_cases[k].name, &b[k], true);
+    assert_same_names(e, f);
+    ck_assert_int_eq(mem_count(s, MEM_LAYER), NRT);
+    ck_assert_int_eq(mem_count(s, MEM_SHARED), 3); // S1, S2, S3; P1 still pending
+    assert_store_matches(s, f);
+    for (int k = 0; k < NRT; k++) {
+        const struct rt_case *c = &rt_cases[k];
+        struct nd_layer *a = get_layer(e, c->name), *x = get_layer(f, c->name);
+        assert_layers_equal(a, x, c->name);
+        if (c->flags & RT_NO_TRAIN) {
+            uint64_t va = initialize_ok(e, c->name, c->init_rank, c->init_input, false);
+            uint64_t vb = initialize_ok(f, c->name, c->init_rank, c->init_input, false);
+            ck_assert_uint_eq(va, vb);
+        }
+        assert_same_step(e, a, f, x, c->opt, 999 + (uint64_t)k, (c->flags & RT_TARGET) != 0,
+                         c->name);
+        nd_layer_unref(a);
+        nd_layer_unref(x);
+        nd_buf_deinit(&b[k]);
+    }
+    nd_engine_free(e);
+    nd_engine_free(f);
+    mem_free(s);
+}
+END_TEST
+
+// Under another name, and replacing: versions go on, If-Match is honoured, the copy trains as
+// the original does.
+START_TEST(test_import_renames_and_replaces) {
+    struct nd_engine *e = engine_new(NULL);
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    struct nd_layer *l = define_ok(e, "orig", &def);
+    for (int i = 0; i < 3; i++)
+        train_ok(e, l, ADAM, 40 + (uint64_t)i);
+    struct nd_buf b;
+    export_ok(l, &b);
+    import_ok(e, "copy", &b, true);
+    struct nd_layer *c = get_layer(e, "copy");
+    ck_assert_str_eq(nd_layer_name(c), "copy");
+    ck_assert_uint_eq(version_of(c), version_of(l));
+    struct nd_train_result ra, rb;
+    ck_assert_int_eq(train_seeded(e, l, ADAM, 7, false, &ra, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(train_seeded(e, c, ADAM, 7, false, &rb, NULL), ND_STATUS_OK);
+    assert_results_equal(&ra, &rb, "copy");
+    nd_train_result_deinit(&ra);
+    nd_train_result_deinit(&rb);
+    uint64_t v = version_of(c);
+    nd_layer_unref(c);
+    // Replacing: the old version's successor (the export's own version is older).
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(import_bytes(e, "copy", b.data, b.len, v + 7, NULL, &err),
+                     ND_STATUS_PRECONDITION_FAILED);
+    import_ok(e, "copy", &b, false);
+    c = get_layer(e, "copy");
+    ck_assert_uint_eq(version_of(c), v + 1);
+    nd_layer_unref(c);
+    // Invalid names are refused first.
+    nd_error_clear(&err);
+    ck_assert_int_eq(import_bytes(e, "-bad", b.data, b.len, 0, NULL, &err),
+                     ND_STATUS_INVALID_VALUE);
+    ck_assert_str_eq(err.field, "name");
+    nd_buf_deinit(&b);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+}
+END_TEST
+
+// An existing shared array is used (its values, not the export's); a different shape is a
+// shape mismatch naming the array, and nothing is created.
+START_TEST(test_import_binds_existing_shared) {
+    struct nd_engine *e = engine_new(NULL), *f = engine_new(NULL);
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    set_shared(&def, SC, "g");
+    struct nd_layer *l = define_ok(e, "a", &def);
+    train_ok(e, l, SGD, 1);
+    struct nd_buf b;
+    export_ok(l, &b);
+    bn_def(&def, 3);
+    set_shared(&def, SC, "g");
+    struct nd_layer *other = define_ok(f, "other", &def); // g of f: ones, not e's trained values
+    import_ok(f, "a", &b, true);
+    struct nd_layer *x = get_layer(f, "a");
+    struct nd_tensor t1 = read_array(x, SC), t2 = read_array(other, SC);
+    assert_tensors_equal(&t1, &t2, "bound to f's g");
+    nd_tensor_deinit(&t1);
+    nd_tensor_deinit(&t2);
+    nd_layer_unref(x);
+    nd_layer_unref(other);
+    bn_def(&def, 4);
+    set_shared(&def, SC, "g");
+    struct nd_engine *g = engine_new(NULL);
+    nd_layer_unref(define_ok(g, "four", &def));
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(import_bytes(g, "a", b.data, b.len, 0, NULL, &err),
+                     ND_STATUS_SHAPE_MISMATCH);
+    ck_assert_str_eq(err.field, "arrays.Scaling");
+    ck_assert(!has_layer(g, "a"));
+    ck_assert_int_eq(nd_registry_count(R(g)), 1);
+    nd_buf_deinit(&b);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+    nd_engine_free(f);
+    nd_engine_free(g);
+}
+END_TEST
+
+// Every truncation and every single-byte change is refused whole; so are a resealed unknown
+// version, a missing or extra shared-array file, and a state that does not fit its layer.
+START_TEST(test_import_refuses_damage) {
+    struct nd_engine *e = engine_new(NULL), *f = engine_new(NULL);
+    struct nd_layer_def def;
+    bn_def(&def, 2);
+    set_shared(&def, BI, "h");
+    struct nd_layer *l = define_ok(e, "a", &def);
+    train_ok(e, l, ADAM, 3);
+    struct nd_buf b;
+    export_ok(l, &b);
+    struct nd_error err;
+    for (size_t n = 0; n < b.len; n++)
+        ck_assert_int_eq(import_bytes(f, "x", b.data, n, 0, NULL, NULL), ND_STATUS_INVALID_VALUE);
+    unsigned char *c = malloc(b.len);
+    ck_assert_ptr_nonnull(c);
+    for (size_t i = 0; i < b.len; i++) {
+        memcpy(c, b.data, b.len);
+        c[i] ^= 0x20;
+        ck_assert_int_eq(import_bytes(f, "x", c, b.len, 0, NULL, NULL), ND_STATUS_INVALID_VALUE);
+    }
+    memcpy(c, b.data, b.len);
+    c[4] = 9; // format version 9
+    reseal(c, b.len);
+    nd_error_clear(&err);
+    ck_assert_int_eq(import_bytes(f, "x", c, b.len, 0, NULL, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_msg(strstr(err.msg, "format version 9") != NULL, "%s", err.msg);
+    // One file only: the layer names h, which the export no longer carries.
+    size_t first = 28 + (size_t)(c[20] | c[21] << 8 | c[22] << 16 | (size_t)c[23] << 24);
+    memcpy(c, b.data, b.len);
+    c[16] = 1;
+    memcpy(c + first, b.data + b.len - 8, 8);
+    reseal(c, first + 8);
+    nd_error_clear(&err);
+    ck_assert_int_eq(import_bytes(f, "x", c, first + 8, 0, NULL, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_msg(strstr(err.msg, "missing") != NULL, "%s", err.msg);
+    ck_assert_int_eq(nd_registry_count(R(f)), 0);
+    free(c);
+    // Plain data that does not fit: named fields.
+    struct nd_layer_state st;
+    ck_assert_int_eq(nd_layer_state_decode(b.data, b.len, &st, NULL), ND_STATUS_OK);
+    struct nd_buf out = {0};
+    st.arrays[SC].value.shape.dim[0] = 1;
+    st.arrays[SC].value.numel = 1;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_layer_state_encode(&st, &out, &err), ND_STATUS_SHAPE_MISMATCH);
+    ck_assert_str_eq(err.field, "arrays.Scaling");
+    st.arrays[SC].value.shape.dim[0] = 2;
+    st.arrays[SC].value.numel = 2;
+    st.arrays[MV].value.data[1] = -1.0f;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_layer_state_encode(&st, &out, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_str_eq(err.field, "arrays.MovingVariance");
+    st.arrays[MV].value.data[1] = 1.0f;
+    st.arrays[SC].opt.n = 1;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_layer_state_encode(&st, &out, &err), ND_STATUS_SHAPE_MISMATCH);
+    ck_assert_str_eq(err.field, "optimizer_state.Scaling.m");
+    st.arrays[SC].opt.n = 2;
+    st.version = 0;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_layer_state_encode(&st, &out, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_str_eq(err.field, "version");
+    st.version = 5;
+    st.spec.epsilon = -1;
+    nd_error_clear(&err);
+    ck_assert_int_eq(nd_layer_state_encode(&st, &out, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_str_eq(err.field, "definition.options.epsilon");
+    ck_assert_uint_eq(out.len, 0);
+    nd_layer_state_deinit(&st);
+    nd_buf_deinit(&b);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+    nd_engine_free(f);
+}
+END_TEST
+
+// The imported arrays come from the memory budget: refused whole when they do not fit.
+START_TEST(test_import_counts_in_budget) {
+    struct nd_engine *e = engine_new(NULL);
+    struct nd_layer_def def;
+    bn_def(&def, 1000);
+    struct nd_layer *l = define_ok(e, "big", &def);
+    struct nd_buf b;
+    export_ok(l, &b);
+    struct nd_engine_config cfg = nd_engine_config_default();
+    cfg.max_memory = 20000; // less than four arrays of 1000 values with their moments
+    struct nd_engine *f = NULL;
+    ck_assert_int_eq(nd_engine_create(&cfg, &f, NULL), ND_STATUS_OK);
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_int_eq(import_bytes(f, "big", b.data, b.len, 0, NULL, &err),
+                     ND_STATUS_OUT_OF_MEMORY);
+    ck_assert_int_eq(nd_registry_count(R(f)), 0);
+    ck_assert_int_eq(nd_budget_used(nd_engine_budget(f)), 0);
+    nd_buf_deinit(&b);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+    nd_engine_free(f);
+}
+END_TEST
+
+START_TEST(test_export_null_arguments) {
+    struct nd_buf b = {0};
+    struct nd_layer_state st;
+    ck_assert_int_eq(nd_layer_export(NULL, &b, NULL, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_layer_state_decode(NULL, 0, &st, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_layer_state_encode(NULL, &b, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_layer_state_check(NULL, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(nd_registry_import(NULL, "a", "x", 1, 0, NULL, NULL, NULL),
+                     ND_STATUS_INVALID_ARGUMENT);
+    nd_layer_state_deinit(NULL);
+}
+END_TEST
+
+// ---- format version 2: how a definition named things ----
+
+// A definition by a type spelling as api/ builds one (nd_spec_defaults_named), then tweaked.
+struct v2_case {
+    const char *name, *type;
+    enum nd_convention conv;
+    enum nd_convention_from from;
+    void (*tweak)(struct nd_spec *s);
+    enum nd_optimizer_kind opt; // trained twice when its input is known and it has Scaling
+};
+
+static void v2_bn2d(struct nd_spec *s) { // BatchNorm2d(3, momentum=None)
+    s->num_features = 3;
+    s->momentum_null = true;
+}
+static void v2_bn1d_nostats(struct nd_spec *s) { // BatchNorm1d(3, track_running_stats=False)
+    s->num_features = 3;
+    s->enabled[MM] = s->enabled[MV] = false;
+}
+static void v2_ln(struct nd_spec *s) { // LayerNorm(4, bias=False) on [3, 4]
+    s->normalized_shape = nd_shape_make(1, (int64_t[]){4});
+    s->input = nd_shape_make(2, (int64_t[]){3, 4});
+    s->enabled[BI] = false;
+}
+static void v2_rms(struct nd_spec *s) { // RMSNorm([2, 3], eps=1e-4)
+    s->normalized_shape = nd_shape_make(2, (int64_t[]){2, 3});
+    s->epsilon = 1e-4;
+}
+static void v2_gn(struct nd_spec *s) { // GroupNorm(2, 4) on [4, 3]
+    s->groups = 2;
+    s->num_features = 4;
+    s->input = nd_shape_make(2, (int64_t[]){4, 3});
+}
+static void v2_gn_uninit(struct nd_spec *s) { // GroupNorm(3, 6): no input yet
+    s->groups = 3;
+    s->num_features = 6;
+}
+static void v2_in2d(struct nd_spec *s) { // InstanceNorm2d(3): affine=False, no arrays
+    s->num_features = 3;
+}
+static void v2_in2d_affine(struct nd_spec *s) { // InstanceNorm2d(2, affine=True) on [2, 2, 3]
+    s->num_features = 2;
+    s->enabled[SC] = s->enabled[BI] = true;
+    s->input = nd_shape_make(3, (int64_t[]){2, 2, 3});
+}
+static void v2_sync(struct nd_spec *s) { // Keras' BatchNormalization(synchronized=True) on [3]
+    s->synchronized = true;
+    s->input = nd_shape_make(1, (int64_t[]){3});
+}
+static void v2_input_2(struct nd_spec *s) {
+    s->input = nd_shape_make(1, (int64_t[]){2});
+}
+static void v2_input_2222(struct nd_spec *s) {
+    s->input = nd_shape_make(4, (int64_t[]){2, 2, 2, 2});
+}
+static void v2_input_34(struct nd_spec *s) {
+    s->input = nd_shape_make(2, (int64_t[]){3, 4});
+}
+
+#define PT    ND_CONVENTION_PYTORCH
+#define BY_T  ND_CONVENTION_FROM_TYPE
+#define BY_RQ ND_CONVENTION_FROM_REQUEST
+
+static const struct v2_case v2_cases[] = {
+    {"t_bn2d", "BatchNorm2d", PT, BY_T, v2_bn2d, SGD},
+    {"t_bn1d_nostats", "BatchNorm1d", PT, BY_T, v2_bn1d_nostats, ADAM},
+    {"t_ln", "LayerNorm", PT, BY_RQ, v2_ln, ADAM},
+    {"t_rms", "RMSNorm", PT, BY_T, v2_rms, SGD},
+    {"t_gn", "GroupNorm", PT, BY_T, v2_gn, ADAM},
+    {"t_gn_uninit", "GroupNorm", PT, BY_T, v2_gn_uninit, SGD},
+    {"t_in2d", "InstanceNorm2d", PT, BY_T, v2_in2d, SGD},
+    {"t_in2d_affine", "InstanceNorm2d", ND_CONVENTION_ONNX, BY_RQ, v2_in2d_affine, ADAM},
+    {"k_bn_sync", "BatchNormalization", ND_CONVENTION_KERAS, BY_T, v2_sync, ADAM},
+    {"w_bn_layer", "BatchNormalizationLayer", ND_CONVENTION_WOLFRAM, BY_T, v2_input_2, SGD},
+    {"p_bn3d", "BatchNorm3D", ND_CONVENTION_PUZZLELIB, BY_T, v2_input_2222, ADAM},
+    {"d_norm", "Normalization", ND_CONVENTION_WOLFRAM, ND_CONVENTION_FROM_DEFAULT, v2_input_34,
+     SGD},
+    {"u_norm", "NormalizationLayer", ND_CONVENTION_KERAS, ND_CONVENTION_FROM_UNKNOWN, v2_input_34,
+     ADAM},
+};
+#define NV2 ((int)(sizeof v2_cases / sizeof v2_cases[0]))
+
+static struct nd_layer *v2_define(struct nd_engine *e, const struct v2_case *c) {
+    struct nd_type_name tn;
+    ck_assert_msg(nd_type_name_lookup(c->type, &tn, NULL) == ND_STATUS_OK, "%s", c->type);
+    struct nd_spec spec;
+    nd_spec_defaults_named(&spec, &tn, c->conv, c->from);
+    c->tweak(&spec);
+    nd_spec_complete(&spec); // PyTorch's sizes give the input (as api/ does)
+    struct nd_layer_def def;
+    nd_layer_def_init(&def, &spec);
+    return define_ok(e, c->name, &def);
+}
+
+static void assert_naming_equal(const struct nd_spec *a, const struct nd_spec *b,
+                                const char *what) {
+    SAME(type_alias, what);
+    SAME(convention_from, what);
+    SAME(synchronized, what);
+    SAME(num_features, what);
+    assert_shape_equal(&a->normalized_shape, &b->normalized_shape, what);
+}
+
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+// The layer serialized now is exactly `bytes` (the format is canonical).
+static void assert_serializes_to(struct nd_layer *l, const unsigned char *bytes, size_t len,
+                                 const char *what) {
+    struct nd_buf b = {0};
+    ck_assert_int_eq(nd__layer_serialize(l, &b, NULL), ND_STATUS_OK);
+    ck_assert_msg(b.len == len && memcmp(b.data, bytes, len) == 0,
+                  "%s: stored again, %zu bytes differ from the %zu loaded", what, b.len, len);
+    nd_buf_deinit(&b);
+}
+
+// Every field version 2 adds survives the store, and the reloaded layer still follows PyTorch's
+// rules it holds (num_channels checked at initialize) and trains bit-identically.
+START_TEST(test_v2_round_trip_naming) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    for (int k = 0; k < NV2; k++) {
+        struct nd_layer *l = v2_define(e, &v2_cases[k]);
+        struct nd_layer_info info = info_of(l);
+        if (info.initialized && nd_shape_is_known(&info.spec.input) && info.enabled[SC]) {
+            train_ok(e, l, v2_cases[k].opt, 10 + (uint64_t)k);
+            train_ok(e, l, v2_cases[k].opt, 20 + (uint64_t)k);
+        }
+        nd_layer_unref(l);
+    }
+    struct nd_engine *f = engine_new(NULL);
+    load_all(s, f);
+    assert_same_names(e, f);
+    for (int k = 0; k < NV2; k++) {
+        const struct v2_case *c = &v2_cases[k];
+        struct nd_layer *a = get_layer(e, c->name), *b = get_layer(f, c->name);
+        struct nd_layer_info ia = info_of(a), ib = info_of(b);
+        assert_layers_equal(a, b, c->name);
+        assert_naming_equal(&ia.spec, &ib.spec, c->name);
+        size_t len = 0;
+        const unsigned char *stored = mem_get(s, MEM_LAYER, c->name, &len);
+        ck_assert_ptr_nonnull(stored);
+        ck_assert_uint_eq(le32(stored + 4), 2);
+        ck_assert_uint_eq(ND_PERSIST_FORMAT_VERSION, 2);
+        assert_serializes_to(b, stored, len, c->name);
+        ck_assert_int_eq(ib.spec.convention_from, c->from);
+        struct nd_type_name tn;
+        ck_assert(nd_type_name_of(ib.spec.type, ib.spec.type_alias, &tn));
+        ck_assert_str_eq(tn.name, c->type);
+        if (ib.initialized && nd_shape_is_known(&ib.spec.input) && ib.enabled[SC])
+            assert_same_step(e, a, f, b, c->opt, 99 + (uint64_t)k, false, c->name);
+        nd_layer_unref(a);
+        nd_layer_unref(b);
+    }
+    // The reloaded GroupNorm(3, 6) still names PyTorch's arguments and checks num_channels.
+    struct nd_layer *g = get_layer(f, "t_gn_uninit");
+    struct nd_layer_info ig = info_of(g);
+    ck_assert(nd_spec_is_pytorch_named(&ig.spec));
+    ck_assert_int_eq(ig.spec.num_features, 6);
+    nd_layer_unref(g);
+    struct nd_error err;
+    nd_error_clear(&err);
+    uint64_t v = 0;
+    ck_assert_int_eq(initialize(f, "t_gn_uninit", 2, (int64_t[]){3, 2}, false, &v, &err),
+                     ND_STATUS_INVALID_VALUE);
+    ck_assert_str_eq(err.field, "options.num_channels");
+    initialize_ok(f, "t_gn_uninit", 2, (int64_t[]){6, 3}, false);
+    // Keras' synchronized and the LayerNorm's normalized_shape, read back as given.
+    struct nd_layer *k = get_layer(f, "k_bn_sync"), *ln = get_layer(f, "t_ln");
+    ck_assert(info_of(k).spec.synchronized);
+    ck_assert_int_eq(info_of(ln).spec.normalized_shape.ndim, 1);
+    ck_assert_int_eq(info_of(ln).spec.normalized_shape.dim[0], 4);
+    ck_assert(!info_of(ln).enabled[BI]);
+    nd_layer_unref(k);
+    nd_layer_unref(ln);
+    nd_engine_free(e);
+    nd_engine_free(f);
+    mem_free(s);
+}
+END_TEST
+
+// A file written by format version 1 (tests/data/persist/v1/data/layers/rms_norm.ndl: a
+// pytorch RMSNormalization over [6], two SGD train-steps with momentum), frozen here.
+static const unsigned char v1_rms_norm[] =
+    "\x4e\x44\x4c\x31\x01\x00\x00\x00\xfa\x01\x00\x00\x00\x00\x00\x00\x08\x00\x00\x00\x72\x6d\x73"
+    "\x5f\x6e\x6f\x72\x6d\x05\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x01\x00\x00\x00\x06\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80\x3e\x01\x00\x9a\x99\x99\x99\x99\x99\xb9"
+    "\x3f\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x9a\x99\x99\x99\x99\x99\xb9"
+    "\x3f\x7b\x14\xae\x47\xe1\x7a\x84\x3f\x01\x00\x00\x00\xff\xff\xff\xff\x02\x00\x00\x00\x00\x00"
+    "\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x01\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x20\x00\x00\x00\x00\x00\x00\x00\x01"
+    "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x01\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00"
+    "\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\xe0\xfe\x5a\x74\xa6\xee\xb2\xf9\x00\x00\x00\x00\x00"
+    "\x01\x01\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00\xbf\xaf\x02\x3f\x50\x08\x0e\x3f\x47\xb4"
+    "\x0f\x3f\x81\x0b\x0f\x3f\x5f\x1f\x14\x3f\x2b\x66\x09\x3f\x00\x00\x00\x00\x06\x00\x00\x00\x00"
+    "\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x48\x85\xce\x40\x41\xa7\xbb\x40\xfe\x26\xba\x40"
+    "\x87\xab\xbb\x40\x37\x3f\xac\x40\x64\x08\xbe\x40\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x63\x17\x92\x8a\x7c\x86\x79"
+    "\x51";
+
+// Bytes of format version 1's spec (persist.c's put_spec up to the seed), computed from the
+// layout independently of the writer.
+static size_t levels_bytes(const struct nd_levels *l) {
+    return 4 + 4 + 4 * (size_t)l->count + 4 + 4 + 1;
+}
+
+static size_t spec_v1_bytes(const struct nd_spec *s) {
+    size_t n = 4 + 4 + 4;                                         // type, N, convention
+    n += 4 + (s->input.ndim > 0 ? 8 * (size_t)s->input.ndim : 0); // input
+    n += 8 + 1 + 1 + 8 + 1 + 1 + 1 + 4 + 8 + 8 + 8;               // epsilon .. sscale
+    n += 4 + 4 * (size_t)s->naxes;
+    n += levels_bytes(&s->aggregation) + levels_bytes(&s->scaling);
+    n += 4 + 8 * (size_t)s->ngroup + 4 + 1 + 8; // group_number, method, unbiased, groups
+    n += ND_ARRAY_COUNT * (1 + 4 + 8 + 8 + 1 + 8);
+    n += ND_ARRAY_AFFINE_COUNT * (8 + 8 + 4 + 8 + 8 + 8);
+    return n + 1 + 8; // has_seed, seed
+}
+
+// Where version 2's naming fields start in a layer file, and how long they are.
+static size_t naming_at(const struct nd_layer *l, const struct nd_spec *s, size_t *len) {
+    *len = 4 + 4 + 1 + 8 + 4 + 8 * (size_t)s->normalized_shape.ndim;
+    return 16 + 4 + strlen(nd_layer_name(l)) + spec_v1_bytes(s);
+}
+
+// Version 1's file of the same state: the naming fields cut out, version 1 (caller frees).
+static unsigned char *as_v1(const unsigned char *v2, size_t n, size_t at, size_t cut,
+                            size_t *out_len) {
+    unsigned char *b = malloc(n - cut);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, v2, at);
+    memcpy(b + at, v2 + at + cut, n - at - cut);
+    b[4] = 1;
+    reseal(b, n - cut);
+    *out_len = n - cut;
+    return b;
+}
+
+// A layer of version 1 reads as one named canonically whose convention's origin is unknown,
+// and stores itself as version 2 from then on (idempotently).
+static void assert_v1_naming(const struct nd_spec *s, const char *what) {
+    ck_assert_msg(s->type_alias == 0, "%s: alias %d", what, (int)s->type_alias);
+    ck_assert_int_eq(s->convention_from, ND_CONVENTION_FROM_UNKNOWN);
+    ck_assert(!s->synchronized);
+    ck_assert_int_eq(s->num_features, 0);
+    ck_assert_int_eq(s->normalized_shape.ndim, 0);
+    ck_assert(!nd_spec_is_pytorch_named(s));
+}
+
+START_TEST(test_v1_file_still_loads) {
+    size_t n1 = sizeof v1_rms_norm - 1;
+    ck_assert_uint_eq(n1, 530);
+    ck_assert_uint_eq(le32(v1_rms_norm + 4), 1);
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_msg(nd_registry_load_layer(R(e), v1_rms_norm, n1, &err) == ND_STATUS_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(total_saves(s), 0); // loading stores nothing
+    struct nd_layer *l = get_layer(e, "rms_norm");
+    struct nd_layer_info info = info_of(l);
+    ck_assert_int_eq(info.spec.type, ND_LAYER_TYPE_RMS_NORM);
+    ck_assert_int_eq(info.spec.convention, ND_CONVENTION_PYTORCH);
+    assert_shape_equal(&info.spec.input, &(struct nd_shape){.ndim = 1, .dim = {6}}, "input");
+    ck_assert_int_eq(info.train_steps, 2);
+    ck_assert(info.initialized);
+    assert_v1_naming(&info.spec, "v1 rms_norm");
+    // Stored again: version 2, version 1's payload with the naming fields (21 bytes of a
+    // canonical name) inserted after the spec.
+    struct nd_buf v2 = {0};
+    ck_assert_int_eq(nd__layer_serialize(l, &v2, NULL), ND_STATUS_OK);
+    ck_assert_uint_eq(le32(v2.data + 4), 2);
+    size_t cut, at = naming_at(l, &info.spec, &cut);
+    ck_assert_uint_eq(cut, 21);
+    ck_assert_uint_eq(v2.len, n1 + cut);
+    for (size_t i = 0; i < cut; i++)
+        ck_assert_msg(v2.data[at + i] == 0, "naming byte %zu", i);
+    size_t back_len;
+    unsigned char *back = as_v1(v2.data, v2.len, at, cut, &back_len);
+    ck_assert_uint_eq(back_len, n1);
+    ck_assert_msg(memcmp(back, v1_rms_norm, n1) == 0, "version 1's bytes are v2's minus naming");
+    free(back);
+    // The version-2 file loads and stores back to itself; the two train alike.
+    struct nd_engine *f = engine_new(NULL);
+    ck_assert_int_eq(nd_registry_load_layer(R(f), v2.data, v2.len, NULL), ND_STATUS_OK);
+    struct nd_layer *m = get_layer(f, "rms_norm");
+    assert_layers_equal(l, m, "v1 then v2");
+    assert_serializes_to(m, v2.data, v2.len, "v2 of a v1 file");
+    assert_same_step(e, l, f, m, SGD, 5, false, "v1 then v2");
+    // A change stores the layer as version 2.
+    ck_assert_int_eq(total_saves(s), 1);
+    size_t len = 0;
+    const unsigned char *stored = mem_get(s, MEM_LAYER, "rms_norm", &len);
+    ck_assert_ptr_nonnull(stored);
+    ck_assert_uint_eq(le32(stored + 4), 2);
+    nd_layer_unref(l);
+    nd_layer_unref(m);
+    nd_buf_deinit(&v2);
+    nd_engine_free(f);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// Each v2 layer of every kind, as version 1 would have stored it (naming cut out), loads as the
+// same layer named canonically: a layer named the PyTorch way keeps its convention and arrays.
+START_TEST(test_v1_of_every_named_kind_loads) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    for (int k = 0; k < NV2; k++) {
+        struct nd_layer *l = v2_define(e, &v2_cases[k]);
+        struct nd_layer_info info = info_of(l);
+        if (info.initialized && nd_shape_is_known(&info.spec.input) && info.enabled[SC]) {
+            train_ok(e, l, v2_cases[k].opt, 30 + (uint64_t)k);
+            info = info_of(l);
+        }
+        size_t len = 0, cut, n1;
+        const unsigned char *stored = mem_get(s, MEM_LAYER, v2_cases[k].name, &len);
+        ck_assert_ptr_nonnull(stored);
+        size_t at = naming_at(l, &info.spec, &cut);
+        unsigned char *v1 = as_v1(stored, len, at, cut, &n1);
+        struct nd_engine *f = engine_new(NULL);
+        struct nd_error err;
+        nd_error_clear(&err);
+        ck_assert_msg(nd_registry_load_layer(R(f), v1, n1, &err) == ND_STATUS_OK, "%s: %s",
+                      v2_cases[k].name, err.msg);
+        struct nd_layer *m = get_layer(f, v2_cases[k].name);
+        struct nd_layer_info im = info_of(m);
+        assert_v1_naming(&im.spec, v2_cases[k].name);
+        struct nd_spec want = info.spec; // the same spec but the naming
+        want.type_alias = 0;
+        want.convention_from = ND_CONVENTION_FROM_UNKNOWN;
+        want.synchronized = false;
+        want.num_features = 0;
+        want.normalized_shape = (struct nd_shape){0};
+        assert_spec_equal(&im.spec, &want, v2_cases[k].name);
+        ck_assert_int_eq(im.version, info.version);
+        ck_assert_int_eq(im.parameter_count, info.parameter_count);
+        // Stored again it is version 2, and that loads and stores back to itself.
+        struct nd_buf v2 = {0};
+        ck_assert_int_eq(nd__layer_serialize(m, &v2, NULL), ND_STATUS_OK);
+        ck_assert_uint_eq(v2.len, n1 + 21);
+        struct nd_engine *g = engine_new(NULL);
+        ck_assert_int_eq(nd_registry_load_layer(R(g), v2.data, v2.len, NULL), ND_STATUS_OK);
+        struct nd_layer *o = get_layer(g, v2_cases[k].name);
+        assert_serializes_to(o, v2.data, v2.len, v2_cases[k].name);
+        nd_layer_unref(o);
+        nd_engine_free(g);
+        nd_buf_deinit(&v2);
+        nd_layer_unref(m);
+        nd_engine_free(f);
+        free(v1);
+        nd_layer_unref(l);
+    }
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// Copies bytes (n long) into a fresh buffer with room for grow more; caller frees.
+static unsigned char *dup_bytes(const unsigned char *p, size_t n, size_t grow) {
+    unsigned char *b = malloc(n + grow);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, p, n);
+    return b;
+}
+
+static void put_le(unsigned char *p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+// A naming field set to v: width bytes at off from the naming fields' start.
+struct edit {
+    size_t off;
+    int width;
+    uint64_t v;
+};
+
+// bytes with the edits made, resealed: loads (then stores back to itself) or is refused whole.
+static enum nd_status load_edited(struct nd_engine *e, const unsigned char *bytes, size_t n,
+                                  size_t at, const struct edit *ed, int count,
+                                  struct nd_spec *got) {
+    unsigned char *b = dup_bytes(bytes, n, 0);
+    for (int i = 0; i < count; i++)
+        put_le(b + at + ed[i].off, ed[i].v, ed[i].width);
+    reseal(b, n);
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status st = nd_registry_load_layer(R(e), b, n, &err);
+    if (st == ND_STATUS_OK) {
+        const char *name = (const char *)b + 20; // the name follows its u32 length
+        char nm[ND_NAME_MAX + 1];
+        size_t len = le32(b + 16);
+        memcpy(nm, name, len);
+        nm[len] = '\0';
+        struct nd_layer *l = get_layer(e, nm);
+        *got = info_of(l).spec;
+        assert_serializes_to(l, b, n, "a changed naming field");
+        nd_layer_unref(l);
+        ck_assert_int_eq(nd_registry_delete(R(e), nm, NULL), ND_STATUS_OK);
+    } else {
+        assert_refused(e, false, b, n, st, "damaged naming");
+    }
+    free(b);
+    return st;
+}
+
+static enum nd_status load_with(struct nd_engine *e, const unsigned char *bytes, size_t n,
+                                size_t at, size_t off, int width, uint64_t v, struct nd_spec *got) {
+    return load_edited(e, bytes, n, at, &(struct edit){off, width, v}, 1, got);
+}
+
+// Each field version 2 adds, set in range (the file loads with it: the offsets are right) and
+// out of range (refused whole).
+START_TEST(test_v2_damaged_naming_refused) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer *bn = v2_define(e, &v2_cases[0]); // t_bn2d: BatchNorm2d(3)
+    struct nd_layer *ln = v2_define(e, &v2_cases[2]); // t_ln: LayerNorm(4)
+    struct nd_layer *gn = v2_define(e, &v2_cases[5]); // t_gn_uninit: GroupNorm(3, 6)
+    size_t nb, nl, ng, cut;
+    const unsigned char *b = mem_get(s, MEM_LAYER, "t_bn2d", &nb);
+    const unsigned char *l = mem_get(s, MEM_LAYER, "t_ln", &nl);
+    const unsigned char *g = mem_get(s, MEM_LAYER, "t_gn_uninit", &ng);
+    struct nd_layer_info ib = info_of(bn), il = info_of(ln), ig = info_of(gn);
+    size_t ab = naming_at(bn, &ib.spec, &cut);
+    size_t al = naming_at(ln, &il.spec, &cut);
+    size_t ag = naming_at(gn, &ig.spec, &cut);
+    struct nd_engine *f = engine_new(NULL);
+    struct nd_spec got;
+    struct nd_type_name tn;
+
+    // type_alias (u32 at 0): another spelling of the type loads when the layer fits its rules
+    // (BatchNorm3d takes a rank-4 input: not this one); no spelling, or another type's, never.
+    ck_assert_int_eq(le32(b + ab), (uint32_t)ib.spec.type_alias);
+    ck_assert(nd_type_name_lookup("BatchNorm3d", &tn, NULL) == ND_STATUS_OK);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert(nd_type_name_lookup("BatchNormalizationLayer", &tn, NULL) == ND_STATUS_OK);
+    ck_assert_int_eq(load_with(f, g, ng, ag, 0, 4, 0, &got), ND_STATUS_OK); // GroupNormalization
+    ck_assert_int_eq(got.type_alias, 0);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, 0, &got), ND_STATUS_OK); // BatchNormalization
+    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_OK);
+    ck_assert_int_eq(got.type_alias, tn.id);
+    ck_assert(nd_type_name_lookup("LayerNorm", &tn, NULL) == ND_STATUS_OK); // another type's
+    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, 999, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, 0x80000001u, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert(nd_type_name_lookup("BatchNorm2D", &tn, NULL) == ND_STATUS_OK); // N 2, spec's 0
+    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
+
+    // convention_from (u32 at 4): unknown .. request load; past them, not.
+    for (uint64_t v = 0; v <= ND_CONVENTION_FROM_REQUEST; v++) {
+        ck_assert_int_eq(load_with(f, b, nb, ab, 4, 4, v, &got), ND_STATUS_OK);
+        ck_assert_int_eq(got.convention_from, (int)v);
+    }
+    ck_assert_int_eq(load_with(f, b, nb, ab, 4, 4, ND_CONVENTION_FROM_REQUEST + 1, &got),
+                     ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 4, 4, 0x01000002u, &got), ND_STATUS_INVALID_VALUE);
+
+    // synchronized (u8 at 8): 0 or 1.
+    ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 1, &got), ND_STATUS_OK);
+    ck_assert(got.synchronized);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 2, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 0xff, &got), ND_STATUS_INVALID_VALUE);
+
+    // num_features (u64 at 9): >= 0, and what PyTorch's rules accept against the input.
+    ck_assert_int_eq(le32(g + ag + 9), 6);
+    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, 12, &got), ND_STATUS_OK); // 3 groups of 4
+    ck_assert_int_eq(got.num_features, 12);
+    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, 7, &got), ND_STATUS_INVALID_VALUE); // 7 % 3
+    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, 0, &got), ND_STATUS_INVALID_VALUE); // required
+    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, nb, ab, 9, 8, 4, &got), ND_STATUS_INVALID_VALUE); // C is 3
+    ck_assert_int_eq(load_with(f, b, nb, ab, 9, 8, (uint64_t)INT64_MIN, &got),
+                     ND_STATUS_INVALID_VALUE);
+
+    // normalized_shape (u32 ndim at 17, u64 dims): LayerNorm(4) on [3, 4].
+    ck_assert_int_eq(le32(l + al + 17), 1);
+    ck_assert_int_eq(le32(l + al + 21), 4);
+    // [4] -> [3]: the input [3, 4] does not end with it.
+    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, 3, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, 0, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, UINT64_MAX - 1, &got), ND_STATUS_INVALID_VALUE);
+    // Rank 1 -> 0: PyTorch's LayerNorm needs it, and its dim is left over at the end.
+    ck_assert_int_eq(load_with(f, l, nl, al, 17, 4, 0, &got), ND_STATUS_INVALID_VALUE);
+    // A normalized_shape of ND_MAX_RANK + 1 dims (each 4), all its bytes there: refused; of
+    // ND_MAX_RANK dims it is only LayerNorm's rule that refuses it (the input has 2).
+    for (int32_t nd = ND_MAX_RANK; nd <= ND_MAX_RANK + 1; nd++) {
+        size_t extra = 8 * (size_t)(nd - 1), n = nl + extra;
+        unsigned char *w = dup_bytes(l, nl, extra);
+        memmove(w + al + 29 + extra, l + al + 29, nl - al - 29);
+        put_le(w + al + 17, (uint64_t)nd, 4);
+        for (int32_t i = 0; i < nd; i++)
+            put_le(w + al + 21 + 8 * (size_t)i, 4, 8);
+        reseal(w, n);
+        struct nd_error err;
+        nd_error_clear(&err);
+        ck_assert_int_eq(nd_registry_load_layer(R(f), w, n, &err), ND_STATUS_INVALID_VALUE);
+        ck_assert_msg(nd == ND_MAX_RANK ? strstr(err.msg, "normalized_shape") != NULL
+                                        : strstr(err.msg, "damaged layer state") != NULL,
+                      "%d dims: %s", (int)nd, err.msg);
+        free(w);
+    }
+    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, 4, &got), ND_STATUS_OK); // unchanged: loads
+    ck_assert_int_eq(got.normalized_shape.dim[0], 4);
+
+    // On a layer named canonically PyTorch's rules do not apply: the sizes' own range does.
+    struct edit canon_ok[] = {{0, 4, 0}, {21, 8, 3}};
+    struct edit canon_bad[] = {{0, 4, 0}, {21, 8, UINT64_MAX}};
+    ck_assert_int_eq(load_edited(f, l, nl, al, canon_ok, 2, &got), ND_STATUS_OK);
+    ck_assert_int_eq(got.normalized_shape.dim[0], 3);
+    ck_assert_int_eq(load_edited(f, l, nl, al, canon_bad, 2, &got), ND_STATUS_INVALID_VALUE);
+    struct nd_layer *ks = v2_define(e, &v2_cases[8]); // k_bn_sync
+    struct nd_layer_info iks = info_of(ks);
+    size_t nk, ak = naming_at(ks, &iks.spec, &cut);
+    const unsigned char *kb = mem_get(s, MEM_LAYER, "k_bn_sync", &nk);
+    ck_assert_int_eq(kb[ak + 8], 1); // synchronized
+    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, 5, &got), ND_STATUS_OK);
+    ck_assert_int_eq(got.num_features, 5);
+    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    nd_layer_unref(ks);
+    ck_assert_int_eq(nd_registry_count(R(f)), 0);
+
+    nd_layer_unref(bn);
+    nd_layer_unref(ln);
+    nd_layer_unref(gn);
+    nd_engine_free(f);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
 // ---- the suite ----
 
 Suite *persist_suite(void) {
@@ -2179,6 +3014,9 @@ Suite *persist_suite(void) {
     tcase_add_test(tc, test_stored_state_follows_every_change);
     tcase_add_test(tc, test_loaded_layers_keep_storing);
     tcase_add_test(tc, test_stale_layer_never_stores_itself);
+    tcase_add_test(tc, test_export_import_every_kind);
+    tcase_add_test(tc, test_import_renames_and_replaces);
+    tcase_add_test(tc, test_import_binds_existing_shared);
     suite_add_tcase(s, tc);
 
     TCase *tl = tcase_create("limits");
@@ -2200,6 +3038,17 @@ Suite *persist_suite(void) {
     tcase_add_test(te, test_hook_status_passes_through);
     tcase_add_test(te, test_damaged_bytes_refused);
     tcase_add_test(te, test_null_arguments);
+    tcase_add_test(te, test_import_refuses_damage);
+    tcase_add_test(te, test_import_counts_in_budget);
+    tcase_add_test(te, test_export_null_arguments);
     suite_add_tcase(s, te);
+
+    TCase *t2 = tcase_create("format_v2");
+    tcase_set_timeout(t2, 60);
+    tcase_add_test(t2, test_v2_round_trip_naming);
+    tcase_add_test(t2, test_v1_file_still_loads);
+    tcase_add_test(t2, test_v1_of_every_named_kind_loads);
+    tcase_add_test(t2, test_v2_damaged_naming_refused);
+    suite_add_tcase(s, t2);
     return s;
 }

@@ -1024,9 +1024,10 @@ START_TEST(test_unknown_names) {
     int32_t nd = 5;
     nd_error_clear(&err);
     CHECK_ERR(nd_layer_type_parse("batchnormalization", &t, &nd, &err), err,
-              ND_STATUS_INVALID_VALUE, "", "BatchNormalization");
-    ck_assert_ptr_nonnull(strstr(err.msg, "BatchNorm1D..BatchNorm7D"));
-    ck_assert_ptr_nonnull(strstr(err.msg, "GroupNormalization"));
+              ND_STATUS_INVALID_VALUE, "", "(Batch)Normalization(Layer)");
+    ck_assert_ptr_nonnull(strstr(err.msg, "BatchNorm(1D..7D)"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "Layer/Instance/Group/RMSNormalization"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "PyTorch's BatchNorm1d..3d, InstanceNorm1d..3d"));
     ck_assert_int_eq(t, ND_LAYER_TYPE_GROUP_NORM); // outputs untouched on failure
     ck_assert_int_eq(nd, 5);
     nd_error_clear(&err);
@@ -1034,7 +1035,7 @@ START_TEST(test_unknown_names) {
               "Normalization");
     nd_error_clear(&err);
     CHECK_ERR(nd_layer_type_parse("", &t, &nd, &err), err, ND_STATUS_INVALID_VALUE, "",
-              "LayerNormalization");
+              "LayerNorm, GroupNorm, RMSNorm");
 
     enum nd_convention c;
     nd_error_clear(&err);
@@ -1585,11 +1586,280 @@ START_TEST(test_conformance_rejections) {
 }
 END_TEST
 
+// ---- each framework's names (API.md 1.1a) ----
+
+// The spec a definition naming `name` gets under conv, as api/ builds it.
+static struct nd_spec named_spec(const char *name, enum nd_convention conv) {
+    struct nd_type_name n;
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_msg(nd_type_name_lookup(name, &n, &err) == ND_STATUS_OK, "%s: %s", name, err.msg);
+    struct nd_spec s;
+    nd_spec_defaults_named(&s, &n, conv, ND_CONVENTION_FROM_TYPE);
+    return s;
+}
+
+START_TEST(test_framework_type_names) {
+    static const struct {
+        const char *name;
+        enum nd_layer_type type;
+        enum nd_type_family family;
+        int32_t min_rank, max_rank, batchnorm_nd;
+    } want[] = {
+        {"BatchNorm1d", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_PYTORCH, 1, 2, 0},
+        {"BatchNorm2d", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_PYTORCH, 3, 3, 0},
+        {"BatchNorm3d", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_PYTORCH, 4, 4, 0},
+        {"InstanceNorm1d", ND_LAYER_TYPE_INSTANCE_NORM, ND_TYPE_FAMILY_PYTORCH, 2, 2, 0},
+        {"InstanceNorm2d", ND_LAYER_TYPE_INSTANCE_NORM, ND_TYPE_FAMILY_PYTORCH, 3, 3, 0},
+        {"InstanceNorm3d", ND_LAYER_TYPE_INSTANCE_NORM, ND_TYPE_FAMILY_PYTORCH, 4, 4, 0},
+        {"LayerNorm", ND_LAYER_TYPE_LAYER_NORM, ND_TYPE_FAMILY_PYTORCH, 0, 0, 0},
+        {"GroupNorm", ND_LAYER_TYPE_GROUP_NORM, ND_TYPE_FAMILY_PYTORCH, 1, 0, 0},
+        {"RMSNorm", ND_LAYER_TYPE_RMS_NORM, ND_TYPE_FAMILY_PYTORCH, 0, 0, 0},
+        {"BatchNorm1D", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_PUZZLELIB, 0, 0, 1},
+        {"BatchNorm3D", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_PUZZLELIB, 0, 0, 3},
+        {"BatchNorm4D", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_NONE, 0, 0, 4},
+        {"BatchNormalizationLayer", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_WOLFRAM, 0, 0, 0},
+        {"NormalizationLayer", ND_LAYER_TYPE_NORMALIZATION, ND_TYPE_FAMILY_WOLFRAM, 0, 0, 0},
+        {"BatchNorm", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_NONE, 0, 0, 0},
+        {"BatchNormalization", ND_LAYER_TYPE_BATCH_NORM, ND_TYPE_FAMILY_KERAS, 0, 0, 0},
+        {"LayerNormalization", ND_LAYER_TYPE_LAYER_NORM, ND_TYPE_FAMILY_KERAS, 0, 0, 0},
+        {"GroupNormalization", ND_LAYER_TYPE_GROUP_NORM, ND_TYPE_FAMILY_KERAS, 0, 0, 0},
+        {"InstanceNormalization", ND_LAYER_TYPE_INSTANCE_NORM, ND_TYPE_FAMILY_NONE, 0, 0, 0},
+        {"RMSNormalization", ND_LAYER_TYPE_RMS_NORM, ND_TYPE_FAMILY_NONE, 0, 0, 0},
+        {"Normalization", ND_LAYER_TYPE_NORMALIZATION, ND_TYPE_FAMILY_NONE, 0, 0, 0},
+    };
+    for (int i = 0; i < (int)(sizeof want / sizeof want[0]); i++) {
+        struct nd_type_name n, back;
+        struct nd_error err;
+        nd_error_clear(&err);
+        ck_assert_int_eq(nd_type_name_lookup(want[i].name, &n, &err), ND_STATUS_OK);
+        ck_assert_str_eq(n.name, want[i].name);
+        ck_assert_int_eq(n.type, want[i].type);
+        ck_assert_int_eq(n.family, want[i].family);
+        ck_assert_int_eq(n.min_rank, want[i].min_rank);
+        ck_assert_int_eq(n.max_rank, want[i].max_rank);
+        ck_assert_int_eq(n.batchnorm_nd, want[i].batchnorm_nd);
+        // The id names the spelling back (what GET shows as type_given).
+        ck_assert(nd_type_name_of(n.type, n.id, &back));
+        ck_assert_str_eq(back.name, want[i].name);
+        enum nd_layer_type t;
+        ck_assert_int_eq(nd_layer_type_parse(want[i].name, &t, NULL, &err), ND_STATUS_OK);
+        ck_assert_int_eq(t, want[i].type);
+    }
+    struct nd_type_name n;
+    ck_assert(!nd_type_name_of(ND_LAYER_TYPE_LAYER_NORM, 99, &n));
+    ck_assert(!nd_type_name_of(ND_LAYER_TYPE_COUNT, 0, &n));
+    // An id of another type's spelling is no spelling of this type.
+    ck_assert(nd_type_name_lookup("LayerNorm", &n, NULL) == ND_STATUS_OK);
+    ck_assert(!nd_type_name_of(ND_LAYER_TYPE_BATCH_NORM, n.id, &n));
+    struct nd_error err;
+    nd_error_clear(&err);
+    CHECK_ERR(nd_type_name_lookup("batchnorm2d", &n, &err), err, ND_STATUS_INVALID_VALUE, "",
+              "BatchNorm1d..3d");
+    ck_assert_int_eq(nd_type_name_lookup(NULL, &n, NULL), ND_STATUS_INVALID_ARGUMENT);
+    ck_assert_str_eq(nd_convention_from_name(ND_CONVENTION_FROM_TYPE), "type");
+    ck_assert_str_eq(nd_convention_from_name(ND_CONVENTION_FROM_REQUEST), "request");
+    ck_assert_str_eq(nd_convention_from_name(ND_CONVENTION_FROM_DEFAULT), "default");
+    ck_assert_str_eq(nd_convention_from_name((enum nd_convention_from)42), "unknown");
+}
+END_TEST
+
+START_TEST(test_framework_default_conventions) {
+    static const struct {
+        const char *name;
+        bool keras_args;
+        enum nd_convention conv;
+        enum nd_convention_from from;
+    } want[] = {
+        {"BatchNorm2d", false, ND_CONVENTION_PYTORCH, ND_CONVENTION_FROM_TYPE},
+        {"RMSNorm", true, ND_CONVENTION_PYTORCH, ND_CONVENTION_FROM_TYPE},
+        {"BatchNorm2D", false, ND_CONVENTION_PUZZLELIB, ND_CONVENTION_FROM_TYPE},
+        {"BatchNorm5D", false, ND_CONVENTION_WOLFRAM, ND_CONVENTION_FROM_DEFAULT},
+        {"BatchNormalizationLayer", false, ND_CONVENTION_WOLFRAM, ND_CONVENTION_FROM_TYPE},
+        {"BatchNormalization", false, ND_CONVENTION_WOLFRAM, ND_CONVENTION_FROM_DEFAULT},
+        {"BatchNormalization", true, ND_CONVENTION_KERAS, ND_CONVENTION_FROM_TYPE},
+        {"GroupNormalization", true, ND_CONVENTION_KERAS, ND_CONVENTION_FROM_TYPE},
+        {"InstanceNormalization", true, ND_CONVENTION_WOLFRAM, ND_CONVENTION_FROM_DEFAULT},
+        {"BatchNorm", false, ND_CONVENTION_WOLFRAM, ND_CONVENTION_FROM_DEFAULT},
+    };
+    for (int i = 0; i < (int)(sizeof want / sizeof want[0]); i++) {
+        struct nd_type_name n;
+        ck_assert_int_eq(nd_type_name_lookup(want[i].name, &n, NULL), ND_STATUS_OK);
+        enum nd_convention_from from = ND_CONVENTION_FROM_UNKNOWN;
+        ck_assert_msg(nd_type_name_convention(&n, want[i].keras_args, &from) == want[i].conv,
+                      "%s", want[i].name);
+        ck_assert_int_eq(from, want[i].from);
+    }
+    ck_assert_int_eq(nd_type_name_convention(NULL, true, NULL), ND_CONVENTION_WOLFRAM);
+}
+END_TEST
+
+START_TEST(test_framework_named_defaults) {
+    struct nd_spec s = named_spec("InstanceNorm2d", ND_CONVENTION_PYTORCH);
+    ck_assert(nd_spec_is_pytorch_named(&s));
+    ck_assert_int_eq(s.convention_from, ND_CONVENTION_FROM_TYPE);
+    ck_assert(!s.enabled[ND_ARRAY_SCALING] && !s.enabled[ND_ARRAY_BIASES]); // affine=False
+    ck_assert(!nd_spec_tracks_running_stats(&s));
+    ck_assert_double_eq(s.epsilon, 1e-5);
+    s = named_spec("GroupNorm", ND_CONVENTION_PYTORCH);
+    ck_assert_int_eq(s.groups, 0); // required: no default
+    s = named_spec("RMSNorm", ND_CONVENTION_PYTORCH);
+    ck_assert_double_eq(s.epsilon, FLT_EPSILON);
+    ck_assert(s.enabled[ND_ARRAY_SCALING] && !s.enabled[ND_ARRAY_BIASES]);
+    s = named_spec("BatchNorm1d", ND_CONVENTION_PYTORCH);
+    ck_assert(nd_spec_tracks_running_stats(&s));
+    ck_assert_double_eq(s.momentum, 0.1);
+    ck_assert_int_eq(s.batchnorm_nd, 0);
+    s = named_spec("BatchNorm2D", ND_CONVENTION_PUZZLELIB); // PuzzleLib's: no PyTorch rules
+    ck_assert(!nd_spec_is_pytorch_named(&s));
+    ck_assert_int_eq(s.batchnorm_nd, 2);
+    ck_assert(s.type_alias != 0);
+    s = spec_of(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PYTORCH); // plain defaults
+    ck_assert_int_eq(s.type_alias, 0);
+    ck_assert_int_eq(s.convention_from, ND_CONVENTION_FROM_UNKNOWN);
+    ck_assert(!nd_spec_is_pytorch_named(&s));
+    ck_assert(!nd_spec_is_pytorch_named(NULL));
+    ck_assert(!nd_spec_tracks_running_stats(NULL));
+    nd_spec_defaults_named(NULL, NULL, ND_CONVENTION_WOLFRAM, ND_CONVENTION_FROM_TYPE); // no-op
+}
+END_TEST
+
+START_TEST(test_framework_complete) {
+    struct nd_spec s = named_spec("BatchNorm2d", ND_CONVENTION_PYTORCH);
+    s.num_features = 3;
+    nd_spec_complete(&s);
+    const int64_t bn2[] = {3, AUTO, AUTO};
+    struct nd_shape want = shape_of(3, bn2);
+    ck_assert(nd_shape_equal(&s.input, &want));
+    expect_valid(&s, __LINE__);
+    s = named_spec("BatchNorm1d", ND_CONVENTION_PYTORCH);
+    s.num_features = 4;
+    nd_spec_complete(&s);
+    ck_assert_int_eq(s.input.ndim, 1);
+    ck_assert_int_eq(s.input.dim[0], 4);
+    s = named_spec("InstanceNorm1d", ND_CONVENTION_PYTORCH);
+    s.num_features = 2;
+    nd_spec_complete(&s);
+    ck_assert_int_eq(s.input.ndim, 2);
+    ck_assert_int_eq(s.input.dim[1], AUTO);
+    s = named_spec("GroupNorm", ND_CONVENTION_PYTORCH); // any rank: stays unknown
+    s.num_features = 4;
+    s.groups = 2;
+    nd_spec_complete(&s);
+    ck_assert_int_eq(s.input.ndim, ND_RANK_UNKNOWN);
+    expect_valid(&s, __LINE__);
+    s = named_spec("LayerNorm", ND_CONVENTION_PYTORCH);
+    s.normalized_shape = shape_of(2, (const int64_t[]){3, 4});
+    nd_spec_complete(&s);
+    ck_assert_int_eq(s.naxes, 2);
+    ck_assert_int_eq(s.axes[0], -2);
+    ck_assert_int_eq(s.axes[1], -1);
+    ck_assert(nd_shape_equal(&s.input, &s.normalized_shape));
+    struct nd_layout l;
+    struct nd_error err;
+    ck_assert_int_eq(resolve(&s, 3, (const int64_t[]){5, 3, 4}, &l, &err), ND_STATUS_OK);
+    ck_assert_uint_eq(l.reduce_mask, BIT(2) | BIT(3));
+    ck_assert_uint_eq(l.param_mask, BIT(2) | BIT(3));
+    // A given input stays as given.
+    s = named_spec("BatchNorm1d", ND_CONVENTION_PYTORCH);
+    s.num_features = 2;
+    s.input = shape_of(2, (const int64_t[]){2, AUTO});
+    nd_spec_complete(&s);
+    ck_assert_int_eq(s.input.ndim, 2);
+    nd_spec_complete(NULL);
+}
+END_TEST
+
+START_TEST(test_framework_validate_rejects) {
+    struct nd_spec s = named_spec("BatchNorm2d", ND_CONVENTION_PYTORCH);
+    REJECT(s, "options.num_features", "required argument of PyTorch's BatchNorm2d");
+    s.num_features = -1;
+    REJECT(s, "options.num_features", ">= 1");
+    s.num_features = 3;
+    s.epsilon = 0.0;
+    REJECT(s, "options.eps", "eps must be > 0"); // PyTorch's spelling for PyTorch's classes
+    s = named_spec("InstanceNorm1d", ND_CONVENTION_PYTORCH);
+    REJECT(s, "options.num_features", "InstanceNorm1d");
+    s.num_features = 3;
+    s.momentum = 1.5;
+    REJECT(s, "options.momentum", "[0, 1]");
+    s = named_spec("GroupNorm", ND_CONVENTION_PYTORCH);
+    s.num_features = 4;
+    REJECT(s, "options.num_groups", "num_groups");
+    s.groups = 3;
+    REJECT(s, "options.num_channels", "num_channels must be divisible by num_groups");
+    s.groups = -2;
+    REJECT(s, "options.num_groups", ">= 1");
+    s.groups = 2;
+    s.num_features = 0;
+    REJECT(s, "options.num_channels", "num_channels");
+    s = named_spec("LayerNorm", ND_CONVENTION_PYTORCH);
+    REJECT(s, "options.normalized_shape", "required argument of PyTorch's LayerNorm");
+    s.normalized_shape = shape_of(2, (const int64_t[]){3, 0});
+    REJECT(s, "options.normalized_shape", ">= 1");
+    s = named_spec("RMSNorm", ND_CONVENTION_PYTORCH);
+    REJECT(s, "options.normalized_shape", "RMSNorm");
+    // The canonical names keep their fields and have no required sizes.
+    s = spec_of(ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_PYTORCH);
+    s.groups = 0;
+    REJECT(s, "options.groups", "groups must be >= 1");
+    s = spec_of(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PYTORCH);
+    expect_valid(&s, __LINE__);
+    // track_running_stats=False drops both moving statistics; one alone is no layer.
+    s.enabled[ND_ARRAY_MOVING_MEAN] = false;
+    REJECT(s, "arrays.MovingMean", "alone");
+    s.enabled[ND_ARRAY_MOVING_MEAN] = true;
+    s.enabled[ND_ARRAY_MOVING_VARIANCE] = false;
+    REJECT(s, "arrays.MovingVariance", "track_running_stats");
+    s.enabled[ND_ARRAY_MOVING_MEAN] = false;
+    expect_valid(&s, __LINE__);
+    ck_assert(!nd_spec_tracks_running_stats(&s));
+}
+END_TEST
+
+START_TEST(test_framework_resolve_rejects) {
+    struct nd_spec s = named_spec("BatchNorm2d", ND_CONVENTION_PYTORCH);
+    s.num_features = 3;
+    REJECT_RESOLVE(s, ND_STATUS_SHAPE_MISMATCH, "input", "expects a 4D input (got 3D input)", 3, 4);
+    REJECT_RESOLVE(s, ND_STATUS_INVALID_VALUE, "options.num_features",
+                   "num_features is 3 but the input has 4 channels", 4, 2, 2);
+    struct nd_layout l;
+    struct nd_error err;
+    ck_assert_int_eq(resolve(&s, 3, (const int64_t[]){3, 5, 6}, &l, &err), ND_STATUS_OK);
+    ck_assert_int_eq(resolve(&s, 3, (const int64_t[]){AUTO, 5, 6}, &l, &err), ND_STATUS_OK);
+    s = named_spec("BatchNorm1d", ND_CONVENTION_PYTORCH);
+    s.num_features = 3;
+    REJECT_RESOLVE(s, ND_STATUS_SHAPE_MISMATCH, "input", "expects a 2D or 3D input", 3, 4, 4);
+    ck_assert_int_eq(resolve(&s, 1, (const int64_t[]){3}, &l, &err), ND_STATUS_OK);
+    ck_assert_int_eq(resolve(&s, 2, (const int64_t[]){3, 7}, &l, &err), ND_STATUS_OK);
+    s = named_spec("InstanceNorm3d", ND_CONVENTION_PYTORCH);
+    s.num_features = 2;
+    REJECT_RESOLVE(s, ND_STATUS_SHAPE_MISMATCH, "input", "5D", 2, 3, 3);
+    REJECT_RESOLVE(s, ND_STATUS_INVALID_VALUE, "options.num_features", "2", 3, 2, 2, 2);
+    s = named_spec("GroupNorm", ND_CONVENTION_PYTORCH);
+    s.num_features = 4;
+    s.groups = 2;
+    REJECT_RESOLVE(s, ND_STATUS_INVALID_VALUE, "options.num_channels",
+                   "num_channels is 4 but the input has 6 channels", 6, 3);
+    ck_assert_int_eq(resolve(&s, 1, (const int64_t[]){4}, &l, &err), ND_STATUS_OK);
+    s = named_spec("LayerNorm", ND_CONVENTION_PYTORCH);
+    s.normalized_shape = shape_of(2, (const int64_t[]){3, 4});
+    nd_spec_complete(&s);
+    REJECT_RESOLVE(s, ND_STATUS_INVALID_VALUE, "options.normalized_shape",
+                   "Given normalized_shape=[3, 4], expected input with shape [*, 3, 4]", 4, 3);
+    REJECT_RESOLVE(s, ND_STATUS_INVALID_VALUE, "options.normalized_shape", "[*, 3, 4]", 4);
+}
+END_TEST
+
 Suite *spec_suite(void) {
     Suite *s = suite_create("spec");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_type_names_round_trip);
     tcase_add_test(tc, test_type_aliases);
+    tcase_add_test(tc, test_framework_type_names);
+    tcase_add_test(tc, test_framework_default_conventions);
+    tcase_add_test(tc, test_framework_named_defaults);
+    tcase_add_test(tc, test_framework_complete);
     tcase_add_test(tc, test_convention_names);
     tcase_add_test(tc, test_array_names_and_aliases);
     tcase_add_test(tc, test_estimator_and_method_names);
@@ -1639,6 +1909,8 @@ Suite *spec_suite(void) {
     tcase_add_test(te, test_resolve_rejects_presets);
     tcase_add_test(te, test_resolve_failure_leaves_out);
     tcase_add_test(te, test_conformance_rejections);
+    tcase_add_test(te, test_framework_validate_rejects);
+    tcase_add_test(te, test_framework_resolve_rejects);
     suite_add_tcase(s, te);
     return s;
 }

@@ -6,9 +6,13 @@
 // FNV-1a trailer, so mutations reach the payload parser instead of dying at the checksum).
 // Bit 1: the input holds a shared array first (u32 little-endian length, its bytes), then a
 // layer; clear: one file, loaded as a shared array when bit 2 is set, else as a layer.
-// Oracles (beyond ASan/UBSan): a file the loader accepts serializes back to the same bytes
-// (the format is canonical), and the loaded layer serves a forward in both modes, an SGD and
-// an Adam train-step and reads of its arrays without crashing or a 5xx-class status.
+// Oracles (beyond ASan/UBSan): a file of the current format (ND_PERSIST_FORMAT_VERSION) that
+// the loader accepts, layer or shared array, serializes back to the same bytes (the format is
+// canonical); one of an older format serializes as the current format, and that file loads
+// (next to the same shared array) and serializes back to itself; a version-1 layer reads as
+// named canonically (no alias, convention_from unknown, no PyTorch sizes). The loaded layer
+// serves a forward in both modes, an SGD and an Adam train-step and reads of its arrays
+// without crashing or a 5xx-class status.
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -48,22 +52,133 @@ static void check_status(enum nd_status st, const struct nd_error *err, const ch
         FUZZ_FAIL("%s: status %d: %s (%s)", what, (int)st, err->msg, err->field);
 }
 
-// The loaded layer serialized again equals the file.
-static void round_trip(struct nd_layer *l, const unsigned char *file, size_t n) {
-    struct nd_buf buf = {0};
+// The format version a file announces (0 when too short to say).
+static uint32_t version_of(const unsigned char *b, size_t n) {
+    return n < 8 ? 0
+                 : (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 |
+                       (uint32_t)b[7] << 24;
+}
+
+// What was stored again (buf) is the file (n bytes).
+static void same_bytes(const struct nd_buf *buf, const unsigned char *file, size_t n,
+                       const char *what) {
+    size_t at = 0;
+    while (at < n && at < buf->len && buf->data[at] == file[at])
+        at++;
+    if (buf->len != n || at < n) {
+        FUZZ_FAIL("%s (%zu bytes): differs from the %zu-byte file at byte %zu (file 0x%02x, "
+                  "stored 0x%02x)",
+                  what, buf->len, n, at, at < n ? file[at] : 0,
+                  at < buf->len ? buf->data[at] : 0);
+    }
+}
+
+static void serialize_layer(struct nd_layer *l, struct nd_buf *buf) {
     struct nd_error err;
     nd_error_clear(&err);
-    if (nd__layer_serialize(l, &buf, &err) != ND_STATUS_OK)
+    if (nd__layer_serialize(l, buf, &err) != ND_STATUS_OK)
         FUZZ_FAIL("a loaded layer does not serialize: %s", err.msg);
-    size_t at = 0;
-    while (at < n && at < buf.len && buf.data[at] == file[at])
-        at++;
-    if (buf.len != n || at < n) {
-        FUZZ_FAIL("loaded and stored again (%zu bytes): differs from the %zu-byte file at "
-                  "byte %zu (file 0x%02x, stored 0x%02x)",
-                  buf.len, n, at, at < n ? file[at] : 0, at < buf.len ? buf.data[at] : 0);
+}
+
+// The only layer reg holds (a reference).
+static struct nd_layer *only_layer(struct nd_registry *reg) {
+    struct nd_layer **list;
+    int64_t count;
+    if (nd_registry_list(reg, &list, &count, NULL) != ND_STATUS_OK || count != 1)
+        FUZZ_FAIL("one layer loaded, the registry lists another count");
+    struct nd_layer *l = list[0];
+    nd_free(list);
+    return l;
+}
+
+// Version 1 stored no naming: such a layer reads as named canonically, its convention's origin
+// unknown.
+static void check_v1_naming(struct nd_layer *l) {
+    struct nd_layer_info info;
+    nd_layer_info(l, &info);
+    const struct nd_spec *s = &info.spec;
+    if (s->type_alias != 0 || s->convention_from != ND_CONVENTION_FROM_UNKNOWN ||
+        s->synchronized || s->num_features != 0 || s->normalized_shape.ndim != 0)
+        FUZZ_FAIL("a version-1 layer reads with naming: alias %d, convention_from %d, "
+                  "synchronized %d, num_features %lld, normalized_shape rank %d",
+                  (int)s->type_alias, (int)s->convention_from, (int)s->synchronized,
+                  (long long)s->num_features, (int)s->normalized_shape.ndim);
+}
+
+// The loaded layer serialized again: the file itself when it is of the current format. An older
+// file becomes a current one, which loads (after the same shared-array file, when there is
+// one) and serializes back to itself.
+static void round_trip(struct nd_layer *l, const unsigned char *file, size_t n,
+                       const unsigned char *shared, size_t shared_len) {
+    struct nd_buf buf = {0};
+    serialize_layer(l, &buf);
+    uint32_t v = version_of(file, n);
+    if (v == ND_PERSIST_FORMAT_VERSION) {
+        same_bytes(&buf, file, n, "loaded and stored again");
+        nd_buf_deinit(&buf);
+        return;
     }
+    if (version_of(buf.data, buf.len) != ND_PERSIST_FORMAT_VERSION)
+        FUZZ_FAIL("a version-%u layer stored again as version %u", v,
+                  version_of(buf.data, buf.len));
+    if (v == 1)
+        check_v1_naming(l);
+    struct nd_registry *reg;
+    struct nd_error err;
+    nd_error_clear(&err);
+    if (nd_registry_create(64, &reg, NULL) != ND_STATUS_OK)
+        FUZZ_FAIL("cannot create a registry");
+    if (shared)
+        nd_registry_load_shared(reg, shared, shared_len, NULL);
+    if (nd_registry_load_layer(reg, buf.data, buf.len, &err) != ND_STATUS_OK)
+        FUZZ_FAIL("a version-%u layer stored as version %u does not load: %s", v,
+                  ND_PERSIST_FORMAT_VERSION, err.msg);
+    struct nd_layer *again = only_layer(reg);
+    struct nd_buf twice = {0};
+    serialize_layer(again, &twice);
+    same_bytes(&twice, buf.data, buf.len, "an older layer's current file loaded and stored again");
+    nd_buf_deinit(&twice);
+    nd_layer_unref(again);
+    nd_registry_free(reg);
     nd_buf_deinit(&buf);
+}
+
+static void serialize_shared(struct nd_registry *reg, const char *name, struct nd_buf *buf) {
+    struct nd_array *a = NULL;
+    struct nd_error err;
+    nd_error_clear(&err);
+    if (nd_registry_shared_get(reg, name, &a, &err) != ND_STATUS_OK)
+        FUZZ_FAIL("shared array %s loaded, but not found: %s", name, err.msg);
+    if (nd__array_serialize(a, buf, &err) != ND_STATUS_OK)
+        FUZZ_FAIL("a loaded shared array does not serialize: %s", err.msg);
+    nd_array_unref(a);
+}
+
+// The same for a shared array just loaded into reg under name.
+static void shared_round_trip(struct nd_registry *reg, const char *name,
+                              const unsigned char *file, size_t n) {
+    struct nd_buf buf = {0};
+    serialize_shared(reg, name, &buf);
+    uint32_t v = version_of(file, n);
+    if (v == ND_PERSIST_FORMAT_VERSION) {
+        same_bytes(&buf, file, n, "shared array loaded and stored again");
+        nd_buf_deinit(&buf);
+        return;
+    }
+    struct nd_registry *other;
+    struct nd_error err;
+    nd_error_clear(&err);
+    if (nd_registry_create(64, &other, NULL) != ND_STATUS_OK)
+        FUZZ_FAIL("cannot create a registry");
+    if (nd_registry_load_shared(other, buf.data, buf.len, &err) != ND_STATUS_OK)
+        FUZZ_FAIL("a version-%u shared array stored as version %u does not load: %s", v,
+                  ND_PERSIST_FORMAT_VERSION, err.msg);
+    struct nd_buf twice = {0};
+    serialize_shared(other, name, &twice);
+    same_bytes(&twice, buf.data, buf.len, "an older shared array's current file stored again");
+    nd_buf_deinit(&twice);
+    nd_buf_deinit(&buf);
+    nd_registry_free(other);
 }
 
 static void train(struct nd_layer *l, struct nd_pool *pool, const struct nd_tensor *x,
@@ -126,6 +241,8 @@ static bool load(struct nd_registry *reg, const unsigned char *b, size_t n, bool
     check_status(st, &err, shared ? "load shared" : "load layer");
     if (st == ND_STATUS_OK && named != ND_STATUS_OK)
         FUZZ_FAIL("loaded, but nd_persist_stored_name refuses it: %s", err.msg);
+    if (st == ND_STATUS_OK && shared)
+        shared_round_trip(reg, name, b, n);
     return st == ND_STATUS_OK;
 }
 
@@ -150,27 +267,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct nd_registry *reg;
     if (nd_registry_create(64, &reg, NULL) != ND_STATUS_OK)
         FUZZ_FAIL("cannot create a registry");
+    unsigned char *s = NULL; // the shared array's file, kept for round_trip
+    size_t sl = 0;
     if (pair && n >= 4) {
-        size_t sl = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+        sl = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
         sl = sl < n - 4 ? sl : n - 4;
-        unsigned char *s = prepare(p + 4, sl, fix);
-        load(reg, s, sl, true);
-        free(s);
+        s = prepare(p + 4, sl, fix);
+        if (!load(reg, s, sl, true)) {
+            free(s);
+            s = NULL;
+        }
         p += 4 + sl;
         n -= 4 + sl;
     }
     unsigned char *b = prepare(p, n, fix);
     bool shared = shared_only && !pair;
     if (load(reg, b, n, shared) && !shared) {
-        struct nd_layer **list;
-        int64_t count;
-        if (nd_registry_list(reg, &list, &count, NULL) != ND_STATUS_OK || count != 1)
-            FUZZ_FAIL("one layer loaded, the registry lists another count");
-        round_trip(list[0], b, n);
-        exercise(list[0], nd_engine_pool(engine));
-        nd_layer_unref(list[0]);
-        nd_free(list);
+        struct nd_layer *l = only_layer(reg);
+        round_trip(l, b, n, s, sl);
+        exercise(l, nd_engine_pool(engine));
+        nd_layer_unref(l);
     }
+    free(s);
     free(b);
     nd_registry_free(reg);
     return 0;

@@ -17,6 +17,26 @@ same() {
     fi
 }
 
+# same_info EXPECTED DESCRIPTION: the last answer (200) is the information in EXPECTED, where
+# options a later version no longer lists because they do not apply (PuzzleLib's init_factor,
+# min_factor and sscale outside the puzzlelib convention) may be missing; nothing else may
+# differ, and the answer's text is compared byte for byte when nothing is missing.
+same_info() {
+    if [ "$STATUS" = 200 ] && cmp -s "$BODY" "$1"; then ok; return; fi
+    if [ "$STATUS" = 200 ] && python3 - "$1" "$BODY" <<'PY'; then ok; else
+import json, sys
+want, got = (json.load(open(p)) for p in sys.argv[1:3])
+unlisted = {"init_factor", "min_factor", "sscale"}
+opts = want.get("options", {})
+for k in list(opts):
+    if k in unlisted and k not in got.get("options", {}):
+        del opts[k]
+sys.exit(0 if want == got and json.dumps(want) != json.dumps(json.load(open(sys.argv[1]))) else 1)
+PY
+        fail "$2: status $STATUS, differs from $1:"
+        diff <(tr ',' '\n' <"$1") <(tr ',' '\n' <"$BODY") | head -6 >&2
+    fi
+}
 for fx in tests/data/persist/v*/; do
     v=$(basename "$fx")
     D=$TMP/$v
@@ -32,7 +52,7 @@ for fx in tests/data/persist/v*/; do
     for info in "$fx"/expected/*.info.json; do
         n=$(basename "$info" .info.json)
         req GET "/v1/layers/$n"
-        same "$info" "$v: information of $n"
+        same_info "$info" "$v: information of $n"
         req POST "/v1/layers/$n/extract" "${J[@]}" --data-binary @"$fx/expected/$n.extract-request.json"
         same "$fx/expected/$n.extract.json" "$v: extract of $n"
     done

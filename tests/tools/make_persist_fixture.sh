@@ -7,13 +7,24 @@
 # the binary under test and compares its answers byte for byte.
 #
 # Run it once per released format, and commit its output; never regenerate an old version's
-# folder: it stands for data dirs users already have.
+# folder: it stands for data dirs users already have (the script refuses a folder git tracks,
+# and a vK folder of another version than the binary's source).
 #
-#   tests/tools/make_persist_fixture.sh [OUT]    (NORMD=build/normd; OUT: tests/data/persist/v1)
+#   tests/tools/make_persist_fixture.sh [OUT]    (NORMD=build/normd; OUT: tests/data/persist/vN)
 set -eu
 cd "$(dirname "$0")/../.."
 NORMD=${NORMD:-build/normd}
-OUT=${1:-tests/data/persist/v1}
+V=$(sed -n 's/^#define ND_PERSIST_FORMAT_VERSION \([0-9][0-9]*\).*/\1/p' core/persist.h)
+[ -n "$V" ] || { echo "no ND_PERSIST_FORMAT_VERSION in core/persist.h" >&2; exit 1; }
+OUT=${1:-tests/data/persist/v$V}
+case $(basename "$OUT") in
+v[0-9]*) [ "$(basename "$OUT")" = "v$V" ] ||
+    { echo "$OUT: this source writes format version $V" >&2; exit 1; } ;;
+esac
+if git ls-files --error-unmatch "$OUT" >/dev/null 2>&1; then
+    echo "$OUT is committed: a released version's fixture is never regenerated" >&2
+    exit 1
+fi
 . tests/server/lib.sh
 J=(-H 'Content-Type: application/json')
 
@@ -35,6 +46,22 @@ shared_a|{"type":"BatchNormalization","input":[3],"arrays":{"Scaling":{"shared":
 shared_b|{"type":"LayerNormalization","input":[3],"arrays":{"Scaling":{"shared":"gamma"}}}|[3]|{"type":"adam","learning_rate":0.01}
 uninitialized|{"type":"BatchNormalization","convention":"keras"}|[3]|{"type":"sgd","learning_rate":0.1}
 '
+# Version 2 stores how a definition named things (API.md 1.1a): each framework's type names and
+# PyTorch's arguments. An optimizer "-": never trained (no arrays to train, or no input yet).
+LAYERS_V2='
+torch_bn2d|{"type":"BatchNorm2d","options":{"num_features":3,"momentum":null}}|[3,2,2]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
+torch_bn1d_nostats|{"type":"BatchNorm1d","input":[3,5],"options":{"num_features":3,"track_running_stats":false,"eps":0.001}}|[3,5]|{"type":"adam","learning_rate":0.01}
+torch_layer_norm|{"type":"LayerNorm","input":[3,4],"options":{"normalized_shape":[4],"bias":false}}|[3,4]|{"type":"adam","learning_rate":0.01}
+torch_group_norm|{"type":"GroupNorm","input":[4,3],"options":{"num_groups":2,"num_channels":4}}|[4,3]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
+torch_group_norm_uninit|{"type":"GroupNorm","options":{"num_groups":3,"num_channels":6,"affine":false}}|[6]|-
+torch_rms_norm|{"type":"RMSNorm","options":{"normalized_shape":[2,3],"eps":0.0001}}|[2,3]|{"type":"adam","learning_rate":0.01}
+torch_instance_norm2d|{"type":"InstanceNorm2d","options":{"num_features":3,"affine":true}}|[3,2,2]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
+torch_instance_norm2d_plain|{"type":"InstanceNorm2d","options":{"num_features":2}}|[2,2,3]|-
+keras_bn_sync|{"type":"BatchNormalization","input":[3],"options":{"synchronized":true,"momentum":0.9}}|[3]|{"type":"adam","learning_rate":0.01}
+wolfram_bn_layer|{"type":"BatchNormalizationLayer","input":[2]}|[2]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
+puzzlelib_bn2d|{"type":"BatchNorm2D","input":[2,2,2]}|[2,2,2]|{"type":"adam","learning_rate":0.01}
+'
+[ "$V" -ge 2 ] && LAYERS="$LAYERS$LAYERS_V2"
 
 # body SHAPE OPTIMIZER K: a train-step body of a batch of 3, its numbers fixed by K
 body() {
@@ -62,7 +89,7 @@ while IFS='|' read -r name def shape opt; do
     [ -n "$name" ] || continue
     req PUT "/v1/layers/$name" "${J[@]}" -d "$def"
     want "define $name"
-    [ "$name" = uninitialized ] && continue
+    [ "$name" = uninitialized ] || [ "$opt" = - ] && continue
     for k in 1 2; do
         req POST "/v1/layers/$name/train-step" "${J[@]}" -d "$(body "$shape" "$opt" "$k")"
         want "train-step $k of $name"
@@ -94,7 +121,8 @@ print(json.dumps({"keys": a + ["Epsilon","Momentum","Input","Output"]}))' "$BODY
     req POST "/v1/layers/$name/extract" "${J[@]}" -d "$keys"
     want "extract of $name"
     cp "$BODY" "$OUT/expected/$name.extract.json"
-    [ "$name" = uninitialized ] || body "$shape" "$opt" 3 >"$OUT/expected/$name.next-request.json"
+    [ "$name" = uninitialized ] || [ "$opt" = - ] ||
+        body "$shape" "$opt" 3 >"$OUT/expected/$name.next-request.json"
 done <<<"$LAYERS"
 # in the order test_compat.sh sends them (shared_a's step changes what shared_b's sees)
 for f in "$OUT"/expected/*.next-request.json; do
