@@ -94,9 +94,16 @@ void api_error_reply(struct api_response *resp, int status, const char *code,
                      const char *message);
 
 // Decides what the head of a request (method, path, query, headers; req->body unread) settles
-// alone, so that server/ need not read a body it would refuse: no route (404, 405) and a
-// missing or wrong API key (401). Returns true with *resp holding the answer; false when the
-// body must be read and the request handled with api_handle. Thread-safe; never waits.
+// alone, so that server/ need not read a body it would refuse: no route (404, 405), a missing
+// or wrong API key (401), a query parameter the route does not take (422); OPTIONS (no key
+// needed) only when a body follows, so that none is read for it. Returns true with *resp
+// holding the answer; false when the body must be read and the request handled with
+// api_handle. Thread-safe; never waits.
+//
+// HTTP semantics both functions share: HEAD runs the GET route (server/ sends no body);
+// OPTIONS answers 204 with Allow, the path's methods ("GET, HEAD, POST, OPTIONS"), also in
+// 405s; one trailing slash names the same route ("/v1/layers/"); path "*" (OPTIONS *) is the
+// whole server.
 bool api_answer_head(struct api_ctx *ctx, const struct api_request *req,
                      struct api_response *resp);
 

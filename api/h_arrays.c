@@ -95,21 +95,93 @@ static bool listed_before(const json_t *list, size_t i, const char *key) {
     return false;
 }
 
+// One array for "All": a tensor, or null when disabled or without values yet.
+static int extract_all_array(struct api_call *call, struct nd_layer *layer,
+                             const struct nd_layer_info *info, enum nd_array_id id,
+                             enum api_tensor_form form, struct jw *w) {
+    struct nd_tensor t;
+    jw_key(w, nd_array_name(id));
+    if (info->enabled[id] && info->array_shape[id].ndim >= 0 &&
+        reserve_array(call, info, id) != 0)
+        return -1;
+    if (!info->enabled[id] || info->array_shape[id].ndim < 0 ||
+        nd_layer_read_array(layer, id, &t, NULL, NULL) != ND_STATUS_OK) {
+        jw_null(w);
+        return 0;
+    }
+    api_tensor_write(w, &t, form);
+    nd_tensor_deinit(&t);
+    return 0;
+}
+
+// The options of the layer's type by their snake_case names, as GET shows them: their names
+// are json_layer.c's, read back from its own writer so "All" never misses a new option.
+static int extract_all_options(struct api_call *call, const struct nd_layer_info *info,
+                               struct jw *w) {
+    const struct nd_layout *lay = info->layout_known ? &info->layout : NULL;
+    struct jw opts;
+    jw_init(&opts);
+    api_write_options(&opts, &info->spec, lay);
+    size_t len = 0;
+    char *text = jw_finish(&opts, &len);
+    json_t *obj = text ? json_loadb(text, len, 0, NULL) : NULL;
+    free(text);
+    if (!obj)
+        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        jw_key(w, key);
+        if (!api_write_option_named(w, &info->spec, lay, key))
+            jw_null(w);
+    }
+    json_decref(obj);
+    return 0;
+}
+
+// "keys": "All": every parameter extract knows (Epsilon, Momentum for a batch norm, Input,
+// Output, then each option), and every array of the type.
+static int extract_all(struct api_call *call, struct nd_layer *layer,
+                       const struct nd_layer_info *info, enum api_tensor_form form,
+                       struct jw *w) {
+    static const char *const wolfram[] = {"Epsilon", "Momentum", "Input", "Output"};
+    bool batch = nd_layer_type_is_batch(info->spec.type);
+    for (size_t i = 0; i < sizeof wolfram / sizeof wolfram[0]; i++) {
+        if (!batch && strcmp(wolfram[i], "Momentum") == 0)
+            continue;
+        jw_key(w, wolfram[i]);
+        if (!write_parameter(w, info, wolfram[i]))
+            jw_null(w);
+    }
+    int count = batch ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    for (int id = 0; id < count; id++)
+        if (extract_all_array(call, layer, info, (enum nd_array_id)id, form, w) != 0)
+            return -1;
+    return extract_all_options(call, info, w);
+}
+
 static int extract(struct api_call *call, struct nd_layer *layer) {
     static const char *const keys[] = {"keys", "output_format", NULL};
     enum api_tensor_form form;
     if (api_check_keys(call->body, keys, "", &call->err) != 0 || output_format(call, &form) != 0)
         return API_FAIL;
     const json_t *list = json_object_get(call->body, "keys");
-    if (!json_is_array(list))
+    bool all = json_is_string(list) && strcmp(json_string_value(list), "All") == 0;
+    // A string other than "All" is a wrong type (a list was meant), as it was before "All".
+    if (!json_is_array(list) && !all)
         return api_error_set(&call->err, list ? 400 : 422, list ? "invalid_type" : "invalid_value",
-                             "keys", "keys must be a list of array or parameter names");
+                             "keys", "keys must be a list of array or parameter names, or "
+                             "\"All\"");
     struct nd_layer_info info;
     nd_layer_info(layer, &info);
     struct jw w;
     api_writer_init(call, &w);
     jw_obj_begin(&w);
-    for (size_t i = 0; i < json_array_size(list); i++) {
+    if (all && extract_all(call, layer, &info, form, &w) != 0) {
+        jw_free(&w);
+        return API_FAIL;
+    }
+    for (size_t i = 0; !all && i < json_array_size(list); i++) {
         const char *key;
         if (api_as_string(json_array_get(list, i), "keys", &key, &call->err) != 0) {
             jw_free(&w);
@@ -144,6 +216,10 @@ int api_h_extract(struct api_call *call) {
 static int reply_array(struct api_call *call, const char *name, struct nd_tensor *t,
                        uint64_t version) {
     api_reply_etag(call, version);
+    if (wants_binary(call) && api_query(call->req, "output_format")) // refused, never ignored
+        return api_error_set(&call->err, 422, "invalid_value", "output_format",
+                             "output_format applies to JSON replies; Accept asks for the raw "
+                             "bytes");
     if (wants_binary(call))
         return api_reply_binary(call, t);
     enum api_tensor_form form;
@@ -237,6 +313,56 @@ int api_h_array_put(struct api_call *call) {
     nd_tensor_deinit(&value);
     nd_layer_unref(layer);
     return rc;
+}
+
+// ---- the list of a layer's arrays ----
+
+static void write_array_entry(struct jw *w, const struct nd_layer_info *info, int id) {
+    struct nd_shape unknown = {.ndim = ND_RANK_UNKNOWN};
+    const struct nd_shape *shape = info->array_shape[id].ndim >= 0 ? &info->array_shape[id]
+                                   : info->layout_known             ? &info->layout.param_shape
+                                                                    : &unknown;
+    jw_obj_begin(w);
+    jw_key(w, "name");
+    jw_string(w, nd_array_name((enum nd_array_id)id));
+    jw_key(w, "shape");
+    api_write_shape(w, info->enabled[id] ? shape : &unknown);
+    jw_key(w, "learning_rate_multiplier");
+    jw_double(w, info->spec.lr_multiplier[id]);
+    jw_key(w, "shared");
+    if (info->shared[id][0])
+        jw_string(w, info->shared[id]);
+    else
+        jw_null(w);
+    jw_key(w, "enabled");
+    jw_bool(w, info->enabled[id]);
+    jw_obj_end(w);
+}
+
+// Every array of the layer's type, disabled ones too (shape null), in canonical order.
+int api_h_arrays_list(struct api_call *call) {
+    struct nd_layer *layer;
+    if (api_layer_from_path(call, &layer) != 0)
+        return API_FAIL;
+    struct nd_layer_info info;
+    nd_layer_info(layer, &info);
+    struct jw w;
+    api_writer_init(call, &w);
+    jw_obj_begin(&w);
+    jw_key(&w, "name");
+    jw_string(&w, nd_layer_name(layer));
+    jw_key(&w, "arrays");
+    jw_arr_begin(&w);
+    int count = nd_layer_type_is_batch(info.spec.type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    for (int id = 0; id < count; id++)
+        write_array_entry(&w, &info, id);
+    jw_arr_end(&w);
+    jw_key(&w, "version");
+    jw_uint(&w, info.version);
+    jw_obj_end(&w);
+    nd_layer_unref(layer);
+    api_reply_etag(call, info.version);
+    return api_reply_json(call, 200, &w);
 }
 
 // ---- shared arrays ----

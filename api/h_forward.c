@@ -27,7 +27,9 @@ static int parse_mode(struct api_call *call, const char *text, bool *train) {
                          "mode must be \"inference\" or \"train\"");
 }
 
-// mode, batch and output_format from the JSON body or, for a binary body, the query.
+// mode, batch and output_format from the JSON body (which holds the query's too, see
+// api_parse_body) or, for a binary body, the query. A binary reply has no output_format: asked
+// for one, it is refused rather than ignored.
 static int parse_forward_options(struct api_call *call, struct forward_req *fr) {
     const char *mode = NULL, *format = NULL;
     bool batch = false, has_batch = false;
@@ -41,12 +43,12 @@ static int parse_forward_options(struct api_call *call, struct forward_req *fr) 
             return -1;
     } else {
         mode = api_query(call->req, "mode");
-        const char *b = api_query(call->req, "batch");
-        has_batch = b != NULL;
-        batch = b && (strcmp(b, "true") == 0 || strcmp(b, "1") == 0);
-        if (b && !batch && strcmp(b, "false") != 0 && strcmp(b, "0") != 0)
-            return api_error_set(&call->err, 400, "invalid_type", "batch",
-                                 "batch must be true or false, not %.40s", b);
+        if (api_query_bool(call, "batch", &has_batch, &batch) != 0)
+            return -1;
+        if (api_query(call->req, "output_format"))
+            return api_error_set(&call->err, 422, "invalid_value", "output_format",
+                                 "output_format applies to JSON replies; a binary body's reply "
+                                 "is binary");
     }
     if (mode && parse_mode(call, mode, &fr->train_mode) != 0)
         return -1;

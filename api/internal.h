@@ -18,7 +18,7 @@
 
 // ---- context and metrics ----
 
-#define API_METRIC_ROUTES 24 // >= the number of routes, plus "unmatched"
+#define API_METRIC_ROUTES 40 // >= the number of routes, plus "unmatched" (asserted in routes.c)
 #define API_LATENCY_BUCKETS 12
 
 #define API_STATUS_MIN 100
@@ -45,6 +45,19 @@ struct api_ctx {
 
 // ---- one call ----
 
+// A query parameter a route takes (routes.c declares them per route). An undeclared one is 422
+// unknown_field; a JSON body takes the declared ones as its own fields (api_parse_body), in
+// this type.
+enum api_query_type {
+    API_QUERY_STRING,
+    API_QUERY_BOOL, // true, false, 1 or 0
+};
+
+struct api_query_param {
+    const char *name;
+    enum api_query_type type;
+};
+
 enum {
     API_OK = 0,
     API_FAIL = -1,  // call->err holds the error
@@ -61,6 +74,7 @@ struct api_call {
     struct api_fast_tensors fast; // its large numeric arrays, read before jansson
     bool binary;          // the body is application/octet-stream
     bool inline_only;
+    const struct api_query_param *query_decl; // the route's query parameters ({NULL} ends)
     int64_t reserved;     // bytes taken from the memory budget, given back when the call ends
     struct api_error err;
 };
@@ -73,7 +87,13 @@ typedef int (*api_handler_fn)(struct api_call *call);
 const char *api_header(const struct api_request *req, const char *name);
 const char *api_query(const struct api_request *req, const char *name);
 
-// Parses the body as a JSON object into call->body (an empty body is {} when allow_empty).
+// A boolean query parameter: "true"/"1" or "false"/"0"; absent leaves *out and *present false.
+// Anything else is 400 invalid_type naming it. Returns 0 or API_FAIL.
+int api_query_bool(struct api_call *call, const char *name, bool *present, bool *out);
+
+// Parses the body as a JSON object into call->body (an empty body is {} when allow_empty),
+// then adds the query parameters to it as fields (typed per the route's declaration): one given
+// in both places is 422 invalid_value.
 // 400 malformed_body with line and column, or nested deeper than API_JSON_MAX_DEPTH; 400
 // invalid_type when not an object; 413 when jansson would need more than
 // API_JSON_BYTES_PER_BODY_BYTE bytes per byte of max_body_bytes (tensors read by the fast path
@@ -206,6 +226,9 @@ int api_h_array_get(struct api_call *call);
 int api_h_array_put(struct api_call *call);
 int api_h_shared_list(struct api_call *call);
 int api_h_shared_get(struct api_call *call);
+int api_h_arrays_list(struct api_call *call);
+int api_h_export(struct api_call *call);
+int api_h_import(struct api_call *call);
 
 // Takes a reference to the layer named by the path, or fails (404).
 int api_layer_from_path(struct api_call *call, struct nd_layer **out);

@@ -23,13 +23,56 @@
 #define T_FAMILY (T_NORM | T_PRESETS)
 #define T_ALL (T_BN | T_FAMILY)
 
+// An option row. types: the canonical types taking it; torch: the types taking it when named by
+// a PyTorch class beside the class's own arguments (torch_args: normd's extras that PyTorch
+// lacks, e.g. initializers). late: parsed after the others, as it refines what they set
+// (PyTorch's bias under elementwise_affine, Keras' rms_scaling over center). shown: when
+// GET lists it (NULL: always).
 struct option {
     const char *name;
     const char *alias[3];
     unsigned types;
     int (*parse)(const json_t *v, struct nd_spec *s, const char *field, struct api_error *err);
     void (*write)(struct jw *w, const struct nd_spec *s, const struct nd_layout *lay);
+    unsigned torch;
+    bool late;
+    bool (*shown)(const struct nd_spec *s);
 };
+
+// PyTorch's constructor arguments per class (canonical type), spelled as PyTorch spells them.
+static const char *const torch_args[ND_LAYER_TYPE_COUNT][6] = {
+    [ND_LAYER_TYPE_BATCH_NORM] = {"num_features", "eps", "momentum", "affine",
+                                  "track_running_stats", NULL},
+    [ND_LAYER_TYPE_INSTANCE_NORM] = {"num_features", "eps", "momentum", "affine",
+                                     "track_running_stats", NULL},
+    [ND_LAYER_TYPE_LAYER_NORM] = {"normalized_shape", "eps", "elementwise_affine", "bias", NULL},
+    [ND_LAYER_TYPE_GROUP_NORM] = {"num_groups", "num_channels", "eps", "affine", NULL},
+    [ND_LAYER_TYPE_RMS_NORM] = {"normalized_shape", "eps", "elementwise_affine", NULL},
+};
+
+// Spellings only Keras uses: given to a Keras type without a convention, they select keras.
+static const char *const keras_only[] = {
+    "center",           "scale",             "rms_scaling",       "synchronized",
+    "gamma_initializer", "beta_initializer", "gamma_regularizer", "beta_regularizer",
+    "gamma_constraint", "beta_constraint",   NULL};
+
+static bool in_list(const char *const *list, const char *key) {
+    for (int i = 0; list[i]; i++)
+        if (strcmp(list[i], key) == 0)
+            return true;
+    return false;
+}
+
+// A string where JSON's null is meant ("Automatic", Wolfram's word; "None", Python's): the
+// 400 invalid_type a wrong type gets, with a message that says what to write instead.
+static int null_hint(const json_t *v, const char *field, const char *meaning,
+                     struct api_error *err) {
+    const char *t = json_is_string(v) ? json_string_value(v) : NULL;
+    if (!t || (strcmp(t, "Automatic") != 0 && strcmp(t, "None") != 0 && strcmp(t, "null") != 0))
+        return 0;
+    return api_error_set(err, 400, "invalid_type", field,
+                         "%s: write null (%s), not the string \"%s\"", field, meaning, t);
+}
 
 // ---- parsers ----
 
@@ -40,10 +83,15 @@ static int core_value_error(const struct nd_error *e, const char *field, struct 
 }
 
 static int parse_epsilon(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    // PyTorch's RMSNorm(eps=None): the machine epsilon, which its default already is.
+    if (json_is_null(v) && s->type == ND_LAYER_TYPE_RMS_NORM && nd_spec_is_pytorch_named(s))
+        return 0;
     return api_as_number(v, f, &s->epsilon, e);
 }
 
 static int parse_momentum(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    if (null_hint(v, f, "a cumulative moving average under pytorch", e))
+        return -1;
     s->momentum_null = json_is_null(v);
     return s->momentum_null ? 0 : api_as_number(v, f, &s->momentum, e);
 }
@@ -93,6 +141,94 @@ static int parse_affine(const json_t *v, struct nd_spec *s, const char *f, struc
     return 0;
 }
 
+// PyTorch's LayerNorm/RMSNorm(elementwise_affine): Scaling, and Biases where the type has them
+// (RMSNorm has none).
+static int parse_elementwise_affine(const json_t *v, struct nd_spec *s, const char *f,
+                                    struct api_error *e) {
+    bool on;
+    if (api_as_bool(v, f, &on, e) != 0)
+        return -1;
+    s->enabled[ND_ARRAY_SCALING] = on;
+    if (s->type != ND_LAYER_TYPE_RMS_NORM)
+        s->enabled[ND_ARRAY_BIASES] = on;
+    return 0;
+}
+
+// PyTorch's LayerNorm(bias=False): no Biases (a late option: bias=True adds none without
+// elementwise_affine, as in PyTorch).
+static int parse_bias(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
+    bool on;
+    if (api_as_bool(v, f, &on, e) != 0)
+        return -1;
+    s->enabled[ND_ARRAY_BIASES] = s->enabled[ND_ARRAY_BIASES] && on;
+    return 0;
+}
+
+// PyTorch's track_running_stats: false drops MovingMean/MovingVariance (batch statistics in
+// inference too). Instance norms keep none, so only false is theirs.
+static int parse_track_running_stats(const json_t *v, struct nd_spec *s, const char *f,
+                                     struct api_error *e) {
+    bool on;
+    if (api_as_bool(v, f, &on, e) != 0)
+        return -1;
+    if (!nd_layer_type_is_batch(s->type)) {
+        if (!on)
+            return 0;
+        struct nd_type_name n;
+        nd_type_name_of(s->type, s->type_alias, &n);
+        return api_error_set(e, 422, "invalid_value", f,
+                             "%s(track_running_stats=True) is not supported: normd's instance "
+                             "normalization keeps no running statistics (leave it false, "
+                             "PyTorch's default)",
+                             n.name);
+    }
+    s->enabled[ND_ARRAY_MOVING_MEAN] = s->enabled[ND_ARRAY_MOVING_VARIANCE] = on;
+    return 0;
+}
+
+// A positive size (num_features, num_channels); values below 1 are nd_spec_validate's to name.
+static int parse_num_features(const json_t *v, struct nd_spec *s, const char *f,
+                              struct api_error *e) {
+    int64_t n;
+    if (api_as_int(v, f, &n, e) != 0)
+        return -1;
+    s->num_features = n < 1 ? -1 : n; // 0 means "not given" in the spec
+    return 0;
+}
+
+// PyTorch's normalized_shape: an integer or a list of integers.
+static int parse_normalized_shape(const json_t *v, struct nd_spec *s, const char *f,
+                                  struct api_error *e) {
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if (n == 0 || n > ND_MAX_RANK)
+        return api_error_set(e, 422, "invalid_value", f, "%s must list 1 to %d sizes", f,
+                             ND_MAX_RANK);
+    struct nd_shape shape = {.ndim = (int32_t)n};
+    for (size_t i = 0; i < n; i++) {
+        int64_t d;
+        if (api_as_int(json_is_array(v) ? json_array_get(v, i) : v, f, &d, e) != 0)
+            return -1;
+        shape.dim[i] = d < 1 ? 0 : d; // nd_spec_validate names sizes below 1
+    }
+    s->normalized_shape = shape;
+    return 0;
+}
+
+// Keras' LayerNormalization(rms_scaling=True): x/sqrt(mean(x^2)+eps) times gamma, no beta
+// (a late option: it overrides center).
+static int parse_rms_scaling(const json_t *v, struct nd_spec *s, const char *f,
+                             struct api_error *e) {
+    bool on;
+    if (api_as_bool(v, f, &on, e) != 0)
+        return -1;
+    if (on) {
+        s->method = ND_METHOD_RMS;
+        s->enabled[ND_ARRAY_SCALING] = true;
+        s->enabled[ND_ARRAY_BIASES] = false;
+    }
+    return 0;
+}
+
 static int parse_moving_variance(const json_t *v, struct nd_spec *s, const char *f,
                                  struct api_error *e) {
     const char *text;
@@ -120,6 +256,7 @@ NUMBER_OPTION(parse_sscale, sscale)
 BOOL_OPTION(parse_inplace, inplace)
 BOOL_OPTION(parse_trainable, trainable)
 BOOL_OPTION(parse_unbiased, unbiased)
+BOOL_OPTION(parse_synchronized, synchronized)
 
 static int parse_groups(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
     return api_as_int(v, f, &s->groups, e);
@@ -175,6 +312,8 @@ static int parse_scaling_levels(const json_t *v, struct nd_spec *s, const char *
 // null, an integer (the first aggregation level), or a list of integers.
 static int parse_group_number(const json_t *v, struct nd_spec *s, const char *f,
                               struct api_error *e) {
+    if (null_hint(v, f, "no groups", e))
+        return -1;
     if (json_is_null(v)) {
         s->ngroup = 0;
         return 0;
@@ -533,7 +672,36 @@ REG_WRITER(write_biases_reg, ND_ARRAY_BIASES)
 CONSTRAINT_WRITER(write_scaling_con, ND_ARRAY_SCALING)
 CONSTRAINT_WRITER(write_biases_con, ND_ARRAY_BIASES)
 
+static void write_track_running_stats(struct jw *w, const struct nd_spec *s,
+                                      const struct nd_layout *l) {
+    (void)l;
+    jw_bool(w, nd_spec_tracks_running_stats(s));
+}
+
+static void write_synchronized(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    (void)l;
+    jw_bool(w, s->synchronized);
+}
+
+// GET lists track_running_stats for PyTorch-named layers and wherever it is off; synchronized
+// where it was given true (with a note). Layers stored by earlier versions thus answer as they
+// did.
+static bool shown_track_running_stats(const struct nd_spec *s) {
+    return nd_spec_is_pytorch_named(s) || !nd_spec_tracks_running_stats(s);
+}
+
+// PuzzleLib's factor schedule and random Scaling: they act under puzzlelib only.
+static bool shown_puzzlelib(const struct nd_spec *s) {
+    return s->convention == ND_CONVENTION_PUZZLELIB;
+}
+
+static bool shown_synchronized(const struct nd_spec *s) {
+    return s->synchronized;
+}
+
 // ---- the table ----
+
+#define T_TORCH (T_BN | T_IN | T_LN | T_GN | T_RMS) // normd's extras on PyTorch's classes
 
 static const struct option options[] = {
     {"epsilon", {"Epsilon", "eps"}, T_ALL, parse_epsilon, write_epsilon},
@@ -548,21 +716,39 @@ static const struct option options[] = {
     {"unbiased", {NULL}, T_FAMILY, parse_unbiased, write_unbiased},
     {"center", {NULL}, T_ALL, parse_center, write_center},
     {"scale", {NULL}, T_ALL, parse_scale, write_scale},
-    {"affine", {"elementwise_affine"}, T_ALL, parse_affine, NULL},
-    {"moving_variance", {NULL}, T_BN, parse_moving_variance, write_moving_variance},
-    {"init_factor", {"initFactor"}, T_BN, parse_init_factor, write_init_factor},
-    {"min_factor", {"minFactor"}, T_BN, parse_min_factor, write_min_factor},
-    {"sscale", {NULL}, T_BN, parse_sscale, write_sscale},
+    {"affine", {NULL}, T_ALL, parse_affine, NULL},
+    {"elementwise_affine", {NULL}, T_ALL, parse_elementwise_affine, NULL},
+    {"bias", {NULL}, 0, parse_bias, NULL, .late = true},
+    {"track_running_stats", {NULL}, T_BN, parse_track_running_stats, write_track_running_stats,
+     .shown = shown_track_running_stats},
+    {"num_features", {"num_channels"}, 0, parse_num_features, NULL},
+    {"normalized_shape", {NULL}, 0, parse_normalized_shape, NULL},
+    {"rms_scaling", {NULL}, T_LN, parse_rms_scaling, NULL, .late = true},
+    {"synchronized", {NULL}, T_BN, parse_synchronized, write_synchronized,
+     .shown = shown_synchronized},
+    {"moving_variance", {NULL}, T_BN, parse_moving_variance, write_moving_variance, T_BN},
+    {"init_factor", {"initFactor"}, T_BN, parse_init_factor, write_init_factor,
+     .shown = shown_puzzlelib},
+    {"min_factor", {"minFactor"}, T_BN, parse_min_factor, write_min_factor,
+     .shown = shown_puzzlelib},
+    {"sscale", {NULL}, T_BN, parse_sscale, write_sscale,
+     .shown = shown_puzzlelib},
     {"inplace", {NULL}, T_BN, parse_inplace, write_inplace},
-    {"trainable", {NULL}, T_ALL, parse_trainable, write_trainable},
-    {"scaling_initializer", {"gamma_initializer"}, T_ALL, parse_scaling_init, write_scaling_init},
-    {"biases_initializer", {"beta_initializer"}, T_ALL, parse_biases_init, write_biases_init},
-    {"moving_mean_initializer", {NULL}, T_BN, parse_mean_init, write_mean_init},
-    {"moving_variance_initializer", {NULL}, T_BN, parse_var_init, write_var_init},
-    {"scaling_regularizer", {"gamma_regularizer"}, T_ALL, parse_scaling_reg, write_scaling_reg},
-    {"biases_regularizer", {"beta_regularizer"}, T_ALL, parse_biases_reg, write_biases_reg},
-    {"scaling_constraint", {"gamma_constraint"}, T_ALL, parse_scaling_con, write_scaling_con},
-    {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con},
+    {"trainable", {NULL}, T_ALL, parse_trainable, write_trainable, T_TORCH},
+    {"scaling_initializer", {"gamma_initializer"}, T_ALL, parse_scaling_init, write_scaling_init,
+     T_TORCH},
+    {"biases_initializer", {"beta_initializer"}, T_ALL, parse_biases_init, write_biases_init,
+     T_TORCH},
+    {"moving_mean_initializer", {NULL}, T_BN, parse_mean_init, write_mean_init, T_BN},
+    {"moving_variance_initializer", {NULL}, T_BN, parse_var_init, write_var_init, T_BN},
+    {"scaling_regularizer", {"gamma_regularizer"}, T_ALL, parse_scaling_reg, write_scaling_reg,
+     T_TORCH},
+    {"biases_regularizer", {"beta_regularizer"}, T_ALL, parse_biases_reg, write_biases_reg,
+     T_TORCH},
+    {"scaling_constraint", {"gamma_constraint"}, T_ALL, parse_scaling_con, write_scaling_con,
+     T_TORCH},
+    {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con,
+     T_TORCH},
 };
 #define NOPTIONS ((int)(sizeof options / sizeof options[0]))
 
@@ -577,35 +763,101 @@ static const struct option *option_find(const char *key) {
     return NULL;
 }
 
-static int parse_options(const json_t *obj, struct nd_spec *spec, struct api_error *err) {
-    if (!json_is_object(obj))
-        return api_error_set(err, 400, "invalid_type", "options", "options must be an object");
+// The option key names for spec's layer, or NULL: its type's options, or for a PyTorch-named
+// layer the class's own arguments and normd's extras.
+static const struct option *option_for(const struct nd_spec *spec, const char *key) {
+    const struct option *opt = option_find(key);
+    if (!opt)
+        return NULL;
+    if (nd_spec_is_pytorch_named(spec))
+        return in_list(torch_args[spec->type], key) || (opt->torch & T(spec->type)) ? opt : NULL;
+    return opt->types & T(spec->type) ? opt : NULL;
+}
+
+static int unknown_option(const struct nd_spec *spec, const char *key, const char *field,
+                          struct api_error *err) {
+    struct nd_type_name n;
+    if (!nd_spec_is_pytorch_named(spec) || !nd_type_name_of(spec->type, spec->type_alias, &n))
+        return api_error_set(err, 422, "unknown_field", field, "unknown option %.100s for %s",
+                             key, nd_layer_type_name(spec->type));
+    char list[128] = "";
+    for (int i = 0; torch_args[spec->type][i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 torch_args[spec->type][i]);
+    return api_error_set(err, 422, "unknown_field", field,
+                         "unknown option %.60s for %s; PyTorch's arguments are %s", key, n.name,
+                         list);
+}
+
+// One pass over the options object: the late options or the others.
+static int parse_options_pass(const json_t *obj, struct nd_spec *spec, bool late, uint64_t *seen,
+                              struct api_error *err) {
     _Static_assert(NOPTIONS <= 64, "one bit per option");
-    uint64_t seen = 0;
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
         char field[API_FIELD_MAX];
         snprintf(field, sizeof field, "options.%.100s", key);
-        const struct option *opt = option_find(key);
-        if (!opt || !(opt->types & T(spec->type)))
-            return api_error_set(err, 422, "unknown_field", field, "unknown option %.100s for %s",
-                                 key, nd_layer_type_name(spec->type));
+        const struct option *opt = option_for(spec, key);
+        if (!opt)
+            return unknown_option(spec, key, field, err);
+        if (opt->late != late)
+            continue;
         uint64_t bit = 1ull << (opt - options);
-        if (seen & bit) // "epsilon" and "Epsilon": one would be ignored
+        if (*seen & bit) // "epsilon" and "Epsilon": one would be ignored
             return api_error_set(err, 422, "invalid_value", field,
                                  "option %s is given twice (under two of its names)", opt->name);
-        seen |= bit;
+        *seen |= bit;
         if (opt->parse(value, spec, field, err) != 0)
             return -1;
     }
     return 0;
 }
 
+static int parse_options(const json_t *obj, struct nd_spec *spec, struct api_error *err) {
+    if (!json_is_object(obj))
+        return api_error_set(err, 400, "invalid_type", "options", "options must be an object");
+    uint64_t seen = 0;
+    if (parse_options_pass(obj, spec, false, &seen, err) != 0)
+        return -1;
+    return parse_options_pass(obj, spec, true, &seen, err);
+}
+
+// True when a Keras type's options hold a spelling only Keras uses (API.md 1.1a).
+static bool has_keras_only_option(const json_t *opts) {
+    const char *key;
+    json_t *value;
+    if (!json_is_object(opts))
+        return false;
+    json_object_foreach((json_t *)opts, key, value) {
+        if (in_list(keras_only, key))
+            return true;
+    }
+    return false;
+}
+
+// GET lists the options that apply: a PyTorch-named layer's under their canonical names (the
+// class's arguments, PyTorch's spelling, are under "arguments").
+static bool option_listed(const struct option *opt, const struct nd_spec *spec) {
+    if (!opt->write || (opt->shown && !opt->shown(spec)))
+        return false;
+    if (!(opt->types & T(spec->type))) // canonical options only: a definition of the canonical
+        return false;                   // type with them (an export) means the same layer
+    if (!nd_spec_is_pytorch_named(spec))
+        return true;
+    if ((opt->torch & T(spec->type)) || (strcmp(opt->name, "axis") == 0 && // normalized_shape's
+                                         (T(spec->type) & (T_LN | T_RMS))))
+        return true;
+    for (int i = 0; torch_args[spec->type][i]; i++)
+        if (option_find(torch_args[spec->type][i]) == opt)
+            return true;
+    return false;
+}
+
 void api_write_options(struct jw *w, const struct nd_spec *spec, const struct nd_layout *layout) {
     jw_obj_begin(w);
     for (int i = 0; i < NOPTIONS; i++) {
-        if (!(options[i].types & T(spec->type)) || !options[i].write)
+        if (!option_listed(&options[i], spec))
             continue;
         jw_key(w, options[i].name);
         options[i].write(w, spec, layout);
@@ -642,6 +894,8 @@ static int check_example_size(const struct nd_shape *shape, int64_t max_elements
 
 int api_parse_shape(const json_t *v, const char *field, int64_t max_elements,
                     struct nd_shape *out, struct api_error *err) {
+    if (null_hint(v, field, "a shape not known yet", err))
+        return -1;
     if (json_is_null(v)) {
         *out = (struct nd_shape){.ndim = ND_RANK_UNKNOWN};
         return 0;
@@ -668,7 +922,8 @@ int api_parse_shape(const json_t *v, const char *field, int64_t max_elements,
             out->dim[i] = ND_DIM_AUTO;
             continue;
         }
-        if (api_as_int(e, field, &d, err) != 0)
+        if (null_hint(e, field, "a dimension of any length", err) ||
+            api_as_int(e, field, &d, err) != 0)
             return -1;
         if (d < 1)
             return api_error_set(err, 422, "invalid_value", field,
@@ -757,6 +1012,8 @@ static int parse_array_entry(const char *key, const json_t *v, struct api_defini
                              "%s is given twice (under two of its names)", nd_array_name(id));
     *seen |= 1u << id;
     snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
+    if (null_hint(v, field, "no such array", err))
+        return -1;
     if (json_is_null(v)) {
         if (id >= ND_ARRAY_AFFINE_COUNT)
             return api_error_set(err, 422, "invalid_value", field,
@@ -810,7 +1067,7 @@ static int parse_arrays(const json_t *v, struct api_definition *d,
 
 static int parse_header(const json_t *body, const char *path_name, struct api_definition *d,
                         struct api_error *err) {
-    const char *name = NULL, *type_text = NULL, *conv_text = "wolfram";
+    const char *name = NULL, *type_text = NULL, *conv_text = NULL;
     if (api_get_string(body, "name", "name", &name, err) ||
         api_get_string(body, "type", "type", &type_text, err) ||
         api_get_string(body, "convention", "convention", &conv_text, err))
@@ -827,18 +1084,41 @@ static int parse_header(const json_t *body, const char *path_name, struct api_de
     snprintf(d->name, sizeof d->name, "%s", use);
     if (!type_text)
         return api_error_set(err, 422, "invalid_value", "type", "a layer needs a type");
-    enum nd_layer_type type;
+    struct nd_type_name type;
     enum nd_convention conv;
-    int32_t nd = 0;
+    enum nd_convention_from from = ND_CONVENTION_FROM_REQUEST;
     struct nd_error ce;
     nd_error_clear(&ce);
-    if (nd_layer_type_parse(type_text, &type, &nd, &ce) != ND_STATUS_OK)
+    if (nd_type_name_lookup(type_text, &type, &ce) != ND_STATUS_OK)
         return core_value_error(&ce, "type", err);
-    if (nd_convention_parse(conv_text, &conv, &ce) != ND_STATUS_OK)
+    if (!conv_text) // API.md 1.1a: the type's name (and a Keras type's arguments) decide
+        conv = nd_type_name_convention(
+            &type, has_keras_only_option(json_object_get(body, "options")), &from);
+    else if (nd_convention_parse(conv_text, &conv, &ce) != ND_STATUS_OK)
         return core_value_error(&ce, "convention", err);
     struct nd_spec spec;
-    nd_spec_defaults(&spec, type, nd, conv);
+    nd_spec_defaults_named(&spec, &type, conv, from);
     nd_layer_def_init(&d->def, &spec);
+    return 0;
+}
+
+// A definition's unknown top-level field; an option given there is told where options go.
+static int check_definition_keys(const json_t *body, const char *const *keys,
+                                 struct api_error *err) {
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)body, key, value) {
+        if (in_list(keys, key))
+            continue;
+        char name[API_FIELD_MAX];
+        snprintf(name, sizeof name, "%.100s", key);
+        if (option_find(key) || in_list(keras_only, key))
+            return api_error_set(err, 422, "unknown_field", name,
+                                 "unknown field %s: options go under \"options\" "
+                                 "({\"options\": {\"%s\": ...}})",
+                                 name, name);
+        return api_error_set(err, 422, "unknown_field", name, "unknown field %s", name);
+    }
     return 0;
 }
 
@@ -860,7 +1140,7 @@ int api_parse_definition(const json_t *body, const char *path_name,
                                        "options", "arrays", "learning_rate_multipliers",
                                        "seed",   NULL};
     memset(out, 0, sizeof *out);
-    if (api_check_keys(body, keys, "", err) != 0 || parse_header(body, path_name, out, err) != 0)
+    if (check_definition_keys(body, keys, err) != 0 || parse_header(body, path_name, out, err) != 0)
         return -1;
     struct nd_spec *spec = &out->def.spec;
     const json_t *v;
@@ -876,6 +1156,7 @@ int api_parse_definition(const json_t *body, const char *path_name,
         return -1;
     if ((v = json_object_get(body, "arrays")) && parse_arrays(v, out, limits, fast, err))
         return -1;
+    nd_spec_complete(spec); // PyTorch's sizes give the input when none is given
     return 0;
 }
 
@@ -963,6 +1244,62 @@ static void write_counters(struct jw *w, const struct nd_layer_info *info) {
     jw_obj_end(w);
 }
 
+// The spelling the type was given by, when it is not the canonical name.
+static void write_type_given(struct jw *w, const struct nd_spec *spec) {
+    struct nd_type_name n;
+    if (spec->type_alias == 0 || !nd_type_name_of(spec->type, spec->type_alias, &n))
+        return;
+    jw_key(w, "type_given");
+    jw_string(w, n.name);
+}
+
+// The channel count a PyTorch class was built with: the layout's when known.
+static void write_channels(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
+    int64_t c = s->num_features > 0 ? s->num_features : ND_DIM_AUTO;
+    if (l && nd_layer_type_is_batch(s->type) && l->param_shape.ndim == 1)
+        c = l->param_shape.dim[0];
+    else if (l && l->param_mask && !nd_layer_type_is_batch(s->type))
+        for (int32_t d = l->input.ndim - 1; d >= 0; d--) // the lowest scaling level
+            c = l->param_mask & (1u << d) ? l->input.dim[d] : c;
+    if (c == ND_DIM_AUTO)
+        jw_null(w);
+    else
+        jw_int(w, c);
+}
+
+// PyTorch's constructor arguments of a PyTorch-named layer, with their effective values.
+static void write_torch_arguments(struct jw *w, const struct nd_spec *s,
+                                  const struct nd_layout *l) {
+    const char *const *args = torch_args[s->type];
+    bool affine = s->enabled[ND_ARRAY_SCALING];
+    jw_obj_begin(w);
+    for (int i = 0; args[i]; i++) {
+        const char *a = args[i];
+        jw_key(w, a);
+        if (strcmp(a, "num_features") == 0 || strcmp(a, "num_channels") == 0)
+            write_channels(w, s, l);
+        else if (strcmp(a, "eps") == 0)
+            jw_double(w, s->epsilon);
+        else if (strcmp(a, "momentum") == 0 && nd_layer_type_is_batch(s->type))
+            write_momentum(w, s, l);
+        else if (strcmp(a, "momentum") == 0 && s->momentum_null)
+            jw_null(w);
+        else if (strcmp(a, "momentum") == 0)
+            jw_double(w, s->momentum);
+        else if (strcmp(a, "affine") == 0 || strcmp(a, "elementwise_affine") == 0)
+            jw_bool(w, affine);
+        else if (strcmp(a, "bias") == 0)
+            jw_bool(w, s->enabled[ND_ARRAY_BIASES]);
+        else if (strcmp(a, "track_running_stats") == 0)
+            jw_bool(w, nd_spec_tracks_running_stats(s));
+        else if (strcmp(a, "num_groups") == 0)
+            jw_int(w, s->groups);
+        else // normalized_shape
+            api_write_shape(w, &s->normalized_shape);
+    }
+    jw_obj_end(w);
+}
+
 uint64_t api_write_layer_info(struct jw *w, struct nd_layer *layer) {
     struct nd_layer_info info;
     nd_layer_info(layer, &info);
@@ -972,14 +1309,30 @@ uint64_t api_write_layer_info(struct jw *w, struct nd_layer *layer) {
     jw_string(w, nd_layer_name(layer));
     jw_key(w, "type");
     jw_string(w, nd_layer_type_name(info.spec.type));
+    write_type_given(w, &info.spec);
     jw_key(w, "convention");
     jw_string(w, nd_convention_name(info.spec.convention));
+    if (info.spec.convention_from != ND_CONVENTION_FROM_UNKNOWN) {
+        jw_key(w, "convention_from");
+        jw_string(w, nd_convention_from_name(info.spec.convention_from));
+    }
     jw_key(w, "input");
     api_write_shape(w, &info.spec.input);
     jw_key(w, "output");
     api_write_shape(w, &info.spec.input);
     jw_key(w, "options");
     api_write_options(w, &info.spec, lay);
+    if (nd_spec_is_pytorch_named(&info.spec)) {
+        jw_key(w, "arguments");
+        write_torch_arguments(w, &info.spec, lay);
+    }
+    if (info.spec.synchronized) {
+        jw_key(w, "notes");
+        jw_arr_begin(w);
+        jw_string(w, "synchronized: accepted; normd trains in one process, so batch statistics "
+                     "are always the whole batch's and it has no effect");
+        jw_arr_end(w);
+    }
     if (lay && info.spec.type != ND_LAYER_TYPE_BATCH_NORM &&
         info.spec.type != ND_LAYER_TYPE_NORMALIZATION) {
         jw_key(w, "expansion");

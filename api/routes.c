@@ -22,6 +22,20 @@ struct route {
     const char *pattern; // segments; {x} matches one segment
     api_handler_fn fn;
     unsigned flags;
+    const struct api_query_param *query; // the query parameters it takes; NULL: none
+};
+
+// Query parameters are fields of the request like the body's (API.md 2.4): a route takes the
+// ones declared here, anything else is 422 unknown_field.
+static const struct api_query_param Q_FORWARD[] = {
+    {"mode", API_QUERY_STRING},
+    {"batch", API_QUERY_BOOL},
+    {"output_format", API_QUERY_STRING},
+    {NULL, API_QUERY_STRING},
+};
+static const struct api_query_param Q_FORMAT[] = {
+    {"output_format", API_QUERY_STRING},
+    {NULL, API_QUERY_STRING},
 };
 
 static const struct route routes[] = {
@@ -37,19 +51,27 @@ static const struct route routes[] = {
     {"PUT", "/v1/layers/{name}", api_h_layer_put, ROUTE_AUTH | ROUTE_BODY},
     {"DELETE", "/v1/layers/{name}", api_h_layer_delete, ROUTE_AUTH},
     {"POST", "/v1/layers/{name}/initialize", api_h_initialize, ROUTE_AUTH | ROUTE_BODY},
-    {"POST", "/v1/layers/{name}/forward", api_h_forward, ROUTE_AUTH | ROUTE_BODY | ROUTE_INLINE},
+    {"POST", "/v1/layers/{name}/forward", api_h_forward, ROUTE_AUTH | ROUTE_BODY | ROUTE_INLINE,
+     Q_FORWARD},
     {"POST", "/v1/layers/{name}/train-step", api_h_train_step, ROUTE_AUTH | ROUTE_BODY},
-    {"POST", "/v1/layers/{name}/extract", api_h_extract, ROUTE_AUTH | ROUTE_BODY},
-    {"GET", "/v1/layers/{name}/arrays/{array}", api_h_array_get, ROUTE_AUTH},
+    {"POST", "/v1/layers/{name}/extract", api_h_extract, ROUTE_AUTH | ROUTE_BODY, Q_FORMAT},
+    {"GET", "/v1/layers/{name}/arrays", api_h_arrays_list, ROUTE_AUTH},
+    {"GET", "/v1/layers/{name}/export", api_h_export, ROUTE_AUTH, Q_FORMAT},
+    {"POST", "/v1/layers/{name}/import", api_h_import, ROUTE_AUTH | ROUTE_BODY},
+    {"GET", "/v1/layers/{name}/arrays/{array}", api_h_array_get, ROUTE_AUTH, Q_FORMAT},
     {"PUT", "/v1/layers/{name}/arrays/{array}", api_h_array_put, ROUTE_AUTH | ROUTE_BODY},
     {"GET", "/v1/shared-arrays", api_h_shared_list, ROUTE_AUTH},
-    {"GET", "/v1/shared-arrays/{name}", api_h_shared_get, ROUTE_AUTH},
+    {"GET", "/v1/shared-arrays/{name}", api_h_shared_get, ROUTE_AUTH, Q_FORMAT},
 };
 #define NROUTES ((int)(sizeof routes / sizeof routes[0]))
+_Static_assert(sizeof routes / sizeof routes[0] < API_METRIC_ROUTES,
+               "every route has its metrics, and \"unmatched\" one more");
 
 static const char *const UNMATCHED = "unmatched";
 
-// Matches path against pattern, copying {x} segments into call->param (at most 2).
+// Matches path against pattern, copying {x} segments into call->param (at most 2). One
+// trailing slash names the same resource ("/v1/layers/" is "/v1/layers"): what REST clients
+// expect, and a POST is not redirected (clients may not follow a 308 with the body).
 static bool match(const char *pattern, const char *path, struct api_call *call) {
     int np = 0;
     while (*pattern && *path) {
@@ -71,7 +93,7 @@ static bool match(const char *pattern, const char *path, struct api_call *call) 
         }
         pattern += plen, path += slen;
     }
-    return *pattern == '\0' && *path == '\0';
+    return *pattern == '\0' && (*path == '\0' || strcmp(path, "/") == 0);
 }
 
 // ---- request helpers ----
@@ -89,6 +111,84 @@ const char *api_header(const struct api_request *req, const char *name) {
 
 const char *api_query(const struct api_request *req, const char *name) {
     return kv_find(req->query, req->nquery, name, false);
+}
+
+static int parse_bool_text(struct api_call *call, const char *name, const char *text, bool *out) {
+    if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)
+        *out = true;
+    else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0)
+        *out = false;
+    else
+        return api_error_set(&call->err, 400, "invalid_type", name,
+                             "%s must be true or false, not %.40s", name, text);
+    return 0;
+}
+
+int api_query_bool(struct api_call *call, const char *name, bool *present, bool *out) {
+    const char *text = api_query(call->req, name);
+    *present = false;
+    *out = false;
+    if (!text)
+        return 0;
+    *present = true;
+    return parse_bool_text(call, name, text, out);
+}
+
+static const struct api_query_param *query_param(const struct api_query_param *decl,
+                                                 const char *name) {
+    for (; decl && decl->name; decl++)
+        if (strcmp(decl->name, name) == 0)
+            return decl;
+    return NULL;
+}
+
+// Every query parameter must be one the route declares, and given once: 422 naming it.
+static int check_query(struct api_call *call) {
+    const struct api_request *req = call->req;
+    for (size_t i = 0; i < req->nquery; i++) {
+        const char *name = req->query[i].key ? req->query[i].key : "";
+        if (!query_param(call->query_decl, name)) {
+            char takes[96] = "";
+            for (const struct api_query_param *d = call->query_decl; d && d->name; d++) {
+                size_t n = strlen(takes);
+                snprintf(takes + n, sizeof takes - n, "%s%s", n ? ", " : "", d->name);
+            }
+            return api_error_set(&call->err, 422, "unknown_field", name,
+                                 "unknown query parameter %.60s (%s %.60s takes %s)", name,
+                                 req->method, req->path, takes[0] ? takes : "none");
+        }
+        for (size_t k = 0; k < i; k++)
+            if (req->query[k].key && strcmp(req->query[k].key, name) == 0)
+                return api_error_set(&call->err, 422, "invalid_value", name,
+                                     "query parameter %.60s is given more than once", name);
+    }
+    return 0;
+}
+
+// The query parameters become fields of the parsed JSON body, so that a JSON route applies
+// them as it applies the body's (never ignored); one in both places is refused, not chosen.
+static int merge_query(struct api_call *call) {
+    const struct api_request *req = call->req;
+    for (size_t i = 0; i < req->nquery; i++) {
+        const char *name = req->query[i].key;
+        const char *text = req->query[i].value ? req->query[i].value : "";
+        const struct api_query_param *d = name ? query_param(call->query_decl, name) : NULL;
+        if (!d) // undeclared: check_query refused it before the handler ran
+            continue;
+        if (json_object_get(call->body, name))
+            return api_error_set(&call->err, 422, "invalid_value", name,
+                                 "%s is given both in the query and in the body: give it once",
+                                 name);
+        bool b = false;
+        if (d->type == API_QUERY_BOOL && parse_bool_text(call, name, text, &b) != 0)
+            return API_FAIL;
+        // nocheck: a client's bytes may not be UTF-8; the handler judges the value, and every
+        // reply escapes what it repeats
+        json_t *v = d->type == API_QUERY_BOOL ? json_boolean(b) : json_string_nocheck(text);
+        if (!v || json_object_set_new(call->body, name, v) != 0)
+            return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+    }
+    return 0;
 }
 
 int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
@@ -156,7 +256,9 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
     const struct api_request *req = call->req;
     if (req->body_len == 0 && allow_empty) {
         call->body = json_object();
-        return call->body ? 0 : api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+        if (!call->body)
+            return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+        return merge_query(call);
     }
     // The large numeric arrays are read first, from a copy the reader may overwrite. The copy
     // and those tensors (a number takes at least 2 bytes of text, "1,", and 4 as a float) are
@@ -183,7 +285,7 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
     if (!json_is_object(call->body))
         return api_error_set(&call->err, 400, "invalid_type", NULL,
                              "the body must be a JSON object");
-    return 0;
+    return merge_query(call);
 }
 
 int api_if_match(struct api_call *call, uint64_t *version) {
@@ -327,8 +429,21 @@ int api_reply_json(struct api_call *call, int status, struct jw *w) {
     return API_OK;
 }
 
+// A not-initialized layer's error says how to fix it, in the API's words (core knows no routes).
+static void add_fix_hint(struct api_call *call) {
+    struct api_error *e = &call->err;
+    if (!e->code || strcmp(e->code, "not_initialized") != 0 || !call->param[0])
+        return;
+    size_t n = strlen(e->message);
+    snprintf(e->message + n, sizeof e->message - n,
+             "; give \"input\" when creating the layer, or POST /v1/layers/%s/initialize with "
+             "{\"input\": [...]}",
+             call->param[0]);
+}
+
 static void reply_error(struct api_call *call) {
     struct api_error *e = &call->err;
+    add_fix_hint(call);
     struct jw w;
     jw_init(&w);
     jw_obj_begin(&w);
@@ -356,15 +471,41 @@ static void reply_error(struct api_call *call) {
 
 // ---- dispatch ----
 
-// 405 with Allow when the path exists under other methods; 404 otherwise.
-static int no_route(struct api_call *call) {
-    char allow[64] = "";
-    for (int i = 0; i < NROUTES; i++) {
-        if (!match(routes[i].pattern, call->req->path, call))
+// The first route of the path under any method ("*", OPTIONS *, is the whole server); NULL
+// when there is none.
+static const struct route *path_route(struct api_call *call, const char *method) {
+    bool server = strcmp(call->req->path, "*") == 0;
+    for (int i = 0; i < NROUTES; i++)
+        if ((!method || strcmp(routes[i].method, method) == 0) &&
+            (server || match(routes[i].pattern, call->req->path, call)))
+            return &routes[i];
+    return NULL;
+}
+
+// The path's methods for Allow, in a fixed order with HEAD beside GET and OPTIONS last
+// ("GET, HEAD, POST, OPTIONS"); "" when no route has the path.
+static void allowed_methods(struct api_call *call, char *allow, size_t size) {
+    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+    allow[0] = '\0';
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+        if (!path_route(call, methods[m]))
             continue;
         size_t n = strlen(allow);
-        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", routes[i].method);
+        snprintf(allow + n, size - n, "%s%s%s", n ? ", " : "", methods[m],
+                 strcmp(methods[m], "GET") == 0 ? ", HEAD" : "");
     }
+    if (allow[0]) {
+        size_t n = strlen(allow);
+        snprintf(allow + n, size - n, ", OPTIONS");
+    }
+}
+
+#define ALLOW_MAX 96
+
+// 405 with Allow when the path exists under other methods; 404 otherwise.
+static int no_route(struct api_call *call) {
+    char allow[ALLOW_MAX];
+    allowed_methods(call, allow, sizeof allow);
     if (!allow[0])
         return api_error_set(&call->err, 404, "not_found", NULL, "no route %.100s",
                              call->req->path);
@@ -374,16 +515,41 @@ static int no_route(struct api_call *call) {
                          call->req->path, allow);
 }
 
+// OPTIONS: 204 with the path's methods in Allow (404 for no route). No key is needed: a
+// browser's CORS preflight carries none, and Allow tells nothing the route table does not.
+static int options(struct api_call *call) {
+    char allow[ALLOW_MAX];
+    const struct route *r = path_route(call, NULL);
+    allowed_methods(call, allow, sizeof allow);
+    if (!r || !allow[0])
+        return api_error_set(&call->err, 404, "not_found", NULL, "no route %.100s",
+                             call->req->path);
+    call->resp->route = r->pattern;
+    api_reply_header(call, "Allow", "%s", allow);
+    call->resp->status = 204;
+    return API_OK;
+}
+
+static bool is_method(const struct api_request *req, const char *method) {
+    return strcmp(req->method, method) == 0;
+}
+
+// HEAD runs the GET route; libmicrohttpd sends its status and headers (Content-Length of the
+// GET's body) without the body.
 static const struct route *find_route(struct api_call *call) {
+    const char *method = is_method(call->req, "HEAD") ? "GET" : call->req->method;
     for (int i = 0; i < NROUTES; i++)
-        if (strcmp(routes[i].method, call->req->method) == 0 &&
+        if (strcmp(routes[i].method, method) == 0 &&
             match(routes[i].pattern, call->req->path, call))
             return &routes[i];
     return NULL;
 }
 
 static int run_route(struct api_call *call, const struct route *r) {
+    call->query_decl = r->query;
     if ((r->flags & ROUTE_AUTH) && authorize(call) != 0)
+        return API_FAIL;
+    if (check_query(call) != 0)
         return API_FAIL;
     if (!(r->flags & ROUTE_BODY) && call->req->body_len > 0)
         return api_error_set(&call->err, 400, "malformed_body", NULL,
@@ -396,14 +562,15 @@ static int run_route(struct api_call *call, const struct route *r) {
 enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
                             struct api_response *resp, bool inline_only) {
     struct api_call call = {.ctx = ctx, .req = req, .resp = resp, .inline_only = inline_only};
-    const struct route *r = find_route(&call);
+    bool is_options = is_method(req, "OPTIONS");
+    const struct route *r = is_options ? NULL : find_route(&call);
     if (inline_only && r && !(r->flags & ROUTE_INLINE))
         return API_DEFERRED;
     struct api_response caller; // given back byte for byte when the call defers
     memcpy(&caller, resp, sizeof caller);
     memset(resp, 0, sizeof *resp);
     resp->route = r ? r->pattern : UNMATCHED;
-    int rc = r ? run_route(&call, r) : no_route(&call);
+    int rc = is_options ? options(&call) : r ? run_route(&call, r) : no_route(&call);
     if (rc == API_DEFER) {
         api_response_free(resp);
         memcpy(resp, &caller, sizeof *resp);
@@ -429,13 +596,27 @@ void api_error_reply(struct api_response *resp, int status, const char *code,
     reply_error(&call);
 }
 
+// A body follows the head: a Content-Length other than 0, or a Transfer-Encoding.
+static bool announces_body(const struct api_request *req) {
+    const char *length = api_header(req, "Content-Length");
+    return api_header(req, "Transfer-Encoding") || (length && strcmp(length, "0") != 0);
+}
+
 bool api_answer_head(struct api_ctx *ctx, const struct api_request *req,
                      struct api_response *resp) {
     struct api_call call = {.ctx = ctx, .req = req, .resp = resp};
     memset(resp, 0, sizeof *resp);
+    if (is_method(req, "OPTIONS")) { // needs no key: never reads a body for a client without one
+        if (!announces_body(req))
+            return false; // api_handle answers it; answered now, the connection would close
+        if (options(&call) != API_OK)
+            reply_error(&call);
+        return true;
+    }
     const struct route *r = find_route(&call);
     resp->route = r ? r->pattern : UNMATCHED;
-    if (r && (!(r->flags & ROUTE_AUTH) || authorize(&call) == 0)) {
+    call.query_decl = r ? r->query : NULL;
+    if (r && (!(r->flags & ROUTE_AUTH) || authorize(&call) == 0) && check_query(&call) == 0) {
         memset(resp, 0, sizeof *resp);
         return false;
     }
@@ -463,7 +644,7 @@ struct api_ctx *api_ctx_create(struct nd_engine *engine, const struct api_config
         return NULL;
     }
     atomic_init(&ctx->ready, false);
-    for (int i = 0; i < NROUTES && i < API_METRIC_ROUTES - 1; i++)
+    for (int i = 0; i < NROUTES; i++)
         ctx->metrics[ctx->nmetrics++].route = routes[i].pattern;
     ctx->metrics[ctx->nmetrics++].route = UNMATCHED;
     return ctx;

@@ -852,7 +852,8 @@ START_TEST(test_metrics_observe) {
     api_set_ready(f.ctx, true);
     expect_status(f.ctx, "PUT", "/v1/layers/a",
                   "{\"type\": \"LayerNormalization\", \"input\": [2]}", 201);
-    expect_status(f.ctx, "POST", "/v1/layers/a/train-step", "{\"input\": [[1, 2]]}", 200);
+    expect_status(f.ctx, "POST", "/v1/layers/a/train-step",
+                  "{\"input\": [[1, 2]], \"output_gradient\": [[1, 0]]}", 200);
     t = metrics_text(f.ctx);
     ck_assert_double_eq(
         metric(t, "normd_http_requests_total{route=\"/v1/layers/{name}\",status=\"404\"}"), 1);
@@ -996,6 +997,399 @@ START_TEST(test_concurrent_create_delete) {
 }
 END_TEST
 
+// ---- HTTP semantics: HEAD, OPTIONS, trailing slashes, query parameters (issue 9 section 2) ----
+
+// One request with query parameters and extra headers (a JSON body or none); *resp to free.
+static void call_full(struct api_ctx *ctx, const char *method, const char *path,
+                      const struct api_kv *query, size_t nquery, const struct api_kv *headers,
+                      size_t nheaders, const char *body, struct api_response *resp) {
+    struct api_kv h[8] = {{"Content-Type", "application/json"}};
+    size_t nh = body ? 1 : 0;
+    for (size_t i = 0; i < nheaders && nh < 8; i++)
+        h[nh++] = headers[i];
+    struct api_request req = {.method = method,
+                              .path = path,
+                              .query = query,
+                              .nquery = nquery,
+                              .headers = h,
+                              .nheaders = nh,
+                              .body = body,
+                              .body_len = body ? strlen(body) : 0};
+    ck_assert_int_eq(api_handle(ctx, &req, resp, false), API_DONE);
+}
+
+// The error's code and field are as wanted (field NULL: none).
+static void expect_error(const struct api_response *resp, int status, const char *code,
+                         const char *field) {
+    ck_assert_msg(resp->status == status, "status %d, want %d: %.*s", resp->status, status,
+                  (int)resp->body_len, resp->body ? resp->body : "");
+    json_t *j = json_loadb(resp->body, resp->body_len, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    json_t *e = json_object_get(j, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
+    if (field)
+        ck_assert_str_eq(json_string_value(json_object_get(e, "field")), field);
+    else
+        ck_assert_ptr_null(json_object_get(e, "field"));
+    json_decref(j);
+}
+
+START_TEST(test_head_runs_the_get) {
+    struct fixture f;
+    fixture_open(&f, 1, NULL);
+    expect_status(f.ctx, "PUT", "/v1/layers/bn",
+                  "{\"type\": \"BatchNormalization\", \"input\": [2]}", 201);
+    struct api_response get, head;
+    ck_assert_int_eq(call(f.ctx, "GET", "/v1/layers/bn", NULL, false, &get), API_DONE);
+    ck_assert_int_eq(call(f.ctx, "HEAD", "/v1/layers/bn", NULL, false, &head), API_DONE);
+    // api/ answers HEAD as GET (the same body, so the same Content-Length); server/ sends none
+    ck_assert_int_eq(head.status, 200);
+    ck_assert_uint_eq(head.body_len, get.body_len);
+    ck_assert_int_eq(memcmp(head.body, get.body, get.body_len), 0);
+    ck_assert_str_eq(resp_header(&head, "ETag"), resp_header(&get, "ETag"));
+    ck_assert_str_eq(head.route, "/v1/layers/{name}");
+    api_response_free(&get);
+    api_response_free(&head);
+    // inline like its GET
+    ck_assert_int_eq(call(f.ctx, "HEAD", "/healthz", NULL, true, &head), API_DONE);
+    ck_assert_int_eq(head.status, 200);
+    api_response_free(&head);
+    ck_assert_int_eq(call(f.ctx, "HEAD", "/v1/layers/bn/forward", NULL, false, &head), API_DONE);
+    ck_assert_int_eq(head.status, 405);
+    ck_assert_str_eq(resp_header(&head, "Allow"), "POST, OPTIONS");
+    api_response_free(&head);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(test_options_allow) {
+    struct fixture f;
+    fixture_open(&f, 1, "key"); // OPTIONS needs no key
+    const char *cases[][2] = {
+        {"/v1/layers", "GET, HEAD, POST, OPTIONS"},
+        {"/v1/layers/x", "GET, HEAD, PUT, DELETE, OPTIONS"},
+        {"/v1/layers/x/", "GET, HEAD, PUT, DELETE, OPTIONS"},
+        {"/v1/layers/x/forward", "POST, OPTIONS"},
+        {"/v1/layers/x/arrays/Scaling", "GET, HEAD, PUT, OPTIONS"},
+        {"/metrics", "GET, HEAD, OPTIONS"},
+        {"*", "GET, HEAD, POST, PUT, DELETE, OPTIONS"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct api_response resp;
+        ck_assert_int_eq(call(f.ctx, "OPTIONS", cases[i][0], NULL, true, &resp), API_DONE);
+        ck_assert_msg(resp.status == 204, "OPTIONS %s: %d", cases[i][0], resp.status);
+        ck_assert_str_eq(resp_header(&resp, "Allow"), cases[i][1]);
+        ck_assert_uint_eq(resp.body_len, 0);
+        api_response_free(&resp);
+    }
+    struct api_response resp;
+    ck_assert_int_eq(call(f.ctx, "OPTIONS", "/nope", NULL, false, &resp), API_DONE);
+    expect_error(&resp, 404, "not_found", NULL);
+    api_response_free(&resp);
+    // from the head: left to api_handle (keep-alive) unless a body follows, then answered
+    struct api_request req = {.method = "OPTIONS", .path = "/v1/layers"};
+    ck_assert(!api_answer_head(f.ctx, &req, &resp));
+    struct api_kv cl[] = {{"Content-Length", "10"}};
+    req.headers = cl;
+    req.nheaders = 1;
+    ck_assert(api_answer_head(f.ctx, &req, &resp));
+    ck_assert_int_eq(resp.status, 204);
+    ck_assert_str_eq(resp_header(&resp, "Allow"), "GET, HEAD, POST, OPTIONS");
+    api_response_free(&resp);
+    // the 405 of another method lists them too
+    ck_assert_int_eq(call(f.ctx, "DELETE", "/v1/layers", NULL, false, &resp), API_DONE);
+    ck_assert_int_eq(resp.status, 405);
+    ck_assert_str_eq(resp_header(&resp, "Allow"), "GET, HEAD, POST, OPTIONS");
+    api_response_free(&resp);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(test_trailing_slash) {
+    struct fixture f;
+    fixture_open(&f, 1, NULL);
+    expect_status(f.ctx, "POST", "/v1/layers/",
+                  "{\"name\": \"bn\", \"type\": \"BatchNormalization\", \"input\": [2]}", 201);
+    expect_status(f.ctx, "GET", "/v1/layers/", NULL, 200);
+    expect_status(f.ctx, "GET", "/v1/layers/bn/", NULL, 200);
+    expect_status(f.ctx, "POST", "/v1/layers/bn/forward/", "{\"input\": [[1, 2]]}", 200);
+    expect_status(f.ctx, "GET", "/healthz/", NULL, 200);
+    expect_status(f.ctx, "GET", "/v1/layers//", NULL, 404);
+    expect_status(f.ctx, "GET", "/v1/layers/bn//", NULL, 404);
+    expect_status(f.ctx, "GET", "//v1/layers", NULL, 404);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(test_query_fields) {
+    struct fixture f;
+    fixture_open(&f, 1, NULL);
+    expect_status(f.ctx, "PUT", "/v1/layers/bn",
+                  "{\"type\": \"BatchNormalization\", \"input\": [2]}", 201);
+    const char *x = "{\"input\": [[1, 2], [3, 5]]}";
+    struct api_response a, b;
+    // ?mode=train on a JSON body is applied: the same answer as "mode": "train" in it
+    struct api_kv train[] = {{"mode", "train"}};
+    call_full(f.ctx, "POST", "/v1/layers/bn/forward", train, 1, NULL, 0, x, &a);
+    call_full(f.ctx, "POST", "/v1/layers/bn/forward", NULL, 0, NULL, 0,
+              "{\"input\": [[1, 2], [3, 5]], \"mode\": \"train\"}", &b);
+    ck_assert_int_eq(a.status, 200);
+    ck_assert_uint_eq(a.body_len, b.body_len);
+    ck_assert_int_eq(memcmp(a.body, b.body, a.body_len), 0);
+    api_response_free(&b);
+    call_full(f.ctx, "POST", "/v1/layers/bn/forward", NULL, 0, NULL, 0, x, &b);
+    ck_assert(a.body_len != b.body_len || memcmp(a.body, b.body, a.body_len) != 0); // inference
+    api_response_free(&a);
+    api_response_free(&b);
+    // unknown, repeated, in both places, mistyped
+    struct api_kv bogus[] = {{"bogus", "1"}};
+    call_full(f.ctx, "POST", "/v1/layers/bn/forward", bogus, 1, NULL, 0, x, &a);
+    expect_error(&a, 422, "unknown_field", "bogus");
+    api_response_free(&a);
+    struct api_kv twice[] = {{"mode", "train"}, {"mode", "inference"}};
+    call_full(f.ctx, "POST", "/v1/layers/bn/forward", twice, 2, NULL, 0, x, &a);
+    expect_error(&a, 422, "invalid_value", "mode");
+    api_response_free(&a);
+    call_full(f.ctx, "POST", "/v1/layers/bn/forward", train, 1, NULL, 0,
+              "{\"input\": [[1, 2]], \"mode\": \"train\"}", &a);
+    expect_error(&a, 422, "invalid_value", "mode");
+    api_response_free(&a);
+    struct api_kv batch[] = {{"batch", "maybe"}};
+    call_full(f.ctx, "POST", "/v1/layers/bn/forward", batch, 1, NULL, 0, x, &a);
+    expect_error(&a, 400, "invalid_type", "batch");
+    api_response_free(&a);
+    // a route that takes none
+    call_full(f.ctx, "GET", "/v1/layers", bogus, 1, NULL, 0, NULL, &a);
+    expect_error(&a, 422, "unknown_field", "bogus");
+    api_response_free(&a);
+    call_full(f.ctx, "POST", "/v1/layers/bn/train-step", train, 1, NULL, 0, x, &a);
+    expect_error(&a, 422, "unknown_field", "mode");
+    api_response_free(&a);
+    // output_format on extract and GET array; refused with a binary reply
+    struct api_kv flat[] = {{"output_format", "flat"}};
+    call_full(f.ctx, "POST", "/v1/layers/bn/extract", flat, 1, NULL, 0,
+              "{\"keys\": [\"MovingMean\"]}", &a);
+    ck_assert_int_eq(a.status, 200);
+    ck_assert_ptr_nonnull(strstr(a.body, "\"shape\""));
+    api_response_free(&a);
+    struct api_kv accept[] = {{"Accept", "application/octet-stream"}};
+    call_full(f.ctx, "GET", "/v1/layers/bn/arrays/MovingMean", flat, 1, accept, 1, NULL, &a);
+    expect_error(&a, 422, "invalid_value", "output_format");
+    api_response_free(&a);
+    // the head alone refuses an unknown parameter, and lets a known one through
+    struct api_request req = {.method = "POST", .path = "/v1/layers/bn/forward", .query = bogus,
+                              .nquery = 1};
+    ck_assert(api_answer_head(f.ctx, &req, &a));
+    expect_error(&a, 422, "unknown_field", "bogus");
+    api_response_free(&a);
+    req.query = train;
+    ck_assert(!api_answer_head(f.ctx, &req, &a));
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(test_query_after_auth) {
+    struct fixture f;
+    fixture_open(&f, 1, "key");
+    struct api_kv bogus[] = {{"bogus", "1"}};
+    struct api_response resp;
+    call_full(f.ctx, "GET", "/v1/layers", bogus, 1, NULL, 0, NULL, &resp);
+    expect_error(&resp, 401, "unauthorized", "Authorization"); // who asks comes first
+    api_response_free(&resp);
+    struct api_kv auth[] = {{"Authorization", "Bearer key"}};
+    call_full(f.ctx, "GET", "/v1/layers", bogus, 1, auth, 1, NULL, &resp);
+    expect_error(&resp, 422, "unknown_field", "bogus");
+    api_response_free(&resp);
+    fixture_close(&f);
+}
+END_TEST
+
+
+// ---- export and import (issue 9 section 3) ----
+
+// One request with a body of len bytes and the given headers; *resp to free.
+static void call_bytes(struct api_ctx *ctx, const char *method, const char *path,
+                       const struct api_kv *headers, size_t nheaders, const void *body,
+                       size_t len, struct api_response *resp) {
+    struct api_request req = {.method = method,
+                              .path = path,
+                              .headers = headers,
+                              .nheaders = nheaders,
+                              .body = body,
+                              .body_len = len};
+    ck_assert_int_eq(api_handle(ctx, &req, resp, false), API_DONE);
+}
+
+// GET .../export as JSON, parsed, without its "name".
+static json_t *export_doc(struct api_ctx *ctx, const char *name) {
+    char path[128];
+    snprintf(path, sizeof path, "/v1/layers/%s/export", name);
+    struct api_response resp;
+    ck_assert_int_eq(call(ctx, "GET", path, NULL, false, &resp), API_DONE);
+    ck_assert_msg(resp.status == 200, "export %s: %d %.*s", name, resp.status,
+                  (int)resp.body_len, resp.body);
+    json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "format")), "normd-layer");
+    json_object_del(j, "name");
+    api_response_free(&resp);
+    return j;
+}
+
+static char *train_text(struct api_ctx *ctx, const char *name, size_t *len) {
+    char path[128];
+    snprintf(path, sizeof path, "/v1/layers/%s/train-step", name);
+    struct api_response resp;
+    ck_assert_int_eq(call(ctx, "POST", path,
+                          "{\"input\":[[1,2,3],[3,1,0.5],[0,2,7]],"
+                          "\"output_gradient\":[[1,-1,2],[0.5,2,1],[3,0,1]],"
+                          "\"optimizer\":{\"type\":\"adam\",\"learning_rate\":0.01},"
+                          "\"return\":[\"output\",\"input_gradient\",\"array_gradients\","
+                          "\"arrays\"],\"output_format\":\"b64\"}",
+                          false, &resp),
+                     API_DONE);
+    ck_assert_msg(resp.status == 200, "train %s: %d %.*s", name, resp.status,
+                  (int)resp.body_len, resp.body);
+    char *text = resp.body;
+    *len = resp.body_len;
+    resp.body = NULL;
+    api_response_free(&resp);
+    return text;
+}
+
+START_TEST(test_export_import_round_trip) {
+    struct fixture f;
+    fixture_open(&f, 1, NULL);
+    expect_status(f.ctx, "PUT", "/v1/layers/bn",
+                  "{\"type\":\"BatchNormalization\",\"convention\":\"pytorch\",\"input\":[3],"
+                  "\"options\":{\"momentum\":null}}",
+                  201);
+    size_t n0, n1;
+    free(train_text(f.ctx, "bn", &n0));
+    free(train_text(f.ctx, "bn", &n0));
+    json_t *doc = export_doc(f.ctx, "bn");
+    char *text = json_dumps(doc, 0);
+    expect_status(f.ctx, "POST", "/v1/layers/copy/import", text, 201);
+    free(text);
+    struct api_kv accept = {"Accept", "application/octet-stream"};
+    struct api_response bin, resp;
+    call_full(f.ctx, "GET", "/v1/layers/bn/export", NULL, 0, &accept, 1, NULL, &bin);
+    ck_assert_int_eq(bin.status, 200);
+    ck_assert_str_eq(bin.content_type, "application/octet-stream");
+    ck_assert_mem_eq(bin.body, "NDX1", 4);
+    struct api_kv ct = {"Content-Type", "application/octet-stream"};
+    call_bytes(f.ctx, "POST", "/v1/layers/copy2/import", &ct, 1, bin.body, bin.body_len, &resp);
+    ck_assert_msg(resp.status == 201, "%.*s", (int)resp.body_len, resp.body);
+    api_response_free(&resp);
+    // Replacing answers 200; truncated bytes are a malformed body and change nothing.
+    call_bytes(f.ctx, "POST", "/v1/layers/copy2/import", &ct, 1, bin.body, bin.body_len, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    api_response_free(&resp);
+    call_bytes(f.ctx, "POST", "/v1/layers/nope/import", &ct, 1, bin.body, bin.body_len - 1, &resp);
+    expect_error(&resp, 400, "malformed_body", "body");
+    api_response_free(&resp);
+    api_response_free(&bin);
+    expect_status(f.ctx, "GET", "/v1/layers/nope", NULL, 404);
+    json_t *again = export_doc(f.ctx, "copy");
+    ck_assert_msg(json_equal(doc, again), "the copy's export differs from the original's");
+    json_decref(again);
+    json_decref(doc);
+    // The next step: bit-identical answers (base64 FP32), versions included.
+    char *a = train_text(f.ctx, "bn", &n0), *b = train_text(f.ctx, "copy", &n1);
+    ck_assert_msg(n0 == n1 && memcmp(a, b, n0) == 0, "%s\n%s", a, b);
+    free(b);
+    free(a);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(test_import_refusals) {
+    struct fixture f;
+    fixture_open(&f, 1, NULL);
+    expect_status(f.ctx, "PUT", "/v1/layers/ln",
+                  "{\"type\":\"LayerNormalization\",\"input\":[2,3]}", 201);
+    json_t *doc = export_doc(f.ctx, "ln");
+    struct {
+        const char *key;
+        json_t *value;
+        int status;
+        const char *code, *field;
+    } bad[] = {
+        {"format_version", json_integer(2), 422, "invalid_value", "format_version"},
+        {"format", json_string("other"), 422, "invalid_value", "format"},
+        {"colour", json_true(), 422, "unknown_field", "colour"},
+        {"version", json_integer(0), 422, "invalid_value", "version"},
+        {"counters", json_string("x"), 400, "invalid_type", "counters"},
+        {"arrays", json_pack("{s:{s:[f,f]}}", "Scaling", "values", 1.0, 2.0), 422,
+         "shape_mismatch", "arrays.Scaling"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *d = json_deep_copy(doc);
+        json_object_set_new(d, bad[i].key, bad[i].value);
+        char *text = json_dumps(d, 0);
+        struct api_response resp;
+        call_full(f.ctx, "POST", "/v1/layers/x/import", NULL, 0, NULL, 0, text, &resp);
+        expect_error(&resp, bad[i].status, bad[i].code, bad[i].field);
+        api_response_free(&resp);
+        free(text);
+        json_decref(d);
+        expect_status(f.ctx, "GET", "/v1/layers/x", NULL, 404);
+    }
+    struct api_kv q = {"colour", "red"};
+    struct api_response resp;
+    call_full(f.ctx, "GET", "/v1/layers/ln/export", &q, 1, NULL, 0, NULL, &resp);
+    expect_error(&resp, 422, "unknown_field", "colour");
+    api_response_free(&resp);
+    json_decref(doc);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(test_arrays_list_and_extract_all) {
+    struct fixture f;
+    fixture_open(&f, 1, NULL);
+    expect_status(f.ctx, "PUT", "/v1/layers/bn",
+                  "{\"type\":\"BatchNormalization\",\"input\":[2],\"arrays\":{\"Biases\":null}}",
+                  201);
+    struct api_response resp;
+    ck_assert_int_eq(call(f.ctx, "GET", "/v1/layers/bn/arrays", NULL, false, &resp), API_DONE);
+    ck_assert_int_eq(resp.status, 200);
+    json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
+    json_t *want = json_loads("[{\"name\":\"Scaling\",\"shape\":[2],\"learning_rate_multiplier\":1,"
+                              "\"shared\":null,\"enabled\":true},"
+                              "{\"name\":\"Biases\",\"shape\":null,\"learning_rate_multiplier\":1,"
+                              "\"shared\":null,\"enabled\":false},"
+                              "{\"name\":\"MovingMean\",\"shape\":[2],\"learning_rate_multiplier\":1,"
+                              "\"shared\":null,\"enabled\":true},"
+                              "{\"name\":\"MovingVariance\",\"shape\":[2],"
+                              "\"learning_rate_multiplier\":1,\"shared\":null,\"enabled\":true}]",
+                              0, NULL);
+    ck_assert_msg(json_equal(json_object_get(j, "arrays"), want), "%.*s", (int)resp.body_len,
+                  resp.body);
+    json_decref(want);
+    json_decref(j);
+    api_response_free(&resp);
+    ck_assert_int_eq(call(f.ctx, "POST", "/v1/layers/bn/extract", "{\"keys\":\"All\"}", false,
+                          &resp),
+                     API_DONE);
+    ck_assert_int_eq(resp.status, 200);
+    j = json_loadb(resp.body, resp.body_len, 0, NULL);
+    ck_assert(json_is_null(json_object_get(j, "Biases")));
+    ck_assert_int_eq(json_array_size(json_object_get(j, "MovingVariance")), 2);
+    ck_assert(json_real_value(json_object_get(j, "Momentum")) == 0.9);
+    ck_assert(json_is_number(json_object_get(j, "epsilon")));
+    ck_assert(json_is_string(json_object_get(j, "moving_variance")));
+    json_decref(j);
+    api_response_free(&resp);
+    ck_assert_int_eq(call(f.ctx, "POST", "/v1/layers/bn/extract", "{\"keys\":\"Epsilon\"}", false,
+                          &resp),
+                     API_DONE);
+    expect_error(&resp, 400, "invalid_type", "keys");
+    api_response_free(&resp);
+    fixture_close(&f);
+}
+END_TEST
+
 // ---- suite ----
 
 Suite *handlers_suite(void) {
@@ -1019,5 +1413,17 @@ Suite *handlers_suite(void) {
     tcase_add_test(tt, test_concurrent_forward_and_train);
     tcase_add_test(tt, test_concurrent_create_delete);
     suite_add_tcase(s, tt);
+    TCase *th = tcase_create("http");
+    tcase_add_test(th, test_head_runs_the_get);
+    tcase_add_test(th, test_options_allow);
+    tcase_add_test(th, test_trailing_slash);
+    tcase_add_test(th, test_query_fields);
+    tcase_add_test(th, test_query_after_auth);
+    suite_add_tcase(s, th);
+    TCase *tx = tcase_create("export");
+    tcase_add_test(tx, test_export_import_round_trip);
+    tcase_add_test(tx, test_import_refusals);
+    tcase_add_test(tx, test_arrays_list_and_extract_all);
+    suite_add_tcase(s, tx);
     return s;
 }
