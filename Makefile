@@ -6,7 +6,7 @@
 #   make asan       ASan + UBSan build in build-asan/, all tests    (make tsan: TSan)
 #   make soak       a mixed workload for SOAK_SECONDS; fails on 5xx or growing RSS / fds
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS (tests/fuzz/, needs clang)
-#   make deps       apt-get the Debian packages pkg-config cannot find
+#   make deps       apt-get the Debian packages pkg-config cannot find (deps-browser: chromium)
 #
 # Knobs: WERROR=1 (CI), SANITIZER=address|undefined|thread, OPT=..., NATIVE=1, V=1,
 # CK_RUN_SUITE=pool (one suite), CFLAGS/LDFLAGS (appended, never replacing ours).
@@ -14,7 +14,7 @@
 PKGS_CHECK := check
 # Everything the project builds against, and the tools its tests call.
 DEB_PKGS   := gcc libc6-dev make pkg-config check libmicrohttpd-dev libjansson-dev libuv1-dev \
-              python3 python3-yaml curl
+              zlib1g-dev python3 python3-yaml curl
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
         -Wpointer-arith -Wformat=2 -Wvla -Wno-missing-field-initializers
@@ -62,6 +62,8 @@ TEST_SRC    := $(wildcard tests/check_*.c tests/ref_*.c)
 TEST_OBJ    := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_API_SRC := $(wildcard tests/api/check_*.c)
 TEST_API_OBJ := $(TEST_API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/check_main_api.o
+TEST_SRV_SRC := $(wildcard tests/server/check_*.c)
+TEST_SRV_OBJ := $(TEST_SRV_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/check_main_server.o
 BENCH_SRC   := tests/bench/bench_norm.c
 BENCH_OBJ   := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 
@@ -71,11 +73,13 @@ JSON_CFLAGS  = $(shell pkg-config --cflags jansson 2>/dev/null)
 JSON_LIBS    = $(shell pkg-config --libs jansson 2>/dev/null)
 HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv 2>/dev/null)
 HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null)
+ZLIB_LIBS    = $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
 
 .PHONY: all test fuzz-replay load soak bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
+.PHONY: deps-browser lint-api
 .PHONY: image image-test compose-test
 
-all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api
+all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api $(BUILD)/tests/check_server
 
 help:
 	@sed -n '1,12p' Makefile
@@ -103,7 +107,7 @@ $(BUILD)/server/%.o: server/%.c
 $(BUILD)/normd: $(SRV_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(SRV_OBJ) $(BUILD)/libndapi.a \
-		$(BUILD)/libndcore.a $(HTTP_LIBS) $(JSON_LIBS) $(LDLIBS_CORE)
+		$(BUILD)/libndcore.a $(HTTP_LIBS) $(JSON_LIBS) $(ZLIB_LIBS) $(LDLIBS_CORE)
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -114,6 +118,12 @@ $(BUILD)/tests/check_main_api.o: tests/check_main.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $< (api)")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CHECK_CFLAGS) '-DND_SUITES_FILE="tests/api/suites.def"' \
+		$(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/check_main_server.o: tests/check_main.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $< (server)")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CHECK_CFLAGS) '-DND_SUITES_FILE="tests/server/suites.def"' \
 		$(CFLAGS) -c $< -o $@
 
 $(BUILD)/libndcore.a: $(CORE_OBJ)
@@ -135,6 +145,12 @@ $(BUILD)/tests/check_api: $(TEST_API_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_API_OBJ) $(BUILD)/libndapi.a \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(JSON_LIBS) $(LDLIBS_CORE)
 
+# server/ modules that stand alone (no daemon, no loop): encoding.c and zlib.
+$(BUILD)/tests/check_server: $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o $(BUILD)/libndcore.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o \
+		$(BUILD)/libndcore.a $(CHECK_LIBS) $(ZLIB_LIBS) $(LDLIBS_CORE)
+
 $(BUILD)/bench_norm: $(BENCH_OBJ) $(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libndcore.a $(LDLIBS_CORE)
@@ -146,22 +162,23 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 
 # The libFuzzer harnesses, built with gcc and tests/fuzz/replay.c instead of libFuzzer: make test
 # replays the committed corpus and every past finding (tests/fuzz/regressions/) through them.
-FUZZ_HARNESSES := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config
-REPLAY_OBJ := $(BUILD)/server/config.o $(BUILD)/server/log.o
+FUZZ_HARNESSES := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config \
+                  fuzz_encoding
+REPLAY_OBJ := $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/server/encoding.o
 $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz_util.h $(REPLAY_OBJ) \
 		$(BUILD)/libndapi.a $(BUILD)/libndcore.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(BASE_CFLAGS) $(JSON_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/$*.c \
 		tests/fuzz/replay.c $(REPLAY_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore.a $(JSON_LIBS) \
-		$(LDLIBS_CORE)
+		$(ZLIB_LIBS) $(LDLIBS_CORE)
 
 fuzz-replay: $(FUZZ_HARNESSES:%=$(BUILD)/fuzz-replay/%)
 	$(Q)for h in $(FUZZ_HARNESSES); do \
 	  $(BUILD)/fuzz-replay/$$h tests/fuzz/corpus/$$h tests/fuzz/regressions/$$h || exit 1; done
 
 -include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(SRV_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TEST_API_OBJ:.o=.d) \
-	$(BENCH_OBJ:.o=.d)
+	$(TEST_SRV_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
 
 # ---- dependencies -----------------------------------------------------------------------------
 
@@ -171,11 +188,20 @@ deps:
 	@if command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && \
 	    command -v python3 >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 && \
 	    python3 -c 'import yaml' 2>/dev/null && \
-	    pkg-config --exists libmicrohttpd jansson libuv check; then :; else \
+	    pkg-config --exists libmicrohttpd jansson libuv check zlib; then :; else \
 	  echo "installing build dependencies: $(DEB_PKGS)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    $(DEB_PKGS) >/dev/null; fi
+
+# The headless browser of tests/server/test_browser.py (Debian's chromium), apart from deps: only
+# that test needs it, and it is large.
+BROWSER_PKGS := chromium
+deps-browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing $(BROWSER_PKGS)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    $(BROWSER_PKGS) >/dev/null; }
 
 # ---- tests ------------------------------------------------------------------------------------
 
@@ -188,9 +214,18 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory check-layering
 	$(Q)CK_TIMEOUT_MULTIPLIER=$(CK_TIMEOUT_MULTIPLIER) $(BUILD)/tests/check_main
 	$(Q)CK_TIMEOUT_MULTIPLIER=$(CK_TIMEOUT_MULTIPLIER) $(BUILD)/tests/check_api
+	$(Q)CK_TIMEOUT_MULTIPLIER=$(CK_TIMEOUT_MULTIPLIER) $(BUILD)/tests/check_server
 	$(Q)$(MAKE) --no-print-directory fuzz-replay
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_hardening.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_export.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_http_more.py
+	$(Q)$(MAKE) --no-print-directory deps-browser && NORMD=$(BUILD)/normd python3 tests/server/test_browser.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_defaults.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_frameworks.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_encoding.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_schema.py
+	$(Q)python3 tests/server/test_docs.py
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_compat.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/conformance.sh
@@ -271,6 +306,22 @@ compose-test:
 
 format:
 	clang-format -i core/*.[ch] api/*.[ch] tests/*.[ch] tests/api/*.c tests/bench/*.c
+
+# api/openapi.yaml through Redocly's and Spectral's OpenAPI linters (recommended rules; configs
+# in tools/lint-api/), installed there by npm at the versions package-lock.json pins. Needs node
+# and npm (Debian's nodejs and npm); fails on any error, prints warnings.
+LINT_API_DIR := tools/lint-api
+# npm writes node_modules/.package-lock.json: reinstalled when the committed lock changes.
+$(LINT_API_DIR)/node_modules/.package-lock.json: $(LINT_API_DIR)/package.json $(LINT_API_DIR)/package-lock.json
+	$(Q)command -v npm >/dev/null 2>&1 || { echo "lint-api needs node and npm (apt-get install nodejs npm)"; exit 1; }
+	$(Q)cd $(LINT_API_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	$(Q)touch $@
+
+lint-api: $(LINT_API_DIR)/node_modules/.package-lock.json
+	$(Q)REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+	  $(LINT_API_DIR)/node_modules/.bin/redocly lint --config $(LINT_API_DIR)/redocly.yaml api/openapi.yaml
+	$(Q)$(LINT_API_DIR)/node_modules/.bin/spectral lint --fail-severity error \
+	  --ruleset $(LINT_API_DIR)/.spectral.yaml api/openapi.yaml
 
 lint:
 	clang-tidy core/*.c -- -std=c11 -D_POSIX_C_SOURCE=200809L -I.

@@ -15,7 +15,8 @@ enum kind {
     KIND_SIZE,   // bytes: an integer with an optional K, M, G suffix (powers of 1024)
     KIND_DOUBLE, // a number in [min, max]
     KIND_STRING,
-    KIND_LEVEL, // a log level name
+    KIND_LEVEL,   // a log level name
+    KIND_ORIGINS, // a string: "", or a comma-separated list of "*" and scheme://host[:port]
 };
 
 struct setting {
@@ -33,8 +34,8 @@ struct setting {
 #define OFF(f) offsetof(struct srv_config, f)
 
 static const struct setting settings[] = {
-    {"host", "NORMD_HOST", KIND_STRING, "0.0.0.0", 0, 0, OFF(host), 128,
-     "address to listen on (IPv4 or IPv6)"},
+    {"host", "NORMD_HOST", KIND_STRING, "127.0.0.1", 0, 0, OFF(host), 128,
+     "address to listen on (IPv4 or IPv6); 0.0.0.0 or :: for every interface"},
     {"port", "NORMD_PORT", KIND_INT, "8080", 1, 65535, OFF(port), 0, "TCP port"},
     {"threads", "NORMD_THREADS", KIND_INT, NULL, 1, 256, OFF(threads), 0,
      "engine threads (default: the cores)"},
@@ -64,6 +65,8 @@ static const struct setting settings[] = {
      "port for /healthz, /readyz, /metrics only (0: none)"},
     {"max-memory", "NORMD_MAX_MEMORY", KIND_SIZE, NULL, 16777216, 1e15, OFF(max_memory), 0,
      "memory budget for requests and layers (default: half the RAM or cgroup limit)"},
+    {"cors-origins", "NORMD_CORS_ORIGINS", KIND_ORIGINS, "", 0, 0, OFF(cors_origins), 2048,
+     "browser origins that may call the API (CORS): * or https://a.example,http://b:8000"},
 };
 #define NSETTINGS ((int)(sizeof settings / sizeof settings[0]))
 
@@ -98,11 +101,84 @@ static int parse_size(const char *text, double *out) {
     return 0;
 }
 
+static bool is_alpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+// One origin as a browser sends it (RFC 6454 serialization): scheme "://" host [":" port],
+// no path, no trailing slash. NULL when it is one, else what is wrong.
+static const char *origin_error(const char *p, size_t n) {
+    size_t i = 0;
+    if (n == 4 && strncmp(p, "null", 4) == 0)
+        return "\"null\" (sandboxed pages, file:) cannot be allowed safely";
+    if (!n || !is_alpha(p[0]))
+        return "an origin starts with a scheme: https://host[:port]";
+    while (i < n && (is_alpha(p[i]) || is_digit(p[i]) || p[i] == '+' || p[i] == '-' || p[i] == '.'))
+        i++;
+    if (n - i < 4 || strncmp(p + i, "://", 3) != 0)
+        return "an origin is scheme://host[:port]";
+    i += 3;
+    size_t host = i;
+    if (i < n && p[i] == '[') { // an IPv6 literal
+        while (i < n && p[i] != ']')
+            i++;
+        if (i == n)
+            return "an IPv6 origin host needs its ]";
+        i++;
+    } else {
+        while (i < n && (is_alpha(p[i]) || is_digit(p[i]) || p[i] == '-' || p[i] == '.' ||
+                         p[i] == '_' || p[i] == '~'))
+            i++;
+    }
+    if (i == host)
+        return "an origin needs a host";
+    if (i < n && p[i] == ':') {
+        size_t port = ++i;
+        long v = 0;
+        while (i < n && is_digit(p[i]) && v <= 65535)
+            v = v * 10 + (p[i++] - '0');
+        if (i == port || v < 1 || v > 65535)
+            return "an origin's port is 1..65535";
+    }
+    if (i < n)
+        return p[i] == '/' ? "an origin has no path, not even a trailing /"
+                           : "an origin holds a character a browser's Origin never has";
+    return NULL;
+}
+
+// --cors-origins: "" (off), or "*" and origins separated by commas (spaces around them ignored).
+static const char *origins_error(const char *text) {
+    if (!text[0])
+        return NULL;
+    for (const char *p = text;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ","), item = n;
+        while (item && (p[item - 1] == ' ' || p[item - 1] == '\t'))
+            item--;
+        if (!item)
+            return "an empty origin in the list";
+        const char *why = item == 1 && p[0] == '*' ? NULL : origin_error(p, item);
+        if (why)
+            return why;
+        if (!p[n])
+            return NULL;
+        p += n + 1;
+    }
+}
+
 // Stores text into the setting's field, checking its type and range.
 static int apply(struct srv_config *cfg, const struct setting *s, const char *text, char *err,
                  size_t errlen) {
     char *field = (char *)cfg + s->offset;
-    if (s->kind == KIND_STRING) {
+    const char *why = s->kind == KIND_ORIGINS ? origins_error(text) : NULL;
+    if (why)
+        return fail(err, errlen, s, why, text);
+    if (s->kind == KIND_STRING || s->kind == KIND_ORIGINS) {
         if (strlen(text) >= s->size) {
             char what[48];
             snprintf(what, sizeof what, "longer than %zu characters", s->size - 1);

@@ -27,6 +27,7 @@ struct srv_config {
     double request_timeout;  // seconds from a request line to its last body byte
     int64_t admin_port;      // 0: none; else /healthz, /readyz, /metrics on their own port
     int64_t max_memory;      // bytes of the memory budget (default: half the RAM or cgroup)
+    char cors_origins[2048]; // "" (off), "*", or origins "https://app.example[:port]", commas
 };
 
 enum srv_config_result {

@@ -4,6 +4,8 @@
 
 #include "core/budget.h"
 #include "server/conns.h"
+#include "server/cors.h"
+#include "server/encoding.h"
 #include "server/framing.h"
 
 #include <arpa/inet.h>
@@ -49,6 +51,8 @@ struct srv_req {
     size_t len, cap;
     bool too_large, deferred, done, queued;
     bool over_budget;        // the memory budget could not hold the body
+    enum srv_coding coding;  // Content-Encoding of the body (inflated on a worker)
+    bool answered;           // aresp was made inline; the worker only compresses it
     int64_t body_reserved;   // bytes of the body buffer taken from the budget
     size_t declared;         // Content-Length (0 when absent), read once with the head
     bool late;     // arrived after the drain began: answered 503
@@ -210,6 +214,26 @@ static int append_body(struct srv_req *r, const char *data, size_t n) {
 
 // ---- responses ----
 
+static void add_header(void *cls, const char *name, const char *value) {
+    MHD_add_response_header(cls, name, value);
+}
+
+// --cors-origins: on every answer, the server's own errors too (a page must read them).
+static void add_cors(struct srv_req *r, const struct api_response *resp, struct MHD_Response *m) {
+    const char *list = r->h->cfg.cors_origins;
+    if (!list || !list[0])
+        return;
+    struct srv_cors_request c = {
+        .origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"),
+        .method = r->method,
+        .request_method =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Method")};
+    for (int i = 0; i < resp->nheaders; i++)
+        if (strcasecmp(resp->header_name[i], "Allow") == 0)
+            c.allow = resp->header_value[i];
+    srv_cors_headers(list, &c, add_header, m);
+}
+
 static enum MHD_Result queue(struct srv_req *r, struct api_response *resp) {
     struct MHD_Response *m =
         MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE);
@@ -221,13 +245,15 @@ static enum MHD_Result queue(struct srv_req *r, struct api_response *resp) {
     MHD_add_response_header(m, "X-Request-Id", r->request_id);
     for (int i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(m, resp->header_name[i], resp->header_value[i]);
+    add_cors(r, resp, m);
     if (r->h->quiescing || r->refusal.status)
         MHD_add_response_header(m, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)resp->status, m);
     MHD_destroy_response(m);
     r->queued = true;
     r->status = resp->status;
-    r->bytes_out = resp->body_len;
+    bool head = r->method && strcmp(r->method, "HEAD") == 0; // MHD sends no body
+    r->bytes_out = head ? 0 : resp->body_len;
     r->route = resp->route;
     return ok;
 }
@@ -248,17 +274,85 @@ static enum MHD_Result queue_too_large(struct srv_req *r) {
     return queue_error(r, 413, "payload_too_large", msg);
 }
 
+// ---- content codings (server/encoding.h) ----
+
+static void refuse_body(struct srv_req *r, enum srv_inflate_status st) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "the decompressed body is larger than this server's limit of %zu "
+             "bytes", r->h->cfg.max_body_bytes);
+    if (st == SRV_INFLATE_TOO_LARGE)
+        api_error_reply(&r->aresp, 413, "payload_too_large", msg);
+    else if (st == SRV_INFLATE_NEVER_FITS)
+        api_error_reply(&r->aresp, 413, "payload_too_large",
+                        "the decompressed body is larger than this server's memory budget "
+                        "(--max-memory)");
+    else if (st == SRV_INFLATE_CORRUPT || st == SRV_INFLATE_TRUNCATED)
+        api_error_reply(&r->aresp, 400, "malformed_body",
+                        st == SRV_INFLATE_CORRUPT
+                            ? "the body is not valid data of its Content-Encoding"
+                            : "the body ends before its Content-Encoding's compressed data does");
+    else
+        api_error_reply(&r->aresp, 503, "unavailable",
+                        "the server's memory budget (--max-memory) cannot hold the "
+                        "decompressed body now; retry");
+}
+
+// On a worker: an encoded body is replaced by its inflated form (r->len stays the bytes
+// received). False with r->aresp holding the error (413, 400 or 503).
+static bool decode_body(struct srv_req *r) {
+    if (r->coding == SRV_CODING_IDENTITY || r->len == 0)
+        return true;
+    struct srv_inflated plain;
+    enum srv_inflate_status st = srv_inflate(r->coding, r->body, r->len, r->h->cfg.max_body_bytes,
+                                             r->h->cfg.budget, &plain);
+    if (st != SRV_INFLATE_OK) {
+        refuse_body(r, st);
+        return false;
+    }
+    free(r->body);
+    nd_budget_give(r->h->cfg.budget, r->body_reserved);
+    r->body = plain.data;
+    r->body_reserved = plain.reserved;
+    r->areq.body = plain.data;
+    r->areq.body_len = plain.len;
+    return true;
+}
+
+// gzip for a client that accepts it. On the loop only a reply up to SRV_GZIP_LOOP_MAX: false
+// (nothing done) when a larger one must go to a worker first.
+static bool encode_reply(struct srv_req *r, bool on_loop) {
+    if (on_loop && r->aresp.body_len > SRV_GZIP_LOOP_MAX &&
+        srv_gzip_eligible(&r->aresp, r->method) && srv_accepts_gzip(r->headers, r->areq.nheaders))
+        return false;
+    srv_gzip_reply(&r->aresp, r->method, srv_accepts_gzip(r->headers, r->areq.nheaders));
+    return true;
+}
+
+// A body with a coding other than gzip, deflate or identity is refused (415) before it is
+// read: true with msg set.
+static bool coding_refused(struct srv_req *r, char *msg, size_t len) {
+    char bad[64];
+    r->coding = srv_coding_of(r->headers, r->areq.nheaders, bad, sizeof bad);
+    if (r->coding != SRV_CODING_UNSUPPORTED)
+        return false;
+    snprintf(msg, len, "Content-Encoding %s is not supported: send one of gzip, deflate or "
+             "identity", bad);
+    return true;
+}
+
 // ---- dispatch ----
 
 #define TRIM_AFTER_BODY_BYTES ((size_t)1 << 20)
 
-// On a worker: the request, then, after a large one, the heap's free memory back to the
-// system (jansson's many small values stay in malloc's arenas otherwise; the reply is still
-// held, only free memory is returned).
+// On a worker: the body inflated, the request, the reply compressed, then, after a large one,
+// the heap's free memory back to the system (jansson's many small values stay in malloc's
+// arenas otherwise; the reply is still held, only free memory is returned).
 static void work(uv_work_t *w) {
     struct srv_req *r = w->data;
-    api_handle(r->h->cfg.api, &r->areq, &r->aresp, false);
-    if (r->len >= TRIM_AFTER_BODY_BYTES)
+    if (!r->answered && decode_body(r))
+        api_handle(r->h->cfg.api, &r->areq, &r->aresp, false);
+    encode_reply(r, false);
+    if (r->areq.body_len >= TRIM_AFTER_BODY_BYTES)
         malloc_trim(0);
 }
 
@@ -274,9 +368,12 @@ static enum MHD_Result dispatch(struct srv_req *r) {
     r->areq.body = r->body;
     r->areq.body_len = r->len;
     srv_conns_set(&r->h->conns, r->conn, SRV_CONN_BUSY);
-    bool small = r->len <= INLINE_BODY_MAX;
-    if (small && api_handle(r->h->cfg.api, &r->areq, &r->aresp, true) == API_DONE)
-        return queue(r, &r->aresp);
+    bool small = r->len <= INLINE_BODY_MAX && (r->coding == SRV_CODING_IDENTITY || !r->len);
+    if (small && api_handle(r->h->cfg.api, &r->areq, &r->aresp, true) == API_DONE) {
+        if (encode_reply(r, true))
+            return queue(r, &r->aresp);
+        r->answered = true; // a large reply is compressed on a worker
+    }
     r->deferred = true;
     r->work.data = r;
     MHD_suspend_connection(r->conn);
@@ -304,9 +401,11 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
     return r;
 }
 
-// The head is complete: the request counts as in flight from here.
-static void req_start(struct srv_req *r, const char *url, const char *method) {
-    r->url = url;
+// The head is complete: the request counts as in flight from here. An absolute-form target
+// is served as its path.
+static void req_start(struct srv_req *r, const char *url, const char *method,
+                      const char *version) {
+    r->url = r->refusal.status ? url : srv_target_path(url);
     r->method = method;
     r->late = r->h->quiescing;
     r->started = true;
@@ -327,6 +426,8 @@ static void req_start(struct srv_req *r, const char *url, const char *method) {
     if (!r->refusal.status)
         srv_check_headers(r->headers, r->areq.nheaders, r->nheaders_seen, MAX_HEADERS,
                           &r->refusal);
+    if (!r->refusal.status)
+        srv_check_request(method, version, r->url, r->headers, r->areq.nheaders, &r->refusal);
 }
 
 // Content-Length beyond the limit is refused before reading the body.
@@ -343,7 +444,8 @@ static bool declared_over_budget(struct srv_req *r) {
 
 // The admin port serves the probes and the metrics, nothing else.
 static bool admin_route(const struct srv_req *r) {
-    return strcmp(r->method, "GET") == 0 &&
+    return (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
+            strcmp(r->method, "OPTIONS") == 0) &&
            (strcmp(r->url, "/healthz") == 0 || strcmp(r->url, "/readyz") == 0 ||
             strcmp(r->url, "/metrics") == 0);
 }
@@ -360,6 +462,9 @@ static enum MHD_Result answer_head(struct srv_req *r) {
         return queue_too_large(r);
     if (api_answer_head(r->h->cfg.api, &r->areq, &r->aresp))
         return queue(r, &r->aresp);
+    char msg[160];
+    if (coding_refused(r, msg, sizeof msg))
+        return queue_error(r, 415, "unsupported_media_type", msg);
     if (declared_over_budget(r)) // after authorization: a client without a key takes nothing
         return queue_error(r, 503, "unavailable",
                            "the server's memory budget (--max-memory) cannot hold this body now; "
@@ -371,14 +476,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
-    (void)version;
     (void)cls;
     (void)conn; // the request has it since its first line
     struct srv_req *r = *con_cls;
     if (!r)
         return MHD_NO; // out of memory at the request line: close the connection
     if (!r->started) {
-        req_start(r, url, method);
+        req_start(r, url, method, version);
         return answer_head(r);
     }
     if (*upload_data_size > 0) {

@@ -29,6 +29,7 @@ struct srv_http_config {
     double request_timeout;       // seconds from a request line to its last body byte
     bool admin;                   // serves only /healthz, /readyz and /metrics (inline)
     struct nd_budget *budget;     // bodies being received are counted here (borrowed)
+    const char *cors_origins;     // --cors-origins (borrowed; NULL or "": no CORS headers)
 };
 
 struct srv_http;

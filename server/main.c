@@ -2,6 +2,7 @@
 //
 // The single mutable global of the process lives here (redis's `server`): everything else gets
 // what it needs through explicit pointers.
+#include <arpa/inet.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -108,6 +109,33 @@ static void raise_fd_limit(void) {
                 (unsigned long long)rl.rlim_cur, FD_MARGIN);
 }
 
+// Whether host is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x): only this machine can
+// connect.
+static bool host_is_loopback(const char *host) {
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) != 1)
+        return false;
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, v4mapped, 12) == 0)
+        return a[12] == 127;
+    for (int i = 0; i < 15; i++)
+        if (a[i] != 0)
+            return false;
+    return a[15] == 1;
+}
+
+// Listening beyond this machine with no key lets anyone on the network change every layer.
+static void warn_if_open(void) {
+    if (!srv.config.api_key[0] && !host_is_loopback(srv.config.host))
+        srv_log(&srv.log, SRV_LOG_WARN,
+                "--host %s with no --api-key: any client that can reach this address can "
+                "create, train and delete layers; set --api-key (NORMD_API_KEY) or listen on "
+                "127.0.0.1",
+                srv.config.host);
+}
+
 // libuv reads UV_THREADPOOL_SIZE once, at its first work item: size its workers like the
 // engine so requests and kernels do not oversubscribe the cores.
 static void size_worker_pool(int threads) {
@@ -189,7 +217,8 @@ static int start_http(void) {
                                  .open = &srv.connections,
                                  .idle_timeout = srv.config.idle_timeout,
                                  .request_timeout = srv.config.request_timeout,
-                                 .budget = nd_engine_budget(srv.engine)};
+                                 .budget = nd_engine_budget(srv.engine),
+                                 .cors_origins = srv.config.cors_origins};
     if (srv_loops_start(&srv.http, (int)srv.config.http_threads, &hc, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
@@ -237,6 +266,7 @@ int main(int argc, char **argv) {
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     signal(SIGXFSZ, SIG_IGN); // past a file-size limit a write fails (EFBIG), answered 500
     size_worker_pool((int)srv.config.threads);
+    warn_if_open();
     if (open_store() != 0)
         return 2; // an unusable --data-dir is a configuration error
     if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || start_http() != 0)

@@ -8,6 +8,7 @@
 #define ND_SUITE(name) Suite *name##_suite(void);
 #include "tests/suites.def"
 #include "tests/api/suites.def"
+#include "tests/server/suites.def"
 #undef ND_SUITE
 
 #endif

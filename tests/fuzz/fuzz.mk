@@ -24,7 +24,8 @@ FUZZ_HFLAGS  := $(FUZZ_BASE) -fsanitize=fuzzer $(FUZZ_SAN)
 FUZZ_JSON_CFLAGS = $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_JSON_LIBS   = $(shell pkg-config --libs jansson 2>/dev/null)
 
-FUZZERS := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config
+FUZZERS := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config \
+           fuzz_encoding
 
 # Input sizes each harness needs: requests carry tensors (fuzz_api), persisted files hold
 # arrays; the others are short texts.
@@ -34,6 +35,7 @@ FUZZ_MAXLEN_fuzz_tensor     := 8192
 FUZZ_MAXLEN_fuzz_definition := 4096
 FUZZ_MAXLEN_fuzz_persist    := 16384
 FUZZ_MAXLEN_fuzz_config     := 1024
+FUZZ_MAXLEN_fuzz_encoding   := 8192
 
 FUZZ_CORE_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(wildcard core/*.c))
 FUZZ_API_OBJ  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(wildcard api/*.c))
@@ -70,6 +72,12 @@ FORCE_FUZZ:
 
 $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_SRV_OBJ) $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_SRV_OBJ) -lm
+
+# server/encoding.c and zlib over the engine's budget (core).
+$(FUZZ_DIR)/fuzz_encoding: tests/fuzz/fuzz_encoding.c $(FUZZ_DIR)/obj/server/encoding.o \
+		$(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
+	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/obj/server/encoding.o $(FUZZ_DIR)/libfz_core.a \
+		-lz -lm -lpthread
 
 $(FUZZ_DIR)/fuzz_persist: tests/fuzz/fuzz_persist.c $(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/libfz_core.a -lm -lpthread
