@@ -197,6 +197,10 @@ static int64_t layer_values(struct nd_layer *layer) {
 }
 
 static int reply_bytes(struct api_call *call, struct nd_buf *b) {
+    if (api_query(call->req, "output_format")) // refused, never ignored (as array reads)
+        return api_error_set(&call->err, 422, "invalid_value", "output_format",
+                             "output_format applies to JSON replies; Accept asks for the raw "
+                             "bytes");
     if (call->ctx->config.max_reply_bytes && b->len > call->ctx->config.max_reply_bytes)
         return api_error_set(&call->err, 413, "payload_too_large", NULL,
                              "the export (%zu bytes) is larger than this server's reply limit",

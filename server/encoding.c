@@ -130,8 +130,15 @@ enum srv_coding srv_coding_of(const struct api_kv *headers, size_t n, char *bad,
             enum srv_coding c = coding_named(&it);
             if (c == SRV_CODING_IDENTITY)
                 continue;
-            if (c == SRV_CODING_UNSUPPORTED || found != SRV_CODING_IDENTITY)
-                return unsupported(&it, bad, badlen); // unknown, or a second coding stacked
+            if (c == SRV_CODING_UNSUPPORTED)
+                return unsupported(&it, bad, badlen);
+            if (found != SRV_CODING_IDENTITY) { // a second coding stacked on the first
+                unsupported(&it, bad, badlen);
+                size_t used = strlen(bad);
+                if (badlen > used)
+                    snprintf(bad + used, badlen - used, " stacked on another coding");
+                return SRV_CODING_UNSUPPORTED;
+            }
             found = c;
         }
     }

@@ -98,6 +98,9 @@ START_TEST(test_coding_names_the_bad_one) {
     struct api_kv longer[] = {{"Content-Encoding", "zstandard-long"}};
     ck_assert_int_eq(srv_coding_of(longer, 1, bad, sizeof bad), SRV_CODING_UNSUPPORTED);
     ck_assert_str_eq(bad, "zstanda"); // truncated to the buffer
+    char said[64];
+    ck_assert_int_eq(srv_coding_of(two, 2, said, sizeof said), SRV_CODING_UNSUPPORTED);
+    ck_assert_str_eq(said, "deflate stacked on another coding"); // not "deflate unsupported"
 }
 END_TEST
 

@@ -114,6 +114,12 @@ class Server:
               and data[:4] == b"NDX1", "binary export %s: %s %r" % (name, status, data[:40]))
         return data
 
+    def export_binary_refuses_format(self, name):
+        status, _, data = self.call("GET", "/v1/layers/%s/export?output_format=b64" % name,
+                                    headers={"Accept": "application/octet-stream"})
+        check(status == 422 and b"output_format" in data,
+              "output_format with a binary export is refused: %s %r" % (status, data[:120]))
+
     def import_binary(self, name, data, headers=None):
         h = {"Content-Type": "application/octet-stream"}
         h.update(headers or {})
@@ -233,6 +239,7 @@ def test_shared(srv):
     check(doc["definition"]["arrays"] == {"Scaling": {"shared": "gs"}},
           "the definition names the shared array: %s" % doc["definition"].get("arrays"))
     data = srv.export_binary("sh")
+    srv.export_binary_refuses_format("sh")
     # A fresh server creates gs from the export; the next step agrees with the original.
     other = Server()
     try:
