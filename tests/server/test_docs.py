@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""test_docs.py - docs/API.md, api/openapi.yaml and api/routes.c name the same API.
+
+- every route of api/routes.c's table (parsed with a regex) is a path and method of
+  api/openapi.yaml;
+- every path and method of api/openapi.yaml (OPTIONS aside: docs/API.md documents it once for
+  every path) appears in docs/API.md as "`METHOD /path`";
+- every error `code` of openapi.yaml's ErrorCode enum appears in docs/API.md as "`code`";
+- neither document keeps a "<!-- ... pending ... -->" marker;
+- every example in openapi.yaml matches its schema (the validator of test_schema.py, which
+  reads OpenAPI 3.0's own keywords where the linters' validators do not).
+
+  python3 tests/server/test_docs.py
+
+Standard library and python3-yaml; needs no server. Prints "docs: N passed, M failed".
+"""
+import os
+import re
+import sys
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True
+from test_schema import Validator  # noqa: E402
+
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+PASSED, FAILED = 0, 0
+
+
+def check(cond, what):
+    global PASSED, FAILED
+    if cond:
+        PASSED += 1
+    else:
+        FAILED += 1
+        print("FAIL " + what, file=sys.stderr)
+    return cond
+
+
+def read(*parts):
+    with open(os.path.join(ROOT, *parts)) as f:
+        return f.read()
+
+
+def route_table(c_source):
+    """(METHOD, pattern) of each entry of routes.c's `routes[]` table."""
+    body = re.search(r"static const struct route routes\[\]\s*=\s*\{(.*?)\n\};", c_source, re.S)
+    if not body:
+        return []
+    return re.findall(r'\{\s*"([A-Z]+)"\s*,\s*"(/[^"]*)"', body.group(1))
+
+
+def main():
+    doc = yaml.safe_load(read("api", "openapi.yaml"))
+    api_md = read("docs", "API.md")
+    routes = route_table(read("api", "routes.c"))
+    check(len(routes) >= 19, "routes.c: the route table parsed (%d routes)" % len(routes))
+
+    paths = doc["paths"]
+    for method, pattern in routes:
+        item = paths.get(pattern, {})
+        check(method.lower() in item,
+              "routes.c's %s %s is not in api/openapi.yaml" % (method, pattern))
+
+    for path, item in paths.items():
+        for method in item:
+            if method not in METHODS or method == "options":
+                continue
+            needle = "`%s %s`" % (method.upper(), path)
+            check(needle in api_md, "docs/API.md does not name %s" % needle)
+        check("options" in item, "api/openapi.yaml: %s has no OPTIONS operation" % path)
+    check("`OPTIONS` any path" in api_md and "`HEAD` any `GET` route" in api_md,
+          "docs/API.md documents HEAD and OPTIONS")
+
+    codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+    check(len(codes) >= 17, "ErrorCode has its codes (%d)" % len(codes))
+    for code in codes:
+        check("`%s`" % code in api_md, "docs/API.md does not name the error code `%s`" % code)
+    statuses = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"][
+        "status"]["enum"]
+    for status in statuses:
+        check(re.search(r"\b%d\b" % status, api_md),
+              "docs/API.md does not mention the status %d" % status)
+
+    check("../shared" not in api_md and "shared/API.md" not in api_md,
+          "docs/API.md stands alone (no reference to ../shared)")
+    check("../shared" not in read("api", "openapi.yaml"),
+          "api/openapi.yaml stands alone (no reference to ../shared)")
+    for name, text in (("docs/API.md", api_md), ("api/openapi.yaml", read("api", "openapi.yaml"))):
+        check(not re.search(r"<!--.*(pending|TODO)", text),
+              "%s has no pending-details marker left" % name)
+
+    # every example against its schema
+    v = Validator(doc)
+    n = 0
+
+    def media_examples(where, media):
+        nonlocal n
+        schema = media.get("schema")
+        if schema is None:
+            return
+        if "example" in media:
+            n += 1
+            errs = v.errors(media["example"], schema)
+            check(not errs, "%s example: %s" % (where, "; ".join(errs[:3])))
+        for name, ex in (media.get("examples") or {}).items():
+            ex = v.resolve(ex)
+            if "value" in ex:
+                n += 1
+                errs = v.errors(ex["value"], schema)
+                check(not errs, "%s example %s: %s" % (where, name, "; ".join(errs[:3])))
+
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            where = "%s %s" % (method.upper(), path)
+            body = v.resolve(op.get("requestBody", {}))
+            for mt, media in (body.get("content") or {}).items():
+                if mt == "application/json":
+                    media_examples(where + " request", media)
+            for status, resp in op.get("responses", {}).items():
+                resp = v.resolve(resp)
+                for mt, media in (resp.get("content") or {}).items():
+                    if mt == "application/json":
+                        media_examples("%s %s" % (where, status), media)
+    for name, schema in doc["components"]["schemas"].items():
+        if "example" in schema:
+            n += 1
+            errs = v.errors(schema["example"], schema)
+            check(not errs, "schema %s example: %s" % (name, "; ".join(errs[:3])))
+    check(n >= 40, "examples checked against their schemas (%d)" % n)
+
+    print("docs: %d passed, %d failed" % (PASSED, FAILED))
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
