@@ -24,33 +24,19 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+
 NORMD = os.environ.get("NORMD", "build/normd")
 LIVENESS = 30.0
 KEY = "browser-key"
-PASSED, FAILED = 0, 0
 
 
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL: " + what, file=sys.stderr)
-    return cond
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url, proc, headers=None):
@@ -241,8 +227,7 @@ def main():
         for f in logs.values():
             f.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("browser: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("browser")
 
 
 if __name__ == "__main__":
@@ -250,5 +235,5 @@ if __name__ == "__main__":
         sys.exit(main())
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         print("FAIL: %s: %s" % (type(e).__name__, e), file=sys.stderr)
-        print("browser: %d passed, %d failed" % (PASSED, FAILED + 1))
+        summary("browser", extra_failed=1)
         sys.exit(1)

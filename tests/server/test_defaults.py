@@ -10,29 +10,15 @@ checked with 192.0.2.1 (TEST-NET-1, assigned to no machine), whose bind fails af
 Standard library only. Prints "defaults: N passed, M failed".
 """
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+
 NORMD = os.environ.get("NORMD", "build/normd")
-PASSED, FAILED = 0, 0
 
-
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL: " + what, file=sys.stderr)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening_addresses(port):
@@ -101,8 +87,7 @@ def main():
     check("no --api-key" not in log and "k" * 40 not in log,
           "with a key: no warning, and the key is never printed: %r" % log)
 
-    print("defaults: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("defaults")
 
 
 if __name__ == "__main__":

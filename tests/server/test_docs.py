@@ -26,18 +26,9 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
 from test_schema import Validator  # noqa: E402
 
+from harness import check, summary  # noqa: E402 (tests/server/harness.py)
+
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-PASSED, FAILED = 0, 0
-
-
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL " + what, file=sys.stderr)
-    return cond
 
 
 def read(*parts):
@@ -134,8 +125,7 @@ def main():
             check(not errs, "schema %s example: %s" % (name, "; ".join(errs[:3])))
     check(n >= 40, "examples checked against their schemas (%d)" % n)
 
-    print("docs: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("docs")
 
 
 if __name__ == "__main__":

@@ -28,28 +28,15 @@ import threading
 import time
 import zlib
 
+from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+
 NORMD = os.environ.get("NORMD", "build/normd")
 LIVENESS = 20.0  # seconds any answer may take on a busy machine; never a speed goal
 MIN_BYTES = 1400  # SRV_GZIP_MIN_BYTES
 BODY_LIMIT = 8 << 20  # --max-body-bytes of the server under test
 MiB = 1 << 20
-PASSED, FAILED = 0, 0
 
 
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL: " + what, file=sys.stderr)
-    return cond
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -427,8 +414,7 @@ def main():
         check(srv.call("GET", "/healthz")[0] == 200, "alive at the end")
     finally:
         check(srv.stop() == 0, "normd exits 0 after SIGTERM")
-    print("encoding: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("encoding")
 
 
 if __name__ == "__main__":

@@ -21,35 +21,21 @@ import os
 import random
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 
+from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+
 NORMD = os.environ.get("NORMD", "build/normd")
 LIVENESS = 20.0  # seconds normd may take to start or stop (never a speed goal)
-PASSED, FAILED = 0, 0
 
-
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL: " + what, file=sys.stderr)
-    return cond
 
 
 # ---- the server ----
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -429,8 +415,7 @@ def main():
         check(srv.proc.poll() is None, "normd is still running")
     finally:
         srv.stop()
-    print("export: %d passed, %d failed" % (PASSED, FAILED))
-    sys.exit(1 if FAILED else 0)
+    sys.exit(summary("export"))
 
 
 if __name__ == "__main__":

@@ -17,37 +17,23 @@ import http.client
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
 
 NORMD = os.environ.get("NORMD", "build/normd")
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPECTATIONS = os.path.join(HERE, "..", "data", "torch", "expectations.json")
 LIVENESS = 20.0  # seconds normd may take to start; never a speed goal
 ABS_TOL, REL_TOL = 2e-5, 1e-4  # float32 results against float64 references
-PASSED, FAILED = 0, 0
 
-
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL: " + what, file=sys.stderr)
-    return cond
 
 
 # ---- the server ----
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -376,8 +362,7 @@ def main():
     finally:
         code = srv.stop()
     check(code == 0, "normd exits 0 on SIGTERM, got %s" % code)
-    print("frameworks: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("frameworks")
 
 
 if __name__ == "__main__":

@@ -19,32 +19,19 @@ import sys
 import tempfile
 import time
 
+from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+
 NORMD = os.environ.get("NORMD", "build/normd")
 LIVENESS = 20.0  # seconds to wait for an answer or a start: a liveness bound, never a speed goal
-PASSED, FAILED = 0, 0
 GOOD = "http://good.test:8123"
 EXPOSE = "X-Request-Id, ETag, X-Tensor-Shape"
 PREFLIGHT_HEADERS = ["Content-Type", "Authorization", "X-Request-Id", "X-Tensor-Shape", "If-Match",
                      "Content-Encoding"]
 
 
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL: " + what, file=sys.stderr)
-    return cond
-
 
 # ---- the server ----
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -559,8 +546,7 @@ def main():
     for test in (test_head_options_with_key, test_cors, test_cors_any_and_off, test_cors_config,
                  test_query_auth_first):
         run(test)
-    print("http_more: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("http_more")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import time
 import zlib
 
 import yaml
+
+from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPENAPI = os.path.join(HERE, "..", "..", "api", "openapi.yaml")
@@ -48,20 +49,16 @@ API_KEY = "schema-test-key"
 CORS_ORIGIN = "http://app.example"
 MAX_BODY = 65536
 
-PASSED, FAILED = 0, 0
 
 
 def ok(what):
-    global PASSED
-    PASSED += 1
+    check(True, what)
     if VERBOSE:
         print("ok   " + what)
 
 
 def fail(what):
-    global FAILED
-    FAILED += 1
-    print("FAIL " + what, file=sys.stderr)
+    check(False, what)
 
 
 # ---- a validator for the JSON Schema subset of OpenAPI 3.0 that api/openapi.yaml uses ----
@@ -224,11 +221,6 @@ class Spec:
 
 # ---- the server ----
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -952,8 +944,7 @@ def main():
     finally:
         for s in servers.values():
             s.stop()
-    print("schema: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("schema")
 
 
 if __name__ == "__main__":
