@@ -134,9 +134,10 @@ enum srv_coding srv_coding_of(const struct api_kv *headers, size_t n, char *bad,
                 return unsupported(&it, bad, badlen);
             if (found != SRV_CODING_IDENTITY) { // a second coding stacked on the first
                 unsupported(&it, bad, badlen);
-                size_t used = strlen(bad);
-                if (badlen > used)
+                if (badlen) { // bad may be NULL when the caller wants no name
+                    size_t used = strlen(bad);
                     snprintf(bad + used, badlen - used, " stacked on another coding");
+                }
                 return SRV_CODING_UNSUPPORTED;
             }
             found = c;
