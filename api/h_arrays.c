@@ -153,7 +153,7 @@ static int extract_all(struct api_call *call, struct nd_layer *layer,
         if (!write_parameter(w, info, wolfram[i]))
             jw_null(w);
     }
-    int count = batch ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    int count = nd_spec_array_count(&info->spec);
     for (int id = 0; id < count; id++)
         if (extract_all_array(call, layer, info, (enum nd_array_id)id, form, w) != 0)
             return -1;
@@ -353,7 +353,7 @@ int api_h_arrays_list(struct api_call *call) {
     jw_string(&w, nd_layer_name(layer));
     jw_key(&w, "arrays");
     jw_arr_begin(&w);
-    int count = nd_layer_type_is_batch(info.spec.type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    int count = nd_spec_array_count(&info.spec);
     for (int id = 0; id < count; id++)
         write_array_entry(&w, &info, id);
     jw_arr_end(&w);

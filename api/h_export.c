@@ -33,11 +33,6 @@ static bool wants_binary(const struct api_call *call) {
     return accept && strstr(accept, "application/octet-stream") != NULL;
 }
 
-// The arrays a layer of this type has (BatchNormalization: the moving statistics too).
-static int array_count(const struct nd_spec *spec) {
-    return nd_layer_type_is_batch(spec->type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
-}
-
 // ---- export: writing ----
 
 // The definition in canonical terms (type, explicit convention, every option): how a layer
@@ -82,7 +77,7 @@ static void write_definition(struct jw *w, const struct nd_layer_state *s) {
     jw_obj_end(w);
     jw_key(w, "learning_rate_multipliers");
     jw_obj_begin(w);
-    for (int id = 0; id < array_count(spec); id++) {
+    for (int id = 0; id < nd_spec_array_count(spec); id++) {
         jw_key(w, nd_array_name((enum nd_array_id)id));
         jw_double(w, spec->lr_multiplier[id]);
     }
@@ -102,7 +97,7 @@ static void write_floats(struct jw *w, const float *v, const struct nd_shape *sh
 
 static void write_arrays(struct jw *w, const struct nd_layer_state *s, enum api_tensor_form form) {
     jw_obj_begin(w);
-    for (int id = 0; id < array_count(&s->spec); id++) {
+    for (int id = 0; id < nd_spec_array_count(&s->spec); id++) {
         const struct nd_layer_state_array *a = &s->arrays[id];
         if (!s->spec.enabled[id])
             continue;
@@ -126,7 +121,7 @@ static void write_arrays(struct jw *w, const struct nd_layer_state *s, enum api_
 static void write_optimizer_state(struct jw *w, const struct nd_layer_state *s,
                                   enum api_tensor_form form) {
     jw_obj_begin(w);
-    for (int id = 0; id < array_count(&s->spec); id++) {
+    for (int id = 0; id < nd_spec_array_count(&s->spec); id++) {
         const struct nd_layer_state_array *a = &s->arrays[id];
         if (!a->present)
             continue;

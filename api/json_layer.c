@@ -164,24 +164,13 @@ static int parse_bias(const json_t *v, struct nd_spec *s, const char *f, struct 
     return 0;
 }
 
-// PyTorch's track_running_stats: false drops MovingMean/MovingVariance (batch statistics in
-// inference too). Instance norms keep none, so only false is theirs.
+// PyTorch's track_running_stats: false drops a batch norm's MovingMean/MovingVariance (batch
+// statistics in inference too); true gives an instance norm its own (none by default).
 static int parse_track_running_stats(const json_t *v, struct nd_spec *s, const char *f,
                                      struct api_error *e) {
     bool on;
     if (api_as_bool(v, f, &on, e) != 0)
         return -1;
-    if (!nd_layer_type_is_batch(s->type)) {
-        if (!on)
-            return 0;
-        struct nd_type_name n;
-        nd_type_name_of(s->type, s->type_alias, &n);
-        return api_error_set(e, 422, "invalid_value", f,
-                             "%s(track_running_stats=True) is not supported: normd's instance "
-                             "normalization keeps no running statistics (leave it false, "
-                             "PyTorch's default)",
-                             n.name);
-    }
     s->enabled[ND_ARRAY_MOVING_MEAN] = s->enabled[ND_ARRAY_MOVING_VARIANCE] = on;
     return 0;
 }
@@ -686,8 +675,16 @@ static void write_synchronized(struct jw *w, const struct nd_spec *s, const stru
 // GET lists track_running_stats for PyTorch-named layers and wherever it is off; synchronized
 // where it was given true (with a note). Layers stored by earlier versions thus answer as they
 // did.
+// An instance norm lists both only when it tracks running statistics (its momentum acts only
+// then), so a canonical definition (a JSON export) keeps them.
 static bool shown_track_running_stats(const struct nd_spec *s) {
+    if (!nd_layer_type_is_batch(s->type))
+        return nd_spec_tracks_running_stats(s);
     return nd_spec_is_pytorch_named(s) || !nd_spec_tracks_running_stats(s);
+}
+
+static bool shown_moving(const struct nd_spec *s) {
+    return nd_layer_type_is_batch(s->type) || nd_spec_tracks_running_stats(s);
 }
 
 // PuzzleLib's factor schedule and random Scaling: they act under puzzlelib only.
@@ -705,7 +702,8 @@ static bool shown_synchronized(const struct nd_spec *s) {
 
 static const struct option options[] = {
     {"epsilon", {"Epsilon", "eps"}, T_ALL, parse_epsilon, write_epsilon},
-    {"momentum", {"Momentum"}, T_BN, parse_momentum, write_momentum},
+    {"momentum", {"Momentum"}, T_BN | T_IN, parse_momentum, write_momentum,
+     .shown = shown_moving},
     {"interleaving", {"Interleaving"}, T_BN, parse_interleaving, write_interleaving},
     {"axis", {NULL}, T_BN | T_PRESETS, parse_axes, write_axis},
     {"aggregation_levels", {"AggregationLevels"}, T_NORM, parse_aggregation, write_aggregation},
@@ -719,7 +717,8 @@ static const struct option options[] = {
     {"affine", {NULL}, T_ALL, parse_affine, NULL},
     {"elementwise_affine", {NULL}, T_ALL, parse_elementwise_affine, NULL},
     {"bias", {NULL}, 0, parse_bias, NULL, .late = true},
-    {"track_running_stats", {NULL}, T_BN, parse_track_running_stats, write_track_running_stats,
+    {"track_running_stats", {NULL}, T_BN | T_IN, parse_track_running_stats,
+     write_track_running_stats,
      .shown = shown_track_running_stats},
     {"num_features", {"num_channels"}, 0, parse_num_features, NULL},
     {"normalized_shape", {NULL}, 0, parse_normalized_shape, NULL},
@@ -954,7 +953,7 @@ int api_parse_array_name(const char *name, enum nd_layer_type type, const char *
     struct nd_error ce;
     nd_error_clear(&ce);
     bool ok = nd_array_parse(name, id, &ce) == ND_STATUS_OK;
-    if (ok && !nd_layer_type_is_batch(type) && *id >= ND_ARRAY_AFFINE_COUNT)
+    if (ok && !nd_layer_type_can_track(type) && *id >= ND_ARRAY_AFFINE_COUNT)
         ok = false;
     if (!ok)
         return api_error_set(err, 404, "not_found", field, "%s has no array %.100s",
@@ -963,7 +962,7 @@ int api_parse_array_name(const char *name, enum nd_layer_type type, const char *
 }
 
 static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_error *err) {
-    int count = nd_layer_type_is_batch(spec->type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    int count = nd_layer_type_can_track(spec->type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
     double m;
     if (!json_is_object(v)) {
         if (api_as_number(v, "learning_rate_multipliers", &m, err) != 0)
@@ -1014,6 +1013,11 @@ static int parse_array_entry(const char *key, const json_t *v, struct api_defini
     snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
     if (null_hint(v, field, "no such array", err))
         return -1;
+    if (id >= ND_ARRAY_AFFINE_COUNT && !json_is_null(v) &&
+        !nd_spec_tracks_running_stats(&d->def.spec))
+        return api_error_set(err, 422, "invalid_value", field,
+                             "%s exists only with track_running_stats true (options)",
+                             nd_array_name(id));
     if (json_is_null(v)) {
         if (id >= ND_ARRAY_AFFINE_COUNT)
             return api_error_set(err, 422, "invalid_value", field,
@@ -1207,7 +1211,7 @@ static void write_expansion(struct jw *w, const struct nd_layer_info *info) {
 }
 
 static void write_arrays_info(struct jw *w, const struct nd_layer_info *info) {
-    int count = nd_layer_type_is_batch(info->spec.type) ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    int count = nd_spec_array_count(&info->spec);
     jw_obj_begin(w);
     for (int id = 0; id < count; id++) {
         jw_key(w, nd_array_name((enum nd_array_id)id));

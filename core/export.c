@@ -344,12 +344,12 @@ static enum nd_status check_header(const struct nd_layer_state *s, struct nd_err
 static enum nd_status check_slot(const struct nd_layer_state *s, enum nd_array_id id,
                                  const struct nd_layout *lay, struct nd_error *err) {
     const struct nd_layer_state_array *sa = &s->arrays[id];
-    bool enabled = s->spec.enabled[id], batch = nd_layer_type_is_batch(s->spec.type);
+    bool enabled = s->spec.enabled[id], can_track = nd_layer_type_can_track(s->spec.type);
     bool ready = lay && nd_shape_is_known(&lay->param_shape);
     char have[96], want[96];
-    if (id >= ND_ARRAY_AFFINE_COUNT && enabled && !batch) // pairs: nd_spec_validate
+    if (id >= ND_ARRAY_AFFINE_COUNT && enabled && !can_track) // pairs: nd_spec_validate
         return array_error(err, ND_STATUS_INVALID_VALUE, "definition.arrays", id,
-                           "exists only in BatchNormalization", "");
+                           "exists only in batch and instance normalization", "");
     if (sa->shared[0] && (id >= ND_ARRAY_AFFINE_COUNT || !enabled || !nd_name_valid(sa->shared)))
         return array_error(err, ND_STATUS_INVALID_VALUE, "definition.arrays", id,
                            "cannot be shared under this name", "");

@@ -205,16 +205,21 @@ static enum nd_status check_values(enum nd_array_id id, const struct nd_tensor *
 
 static enum nd_status check_source(const struct nd_layer_def *def, enum nd_array_id id,
                                    struct nd_error *err) {
-    bool batch = nd_layer_type_is_batch(def->spec.type);
+    bool can_track = nd_layer_type_can_track(def->spec.type);
     bool moving = id == ND_ARRAY_MOVING_MEAN || id == ND_ARRAY_MOVING_VARIANCE;
     bool given = def->source[id] != ND_ARRAY_SOURCE_INITIALIZER || def->spec.enabled[id];
-    if (moving && !batch && given)
-        return field_error(err, ND_STATUS_INVALID_VALUE, id, "exists only in BatchNormalization");
-    // A batch norm keeps both moving statistics (forward and train-step read and update both)
-    // or neither (PyTorch's track_running_stats=False): one alone cannot be disabled.
+    if (moving && !can_track && given)
+        return field_error(err, ND_STATUS_INVALID_VALUE, id,
+                           "exists only in BatchNormalization and in an instance normalization "
+                           "with track_running_stats true");
     bool other = def->spec.enabled[id == ND_ARRAY_MOVING_MEAN ? ND_ARRAY_MOVING_VARIANCE
                                                               : ND_ARRAY_MOVING_MEAN];
-    if (moving && batch && !def->spec.enabled[id] && other)
+    if (moving && !def->spec.enabled[id] && !other && given)
+        return field_error(err, ND_STATUS_INVALID_VALUE, id,
+                           "exists only with track_running_stats true");
+    // A batch norm keeps both moving statistics (forward and train-step read and update both)
+    // or neither (PyTorch's track_running_stats=False): one alone cannot be disabled.
+    if (moving && can_track && !def->spec.enabled[id] && other)
         return field_error(err, ND_STATUS_INVALID_VALUE, id,
                            "cannot be disabled (null) alone; track_running_stats false drops "
                            "both moving statistics");
@@ -684,9 +689,9 @@ enum nd_status nd_layer_try_batch_shape(struct nd_layer *layer, const struct nd_
 }
 
 void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *batched,
-                         struct nd_norm_dims *dims) {
+                         bool per_channel, struct nd_norm_dims *dims) {
     const struct nd_layout *lay = &layer->layout;
-    bool bn = nd_layer_type_is_batch(layer->spec.type);
+    bool bn = nd_layer_type_is_batch(layer->spec.type) || per_channel;
     memset(dims, 0, sizeof *dims);
     dims->ndim = batched->ndim;
     for (int32_t i = 0; i < batched->ndim; i++) {

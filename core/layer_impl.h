@@ -103,9 +103,11 @@ void nd__layer_wait_idle(struct nd_layer *layer);
 // The version, read without the layer's lock.
 uint64_t nd__layer_version(struct nd_layer *layer);
 
-// Builds the kernel dims of a batched shape for a layer's layout.
+// Builds the kernel dims of a batched shape for a layer's layout. per_channel reduces over the
+// batch too, as batch norm always does: an instance norm normalizing with its moving
+// statistics has one statistic per channel (its param dims), not one per instance.
 void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *batched,
-                         struct nd_norm_dims *dims);
+                         bool per_channel, struct nd_norm_dims *dims);
 
 // ---- persistence (persist.c) ----
 

@@ -119,10 +119,13 @@ static enum nd_status check_input(const struct nd_layer *l, const struct nd_tens
                               nd_shape_format(in, w, sizeof w));
 }
 
+// per_channel: one statistic per channel, over the batch too (a batch norm always; an instance
+// norm normalizing with its moving statistics).
 static enum nd_status work_plan(struct work *w, const struct nd_layer *l,
-                                const struct nd_shape *batched, struct nd_error *err) {
+                                const struct nd_shape *batched, bool per_channel,
+                                struct nd_error *err) {
     struct nd_norm_dims dims;
-    nd__layer_norm_dims(l, batched, &dims);
+    nd__layer_norm_dims(l, batched, per_channel, &dims);
     return nd_norm_plan_build(&w->plan, &dims, err);
 }
 
@@ -159,20 +162,39 @@ static enum nd_status check_denom(const struct nd_layer *l, const struct nd_norm
     return ND_STATUS_OK;
 }
 
-// PyTorch refuses a batch norm over one value per channel whenever it uses batch statistics.
+// PyTorch refuses a batch norm over one value per channel whenever it uses batch statistics,
+// and an instance norm over one spatial element whenever it uses the instance's (in training,
+// or in inference without running statistics), with these words.
 static enum nd_status check_torch_count(const struct nd_layer *l, const struct nd_norm_plan *plan,
-                                        struct nd_error *err) {
+                                        const struct nd_shape *x, struct nd_error *err) {
     if (l->spec.convention != ND_CONVENTION_PYTORCH || plan->numel == 0 || plan->count >= 2)
         return ND_STATUS_OK;
+    if (l->spec.type == ND_LAYER_TYPE_INSTANCE_NORM) {
+        char shape[96];
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "input",
+                                  "expected more than 1 spatial element when training, got "
+                                  "input size %s (convention pytorch)",
+                                  nd_shape_format(x, shape, sizeof shape));
+    }
     return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "input",
                               "expected more than 1 value per channel when using batch "
                               "statistics (convention pytorch, no running stats), got %lld",
                               (long long)plan->count);
 }
 
+// input_stats: normalize with the input's own statistics (the batch's, or each instance's);
+// otherwise with the moving statistics, on a per-channel plan.
+// Where a forward checks PyTorch's count: a batch norm without running statistics (in training
+// mode the train-step checks it), an instance norm using the instance's statistics.
+static bool torch_count_applies(const struct nd_layer *l, bool input_stats) {
+    if (nd_layer_type_is_batch(l->spec.type))
+        return !nd_spec_tracks_running_stats(&l->spec);
+    return l->spec.type == ND_LAYER_TYPE_INSTANCE_NORM && input_stats;
+}
+
 static void forward_compute(struct work *w, const struct nd_layer *l, struct nd_pool *pool,
-                            const float *x, float *y, bool batch_stats) {
-    if (nd_layer_type_is_batch(l->spec.type) && !batch_stats) {
+                            const float *x, float *y, bool input_stats) {
+    if (!input_stats) {
         fold_moving(w, l->spec.epsilon);
         nd_norm_apply(&w->plan, y, x, w->a, w->c, NULL, NULL, pool, w->scratch);
         return;
@@ -190,23 +212,22 @@ static enum nd_status forward_locked(struct nd_layer *l, struct nd_pool *pool,
         st = check_input(l, x, "input", err);
     if (st == ND_STATUS_OK && !nd_shape_equal(&x->shape, &y->shape))
         st = nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "output shape differs from input");
-    if (st == ND_STATUS_OK)
-        st = work_plan(&w, l, &x->shape, err);
-    bool batch = nd_layer_type_is_batch(l->spec.type);
     bool tracks = nd_spec_tracks_running_stats(&l->spec);
     // Keras' frozen layer (trainable false) runs in inference mode whatever the mode asked,
     // as its train-steps do. Without running statistics (PyTorch's track_running_stats=False)
-    // inference normalizes with the batch's own, as PyTorch does.
-    bool batch_stats = (train_mode && l->spec.trainable) || (batch && !tracks);
-    if (st == ND_STATUS_OK && (!batch || batch_stats))
-        st = check_denom(l, &w.plan, err);
-    if (st == ND_STATUS_OK && batch && !tracks)
-        st = check_torch_count(l, &w.plan, err);
+    // inference normalizes with the input's own, as PyTorch does.
+    bool input_stats = (train_mode && l->spec.trainable) || !tracks;
     if (st == ND_STATUS_OK)
-        st = work_alloc(&w, batch && tracks, err);
+        st = work_plan(&w, l, &x->shape, !input_stats, err);
+    if (st == ND_STATUS_OK && input_stats)
+        st = check_denom(l, &w.plan, err);
+    if (st == ND_STATUS_OK && torch_count_applies(l, input_stats))
+        st = check_torch_count(l, &w.plan, &x->shape, err);
+    if (st == ND_STATUS_OK)
+        st = work_alloc(&w, tracks, err);
     if (st == ND_STATUS_OK) {
         work_snapshot(&w, l);
-        forward_compute(&w, l, pool, x->data, y->data, batch_stats);
+        forward_compute(&w, l, pool, x->data, y->data, input_stats);
         atomic_fetch_add_explicit(&l->forwards, 1, memory_order_relaxed);
     }
     work_release(&w);
@@ -295,7 +316,7 @@ static bool frozen_layer(const struct nd_layer *l) {
 
 // PyTorch refuses a training batch norm over one value per channel; so do we under pytorch.
 static enum nd_status check_counts(const struct nd_layer *l, const struct nd_norm_plan *plan,
-                                   struct nd_error *err) {
+                                   const struct nd_shape *x, struct nd_error *err) {
     if (plan->numel == 0)
         return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input",
                                   "input has no elements");
@@ -306,7 +327,9 @@ static enum nd_status check_counts(const struct nd_layer *l, const struct nd_nor
                                   "expected more than 1 value per channel when training "
                                   "(convention pytorch), got %lld",
                                   (long long)plan->count);
-    return bn ? ND_STATUS_OK : check_denom(l, plan, err);
+    bool instance = l->spec.type == ND_LAYER_TYPE_INSTANCE_NORM;
+    enum nd_status st = instance && !frozen ? check_torch_count(l, plan, x, err) : ND_STATUS_OK;
+    return bn || st ? st : check_denom(l, plan, err);
 }
 
 // ---- train-step: moving statistics ----
@@ -327,8 +350,21 @@ static double batch_weight(const struct nd_spec *spec, int64_t n) {
     }
 }
 
+// The statistic of channel c a moving update takes: a batch norm's batch statistic; an
+// instance norm's mean over the batch of its instances' (PyTorch's instance_norm). Statistics
+// are row-major over the kept dims with the batch outermost, so instance k's channel c is
+// k * nparam + c; a batch norm has nstat == nparam, one term.
+static double channel_stat(const struct work *w, const double *stat, int64_t c) {
+    int64_t p = w->plan.nparam, k = p > 0 ? w->plan.nstat / p : 0;
+    double sum = 0.0;
+    for (int64_t i = 0; i < k; i++)
+        sum += stat[i * p + c];
+    return k > 0 ? sum / (double)k : 0.0;
+}
+
 // Moves MovingMean/MovingVariance towards the batch statistics (each frozen by a multiplier of
-// 0); the variance estimator per the spec (n/(n-1) undefined for one value: biased then).
+// 0); the variance estimator per the spec, over the values of one statistic (n/(n-1) undefined
+// for one value: biased then).
 static void update_moving(struct nd_layer *l, const struct work *w) {
     double f = batch_weight(&l->spec, l->train_steps + 1);
     double n = (double)w->plan.count;
@@ -336,15 +372,16 @@ static void update_moving(struct nd_layer *l, const struct work *w) {
     struct nd_array *mm = l->arrays[ND_ARRAY_MOVING_MEAN], *mv = l->arrays[ND_ARRAY_MOVING_VARIANCE];
     if (l->spec.lr_multiplier[ND_ARRAY_MOVING_MEAN] > 0.0 && f != 0.0) {
         nd_rwlock_wrlock(mm->lock);
-        for (int64_t s = 0; s < w->plan.nstat; s++)
-            mm->data[s] = (float)((1.0 - f) * mm->data[s] + f * w->mean[s]);
+        for (int64_t c = 0; c < mm->numel; c++)
+            mm->data[c] = (float)((1.0 - f) * mm->data[c] + f * channel_stat(w, w->mean, c));
         mm->version++;
         nd_rwlock_unlock(mm->lock);
     }
     if (l->spec.lr_multiplier[ND_ARRAY_MOVING_VARIANCE] > 0.0 && f != 0.0) {
         nd_rwlock_wrlock(mv->lock);
-        for (int64_t s = 0; s < w->plan.nstat; s++)
-            mv->data[s] = (float)((1.0 - f) * mv->data[s] + f * w->var[s] * unbias);
+        for (int64_t c = 0; c < mv->numel; c++)
+            mv->data[c] =
+                (float)((1.0 - f) * mv->data[c] + f * channel_stat(w, w->var, c) * unbias);
         mv->version++;
         nd_rwlock_unlock(mv->lock);
     }
@@ -353,8 +390,8 @@ static void update_moving(struct nd_layer *l, const struct work *w) {
 // Whether a train-step without a gradient changes the layer: only a training batch norm whose
 // moving statistics are not frozen (by momentum, a multiplier of 0 or trainable false) does.
 static bool moves_statistics(const struct nd_layer *l) {
-    if (!nd_layer_type_is_batch(l->spec.type) || frozen_layer(l) ||
-        !l->spec.enabled[ND_ARRAY_MOVING_MEAN] || !l->arrays[ND_ARRAY_MOVING_MEAN] ||
+    if (!nd_spec_tracks_running_stats(&l->spec) || frozen_layer(l) ||
+        !l->arrays[ND_ARRAY_MOVING_MEAN] ||
         batch_weight(&l->spec, l->train_steps + 1) == 0.0)
         return false;
     return l->spec.lr_multiplier[ND_ARRAY_MOVING_MEAN] > 0.0 ||
@@ -362,7 +399,7 @@ static bool moves_statistics(const struct nd_layer *l) {
 }
 
 static const char *why_no_statistics(const struct nd_layer *l) {
-    if (!nd_layer_type_is_batch(l->spec.type))
+    if (!nd_layer_type_can_track(l->spec.type))
         return "";
     return l->spec.enabled[ND_ARRAY_MOVING_MEAN] ? " (they are frozen)"
                                                  : " (track_running_stats is false)";
@@ -425,7 +462,8 @@ struct step {
     struct nd_pool *pool;
     struct work w;
     bool bn, frozen, has_grad;
-    bool tracks; // a batch norm with MovingMean/MovingVariance
+    bool tracks;      // a batch or instance norm with MovingMean/MovingVariance
+    bool per_channel; // statistics per channel: a batch norm, or a frozen tracking instance norm
     float *dy;      // dL/dy: the caller's, or dy_buf
     float *dy_buf;  // owned, for a target
     struct nd_tensor grad[ND_ARRAY_AFFINE_COUNT]; // always computed when there is a gradient
@@ -462,7 +500,7 @@ static enum nd_status step_alloc(struct step *s, struct nd_error *err) {
 static void step_forward(struct step *s) {
     struct work *w = &s->w;
     const float *x = s->args->input->data;
-    if (s->bn && s->frozen && s->tracks) {
+    if (s->frozen && s->tracks) {
         frozen_stats(w, s->l->spec.epsilon);
         nd_norm_apply(&w->plan, s->r->output.data, x, w->a, w->c, w->gamma, w->beta, s->pool,
                       w->scratch);
@@ -484,7 +522,7 @@ static void step_backward(struct step *s) {
     }
     float *dg = s->grad[ND_ARRAY_SCALING].data, *db = s->grad[ND_ARRAY_BIASES].data;
     float *dx = s->r->input_grad.data;
-    if (s->bn && s->frozen && s->tracks) {
+    if (s->frozen && s->tracks) {
         nd_norm_param_grads(&w->plan, dg, db, s->dy, a->input->data, w->a, w->c, s->pool,
                             w->scratch);
         if (dx)
@@ -569,10 +607,10 @@ static void step_update_arrays(struct step *s) {
 
 // ---- train-step: results ----
 
-// Batch statistics as float tensors: batch norm [C]; Normalization [N, statistics per example].
+// Batch statistics as float tensors: per channel [C]; Normalization [N, statistics per example].
 static enum nd_status step_batch_stats(struct step *s, struct nd_error *err) {
     int64_t nstat = s->w.plan.nstat, n = s->args->input->shape.dim[0];
-    struct nd_shape shape = s->bn ? nd_shape_make(1, (int64_t[]){nstat})
+    struct nd_shape shape = s->per_channel ? nd_shape_make(1, (int64_t[]){nstat})
                                   : nd_shape_make(2, (int64_t[]){n, n > 0 ? nstat / n : 0});
     enum nd_status st = nd_tensor_init(&s->r->batch_mean, &shape, err);
     if (st == ND_STATUS_OK)
@@ -623,13 +661,13 @@ static enum nd_status step_prepare(struct step *s, struct nd_error *err) {
     if (st == ND_STATUS_OK)
         st = check_train_args(s->l, s->args, err);
     if (st == ND_STATUS_OK)
-        st = work_plan(&s->w, s->l, &s->args->input->shape, err);
+        st = work_plan(&s->w, s->l, &s->args->input->shape, s->per_channel, err);
     if (st == ND_STATUS_OK)
-        st = check_counts(s->l, &s->w.plan, err);
+        st = check_counts(s->l, &s->w.plan, &s->args->input->shape, err);
     if (st == ND_STATUS_OK)
         st = check_effect(s->l, s->args, err);
     if (st == ND_STATUS_OK)
-        st = work_alloc(&s->w, s->bn && s->tracks, err);
+        st = work_alloc(&s->w, s->tracks, err);
     if (st == ND_STATUS_OK)
         st = step_alloc(s, err);
     if (st == ND_STATUS_OK && s->has_grad && !s->frozen)
@@ -644,7 +682,7 @@ static enum nd_status step_commit(struct step *s, struct nd_error *err) {
     enum nd_status st = nd__undo_begin(s->l, &u, err);
     if (st != ND_STATUS_OK)
         return st;
-    if (s->bn && s->tracks)
+    if (s->tracks)
         update_moving(s->l, &s->w);
     if (s->has_grad)
         step_update_arrays(s);
@@ -698,6 +736,7 @@ enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
     s.bn = nd_layer_type_is_batch(layer->spec.type);
     s.frozen = frozen_layer(layer);
     s.tracks = nd_spec_tracks_running_stats(&layer->spec);
+    s.per_channel = s.bn || (s.frozen && s.tracks);
     s.has_grad = args->output_grad || args->target;
     enum nd_status st = train_locked(&s, err);
     result->version = layer->version;

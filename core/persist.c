@@ -530,11 +530,11 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
                             why.msg);
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         bool shared = im->shared[id][0] != '\0';
-        // The moving statistics exist only in batch norms, both or neither (PyTorch's
-        // track_running_stats false; nd_spec_validate checks the pair): the kernels read them
-        // whenever the layer tracks them.
+        // The moving statistics exist only in batch and instance norms, both or neither
+        // (PyTorch's track_running_stats; nd_spec_validate checks the pair): the kernels read
+        // them whenever the layer tracks them.
         if (id >= ND_ARRAY_AFFINE_COUNT && im->spec.enabled[id] &&
-            !nd_layer_type_is_batch(im->spec.type))
+            !nd_layer_type_can_track(im->spec.type))
             return nd_error_set(err, ND_STATUS_INVALID_VALUE,
                                 "damaged layer %s: %s in a layer without moving statistics",
                                 im->name, nd_array_name((enum nd_array_id)id));

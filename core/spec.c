@@ -31,18 +31,23 @@ struct type_row {
     enum axes_default axes; // AXES_NONE when omitted
     enum nd_method method;  // ND_METHOD_STANDARDIZE when omitted
     bool biases;            // Biases enabled by default
-    bool moving;            // has MovingMean/MovingVariance
+    bool moving;            // has MovingMean/MovingVariance by default
+    bool can_track;         // may have them (InstanceNorm*d's track_running_stats=True)
     bool rms_eps;           // epsilon from conv_row.rms_epsilon
     bool one_axis;          // takes exactly one (channel) axis
 };
 
 static const struct type_row type_table[ND_LAYER_TYPE_COUNT] = {
-    [ND_LAYER_TYPE_BATCH_NORM] = {.name = "BatchNormalization", .biases = true, .moving = true},
+    [ND_LAYER_TYPE_BATCH_NORM] = {.name = "BatchNormalization",
+                                  .biases = true,
+                                  .moving = true,
+                                  .can_track = true},
     [ND_LAYER_TYPE_NORMALIZATION] = {.name = "Normalization", .biases = true},
     [ND_LAYER_TYPE_LAYER_NORM] = {.name = "LayerNormalization", .axes = AXES_LAST, .biases = true},
     [ND_LAYER_TYPE_INSTANCE_NORM] = {.name = "InstanceNormalization",
                                      .axes = AXES_CHANNEL,
                                      .biases = true,
+                                     .can_track = true,
                                      .one_axis = true},
     [ND_LAYER_TYPE_GROUP_NORM] = {.name = "GroupNormalization",
                                   .axes = AXES_CHANNEL,
@@ -271,6 +276,10 @@ enum nd_status nd_layer_type_parse(const char *name, enum nd_layer_type *type,
 
 bool nd_layer_type_is_batch(enum nd_layer_type type) {
     return type == ND_LAYER_TYPE_BATCH_NORM;
+}
+
+bool nd_layer_type_can_track(enum nd_layer_type type) {
+    return type_row(type)->can_track;
 }
 
 static void name_from_alias(int i, struct nd_type_name *out) {
@@ -657,8 +666,13 @@ bool nd_spec_is_pytorch_named(const struct nd_spec *spec) {
 }
 
 bool nd_spec_tracks_running_stats(const struct nd_spec *spec) {
-    return spec && nd_layer_type_is_batch(spec->type) && spec->enabled[ND_ARRAY_MOVING_MEAN] &&
+    return spec && nd_layer_type_can_track(spec->type) && spec->enabled[ND_ARRAY_MOVING_MEAN] &&
            spec->enabled[ND_ARRAY_MOVING_VARIANCE];
+}
+
+int nd_spec_array_count(const struct nd_spec *spec) {
+    bool all = spec && (nd_layer_type_is_batch(spec->type) || nd_spec_tracks_running_stats(spec));
+    return all ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
 }
 
 // The input a PyTorch module takes whatever the spatial sizes: [C] for BatchNorm1d (its (N, C)
@@ -734,7 +748,7 @@ static enum nd_status check_input(const struct nd_shape *in, struct nd_error *er
 }
 
 static enum nd_status check_multipliers(const struct nd_spec *spec, struct nd_error *err) {
-    int n = type_row(spec->type)->moving ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    int n = type_row(spec->type)->can_track ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
     for (int i = 0; i < n; i++) {
         double m = spec->lr_multiplier[i];
         if (isfinite(m) && m >= 0.0)
@@ -807,23 +821,47 @@ static enum nd_status check_momentum(const struct nd_spec *spec, struct nd_error
     return ND_STATUS_OK;
 }
 
-static enum nd_status check_batch_options(const struct nd_spec *spec, struct nd_error *err) {
-    if (spec->batchnorm_nd < 0 || spec->batchnorm_nd >= ND_MAX_RANK)
-        return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "type",
-                                  "BatchNorm%dD is out of range (1..%d)", (int)spec->batchnorm_nd,
-                                  ND_MAX_RANK - 1);
-    enum nd_status st = check_momentum(spec, err);
-    if (st)
-        return st;
-    // Both moving statistics or neither (PyTorch's track_running_stats=False): the kernels read
-    // and update them together.
+// Both moving statistics or neither (PyTorch's track_running_stats=False): the kernels read
+// and update them together. Types that cannot track have neither.
+static enum nd_status check_moving_pair(const struct nd_spec *spec, struct nd_error *err) {
     bool mm = spec->enabled[ND_ARRAY_MOVING_MEAN], mv = spec->enabled[ND_ARRAY_MOVING_VARIANCE];
+    if ((mm || mv) && !type_row(spec->type)->can_track)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
+                                  mm ? "arrays.MovingMean" : "arrays.MovingVariance",
+                                  "%s keeps no moving statistics", type_row(spec->type)->name);
     if (mm != mv)
         return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
                                   mm ? "arrays.MovingVariance" : "arrays.MovingMean",
                                   "%s cannot be disabled (null) alone; track_running_stats false "
                                   "drops both moving statistics",
                                   mm ? "MovingVariance" : "MovingMean");
+    return ND_STATUS_OK;
+}
+
+// An instance norm tracking running statistics moves them by its momentum, which must then be
+// a number: PyTorch's instance_norm takes a float (None fails at the first training forward,
+// with a TypeError); say so when the layer is defined instead.
+static enum nd_status check_instance_momentum(const struct nd_spec *spec, struct nd_error *err) {
+    if (!nd_spec_tracks_running_stats(spec))
+        return ND_STATUS_OK;
+    if (spec->momentum_null)
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.momentum",
+                                  "an instance normalization with track_running_stats true "
+                                  "needs a number as momentum (PyTorch's instance_norm fails "
+                                  "on None)");
+    return check_momentum(spec, err);
+}
+
+static enum nd_status check_batch_options(const struct nd_spec *spec, struct nd_error *err) {
+    if (spec->batchnorm_nd < 0 || spec->batchnorm_nd >= ND_MAX_RANK)
+        return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "type",
+                                  "BatchNorm%dD is out of range (1..%d)", (int)spec->batchnorm_nd,
+                                  ND_MAX_RANK - 1);
+    enum nd_status st = check_momentum(spec, err);
+    if (!st)
+        st = check_moving_pair(spec, err);
+    if (st)
+        return st;
     if ((unsigned)spec->moving_variance >= (unsigned)ND_COUNT_OF(variance_names))
         return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "options.moving_variance",
                                   "variance estimator %d is out of range",
@@ -897,6 +935,11 @@ static enum nd_status check_norm_options(const struct nd_spec *spec, struct nd_e
     if ((unsigned)spec->method >= (unsigned)ND_COUNT_OF(method_names))
         return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "options.method",
                                   "method %d is out of range", (int)spec->method);
+    enum nd_status pair = check_moving_pair(spec, err);
+    if (!pair && spec->type == ND_LAYER_TYPE_INSTANCE_NORM)
+        pair = check_instance_momentum(spec, err);
+    if (pair)
+        return pair;
     if (spec->type != ND_LAYER_TYPE_NORMALIZATION) {
         if (spec->type == ND_LAYER_TYPE_GROUP_NORM && spec->groups < 1)
             return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
@@ -913,7 +956,7 @@ static enum nd_status check_norm_options(const struct nd_spec *spec, struct nd_e
 }
 
 static enum nd_status check_arrays(const struct nd_spec *spec, struct nd_error *err) {
-    int n = type_row(spec->type)->moving ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
+    int n = type_row(spec->type)->can_track ? ND_ARRAY_COUNT : ND_ARRAY_AFFINE_COUNT;
     for (int i = 0; i < n; i++) {
         struct nd_initializer init = nd_spec_initializer(spec, (enum nd_array_id)i);
         bool clear = err_is_clear(err);

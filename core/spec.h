@@ -50,6 +50,10 @@ enum nd_status nd_layer_type_parse(const char *name, enum nd_layer_type *type,
 // True for ND_LAYER_TYPE_BATCH_NORM; the other types are the Normalization family.
 bool nd_layer_type_is_batch(enum nd_layer_type type);
 
+// True for the types that may keep MovingMean/MovingVariance: BatchNormalization (by default)
+// and InstanceNormalization (PyTorch's track_running_stats=True; none by default).
+bool nd_layer_type_can_track(enum nd_layer_type type);
+
 // ---- each framework's names (API.md 1.1a) ----
 
 // Whose name a type spelling is: it picks the convention when the request names none.
@@ -109,8 +113,8 @@ enum nd_status nd_convention_parse(const char *name, enum nd_convention *conv,
 enum nd_array_id {
     ND_ARRAY_SCALING,
     ND_ARRAY_BIASES,
-    ND_ARRAY_MOVING_MEAN,     // BatchNormalization only
-    ND_ARRAY_MOVING_VARIANCE, // BatchNormalization only
+    ND_ARRAY_MOVING_MEAN,     // BatchNormalization; InstanceNormalization tracking them
+    ND_ARRAY_MOVING_VARIANCE, // likewise
     ND_ARRAY_COUNT
 };
 
@@ -215,7 +219,7 @@ struct nd_spec {
     int64_t groups; // GroupNormalization (default 32)
 
     // Arrays.
-    bool enabled[ND_ARRAY_COUNT]; // Scaling/Biases can be disabled; moving stats: BN only
+    bool enabled[ND_ARRAY_COUNT]; // Scaling/Biases can be disabled; moving: can_track
     struct nd_initializer init[ND_ARRAY_COUNT];
     bool init_given[ND_ARRAY_COUNT]; // puzzlelib's Scaling default follows sscale otherwise
     struct nd_regularizer regularizer[ND_ARRAY_AFFINE_COUNT];
@@ -263,9 +267,16 @@ void nd_spec_complete(struct nd_spec *spec);
 // and errors name them: "options.eps", "options.num_groups").
 bool nd_spec_is_pytorch_named(const struct nd_spec *spec);
 
-// True when a batch norm keeps MovingMean/MovingVariance (PyTorch's track_running_stats; both
-// disabled: batch statistics in inference too). False for the Normalization family.
+// True when a batch or instance norm keeps MovingMean/MovingVariance (PyTorch's
+// track_running_stats; both disabled: batch or instance statistics in inference too). An
+// instance norm tracking them updates them with the mean over the batch of its per-instance
+// statistics and normalizes with them in inference, as PyTorch's InstanceNorm*d does.
 bool nd_spec_tracks_running_stats(const struct nd_spec *spec);
+
+// How many arrays a layer of this spec has, counted from ND_ARRAY_SCALING: ND_ARRAY_COUNT for a
+// batch norm (disabled moving statistics are listed, as null) and for an instance norm tracking
+// them; ND_ARRAY_AFFINE_COUNT otherwise.
+int nd_spec_array_count(const struct nd_spec *spec);
 
 // The rule moving statistics follow under this spec's convention and momentum.
 enum nd_momentum_rule nd_spec_momentum_rule(const struct nd_spec *spec);
@@ -285,8 +296,9 @@ struct nd_initializer nd_spec_initializer(const struct nd_spec *spec, enum nd_ar
 // range (type, convention, method, level kind) is ND_STATUS_INVALID_ARGUMENT: a C caller's bug.
 // PyTorch-named types follow PyTorch's constructors: num_features (BatchNorm*d, InstanceNorm*d),
 // normalized_shape (LayerNorm, RMSNorm), num_groups and num_channels (GroupNorm) are required,
-// sizes >= 1, and num_channels must be divisible by num_groups. A batch norm has both moving
-// statistics or neither ("arrays.MovingMean" / "arrays.MovingVariance" name the one missing).
+// sizes >= 1, and num_channels must be divisible by num_groups. A batch or instance norm has
+// both moving statistics or neither ("arrays.MovingMean" / "arrays.MovingVariance" name the one
+// missing); other types have neither; an instance norm tracking them needs a numeric momentum.
 enum nd_status nd_spec_validate(const struct nd_spec *spec, struct nd_error *err);
 
 // ---- resolution against a shape ----

@@ -2718,6 +2718,113 @@ START_TEST(test_no_running_stats) {
 }
 END_TEST
 
+// PyTorch's InstanceNorm*d(track_running_stats=True): a train-step moves the running statistics
+// towards the mean over the batch of the per-instance statistics (unbiased variance), inference
+// normalizes with them per channel, and a frozen layer (trainable false) is then exactly a frozen
+// batch norm holding the same arrays. _i: 0 channels first [C, L], 1 channels last [L, C].
+enum { IR_N = 3, IR_C = 2, IR_L = 3, IR_NUMEL = IR_N * IR_C * IR_L };
+
+static struct nd_spec ir_spec(enum nd_layer_type type, bool last) {
+    struct nd_spec s = spec_make(type, ND_CONVENTION_PYTORCH, 2,
+                                 last ? (int64_t[]){IR_L, IR_C} : (int64_t[]){IR_C, IR_L});
+    s.naxes = 1;
+    s.axes[0] = last ? -1 : 1;
+    s.enabled[MM] = s.enabled[MV] = true;
+    return s;
+}
+
+// Element (n, c, l) of an IR tensor.
+static int64_t ir_at(bool last, int64_t n, int64_t c, int64_t l) {
+    return last ? (n * IR_L + l) * IR_C + c : (n * IR_C + c) * IR_L + l;
+}
+
+// The moving statistics one train-step from MovingMean 0, MovingVariance 1 gives.
+static void ir_expected(const float *x, bool last, double f, double *mm, double *mv) {
+    for (int64_t c = 0; c < IR_C; c++) {
+        double msum = 0, vsum = 0;
+        for (int64_t n = 0; n < IR_N; n++) {
+            double m = 0, v = 0;
+            for (int64_t l = 0; l < IR_L; l++)
+                m += x[ir_at(last, n, c, l)] / IR_L;
+            for (int64_t l = 0; l < IR_L; l++)
+                v += pow(x[ir_at(last, n, c, l)] - m, 2) / (IR_L - 1);
+            msum += m;
+            vsum += v;
+        }
+        mm[c] = f * msum / IR_N;
+        mv[c] = (1 - f) + f * vsum / IR_N;
+    }
+}
+
+START_TEST(test_instance_running_stats) {
+    bool last = _i == 1;
+    struct nd_engine *e = engine_new(2);
+    struct nd_pool *pool = nd_engine_pool(e);
+    struct nd_spec spec = ir_spec(ND_LAYER_TYPE_INSTANCE_NORM, last);
+    ck_assert(nd_spec_tracks_running_stats(&spec));
+    ck_assert_int_eq(nd_spec_array_count(&spec), ND_ARRAY_COUNT);
+    ck_assert_int_eq(nd_spec_momentum_rule(&spec), ND_MOMENTUM_BATCH_WEIGHT);
+    struct nd_layer *l = define_ok(e, "inrun", &spec, NULL);
+    float xs[IR_NUMEL], dys[IR_NUMEL];
+    for (int i = 0; i < IR_NUMEL; i++) {
+        xs[i] = (float)(sin(1.3 * i) * 2 + (i % 5) * 0.25);
+        dys[i] = (float)cos(0.7 * i);
+    }
+    const int64_t *dims = last ? (int64_t[]){IR_N, IR_L, IR_C} : (int64_t[]){IR_N, IR_C, IR_L};
+    struct nd_tensor x = view(xs, 3, dims), dy = view(dys, 3, dims);
+    struct nd_train_result r;
+    train_ok(l, pool, &x, NULL, sgd(0.1), W_ARR, &r); // no gradient: the statistics move
+    double mm[IR_C], mv[IR_C];
+    ir_expected(xs, last, spec.momentum, mm, mv);
+    for (int c = 0; c < IR_C; c++) {
+        ck_assert_double_eq_tol(r.arrays[MM].data[c], mm[c], 1e-6);
+        ck_assert_double_eq_tol(r.arrays[MV].data[c], mv[c], 1e-6);
+    }
+    nd_train_result_deinit(&r);
+    struct nd_tensor y;
+    forward_ok(l, pool, &x, false, &y); // inference: per channel, with the running statistics
+    for (int64_t n = 0; n < IR_N; n++)
+        for (int64_t c = 0; c < IR_C; c++)
+            for (int64_t i = 0; i < IR_L; i++) {
+                int64_t k = ir_at(last, n, c, i);
+                ck_assert_double_eq_tol(y.data[k], (xs[k] - mm[c]) / sqrt(mv[c] + spec.epsilon),
+                                        1e-5);
+            }
+    // Frozen: the same as a frozen batch norm with these arrays (output and every gradient).
+    float g[IR_C] = {1.5f, -0.5f}, b[IR_C] = {0.25f, 1}, fm[IR_C], fv[IR_C];
+    for (int c = 0; c < IR_C; c++)
+        fm[c] = (float)mm[c], fv[c] = (float)mv[c];
+    struct nd_tensor vals[ND_ARRAY_COUNT] = {view(g, 1, (int64_t[]){IR_C}),
+                                             view(b, 1, (int64_t[]){IR_C}),
+                                             view(fm, 1, (int64_t[]){IR_C}),
+                                             view(fv, 1, (int64_t[]){IR_C})};
+    struct nd_spec fin = spec, fbn = ir_spec(ND_LAYER_TYPE_BATCH_NORM, last);
+    fin.trainable = fbn.trainable = false;
+    struct nd_layer *li = define_ok(e, "infrozen", &fin, vals);
+    struct nd_layer *lb = define_ok(e, "bnfrozen", &fbn, vals);
+    struct nd_train_result ri, rb;
+    uint32_t all = W_OUT | W_DX | W_DA | ND_TRAIN_WANT_BATCH_STATISTICS;
+    train_ok(li, pool, &x, &dy, sgd(0.1), all, &ri);
+    train_ok(lb, pool, &x, &dy, sgd(0.1), all, &rb);
+    for (int i = 0; i < IR_NUMEL; i++) {
+        ck_assert_float_eq(ri.output.data[i], rb.output.data[i]);
+        ck_assert_float_eq(ri.input_grad.data[i], rb.input_grad.data[i]);
+    }
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        for (int c = 0; c < IR_C; c++)
+            ck_assert_float_eq(ri.array_grad[id].data[c], rb.array_grad[id].data[c]);
+    ck_assert_int_eq(ri.batch_mean.shape.ndim, 1);
+    ck_assert_int_eq(ri.batch_mean.numel, IR_C);
+    nd_train_result_deinit(&ri);
+    nd_train_result_deinit(&rb);
+    nd_tensor_deinit(&y);
+    nd_layer_unref(lb);
+    nd_layer_unref(li);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+}
+END_TEST
+
 Suite *layer_suite(void) {
     Suite *s = suite_create("layer");
     TCase *tc = tcase_create("core");
@@ -2729,6 +2836,7 @@ Suite *layer_suite(void) {
     tcase_add_loop_test(tc, test_moving_statistics, 0, NMOVING);
     tcase_add_test(tc, test_trainable_false_is_frozen);
     tcase_add_test(tc, test_no_running_stats);
+    tcase_add_loop_test(tc, test_instance_running_stats, 0, 2);
     tcase_add_loop_test(tc, test_gradients_match_finite_differences, 0, NGRAD);
     tcase_add_loop_test(tc, test_optimizer_through_layer, 0, NOPT);
     tcase_add_test(tc, test_mean_squared_target);

@@ -774,6 +774,9 @@ static void tw_no_biases(struct nd_spec *s) {
 static void tw_frozen(struct nd_spec *s) {
     s->trainable = false;
 }
+static void tw_tracking(struct nd_spec *s) { // InstanceNorm*d(track_running_stats=True)
+    s->enabled[ND_ARRAY_MOVING_MEAN] = s->enabled[ND_ARRAY_MOVING_VARIANCE] = true;
+}
 static void tw_puzzle(struct nd_spec *s) {
     s->init_factor = 0.8;
     s->min_factor = 0.2;
@@ -858,6 +861,14 @@ static const struct rt_case rt_cases[] = {
      3,
      {3, 4, 2},
      SGD,
+     0},
+    {"instancenorm_running",
+     ND_LAYER_TYPE_INSTANCE_NORM,
+     ND_CONVENTION_PYTORCH,
+     tw_tracking,
+     2,
+     {3, 4},
+     ADAM,
      0},
     {"groupnorm", ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_WOLFRAM, tw_groups_2, 2, {4, 3}, ADAM, 0},
     {"groupnorm_keras",

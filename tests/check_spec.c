@@ -1814,6 +1814,24 @@ START_TEST(test_framework_validate_rejects) {
     s.enabled[ND_ARRAY_MOVING_MEAN] = false;
     expect_valid(&s, __LINE__);
     ck_assert(!nd_spec_tracks_running_stats(&s));
+    // InstanceNorm*d(track_running_stats=True) has both, with a numeric momentum; types that
+    // never track have neither.
+    s = named_spec("InstanceNorm1d", ND_CONVENTION_PYTORCH);
+    s.num_features = 3;
+    ck_assert(!nd_spec_tracks_running_stats(&s));
+    ck_assert_int_eq(nd_spec_array_count(&s), ND_ARRAY_AFFINE_COUNT);
+    s.enabled[ND_ARRAY_MOVING_MEAN] = s.enabled[ND_ARRAY_MOVING_VARIANCE] = true;
+    expect_valid(&s, __LINE__);
+    ck_assert(nd_spec_tracks_running_stats(&s));
+    ck_assert_int_eq(nd_spec_array_count(&s), ND_ARRAY_COUNT);
+    s.momentum_null = true;
+    REJECT(s, "options.momentum", "needs a number as momentum");
+    s.momentum_null = false;
+    s.enabled[ND_ARRAY_MOVING_VARIANCE] = false;
+    REJECT(s, "arrays.MovingVariance", "alone");
+    s = spec_of(ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_PYTORCH);
+    s.enabled[ND_ARRAY_MOVING_MEAN] = s.enabled[ND_ARRAY_MOVING_VARIANCE] = true;
+    REJECT(s, "arrays.MovingMean", "keeps no moving statistics");
 }
 END_TEST
 

@@ -222,9 +222,10 @@ def check_torch_rules(srv):
                 422, "invalid_value", "options.normalized_shape", "expected input with shape [*, 3]",
                 "LayerNorm's trailing dims")
     check_error(put("r7", {"type": "InstanceNorm1d",
-                           "options": {"num_features": 3, "track_running_stats": True}}),
-                422, "invalid_value", "options.track_running_stats", "not supported",
-                "InstanceNorm1d(track_running_stats=True)")
+                           "options": {"num_features": 3, "track_running_stats": True,
+                                       "momentum": None}}),
+                422, "invalid_value", "options.momentum", "needs a number as momentum",
+                "InstanceNorm1d(momentum=None, track_running_stats=True)")
     check_error(put("r8", {"type": "BatchNorm2d", "options": {"num_features": 3, "epsilon": 1}}),
                 422, "unknown_field", "options.epsilon", "eps", "BatchNorm2d's epsilon spelling")
     check_error(put("r9", {"type": "BatchNorm1d", "options": {"num_features": 0}}), 422,
@@ -248,6 +249,55 @@ def check_torch_rules(srv):
     check(st == 200 and info["arrays"]["MovingMean"] is None
           and info["arguments"]["track_running_stats"] is False,
           "no MovingMean without running stats: %s" % json.dumps(info.get("arrays")))
+    check_instance_rules(srv)
+
+
+def check_instance_rules(srv):
+    """InstanceNorm*d: running statistics only when tracked, and PyTorch's spatial count."""
+    put = lambda name, d: srv.call("PUT", "/v1/layers/" + name, d)
+    check_error(put("i1", {"type": "InstanceNorm1d", "options": {"num_features": 3},
+                           "arrays": {"running_mean": [0, 0, 0]}}),
+                422, "invalid_value", "arrays.MovingMean", "track_running_stats true",
+                "running_mean given to an InstanceNorm1d that does not track")
+    st, info = put("i2", {"type": "InstanceNorm1d", "options": {"num_features": 3}})
+    check(st == 201 and "MovingMean" not in srv.call("GET", "/v1/layers/i2")[1]["arrays"],
+          "an untracked InstanceNorm1d lists no MovingMean")
+    # PyTorch refuses the instance's statistics over one spatial element, in eval too
+    check_error(srv.call("POST", "/v1/layers/i2/forward", {"input": [[[1], [2], [3]]]}), 422,
+                "invalid_value", "input", "more than 1 spatial element",
+                "InstanceNorm1d over one spatial element")
+    st, _ = put("i3", {"type": "InstanceNorm1d",
+                       "options": {"num_features": 2, "track_running_stats": True},
+                       "arrays": {"running_mean": [1, -1], "running_var": [4, 0.25]}})
+    check(st == 201, "InstanceNorm1d tracking, with given running stats: %d" % st)
+    st, out = srv.call("POST", "/v1/layers/i3/forward", {"input": [[[3], [0]]]})
+    if check(st == 200, "a tracked InstanceNorm1d normalizes one spatial element in eval: %d"
+             % st):
+        check_close(out["output"], [2 / math.sqrt(4 + 1e-5), 1 / math.sqrt(0.25 + 1e-5)],
+                    "eval with the running statistics")
+    check_error(srv.call("POST", "/v1/layers/i3/forward", {"input": [[[3], [0]]],
+                                                         "mode": "train"}),
+                422, "invalid_value", "input", "more than 1 spatial element",
+                "train mode over one spatial element")
+    st, info = srv.call("GET", "/v1/layers/i3")
+    check(st == 200 and info["arrays"].get("MovingVariance", {}).get("shape") == [2]
+          and info["arguments"].get("track_running_stats") is True,
+          "GET lists the running statistics: %s" % json.dumps(info.get("arrays")))
+    # The JSON export is canonical: track_running_stats and momentum travel as options.
+    st, exported = srv.call("GET", "/v1/layers/i3/export")
+    opts = (exported or {}).get("definition", {}).get("options", {})
+    check(st == 200 and opts.get("track_running_stats") is True and opts.get("momentum") == 0.1,
+          "the JSON export keeps track_running_stats and momentum: %s" % json.dumps(opts))
+    st, _ = srv.call("POST", "/v1/layers/i4/import", exported)
+    check(st == 201, "the export imports as i4: %d" % st)
+    x = {"input": [[[1, 2, 4], [0, -1, 3]], [[2, 2, 5], [1, 0, 0]]], "return": ["arrays"]}
+    answers = [srv.call("POST", "/v1/layers/%s/train-step" % n, x) for n in ("i3", "i4")]
+    check(answers[0][0] == 200 and answers[0][1]["arrays"] == answers[1][1]["arrays"],
+          "the imported copy moves its running statistics as the original: %s" % answers)
+    check_error(put("i5", {"type": "InstanceNormalization", "input": [2, 3],
+                           "options": {"track_running_stats": True, "momentum": 5}}),
+                422, "invalid_value", "options.momentum", "[0, 1]",
+                "InstanceNormalization tracking with momentum 5")
 
 
 # ---- conventions from the names ----

@@ -163,6 +163,13 @@ CASES = [
     ("rmsnorm", "RMSNorm", {"normalized_shape": [4]}, (3, 4)),
     ("rmsnorm_2d_no_affine", "RMSNorm", {"normalized_shape": [2, 3], "eps": 1e-5,
                                          "elementwise_affine": False}, (2, 2, 3)),
+    # Running statistics of an instance norm: the mean over the batch of the per-instance
+    # statistics (unbiased variance), used in eval. Appended: earlier cases keep their seeds.
+    ("instancenorm1d_running", "InstanceNorm1d", {"num_features": 3,
+                                                  "track_running_stats": True}, (4, 3, 5)),
+    ("instancenorm2d_running_affine", "InstanceNorm2d",
+     {"num_features": 2, "affine": True, "track_running_stats": True, "momentum": 0.3},
+     (3, 2, 2, 3)),
 ]
 
 
