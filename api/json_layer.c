@@ -37,6 +37,10 @@ struct option {
     unsigned torch;
     bool late;
     bool (*shown)(const struct nd_spec *s);
+    // When the option means something for a spec of one of its types (NULL: always). An
+    // instance norm's momentum and track_running_stats are parsed always but apply only when
+    // it tracks running statistics: elsewhere GET does not list them and extract names none.
+    bool (*applies)(const struct nd_spec *s);
 };
 
 // PyTorch's constructor arguments per class (canonical type), spelled as PyTorch spells them.
@@ -672,18 +676,17 @@ static void write_synchronized(struct jw *w, const struct nd_spec *s, const stru
     jw_bool(w, s->synchronized);
 }
 
-// GET lists track_running_stats for PyTorch-named layers and wherever it is off; synchronized
-// where it was given true (with a note). Layers stored by earlier versions thus answer as they
-// did.
-// An instance norm lists both only when it tracks running statistics (its momentum acts only
-// then), so a canonical definition (a JSON export) keeps them.
+// GET lists a batch norm's track_running_stats for PyTorch-named layers and wherever it is off
+// (an instance norm's wherever it applies); synchronized where it was given true (with a note).
+// Layers stored by earlier versions thus answer as they did.
 static bool shown_track_running_stats(const struct nd_spec *s) {
-    if (!nd_layer_type_is_batch(s->type))
-        return nd_spec_tracks_running_stats(s);
-    return nd_spec_is_pytorch_named(s) || !nd_spec_tracks_running_stats(s);
+    return !nd_layer_type_is_batch(s->type) || nd_spec_is_pytorch_named(s) ||
+           !nd_spec_tracks_running_stats(s);
 }
 
-static bool shown_moving(const struct nd_spec *s) {
+// A batch norm's momentum always; an instance norm's only while it tracks running statistics,
+// so that a canonical definition (a JSON export) keeps both and other layers answer as before.
+static bool applies_moving(const struct nd_spec *s) {
     return nd_layer_type_is_batch(s->type) || nd_spec_tracks_running_stats(s);
 }
 
@@ -703,7 +706,7 @@ static bool shown_synchronized(const struct nd_spec *s) {
 static const struct option options[] = {
     {"epsilon", {"Epsilon", "eps"}, T_ALL, parse_epsilon, write_epsilon},
     {"momentum", {"Momentum"}, T_BN | T_IN, parse_momentum, write_momentum,
-     .shown = shown_moving},
+     .applies = applies_moving},
     {"interleaving", {"Interleaving"}, T_BN, parse_interleaving, write_interleaving},
     {"axis", {NULL}, T_BN | T_PRESETS, parse_axes, write_axis},
     {"aggregation_levels", {"AggregationLevels"}, T_NORM, parse_aggregation, write_aggregation},
@@ -718,8 +721,7 @@ static const struct option options[] = {
     {"elementwise_affine", {NULL}, T_ALL, parse_elementwise_affine, NULL},
     {"bias", {NULL}, 0, parse_bias, NULL, .late = true},
     {"track_running_stats", {NULL}, T_BN | T_IN, parse_track_running_stats,
-     write_track_running_stats,
-     .shown = shown_track_running_stats},
+     write_track_running_stats, .shown = shown_track_running_stats, .applies = applies_moving},
     {"num_features", {"num_channels"}, 0, parse_num_features, NULL},
     {"normalized_shape", {NULL}, 0, parse_normalized_shape, NULL},
     {"rms_scaling", {NULL}, T_LN, parse_rms_scaling, NULL, .late = true},
@@ -838,7 +840,7 @@ static bool has_keras_only_option(const json_t *opts) {
 // GET lists the options that apply: a PyTorch-named layer's under their canonical names (the
 // class's arguments, PyTorch's spelling, are under "arguments").
 static bool option_listed(const struct option *opt, const struct nd_spec *spec) {
-    if (!opt->write || (opt->shown && !opt->shown(spec)))
+    if (!opt->write || (opt->shown && !opt->shown(spec)) || (opt->applies && !opt->applies(spec)))
         return false;
     if (!(opt->types & T(spec->type))) // canonical options only: a definition of the canonical
         return false;                   // type with them (an export) means the same layer
@@ -867,7 +869,8 @@ void api_write_options(struct jw *w, const struct nd_spec *spec, const struct nd
 bool api_write_option_named(struct jw *w, const struct nd_spec *spec,
                             const struct nd_layout *layout, const char *name) {
     const struct option *opt = option_find(name);
-    if (!opt || !opt->write || !(opt->types & T(spec->type)))
+    if (!opt || !opt->write || !(opt->types & T(spec->type)) ||
+        (opt->applies && !opt->applies(spec)))
         return false;
     opt->write(w, spec, layout);
     return true;
