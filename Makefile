@@ -130,9 +130,27 @@ $(BUILD)/libndcore.a: $(CORE_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)$(AR) rcs $@ $^
 
-$(BUILD)/libndapi.a: $(API_OBJ)
+$(BUILD)/libndapi.a: $(API_OBJ) $(BUILD)/gen/ui_assets.o
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)$(AR) rcs $@ $^
+
+# The dashboard's files (api/ui/, GET /ui) become one C source by a host program built first:
+# no xxd or python at build time. The folders are prerequisites so that a removed file counts.
+UI_FILES := $(sort $(wildcard api/ui/*.* api/ui/vendor/*.js api/ui/vendor/*.css) \
+              $(wildcard api/ui/vendor/LICENSE))
+$(BUILD)/tools/embed_assets: tools/embed_assets.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -std=c11 -O2 $(WARN) -o $@ $<
+
+$(BUILD)/gen/ui_assets.c: $(BUILD)/tools/embed_assets $(UI_FILES) api/ui api/ui/vendor
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)$(BUILD)/tools/embed_assets $@ api/ui $(UI_FILES)
+
+$(BUILD)/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c api/ui_assets.h
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 # Core tests link only libndcore.a, libm, pthreads and Check: a stray dependency is a link error.
 $(BUILD)/tests/check_main: $(TEST_OBJ) $(BUILD)/libndcore.a
@@ -145,10 +163,12 @@ $(BUILD)/tests/check_api: $(TEST_API_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_API_OBJ) $(BUILD)/libndapi.a \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(JSON_LIBS) $(LDLIBS_CORE)
 
-# server/ modules that stand alone (no daemon, no loop): encoding.c and zlib.
-$(BUILD)/tests/check_server: $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o $(BUILD)/libndcore.a
+# server/ modules that stand alone (no daemon, no loop): encoding.c (with zlib) and trace.c.
+$(BUILD)/tests/check_server: $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o $(BUILD)/server/trace.o \
+		$(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o \
+		$(BUILD)/server/trace.o \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(ZLIB_LIBS) $(LDLIBS_CORE)
 
 $(BUILD)/bench_norm: $(BENCH_OBJ) $(BUILD)/libndcore.a
@@ -164,7 +184,8 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 # replays the committed corpus and every past finding (tests/fuzz/regressions/) through them.
 FUZZ_HARNESSES := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config \
                   fuzz_encoding
-REPLAY_OBJ := $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/server/encoding.o
+REPLAY_OBJ := $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/server/encoding.o \
+              $(BUILD)/server/trace.o
 $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz_util.h $(REPLAY_OBJ) \
 		$(BUILD)/libndapi.a $(BUILD)/libndcore.a
 	@mkdir -p $(@D)
@@ -219,11 +240,16 @@ test: deps
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_http.sh
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_hardening.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_export.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_oip.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_history.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_http_more.py
 	$(Q)$(MAKE) --no-print-directory deps-browser && NORMD=$(BUILD)/normd python3 tests/server/test_browser.py
+	$(Q)$(MAKE) --no-print-directory deps-browser && NORMD=$(BUILD)/normd python3 tests/server/test_ui.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/deploy/test_grafana.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_defaults.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_frameworks.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_encoding.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_trace.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_schema.py
 	$(Q)python3 tests/server/test_docs.py
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability.sh

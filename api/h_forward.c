@@ -14,7 +14,7 @@ struct forward_req {
     enum api_tensor_form format;
 };
 
-static int parse_mode(struct api_call *call, const char *text, bool *train) {
+int api_parse_mode(struct api_call *call, const char *text, bool *train) {
     if (strcasecmp(text, "inference") == 0 || strcasecmp(text, "test") == 0) {
         *train = false;
         return 0;
@@ -50,7 +50,7 @@ static int parse_forward_options(struct api_call *call, struct forward_req *fr) 
                                  "output_format applies to JSON replies; a binary body's reply "
                                  "is binary");
     }
-    if (mode && parse_mode(call, mode, &fr->train_mode) != 0)
+    if (mode && api_parse_mode(call, mode, &fr->train_mode) != 0)
         return -1;
     if (has_batch)
         fr->batch_hint = batch ? 1 : 0;
@@ -60,9 +60,8 @@ static int parse_forward_options(struct api_call *call, struct forward_req *fr) 
     return 0;
 }
 
-// Runs the layer on one parsed tensor; *out gets the output in the input's batching.
-static int forward_one(struct api_call *call, struct nd_layer *layer, struct nd_tensor *x,
-                       int batch_hint, bool train, struct nd_tensor *out, uint64_t *version) {
+int api_forward_one(struct api_call *call, struct nd_layer *layer, struct nd_tensor *x,
+                    int batch_hint, bool train, struct nd_tensor *out, uint64_t *version) {
     struct nd_tensor xb;
     bool is_batch;
     int rc = api_batch_view(call, layer, x, batch_hint, &xb, &is_batch);
@@ -134,7 +133,7 @@ static int forward_list(struct api_call *call, struct nd_layer *layer, const jso
                                  (int64_t)api_tensor_text_bound(&x.shape, fr->has_format ? fr->format : form),
                              "this list's outputs");
         if (rc == 0)
-            rc = forward_one(call, layer, &x, 0, fr->train_mode, &y, &version);
+            rc = api_forward_one(call, layer, &x, 0, fr->train_mode, &y, &version);
         if (rc == 0)
             api_tensor_write(&w, &y, fr->has_format ? fr->format : form);
         nd_tensor_deinit(&x); // a slice is a view: only reset
@@ -164,7 +163,7 @@ static int forward_tensor(struct api_call *call, struct nd_layer *layer, struct 
     if (api_reserve(call, x->numel * (int64_t)sizeof(float) * 2 + (int64_t)text,
                     "this forward's output") != 0)
         return API_FAIL;
-    int rc = forward_one(call, layer, x, fr->batch_hint, fr->train_mode, &y, &version);
+    int rc = api_forward_one(call, layer, x, fr->batch_hint, fr->train_mode, &y, &version);
     if (rc == 0) {
         api_reply_etag(call, version);
         if (call->binary) {

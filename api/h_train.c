@@ -4,23 +4,14 @@
 #include "api/internal.h"
 #include "api/tensor_io.h"
 
-struct train_req {
-    struct nd_tensor input, output_grad, target; // owned
-    struct nd_optimizer optimizer;
-    uint32_t want;
-    int batch_hint;
-    bool has_format;
-    enum api_tensor_form format;
-};
-
-static void train_req_release(struct train_req *t) {
+void api_train_req_release(struct api_train_req *t) {
     nd_tensor_deinit(&t->input);
     nd_tensor_deinit(&t->output_grad);
     nd_tensor_deinit(&t->target);
 }
 
 // {"type": "sgd" | "adam", ...} with PyTorch's and Keras' parameter names.
-static int parse_optimizer(struct api_call *call, const json_t *v, struct nd_optimizer *opt) {
+int api_parse_optimizer(struct api_call *call, const json_t *v, struct nd_optimizer *opt) {
     static const char *const keys[] = {"type",   "learning_rate", "momentum", "nesterov",
                                        "beta_1", "beta_2",        "epsilon",  NULL};
     const char *type = "sgd";
@@ -96,7 +87,7 @@ static int parse_loss(struct api_call *call, bool has_target) {
     return 0;
 }
 
-static int parse_train(struct api_call *call, struct train_req *t) {
+static int parse_train(struct api_call *call, struct api_train_req *t) {
     static const char *const keys[] = {"input",  "output_gradient", "target", "loss",
                                        "optimizer", "return",       "output_format",
                                        "batch",  NULL};
@@ -117,7 +108,7 @@ static int parse_train(struct api_call *call, struct train_req *t) {
         return -1;
     if (t->batch_hint == 0 && batch)
         t->batch_hint = 1;
-    if ((v = json_object_get(b, "optimizer")) && parse_optimizer(call, v, &t->optimizer))
+    if ((v = json_object_get(b, "optimizer")) && api_parse_optimizer(call, v, &t->optimizer))
         return -1;
     if ((v = json_object_get(b, "return")) && parse_return(call, v, &t->want))
         return -1;
@@ -129,7 +120,7 @@ static int parse_train(struct api_call *call, struct train_req *t) {
 // ---- running and rendering ----
 
 // Batched views of the request's tensors; the gradient and target batch like the input.
-static int batch_views(struct api_call *call, struct nd_layer *layer, struct train_req *t,
+static int batch_views(struct api_call *call, struct nd_layer *layer, struct api_train_req *t,
                        struct nd_tensor v[3], bool *is_batch) {
     if (api_batch_view(call, layer, &t->input, t->batch_hint, &v[0], is_batch) != 0)
         return -1;
@@ -163,7 +154,7 @@ static void write_array_map(struct jw *w, struct nd_tensor *arrays, int count,
     jw_obj_end(w);
 }
 
-static void write_result(struct jw *w, const struct train_req *t, struct nd_train_result *r,
+static void write_result(struct jw *w, const struct api_train_req *t, struct nd_train_result *r,
                          bool is_batch) {
     const struct nd_shape *ex = is_batch ? NULL : &t->input.shape;
     enum api_tensor_form f = t->format;
@@ -204,10 +195,10 @@ static void write_result(struct jw *w, const struct train_req *t, struct nd_trai
 
 #define TRAIN_COPIES 8 // output, input gradient, caches (xhat, dy*scale), the result copies
 
-static int train(struct api_call *call, struct nd_layer *layer, struct train_req *t) {
+int api_train_run(struct api_call *call, struct nd_layer *layer, struct api_train_req *t,
+                  struct nd_train_result *r, bool *is_batch) {
     struct nd_tensor v[3];
-    bool is_batch;
-    if (batch_views(call, layer, t, v, &is_batch) != 0)
+    if (batch_views(call, layer, t, v, is_batch) != 0)
         return API_FAIL;
     // A step's tensors (its output, the gradients, the engine's caches) and its reply text are
     // counted first: at most TRAIN_COPIES copies of the input, and each as text.
@@ -220,13 +211,20 @@ static int train(struct api_call *call, struct nd_layer *layer, struct train_req
                                  .target = t->target.data || t->target.numel ? &v[2] : NULL,
                                  .optimizer = t->optimizer,
                                  .want = t->want};
-    struct nd_train_result r;
     struct nd_error ce;
     nd_error_clear(&ce);
-    if (nd_layer_train_step(layer, nd_engine_pool(call->ctx->engine), &args, &r, &ce) !=
+    if (nd_layer_train_step(layer, nd_engine_pool(call->ctx->engine), &args, r, &ce) !=
         ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     atomic_fetch_add_explicit(&call->ctx->train_steps, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int train(struct api_call *call, struct nd_layer *layer, struct api_train_req *t) {
+    struct nd_train_result r;
+    bool is_batch;
+    if (api_train_run(call, layer, t, &r, &is_batch) != 0)
+        return API_FAIL;
     struct jw w;
     api_writer_init(call, &w);
     write_result(&w, t, &r, is_batch);
@@ -240,13 +238,13 @@ int api_h_train_step(struct api_call *call) {
         return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
                              "train-step takes JSON (its gradient and options travel with the "
                              "input)");
-    struct train_req t = {0};
+    struct api_train_req t = {0};
     struct nd_layer *layer = NULL;
     int rc = API_FAIL;
     if (api_layer_from_path(call, &layer) == 0 && api_parse_body(call, false) == 0 &&
         parse_train(call, &t) == 0)
         rc = train(call, layer, &t);
     nd_layer_unref(layer);
-    train_req_release(&t);
+    api_train_req_release(&t);
     return rc;
 }

@@ -18,7 +18,7 @@
 
 // ---- context and metrics ----
 
-#define API_METRIC_ROUTES 40 // >= the number of routes, plus "unmatched" (asserted in routes.c)
+#define API_METRIC_ROUTES 48 // >= the number of routes, plus "unmatched" (asserted in routes.c)
 #define API_LATENCY_BUCKETS 12
 
 #define API_STATUS_MIN 100
@@ -74,6 +74,7 @@ struct api_call {
     struct api_fast_tensors fast; // its large numeric arrays, read before jansson
     bool binary;          // the body is application/octet-stream
     bool inline_only;
+    bool oip;             // a /v2 path: errors in the protocol's form (h_oip.c)
     const struct api_query_param *query_decl; // the route's query parameters ({NULL} ends)
     int64_t reserved;     // bytes taken from the memory budget, given back when the call ends
     struct api_error err;
@@ -229,6 +230,18 @@ int api_h_shared_get(struct api_call *call);
 int api_h_arrays_list(struct api_call *call);
 int api_h_export(struct api_call *call);
 int api_h_import(struct api_call *call);
+int api_h_history(struct api_call *call); // GET /v1/layers/{name}/history (h_history.c)
+int api_h_ui(struct api_call *call); // GET /ui: the dashboard (h_ui.c)
+
+// The Open Inference Protocol v2 (h_oip.c): /v2 routes, and their errors' form.
+int api_h_oip_server(struct api_call *call);
+int api_h_oip_live(struct api_call *call);
+int api_h_oip_ready(struct api_call *call);
+int api_h_oip_model(struct api_call *call);
+int api_h_oip_model_ready(struct api_call *call);
+int api_h_oip_infer(struct api_call *call);
+int api_h_oip_train(struct api_call *call);
+void api_oip_reply_error(struct api_call *call); // {"error": "message"}, 422 -> 400
 
 // Takes a reference to the layer named by the path, or fails (404).
 int api_layer_from_path(struct api_call *call, struct nd_layer **out);

@@ -37,6 +37,14 @@ static const struct api_query_param Q_FORMAT[] = {
     {"output_format", API_QUERY_STRING},
     {NULL, API_QUERY_STRING},
 };
+static const struct api_query_param Q_HISTORY[] = { // the newest N records only
+    {"limit", API_QUERY_STRING},
+    {NULL, API_QUERY_STRING},
+};
+static const struct api_query_param Q_UI[] = { // the layer the dashboard opens with
+    {"layer", API_QUERY_STRING},
+    {NULL, API_QUERY_STRING},
+};
 
 static const struct route routes[] = {
     {"GET", "/healthz", api_h_healthz, ROUTE_INLINE},
@@ -56,12 +64,30 @@ static const struct route routes[] = {
     {"POST", "/v1/layers/{name}/train-step", api_h_train_step, ROUTE_AUTH | ROUTE_BODY},
     {"POST", "/v1/layers/{name}/extract", api_h_extract, ROUTE_AUTH | ROUTE_BODY, Q_FORMAT},
     {"GET", "/v1/layers/{name}/arrays", api_h_arrays_list, ROUTE_AUTH},
+    {"GET", "/v1/layers/{name}/history", api_h_history, ROUTE_AUTH, Q_HISTORY},
     {"GET", "/v1/layers/{name}/export", api_h_export, ROUTE_AUTH, Q_FORMAT},
     {"POST", "/v1/layers/{name}/import", api_h_import, ROUTE_AUTH | ROUTE_BODY},
     {"GET", "/v1/layers/{name}/arrays/{array}", api_h_array_get, ROUTE_AUTH, Q_FORMAT},
     {"PUT", "/v1/layers/{name}/arrays/{array}", api_h_array_put, ROUTE_AUTH | ROUTE_BODY},
     {"GET", "/v1/shared-arrays", api_h_shared_list, ROUTE_AUTH},
     {"GET", "/v1/shared-arrays/{name}", api_h_shared_get, ROUTE_AUTH, Q_FORMAT},
+    // the Open Inference Protocol v2 (h_oip.c); its health routes need no key, as /healthz
+    {"GET", "/v2", api_h_oip_server, ROUTE_AUTH | ROUTE_INLINE},
+    {"GET", "/v2/health/live", api_h_oip_live, ROUTE_INLINE},
+    {"GET", "/v2/health/ready", api_h_oip_ready, ROUTE_INLINE},
+    {"GET", "/v2/models/{name}", api_h_oip_model, ROUTE_AUTH},
+    {"GET", "/v2/models/{name}/versions/{v}", api_h_oip_model, ROUTE_AUTH},
+    {"GET", "/v2/models/{name}/ready", api_h_oip_model_ready, ROUTE_AUTH},
+    {"GET", "/v2/models/{name}/versions/{v}/ready", api_h_oip_model_ready, ROUTE_AUTH},
+    {"POST", "/v2/models/{name}/infer", api_h_oip_infer, ROUTE_AUTH | ROUTE_BODY | ROUTE_INLINE},
+    {"POST", "/v2/models/{name}/versions/{v}/infer", api_h_oip_infer,
+     ROUTE_AUTH | ROUTE_BODY | ROUTE_INLINE},
+    {"POST", "/v2/models/{name}/train", api_h_oip_train, ROUTE_AUTH | ROUTE_BODY},
+    {"POST", "/v2/models/{name}/versions/{v}/train", api_h_oip_train, ROUTE_AUTH | ROUTE_BODY},
+    // the dashboard's static files: no key (its script sends the key the user gives)
+    {"GET", "/ui", api_h_ui, ROUTE_INLINE, Q_UI},
+    {"GET", "/ui/{file}", api_h_ui, ROUTE_INLINE},
+    {"GET", "/ui/vendor/{file}", api_h_ui, ROUTE_INLINE},
 };
 #define NROUTES ((int)(sizeof routes / sizeof routes[0]))
 _Static_assert(sizeof routes / sizeof routes[0] < API_METRIC_ROUTES,
@@ -443,6 +469,10 @@ static void add_fix_hint(struct api_call *call) {
 
 static void reply_error(struct api_call *call) {
     struct api_error *e = &call->err;
+    if (call->oip) { // the protocol's own form
+        api_oip_reply_error(call);
+        return;
+    }
     add_fix_hint(call);
     struct jw w;
     jw_init(&w);
@@ -534,6 +564,11 @@ static bool is_method(const struct api_request *req, const char *method) {
     return strcmp(req->method, method) == 0;
 }
 
+// /v2 and below: the Open Inference Protocol, whose errors have its own form.
+static bool is_oip_path(const char *path) {
+    return strncmp(path, "/v2", 3) == 0 && (path[3] == '\0' || path[3] == '/');
+}
+
 // HEAD runs the GET route; libmicrohttpd sends its status and headers (Content-Length of the
 // GET's body) without the body.
 static const struct route *find_route(struct api_call *call) {
@@ -561,7 +596,8 @@ static int run_route(struct api_call *call, const struct route *r) {
 
 enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
                             struct api_response *resp, bool inline_only) {
-    struct api_call call = {.ctx = ctx, .req = req, .resp = resp, .inline_only = inline_only};
+    struct api_call call = {.ctx = ctx, .req = req, .resp = resp, .inline_only = inline_only,
+                            .oip = is_oip_path(req->path)};
     bool is_options = is_method(req, "OPTIONS");
     const struct route *r = is_options ? NULL : find_route(&call);
     if (inline_only && r && !(r->flags & ROUTE_INLINE))
@@ -604,7 +640,7 @@ static bool announces_body(const struct api_request *req) {
 
 bool api_answer_head(struct api_ctx *ctx, const struct api_request *req,
                      struct api_response *resp) {
-    struct api_call call = {.ctx = ctx, .req = req, .resp = resp};
+    struct api_call call = {.ctx = ctx, .req = req, .resp = resp, .oip = is_oip_path(req->path)};
     memset(resp, 0, sizeof *resp);
     if (is_method(req, "OPTIONS")) { // needs no key: never reads a body for a client without one
         if (!announces_body(req))

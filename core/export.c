@@ -266,6 +266,7 @@ void nd_layer_state_deinit(struct nd_layer_state *s) {
         nd_tensor_deinit(&s->arrays[id].value);
         nd_optim_state_deinit(&s->arrays[id].opt);
     }
+    nd_history_deinit(&s->history);
     memset(s, 0, sizeof *s);
 }
 
@@ -300,6 +301,7 @@ enum nd_status nd_layer_state_decode(const void *bytes, size_t len, struct nd_la
         if (l->arrays[id])
             st = state_array_of(l->arrays[id], sa, err);
     }
+    nd_history_move(&out->history, &l->history); // l is no one else's
     nd_layer_unref(l);
     return st;
 }
@@ -407,6 +409,19 @@ static enum nd_status check_opt(const struct nd_layer_state *s, enum nd_array_id
     return ND_STATUS_OK;
 }
 
+// What the stored form accepts of a history (persist.c's get_history_v3).
+static enum nd_status check_history(const struct nd_history *h, struct nd_error *err) {
+    bool ok = h->count >= 0 && h->count <= ND_HISTORY_CAPACITY && (uint64_t)h->count <= h->total &&
+              (h->count == 0 || h->ring);
+    for (int32_t i = 0; ok && i < h->count; i++) {
+        const struct nd_history_record *rec = &h->ring[(h->head + i) % ND_HISTORY_CAPACITY];
+        ok = rec->version >= 1 && rec->train_step >= 1 && nd_history_record_valid(rec);
+    }
+    return ok ? ND_STATUS_OK
+              : nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "history",
+                                   "the training history holds an impossible record");
+}
+
 enum nd_status nd_layer_state_check(const struct nd_layer_state *s, struct nd_error *err) {
     if (!s)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_state_check: NULL");
@@ -420,6 +435,8 @@ enum nd_status nd_layer_state_check(const struct nd_layer_state *s, struct nd_er
         st = check_slot(s, (enum nd_array_id)id, known ? &lay : NULL, err);
     for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_COUNT; id++)
         st = check_opt(s, (enum nd_array_id)id, err);
+    if (st == ND_STATUS_OK)
+        st = check_history(&s->history, err);
     return st;
 }
 
@@ -461,6 +478,8 @@ static enum nd_status layer_of_state(const struct nd_layer_state *s, struct nd_l
         if (sa->present)
             st = array_of_state(sa, &l->arrays[id], err);
     }
+    if (st == ND_STATUS_OK)
+        st = nd_history_clone(&l->history, &s->history, err);
     if (st != ND_STATUS_OK) {
         nd_layer_unref(l);
         return st;

@@ -52,9 +52,10 @@ struct nd_layer_state {
     uint64_t version;
     int64_t train_steps, optimizer_steps;
     struct nd_layer_state_array arrays[ND_ARRAY_COUNT];
+    struct nd_history history; // owned; the binary form carries it, the JSON document does not
 };
 
-// Frees the tensors and optimizer states and zeroes *s. NULL-safe.
+// Frees the tensors, optimizer states and history and zeroes *s. NULL-safe.
 void nd_layer_state_deinit(struct nd_layer_state *s);
 
 // The container of layer (a consistent snapshot under its read lock; shared arrays each under
@@ -75,8 +76,8 @@ enum nd_status nd_layer_state_decode(const void *bytes, size_t len, struct nd_la
 // arrays only where enabled; every enabled array present with the layout's shape once the input
 // fixes it, none while it does not; MovingVariance >= 0; shared names only on Scaling and
 // Biases, valid and distinct; optimizer states only on present arrays, with m (and v for adam)
-// of the array's size; counters >= 0; version >= 1. ND_STATUS_INVALID_VALUE or
-// ND_STATUS_SHAPE_MISMATCH.
+// of the array's size; counters >= 0; version >= 1; a history of at most ND_HISTORY_CAPACITY
+// valid records, no more than its total. ND_STATUS_INVALID_VALUE or ND_STATUS_SHAPE_MISMATCH.
 enum nd_status nd_layer_state_check(const struct nd_layer_state *s, struct nd_error *err);
 
 // Encodes a state (checked first, nd_layer_state_check) as a container appended to out.

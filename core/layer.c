@@ -130,6 +130,7 @@ void nd_layer_unref(struct nd_layer *layer) {
         return;
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
         nd_array_unref(layer->arrays[id]);
+    nd_history_deinit(&layer->history);
     nd_budget_unref(layer->budget);
     nd_rwlock_free(layer->lock);
     nd_mutex_free(layer->store_lock);
@@ -171,6 +172,21 @@ void nd_layer_info(struct nd_layer *layer, struct nd_layer_info *info) {
     info->optimizer_steps = layer->optimizer_steps;
     info->forwards = atomic_load_explicit(&layer->forwards, memory_order_relaxed);
     nd_rwlock_unlock(layer->lock);
+}
+
+enum nd_status nd_layer_history_read(struct nd_layer *layer, int32_t limit,
+                                     struct nd_history_record *out, int32_t *n,
+                                     uint64_t *total, uint64_t *version, struct nd_error *err) {
+    if (!layer || !out || !n)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_history_read: NULL");
+    nd_rwlock_rdlock(layer->lock);
+    *n = nd_history_copy(&layer->history, limit, out);
+    if (total)
+        *total = layer->history.total;
+    if (version)
+        *version = layer->version;
+    nd_rwlock_unlock(layer->lock);
+    return ND_STATUS_OK;
 }
 
 // ---- validating a definition ----

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/history.h"
 #include "core/optim.h"
 #include "core/pool.h"
 #include "core/spec.h"
@@ -181,6 +182,17 @@ void nd_train_result_deinit(struct nd_train_result *result);
 enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
                                    const struct nd_train_args *args,
                                    struct nd_train_result *result, struct nd_error *err);
+
+// ---- training history ----
+
+// Copies the layer's newest min(limit, held) train-step records into out (room for
+// ND_HISTORY_CAPACITY), oldest first, under its read lock (limit <= 0: all of them), with how
+// many (*n), how many it ever recorded (*total) and its version (NULL to skip). Records are
+// appended by committed train-steps (history.h). ND_STATUS_INVALID_ARGUMENT for NULL
+// arguments. Thread-safe.
+enum nd_status nd_layer_history_read(struct nd_layer *layer, int32_t limit,
+                                     struct nd_history_record *out, int32_t *n,
+                                     uint64_t *total, uint64_t *version, struct nd_error *err);
 
 // ---- arrays of a layer ----
 

@@ -52,6 +52,7 @@ struct nd_layer {
     // (detached) never stores itself again over its successor's copy.
     struct nd_mutex *store_lock;
     bool detached; // guarded by store_lock
+    struct nd_history history; // committed train-steps; guarded by lock, like the counters
 };
 
 // Gets or creates the shared array `name` for a layer whose array has `shape` (fully known),

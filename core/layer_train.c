@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "core/layer_impl.h"
@@ -672,7 +673,37 @@ static enum nd_status step_prepare(struct step *s, struct nd_error *err) {
         st = step_alloc(s, err);
     if (st == ND_STATUS_OK && s->has_grad && !s->frozen)
         st = step_prepare_optimizer(s, err);
+    if (st == ND_STATUS_OK && !s->frozen) // the step will be recorded: the ring must be there
+        st = nd_history_reserve(&s->l->history, s->l->budget, err);
     return st;
+}
+
+// The step's history record (after the counters moved): what it normalized with, its loss
+// and its optimizer. A norm that overflowed is left out rather than stored as infinity.
+static void step_record(struct step *s) {
+    struct nd_history_record rec = {.version = s->l->version, .train_step = s->l->train_steps};
+    struct timespec now;
+    if (timespec_get(&now, TIME_UTC) == TIME_UTC)
+        rec.time = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+    if (s->r->has_loss && isfinite(s->r->loss)) {
+        rec.flags |= ND_HISTORY_LOSS;
+        rec.loss = s->r->loss;
+    }
+    if (!(s->frozen && s->tracks)) { // a frozen layer uses its moving statistics
+        double m = nd_history_norm(s->w.mean, s->w.plan.nstat);
+        double v = nd_history_norm(s->w.var, s->w.plan.nstat);
+        if (isfinite(m) && isfinite(v)) {
+            rec.flags |= ND_HISTORY_STATS;
+            rec.batch_mean_norm = m;
+            rec.batch_variance_norm = v;
+        }
+    }
+    if (s->has_grad) {
+        rec.flags |= ND_HISTORY_OPTIMIZER;
+        rec.optimizer = s->args->optimizer.kind;
+        rec.learning_rate = s->args->optimizer.learning_rate;
+    }
+    nd_history_append(&s->l->history, &rec);
 }
 
 // The layer changes here, and is stored (with --data-dir) before the step counts as done: a
@@ -688,7 +719,8 @@ static enum nd_status step_commit(struct step *s, struct nd_error *err) {
         step_update_arrays(s);
     s->l->train_steps++;
     s->l->version++;
-    st = nd__persist_change(s->l, &u, true, err);
+    step_record(s);
+    st = nd__persist_change(s->l, &u, true, err); // a failed save takes the record back too
     nd__undo_release(&u);
     return st;
 }

@@ -94,8 +94,9 @@ static void put_shape(struct nd_buf *b, const struct nd_shape *s) {
 //
 // The primitives below read little-endian numbers and strings and never change. The field
 // readers (the *_vN functions) are format version N's and stay frozen: a later format that
-// changes a field adds its own reader for it (version 2: get_spec_v2, layer_payload_v2; the
-// rest is still read by version 1's), so files of every released version still load.
+// changes a field adds its own reader for it (version 2: get_spec_v2, layer_payload_v2; version
+// 3: get_history_v3, layer_payload_v3; the rest is still read by version 1's), so files of every
+// released version still load.
 
 struct rd {
     const unsigned char *p;
@@ -414,6 +415,80 @@ static enum nd_status get_array_v1(struct rd *r, const char *shared_name, struct
     return ND_STATUS_OK;
 }
 
+// ---- the training history ----
+
+// Format version 3's addition, after the arrays: u64 total, u32 count (<= ND_HISTORY_CAPACITY
+// and <= total), then count records oldest first: u64 version, u64 train_step, f64 time, u8
+// flags, then only the fields the flags hold: f64 loss (ND_HISTORY_LOSS); f64 mean norm, f64
+// variance norm (ND_HISTORY_STATS); u32 optimizer, f64 learning rate (ND_HISTORY_OPTIMIZER).
+// Fields a flag leaves out are not written, so a file that loads stores back to its bytes.
+static void put_record(struct nd_buf *b, const struct nd_history_record *rec) {
+    put_u64(b, rec->version);
+    put_u64(b, (uint64_t)rec->train_step);
+    put_f64(b, rec->time);
+    put_u8(b, rec->flags);
+    if (rec->flags & ND_HISTORY_LOSS)
+        put_f64(b, rec->loss);
+    if (rec->flags & ND_HISTORY_STATS) {
+        put_f64(b, rec->batch_mean_norm);
+        put_f64(b, rec->batch_variance_norm);
+    }
+    if (rec->flags & ND_HISTORY_OPTIMIZER) {
+        put_u32(b, (uint32_t)rec->optimizer);
+        put_f64(b, rec->learning_rate);
+    }
+}
+
+static void put_history(struct nd_buf *b, const struct nd_history *h) {
+    put_u64(b, h->total);
+    put_u32(b, (uint32_t)h->count);
+    for (int32_t i = 0; i < h->count; i++)
+        put_record(b, &h->ring[(h->head + i) % ND_HISTORY_CAPACITY]);
+}
+
+// Out of range: unknown flag bits, a version or train_step below 1 (a record follows a step),
+// and what nd_history_record_valid refuses (non-finite time, negative or non-finite values, an
+// unknown optimizer).
+static void get_record_v3(struct rd *r, struct nd_history_record *rec) {
+    memset(rec, 0, sizeof *rec);
+    rec->version = get_u64(r);
+    rec->train_step = (int64_t)get_u64(r);
+    rec->time = get_f64(r);
+    rec->flags = get_u8(r);
+    if (rec->flags & ND_HISTORY_LOSS)
+        rec->loss = get_f64(r);
+    if (rec->flags & ND_HISTORY_STATS) {
+        rec->batch_mean_norm = get_f64(r);
+        rec->batch_variance_norm = get_f64(r);
+    }
+    if (rec->flags & ND_HISTORY_OPTIMIZER) {
+        uint32_t kind = get_u32(r);
+        r->bad |= kind >= ND_OPTIMIZER_COUNT;
+        rec->optimizer = kind < ND_OPTIMIZER_COUNT ? (enum nd_optimizer_kind)kind : 0;
+        rec->learning_rate = get_f64(r);
+    }
+    r->bad |= rec->version < 1 || rec->train_step < 1 || !nd_history_record_valid(rec);
+}
+
+// Format version 3's history (frozen). The ring is allocated only for records, counted in no
+// budget (the registry counts it with the layer).
+static enum nd_status get_history_v3(struct rd *r, struct nd_history *h, struct nd_error *err) {
+    uint64_t total = get_u64(r);
+    uint32_t count = get_u32(r);
+    r->bad |= count > ND_HISTORY_CAPACITY || count > total;
+    if (r->bad)
+        return ND_STATUS_OK; // the caller reports the damage
+    h->total = total;
+    if (count == 0)
+        return ND_STATUS_OK;
+    enum nd_status st = nd_history_reserve(h, NULL, err);
+    for (uint32_t i = 0; st == ND_STATUS_OK && i < count && !r->bad; i++) {
+        get_record_v3(r, &h->ring[i]);
+        h->count++;
+    }
+    return st;
+}
+
 // ---- the envelope ----
 
 // FNV-1a, 64 bits: catches torn and damaged files (it is no defence against tampering).
@@ -497,6 +572,7 @@ enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
             nd_rwlock_unlock(a->lock);
         }
     }
+    put_history(out, &l->history);
     return frame_end(out, err);
 }
 
@@ -510,11 +586,13 @@ struct layer_image {
     char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1];
     bool present[ND_ARRAY_COUNT];            // the array existed (own, or shared and bound)
     struct nd_array *arrays[ND_ARRAY_COUNT]; // own arrays (one reference each)
+    struct nd_history history;               // empty before format version 3
 };
 
 static void image_release(struct layer_image *im) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
         nd_array_unref(im->arrays[id]);
+    nd_history_deinit(&im->history);
 }
 
 // What a definition could never have produced (nd__layer_create's rules): the definition's
@@ -553,10 +631,13 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
 }
 
 // A layer payload: its name, the spec (read by the format's own spec reader), counters and
-// seed, then per array its flags, shared name and own state. Versions 1 and 2 differ only in
-// the spec.
+// seed, then per array its flags, shared name and own state, then (format version 3 on) the
+// training history. Versions 1 and 2 differ only in the spec; version 3 adds the history.
 static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
                                     void (*get_spec)(struct rd *r, struct nd_spec *spec),
+                                    enum nd_status (*get_history)(struct rd *r,
+                                                                  struct nd_history *h,
+                                                                  struct nd_error *err),
                                     struct nd_error *err) {
     enum nd_status st = ND_STATUS_OK;
     get_str(r, im->name, sizeof im->name);
@@ -572,6 +653,8 @@ static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
         if (im->present[id] && !im->shared[id][0] && !r->bad)
             st = get_array_v1(r, NULL, &im->arrays[id], err);
     }
+    if (st == ND_STATUS_OK && get_history && !r->bad)
+        st = get_history(r, &im->history, err);
     if (st == ND_STATUS_OK && (r->bad || r->i != r->n))
         st = nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer state");
     return st;
@@ -580,13 +663,19 @@ static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
 // Format version 1's layer payload (frozen).
 static enum nd_status layer_payload_v1(struct rd *r, struct layer_image *im,
                                        struct nd_error *err) {
-    return layer_payload(r, im, get_spec_v1, err);
+    return layer_payload(r, im, get_spec_v1, NULL, err);
 }
 
 // Format version 2's layer payload (frozen): version 1's with get_spec_v2's spec.
 static enum nd_status layer_payload_v2(struct rd *r, struct layer_image *im,
                                        struct nd_error *err) {
-    return layer_payload(r, im, get_spec_v2, err);
+    return layer_payload(r, im, get_spec_v2, NULL, err);
+}
+
+// Format version 3's layer payload (frozen): version 2's, then get_history_v3's history.
+static enum nd_status layer_payload_v3(struct rd *r, struct layer_image *im,
+                                       struct nd_error *err) {
+    return layer_payload(r, im, get_spec_v2, get_history_v3, err);
 }
 
 // Format version 1's shared-array payload (frozen; version 2's too).
@@ -626,6 +715,8 @@ static const struct payload_reader readers[] = {
     {1, layer_payload_v1, shared_payload_v1, name_v1},
     // 2: the spec adds how the definition named things (put_naming); shared arrays unchanged.
     {2, layer_payload_v2, shared_payload_v1, name_v1},
+    // 3: a layer's training history follows its arrays (put_history); shared arrays unchanged.
+    {3, layer_payload_v3, shared_payload_v1, name_v1},
 };
 
 static const struct payload_reader *reader_of(uint32_t version) {
@@ -720,6 +811,7 @@ enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct n
         l->user_set[id] = im.user_set[id];
         memcpy(l->shared[id], im.shared[id], sizeof l->shared[id]);
     }
+    nd_history_move(&l->history, &im.history); // counted by whoever takes the layer
     *out = l;
     return ND_STATUS_OK;
 }
@@ -749,6 +841,8 @@ enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
     l->version = im.version;
     l->train_steps = im.train_steps;
     l->optimizer_steps = im.optimizer_steps;
+    nd_history_move(&l->history, &im.history); // a failed train-step's record goes
+    nd_history_charge(&l->history, l->budget);
     image_release(&im);
     return ND_STATUS_OK;
 }

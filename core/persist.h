@@ -32,8 +32,10 @@
 // 1: the first format. 2: a layer's spec also holds how its definition named things (the type's
 // spelling, where the convention came from, synchronized, PyTorch's num_features and
 // normalized_shape); a version-1 layer reads as named canonically, convention_from unknown.
-// Shared arrays are unchanged (version 2 files carry the new number).
-#define ND_PERSIST_FORMAT_VERSION 2
+// Shared arrays are unchanged (version 2 files carry the new number). 3: a layer's training
+// history (history.h) follows the arrays; a version-1 or 2 layer reads with an empty history.
+// Shared arrays are unchanged.
+#define ND_PERSIST_FORMAT_VERSION 3
 
 // A growable byte buffer (caller-embedded; zero-initialize, release with nd_buf_deinit).
 struct nd_buf {

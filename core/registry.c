@@ -742,6 +742,7 @@ static enum nd_status import_bind(struct nd_registry *reg, struct nd_layer *l,
     }
     l->budget = reg->budget;
     nd_budget_ref(l->budget);
+    nd_history_charge(&l->history, reg->budget); // a binary export carries its history
     return ND_STATUS_OK;
 }
 
@@ -840,6 +841,7 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
         for (int id = 0; id < ND_ARRAY_COUNT; id++) // shared ones were counted when loaded
             if (layer->arrays[id] && !layer->arrays[id]->shared_name[0])
                 nd__array_charge(layer->arrays[id], reg->budget);
+        nd_history_charge(&layer->history, reg->budget);
         define_insert(reg, pos, layer->name, layer);
         layer = NULL;
     }

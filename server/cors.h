@@ -11,12 +11,13 @@
 #include <stdbool.h>
 
 // What a page's script may read besides the CORS-safelisted headers.
-#define SRV_CORS_EXPOSE_HEADERS "X-Request-Id, ETag, X-Tensor-Shape"
+#define SRV_CORS_EXPOSE_HEADERS \
+    "X-Request-Id, ETag, X-Tensor-Shape, traceparent, Inference-Header-Content-Length"
 // What a page's script may send: JSON bodies, the key, binary tensors, conditional writes,
-// compressed bodies, tracing.
+// compressed bodies, tracing, the Open Inference Protocol's binary tensors.
 #define SRV_CORS_ALLOW_HEADERS                                                                     \
     "Content-Type, Authorization, X-Request-Id, X-Tensor-Shape, If-Match, Content-Encoding, "      \
-    "Accept, traceparent"
+    "Accept, traceparent, Inference-Header-Content-Length"
 // Seconds a browser may keep a preflight's answer (Chromium caps it at 7200).
 #define SRV_CORS_MAX_AGE "600"
 

@@ -7,6 +7,7 @@
 #include "server/cors.h"
 #include "server/encoding.h"
 #include "server/framing.h"
+#include "server/trace.h"
 
 #include <arpa/inet.h>
 #include <malloc.h>
@@ -46,6 +47,7 @@ struct srv_req {
     struct MHD_Connection *conn;
     uv_work_t work;
     char request_id[72];
+    struct srv_trace trace; // the caller's W3C traceparent, and the reply's
     const char *method, *url;
     char *body;
     size_t len, cap;
@@ -243,6 +245,8 @@ static enum MHD_Result queue(struct srv_req *r, struct api_response *resp) {
     if (resp->content_type)
         MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     MHD_add_response_header(m, "X-Request-Id", r->request_id);
+    if (r->trace.valid)
+        MHD_add_response_header(m, "traceparent", r->trace.reply);
     for (int i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(m, resp->header_name[i], resp->header_value[i]);
     add_cors(r, resp, m);
@@ -416,6 +420,8 @@ static void req_start(struct srv_req *r, const char *url, const char *method,
     r->h->inflight++;
     api_inflight_add(r->h->cfg.api, 1);
     build_head(r);
+    srv_trace_parse(r->headers, r->areq.nheaders, &r->trace);
+    srv_trace_reply(&r->trace, r->start_ns ^ ((uint64_t)r->h->cfg.index << 56) ^ r->h->next_id);
     if (!r->refusal.status && r->nquery_seen > MAX_QUERY) {
         r->refusal.status = 414;
         r->refusal.code = "payload_too_large";
@@ -516,8 +522,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     const char *route = r->route ? r->route : "unmatched";
     int status = r->queued ? r->status : 499; // 499: the client went away first
     api_observe(h->cfg.api, route, r->method, status, (double)us / 1e6, r->len, r->bytes_out);
-    srv_log_request(h->cfg.log, r->request_id, r->method, route, r->url, status, r->len,
-                    r->bytes_out, us);
+    srv_log_request(h->cfg.log, r->request_id, r->trace.valid ? r->trace.trace_id : NULL,
+                    r->method, route, r->url, status, r->len, r->bytes_out, us);
     api_response_free(&r->aresp);
     free(r->body);
     nd_budget_give(h->cfg.budget, r->body_reserved);

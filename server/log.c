@@ -69,9 +69,9 @@ void srv_log(const struct srv_logger *lg, enum srv_log_level level, const char *
     emit(lg, line, len, sizeof line);
 }
 
-void srv_log_request(const struct srv_logger *lg, const char *request_id, const char *method,
-                     const char *route, const char *path, int status, uint64_t bytes_in,
-                     uint64_t bytes_out, uint64_t micros) {
+void srv_log_request(const struct srv_logger *lg, const char *request_id, const char *trace_id,
+                     const char *method, const char *route, const char *path, int status,
+                     uint64_t bytes_in, uint64_t bytes_out, uint64_t micros) {
     if (SRV_LOG_INFO > lg->level)
         return;
     char line[1400], ts[40];
@@ -81,6 +81,10 @@ void srv_log_request(const struct srv_logger *lg, const char *request_id, const 
                                   "\"request_id\":\"",
                                   ts);
     len = escape(line, sizeof line, len, request_id);
+    if (trace_id) {
+        len += (size_t)snprintf(line + len, sizeof line - len, "\",\"trace_id\":\"");
+        len = escape(line, sizeof line, len, trace_id);
+    }
     len += (size_t)snprintf(line + len, sizeof line - len, "\",\"method\":\"");
     len = escape(line, sizeof line, len, method);
     len += (size_t)snprintf(line + len, sizeof line - len, "\",\"route\":\"%s\",\"path\":\"", route);

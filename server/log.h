@@ -25,10 +25,10 @@ struct srv_logger {
 void srv_log(const struct srv_logger *lg, enum srv_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-// The access line of one request (info level): request id, method, route, path, status, body
-// bytes in and out, microseconds.
-void srv_log_request(const struct srv_logger *lg, const char *request_id, const char *method,
-                     const char *route, const char *path, int status, uint64_t bytes_in,
-                     uint64_t bytes_out, uint64_t micros);
+// The access line of one request (info level): request id, the W3C trace id when the request
+// carried one (NULL: none), method, route, path, status, body bytes in and out, microseconds.
+void srv_log_request(const struct srv_logger *lg, const char *request_id, const char *trace_id,
+                     const char *method, const char *route, const char *path, int status,
+                     uint64_t bytes_in, uint64_t bytes_out, uint64_t micros);
 
 #endif

@@ -552,6 +552,25 @@ static void assert_opt_equal(const struct nd_optim_state *a, const struct nd_opt
 
 // Everything a stored layer must bring back: definition, counters, version, arrays (values,
 // optimizer state, versions), user_set flags, shared names. Forwards are not state.
+// The same training history but for the records' times (twins train at different moments).
+static void assert_history_equal(const struct nd_history *a, const struct nd_history *b,
+                                 const char *what) {
+    ck_assert_msg(a->count == b->count && a->total == b->total,
+                  "%s: history of %d/%llu records vs %d/%llu", what, (int)a->count,
+                  (unsigned long long)a->total, (int)b->count, (unsigned long long)b->total);
+    for (int32_t i = 0; i < a->count; i++) {
+        const struct nd_history_record *p = &a->ring[(a->head + i) % ND_HISTORY_CAPACITY];
+        const struct nd_history_record *q = &b->ring[(b->head + i) % ND_HISTORY_CAPACITY];
+        ck_assert_msg(p->version == q->version && p->train_step == q->train_step &&
+                          p->flags == q->flags && same_f64(p->loss, q->loss) &&
+                          same_f64(p->batch_mean_norm, q->batch_mean_norm) &&
+                          same_f64(p->batch_variance_norm, q->batch_variance_norm) &&
+                          p->optimizer == q->optimizer &&
+                          same_f64(p->learning_rate, q->learning_rate),
+                      "%s: history record %d differs", what, (int)i);
+    }
+}
+
 static void assert_layers_equal(struct nd_layer *x, struct nd_layer *y, const char *what) {
     struct nd_layer_info ia = info_of(x), ib = info_of(y);
     const struct nd_layer_info *a = &ia, *b = &ib;
@@ -596,6 +615,7 @@ static void assert_layers_equal(struct nd_layer *x, struct nd_layer *y, const ch
         ck_assert_str_eq(pa->shared_name, pb->shared_name);
     }
     ck_assert_msg(x->seed == y->seed, "%s: seed differs", what);
+    assert_history_equal(&x->history, &y->history, what);
 }
 
 static void assert_tensors_equal(const struct nd_tensor *a, const struct nd_tensor *b,
@@ -1673,11 +1693,26 @@ static void reseal(unsigned char *p, size_t n) {
         p[n - 8 + i] = (unsigned char)(h >> (8 * i));
 }
 
+// Bytes of a layer's training history in format version 3 (persist.c's put_history: total,
+// count, then per record version, train_step, time, flags and the flagged fields), computed from
+// the records independently of the writer.
+static size_t history_bytes(const struct nd_history *h) {
+    size_t n = 8 + 4;
+    for (int32_t i = 0; i < h->count; i++) {
+        uint32_t f = h->ring[(h->head + i) % ND_HISTORY_CAPACITY].flags;
+        n += 8 + 8 + 8 + 1;
+        n += (f & ND_HISTORY_LOSS ? 8 : 0) + (f & ND_HISTORY_STATS ? 16 : 0) +
+             (f & ND_HISTORY_OPTIMIZER ? 4 + 8 : 0);
+    }
+    return n;
+}
+
 // The bytes of a small trained layer (own arrays) and of a shared array, and the store.
 struct sample {
     struct mem_store *s;
     unsigned char *layer, *shared, *user;
     size_t layer_len, shared_len, user_len;
+    size_t layer_history; // bytes of the history that ends the small layer's payload
 };
 
 static struct sample sample_new(void) {
@@ -1688,6 +1723,7 @@ static struct sample sample_new(void) {
     bn_def(&def, 2);
     struct nd_layer *l = define_ok(e, "small", &def);
     train_ok(e, l, ADAM, 1);
+    x.layer_history = history_bytes(&l->history);
     nd_layer_unref(l);
     set_shared(&def, SC, "S");
     l = define_ok(e, "user", &def);
@@ -1838,18 +1874,19 @@ START_TEST(test_damaged_bytes_refused) {
         assert_refused(e, true, b, n, ND_STATUS_INVALID_VALUE, "resealed shared cut");
     }
 
-    // A ready batch norm without its MovingVariance (the last 49 bytes of the payload: shape,
-    // values, optimizer state, version; its "present" byte just before): refused, not loaded
-    // half-initialized.
-    size_t end = x.layer_len - 8, mv_at = end - 49;
+    // A ready batch norm without its MovingVariance (the last 49 bytes before the history:
+    // shape, values, optimizer state, version; its "present" byte just before): refused, not
+    // loaded half-initialized.
+    size_t hist = x.layer_history, end = x.layer_len - 8 - hist, mv_at = end - 49;
     memcpy(b, x.layer, x.layer_len);
     ck_assert_int_eq(b[mv_at - 1], 1); // present
     ck_assert_int_eq(b[mv_at], 1);     // rank 1
     ck_assert_int_eq(b[mv_at + 4], 2); // 2 channels
     b[mv_at - 1] = 0;
-    memcpy(b + mv_at, x.layer + end, 8);
-    reseal(b, mv_at + 8);
-    assert_refused(e, false, b, mv_at + 8, ND_STATUS_INVALID_VALUE, "missing MovingVariance");
+    memcpy(b + mv_at, x.layer + end, hist + 8);
+    reseal(b, mv_at + hist + 8);
+    assert_refused(e, false, b, mv_at + hist + 8, ND_STATUS_INVALID_VALUE,
+                   "missing MovingVariance");
     // A shared name that is no name (".S" cannot name a file of the store).
     size_t at = 0;
     for (size_t i = 16; i + 5 <= x.user_len; i++)
@@ -2614,8 +2651,8 @@ START_TEST(test_v2_round_trip_naming) {
         size_t len = 0;
         const unsigned char *stored = mem_get(s, MEM_LAYER, c->name, &len);
         ck_assert_ptr_nonnull(stored);
-        ck_assert_uint_eq(le32(stored + 4), 2);
-        ck_assert_uint_eq(ND_PERSIST_FORMAT_VERSION, 2);
+        ck_assert_uint_eq(le32(stored + 4), 3);
+        ck_assert_uint_eq(ND_PERSIST_FORMAT_VERSION, 3);
         assert_serializes_to(b, stored, len, c->name);
         ck_assert_int_eq(ib.spec.convention_from, c->from);
         struct nd_type_name tn;
@@ -2705,6 +2742,18 @@ static size_t naming_at(const struct nd_layer *l, const struct nd_spec *s, size_
     return 16 + 4 + strlen(nd_layer_name(l)) + spec_v1_bytes(s);
 }
 
+// Version 2's file of the same state: the history (its last `history` payload bytes) cut off,
+// version 2 (caller frees).
+static unsigned char *as_v2(const unsigned char *v3, size_t n, size_t history, size_t *out_len) {
+    unsigned char *b = malloc(n - history);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, v3, n - 8 - history);
+    b[4] = 2;
+    reseal(b, n - history);
+    *out_len = n - history;
+    return b;
+}
+
 // Version 1's file of the same state: the naming fields cut out, version 1 (caller frees).
 static unsigned char *as_v1(const unsigned char *v2, size_t n, size_t at, size_t cut,
                             size_t *out_len) {
@@ -2748,20 +2797,26 @@ START_TEST(test_v1_file_still_loads) {
     ck_assert_int_eq(info.train_steps, 2);
     ck_assert(info.initialized);
     assert_v1_naming(&info.spec, "v1 rms_norm");
-    // Stored again: version 2, version 1's payload with the naming fields (21 bytes of a
-    // canonical name) inserted after the spec.
+    // Stored again: version 3, version 1's payload with the naming fields (21 bytes of a
+    // canonical name) inserted after the spec and an empty history (12 bytes: total 0, count 0)
+    // after the arrays.
     struct nd_buf v2 = {0};
     ck_assert_int_eq(nd__layer_serialize(l, &v2, NULL), ND_STATUS_OK);
-    ck_assert_uint_eq(le32(v2.data + 4), 2);
+    ck_assert_uint_eq(le32(v2.data + 4), 3);
     size_t cut, at = naming_at(l, &info.spec, &cut);
     ck_assert_uint_eq(cut, 21);
-    ck_assert_uint_eq(v2.len, n1 + cut);
+    ck_assert_uint_eq(v2.len, n1 + cut + 12);
     for (size_t i = 0; i < cut; i++)
         ck_assert_msg(v2.data[at + i] == 0, "naming byte %zu", i);
-    size_t back_len;
-    unsigned char *back = as_v1(v2.data, v2.len, at, cut, &back_len);
+    for (size_t i = 0; i < 12; i++)
+        ck_assert_msg(v2.data[v2.len - 20 + i] == 0, "history byte %zu", i);
+    size_t mid_len, back_len;
+    unsigned char *mid = as_v2(v2.data, v2.len, 12, &mid_len);
+    unsigned char *back = as_v1(mid, mid_len, at, cut, &back_len);
     ck_assert_uint_eq(back_len, n1);
-    ck_assert_msg(memcmp(back, v1_rms_norm, n1) == 0, "version 1's bytes are v2's minus naming");
+    ck_assert_msg(memcmp(back, v1_rms_norm, n1) == 0,
+                  "version 1's bytes are v3's minus naming and history");
+    free(mid);
     free(back);
     // The version-2 file loads and stores back to itself; the two train alike.
     struct nd_engine *f = engine_new(NULL);
@@ -2770,12 +2825,12 @@ START_TEST(test_v1_file_still_loads) {
     assert_layers_equal(l, m, "v1 then v2");
     assert_serializes_to(m, v2.data, v2.len, "v2 of a v1 file");
     assert_same_step(e, l, f, m, SGD, 5, false, "v1 then v2");
-    // A change stores the layer as version 2.
+    // A change stores the layer as version 3.
     ck_assert_int_eq(total_saves(s), 1);
     size_t len = 0;
     const unsigned char *stored = mem_get(s, MEM_LAYER, "rms_norm", &len);
     ck_assert_ptr_nonnull(stored);
-    ck_assert_uint_eq(le32(stored + 4), 2);
+    ck_assert_uint_eq(le32(stored + 4), 3);
     nd_layer_unref(l);
     nd_layer_unref(m);
     nd_buf_deinit(&v2);
@@ -2800,8 +2855,10 @@ START_TEST(test_v1_of_every_named_kind_loads) {
         size_t len = 0, cut, n1;
         const unsigned char *stored = mem_get(s, MEM_LAYER, v2_cases[k].name, &len);
         ck_assert_ptr_nonnull(stored);
-        size_t at = naming_at(l, &info.spec, &cut);
-        unsigned char *v1 = as_v1(stored, len, at, cut, &n1);
+        size_t at = naming_at(l, &info.spec, &cut), n2;
+        unsigned char *v2f = as_v2(stored, len, history_bytes(&l->history), &n2);
+        unsigned char *v1 = as_v1(v2f, n2, at, cut, &n1);
+        free(v2f);
         struct nd_engine *f = engine_new(NULL);
         struct nd_error err;
         nd_error_clear(&err);
@@ -2819,10 +2876,10 @@ START_TEST(test_v1_of_every_named_kind_loads) {
         assert_spec_equal(&im.spec, &want, v2_cases[k].name);
         ck_assert_int_eq(im.version, info.version);
         ck_assert_int_eq(im.parameter_count, info.parameter_count);
-        // Stored again it is version 2, and that loads and stores back to itself.
+        // Stored again it is version 3 (no history), and that loads and stores back to itself.
         struct nd_buf v2 = {0};
         ck_assert_int_eq(nd__layer_serialize(m, &v2, NULL), ND_STATUS_OK);
-        ck_assert_uint_eq(v2.len, n1 + 21);
+        ck_assert_uint_eq(v2.len, n1 + 21 + 12);
         struct nd_engine *g = engine_new(NULL);
         ck_assert_int_eq(nd_registry_load_layer(R(g), v2.data, v2.len, NULL), ND_STATUS_OK);
         struct nd_layer *o = get_layer(g, v2_cases[k].name);
@@ -3015,6 +3072,160 @@ START_TEST(test_v2_damaged_naming_refused) {
 }
 END_TEST
 
+// ---- format version 3: the training history ----
+
+static void assert_flags(const struct nd_history *h, int32_t i, uint32_t flags) {
+    const struct nd_history_record *rec = &h->ring[(h->head + i) % ND_HISTORY_CAPACITY];
+    ck_assert_msg(rec->flags == flags, "record %d: flags %u, expected %u", (int)i,
+                  (unsigned)rec->flags, (unsigned)flags);
+}
+
+// Records of every shape (a target's loss, a gradient's optimizer, statistics only) and a ring
+// that wrapped survive the store: the same records, and each file stores back to its bytes.
+START_TEST(test_v3_history_round_trip) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    struct nd_layer *a = define_ok(e, "a", &def), *w = define_ok(e, "wrapped", &def);
+    struct nd_train_result r;
+    ck_assert_int_eq(train_seeded(e, a, ADAM, 1, true, &r, NULL), ND_STATUS_OK);
+    nd_train_result_deinit(&r);
+    train_ok(e, a, SGD, 2);
+    struct nd_tensor x = batch_for(a, 3, 0.0);
+    struct nd_train_args args = {.input = &x}; // the moving statistics only
+    ck_assert_int_eq(nd_layer_train_step(a, nd_engine_pool(e), &args, &r, NULL), ND_STATUS_OK);
+    nd_train_result_deinit(&r);
+    nd_tensor_deinit(&x);
+    for (int k = 0; k < ND_HISTORY_CAPACITY + 44; k++)
+        train_ok(e, w, k % 2 ? SGD : ADAM, 100 + (uint64_t)k);
+    ck_assert_int_eq(a->history.count, 3);
+    ck_assert_uint_eq(a->history.total, 3);
+    assert_flags(&a->history, 0, ND_HISTORY_LOSS | ND_HISTORY_STATS | ND_HISTORY_OPTIMIZER);
+    assert_flags(&a->history, 1, ND_HISTORY_STATS | ND_HISTORY_OPTIMIZER);
+    assert_flags(&a->history, 2, ND_HISTORY_STATS);
+    ck_assert_int_eq(w->history.count, ND_HISTORY_CAPACITY);
+    ck_assert_uint_eq(w->history.total, ND_HISTORY_CAPACITY + 44);
+    ck_assert_int_ne(w->history.head, 0); // wrapped: stored oldest first all the same
+    struct nd_engine *f = engine_new(NULL);
+    load_all(s, f);
+    const char *names[] = {"a", "wrapped"};
+    for (int i = 0; i < 2; i++) {
+        struct nd_layer *live = get_layer(e, names[i]), *back = get_layer(f, names[i]);
+        size_t len = 0;
+        const unsigned char *stored = mem_get(s, MEM_LAYER, names[i], &len);
+        ck_assert_uint_eq(le32(stored + 4), 3);
+        assert_layers_equal(live, back, names[i]);
+        assert_serializes_to(back, stored, len, names[i]);
+        nd_layer_unref(live);
+        nd_layer_unref(back);
+    }
+    struct nd_layer *back = get_layer(f, "wrapped");
+    ck_assert_int_eq(back->history.ring[back->history.head].train_step, 45); // 44 fell out
+    nd_layer_unref(back);
+    nd_layer_unref(a);
+    nd_layer_unref(w);
+    nd_engine_free(f);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// Each field of a stored record set in range (the file loads: the offsets are right) and out of
+// range (refused whole, as damage).
+START_TEST(test_v3_damaged_history_refused) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer_def def;
+    bn_def(&def, 2);
+    struct nd_layer *l = define_ok(e, "h", &def);
+    struct nd_train_result r;
+    ck_assert_int_eq(train_seeded(e, l, ADAM, 7, true, &r, NULL), ND_STATUS_OK); // every field
+    nd_train_result_deinit(&r);
+    size_t n = 0, hist = history_bytes(&l->history);
+    ck_assert_uint_eq(hist, 12 + 25 + 8 + 16 + 12);
+    const unsigned char *b = mem_get(s, MEM_LAYER, "h", &n);
+    size_t at = n - 8 - hist; // total (u64), count (u32), then the record at 12
+    struct nd_engine *f = engine_new(NULL);
+    struct nd_spec got;
+    const uint64_t nan = 0x7ff8000000000000ull, inf = 0x7ff0000000000000ull;
+    const uint64_t minus_one = 0xbff0000000000000ull, half = 0x3fe0000000000000ull;
+    ck_assert_int_eq(load_with(f, b, n, at, 0, 8, 1, &got), ND_STATUS_OK);    // as stored
+    ck_assert_int_eq(load_with(f, b, n, at, 0, 8, 1000, &got), ND_STATUS_OK); // 999 fell out
+    ck_assert_int_eq(load_with(f, b, n, at, 0, 8, 0, &got), ND_STATUS_INVALID_VALUE); // < count
+    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, ND_HISTORY_CAPACITY + 1, &got),
+                     ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, UINT32_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, 0, &got), ND_STATUS_INVALID_VALUE); // trailing
+    ck_assert_int_eq(load_with(f, b, n, at, 12, 8, 0, &got), ND_STATUS_INVALID_VALUE); // version
+    ck_assert_int_eq(load_with(f, b, n, at, 20, 8, 0, &got), ND_STATUS_INVALID_VALUE); // step
+    ck_assert_int_eq(load_with(f, b, n, at, 20, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 28, 8, half, &got), ND_STATUS_OK); // time 0.5
+    ck_assert_int_eq(load_with(f, b, n, at, 28, 8, nan, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 28, 8, inf, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 36, 1, 8, &got), ND_STATUS_INVALID_VALUE); // flags
+    ck_assert_int_eq(load_with(f, b, n, at, 36, 1, 0x80, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 36, 1, 3, &got), ND_STATUS_INVALID_VALUE); // slack
+    ck_assert_int_eq(load_with(f, b, n, at, 37, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 37, 8, nan, &got), ND_STATUS_INVALID_VALUE); // loss
+    ck_assert_int_eq(load_with(f, b, n, at, 45, 8, inf, &got), ND_STATUS_INVALID_VALUE); // mean
+    ck_assert_int_eq(load_with(f, b, n, at, 53, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 61, 4, 1, &got), ND_STATUS_OK); // sgd (adam was 1)
+    ck_assert_int_eq(load_with(f, b, n, at, 61, 4, 0, &got), ND_STATUS_OK);
+    ck_assert_int_eq(load_with(f, b, n, at, 61, 4, ND_OPTIMIZER_COUNT, &got),
+                     ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 65, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 65, 8, inf, &got), ND_STATUS_INVALID_VALUE); // lr
+    // The history cut short, resealed: every read checks what is left.
+    for (size_t cut = 1; cut <= hist; cut++) {
+        unsigned char *c = dup_bytes(b, n, 0);
+        memcpy(c + n - 8 - cut, b + n - 8, 8);
+        reseal(c, n - cut);
+        assert_refused(f, false, c, n - cut, ND_STATUS_INVALID_VALUE, "history cut");
+        free(c);
+    }
+    ck_assert_int_eq(nd_registry_count(R(f)), 0);
+    nd_layer_unref(l);
+    nd_engine_free(f);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// A binary export carries the history (its layer file is the stored one); the plain-data state
+// holds it too, and the import keeps it. A state with an impossible record is refused.
+START_TEST(test_v3_export_carries_history) {
+    struct nd_engine *e = engine_new(NULL);
+    struct nd_layer_def def;
+    bn_def(&def, 3);
+    struct nd_layer *l = define_ok(e, "x", &def);
+    train_ok(e, l, SGD, 1);
+    train_ok(e, l, ADAM, 2);
+    struct nd_buf b = {0};
+    export_ok(l, &b);
+    assert_state_round_trip(&b, "history");
+    struct nd_layer_state st;
+    ck_assert_int_eq(nd_layer_state_decode(b.data, b.len, &st, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(st.history.count, 2);
+    ck_assert_uint_eq(st.history.total, 2);
+    struct nd_error err;
+    nd_error_clear(&err);
+    st.history.ring[1].flags = 1u << 5;
+    ck_assert_int_eq(nd_layer_state_check(&st, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_str_eq(err.field, "history");
+    nd_layer_state_deinit(&st);
+    struct nd_engine *f = engine_new(NULL);
+    import_ok(f, "y", &b, true);
+    struct nd_layer *y = get_layer(f, "y");
+    assert_history_equal(&l->history, &y->history, "imported");
+    nd_layer_unref(y);
+    nd_buf_deinit(&b);
+    nd_layer_unref(l);
+    nd_engine_free(f);
+    nd_engine_free(e);
+}
+END_TEST
+
 // ---- the suite ----
 
 Suite *persist_suite(void) {
@@ -3061,5 +3272,12 @@ Suite *persist_suite(void) {
     tcase_add_test(t2, test_v1_of_every_named_kind_loads);
     tcase_add_test(t2, test_v2_damaged_naming_refused);
     suite_add_tcase(s, t2);
+
+    TCase *t3 = tcase_create("format_v3");
+    tcase_set_timeout(t3, 60);
+    tcase_add_test(t3, test_v3_history_round_trip);
+    tcase_add_test(t3, test_v3_damaged_history_refused);
+    tcase_add_test(t3, test_v3_export_carries_history);
+    suite_add_tcase(s, t3);
     return s;
 }

@@ -59,7 +59,11 @@ $(FUZZ_DIR)/obj/server/%.o: server/%.c
 
 $(FUZZ_DIR)/libfz_core.a: $(FUZZ_CORE_OBJ)
 	$(AR) rcs $@ $^
-$(FUZZ_DIR)/libfz_api.a: $(FUZZ_API_OBJ)
+# GET /ui's files (the generated source of the Makefile's embed_assets rule).
+$(FUZZ_DIR)/obj/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_LIBFLAGS) -c $< -o $@
+$(FUZZ_DIR)/libfz_api.a: $(FUZZ_API_OBJ) $(FUZZ_DIR)/obj/gen/ui_assets.o
 	$(AR) rcs $@ $^
 
 # The harnesses are rebuilt when FUZZ_DEFINES changes (the stamp holds the last value).
@@ -75,9 +79,9 @@ $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_SRV_OBJ) $(FUZZ_HDRS)
 
 # server/encoding.c and zlib over the engine's budget (core).
 $(FUZZ_DIR)/fuzz_encoding: tests/fuzz/fuzz_encoding.c $(FUZZ_DIR)/obj/server/encoding.o \
-		$(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
-	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/obj/server/encoding.o $(FUZZ_DIR)/libfz_core.a \
-		-lz -lm -lpthread
+		$(FUZZ_DIR)/obj/server/trace.o $(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
+	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/obj/server/encoding.o \
+		$(FUZZ_DIR)/obj/server/trace.o $(FUZZ_DIR)/libfz_core.a -lz -lm -lpthread
 
 $(FUZZ_DIR)/fuzz_persist: tests/fuzz/fuzz_persist.c $(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/libfz_core.a -lm -lpthread

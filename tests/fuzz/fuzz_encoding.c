@@ -1,4 +1,5 @@
-// fuzz_encoding.c - server/encoding.h: bounded inflate, the header parsers, gzip of replies.
+// fuzz_encoding.c - server/encoding.h: bounded inflate, the header parsers, gzip of replies;
+// and server/trace.h's traceparent parser, another header of server/.
 //
 // Input: byte 0 picks the mode (low two bits) and, for inflate, bytes 1-2 the bound
 // (max_out = 16 * value, so bombs reach it quickly) and byte 3 the budget (0: none, else
@@ -9,7 +10,8 @@
 //         with the input (a single member); any other status holds nothing and leaves the
 //         budget empty.
 //   2     the rest as a Content-Encoding and an Accept-Encoding value: the named bad coding
-//         is NUL-terminated within its buffer, and the parsers never read past the value.
+//         is NUL-terminated within its buffer, and the parsers never read past the value;
+//         and as a traceparent: a valid one's reply is itself valid, with the same trace id.
 //   3     the rest as a reply body: srv_gzip_reply keeps it byte for byte unless it returns
 //         COMPRESSED, and then the body is smaller and inflates back to the original.
 #include <stdbool.h>
@@ -18,6 +20,7 @@
 #include <zlib.h>
 
 #include "server/encoding.h"
+#include "server/trace.h"
 #include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -103,6 +106,16 @@ static void fuzz_headers(const uint8_t *data, size_t size) {
         memchr(bad, '\0', sizeof bad) == NULL)
         FUZZ_FAIL("the unsupported coding's name is not terminated");
     (void)srv_accepts_gzip(h, 2);
+    struct api_kv tp[] = {{"traceparent", value}};
+    struct srv_trace t, back;
+    srv_trace_parse(tp, 1, &t);
+    srv_trace_reply(&t, size);
+    if (t.valid) {
+        tp[0].value = t.reply;
+        srv_trace_parse(tp, 1, &back);
+        if (!back.valid || strcmp(back.trace_id, t.trace_id) != 0)
+            FUZZ_FAIL("the reply's traceparent %s does not carry %s", t.reply, t.trace_id);
+    }
     free(value);
 }
 

@@ -2,8 +2,9 @@
 # test_compat.sh - a data dir written by any released format version loads in this binary, and
 # it answers exactly what the version that wrote it answered: for each tests/data/persist/vN/
 # (written by tests/tools/make_persist_fixture.sh, committed, never regenerated), a copy of
-# vN/data is loaded with --data-dir and the list, the shared array, every layer's information
-# and extract, and every layer's next train-step are compared byte for byte with vN/expected/.
+# vN/data is loaded with --data-dir and the list, the shared array, every layer's information,
+# extract and (version 3 on) training history, and every layer's next train-step are compared
+# byte for byte with vN/expected/.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/server/lib.sh
@@ -55,6 +56,10 @@ for fx in tests/data/persist/v*/; do
         same_info "$info" "$v: information of $n"
         req POST "/v1/layers/$n/extract" "${J[@]}" --data-binary @"$fx/expected/$n.extract-request.json"
         same "$fx/expected/$n.extract.json" "$v: extract of $n"
+        if [ -f "$fx/expected/$n.history.json" ]; then # version 3 on: the training history
+            req GET "/v1/layers/$n/history"
+            same "$fx/expected/$n.history.json" "$v: history of $n"
+        fi
     done
     for next in "$fx"/expected/*.next.json; do
         n=$(basename "$next" .next.json)

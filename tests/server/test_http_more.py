@@ -24,7 +24,7 @@ from harness import check, free_port, summary  # noqa: E402 (tests/server/harnes
 NORMD = os.environ.get("NORMD", "build/normd")
 LIVENESS = 20.0  # seconds to wait for an answer or a start: a liveness bound, never a speed goal
 GOOD = "http://good.test:8123"
-EXPOSE = "X-Request-Id, ETag, X-Tensor-Shape"
+EXPOSE = "X-Request-Id, ETag, X-Tensor-Shape, traceparent, Inference-Header-Content-Length"
 PREFLIGHT_HEADERS = ["Content-Type", "Authorization", "X-Request-Id", "X-Tensor-Shape", "If-Match",
                      "Content-Encoding"]
 

@@ -473,6 +473,8 @@ def C(id, method, path, status, server="main", body=None, headers=None, check=No
 
 
 JSON = {"Content-Type": "application/json"}
+OIP_BINARY = (b'{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32",'
+              b'"parameters":{"binary_data_size":12}}],"parameters":{"binary_data_output":true}}')
 CASES = [
     # -- health, metrics, server --
     C("healthz", "GET", "/healthz", 200),
@@ -780,7 +782,7 @@ CASES = [
       check=lambda h, b: not any(k.startswith("access-control-") for k in h)),
     C("cors get", "GET", "/v1/layers", 200, server="cors", headers={"Origin": CORS_ORIGIN},
       check=lambda h, b: h.get("access-control-allow-origin") == CORS_ORIGIN and
-      h.get("access-control-expose-headers") == "X-Request-Id, ETag, X-Tensor-Shape"),
+      h.get("access-control-expose-headers") == "X-Request-Id, ETag, X-Tensor-Shape, traceparent, Inference-Header-Content-Length"),
     C("cors error", "GET", "/v1/layers/nope", 404, server="cors",
       headers={"Origin": CORS_ORIGIN.upper().replace("HTTP", "http")},
       check=lambda h, b: "access-control-allow-origin" in h and "origin" in h.get("vary", "").lower()),
@@ -797,6 +799,41 @@ CASES = [
     C("limit post", "POST", "/v1/layers", 429, server="small", body=dict(BN, name="two")),
     C("limit put", "PUT", "/v1/layers/two", 429, server="small", body=BN),
     C("limit replace", "PUT", "/v1/layers/one", 200, server="small", body=BN),
+    # -- the Open Inference Protocol (/v2): its own bodies and error form --
+    C("oip server", "GET", "/v2", 200),
+    C("oip live", "GET", "/v2/health/live", 200),
+    C("oip ready", "GET", "/v2/health/ready", 200),
+    C("oip model", "GET", "/v2/models/bn", 200),
+    C("oip model 404", "GET", "/v2/models/nope", 404),
+    C("oip version 404", "GET", "/v2/models/bn/versions/999", 404),
+    C("oip version 400", "GET", "/v2/models/bn/versions/x", 400),
+    C("oip model ready", "GET", "/v2/models/bn/ready", 200),
+    C("oip version ready 404", "GET", "/v2/models/bn/versions/999/ready", 404),
+    C("oip not ready", "GET", "/v2/models/un/ready", 503),
+    C("oip infer", "POST", "/v2/models/bn/infer", 200, body={
+        "id": "42", "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": X}]},
+      check=lambda h, b: J(b)["id"] == "42" and J(b)["outputs"][0]["shape"] == [2, 3]),
+    C("oip infer binary", "POST", "/v2/models/bn/infer", 200, body=OIP_BINARY + f32([1, 2, 3]),
+      headers={"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(len(OIP_BINARY))},
+      check=lambda h, b: h["content-type"] == "application/octet-stream" and
+      len(b) == int(h["inference-header-content-length"]) + 12),
+    C("oip infer 400", "POST", "/v2/models/bn/infer", 400, body={"inputs": []}),
+    C("oip infer 404", "POST", "/v2/models/nope/infer", 404, body={"inputs": []}),
+    C("oip infer version 404", "POST", "/v2/models/bn/versions/999/infer", 404, body={
+        "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": X}]}),
+    C("oip infer 413", "POST", "/v2/models/bn/infer", 413, body=BIG_JSON, headers=JSON),
+    C("oip infer 415", "POST", "/v2/models/bn/infer", 415, body="{}",
+      headers={"Content-Type": "text/plain"}),
+    C("oip train", "POST", "/v2/models/bn/train", 200, body={
+        "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": X},
+                   {"name": "output_gradient", "shape": [2, 3], "datatype": "FP32", "data": X}],
+        "parameters": {"optimizer": "sgd", "learning_rate": 0.01, "return_gradients": True}},
+      check=lambda h, b: len(J(b)["outputs"]) == 4 and J(b)["parameters"]["version"] >= 2),
+    C("oip train 400", "POST", "/v2/models/bn/train", 400, body={
+        "inputs": [{"name": "input", "shape": [2, 3], "datatype": "INT8", "data": X}]}),
+    C("oip train version 404", "POST", "/v2/models/bn/versions/999/train", 404, body={
+        "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32", "data": X}]}),
     # -- deletes last --
     C("delete if-match", "DELETE", "/v1/layers/pz", 412, headers={"If-Match": '"1"'}),
     C("delete", "DELETE", "/v1/layers/pz", 204),
@@ -843,7 +880,7 @@ def check_auth(spec, srv):
     """Every operation that declares bearerAuth answers 401 without the key."""
     for template, item in spec.doc["paths"].items():
         path = template.replace("{name}", "bn").replace("{array}", "Scaling").replace(
-            "{type}", "BatchNormalization")
+            "{type}", "BatchNormalization").replace("{v}", "1")
         for method, op in item.items():
             if method not in ("get", "put", "post", "delete"):
                 continue
@@ -871,7 +908,7 @@ def check_auth(spec, srv):
 
 def concrete(template):
     return template.replace("{name}", "bn").replace("{array}", "Scaling").replace(
-        "{type}", "BatchNormalization")
+        "{type}", "BatchNormalization").replace("{v}", "1")
 
 
 def check_every_path(spec, srv):
@@ -884,7 +921,9 @@ def check_every_path(spec, srv):
         missing = next(m for m in ("patch", "put", "delete", "post", "get") if m not in item)
         probes = [("OPTIONS", path, None, 204), (missing.upper(), path, None, 405)]
         if "get" in item:
-            probes.append(("GET", path + "?no_such_parameter=1", None, 422))
+            # the Open Inference Protocol (/v2) knows no 422: its invalid arguments are 400
+            probes.append(("GET", path + "?no_such_parameter=1", None,
+                           400 if path.startswith("/v2") else 422))
             probes.append(("GET", path, {"unexpected": "body"}, 400))
         for method, target, body, want in probes:
             case = {"id": "%s %s -> %d" % (method, target, want), "method": method,

@@ -3,7 +3,7 @@
 # (ND_PERSIST_FORMAT_VERSION = N) holding layers of every kind and convention, with optimizer
 # state (sgd with momentum, adam) and a shared array, and what normd answers about it once
 # loaded: every layer's information, an extract of every array and parameter, the shared array,
-# the list, and each layer's next train-step. tests/server/test_compat.sh loads the data dir with
+# the list, each layer's training history (version 3 on), and each layer's next train-step. tests/server/test_compat.sh loads the data dir with
 # the binary under test and compares its answers byte for byte.
 #
 # Run it once per released format, and commit its output; never regenerate an old version's
@@ -62,6 +62,13 @@ wolfram_bn_layer|{"type":"BatchNormalizationLayer","input":[2]}|[2]|{"type":"sgd
 puzzlelib_bn2d|{"type":"BatchNorm2D","input":[2,2,2]}|[2,2,2]|{"type":"adam","learning_rate":0.01}
 '
 [ "$V" -ge 2 ] && LAYERS="$LAYERS$LAYERS_V2"
+# Version 3 also holds instance norms with running statistics (track_running_stats true), which
+# earlier versions refused.
+LAYERS_V3='
+torch_instance_norm1d_running|{"type":"InstanceNorm1d","options":{"num_features":3,"track_running_stats":true,"momentum":0.2}}|[3,4]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
+instance_norm_running|{"type":"InstanceNormalization","input":[2,3],"options":{"track_running_stats":true}}|[2,3]|{"type":"adam","learning_rate":0.01}
+'
+[ "$V" -ge 3 ] && LAYERS="$LAYERS$LAYERS_V3"
 
 # body SHAPE OPTIMIZER K: a train-step body of a batch of 3, its numbers fixed by K
 body() {
@@ -121,6 +128,11 @@ print(json.dumps({"keys": a + ["Epsilon","Momentum","Input","Output"]}))' "$BODY
     req POST "/v1/layers/$name/extract" "${J[@]}" -d "$keys"
     want "extract of $name"
     cp "$BODY" "$OUT/expected/$name.extract.json"
+    if [ "$V" -ge 3 ]; then # version 3 stores the training history
+        req GET "/v1/layers/$name/history"
+        want "history of $name"
+        cp "$BODY" "$OUT/expected/$name.history.json"
+    fi
     [ "$name" = uninitialized ] || [ "$opt" = - ] ||
         body "$shape" "$opt" 3 >"$OUT/expected/$name.next-request.json"
 done <<<"$LAYERS"
