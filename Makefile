@@ -251,6 +251,10 @@ test: deps
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_encoding.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_trace.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_schema.py
+	$(Q)NORMD=$(BUILD)/normd python3 -m unittest discover -s clients/python/tests -t clients/python
+	$(Q)command -v node >/dev/null 2>&1 || { echo "installing nodejs"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs >/dev/null; } && \
+	  NORMD=$(BUILD)/normd node --test clients/js/test/normd.test.mjs
 	$(Q)python3 tests/server/test_docs.py
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_compat.sh
