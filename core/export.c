@@ -1,17 +1,18 @@
 // export.c - a layer's whole state outside the registry (export.h): the container of its stored
 // file and its shared arrays' files, and the plain-data form api/ turns into JSON.
 //
-// The container reuses the store's codec whole (nd__layer_serialize / nd__layer_deserialize and
-// the shared-array pair), so an import accepts exactly the states the store would load, read by
-// the same versioned readers, and a format change of the store reaches exports with no code
-// here. A state from JSON takes the same road: it is built into a layer no registry holds,
-// serialized, and decoded again by the loader.
+// The container reuses the store's codec (codec.h) whole (nd__layer_serialize /
+// nd__layer_deserialize and the shared-array pair), so an import accepts exactly the states the
+// store would load, read by the same versioned readers, and a format change of the store
+// reaches exports with no code here. A state from JSON takes the same road: it is built into a
+// layer no registry holds, serialized, and decoded again by the loader.
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/codec.h"
 #include "core/export.h"
 #include "core/layer_impl.h"
 
@@ -22,28 +23,11 @@
 
 // ---- the container ----
 
-static void buf_put(struct nd_buf *b, const void *p, size_t n) {
-    if (b->failed || n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = (b->len + n) * 2 + 256;
-        unsigned char *grown = realloc(b->data, cap);
-        if (!grown) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-}
-
 static void buf_put_le(struct nd_buf *b, uint64_t v, int bytes) {
     unsigned char x[8];
     for (int i = 0; i < bytes; i++)
         x[i] = (unsigned char)(v >> (8 * i));
-    buf_put(b, x, (size_t)bytes);
+    nd__buf_put(b, x, (size_t)bytes);
 }
 
 static uint64_t get_le(const unsigned char *p, int bytes) {
@@ -53,33 +37,23 @@ static uint64_t get_le(const unsigned char *p, int bytes) {
     return v;
 }
 
-// FNV-1a, 64 bits, as the stored files use: catches damage, not tampering.
-static uint64_t checksum(const unsigned char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static enum nd_status container_write(struct nd_buf *out, const struct nd_buf *files, int n,
                                       struct nd_error *err) {
     size_t start = out->len;
-    buf_put(out, MAGIC, 4);
+    nd__buf_put(out, MAGIC, 4);
     buf_put_le(out, ND_EXPORT_FORMAT_VERSION, 4);
     buf_put_le(out, 0, 8); // the payload length, patched below
     buf_put_le(out, (uint64_t)n, 4);
     for (int i = 0; i < n; i++) {
         buf_put_le(out, files[i].len, 8);
-        buf_put(out, files[i].data, files[i].len);
+        nd__buf_put(out, files[i].data, files[i].len);
     }
     if (out->failed)
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot write the export");
     uint64_t len = out->len - start - HEADER_BYTES;
     for (int i = 0; i < 8; i++)
         out->data[start + 8 + i] = (unsigned char)(len >> (8 * i));
-    buf_put_le(out, checksum(out->data + start, out->len - start), 8);
+    buf_put_le(out, nd__checksum(out->data + start, out->len - start), 8);
     return out->failed ? nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot write the export")
                        : ND_STATUS_OK;
 }
@@ -104,7 +78,7 @@ static enum nd_status container_read(const void *bytes, size_t len, struct slice
         return nd_error_set(err, ND_STATUS_INVALID_VALUE,
                             "truncated: %llu bytes of payload announced, %zu present",
                             (unsigned long long)payload, len - HEADER_BYTES - TRAILER_BYTES);
-    if (get_le(p + len - TRAILER_BYTES, 8) != checksum(p, len - TRAILER_BYTES))
+    if (get_le(p + len - TRAILER_BYTES, 8) != nd__checksum(p, len - TRAILER_BYTES))
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "checksum mismatch: damaged");
     size_t at = HEADER_BYTES, end = len - TRAILER_BYTES;
     uint64_t count = end - at >= 4 ? get_le(p + at, 4) : 0;
@@ -409,7 +383,7 @@ static enum nd_status check_opt(const struct nd_layer_state *s, enum nd_array_id
     return ND_STATUS_OK;
 }
 
-// What the stored form accepts of a history (persist.c's get_history_v3).
+// What the stored form accepts of a history (codec.c's get_history_v3).
 static enum nd_status check_history(const struct nd_history *h, struct nd_error *err) {
     bool ok = h->count >= 0 && h->count <= ND_HISTORY_CAPACITY && (uint64_t)h->count <= h->total &&
               (h->count == 0 || h->ring);

@@ -5,7 +5,7 @@
 // changed the layer; the oldest falls out once ND_HISTORY_CAPACITY are held. The ring is one
 // allocation of fixed size, made (and counted in the layer's memory budget) before the first
 // step that records, so recording never allocates and never fails. Stored with the layer
-// (persist.c, format version 3) and carried by the binary export.
+// (codec.c, format version 3) and carried by the binary export.
 //
 // Not thread-safe by itself: the owner's lock guards it (the layer's rwlock).
 #ifndef ND_HISTORY_H

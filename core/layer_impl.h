@@ -110,27 +110,7 @@ uint64_t nd__layer_version(struct nd_layer *layer);
 void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *batched,
                          bool per_channel, struct nd_norm_dims *dims);
 
-// ---- persistence (persist.c) ----
-
-// The layer's state in the binary form (caller holds the layer's lock).
-enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
-                                   struct nd_error *err);
-
-// A layer from its binary form; shared arrays are looked up through binder (NULL: none may be
-// named). Caller owns one reference.
-enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct nd__binder *binder,
-                                     struct nd_layer **out, struct nd_error *err);
-
-// Puts a saved state (values, optimizer states, counters, version) back into l (write lock held).
-enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
-                                 struct nd_error *err);
-
-// A shared array in the binary form (takes its read lock), and back. Caller owns the result.
-enum nd_status nd__array_serialize(struct nd_array *a, struct nd_buf *out, struct nd_error *err);
-enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_array **out,
-                                     struct nd_error *err);
-enum nd_status nd__array_restore(struct nd_array *a, const struct nd_buf *saved,
-                                 struct nd_error *err);
+// ---- storing changes (persist.c; the bytes are codec.h's) ----
 
 // What a change may have to undo when its save fails: the layer's state and its shared
 // arrays', serialized before the change. Without hooks it holds nothing and costs nothing.

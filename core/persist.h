@@ -1,5 +1,6 @@
-// persist.h - durable layers: the binary form of a layer's and a shared array's whole state, and
-// the hooks through which the engine hands every change to whoever stores it.
+// persist.h - durable layers, the public side: the hooks through which the engine hands every
+// change to whoever stores it (the change protocol, persist.c), and the codec's public part
+// (codec.c): the byte buffer, the format version and the name a stored file holds.
 //
 // core/ does no file I/O: a caller that wants durability (server/ with --data-dir) gives the
 // engine a struct nd_persist_hooks. After every change (define, delete, initialize, train-step,
@@ -10,16 +11,8 @@
 // the operation fails: nothing is reported done that is not stored. A layer deleted or replaced
 // while a change to it was on its way never stores itself again.
 //
-// Format (little-endian): magic "NDL1" (layer) or "NDS1" (shared array), u32 format version,
-// u64 payload length, the payload (fields in a fixed order, see persist.c), u64 FNV-1a checksum
-// of everything before it. Loading checks all four and every length inside.
-//
-// Compatibility: a file is read by the reader of the format version it holds (persist.c's
-// readers[], one per version normd ever wrote). A released reader is frozen: a format change
-// bumps ND_PERSIST_FORMAT_VERSION, writes only the new format and adds a reader, keeping every
-// older one, so a data dir written by any released version loads in every later one.
-// tests/data/persist/vN holds a data dir of each version and the answers it must give
-// (tests/server/test_compat.sh); a version without a reader is refused ("format version N").
+// The bytes are the codec's: their format and how every released format version stays readable
+// are described in codec.h (private to core).
 #ifndef ND_PERSIST_H
 #define ND_PERSIST_H
 
@@ -29,6 +22,7 @@
 
 #include "core/status.h"
 
+// The codec's format version (codec.h); public, since the stores and the tests name it.
 // 1: the first format. 2: a layer's spec also holds how its definition named things (the type's
 // spelling, where the convention came from, synchronized, PyTorch's num_features and
 // normalized_shape); a version-1 layer reads as named canonically, convention_from unknown.

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/codec.h"
 #include "core/export.h"
 #include "core/layer_impl.h"
 

@@ -1,4 +1,4 @@
-// check_persist.c - durable layers: the binary form of layers and shared arrays (core/persist.c)
+// check_persist.c - durable layers: the binary form of layers and shared arrays (core/codec.c)
 // and the hooks every change goes through. An in-memory store stands in for --data-dir: it
 // keeps name -> bytes copies, counts calls, fails on demand, and notices two saves of one name
 // at once. Round trips of every layer kind into a fresh engine (arrays, counters, optimizer
@@ -19,6 +19,7 @@
 #include "core/engine.h"
 #include "core/export.h"
 #include "core/layer.h"
+#include "core/codec.h"
 #include "core/layer_impl.h" // white-box: optimizer states, user_set, array versions
 #include "core/persist.h"
 #include "core/registry.h"
@@ -1693,7 +1694,7 @@ static void reseal(unsigned char *p, size_t n) {
         p[n - 8 + i] = (unsigned char)(h >> (8 * i));
 }
 
-// Bytes of a layer's training history in format version 3 (persist.c's put_history: total,
+// Bytes of a layer's training history in format version 3 (codec.c's put_history: total,
 // count, then per record version, train_step, time, flags and the flagged fields), computed from
 // the records independently of the writer.
 static size_t history_bytes(const struct nd_history *h) {
@@ -2718,7 +2719,7 @@ static const unsigned char v1_rms_norm[] =
     "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x63\x17\x92\x8a\x7c\x86\x79"
     "\x51";
 
-// Bytes of format version 1's spec (persist.c's put_spec up to the seed), computed from the
+// Bytes of format version 1's spec (codec.c's put_spec up to the seed), computed from the
 // layout independently of the writer.
 static size_t levels_bytes(const struct nd_levels *l) {
     return 4 + 4 + 4 * (size_t)l->count + 4 + 4 + 1;

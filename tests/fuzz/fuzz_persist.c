@@ -19,14 +19,15 @@
 
 #include "core/alloc.h"
 #include "core/engine.h"
-#include "core/layer_impl.h" // white-box: nd__layer_serialize for the round trip
+#include "core/codec.h" // white-box: nd__layer_serialize for the round trip
+#include "core/layer_impl.h"
 #include "core/persist.h"
 #include "core/registry.h"
 #include "tests/fuzz/fuzz_util.h"
 
 #define MAX_INPUT 4096 // elements of the example tensor a loaded layer is run on
 
-static uint64_t fnv1a(const unsigned char *p, size_t n) { // as core/persist.c
+static uint64_t fnv1a(const unsigned char *p, size_t n) { // as core/codec.c
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3ull;
