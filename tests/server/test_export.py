@@ -15,22 +15,17 @@ and extract "All".
 Standard library only. Prints "export: N passed, M failed".
 """
 import base64
-import http.client
 import json
 import os
 import random
 import shutil
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
-import time
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import check, summary  # noqa: E402
 
-NORMD = os.environ.get("NORMD", "build/normd")
-LIVENESS = 20.0  # seconds normd may take to start or stop (never a speed goal)
 
 
 
@@ -38,51 +33,8 @@ LIVENESS = 20.0  # seconds normd may take to start or stop (never a speed goal)
 
 
 
-class Server:
-    """normd on a free loopback port, stopped by its pid."""
-
-    def __init__(self, *flags):
-        self.flags = list(flags)
-        self.start()
-
-    def start(self):
-        self.port = free_port()
-        args = [NORMD, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warn"]
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args + self.flags, stderr=self.log)
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited %s at start" % self.proc.returncode)
-            try:
-                if self.call("GET", "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("normd did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(LIVENESS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def call(self, method, path, body=None, headers=None):
-        """(status, headers dict lower-cased, body bytes)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=LIVENESS)
-        h = dict(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=body, headers=h)
-        r = conn.getresponse()
-        data = r.read()
-        hdrs = {k.lower(): v for k, v in r.getheaders()}
-        conn.close()
-        return r.status, hdrs, data
+class Server(harness.Server):
+    """harness.Server with the export and import calls this test makes."""
 
     def json(self, method, path, body=None, headers=None):
         status, hdrs, data = self.call(method, path, body, headers)

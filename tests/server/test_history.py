@@ -13,71 +13,32 @@ survives a restart with --data-dir, bit for bit.
 
 Standard library only. Prints "history: N passed, M failed".
 """
-import http.client
 import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import check, summary  # noqa: E402
 
-NORMD = os.environ.get("NORMD", "build/normd")
-LIVENESS = 20.0  # seconds normd may take to start or stop (never a speed goal)
 CAPACITY = 256
 
 
-class Server:
-    """normd on a free loopback port, stopped by its pid."""
-
-    def __init__(self, *flags):
-        self.port = free_port()
-        args = [NORMD, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warn"]
-        self.proc = subprocess.Popen(args + list(flags), stderr=subprocess.DEVNULL)
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited %s at start" % self.proc.returncode)
-            try:
-                if self.call("GET", "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("normd did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(LIVENESS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+class Server(harness.Server):
+    """harness.Server, whose call() answers parsed JSON (None for an empty or non-JSON body)."""
 
     def call(self, method, path, body=None):
         """(status, headers lower-cased, parsed JSON or None)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=LIVENESS)
-        headers = {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        conn.close()
+        status, hdrs, raw = self.request(method, path, body)
         try:
             doc = json.loads(raw) if raw else None
         except ValueError:
             doc = None
-        return resp.status, hdrs, doc
+        return status, hdrs, doc
 
 
 def norm(values):

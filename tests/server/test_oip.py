@@ -12,66 +12,21 @@ binary-data documentation (tests/data/oip/, README.md there) are replayed.
 
 Standard library only. Prints "oip: N passed, M failed".
 """
-import http.client
 import json
 import os
-import signal
 import struct
-import subprocess
 import sys
-import tempfile
-import time
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import check, summary  # noqa: E402
 
-NORMD = os.environ.get("NORMD", "build/normd")
-LIVENESS = 20.0  # seconds normd may take to start or stop (never a speed goal)
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "oip")
 IHCL = "Inference-Header-Content-Length"
 KEY = "oip-test-key"
 
 
-class Server:
-    """normd on a free loopback port, stopped by its pid."""
-
-    def __init__(self, *flags):
-        self.port = free_port()
-        args = [NORMD, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warn"]
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args + list(flags), stderr=self.log)
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited %s at start" % self.proc.returncode)
-            try:
-                if self.call("GET", "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("normd did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(LIVENESS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def call(self, method, path, body=None, headers=None):
-        """(status, headers with lower-case names, body bytes)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=LIVENESS)
-        h = dict(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        try:
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            conn.close()
+class Server(harness.Server):
+    """harness.Server, whose json() also answers the headers."""
 
     def json(self, method, path, body=None, headers=None):
         s, h, b = self.call(method, path, body, headers)
