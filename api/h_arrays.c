@@ -317,23 +317,22 @@ int api_h_array_put(struct api_call *call) {
 
 // ---- the list of a layer's arrays ----
 
+// A disabled array is listed too, with an unknown shape (and no shared name: it has none).
 static void write_array_entry(struct jw *w, const struct nd_layer_info *info, int id) {
-    struct nd_shape unknown = {.ndim = ND_RANK_UNKNOWN};
-    const struct nd_shape *shape = info->array_shape[id].ndim >= 0 ? &info->array_shape[id]
-                                   : info->layout_known             ? &info->layout.param_shape
-                                                                    : &unknown;
     jw_obj_begin(w);
     jw_key(w, "name");
     jw_string(w, nd_array_name((enum nd_array_id)id));
-    jw_key(w, "shape");
-    api_write_shape(w, info->enabled[id] ? shape : &unknown);
-    jw_key(w, "learning_rate_multiplier");
-    jw_double(w, info->spec.lr_multiplier[id]);
-    jw_key(w, "shared");
-    if (info->shared[id][0])
-        jw_string(w, info->shared[id]);
-    else
+    if (info->enabled[id]) {
+        api_write_array_facts(w, info, (enum nd_array_id)id);
+    } else {
+        struct nd_shape unknown = {.ndim = ND_RANK_UNKNOWN};
+        jw_key(w, "shape");
+        api_write_shape(w, &unknown);
+        jw_key(w, "learning_rate_multiplier");
+        jw_double(w, info->spec.lr_multiplier[id]);
+        jw_key(w, "shared");
         jw_null(w);
+    }
     jw_key(w, "enabled");
     jw_bool(w, info->enabled[id]);
     jw_obj_end(w);

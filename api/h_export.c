@@ -402,22 +402,32 @@ static int read_array_entry(struct api_call *call, const json_t *v, enum nd_arra
     return 0;
 }
 
+typedef int (*entry_fn)(struct api_call *call, const json_t *v, enum nd_array_id id,
+                        struct nd_layer_state_array *a);
+
+// An object keyed by array names (canonical or aliases, each array once), each entry read into
+// its array's slot: "arrays" and "optimizer_state" alike.
+static int read_per_array(struct api_call *call, const json_t *v, const char *field,
+                          struct nd_layer_state *s, entry_fn read_entry) {
+    const char *key;
+    json_t *value;
+    unsigned seen = 0;
+    json_object_foreach((json_t *)v, key, value) {
+        enum nd_array_id id;
+        if (read_array_key(key, &s->spec, field, &seen, &id, &call->err) != 0 ||
+            read_entry(call, value, id, &s->arrays[id]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int read_arrays(struct api_call *call, const json_t *doc, struct nd_layer_state *s) {
     const json_t *v = json_object_get(doc, "arrays");
     if (!v)
         return api_error_set(&call->err, 422, "invalid_value", "arrays", "arrays is required");
     if (expect_object(v, "arrays", false, &call->err) != 0)
         return -1;
-    const char *key;
-    json_t *value;
-    unsigned seen = 0;
-    json_object_foreach((json_t *)v, key, value) {
-        enum nd_array_id id;
-        if (read_array_key(key, &s->spec, "arrays", &seen, &id, &call->err) != 0 ||
-            read_array_entry(call, value, id, &s->arrays[id]) != 0)
-            return -1;
-    }
-    return 0;
+    return read_per_array(call, v, "arrays", s, read_array_entry);
 }
 
 // m or v: a tensor of the array's shape, into dst.
@@ -489,16 +499,7 @@ static int read_optimizer_state(struct api_call *call, const json_t *doc,
         return 0;
     if (expect_object(v, "optimizer_state", true, &call->err) != 0)
         return -1;
-    const char *key;
-    json_t *value;
-    unsigned seen = 0;
-    json_object_foreach((json_t *)v, key, value) {
-        enum nd_array_id id;
-        if (read_array_key(key, &s->spec, "optimizer_state", &seen, &id, &call->err) != 0 ||
-            read_opt_entry(call, value, id, &s->arrays[id]) != 0)
-            return -1;
-    }
-    return 0;
+    return read_per_array(call, v, "optimizer_state", s, read_opt_entry);
 }
 
 static int read_counters(struct api_call *call, const json_t *doc, struct nd_layer_state *s) {

@@ -187,6 +187,11 @@ uint64_t api_write_layer_info(struct jw *w, struct nd_layer *layer);
 // Writes the effective options of a spec (its type's options only).
 void api_write_options(struct jw *w, const struct nd_spec *spec, const struct nd_layout *layout);
 
+// An enabled array's facts as GET layer and GET .../arrays show them: its "shape" (known, else
+// the layout's parameter shape, else unknown), "learning_rate_multiplier" and "shared" (the
+// shared array's name or null), as keys of the object being written.
+void api_write_array_facts(struct jw *w, const struct nd_layer_info *info, enum nd_array_id id);
+
 // Writes the value of one option (canonical name or alias) of the spec's type; false when the
 // type has no such option.
 bool api_write_option_named(struct jw *w, const struct nd_spec *spec,

@@ -1213,6 +1213,21 @@ static void write_expansion(struct jw *w, const struct nd_layer_info *info) {
     jw_obj_end(w);
 }
 
+void api_write_array_facts(struct jw *w, const struct nd_layer_info *info, enum nd_array_id id) {
+    struct nd_shape unknown = {.ndim = ND_RANK_UNKNOWN};
+    jw_key(w, "shape");
+    api_write_shape(w, info->array_shape[id].ndim >= 0 ? &info->array_shape[id]
+                       : info->layout_known        ? &info->layout.param_shape
+                                                   : &unknown);
+    jw_key(w, "learning_rate_multiplier");
+    jw_double(w, info->spec.lr_multiplier[id]);
+    jw_key(w, "shared");
+    if (info->shared[id][0])
+        jw_string(w, info->shared[id]);
+    else
+        jw_null(w);
+}
+
 static void write_arrays_info(struct jw *w, const struct nd_layer_info *info) {
     int count = nd_spec_array_count(&info->spec);
     jw_obj_begin(w);
@@ -1223,18 +1238,7 @@ static void write_arrays_info(struct jw *w, const struct nd_layer_info *info) {
             continue;
         }
         jw_obj_begin(w);
-        jw_key(w, "shape");
-        struct nd_shape unknown = {.ndim = ND_RANK_UNKNOWN};
-        api_write_shape(w, info->array_shape[id].ndim >= 0 ? &info->array_shape[id]
-                           : info->layout_known        ? &info->layout.param_shape
-                                                       : &unknown);
-        jw_key(w, "learning_rate_multiplier");
-        jw_double(w, info->spec.lr_multiplier[id]);
-        jw_key(w, "shared");
-        if (info->shared[id][0])
-            jw_string(w, info->shared[id]);
-        else
-            jw_null(w);
+        api_write_array_facts(w, info, (enum nd_array_id)id);
         jw_obj_end(w);
     }
     jw_obj_end(w);
