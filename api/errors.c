@@ -50,6 +50,10 @@ static const struct {
     [ND_STATUS_INTERNAL] = {500, "internal"},
     [ND_STATUS_BUSY] = {503, "unavailable"},
     [ND_STATUS_STORAGE] = {507, "insufficient_storage"},
+    // A lost compare-and-set is retried on a reloaded copy (routes.c); what is left is a
+    // conflict the client may retry.
+    [ND_STATUS_STALE] = {409, "conflict"},
+    [ND_STATUS_UNAVAILABLE] = {503, "unavailable"},
 };
 
 int api_error_from_core(struct api_error *err, const struct nd_error *core,
@@ -63,6 +67,8 @@ int api_error_from_core(struct api_error *err, const struct nd_error *core,
                  core->field);
     else
         snprintf(field, sizeof field, "%s", core->field[0] ? core->field : field_prefix ? field_prefix : "");
+    if (err->status == 0)
+        err->stale = code == ND_STATUS_STALE;
     return api_error_set(err, core_map[code].status, core_map[code].code, field, "%s",
                          core->msg[0] ? core->msg : nd_status_name(core->code));
 }

@@ -19,6 +19,10 @@ struct api_error {
     const char *code;
     char field[API_FIELD_MAX]; // "" or a dotted path ("options.epsilon")
     char message[API_MESSAGE_MAX];
+    // A shared store held a newer state than this replica's copy (ND_STATUS_STALE): the copy was
+    // dropped, and the request may run again on the store's (routes.c does, a bounded number of
+    // times).
+    bool stale;
 };
 
 void api_error_clear(struct api_error *err);

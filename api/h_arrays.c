@@ -161,7 +161,7 @@ static int extract_all(struct api_call *call, struct nd_layer *layer,
 }
 
 static int extract(struct api_call *call, struct nd_layer *layer) {
-    static const char *const keys[] = {"keys", "output_format", NULL};
+    static const char *const keys[] = {"keys", "output_format", "min_version", NULL};
     enum api_tensor_form form;
     if (api_check_keys(call->body, keys, "", &call->err) != 0 || output_format(call, &form) != 0)
         return API_FAIL;
@@ -203,10 +203,12 @@ int api_h_extract(struct api_call *call) {
     if (call->binary)
         return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
                              "extract takes JSON");
-    struct nd_layer *layer;
+    struct nd_layer *layer = NULL;
     if (api_parse_body(call, false) != 0 || api_layer_from_path(call, &layer) != 0)
         return API_FAIL;
-    int rc = extract(call, layer);
+    int rc = api_layer_at_least(call, &layer);
+    if (rc == 0)
+        rc = extract(call, layer);
     nd_layer_unref(layer);
     return rc;
 }

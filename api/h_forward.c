@@ -184,12 +184,17 @@ static int forward_tensor(struct api_call *call, struct nd_layer *layer, struct 
     return rc;
 }
 
-static int forward_body(struct api_call *call, struct nd_layer *layer) {
-    static const char *const keys[] = {"input", "inputs", "mode", "output_format", "batch", NULL};
+static int forward_body(struct api_call *call, struct nd_layer **at) {
+    static const char *const keys[] = {"input",  "inputs",      "mode",
+                                       "output_format", "batch", "min_version", NULL};
     struct forward_req fr;
     if (!call->binary &&
         (api_parse_body(call, false) != 0 || api_check_keys(call->body, keys, "", &call->err)))
         return API_FAIL;
+    int rc = api_layer_at_least(call, at);
+    if (rc != 0)
+        return rc;
+    struct nd_layer *layer = *at;
     if (parse_forward_options(call, &fr) != 0)
         return API_FAIL;
     if (!call->binary && json_object_get(call->body, "inputs")) {
@@ -202,7 +207,7 @@ static int forward_body(struct api_call *call, struct nd_layer *layer) {
     }
     struct nd_tensor x = {0};
     enum api_tensor_form form = API_FORM_NESTED;
-    int rc = api_read_input(call, "input", &x, &form);
+    rc = api_read_input(call, "input", &x, &form);
     if (rc == 0)
         rc = forward_tensor(call, layer, &x, form, &fr);
     nd_tensor_deinit(&x);
@@ -210,10 +215,10 @@ static int forward_body(struct api_call *call, struct nd_layer *layer) {
 }
 
 int api_h_forward(struct api_call *call) {
-    struct nd_layer *layer;
-    if (api_layer_from_path(call, &layer) != 0)
-        return API_FAIL;
-    int rc = forward_body(call, layer);
+    struct nd_layer *layer = NULL;
+    int rc = api_layer_from_path(call, &layer);
+    if (rc == 0)
+        rc = forward_body(call, &layer);
     nd_layer_unref(layer);
     return rc;
 }

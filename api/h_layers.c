@@ -1,15 +1,66 @@
 // h_layers.c - the layer resource: list, create, replace, inspect, delete, initialize.
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/internal.h"
 
 int api_layer_from_path(struct api_call *call, struct nd_layer **out) {
+    struct nd_registry *reg = nd_engine_registry(call->ctx->engine);
+    // On an event loop only what this replica holds: loading from a shared store is I/O, for a
+    // worker (which also answers 404 for a name no store has).
+    if (call->inline_only && nd_registry_get_local(reg, call->param[0], out, NULL) != ND_STATUS_OK)
+        return API_DEFER;
     struct nd_error ce;
     nd_error_clear(&ce);
-    if (nd_registry_get(nd_engine_registry(call->ctx->engine), call->param[0], out, &ce) !=
-        ND_STATUS_OK)
+    if (nd_registry_get(reg, call->param[0], out, &ce) != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     return 0;
+}
+
+// min_version from the body (an integer, or the query's text merged into it) or the query: 0
+// when absent.
+static int read_min_version(struct api_call *call, uint64_t *want) {
+    const json_t *v = call->body ? json_object_get(call->body, "min_version") : NULL;
+    const char *text = v ? json_string_value(v) : api_query(call->req, "min_version");
+    int64_t n = 0;
+    *want = 0;
+    if (v && !text && api_as_int(v, "min_version", &n, &call->err) != 0)
+        return API_FAIL;
+    if (text) {
+        char *end;
+        n = text[0] >= '0' && text[0] <= '9' ? (int64_t)strtoll(text, &end, 10) : -1;
+        if (n < 0 || *end || strlen(text) > 19)
+            return api_error_set(&call->err, 422, "invalid_value", "min_version",
+                                 "min_version must be a version (an integer >= 1)");
+    }
+    if ((v || text) && n < 1)
+        return api_error_set(&call->err, 422, "invalid_value", "min_version",
+                             "min_version must be >= 1, got %lld", (long long)n);
+    *want = (uint64_t)n;
+    return 0;
+}
+
+int api_layer_at_least(struct api_call *call, struct nd_layer **layer) {
+    uint64_t want;
+    if (read_min_version(call, &want) != 0)
+        return API_FAIL;
+    if (want == 0 || nd_layer_version(*layer) >= want)
+        return 0;
+    if (call->inline_only)
+        return API_DEFER; // loading is I/O
+    // Another replica acknowledged it, so a shared store holds it: drop this copy and load that.
+    nd_registry_evict(nd_engine_registry(call->ctx->engine), call->param[0], want);
+    nd_layer_unref(*layer);
+    *layer = NULL;
+    if (api_layer_from_path(call, layer) != 0)
+        return API_FAIL;
+    uint64_t have = nd_layer_version(*layer);
+    if (have >= want)
+        return 0;
+    api_reply_header(call, "Retry-After", "1");
+    return api_error_set(&call->err, 503, "unavailable", "min_version",
+                         "layer %s is at version %llu, not yet %llu", call->param[0],
+                         (unsigned long long)have, (unsigned long long)want);
 }
 
 static int reply_info(struct api_call *call, int status, struct nd_layer *layer) {
@@ -99,10 +150,12 @@ int api_h_layer_put(struct api_call *call) {
 // ---- inspect and delete ----
 
 int api_h_layer_get(struct api_call *call) {
-    struct nd_layer *layer;
-    if (api_layer_from_path(call, &layer) != 0)
-        return API_FAIL;
-    int rc = reply_info(call, 200, layer);
+    struct nd_layer *layer = NULL;
+    int rc = api_layer_from_path(call, &layer);
+    if (rc == 0)
+        rc = api_layer_at_least(call, &layer);
+    if (rc == 0)
+        rc = reply_info(call, 200, layer);
     nd_layer_unref(layer);
     return rc;
 }

@@ -243,12 +243,15 @@ static int infer(struct api_call *call, struct nd_layer *layer, uint64_t want,
 }
 
 int api_h_oip_infer(struct api_call *call) {
-    struct nd_layer *layer;
+    struct nd_layer *layer = NULL;
     struct oip_request r = {0};
     uint64_t want;
-    if (path_version(call, &want) != 0 || api_layer_from_path(call, &layer) != 0)
+    if (path_version(call, &want) != 0)
         return API_FAIL;
-    int rc = infer(call, layer, want, &r);
+    int rc = api_layer_from_path(call, &layer); // API_DEFER on a loop when not held here
+    if (rc != 0)
+        return rc;
+    rc = infer(call, layer, want, &r);
     oip_request_release(&r);
     nd_layer_unref(layer);
     return rc;

@@ -248,7 +248,14 @@ int api_h_oip_infer(struct api_call *call);
 int api_h_oip_train(struct api_call *call);
 void api_oip_reply_error(struct api_call *call); // {"error": "message"}, 422 -> 400
 
-// Takes a reference to the layer named by the path, or fails (404).
+// Takes a reference to the layer named by the path, or fails (404). On an event loop
+// (inline_only) a layer this replica does not hold is API_DEFER: a worker loads it from a
+// shared store.
 int api_layer_from_path(struct api_call *call, struct nd_layer **out);
+
+// min_version (body or query; API.md 2.4): when *layer is older, replaces it with the store's
+// copy (API_DEFER on an event loop); 503 unavailable with Retry-After when that is older too,
+// 422 for a bad value. *layer may be NULL after a failure (nd_layer_unref takes NULL).
+int api_layer_at_least(struct api_call *call, struct nd_layer **layer);
 
 #endif

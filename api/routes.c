@@ -29,12 +29,22 @@ struct route {
 // ones declared here, anything else is 422 unknown_field.
 static const struct api_query_param Q_FORWARD[] = {
     {"mode", API_QUERY_STRING},
+    {"min_version", API_QUERY_STRING}, // read-your-writes across replicas
     {"batch", API_QUERY_BOOL},
     {"output_format", API_QUERY_STRING},
     {NULL, API_QUERY_STRING},
 };
 static const struct api_query_param Q_FORMAT[] = {
     {"output_format", API_QUERY_STRING},
+    {NULL, API_QUERY_STRING},
+};
+static const struct api_query_param Q_EXTRACT[] = {
+    {"output_format", API_QUERY_STRING},
+    {"min_version", API_QUERY_STRING},
+    {NULL, API_QUERY_STRING},
+};
+static const struct api_query_param Q_MIN_VERSION[] = {
+    {"min_version", API_QUERY_STRING},
     {NULL, API_QUERY_STRING},
 };
 static const struct api_query_param Q_HISTORY[] = { // the newest N records only
@@ -55,14 +65,14 @@ static const struct route routes[] = {
     {"GET", "/v1/types/{type}/options", api_h_type_options, ROUTE_AUTH | ROUTE_INLINE},
     {"GET", "/v1/layers", api_h_layers_list, ROUTE_AUTH},
     {"POST", "/v1/layers", api_h_layers_create, ROUTE_AUTH | ROUTE_BODY},
-    {"GET", "/v1/layers/{name}", api_h_layer_get, ROUTE_AUTH},
+    {"GET", "/v1/layers/{name}", api_h_layer_get, ROUTE_AUTH, Q_MIN_VERSION},
     {"PUT", "/v1/layers/{name}", api_h_layer_put, ROUTE_AUTH | ROUTE_BODY},
     {"DELETE", "/v1/layers/{name}", api_h_layer_delete, ROUTE_AUTH},
     {"POST", "/v1/layers/{name}/initialize", api_h_initialize, ROUTE_AUTH | ROUTE_BODY},
     {"POST", "/v1/layers/{name}/forward", api_h_forward, ROUTE_AUTH | ROUTE_BODY | ROUTE_INLINE,
      Q_FORWARD},
     {"POST", "/v1/layers/{name}/train-step", api_h_train_step, ROUTE_AUTH | ROUTE_BODY},
-    {"POST", "/v1/layers/{name}/extract", api_h_extract, ROUTE_AUTH | ROUTE_BODY, Q_FORMAT},
+    {"POST", "/v1/layers/{name}/extract", api_h_extract, ROUTE_AUTH | ROUTE_BODY, Q_EXTRACT},
     {"GET", "/v1/layers/{name}/arrays", api_h_arrays_list, ROUTE_AUTH},
     {"GET", "/v1/layers/{name}/history", api_h_history, ROUTE_AUTH, Q_HISTORY},
     {"GET", "/v1/layers/{name}/export", api_h_export, ROUTE_AUTH, Q_FORMAT},
@@ -594,6 +604,26 @@ static int run_route(struct api_call *call, const struct route *r) {
     return r->fn(call);
 }
 
+// A change that lost a compare-and-set to another replica runs again on the store's state
+// (the store dropped the stale copy): as many tries in all, then 409 conflict.
+#define API_STALE_TRIES 4
+
+// Forgets what a try of the route did, for the next try: its reply, parsed body, reservation
+// and error (the path's parameters stay).
+static void call_reset(struct api_call *call) {
+    const char *route = call->resp->route;
+    api_response_free(call->resp);
+    memset(call->resp, 0, sizeof *call->resp);
+    call->resp->route = route;
+    json_decref(call->body);
+    call->body = NULL;
+    api_fast_release(&call->fast);
+    nd_budget_give(nd_engine_budget(call->ctx->engine), call->reserved);
+    call->reserved = 0;
+    call->binary = false;
+    memset(&call->err, 0, sizeof call->err);
+}
+
 enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
                             struct api_response *resp, bool inline_only) {
     struct api_call call = {.ctx = ctx, .req = req, .resp = resp, .inline_only = inline_only,
@@ -607,6 +637,10 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
     memset(resp, 0, sizeof *resp);
     resp->route = r ? r->pattern : UNMATCHED;
     int rc = is_options ? options(&call) : r ? run_route(&call, r) : no_route(&call);
+    for (int tries = 1; rc != API_DEFER && call.err.stale && tries < API_STALE_TRIES; tries++) {
+        call_reset(&call);
+        rc = run_route(&call, r);
+    }
     if (rc == API_DEFER) {
         api_response_free(resp);
         memcpy(resp, &caller, sizeof *resp);

@@ -43,6 +43,11 @@ void nd__buf_put(struct nd_buf *b, const void *p, size_t n) {
     b->len += n;
 }
 
+bool nd_buf_append(struct nd_buf *buf, const void *bytes, size_t n) {
+    nd__buf_put(buf, bytes, n);
+    return !buf->failed;
+}
+
 // Integers little-endian byte by byte; doubles and floats through their bit patterns.
 static void put_u64(struct nd_buf *b, uint64_t v) {
     unsigned char x[8];

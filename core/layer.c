@@ -39,7 +39,7 @@ const char *nd_layer_name(const struct nd_layer *layer) {
     return layer->name;
 }
 
-uint64_t nd__layer_version(struct nd_layer *layer) {
+uint64_t nd_layer_version(struct nd_layer *layer) {
     return atomic_load_explicit(&layer->version, memory_order_acquire);
 }
 

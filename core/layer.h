@@ -98,6 +98,9 @@ struct nd_layer_info {
     int64_t optimizer_steps;     // train-steps that updated at least one array
 };
 
+// The layer's version, read without its lock (a change in flight may bump it any moment).
+uint64_t nd_layer_version(struct nd_layer *layer);
+
 // Fills *info under the layer's read lock. Thread-safe.
 void nd_layer_info(struct nd_layer *layer, struct nd_layer_info *info);
 

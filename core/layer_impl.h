@@ -20,6 +20,10 @@ struct nd_array {
     // layers never cross. Taken after the layer's store_lock, before `lock`.
     struct nd_mutex *store_lock;
     atomic_bool stored;                // saved through the hooks (or loaded): not new to the store
+    // The store's version of it as this copy last saw it (a store shared by replicas compares
+    // it): version + 1 when saved or loaded, 0 while new. Written under store_lock; atomic, since
+    // the registry compares it with another replica's without that lock.
+    _Atomic uint64_t stored_version;
     char shared_name[ND_NAME_MAX + 1]; // "" for a layer's own array
     struct nd_shape shape;
     int64_t numel;
@@ -52,6 +56,9 @@ struct nd_layer {
     // (detached) never stores itself again over its successor's copy.
     struct nd_mutex *store_lock;
     bool detached; // guarded by store_lock
+    // The version the store holds for the name as this copy last saw it: the layer's when loaded
+    // or saved, the replaced layer's for a new definition (0: a new name). Guarded by store_lock.
+    uint64_t stored_version;
     struct nd_history history; // committed train-steps; guarded by lock, like the counters
 };
 
@@ -101,8 +108,6 @@ enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_init
 // Returns once nobody holds the layer's lock (it may be taken again right after).
 void nd__layer_wait_idle(struct nd_layer *layer);
 
-// The version, read without the layer's lock.
-uint64_t nd__layer_version(struct nd_layer *layer);
 
 // Builds the kernel dims of a batched shape for a layer's layout. per_channel reduces over the
 // batch too, as batch norm always does: an instance norm normalizing with its moving

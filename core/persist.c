@@ -97,14 +97,18 @@ static void undo_apply(struct nd_layer *l, struct nd__undo *u, bool restore_laye
             nd__array_restore(u->arrays[id], &u->shared[id], NULL);
 }
 
+// A shared array's store version is its own + 1: a new array (version 0) must not look absent.
 static enum nd_status save_shared(const struct nd_persist_hooks *hooks, struct nd_array *a,
                                   struct nd_error *err) {
     struct nd_buf b = {0};
     enum nd_status st = nd__array_serialize(a, &b, err);
+    struct nd_store_put put = {a->shared_name, b.data, b.len, a->stored_version, a->version + 1};
     if (st == ND_STATUS_OK)
-        st = hooks->save_shared(hooks->ctx, a->shared_name, b.data, b.len, err);
-    if (st == ND_STATUS_OK)
+        st = hooks->save_shared(hooks->ctx, &put, err);
+    if (st == ND_STATUS_OK) {
+        a->stored_version = put.version;
         atomic_store(&a->stored, true);
+    }
     nd_buf_deinit(&b);
     return st;
 }
@@ -148,8 +152,11 @@ static enum nd_status save_all(struct nd_layer *l, const struct nd__undo *u, str
     struct nd_buf b = {0};
     if (st == ND_STATUS_OK && !l->detached)
         st = nd__layer_serialize(l, &b, err);
+    struct nd_store_put put = {l->name, b.data, b.len, l->stored_version, l->version};
     if (st == ND_STATUS_OK && !l->detached)
-        st = h->save_layer(h->ctx, l->name, b.data, b.len, err);
+        st = h->save_layer(h->ctx, &put, err);
+    if (st == ND_STATUS_OK && !l->detached)
+        l->stored_version = put.version;
     nd_buf_deinit(&b);
     return st;
 }
@@ -182,8 +189,9 @@ void nd__shared_unstore(const struct nd_persist_hooks *hooks, struct nd_array *a
     if (!hooks)
         return;
     array_lock(a); // after a change of one of its (detached) layers that stores it
-    if (hooks->remove_shared)
-        hooks->remove_shared(hooks->ctx, a->shared_name, NULL);
+    struct nd_store_put put = {a->shared_name, NULL, 0, a->stored_version, 0};
+    if (hooks->remove_shared && hooks->remove_shared(hooks->ctx, &put, NULL) == ND_STATUS_OK)
+        a->stored_version = 0;
     atomic_store(&a->stored, false);
     array_unlock(a);
 }
@@ -207,8 +215,9 @@ enum nd_status nd__layer_unstore(struct nd_layer *l, struct nd_error *err) {
     if (!persisting(l))
         return ND_STATUS_OK;
     nd_mutex_lock(l->store_lock);
+    struct nd_store_put put = {l->name, NULL, 0, l->stored_version, 0};
     enum nd_status st = l->persist->remove_layer
-                            ? l->persist->remove_layer(l->persist->ctx, l->name, err)
+                            ? l->persist->remove_layer(l->persist->ctx, &put, err)
                             : ND_STATUS_OK;
     if (st == ND_STATUS_OK)
         l->detached = true;

@@ -40,19 +40,46 @@ struct nd_buf {
 
 void nd_buf_deinit(struct nd_buf *buf);
 
-// Where changes go. Every function returns ND_STATUS_OK once the bytes are durable (or the file
-// is gone), or an error (ND_STATUS_STORAGE when the disk is full, ND_STATUS_INTERNAL for other
-// I/O failures) with a message naming what failed. Called from any thread; calls for one name
-// (a layer's, a shared array's) never overlap. bytes are borrowed for the call.
+// One stored copy a hook writes or removes. expect is the version the store must hold for the
+// name when the change applies (0: the name must be absent), version the one it holds after it
+// (0: removed). A store of one process may ignore both; a store shared by replicas compares
+// expect and refuses with ND_STATUS_STALE when another replica changed the name first.
+struct nd_store_put {
+    const char *name;
+    const void *bytes; // the codec's bytes, borrowed for the call (NULL for a removal)
+    size_t len;
+    uint64_t expect, version;
+};
+
+// Where changes go. Every function returns ND_STATUS_OK once the bytes are durable (or the copy
+// is gone), or an error with a message naming what failed: ND_STATUS_STORAGE when the disk is
+// full, ND_STATUS_UNAVAILABLE when the store cannot be reached, ND_STATUS_STALE when the store
+// does not hold put->expect, ND_STATUS_INTERNAL for other I/O failures. Called from any thread;
+// calls for one name (a layer's, a shared array's) never overlap.
+//
+// A store shared by replicas also fills the three fetch functions (NULL otherwise): the
+// registry then loads a layer or shared array it does not hold from the store on first use, and
+// lists the store's layers. fetch_* append a copy's bytes to *out (nd_buf_append) or answer
+// ND_STATUS_NOT_FOUND; list_layers gives malloc'd names in a malloc'd array (the registry
+// frees each and the array with free()).
 struct nd_persist_hooks {
     void *ctx;
-    enum nd_status (*save_layer)(void *ctx, const char *name, const void *bytes, size_t len,
-                                 struct nd_error *err);
-    enum nd_status (*remove_layer)(void *ctx, const char *name, struct nd_error *err);
-    enum nd_status (*save_shared)(void *ctx, const char *name, const void *bytes, size_t len,
+    enum nd_status (*save_layer)(void *ctx, const struct nd_store_put *put, struct nd_error *err);
+    enum nd_status (*remove_layer)(void *ctx, const struct nd_store_put *put,
+                                   struct nd_error *err);
+    enum nd_status (*save_shared)(void *ctx, const struct nd_store_put *put,
                                   struct nd_error *err);
-    enum nd_status (*remove_shared)(void *ctx, const char *name, struct nd_error *err);
+    enum nd_status (*remove_shared)(void *ctx, const struct nd_store_put *put,
+                                    struct nd_error *err);
+    enum nd_status (*fetch_layer)(void *ctx, const char *name, struct nd_buf *out,
+                                  struct nd_error *err);
+    enum nd_status (*fetch_shared)(void *ctx, const char *name, struct nd_buf *out,
+                                   struct nd_error *err);
+    enum nd_status (*list_layers)(void *ctx, char ***names, int64_t *count, struct nd_error *err);
 };
+
+// Appends n bytes to buf; false (buf->failed set) when out of memory.
+bool nd_buf_append(struct nd_buf *buf, const void *bytes, size_t n);
 
 // The name a stored layer (shared false) or shared array holds, envelope and checksum checked
 // first, so a loader can refuse a file whose name is not its content's (a copy "a-backup.ndl"

@@ -197,6 +197,9 @@ struct bind_ctx {
     struct nd_array *fresh[ND_ARRAY_AFFINE_COUNT]; // created here, in the table (borrowed)
     int nfresh;
     struct hold *wait; // a referenced hold of another operation on a bound name
+    // Load: a lookup met a shared array this registry does not hold; its name is copied here
+    // (NULL: not wanted), so the loader can fetch it from a shared store and try again.
+    char *missing;
 };
 
 static enum nd_status shared_shape_error(const char *name, const struct nd_shape *have,
@@ -241,8 +244,11 @@ static enum nd_status bind_locked(struct bind_ctx *ctx, const char *name,
         ctx->wait = hold_ref(t->e[pos].hold);
         return nd_error_set(err, ND_STATUS_BUSY, "shared array %s is busy", name);
     }
-    if (pos < 0 && !shape) // a lookup only
+    if (pos < 0 && !shape) { // a lookup only
+        if (ctx->missing)
+            snprintf(ctx->missing, ND_NAME_MAX + 1, "%s", name);
         return nd_error_set(err, ND_STATUS_NOT_FOUND, "no shared array %s", name);
+    }
     if (pos < 0)
         return bind_create(ctx, pos, name, shape, init, rng, out, err);
     struct nd_array *a = t->e[pos].obj;
@@ -372,6 +378,17 @@ static void prune_shared(struct nd_registry *reg, bool remove_stored) {
     nd_mutex_unlock(reg->lock);
 }
 
+// A store shared by replicas (at the end of this file): loading what is not here.
+static enum nd_status load_missing(struct nd_registry *reg, const char *name,
+                                   struct nd_error *err);
+static enum nd_status load_missing_named(struct nd_registry *reg, const char *const *names,
+                                         int n, struct nd_error *err);
+static enum nd_status load_all(struct nd_registry *reg, struct nd_error *err);
+static enum nd_status load_missing_uses(struct nd_registry *reg, const char *name,
+                                        struct nd_error *err);
+static enum nd_status load_layer(struct nd_registry *reg, const void *bytes, size_t len,
+                                 char *missing, struct nd_error *err);
+
 // ---- layers ----
 
 // Takes the mutex and own (a new hold, locked) when no other thread holds the name: true, with
@@ -425,6 +442,18 @@ static void unhold_name(struct nd_registry *reg, const char *name) {
     }
 }
 
+// After an operation on a held name lost a shared store's compare-and-set (mutex held, the
+// hold cleared): drops the copy it worked on when it is still the registry's, as the store's
+// eviction would have (it skipped the held name), so a retry loads the store's.
+static void drop_stale(struct nd_registry *reg, const char *name, const struct nd_layer *l,
+                       enum nd_status st) {
+    int64_t pos = st == ND_STATUS_STALE && l ? table_find(&reg->layers, name) : -1;
+    if (pos < 0 || reg->layers.e[pos].obj != l)
+        return;
+    nd_layer_unref(reg->layers.e[pos].obj);
+    table_remove(&reg->layers, pos);
+}
+
 static enum nd_status define_checks(struct nd_registry *reg, const char *name, int64_t pos,
                                     enum nd_define_mode mode, uint64_t if_version,
                                     struct nd_error *err) {
@@ -436,7 +465,7 @@ static enum nd_status define_checks(struct nd_registry *reg, const char *name, i
     if (pos >= 0 && mode == ND_DEFINE_CREATE)
         return nd_error_set_field(err, ND_STATUS_ALREADY_EXISTS, "name",
                                   "layer %s already exists", name);
-    if (if_version != 0 && (pos < 0 || nd__layer_version(reg->layers.e[pos].obj) != if_version))
+    if (if_version != 0 && (pos < 0 || nd_layer_version(reg->layers.e[pos].obj) != if_version))
         return nd_error_set(err, ND_STATUS_PRECONDITION_FAILED,
                             "layer %s is not at version %llu", name,
                             (unsigned long long)if_version);
@@ -510,7 +539,7 @@ static enum nd_status define_begin(struct nd_registry *reg, int64_t pos,
     op->old = pos >= 0 ? reg->layers.e[pos].obj : NULL;
     if (op->old)
         nd_layer_ref(op->old);
-    op->layer->version = op->old ? nd__layer_version(op->old) + 1 : 1;
+    op->layer->version = op->old ? nd_layer_version(op->old) + 1 : 1;
     if (op->imported && op->imported_version > op->layer->version) // an import keeps its own
         op->layer->version = op->imported_version;
     op->layer->persist = reg->persist;
@@ -527,6 +556,8 @@ static enum nd_status define_begin(struct nd_registry *reg, int64_t pos,
 // copy is stored the old layer is detached.
 static enum nd_status define_store(struct define_op *op, struct nd_error *err) {
     nd__layer_store_lock(op->old);
+    if (op->old) // what a shared store must still hold for the replacement to apply
+        op->layer->stored_version = op->old->stored_version;
     enum nd_status st = nd__save_layer(op->layer, err);
     if (st == ND_STATUS_OK)
         nd__layer_detach(op->old);
@@ -556,6 +587,7 @@ static void define_end(struct nd_registry *reg, struct define_op *op, enum nd_st
         op->layer = NULL;
     }
     unhold_name(reg, op->name);
+    drop_stale(reg, op->name, op->old, st);
     nd_mutex_unlock(reg->lock);
     hold_release(op->hold);
     nd_layer_unref(op->layer);
@@ -572,6 +604,11 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
     if (mode != ND_DEFINE_CREATE && mode != ND_DEFINE_CREATE_OR_REPLACE)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_define: bad mode %d",
                             (int)mode);
+    enum nd_status loaded = load_missing(reg, name, err);
+    if (loaded == ND_STATUS_OK)
+        loaded = load_missing_named(reg, def->shared, ND_ARRAY_AFFINE_COUNT, err);
+    if (loaded != ND_STATUS_OK)
+        return loaded;
     for (;;) {
         int64_t pos;
         struct define_op op = {.name = name};
@@ -592,8 +629,8 @@ enum nd_status nd_registry_define(struct nd_registry *reg, const char *name,
     }
 }
 
-enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,
-                               struct nd_error *err) {
+enum nd_status nd_registry_get_local(struct nd_registry *reg, const char *name,
+                                     struct nd_layer **out, struct nd_error *err) {
     if (!reg || !name || !out)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_get: NULL argument");
     nd_mutex_lock(reg->lock);
@@ -608,6 +645,14 @@ enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct
     return ND_STATUS_OK;
 }
 
+enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,
+                               struct nd_error *err) {
+    if (!reg || !name || !out)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_get: NULL argument");
+    enum nd_status st = load_missing(reg, name, err);
+    return st != ND_STATUS_OK ? st : nd_registry_get_local(reg, name, out, err);
+}
+
 enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
                                   struct nd_error *err) {
     return nd_registry_delete_if(reg, name, 0, err);
@@ -618,10 +663,10 @@ static enum nd_status delete_checks(struct nd_registry *reg, const char *name, i
     if (pos < 0)
         return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
     struct nd_layer *layer = reg->layers.e[pos].obj;
-    if (if_version != 0 && nd__layer_version(layer) != if_version)
+    if (if_version != 0 && nd_layer_version(layer) != if_version)
         return nd_error_set_field(err, ND_STATUS_PRECONDITION_FAILED, "If-Match",
                                   "layer %s is at version %llu, not %llu", name,
-                                  (unsigned long long)nd__layer_version(layer),
+                                  (unsigned long long)nd_layer_version(layer),
                                   (unsigned long long)if_version);
     return ND_STATUS_OK;
 }
@@ -634,7 +679,10 @@ enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name,
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_delete: NULL argument");
     int64_t pos;
     struct hold *h;
-    enum nd_status st = name_claim_wait(reg, name, &pos, &h, err);
+    enum nd_status st = load_missing(reg, name, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    st = name_claim_wait(reg, name, &pos, &h, err);
     if (st != ND_STATUS_OK)
         return st;
     st = delete_checks(reg, name, pos, if_version, err);
@@ -657,6 +705,7 @@ enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name,
         table_remove(&reg->layers, pos);
     } else {
         unhold_name(reg, name);
+        drop_stale(reg, name, layer, st);
     }
     nd_mutex_unlock(reg->lock);
     hold_release(h);
@@ -759,7 +808,13 @@ enum nd_status nd_registry_import(struct nd_registry *reg, const char *name, con
     enum nd_status st = nd__export_decode_layer(bytes, len, name, &imported, err);
     if (st != ND_STATUS_OK) // the whole document is checked before anything changes
         return st;
-    for (;;) {
+    const char *names[ND_ARRAY_AFFINE_COUNT];
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        names[id] = imported->shared[id];
+    st = load_missing(reg, name, err);
+    if (st == ND_STATUS_OK)
+        st = load_missing_named(reg, names, ND_ARRAY_AFFINE_COUNT, err);
+    for (; st == ND_STATUS_OK;) {
         int64_t pos;
         struct define_op op = {.name = name, .imported = imported,
                                .imported_version = imported->version};
@@ -813,6 +868,7 @@ enum nd_status nd_registry_load_shared(struct nd_registry *reg, const void *byte
         st = nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the shared table");
     if (st == ND_STATUS_OK) {
         nd__array_charge(a, reg->budget); // what was stored comes back, whatever the limit
+        a->stored_version = a->version + 1;
         table_insert(&reg->shared, -pos - 1, a->shared_name, a);
         a = NULL;
     }
@@ -821,12 +877,12 @@ enum nd_status nd_registry_load_shared(struct nd_registry *reg, const void *byte
     return st;
 }
 
-enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes, size_t len,
-                                      struct nd_error *err) {
-    if (!reg || !bytes)
-        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_load_layer: NULL");
+// Loads a stored layer; a shared array it binds that is not loaded is named in missing (NULL:
+// not wanted).
+static enum nd_status load_layer(struct nd_registry *reg, const void *bytes, size_t len,
+                                 char *missing, struct nd_error *err) {
     nd_mutex_lock(reg->lock);
-    struct bind_ctx ctx = {.reg = reg}; // lookups only: shared arrays are loaded first
+    struct bind_ctx ctx = {.reg = reg, .missing = missing}; // lookups: shared arrays load first
     struct nd__binder binder = {bind_shared, &ctx, reg->budget};
     struct nd_layer *layer = NULL;
     enum nd_status st = nd__layer_deserialize(bytes, len, &binder, &layer, err);
@@ -838,6 +894,7 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
     if (st == ND_STATUS_OK) {
         layer->persist = reg->persist;
         layer->budget = reg->budget;
+        layer->stored_version = layer->version;
         nd_budget_ref(layer->budget);
         for (int id = 0; id < ND_ARRAY_COUNT; id++) // shared ones were counted when loaded
             if (layer->arrays[id] && !layer->arrays[id]->shared_name[0])
@@ -851,6 +908,13 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
     return st;
 }
 
+enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes, size_t len,
+                                      struct nd_error *err) {
+    if (!reg || !bytes)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_load_layer: NULL");
+    return load_layer(reg, bytes, len, NULL, err);
+}
+
 void nd_registry_prune(struct nd_registry *reg, bool remove_stored) {
     if (reg)
         prune_shared(reg, remove_stored);
@@ -860,6 +924,9 @@ enum nd_status nd_registry_list(struct nd_registry *reg, struct nd_layer ***out,
                                 struct nd_error *err) {
     if (!reg || !out || !count)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_list: NULL argument");
+    enum nd_status st = load_all(reg, err); // with a shared store: its layers, not only ours
+    if (st != ND_STATUS_OK)
+        return st;
     nd_mutex_lock(reg->lock);
     int64_t n = 0;
     struct nd_layer **list = nd_alloc_aligned((size_t)(reg->layers.n + 1) * sizeof *list);
@@ -909,12 +976,13 @@ static bool initialize_begin(struct nd_registry *reg, const char *name, struct h
 }
 
 static void initialize_end(struct nd_registry *reg, const char *name, struct hold *h,
-                           struct bind_ctx *ctx, enum nd_status st) {
+                           struct bind_ctx *ctx, const struct nd_layer *l, enum nd_status st) {
     if (st != ND_STATUS_OK)
         fresh_unstore(ctx);
     nd_mutex_lock(reg->lock);
     fresh_end(ctx, st == ND_STATUS_OK);
     unhold_name(reg, name);
+    drop_stale(reg, name, l, st);
     nd_mutex_unlock(reg->lock);
     hold_release(h);
 }
@@ -926,6 +994,11 @@ enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
                                       struct nd_error *err) {
     if (!reg || !name || !args)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_initialize: NULL");
+    enum nd_status loaded = load_missing(reg, name, err);
+    if (loaded == ND_STATUS_OK)
+        loaded = load_missing_uses(reg, name, err);
+    if (loaded != ND_STATUS_OK)
+        return loaded;
     for (;;) {
         struct hold *h;
         struct nd_layer *layer;
@@ -935,7 +1008,7 @@ enum nd_status nd_registry_initialize(struct nd_registry *reg, const char *name,
         struct bind_ctx ctx = {.reg = reg, .locking = true, .hold = h};
         struct nd__binder binder = {bind_shared, &ctx, reg->budget};
         st = nd__layer_initialize(layer, args, &binder, false, version, err);
-        initialize_end(reg, name, h, &ctx, st);
+        initialize_end(reg, name, h, &ctx, layer, st);
         nd_layer_unref(layer);
         if (!ctx.wait)
             return st;
@@ -949,6 +1022,10 @@ enum nd_status nd_registry_shared_get(struct nd_registry *reg, const char *name,
                                       struct nd_array **out, struct nd_error *err) {
     if (!reg || !name || !out)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_get: NULL");
+    const char *wanted[1] = {name};
+    enum nd_status st = load_missing_named(reg, wanted, 1, err);
+    if (st != ND_STATUS_OK)
+        return st;
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->shared, name);
     // a held shared array is leaving: its stored copy is being removed
@@ -999,8 +1076,11 @@ enum nd_status nd_registry_shared_list(struct nd_registry *reg, char ***names, i
                                        struct nd_error *err) {
     if (!reg || !names || !count)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_list: NULL");
+    enum nd_status st = load_all(reg, err); // the shared arrays of every stored layer
+    if (st != ND_STATUS_OK)
+        return st;
     nd_mutex_lock(reg->lock);
-    enum nd_status st = collect_names(&reg->shared, NULL, names, count, err);
+    st = collect_names(&reg->shared, NULL, names, count, err);
     nd_mutex_unlock(reg->lock);
     return st;
 }
@@ -1009,8 +1089,10 @@ enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *nam
                                         int64_t *count, struct nd_error *err) {
     if (!reg || !name || !names || !count)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_shared_users: NULL");
+    enum nd_status st = load_all(reg, err); // users on other replicas too
+    if (st != ND_STATUS_OK)
+        return st;
     nd_mutex_lock(reg->lock);
-    enum nd_status st = ND_STATUS_OK;
     int64_t pos = table_find(&reg->shared, name);
     if (pos < 0 || reg->shared.e[pos].hold)
         st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s",
@@ -1019,4 +1101,204 @@ enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *nam
         st = collect_names(&reg->layers, name, names, count, err);
     nd_mutex_unlock(reg->lock);
     return st;
+}
+
+// ---- a store shared by replicas: the registry as its cache ----
+//
+// A miss loads the store's copy without the registry mutex (the fetch is I/O), then inserts it
+// as start-up does; two threads missing the same name both fetch, and the second insert finds
+// it loaded. A store without fetch hooks (one process's) makes all of this a no-op.
+
+static const struct nd_persist_hooks *shared_store(struct nd_registry *reg) {
+    nd_mutex_lock(reg->lock);
+    const struct nd_persist_hooks *h = reg->persist;
+    nd_mutex_unlock(reg->lock);
+    return h && h->fetch_layer && h->fetch_shared ? h : NULL;
+}
+
+static bool holds(struct nd_registry *reg, const struct table *t, const char *name) {
+    nd_mutex_lock(reg->lock);
+    bool in = table_find(t, name) >= 0;
+    nd_mutex_unlock(reg->lock);
+    return in;
+}
+
+// One stored copy's bytes into *b; *found false (and OK) when the store has none.
+static enum nd_status fetch_copy(const struct nd_persist_hooks *h, bool shared, const char *name,
+                                 struct nd_buf *b, bool *found, struct nd_error *err) {
+    struct nd_error fe;
+    nd_error_clear(&fe);
+    enum nd_status st = (shared ? h->fetch_shared : h->fetch_layer)(h->ctx, name, b, &fe);
+    *found = st == ND_STATUS_OK;
+    if (st == ND_STATUS_NOT_FOUND)
+        return ND_STATUS_OK;
+    if (st != ND_STATUS_OK)
+        return nd_error_set(err, st, "%s", fe.msg[0] ? fe.msg : nd_status_name(st));
+    if (b->failed)
+        return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot hold the store's copy of %s",
+                            name);
+    return ND_STATUS_OK;
+}
+
+// Loads the shared array `name` from the store unless it is here ("" or absent: nothing).
+static enum nd_status load_missing_shared(struct nd_registry *reg,
+                                          const struct nd_persist_hooks *h, const char *name,
+                                          struct nd_error *err) {
+    if (!name || !name[0] || holds(reg, &reg->shared, name))
+        return ND_STATUS_OK;
+    struct nd_buf b = {0};
+    bool found;
+    enum nd_status st = fetch_copy(h, true, name, &b, &found, err);
+    char stored[ND_NAME_MAX + 1];
+    struct nd_error le;
+    nd_error_clear(&le);
+    if (st == ND_STATUS_OK && found &&
+        (nd_persist_stored_name(b.data, b.len, true, stored, sizeof stored, &le) != ND_STATUS_OK ||
+         strcmp(stored, name) != 0 ||
+         nd_registry_load_shared(reg, b.data, b.len, &le) != ND_STATUS_OK) &&
+        le.code != ND_STATUS_ALREADY_EXISTS) // another thread loaded it meanwhile
+        st = nd_error_set(err, ND_STATUS_INTERNAL, "the store's copy of shared array %s cannot "
+                          "be loaded: %s", name, le.msg[0] ? le.msg : "it holds another name");
+    nd_buf_deinit(&b);
+    return st;
+}
+
+// Loads layer `name` from the store unless it is here. OK also when the store has none (the
+// caller answers as it would without a store) or the name is invalid (the caller says so).
+static enum nd_status load_missing(struct nd_registry *reg, const char *name,
+                                   struct nd_error *err) {
+    const struct nd_persist_hooks *h = shared_store(reg);
+    if (!h || !nd_name_valid(name) || holds(reg, &reg->layers, name))
+        return ND_STATUS_OK;
+    struct nd_buf b = {0};
+    bool found;
+    enum nd_status st = fetch_copy(h, false, name, &b, &found, err);
+    char stored[ND_NAME_MAX + 1];
+    struct nd_error le;
+    nd_error_clear(&le);
+    if (st == ND_STATUS_OK && found &&
+        (nd_persist_stored_name(b.data, b.len, false, stored, sizeof stored, &le) !=
+             ND_STATUS_OK || strcmp(stored, name) != 0))
+        st = nd_error_set(err, ND_STATUS_INTERNAL, "the store's copy of layer %s is not one: %s",
+                          name, le.msg[0] ? le.msg : "it holds another name");
+    // Each try loads one missing shared array; a layer binds at most ND_ARRAY_AFFINE_COUNT.
+    for (int tries = 0; st == ND_STATUS_OK && found && tries <= ND_ARRAY_AFFINE_COUNT; tries++) {
+        char missing[ND_NAME_MAX + 1] = "";
+        nd_error_clear(&le);
+        enum nd_status ls = load_layer(reg, b.data, b.len, missing, &le);
+        if (ls == ND_STATUS_OK || ls == ND_STATUS_ALREADY_EXISTS)
+            break;
+        if (!missing[0] || tries == ND_ARRAY_AFFINE_COUNT) {
+            st = nd_error_set(err, ND_STATUS_INTERNAL, "the store's copy of layer %s cannot be "
+                              "loaded: %s", name, le.msg);
+            break;
+        }
+        if ((st = load_missing_shared(reg, h, missing, err)) == ND_STATUS_OK &&
+            !holds(reg, &reg->shared, missing))
+            st = nd_error_set(err, ND_STATUS_INTERNAL, "layer %s binds shared array %s, which "
+                              "the store does not hold", name, missing);
+    }
+    nd_buf_deinit(&b);
+    return st;
+}
+
+// Loads the shared arrays a definition names (bound by name, they must be the store's).
+static enum nd_status load_missing_named(struct nd_registry *reg, const char *const *names,
+                                         int n, struct nd_error *err) {
+    const struct nd_persist_hooks *h = shared_store(reg);
+    enum nd_status st = ND_STATUS_OK;
+    for (int i = 0; h && st == ND_STATUS_OK && i < n; i++)
+        st = load_missing_shared(reg, h, names[i], err);
+    return st;
+}
+
+// Loads the shared arrays layer `name` (here) binds or will bind when initialized.
+static enum nd_status load_missing_uses(struct nd_registry *reg, const char *name,
+                                        struct nd_error *err) {
+    char uses[ND_ARRAY_AFFINE_COUNT][ND_NAME_MAX + 1] = {{0}};
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->layers, name);
+    if (pos >= 0)
+        memcpy(uses, reg->layers.e[pos].uses, sizeof uses);
+    nd_mutex_unlock(reg->lock);
+    const char *names[ND_ARRAY_AFFINE_COUNT];
+    for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
+        names[id] = uses[id];
+    return load_missing_named(reg, names, ND_ARRAY_AFFINE_COUNT, err);
+}
+
+static enum nd_status load_all(struct nd_registry *reg, struct nd_error *err) {
+    const struct nd_persist_hooks *h = shared_store(reg);
+    if (!h || !h->list_layers)
+        return ND_STATUS_OK;
+    char **names = NULL;
+    int64_t n = 0;
+    struct nd_error le;
+    nd_error_clear(&le);
+    enum nd_status st = h->list_layers(h->ctx, &names, &n, &le);
+    if (st != ND_STATUS_OK)
+        return nd_error_set(err, st, "%s", le.msg);
+    for (int64_t i = 0; i < n; i++) {
+        if (st == ND_STATUS_OK)
+            st = load_missing(reg, names[i], err);
+        free(names[i]);
+    }
+    free(names);
+    return st;
+}
+
+// Removes the layer entry at pos when it is settled (no operation holds it); its reference
+// goes to *out (mutex held).
+static void evict_at(struct nd_registry *reg, int64_t pos, struct nd_layer **out) {
+    struct entry *e = &reg->layers.e[pos];
+    *out = NULL;
+    if (e->hold || !e->obj)
+        return;
+    *out = e->obj;
+    table_remove(&reg->layers, pos);
+}
+
+void nd_registry_evict(struct nd_registry *reg, const char *name, uint64_t below) {
+    if (!reg || !name)
+        return;
+    struct nd_layer *gone = NULL;
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->layers, name);
+    if (pos >= 0 && reg->layers.e[pos].obj && nd_layer_version(reg->layers.e[pos].obj) < below)
+        evict_at(reg, pos, &gone);
+    nd_mutex_unlock(reg->lock);
+    nd_layer_unref(gone);
+    if (gone)
+        prune_shared(reg, false); // its shared arrays load again with it
+}
+
+void nd_registry_evict_shared(struct nd_registry *reg, const char *name, uint64_t below) {
+    if (!reg || !name)
+        return;
+    nd_mutex_lock(reg->lock);
+    int64_t pos = table_find(&reg->shared, name);
+    struct nd_array *a = pos >= 0 ? reg->shared.e[pos].obj : NULL;
+    bool stale = a && atomic_load(&a->stored_version) < below;
+    for (int64_t i = reg->layers.n - 1; stale && i >= 0; i--) {
+        struct nd_layer *gone = NULL;
+        if (entry_uses(&reg->layers.e[i], name))
+            evict_at(reg, i, &gone);
+        nd_layer_unref(gone); // the registry's reference: a layer in use lives on elsewhere
+    }
+    nd_mutex_unlock(reg->lock);
+    if (stale)
+        prune_shared(reg, false);
+}
+
+void nd_registry_evict_all(struct nd_registry *reg) {
+    if (!reg)
+        return;
+    nd_mutex_lock(reg->lock);
+    for (int64_t i = reg->layers.n - 1; i >= 0; i--) {
+        struct nd_layer *gone = NULL;
+        evict_at(reg, i, &gone);
+        nd_layer_unref(gone);
+    }
+    nd_mutex_unlock(reg->lock);
+    prune_shared(reg, false);
 }

@@ -84,6 +84,11 @@ enum nd_status nd_registry_import(struct nd_registry *reg, const char *name, con
 enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,
                                struct nd_error *err);
 
+// As nd_registry_get, but never loading from a shared store (no I/O): ND_STATUS_NOT_FOUND when
+// this registry does not hold the layer.
+enum nd_status nd_registry_get_local(struct nd_registry *reg, const char *name,
+                                     struct nd_layer **out, struct nd_error *err);
+
 // Removes the layer `name` (requests holding it finish with it), and shared arrays no remaining
 // layer uses. ND_STATUS_NOT_FOUND when absent. Thread-safe.
 enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
@@ -146,6 +151,26 @@ enum nd_status nd_registry_load_layer(struct nd_registry *reg, const void *bytes
 // Drops shared arrays no layer uses; remove_stored also removes their stored copies. Start-up
 // passes false: a shared array whose layer file was damaged stays on disk for its repair.
 void nd_registry_prune(struct nd_registry *reg, bool remove_stored);
+
+// ---- copies of a store shared by replicas ----
+//
+// With hooks that fetch (persist.h), the registry is a cache of the store: a layer or shared
+// array it does not hold is loaded from the store on first use (get, define, import, delete,
+// initialize, list, the shared-array lookups), and another replica's change makes the local copy
+// stale. These drop stale copies without touching the store; a name an operation holds (a
+// define, delete or initialize in flight) is left alone, since that operation settles it.
+
+// Drops the local copy of layer `name` when its version is below `below` (UINT64_MAX: any), so
+// the next use loads the store's. Requests holding it finish with it. Thread-safe; takes only
+// the registry mutex, so a store's hook may call it while a change holds the layer's locks.
+void nd_registry_evict(struct nd_registry *reg, const char *name, uint64_t below);
+
+// Drops the local copy of shared array `name` when its version is below `below`, with every
+// layer binding it (they load again with the store's copy).
+void nd_registry_evict_shared(struct nd_registry *reg, const char *name, uint64_t below);
+
+// Drops every local copy (a store's invalidations may have been missed). Thread-safe.
+void nd_registry_evict_all(struct nd_registry *reg);
 
 // ---- shared arrays ----
 

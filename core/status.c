@@ -20,6 +20,8 @@ static const char *const status_names[ND_STATUS_COUNT] = {
     [ND_STATUS_INTERNAL] = "internal",
     [ND_STATUS_BUSY] = "busy",
     [ND_STATUS_STORAGE] = "insufficient_storage",
+    [ND_STATUS_STALE] = "stale",
+    [ND_STATUS_UNAVAILABLE] = "unavailable",
 };
 
 void nd_error_clear(struct nd_error *err) {

@@ -23,6 +23,8 @@ enum nd_status {
     ND_STATUS_INTERNAL,         // a broken invariant: a bug (500)
     ND_STATUS_BUSY,             // a no-wait call found the layer locked: retry where waiting is fine
     ND_STATUS_STORAGE,          // a change could not be stored: the disk is full (507)
+    ND_STATUS_STALE,            // a shared store holds a newer state than this copy: reload, retry
+    ND_STATUS_UNAVAILABLE,      // the store cannot be reached now (503)
     ND_STATUS_COUNT
 };
 

@@ -95,34 +95,40 @@ static enum nd_status check_name(const char *name, struct nd_error *err) {
     return ND_STATUS_OK;
 }
 
-static enum nd_status save_layer(void *ctx, const char *name, const void *bytes, size_t len,
+// One process owns the folder, so the versions a shared store compares (put->expect) are
+// always this process's own: nothing to check.
+static enum nd_status save_layer(void *ctx, const struct nd_store_put *put,
                                  struct nd_error *err) {
     struct srv_store *s = ctx;
-    enum nd_status st = check_name(name, err);
+    enum nd_status st = check_name(put->name, err);
     return st != ND_STATUS_OK ? st
-                              : write_atomically(s->layers, s->layers_fd, name, LAYER_EXT, bytes,
-                                                 len, err);
+                              : write_atomically(s->layers, s->layers_fd, put->name, LAYER_EXT,
+                                                 put->bytes, put->len, err);
 }
 
-static enum nd_status remove_layer(void *ctx, const char *name, struct nd_error *err) {
+static enum nd_status remove_layer(void *ctx, const struct nd_store_put *put,
+                                   struct nd_error *err) {
     struct srv_store *s = ctx;
-    enum nd_status st = check_name(name, err);
-    return st != ND_STATUS_OK ? st : remove_file(s->layers, s->layers_fd, name, LAYER_EXT, err);
+    enum nd_status st = check_name(put->name, err);
+    return st != ND_STATUS_OK ? st
+                              : remove_file(s->layers, s->layers_fd, put->name, LAYER_EXT, err);
 }
 
-static enum nd_status save_shared(void *ctx, const char *name, const void *bytes, size_t len,
+static enum nd_status save_shared(void *ctx, const struct nd_store_put *put,
                                   struct nd_error *err) {
     struct srv_store *s = ctx;
-    enum nd_status st = check_name(name, err);
+    enum nd_status st = check_name(put->name, err);
     return st != ND_STATUS_OK ? st
-                              : write_atomically(s->shared, s->shared_fd, name, SHARED_EXT, bytes,
-                                                 len, err);
+                              : write_atomically(s->shared, s->shared_fd, put->name, SHARED_EXT,
+                                                 put->bytes, put->len, err);
 }
 
-static enum nd_status remove_shared(void *ctx, const char *name, struct nd_error *err) {
+static enum nd_status remove_shared(void *ctx, const struct nd_store_put *put,
+                                    struct nd_error *err) {
     struct srv_store *s = ctx;
-    enum nd_status st = check_name(name, err);
-    return st != ND_STATUS_OK ? st : remove_file(s->shared, s->shared_fd, name, SHARED_EXT, err);
+    enum nd_status st = check_name(put->name, err);
+    return st != ND_STATUS_OK ? st
+                              : remove_file(s->shared, s->shared_fd, put->name, SHARED_EXT, err);
 }
 
 // ---- opening ----
@@ -163,7 +169,11 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
     }
     fsync(dfd); // the two folders themselves
     close(dfd);
-    s->hooks = (struct nd_persist_hooks){s, save_layer, remove_layer, save_shared, remove_shared};
+    s->hooks = (struct nd_persist_hooks){.ctx = s,
+                                         .save_layer = save_layer,
+                                         .remove_layer = remove_layer,
+                                         .save_shared = save_shared,
+                                         .remove_shared = remove_shared};
     *out = s;
     return 0;
 }

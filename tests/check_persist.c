@@ -149,22 +149,24 @@ static enum nd_status mem_remove(struct mem_store *s, int kind, const char *name
     return ND_STATUS_OK;
 }
 
-static enum nd_status hook_save_layer(void *ctx, const char *name, const void *bytes, size_t len,
+static enum nd_status hook_save_layer(void *ctx, const struct nd_store_put *put,
                                       struct nd_error *err) {
-    return mem_save(ctx, MEM_LAYER, name, bytes, len, err);
+    return mem_save(ctx, MEM_LAYER, put->name, put->bytes, put->len, err);
 }
 
-static enum nd_status hook_remove_layer(void *ctx, const char *name, struct nd_error *err) {
-    return mem_remove(ctx, MEM_LAYER, name, err);
+static enum nd_status hook_remove_layer(void *ctx, const struct nd_store_put *put,
+                                        struct nd_error *err) {
+    return mem_remove(ctx, MEM_LAYER, put->name, err);
 }
 
-static enum nd_status hook_save_shared(void *ctx, const char *name, const void *bytes, size_t len,
+static enum nd_status hook_save_shared(void *ctx, const struct nd_store_put *put,
                                        struct nd_error *err) {
-    return mem_save(ctx, MEM_SHARED, name, bytes, len, err);
+    return mem_save(ctx, MEM_SHARED, put->name, put->bytes, put->len, err);
 }
 
-static enum nd_status hook_remove_shared(void *ctx, const char *name, struct nd_error *err) {
-    return mem_remove(ctx, MEM_SHARED, name, err);
+static enum nd_status hook_remove_shared(void *ctx, const struct nd_store_put *put,
+                                         struct nd_error *err) {
+    return mem_remove(ctx, MEM_SHARED, put->name, err);
 }
 
 static struct mem_store *mem_new(void) {
@@ -173,8 +175,11 @@ static struct mem_store *mem_new(void) {
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->fail_status = ND_STATUS_STORAGE;
-    s->hooks = (struct nd_persist_hooks){s, hook_save_layer, hook_remove_layer, hook_save_shared,
-                                         hook_remove_shared};
+    s->hooks = (struct nd_persist_hooks){.ctx = s,
+                                         .save_layer = hook_save_layer,
+                                         .remove_layer = hook_remove_layer,
+                                         .save_shared = hook_save_shared,
+                                         .remove_shared = hook_remove_shared};
     return s;
 }
 

@@ -1388,10 +1388,10 @@ static bool gate_wait(const int *flag) {
     return set;
 }
 
-static enum nd_status gate_save_layer(void *ctx, const char *name, const void *bytes, size_t len,
+static enum nd_status gate_save_layer(void *ctx, const struct nd_store_put *put,
                                       struct nd_error *err) {
-    (void)ctx, (void)bytes, (void)len, (void)err;
-    if (strcmp(name, "B") != 0)
+    (void)ctx, (void)err;
+    if (strcmp(put->name, "B") != 0)
         return ND_STATUS_OK;
     pthread_mutex_lock(&gate.mu);
     gate.entered = 1;
@@ -1403,9 +1403,9 @@ static enum nd_status gate_save_layer(void *ctx, const char *name, const void *b
     return ND_STATUS_OK;
 }
 
-static enum nd_status gate_save_shared(void *ctx, const char *name, const void *bytes,
-                                       size_t len, struct nd_error *err) {
-    (void)ctx, (void)name, (void)bytes, (void)len, (void)err;
+static enum nd_status gate_save_shared(void *ctx, const struct nd_store_put *put,
+                                       struct nd_error *err) {
+    (void)ctx, (void)put, (void)err;
     return ND_STATUS_OK;
 }
 
