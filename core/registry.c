@@ -1261,6 +1261,8 @@ static void evict_at(struct nd_registry *reg, int64_t pos, struct nd_layer **out
 void nd_registry_evict(struct nd_registry *reg, const char *name, uint64_t below) {
     if (!reg || !name)
         return;
+    if (!shared_store(reg))
+        return; // the only copy: nothing to load it back from
     struct nd_layer *gone = NULL;
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->layers, name);
@@ -1275,6 +1277,8 @@ void nd_registry_evict(struct nd_registry *reg, const char *name, uint64_t below
 void nd_registry_evict_shared(struct nd_registry *reg, const char *name, uint64_t below) {
     if (!reg || !name)
         return;
+    if (!shared_store(reg))
+        return; // the only copy: nothing to load it back from
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->shared, name);
     struct nd_array *a = pos >= 0 ? reg->shared.e[pos].obj : NULL;
@@ -1293,6 +1297,8 @@ void nd_registry_evict_shared(struct nd_registry *reg, const char *name, uint64_
 void nd_registry_evict_all(struct nd_registry *reg) {
     if (!reg)
         return;
+    if (!shared_store(reg))
+        return; // the only copy: nothing to load it back from
     nd_mutex_lock(reg->lock);
     for (int64_t i = reg->layers.n - 1; i >= 0; i--) {
         struct nd_layer *gone = NULL;

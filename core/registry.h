@@ -159,6 +159,7 @@ void nd_registry_prune(struct nd_registry *reg, bool remove_stored);
 // initialize, list, the shared-array lookups), and another replica's change makes the local copy
 // stale. These drop stale copies without touching the store; a name an operation holds (a
 // define, delete or initialize in flight) is left alone, since that operation settles it.
+// Without such a store they do nothing: the registry then holds the only copy.
 
 // Drops the local copy of layer `name` when its version is below `below` (UINT64_MAX: any), so
 // the next use loads the store's. Requests holding it finish with it. Thread-safe; takes only
