@@ -8,8 +8,9 @@ int api_layer_from_path(struct api_call *call, struct nd_layer **out) {
     struct nd_registry *reg = nd_engine_registry(call->ctx->engine);
     // On an event loop only what this replica holds: loading from a shared store is I/O, for a
     // worker (which also answers 404 for a name no store has).
-    if (call->inline_only && nd_registry_get_local(reg, call->param[0], out, NULL) != ND_STATUS_OK)
-        return API_DEFER;
+    if (call->inline_only)
+        return nd_registry_get_local(reg, call->param[0], out, NULL) == ND_STATUS_OK ? 0
+                                                                                      : API_DEFER;
     struct nd_error ce;
     nd_error_clear(&ce);
     if (nd_registry_get(reg, call->param[0], out, &ce) != ND_STATUS_OK)

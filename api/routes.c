@@ -605,8 +605,9 @@ static int run_route(struct api_call *call, const struct route *r) {
 }
 
 // A change that lost a compare-and-set to another replica runs again on the store's state
-// (the store dropped the stale copy): as many tries in all, then 409 conflict.
-#define API_STALE_TRIES 4
+// (the store dropped the stale copy): as many tries in all, then 409 conflict. Each try that
+// loses means another replica's change of the layer got through meanwhile.
+#define API_STALE_TRIES 8
 
 // Forgets what a try of the route did, for the next try: its reply, parsed body, reservation
 // and error (the path's parameters stay).

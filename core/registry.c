@@ -381,6 +381,8 @@ static void prune_shared(struct nd_registry *reg, bool remove_stored) {
 // A store shared by replicas (at the end of this file): loading what is not here.
 static enum nd_status load_missing(struct nd_registry *reg, const char *name,
                                    struct nd_error *err);
+static enum nd_status load_missing_found(struct nd_registry *reg, const char *name,
+                                         bool *stored, struct nd_error *err);
 static enum nd_status load_missing_named(struct nd_registry *reg, const char *const *names,
                                          int n, struct nd_error *err);
 static enum nd_status load_all(struct nd_registry *reg, struct nd_error *err);
@@ -645,12 +647,25 @@ enum nd_status nd_registry_get_local(struct nd_registry *reg, const char *name,
     return ND_STATUS_OK;
 }
 
+// Another thread's lost compare-and-set may evict the copy just loaded before it is taken:
+// look again, a bounded number of times, while the store has the layer.
+#define GET_TRIES 8
+
 enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct nd_layer **out,
                                struct nd_error *err) {
     if (!reg || !name || !out)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_get: NULL argument");
-    enum nd_status st = load_missing(reg, name, err);
-    return st != ND_STATUS_OK ? st : nd_registry_get_local(reg, name, out, err);
+    for (int tries = 0; tries < GET_TRIES; tries++) {
+        if (nd_registry_get_local(reg, name, out, NULL) == ND_STATUS_OK)
+            return ND_STATUS_OK;
+        bool stored = false;
+        enum nd_status st = load_missing_found(reg, name, &stored, err);
+        if (st != ND_STATUS_OK)
+            return st;
+        if (!stored)
+            break;
+    }
+    return nd_registry_get_local(reg, name, out, err);
 }
 
 enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
@@ -1165,20 +1180,25 @@ static enum nd_status load_missing_shared(struct nd_registry *reg,
 
 // Loads layer `name` from the store unless it is here. OK also when the store has none (the
 // caller answers as it would without a store) or the name is invalid (the caller says so).
-static enum nd_status load_missing(struct nd_registry *reg, const char *name,
-                                   struct nd_error *err) {
+// *stored: the layer was here or in the store (a caller may look it up again).
+static enum nd_status load_missing_found(struct nd_registry *reg, const char *name,
+                                         bool *stored, struct nd_error *err) {
     const struct nd_persist_hooks *h = shared_store(reg);
-    if (!h || !nd_name_valid(name) || holds(reg, &reg->layers, name))
+    *stored = false;
+    if (!h || !nd_name_valid(name))
+        return ND_STATUS_OK;
+    if ((*stored = holds(reg, &reg->layers, name)))
         return ND_STATUS_OK;
     struct nd_buf b = {0};
     bool found;
     enum nd_status st = fetch_copy(h, false, name, &b, &found, err);
-    char stored[ND_NAME_MAX + 1];
+    *stored = found;
+    char inside[ND_NAME_MAX + 1];
     struct nd_error le;
     nd_error_clear(&le);
     if (st == ND_STATUS_OK && found &&
-        (nd_persist_stored_name(b.data, b.len, false, stored, sizeof stored, &le) !=
-             ND_STATUS_OK || strcmp(stored, name) != 0))
+        (nd_persist_stored_name(b.data, b.len, false, inside, sizeof inside, &le) !=
+             ND_STATUS_OK || strcmp(inside, name) != 0))
         st = nd_error_set(err, ND_STATUS_INTERNAL, "the store's copy of layer %s is not one: %s",
                           name, le.msg[0] ? le.msg : "it holds another name");
     // Each try loads one missing shared array; a layer binds at most ND_ARRAY_AFFINE_COUNT.
@@ -1200,6 +1220,12 @@ static enum nd_status load_missing(struct nd_registry *reg, const char *name,
     }
     nd_buf_deinit(&b);
     return st;
+}
+
+static enum nd_status load_missing(struct nd_registry *reg, const char *name,
+                                   struct nd_error *err) {
+    bool stored;
+    return load_missing_found(reg, name, &stored, err);
 }
 
 // Loads the shared arrays a definition names (bound by name, they must be the store's).
