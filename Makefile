@@ -7,6 +7,8 @@
 #   make soak       a mixed workload for SOAK_SECONDS; fails on 5xx or growing RSS / fds
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS (tests/fuzz/, needs clang)
 #   make deps       apt-get the Debian packages pkg-config cannot find (deps-browser: chromium)
+#   make test-scale redis-server, 3 replicas (--store redis://) and nginx: the scale-out checks
+#   make bench-scale train-steps/s and forwards/s: dir store, Redis, 1-3 replicas behind nginx
 #
 # Knobs: WERROR=1 (CI), SANITIZER=address|undefined|thread, OPT=..., NATIVE=1, V=1,
 # CK_RUN_SUITE=pool (one suite), CFLAGS/LDFLAGS (appended, never replacing ours).
@@ -14,7 +16,7 @@
 PKGS_CHECK := check
 # Everything the project builds against, and the tools its tests call.
 DEB_PKGS   := gcc libc6-dev make pkg-config check libmicrohttpd-dev libjansson-dev libuv1-dev \
-              zlib1g-dev python3 python3-yaml curl
+              zlib1g-dev python3 python3-yaml curl libhiredis-dev redis-server
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
         -Wpointer-arith -Wformat=2 -Wvla -Wno-missing-field-initializers
@@ -71,13 +73,15 @@ CHECK_CFLAGS = $(shell pkg-config --cflags $(PKGS_CHECK) 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs $(PKGS_CHECK) 2>/dev/null)
 JSON_CFLAGS  = $(shell pkg-config --cflags jansson 2>/dev/null)
 JSON_LIBS    = $(shell pkg-config --libs jansson 2>/dev/null)
-HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv 2>/dev/null)
-HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null)
+# server/ also talks to Redis (--store redis://) with hiredis, its async API on our libuv loop.
+HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv hiredis 2>/dev/null)
+HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv hiredis 2>/dev/null)
 ZLIB_LIBS    = $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
 
 .PHONY: all test fuzz-replay load soak bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
 .PHONY: deps-browser lint-api
-.PHONY: image image-test compose-test
+.PHONY: image image-test compose-test compose-scaled-test
+.PHONY: test-scale bench-scale
 
 all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api $(BUILD)/tests/check_server
 
@@ -163,12 +167,13 @@ $(BUILD)/tests/check_api: $(TEST_API_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_API_OBJ) $(BUILD)/libndapi.a \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(JSON_LIBS) $(LDLIBS_CORE)
 
-# server/ modules that stand alone (no daemon, no loop): encoding.c (with zlib) and trace.c.
+# server/ modules that stand alone (no daemon, no loop): encoding.c (with zlib), trace.c and
+# change_msg.c.
 $(BUILD)/tests/check_server: $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o $(BUILD)/server/trace.o \
-		$(BUILD)/libndcore.a
+		$(BUILD)/server/change_msg.o $(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o \
-		$(BUILD)/server/trace.o \
+		$(BUILD)/server/trace.o $(BUILD)/server/change_msg.o \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(ZLIB_LIBS) $(LDLIBS_CORE)
 
 $(BUILD)/bench_norm: $(BENCH_OBJ) $(BUILD)/libndcore.a
@@ -209,7 +214,8 @@ deps:
 	@if command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 && \
 	    command -v python3 >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 && \
 	    python3 -c 'import yaml' 2>/dev/null && \
-	    pkg-config --exists libmicrohttpd jansson libuv check zlib; then :; else \
+	    command -v redis-server >/dev/null 2>&1 && \
+	    pkg-config --exists libmicrohttpd jansson libuv check zlib hiredis; then :; else \
 	  echo "installing build dependencies: $(DEB_PKGS)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
@@ -251,6 +257,7 @@ test: deps
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_encoding.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_trace.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_schema.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_redis_store.py
 	$(Q)NORMD=$(BUILD)/normd python3 -m unittest discover -s clients/python/tests -t clients/python
 	$(Q)command -v node >/dev/null 2>&1 || { echo "installing nodejs"; $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs >/dev/null; } && \
@@ -295,6 +302,19 @@ soak: deps
 	$(Q)NORMD=$(BUILD)/normd SOAK_SECONDS=$(SOAK_SECONDS) python3 tests/soak/soak.py \
 		$(if $(SOAK_ARGS),-- $(SOAK_ARGS))
 
+# Scaled out on this machine: redis-server (AOF) + three normd replicas with --store redis:// +
+# nginx rendered from docker/nginx.conf (tests/scale/test_scale.py; not in `make test`: .ci/run
+# calls it). Skips when redis-server or nginx is missing, unless CI is set.
+test-scale: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
+	$(Q)NORMD=$(BUILD)/normd python3 tests/scale/test_scale.py
+
+# Train-steps/s and forwards/s: dir store, Redis (appendfsync always / everysec), 1-3 replicas
+# behind nginx (tests/scale/bench_scale.sh; BENCH_SECONDS per run).
+bench-scale: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
+	$(Q)NORMD=$(BUILD)/normd tests/scale/bench_scale.sh $(BENCH_SECONDS)
+
 # Train-steps/s with and without --data-dir (the cost of durability).
 bench-durability: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
@@ -331,6 +351,11 @@ image-test:
 # docker/compose.yaml up, a create, a forward and an extract through nginx, down.
 compose-test:
 	$(Q)docker/compose_test.sh
+
+# The scaled profile: Redis (AOF) + 3 normd + nginx; through nginx and on every replica, Redis
+# stopped (503s, forwards served) and back, down and up (the layers come back from Redis's volume).
+compose-scaled-test:
+	$(Q)docker/compose_test.sh scaled
 
 # ---- tooling ----------------------------------------------------------------------------------
 

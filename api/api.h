@@ -22,6 +22,8 @@ struct api_config {
     const char *api_key;     // NULL or "": no authorization; else /v1 needs "Bearer KEY"
     size_t max_reply_bytes;  // a reply's text is refused (413) past it; 0: API_REPLY_BYTES_PER_
                              // ELEMENT * max_elements + 1 MiB, what the largest tensors need
+    const char *store;       // a shared store's name for /readyz ("redis://host:6379/0"), or
+                             // NULL (borrowed for the ctx's lifetime)
 };
 
 // The default reply bound per allowed element: a train-step may return four tensors of
@@ -37,6 +39,10 @@ void api_ctx_free(struct api_ctx *ctx);
 
 // Readiness for GET /readyz: false while starting or draining (503). Thread-safe.
 void api_set_ready(struct api_ctx *ctx, bool ready);
+
+// Whether the store shared by replicas can be reached (initially true): while false, /readyz
+// answers 503 naming config.store, whatever api_set_ready said. Thread-safe.
+void api_set_store_ready(struct api_ctx *ctx, bool ok);
 
 // A header or query parameter (borrowed strings).
 struct api_kv {

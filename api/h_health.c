@@ -17,6 +17,10 @@ int api_h_readyz(struct api_call *call) {
     if (!atomic_load(&call->ctx->ready))
         return api_error_set(&call->err, 503, "unavailable", NULL,
                              "not ready: starting or draining");
+    if (atomic_load(&call->ctx->store_down))
+        return api_error_set(&call->err, 503, "unavailable", NULL,
+                             "not ready: the store %.200s cannot be reached",
+                             call->ctx->config.store ? call->ctx->config.store : "");
     struct jw w;
     jw_init(&w);
     jw_obj_begin(&w);
@@ -24,6 +28,10 @@ int api_h_readyz(struct api_call *call) {
     jw_string(&w, "ready");
     jw_obj_end(&w);
     return api_reply_json(call, 200, &w);
+}
+
+void api_set_store_ready(struct api_ctx *ctx, bool ok) {
+    atomic_store(&ctx->store_down, !ok);
 }
 
 static void write_names(struct jw *w, const char *(*name)(int), int count) {

@@ -37,6 +37,7 @@ struct api_ctx {
     struct api_config config;
     char *api_key; // owned copy, or NULL
     atomic_bool ready;
+    atomic_bool store_down; // api_set_store_ready(false); zero-initialized: up
     atomic_llong inflight;
     atomic_ullong bytes_in, bytes_out, train_steps;
     struct api_route_metrics metrics[API_METRIC_ROUTES];

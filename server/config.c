@@ -17,6 +17,7 @@ enum kind {
     KIND_STRING,
     KIND_LEVEL,   // a log level name
     KIND_ORIGINS, // a string: "", or a comma-separated list of "*" and scheme://host[:port]
+    KIND_STORE,   // a string: "", dir:PATH or redis://HOST[:PORT][/DB]
 };
 
 struct setting {
@@ -67,6 +68,9 @@ static const struct setting settings[] = {
      "memory budget for requests and layers (default: half the RAM or cgroup limit)"},
     {"cors-origins", "NORMD_CORS_ORIGINS", KIND_ORIGINS, "", 0, 0, OFF(cors_origins), 2048,
      "browser origins that may call the API (CORS): * or https://a.example,http://b:8000"},
+    {"store", "NORMD_STORE", KIND_STORE, "", 0, 0, OFF(store), 1100,
+     "where changes are stored: dir:PATH (as --data-dir) or redis://HOST:PORT[/DB] (shared by "
+     "replicas; password in NORMD_REDIS_PASSWORD)"},
 };
 #define NSETTINGS ((int)(sizeof settings / sizeof settings[0]))
 
@@ -171,14 +175,146 @@ static const char *origins_error(const char *text) {
     }
 }
 
+// ---- --store ----
+
+#define REDIS_DEFAULT_PORT 6379
+#define REDIS_MAX_DB 65535
+
+// A --store value taken apart: borrowed from the text (path) or copied (host).
+struct store_addr {
+    enum srv_store_kind kind;
+    const char *path; // dir: the folder
+    char host[256];   // redis: a name or an address, an IPv6 one without its brackets
+    long port, db;
+};
+
+// Digits at *p into *v (at most max), advancing *p; false when there are none or too many.
+static bool parse_bounded(const char **p, long max, long *v) {
+    const char *start = *p;
+    *v = 0;
+    while (is_digit(**p) && *v <= max)
+        *v = *v * 10 + (*(*p)++ - '0');
+    return *p != start && *v <= max && !is_digit(**p);
+}
+
+// The host of a redis URL at p (a name, an IPv4 address or [IPv6]) into a->host; advances *p.
+static const char *redis_host_error(const char **p, struct store_addr *a) {
+    const char *h = *p, *end;
+    if (*h == '[') {
+        end = ++h;
+        while (is_digit(*end) || ((*end | 0x20) >= 'a' && (*end | 0x20) <= 'f') || *end == ':' ||
+               *end == '.')
+            end++;
+        if (*end != ']')
+            return "an IPv6 host is [hex digits and colons]";
+        *p = end + 1;
+    } else {
+        end = h;
+        while (is_alpha(*end) || is_digit(*end) || *end == '-' || *end == '.' || *end == '_')
+            end++;
+        *p = end;
+    }
+    if (end == h)
+        return "a redis URL needs a host: redis://HOST:PORT[/DB]";
+    if ((size_t)(end - h) >= sizeof a->host)
+        return "the host is longer than 255 characters";
+    memcpy(a->host, h, (size_t)(end - h));
+    a->host[end - h] = '\0';
+    return NULL;
+}
+
+static const char *redis_url_error(const char *p, struct store_addr *a) {
+    a->kind = SRV_STORE_REDIS;
+    a->port = REDIS_DEFAULT_PORT;
+    a->db = 0;
+    if (strchr(p, '@'))
+        return "a password does not go in the URL (ps would show it): set NORMD_REDIS_PASSWORD";
+    const char *why = redis_host_error(&p, a);
+    if (why)
+        return why;
+    if (*p == ':') {
+        p++;
+        if (!parse_bounded(&p, 65535, &a->port) || a->port < 1)
+            return "the port is 1..65535";
+    }
+    if (*p == '/') {
+        p++;
+        if (*p && !parse_bounded(&p, REDIS_MAX_DB, &a->db)) // "/" alone is database 0
+            return "the database is a number 0..65535";
+    }
+    if (*p)
+        return *p == '?' ? "a redis URL takes no query parameters"
+                         : "a redis URL is redis://HOST:PORT[/DB], with nothing after DB";
+    return NULL;
+}
+
+// "dir:PATH" or "redis://HOST[:PORT][/DB]" into *a; NULL when it is one, else what is wrong.
+// One pass over the text: linear whatever it holds.
+static const char *store_error(const char *text, struct store_addr *a) {
+    memset(a, 0, sizeof *a);
+    if (!text[0])
+        return NULL;
+    if (strncmp(text, "dir:", 4) == 0) {
+        a->kind = SRV_STORE_DIR;
+        a->path = text + 4;
+        if (!a->path[0])
+            return "dir: needs a folder: dir:PATH";
+        return strlen(a->path) >= sizeof((struct srv_config *)0)->data_dir
+                   ? "the folder is longer than 1023 characters"
+                   : NULL;
+    }
+    if (strncmp(text, "redis://", 8) == 0)
+        return redis_url_error(text + 8, a);
+    if (strncmp(text, "rediss://", 9) == 0)
+        return "TLS (rediss://) is not supported: use redis:// on a trusted network";
+    return "must be dir:PATH or redis://HOST:PORT[/DB]";
+}
+
+// --store against --data-dir (its alias): one store, named once or twice the same way.
+static int resolve_store(struct srv_config *cfg, char *err, size_t errlen) {
+    struct store_addr a;
+    const char *why = store_error(cfg->store, &a); // checked when the value was set
+    if (why) {
+        snprintf(err, errlen, "normd: --store: %s (%.60s)", why, cfg->store);
+        return -1;
+    }
+    if (a.kind == SRV_STORE_MEMORY) {
+        cfg->store_kind = cfg->data_dir[0] ? SRV_STORE_DIR : SRV_STORE_MEMORY;
+        return 0;
+    }
+    if (cfg->data_dir[0] && (a.kind != SRV_STORE_DIR || strcmp(a.path, cfg->data_dir) != 0)) {
+        snprintf(err, errlen,
+                 "normd: --store %.80s and --data-dir %.80s (or NORMD_STORE and NORMD_DATA_DIR) "
+                 "name two stores; give one",
+                 cfg->store, cfg->data_dir);
+        return -1;
+    }
+    cfg->store_kind = a.kind;
+    if (a.kind == SRV_STORE_DIR) {
+        memcpy(cfg->data_dir, a.path, strlen(a.path) + 1);
+        return 0;
+    }
+    memcpy(cfg->redis_host, a.host, sizeof a.host);
+    cfg->redis_port = a.port;
+    cfg->redis_db = a.db;
+    return 0;
+}
+
 // Stores text into the setting's field, checking its type and range.
 static int apply(struct srv_config *cfg, const struct setting *s, const char *text, char *err,
                  size_t errlen) {
     char *field = (char *)cfg + s->offset;
-    const char *why = s->kind == KIND_ORIGINS ? origins_error(text) : NULL;
+    struct store_addr addr;
+    const char *why = s->kind == KIND_ORIGINS ? origins_error(text)
+                      : s->kind == KIND_STORE ? store_error(text, &addr)
+                                              : NULL;
+    if (why && s->kind == KIND_STORE && strchr(text, '@')) { // a password in the URL
+        snprintf(err, errlen, "normd: --%s: %s (value not shown)", s->name, why);
+        return -1;
+    }
     if (why)
         return fail(err, errlen, s, why, text);
-    if (s->kind == KIND_STRING || s->kind == KIND_ORIGINS) {
+    if (s->kind == KIND_STRING || s->kind == KIND_ORIGINS || s->kind == KIND_STORE) {
         if (strlen(text) >= s->size) {
             char what[48];
             snprintf(what, sizeof what, "longer than %zu characters", s->size - 1);
@@ -309,6 +445,8 @@ void srv_config_usage(FILE *out) {
             "print this and exit", "--version", "", "", "print the version and exit");
     fprintf(out, "  %-24s %-24s %-10s %s\n", "--probe URL", "", "",
             "GET http://IPV4-OR-localhost:PORT/PATH; exit 0 on a 2xx in 3 s, else 1");
+    fprintf(out, "  %-24s %-24s %-10s %s\n", "", "NORMD_REDIS_PASSWORD", "(none)",
+            "the password of --store redis:// (AUTH); never a flag, which ps would show");
 }
 
 enum srv_config_result srv_config_load(struct srv_config *cfg, int argc, char **argv, FILE *out,
@@ -328,5 +466,7 @@ enum srv_config_result srv_config_load(struct srv_config *cfg, int argc, char **
     for (int i = 1; i < argc; i++)
         if (parse_flag(cfg, argc, argv, &i, err, errlen) != 0)
             return SRV_CONFIG_ERROR;
+    if (resolve_store(cfg, err, errlen) != 0)
+        return SRV_CONFIG_ERROR;
     return SRV_CONFIG_OK;
 }

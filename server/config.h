@@ -28,6 +28,18 @@ struct srv_config {
     int64_t admin_port;      // 0: none; else /healthz, /readyz, /metrics on their own port
     int64_t max_memory;      // bytes of the memory budget (default: half the RAM or cgroup)
     char cors_origins[2048]; // "" (off), "*", or origins "https://app.example[:port]", commas
+    char store[1100];        // --store as given: "", "dir:PATH" or "redis://HOST[:PORT][/DB]"
+    // --store and --data-dir resolved (srv_config_load): the kind, and for a dir store its
+    // folder in data_dir above, for Redis its address.
+    int64_t store_kind; // enum srv_store_kind
+    char redis_host[256];
+    int64_t redis_port, redis_db;
+};
+
+enum srv_store_kind {
+    SRV_STORE_MEMORY, // no store: layers live in memory only
+    SRV_STORE_DIR,    // files in data_dir (server/store.h)
+    SRV_STORE_REDIS,  // Redis at redis_host:redis_port, database redis_db (server/store_redis.h)
 };
 
 enum srv_config_result {

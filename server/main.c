@@ -18,6 +18,7 @@
 #include "server/config.h"
 #include "server/loops.h"
 #include "server/store.h"
+#include "server/store_redis.h"
 #include "server/log.h"
 #include "server/probe.h"
 
@@ -27,7 +28,8 @@ static struct srv_state {
     struct srv_config config;
     struct srv_logger log;
     struct nd_engine *engine;
-    struct srv_store *store; // --data-dir, or NULL
+    struct srv_store *store; // --store dir: (--data-dir), or NULL
+    struct srv_redis_store *redis; // --store redis://, or NULL
     struct api_ctx *api;
     uv_loop_t loop; // signals and the drain; the HTTP loops run in their own threads
     struct srv_loops *http;
@@ -48,6 +50,7 @@ static void close_handle(uv_handle_t *handle) {
 }
 
 static void stop_serving(void) {
+    srv_redis_store_stop(srv.redis); // its connection and timer would keep the loop running
     if (srv.admin)
         srv_http_stop(srv.admin); // probes answer until the end of the drain
     close_handle((uv_handle_t *)&srv.sigterm);
@@ -146,12 +149,48 @@ static void size_worker_pool(int threads) {
     setenv("UV_THREADPOOL_SIZE", n, 1);
 }
 
+// The password never comes from a flag, which ps would show.
+static int open_redis_store(char *err, size_t errlen) {
+    struct srv_redis_config rc = {.host = srv.config.redis_host,
+                                  .port = (int)srv.config.redis_port,
+                                  .db = (int)srv.config.redis_db,
+                                  .password = getenv("NORMD_REDIS_PASSWORD"),
+                                  .log = &srv.log};
+    return srv_redis_store_open(&srv.redis, &rc, err, errlen);
+}
+
 static int open_store(void) {
     char err[256];
-    if (!srv.config.data_dir[0])
-        return 0;
-    if (srv_store_open(&srv.store, srv.config.data_dir, &srv.log, err, sizeof err) != 0) {
+    int rc = 0;
+    if (srv.config.store_kind == SRV_STORE_DIR)
+        rc = srv_store_open(&srv.store, srv.config.data_dir, &srv.log, err, sizeof err);
+    else if (srv.config.store_kind == SRV_STORE_REDIS)
+        rc = open_redis_store(err, sizeof err);
+    if (rc != 0)
         fprintf(stderr, "%s\n", err);
+    return rc;
+}
+
+static const struct nd_persist_hooks *store_hooks(void) {
+    if (srv.store)
+        return srv_store_hooks(srv.store);
+    return srv.redis ? srv_redis_store_hooks(srv.redis) : NULL;
+}
+
+// From the loop's thread or a worker's: api_set_store_ready is atomic.
+static void on_store_ready(void *arg, bool up) {
+    (void)arg;
+    api_set_store_ready(srv.api, up);
+}
+
+// The Redis store's subscriber, on the main loop; /readyz is 503 until it is connected.
+static int watch_store(void) {
+    if (!srv.redis)
+        return 0;
+    api_set_store_ready(srv.api, false);
+    if (srv_redis_store_start(srv.redis, nd_engine_registry(srv.engine), &srv.loop,
+                              on_store_ready, NULL) != 0) {
+        fprintf(stderr, "normd: out of memory\n");
         return -1;
     }
     return 0;
@@ -162,7 +201,7 @@ static int start_engine(void) {
     ec.threads = (int)srv.config.threads;
     ec.max_layers = srv.config.max_layers;
     ec.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    ec.persist = srv.store ? srv_store_hooks(srv.store) : NULL;
+    ec.persist = store_hooks();
     ec.max_memory = srv.config.max_memory;
     struct nd_error err;
     nd_error_clear(&err);
@@ -176,7 +215,8 @@ static int start_engine(void) {
                             .max_body_bytes = (size_t)srv.config.max_body_bytes,
                             .max_elements = srv.config.max_elements,
                             .max_layers = srv.config.max_layers,
-                            .api_key = srv.config.api_key};
+                            .api_key = srv.config.api_key,
+                            .store = srv.redis ? srv_redis_store_name(srv.redis) : NULL};
     srv.api = api_ctx_create(srv.engine, &ac);
     if (!srv.api) {
         fprintf(stderr, "normd: out of memory\n");
@@ -241,6 +281,7 @@ static void shutdown_all(void) {
     api_ctx_free(srv.api);
     nd_engine_free(srv.engine);
     srv_store_free(srv.store);
+    srv_redis_store_free(srv.redis);
 }
 
 int main(int argc, char **argv) {
@@ -269,7 +310,8 @@ int main(int argc, char **argv) {
     warn_if_open();
     if (open_store() != 0)
         return 2; // an unusable --data-dir is a configuration error
-    if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || start_http() != 0)
+    if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || watch_store() != 0 ||
+        start_http() != 0)
         return 1;
     api_set_ready(srv.api, true);
     srv_log(&srv.log, SRV_LOG_INFO,

@@ -79,9 +79,11 @@ $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_SRV_OBJ) $(FUZZ_HDRS)
 
 # server/encoding.c and zlib over the engine's budget (core).
 $(FUZZ_DIR)/fuzz_encoding: tests/fuzz/fuzz_encoding.c $(FUZZ_DIR)/obj/server/encoding.o \
-		$(FUZZ_DIR)/obj/server/trace.o $(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
+		$(FUZZ_DIR)/obj/server/trace.o $(FUZZ_DIR)/obj/server/change_msg.o \
+		$(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/obj/server/encoding.o \
-		$(FUZZ_DIR)/obj/server/trace.o $(FUZZ_DIR)/libfz_core.a -lz -lm -lpthread
+		$(FUZZ_DIR)/obj/server/trace.o $(FUZZ_DIR)/obj/server/change_msg.o \
+		$(FUZZ_DIR)/libfz_core.a -lz -lm -lpthread
 
 $(FUZZ_DIR)/fuzz_persist: tests/fuzz/fuzz_persist.c $(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/libfz_core.a -lm -lpthread

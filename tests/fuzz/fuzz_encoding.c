@@ -1,5 +1,7 @@
 // fuzz_encoding.c - server/encoding.h: bounded inflate, the header parsers, gzip of replies;
-// and server/trace.h's traceparent parser, another header of server/.
+// server/trace.h's traceparent parser, another header of server/; and server/change_msg.h's
+// reader of the messages a shared store's channel carries (anyone who can publish there can
+// send anything).
 //
 // Input: byte 0 picks the mode (low two bits) and, for inflate, bytes 1-2 the bound
 // (max_out = 16 * value, so bombs reach it quickly) and byte 3 the budget (0: none, else
@@ -11,7 +13,8 @@
 //         budget empty.
 //   2     the rest as a Content-Encoding and an Accept-Encoding value: the named bad coding
 //         is NUL-terminated within its buffer, and the parsers never read past the value;
-//         and as a traceparent: a valid one's reply is itself valid, with the same trace id.
+//         and as a traceparent: a valid one's reply is itself valid, with the same trace id;
+//         and as a store's change message: one read formats back to a message read the same.
 //   3     the rest as a reply body: srv_gzip_reply keeps it byte for byte unless it returns
 //         COMPRESSED, and then the body is smaller and inflates back to the original.
 #include <stdbool.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "server/change_msg.h"
 #include "server/encoding.h"
 #include "server/trace.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -119,6 +123,19 @@ static void fuzz_headers(const uint8_t *data, size_t size) {
     free(value);
 }
 
+static void fuzz_change_msg(const uint8_t *data, size_t size) {
+    struct srv_change c, back;
+    if (!srv_change_parse((const char *)data, size, &c))
+        return;
+    char text[SRV_CHANGE_NAME_MAX + 32];
+    int n = srv_change_format(&c, text, sizeof text);
+    if (n < 0 || !srv_change_parse(text, (size_t)n, &back) || back.shared != c.shared ||
+        back.version != c.version || strcmp(back.name, c.name) != 0)
+        FUZZ_FAIL("the change message %.*s does not read back", n > 0 ? n : 0, text);
+    if (strlen(c.name) == 0 || strlen(c.name) > SRV_CHANGE_NAME_MAX || strchr(c.name, ' '))
+        FUZZ_FAIL("a change message gave the name \"%s\"", c.name);
+}
+
 static void fuzz_reply(const uint8_t *data, size_t size) {
     struct api_response r = {.status = 200, .content_type = "application/json"};
     r.body = malloc(size + 1);
@@ -157,6 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     case 2:
         fuzz_headers(data + 1, size - 1);
+        fuzz_change_msg(data + 1, size - 1);
         break;
     default:
         fuzz_reply(data + 1, size - 1);
