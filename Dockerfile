@@ -14,6 +14,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev make pkg-config libmicrohttpd-dev libjansson-dev libuv1-dev zlib1g-dev \
+      libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -25,7 +26,7 @@ RUN make -j"$(nproc)" WERROR=1 build/normd \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libjansson4 libuv1 zlib1g \
+      libmicrohttpd12 libjansson4 libuv1 zlib1g libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 normd \
  && useradd --system --uid 10001 --gid normd --home-dir /nonexistent --no-create-home \
