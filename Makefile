@@ -190,7 +190,7 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 FUZZ_HARNESSES := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config \
                   fuzz_encoding
 REPLAY_OBJ := $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/server/encoding.o \
-              $(BUILD)/server/trace.o
+              $(BUILD)/server/trace.o $(BUILD)/server/change_msg.o
 $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz_util.h $(REPLAY_OBJ) \
 		$(BUILD)/libndapi.a $(BUILD)/libndcore.a
 	@mkdir -p $(@D)

@@ -30,6 +30,10 @@ int api_h_readyz(struct api_call *call) {
     return api_reply_json(call, 200, &w);
 }
 
+bool api_is_ready(const struct api_ctx *ctx) {
+    return atomic_load(&ctx->ready) && !atomic_load(&ctx->store_down);
+}
+
 void api_set_store_ready(struct api_ctx *ctx, bool ok) {
     atomic_store(&ctx->store_down, !ok);
 }

@@ -129,9 +129,9 @@ int api_h_oip_live(struct api_call *call) {
 }
 
 int api_h_oip_ready(struct api_call *call) {
-    if (!atomic_load(&call->ctx->ready))
+    if (!api_is_ready(call->ctx))
         return api_error_set(&call->err, 503, "unavailable", NULL,
-                             "not ready: starting or draining");
+                             "not ready: starting, draining, or the store cannot be reached");
     return reply_bool(call, NULL, "ready");
 }
 

@@ -40,6 +40,7 @@ struct api_ctx {
     atomic_bool store_down; // api_set_store_ready(false); zero-initialized: up
     atomic_llong inflight;
     atomic_ullong bytes_in, bytes_out, train_steps;
+    atomic_ullong stale_retries; // requests run again after losing a compare-and-set (routes.c)
     struct api_route_metrics metrics[API_METRIC_ROUTES];
     int nmetrics;
 };
@@ -248,6 +249,9 @@ int api_h_oip_model_ready(struct api_call *call);
 int api_h_oip_infer(struct api_call *call);
 int api_h_oip_train(struct api_call *call);
 void api_oip_reply_error(struct api_call *call); // {"error": "message"}, 422 -> 400
+
+// Ready to serve: started, not draining, and the shared store (if any) reachable.
+bool api_is_ready(const struct api_ctx *ctx);
 
 // Takes a reference to the layer named by the path, or fails (404). On an event loop
 // (inline_only) a layer this replica does not hold is API_DEFER: a worker loads it from a

@@ -136,7 +136,14 @@ static void put_gauges(struct text *t, struct api_ctx *ctx) {
            "normd_engine_threads %d\n",
         nd_engine_threads(ctx->engine));
     put(t, "# HELP normd_ready 1 when ready to serve.\n# TYPE normd_ready gauge\nnormd_ready %d\n",
-        atomic_load(&ctx->ready) ? 1 : 0);
+        api_is_ready(ctx) ? 1 : 0);
+    put(t, "# HELP normd_store_up 0 while the store shared by replicas cannot be reached.\n"
+           "# TYPE normd_store_up gauge\nnormd_store_up %d\n",
+        atomic_load(&ctx->store_down) ? 0 : 1);
+    put(t, "# HELP normd_store_retries_total Requests run again on the store's state after "
+           "another replica changed their layer first.\n"
+           "# TYPE normd_store_retries_total counter\nnormd_store_retries_total %llu\n",
+        atomic_load(&ctx->stale_retries));
     const struct nd_budget *b = nd_engine_budget(ctx->engine);
     put(t, "# HELP normd_memory_budget_bytes The memory budget (--max-memory) and what requests "
            "and layers hold of it.\n# TYPE normd_memory_budget_bytes gauge\n"

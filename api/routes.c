@@ -639,6 +639,7 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
     resp->route = r ? r->pattern : UNMATCHED;
     int rc = is_options ? options(&call) : r ? run_route(&call, r) : no_route(&call);
     for (int tries = 1; rc != API_DEFER && call.err.stale && tries < API_STALE_TRIES; tries++) {
+        atomic_fetch_add_explicit(&ctx->stale_retries, 1, memory_order_relaxed);
         call_reset(&call);
         rc = run_route(&call, r);
     }

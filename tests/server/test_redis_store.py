@@ -136,6 +136,15 @@ class Server(harness.Server):
         return self.call("POST", "/v1/layers/%s/train-step" % name, STEP)
 
 
+def metric(srv, name):
+    """The value of an unlabelled metric of srv's /metrics, or None."""
+    status, _, raw = srv.request("GET", "/metrics")
+    for line in raw.decode().splitlines() if status == 200 else []:
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def wait_for(cond):
     """Polls cond() until true or LIVENESS passes; its last value."""
     deadline = time.time() + LIVENESS
@@ -229,8 +238,12 @@ def test_stale(redis, a):
     check(a.step("cas")[0] == 200, "a first step")
     before = redis.cmd("GET", "normd:{cas}:state")
     redis.cmd("SET", "normd:{cas}:version", "99")
+    retries = metric(a, "normd_store_retries_total")
     st, _, doc = a.step("cas")
     check(st == 409 and code_of(doc) == "conflict", "a lost compare-and-set: %s %s" % (st, doc))
+    check(metric(a, "normd_store_retries_total") == retries + 7,
+          "run 8 times in all (normd_store_retries_total %s, before %s)"
+          % (metric(a, "normd_store_retries_total"), retries))
     check(redis.cmd("GET", "normd:{cas}:state") == before, "the store's bytes are unchanged")
     check(redis.cmd("GET", "normd:{cas}:version") == b"99", "the store's version is unchanged")
     redis.cmd("SET", "normd:{cas}:version", "2")
@@ -281,6 +294,9 @@ def test_outage(redis, a, b):
         check(st and "redis://127.0.0.1:%d" % redis.port in json.dumps(doc),
               "%s: /readyz 503 naming the store: %s" % (name, doc))
         check(srv.call("GET", "/healthz")[0] == 200, "%s: /healthz still 200" % name)
+        check(srv.call("GET", "/v2/health/ready")[0] == 503, "%s: /v2/health/ready 503" % name)
+        check(metric(srv, "normd_store_up") == 0 and metric(srv, "normd_ready") == 0,
+              "%s: normd_store_up and normd_ready 0" % name)
     st, _, doc = a.step("l1")
     check(st == 503 and code_of(doc) == "unavailable", "train-step: %s %s" % (st, doc))
     st, _, doc = a.forward("l1")
@@ -294,6 +310,7 @@ def test_outage(redis, a, b):
     for srv, name in ((a, "A"), (b, "B")):
         check(wait_for(lambda: srv.call("GET", "/readyz")[0] == 200),
               "%s: /readyz 200 once Redis is back" % name)
+        check(metric(srv, "normd_store_up") == 1, "%s: normd_store_up 1 again" % name)
     check(b.version("l1") == last, "nothing acknowledged was lost: version %s, %s"
           % (b.version("l1"), last))
     st, _, doc = b.step("l1")
