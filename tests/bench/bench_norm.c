@@ -5,13 +5,19 @@
 // inference (one fused multiply-add per element), batch norm training forward (statistics pass
 // + normalizing pass), layer norm (last axis) and group norm (32 groups on the channel axis).
 // Bytes per element follow ../shared/perf: 8 for one read and one write, 12 when the input is
-// read twice. "% bw" = bytes moved per second / the scale-add's bytes per second.
+// read twice. "% bw" = bytes moved per second / the scale-add's bytes per second (normd's own
+// pool); "% ref" = the same over an independent reference, a plain STREAM scale-add on POSIX
+// threads that shares no code with normd (each thread one contiguous share, meeting at
+// barriers), timed in passes interleaved with the row's calls ("ref GB/s"), so a slow pool
+// cannot hide behind itself: the machine is the reference, not normd.
 //
 //   build/bench_norm [--min-time S] [--threads 1,2] [--op NAME] [--shape NAME]
 //   (--op as in the op column, --shape as in the shape or layout column: NHWC, 8192x768; the
 //   scale-add still runs first, as the row's reference)
 #define _GNU_SOURCE // CLOCK_MONOTONIC with -std=c11 needs POSIX; the Makefile defines it
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +79,80 @@ static void scale_add_items(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+// ---- the independent reference: STREAM's scale-add on plain POSIX threads ----
+
+#define STREAM_MAX_THREADS 64
+
+struct stream {
+    pthread_barrier_t start, done;
+    pthread_t tid[STREAM_MAX_THREADS];
+    int threads;
+    float *y;
+    const float *x;
+    int64_t n;
+    bool quit;
+};
+
+struct stream_worker {
+    struct stream *s;
+    int k;
+};
+
+static void stream_share(const struct stream *s, int k) {
+    int64_t lo = s->n * k / s->threads, hi = s->n * (k + 1) / s->threads;
+    for (int64_t j = lo; j < hi; j++)
+        s->y[j] = s->x[j] * 1.0001f + 0.5f;
+}
+
+static void *stream_loop(void *arg) {
+    struct stream_worker *w = arg;
+    for (;;) {
+        pthread_barrier_wait(&w->s->start);
+        if (w->s->quit)
+            break;
+        stream_share(w->s, w->k);
+        pthread_barrier_wait(&w->s->done);
+    }
+    free(w);
+    return NULL;
+}
+
+// The calling thread takes share 0; threads - 1 others wait at the start barrier.
+static int stream_open(struct stream *s, int threads, float *y, const float *x, int64_t n) {
+    *s = (struct stream){.threads = threads, .y = y, .x = x, .n = n};
+    if (threads < 1 || threads > STREAM_MAX_THREADS)
+        return -1;
+    pthread_barrier_init(&s->start, NULL, (unsigned)threads);
+    pthread_barrier_init(&s->done, NULL, (unsigned)threads);
+    for (int k = 1; k < threads; k++) {
+        struct stream_worker *w = malloc(sizeof *w);
+        if (!w)
+            return -1;
+        *w = (struct stream_worker){s, k};
+        if (pthread_create(&s->tid[k], NULL, stream_loop, w) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void stream_pass(struct stream *s) {
+    pthread_barrier_wait(&s->start);
+    stream_share(s, 0);
+    pthread_barrier_wait(&s->done);
+}
+
+static void stream_close(struct stream *s) {
+    s->quit = true;
+    pthread_barrier_wait(&s->start);
+    for (int k = 1; k < s->threads; k++)
+        pthread_join(s->tid[k], NULL);
+    pthread_barrier_destroy(&s->start);
+    pthread_barrier_destroy(&s->done);
+}
+
+static double now(void);
+static int cmp_double(const void *l, const void *r);
+
 static struct nd_norm_dims dims_for(const struct shape *sh, enum op op) {
     struct nd_norm_dims d = {.ndim = sh->ndim};
     for (int32_t i = 0; i < sh->ndim; i++) {
@@ -117,20 +197,29 @@ static int cmp_double(const void *l, const void *r) {
     return (a > b) - (a < b);
 }
 
-// Median seconds per call over at least 15 calls and min_time seconds, after a warm-up.
-static double time_op(struct bench *b, enum op op, double min_time) {
-    double times[4096];
+// Median seconds per call over at least 15 calls and min_time seconds, after a warm-up, and
+// the reference's median over passes interleaved with those calls: the two see the same
+// moments of a shared machine, whose bandwidth drifts from one second to the next.
+static void time_op(struct bench *b, enum op op, struct stream *ref, double min_time,
+                    double *t_op, double *t_ref) {
+    static double times[4096], refs[4096];
     int n = 0;
     run_op(b, op);
     run_op(b, op);
+    stream_pass(ref);
     double start = now();
     while (n < 4096 && (n < 15 || now() - start < min_time)) {
         double t0 = now();
         run_op(b, op);
-        times[n++] = now() - t0;
+        double t1 = now();
+        stream_pass(ref);
+        times[n] = t1 - t0;
+        refs[n++] = now() - t1;
     }
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
-    return times[n / 2];
+    qsort(refs, (size_t)n, sizeof refs[0], cmp_double);
+    *t_op = times[n / 2];
+    *t_ref = refs[n / 2];
 }
 
 static int bench_setup(struct bench *b, const struct shape *sh, enum op op) {
@@ -182,6 +271,13 @@ static void bench_shape(const struct shape *sh, int threads, double min_time, co
         b.x[i] = (float)sin((double)i * 0.001) * 2.0f + 0.3f;
         b.y[i] = 0.0f;
     }
+    // The reference reads x and writes y as the kernels do: the same two buffers, so both see
+    // the same caches (a third buffer would evict the kernels' data between their calls).
+    struct stream ref;
+    if (stream_open(&ref, threads, b.y, b.x, b.numel) != 0) {
+        fprintf(stderr, "bench: cannot start the reference's %d threads\n", threads);
+        exit(1);
+    }
     double bw = 0.0;
     for (int op = 0; op < OP_COUNT; op++) {
         if (only && op != OP_SCALE_ADD && strcmp(only, op_names[op]) != 0)
@@ -190,15 +286,19 @@ static void bench_shape(const struct shape *sh, int threads, double min_time, co
             fprintf(stderr, "bench: cannot set up %s\n", op_names[op]);
             exit(1);
         }
-        double t = time_op(&b, op, min_time);
+        double t, t_ref;
+        time_op(&b, op, &ref, min_time, &t, &t_ref);
         double eps = (double)b.numel / t, gbs = eps * op_bytes[op] / 1e9;
+        double stream = (double)b.numel * 8 / t_ref / 1e9;
         if (op == OP_SCALE_ADD)
             bw = gbs;
-        printf("| %-13s | %-11s | %-4s | %7d | %9.0f | %6.1f | %5.0f%% |\n", op_names[op], sh->name,
-               sh->layout, threads, eps / 1e6, gbs, 100.0 * gbs / bw);
+        printf("| %-13s | %-11s | %-4s | %7d | %9.0f | %6.1f | %4.0f%% | %7.1f | %7.0f%% |\n",
+               op_names[op], sh->name, sh->layout, threads, eps / 1e6, gbs, 100.0 * gbs / bw,
+               stream, 100.0 * gbs / stream);
         fflush(stdout);
         bench_teardown(&b);
     }
+    stream_close(&ref);
     nd_pool_free(b.pool);
     nd_free(b.x);
     nd_free(b.y);
@@ -225,8 +325,8 @@ int main(int argc, char **argv) {
     }
     printf("normd kernels, median of >= 15 calls and %.1f s per row, float32, %d cores\n\n",
            min_time, all);
-    printf("| op            | shape       | lay  | threads | Melem/s   | GB/s   | %% bw   |\n");
-    printf("|---------------|-------------|------|---------|-----------|--------|--------|\n");
+    printf("| op            | shape       | lay  | threads | Melem/s   | GB/s   | %% bw  | ref GB/s | %% ref   |\n");
+    printf("|---------------|-------------|------|---------|-----------|--------|-------|---------|----------|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         if (shape && strcmp(shape, shapes[s].name) != 0 && strcmp(shape, shapes[s].layout) != 0)
             continue;
