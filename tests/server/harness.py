@@ -91,3 +91,16 @@ class Server:
             conn.close()
 
     call = request  # the tests' own name for it, unless a test's Server answers otherwise
+
+
+class JsonServer(Server):
+    """Server whose call() answers parsed JSON (None for an empty or non-JSON body)."""
+
+    def call(self, method, path, body=None):
+        """(status, headers with lower-case names, parsed JSON or None)."""
+        status, hdrs, raw = self.request(method, path, body)
+        try:
+            doc = json.loads(raw) if raw else None
+        except ValueError:
+            doc = None
+        return status, hdrs, doc

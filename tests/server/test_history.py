@@ -13,7 +13,6 @@ survives a restart with --data-dir, bit for bit.
 
 Standard library only. Prints "history: N passed, M failed".
 """
-import json
 import math
 import os
 import shutil
@@ -28,17 +27,7 @@ from harness import check, summary  # noqa: E402
 CAPACITY = 256
 
 
-class Server(harness.Server):
-    """harness.Server, whose call() answers parsed JSON (None for an empty or non-JSON body)."""
-
-    def call(self, method, path, body=None):
-        """(status, headers lower-cased, parsed JSON or None)."""
-        status, hdrs, raw = self.request(method, path, body)
-        try:
-            doc = json.loads(raw) if raw else None
-        except ValueError:
-            doc = None
-        return status, hdrs, doc
+Server = harness.JsonServer
 
 
 def norm(values):
