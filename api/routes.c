@@ -609,18 +609,24 @@ static int run_route(struct api_call *call, const struct route *r) {
 // loses means another replica's change of the layer got through meanwhile.
 #define API_STALE_TRIES 8
 
-// Forgets what a try of the route did, for the next try: its reply, parsed body, reservation
-// and error (the path's parameters stay).
-static void call_reset(struct api_call *call) {
-    const char *route = call->resp->route;
-    api_response_free(call->resp);
-    memset(call->resp, 0, sizeof *call->resp);
-    call->resp->route = route;
+// Lets go of what a try of the route parsed and reserved: its body, pre-read tensors and
+// budget reservation.
+static void call_release_input(struct api_call *call) {
     json_decref(call->body);
     call->body = NULL;
     api_fast_release(&call->fast);
     nd_budget_give(nd_engine_budget(call->ctx->engine), call->reserved);
     call->reserved = 0;
+}
+
+// Forgets what a try of the route did, for the next try: its reply, input and error (the
+// path's parameters stay).
+static void call_reset(struct api_call *call) {
+    const char *route = call->resp->route;
+    api_response_free(call->resp);
+    memset(call->resp, 0, sizeof *call->resp);
+    call->resp->route = route;
+    call_release_input(call);
     call->binary = false;
     memset(&call->err, 0, sizeof call->err);
 }
@@ -646,9 +652,7 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
     if (rc == API_DEFER) {
         api_response_free(resp);
         memcpy(resp, &caller, sizeof *resp);
-        json_decref(call.body);
-        api_fast_release(&call.fast);
-        nd_budget_give(nd_engine_budget(ctx->engine), call.reserved);
+        call_release_input(&call);
         return API_DEFERRED;
     }
     if (rc != API_OK || call.err.status != 0)
