@@ -14,7 +14,7 @@
 struct work {
     struct nd_norm_plan plan;
     void *block;
-    float *a, *c;               // (nstat) x-hat = x*a + c
+    float *a, *c;               // (nstat) x-hat = (x - c)*a
     double *mean, *var;         // (nstat) batch statistics (biased variance)
     float *gamma, *beta;        // (nparam) snapshots of Scaling and Biases, or NULL
     float *mm, *mv;             // (nparam) snapshots of MovingMean/MovingVariance (batch norm)
@@ -132,14 +132,14 @@ static enum nd_status work_plan(struct work *w, const struct nd_layer *l,
 
 // ---- forward ----
 
-// Inference batch norm folds everything into x*a + c: a = Scaling/sqrt(MovingVariance + eps),
-// c = Biases - a*MovingMean.
+// Inference batch norm folds Scaling into a: y = (x - c)*a + Biases with
+// a = Scaling/sqrt(MovingVariance + eps) and c = MovingMean. Subtracting the mean first (not
+// x*a + (Biases - a*MovingMean)) gives exactly Biases for x equal to the mean, however large.
 static void fold_moving(struct work *w, double eps) {
     for (int64_t s = 0; s < w->plan.nstat; s++) {
-        double g = w->gamma ? w->gamma[s] : 1.0, b = w->beta ? w->beta[s] : 0.0;
-        double a = g / sqrt((double)w->mv[s] + eps);
-        w->a[s] = (float)a;
-        w->c[s] = (float)(b - a * w->mm[s]);
+        double g = w->gamma ? w->gamma[s] : 1.0;
+        w->a[s] = (float)(g / sqrt((double)w->mv[s] + eps));
+        w->c[s] = w->mm[s];
     }
 }
 
@@ -197,7 +197,7 @@ static void forward_compute(struct work *w, const struct nd_layer *l, struct nd_
                             const float *x, float *y, bool input_stats) {
     if (!input_stats) {
         fold_moving(w, l->spec.epsilon);
-        nd_norm_apply(&w->plan, y, x, w->a, w->c, NULL, NULL, pool, w->scratch);
+        nd_norm_apply(&w->plan, y, x, w->a, w->c, NULL, w->beta, pool, w->scratch);
         return;
     }
     nd_norm_forward(&w->plan, y, w->a, w->c, w->mean, w->var, x, w->gamma, w->beta,
@@ -434,12 +434,11 @@ static double mse_gradient(float *dy, const float *y, const float *t, int64_t n)
 }
 
 // A frozen batch norm (trainable false) normalizes with its moving statistics, unfolded so the
-// backward sees x-hat: a = 1/sqrt(MovingVariance + eps), c = -MovingMean * a.
+// backward sees x-hat: a = 1/sqrt(MovingVariance + eps), c = MovingMean.
 static void frozen_stats(struct work *w, double eps) {
     for (int64_t s = 0; s < w->plan.nstat; s++) {
-        double a = 1.0 / sqrt((double)w->mv[s] + eps);
-        w->a[s] = (float)a;
-        w->c[s] = (float)(-a * w->mm[s]);
+        w->a[s] = (float)(1.0 / sqrt((double)w->mv[s] + eps));
+        w->c[s] = w->mm[s];
         w->mean[s] = w->mm[s];
         w->var[s] = w->mv[s];
     }

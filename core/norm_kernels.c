@@ -77,7 +77,7 @@ ALWAYS_INLINE void pair_moments(const struct item *it, const float *x, int64_t j
 // dy and dy * xhat (parameter gradients).
 ALWAYS_INLINE void pair_dparam(const float *x, const float *dy, const float *a, const float *c,
                                int64_t j, int sI, double *v1, double *v2) {
-    float xh = x[j] * a[sI ? j : 0] + c[sI ? j : 0];
+    float xh = (x[j] - c[sI ? j : 0]) * a[sI ? j : 0];
     *v1 = dy[j];
     *v2 = (double)dy[j] * xh;
 }
@@ -86,7 +86,7 @@ ALWAYS_INLINE void pair_dparam(const float *x, const float *dy, const float *a, 
 ALWAYS_INLINE void pair_dstat(const float *x, const float *dy, const float *a, const float *c,
                               const float *g, int64_t j, int sI, int pI, double *v1,
                               double *v2) {
-    float xh = x[j] * a[sI ? j : 0] + c[sI ? j : 0];
+    float xh = (x[j] - c[sI ? j : 0]) * a[sI ? j : 0];
     float gj = dy[j] * g[pI ? j : 0];
     *v1 = gj;
     *v2 = (double)gj * xh;
@@ -146,7 +146,7 @@ ALWAYS_INLINE void pair8(const struct item *it, const float *x, const float *dy,
         splat8(&av, a[0]);
         splat8(&cv, c[0]);
     }
-    xv = xv * av + cv; // xhat
+    xv = (xv - cv) * av; // xhat
     load8(&gv, dy + j);
     if (op == OP_DSTAT) {
         if (pI)
@@ -622,7 +622,7 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
 
 // ---- elementwise passes: apply and the input gradient ----
 
-// y = (x*a + c)*g + b; with both indices fixed along the row it folds into one multiply-add.
+// y = (x - c)*a*g + b; with both indices fixed along the row a*g folds into one factor.
 // Pointers are restrict so a short row's loop needs no overlap checks; in place (y == x) the
 // row reads y itself and never touches x, which keeps that within restrict's rules.
 ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
@@ -631,15 +631,13 @@ ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
                              int pI, int hg, int hb, int inplace) {
     const float *src = inplace ? y : x;
     if (!sI && !pI) {
-        float A = a[0], C = c[0];
-        if (hg) {
-            A *= g[0];
-            C *= g[0];
-        }
+        float A = hg ? a[0] * g[0] : a[0], C = c[0], B = hb ? b[0] : 0.0f;
         if (hb)
-            C += b[0];
-        for (int64_t j = 0; j < n; j++)
-            y[j] = src[j] * A + C;
+            for (int64_t j = 0; j < n; j++)
+                y[j] = (src[j] - C) * A + B;
+        else
+            for (int64_t j = 0; j < n; j++)
+                y[j] = (src[j] - C) * A;
         return;
     }
     // Eight at a time by hand: gcc's own vector loop spends a short row (layer norm over 56,
@@ -664,7 +662,7 @@ ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
             load8(&gv, g + j);
         if (pI && hb)
             load8(&bv, b + j);
-        t = t * av + cv;
+        t = (t - cv) * av;
         if (hg)
             t *= gv;
         if (hb)
@@ -672,7 +670,7 @@ ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
         memcpy(y + j, &t, sizeof t);
     }
     for (; j < n; j++) {
-        float u = src[j] * a[sI ? j : 0] + c[sI ? j : 0];
+        float u = (src[j] - c[sI ? j : 0]) * a[sI ? j : 0];
         if (hg)
             u *= g[pI ? j : 0];
         if (hb)
@@ -681,7 +679,7 @@ ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
     }
 }
 
-// dx = a*g + k_mean + xhat*k_var with g = dy*gamma and xhat = x*a + c.
+// dx = a*g + k_mean + xhat*k_var with g = dy*gamma and xhat = (x - c)*a.
 ALWAYS_INLINE void dx_row(float *restrict dx, const float *restrict dy, const float *restrict x,
                           const float *restrict a, const float *restrict c,
                           const float *restrict km, const float *restrict kv,
@@ -689,7 +687,7 @@ ALWAYS_INLINE void dx_row(float *restrict dx, const float *restrict dy, const fl
     for (int64_t j = 0; j < n; j++) {
         int64_t s = sI ? j : 0;
         float gj = dy[j] * g[pI ? j : 0];
-        float xh = x[j] * a[s] + c[s];
+        float xh = (x[j] - c[s]) * a[s];
         dx[j] = a[s] * gj + km[s] + xh * kv[s];
     }
 }
@@ -771,7 +769,7 @@ void nd_norm_apply(const struct nd_norm_plan *plan, float *y, const float *x, co
     run_elementwise(&ps, pool);
 }
 
-// a = 1/sqrt(var*scale + eps), c = -mean*a per statistic: a pass of its own over the pool,
+// a = 1/sqrt(var*scale + eps), c = mean per statistic: a pass of its own over the pool,
 // since layer and group norm have one statistic per few dozen elements. The kernels build
 // with -fno-math-errno, so the square roots vectorize (still correctly rounded).
 #define FACTOR_SPAN 4096
@@ -791,7 +789,7 @@ ROW_CLONES static void factor_items(void *ctx, int64_t begin, int64_t end) {
     for (int64_t s = begin * FACTOR_SPAN; s < s1; s++) {
         double rstd = 1.0 / sqrt(var[s] * f->scale + f->eps);
         a[s] = (float)rstd;
-        c[s] = (float)(-mean[s] * rstd);
+        c[s] = (float)mean[s];
     }
 }
 
@@ -806,7 +804,7 @@ ROW_CLONES static void factor_items(void *ctx, int64_t begin, int64_t end) {
 ALWAYS_INLINE void fused_factors(const struct pass *ps, int64_t s) {
     double rstd = 1.0 / sqrt(ps->sum2[s] * ps->f_scale + ps->f_eps);
     ps->a_out[s] = (float)rstd;
-    ps->c_out[s] = (float)(-ps->sum1[s] * rstd);
+    ps->c_out[s] = (float)ps->sum1[s];
 }
 
 // Eight rows' factors, from the moments' vectors.
@@ -815,8 +813,7 @@ ALWAYS_INLINE void fused_factors8(const struct pass *ps, struct nd__pos pos, str
     v8d t = *var * ps->f_scale + ps->f_eps, rstd;
     for (int k = 0; k < 8; k++) // one vector square root and division where the target has them
         rstd[k] = 1.0 / sqrt(t[k]);
-    v8d cd = -*mean * rstd;
-    v8f af = __builtin_convertvector(rstd, v8f), cf = __builtin_convertvector(cd, v8f);
+    v8f af = __builtin_convertvector(rstd, v8f), cf = __builtin_convertvector(*mean, v8f);
     if (step.s == 1) {
         memcpy(ps->a_out + pos.s, &af, sizeof af);
         memcpy(ps->c_out + pos.s, &cf, sizeof cf);

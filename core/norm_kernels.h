@@ -83,9 +83,11 @@ void nd_norm_moments(const struct nd_norm_plan *plan,
                      const float *restrict x, // (numel)
                      bool centered, struct nd_pool *pool, double *restrict scratch);
 
-// y = (x * a[s] + c[s]) * gamma[p] + beta[p]; gamma and beta may be NULL (1 and 0). With
-// a = rstd, c = -mean * rstd this is the normalization; batch norm folds Scaling and Biases
-// into a and c and passes NULL, which leaves one multiply-add per element. y may equal x.
+// y = (x - c[s]) * a[s] * gamma[p] + beta[p]; gamma and beta may be NULL (1 and 0). With
+// a = rstd, c = mean this is the normalization; inference batch norm folds Scaling into a
+// and passes gamma NULL. Subtracting the mean before scaling (rather than x*a + (-mean*a))
+// makes a statistic whose values are all equal exactly 0 before gamma and beta, however large
+// the values: x - mean is exact there, where x*a and -mean*a each round. y may equal x.
 // scratch is used only by a plan with use_fine.
 void nd_norm_apply(const struct nd_norm_plan *plan,
                    float *y,        // (numel)
@@ -97,7 +99,7 @@ void nd_norm_apply(const struct nd_norm_plan *plan,
                    struct nd_pool *pool, double *scratch);
 
 // Training-mode forward in one call: moments, then per statistic a = 1/sqrt(v + eps) and
-// c = -mean * a (RMS: c = 0) with v = var * count / denom (denom = count, or count - 1 for
+// c = mean (RMS: c = 0) with v = var * count / denom (denom = count, or count - 1 for
 // an unbiased variance), then the apply pass with gamma and beta. Keeps a and c for the
 // backward, and mean and the biased var for moving statistics. eps >= 0, denom > 0.
 // When every statistic is one contiguous row (layer, RMS, instance norm) the three steps run
@@ -113,7 +115,7 @@ void nd_norm_forward(const struct nd_norm_plan *plan,
 
 // ---- backward ----
 //
-// Forward: xhat = x*a[s] + c[s] (a = rstd, c = -mean*rstd; RMS: c = 0), y = xhat*gamma + beta.
+// Forward: xhat = (x - c[s])*a[s] (a = rstd, c = mean; RMS: c = 0), y = xhat*gamma + beta.
 // With g = dy*gamma (dL/dxhat), n = count and d = the variance's divisor (n, or n - 1 when
 // unbiased), differentiating through the statistic's mean and variance gives
 //   Standardize: dx = a * (g - sum(g)/n - xhat * sum(g*xhat)/d)

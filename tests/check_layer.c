@@ -678,6 +678,35 @@ START_TEST(test_wolfram_zero_scaling) {
 }
 END_TEST
 
+// Values equal to their statistic (the moving mean in inference, the batch's own mean in
+// training) give exactly Biases, however large: x - mean is exact, so no float32 step of the
+// value's size survives into the output (issue 12 goal 6).
+START_TEST(test_constant_input_gives_biases_exactly) {
+    struct nd_engine *e = engine_new(2);
+    struct nd_pool *pool = nd_engine_pool(e);
+    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
+                                    (int64_t[]){3});
+    float g[3] = {0.7f, -1.9f, 3.1f}, b[3] = {1.3f, -22.1f, 0.0f};
+    float mm[3] = {40000.3f, -123456.7f, 0.001f}, mv[3] = {0.5f, 2.0f, 1e-6f};
+    struct nd_tensor values[ND_ARRAY_COUNT] = {vec(g, 3), vec(b, 3), vec(mm, 3), vec(mv, 3)};
+    struct nd_layer *l = define_ok(e, "constant", &spec, values);
+    float x[12];
+    for (int i = 0; i < 12; i++)
+        x[i] = mm[i % 3];
+    struct nd_tensor xt = view(x, 2, (int64_t[]){4, 3}), y;
+    for (int mode = 0; mode < 2; mode++) {
+        forward_ok(l, pool, &xt, mode == 1, &y);
+        for (int i = 0; i < 12; i++)
+            ck_assert_msg(y.data[i] == b[i % 3], "%s y[%d] = %.9g, Biases %.9g",
+                          mode ? "train mode" : "inference", i, (double)y.data[i],
+                          (double)b[i % 3]);
+        nd_tensor_deinit(&y);
+    }
+    nd_layer_unref(l);
+    nd_engine_free(e);
+}
+END_TEST
+
 // An initialized layer (input 3, no arrays) has Biases 0, Scaling 1, MovingMean 0 and
 // MovingVariance 1, one per channel; keras puts the channels last.
 START_TEST(test_wolfram_initialized_defaults) {
@@ -2831,6 +2860,7 @@ Suite *layer_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_wolfram_scalar_example);
     tcase_add_test(tc, test_wolfram_zero_scaling);
+    tcase_add_test(tc, test_constant_input_gives_biases_exactly);
     tcase_add_test(tc, test_wolfram_initialized_defaults);
     tcase_add_test(tc, test_wolfram_input3_and_train_mode);
     tcase_add_loop_test(tc, test_moving_statistics, 0, NMOVING);

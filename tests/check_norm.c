@@ -469,7 +469,7 @@ START_TEST(test_forward_is_its_steps) {
     for (size_t s = 0; s < ns; s++) {
         double rstd = 1.0 / sqrt(b.rvar[s] * ((double)plan.count / d) + eps);
         a[s] = (float)rstd;
-        c[s] = (float)(-b.rmean[s] * rstd);
+        c[s] = (float)b.rmean[s];
     }
     nd_norm_apply(&plan, y, b.x, a, c, g, be, NULL, b.scratch);
     ck_assert_mem_eq(b.mean, b.rmean, ns * sizeof(double));
@@ -483,6 +483,37 @@ START_TEST(test_forward_is_its_steps) {
     free(y);
     free(a);
     free(c);
+    bufs_free(&b);
+}
+END_TEST
+
+// Issue 12 goal 6: a statistic whose values are all equal standardizes to exactly 0 before
+// Scaling (x - mean is exact there; x*rstd - mean*rstd left a float32 step of noise when |x|
+// is large), so y is exactly Biases and dScaling = sum(dy*xhat) exactly 0. Every centered case,
+// fused and not, large values.
+START_TEST(test_constant_statistic_is_exactly_zero) {
+    const struct norm_case *tc = &cases[_i];
+    if (!tc->centered)
+        return; // RMS keeps the value's sign and size: x/rms(x) = 1
+    struct nd_norm_plan plan = build_plan(&tc->dims);
+    struct bufs b;
+    rng_state = 77 + (uint64_t)_i;
+    bufs_init(&b, tc, &plan, 0.0, 1.0);
+    for (int64_t i = 0; i < b.numel; i++)
+        b.x[i] = 12345.679f * (float)(1 + _i % 5);
+    const float *g = tc->gamma ? b.gamma : NULL;
+    nd_norm_forward(&plan, b.y, b.a, b.c, b.mean, b.var, b.x, g, NULL, 1e-5, true,
+                    denom_of(tc, &plan), NULL, b.scratch);
+    for (int64_t i = 0; i < b.numel; i++)
+        ck_assert_msg(b.y[i] == 0.0f, "%s: y[%lld] = %g", tc->name, (long long)i, (double)b.y[i]);
+    nd_norm_apply(&plan, b.y, b.x, b.a, b.c, NULL, NULL, NULL, b.scratch);
+    for (int64_t i = 0; i < b.numel; i++)
+        ck_assert_msg(b.y[i] == 0.0f, "%s: apply y[%lld] = %g", tc->name, (long long)i,
+                      (double)b.y[i]);
+    nd_norm_param_grads(&plan, b.dgamma, b.dbeta, b.dy, b.x, b.a, b.c, NULL, b.scratch);
+    for (int64_t p = 0; p < b.nparam; p++)
+        ck_assert_msg(b.dgamma[p] == 0.0f, "%s: dgamma[%lld] = %g", tc->name, (long long)p,
+                      (double)b.dgamma[p]);
     bufs_free(&b);
 }
 END_TEST
@@ -578,6 +609,7 @@ Suite *norm_suite(void) {
     tcase_add_loop_test(tc, test_backward_entry_points_agree, 0, NCASES);
     tcase_add_loop_test(tc, test_apply_in_place_matches, 0, NCASES);
     tcase_add_loop_test(tc, test_forward_is_its_steps, 0, NCASES);
+    tcase_add_loop_test(tc, test_constant_statistic_is_exactly_zero, 0, NCASES);
     tcase_add_test(tc, test_short_rows_in_eights_match_one_by_one);
     tcase_add_test(tc, test_groups_are_standardized);
     tcase_add_test(tc, test_affine_invariance_and_rms);
