@@ -264,6 +264,7 @@ test: deps
 	  NORMD=$(BUILD)/normd node --test clients/js/test/normd.test.mjs
 	$(Q)python3 tests/server/test_docs.py
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability.sh
+	$(Q)NORMD=$(BUILD)/normd tests/server/test_durability_log.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/test_compat.sh
 	$(Q)NORMD=$(BUILD)/normd tests/server/conformance.sh
 	$(Q)NORMD=$(BUILD)/normd tests/deploy/test_probe.sh
@@ -284,14 +285,16 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
 	$(BUILD)/normd $(RUN_ARGS)
 
-# Load test with wrk against normd and, for the ceiling, nginx (installs both when missing).
+# Load test with wrk: normd beside nginx (the ceiling) in one run, tiny/medium JSON, binary and a
+# 64 MiB body, as ratios (tests/load/load.sh; installs both when missing). LOAD_SECONDS per row
+# (default 5), LOAD_PAIRS alternating runs (default 3).
 load: deps
 	$(Q)command -v wrk >/dev/null && command -v nginx >/dev/null || \
 	  (command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]) && command -v wrk >/dev/null || \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    --no-install-recommends wrk nginx-light >/dev/null; }
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/normd
-	$(Q)NORMD=$(BUILD)/normd tests/load/load.sh $(LOAD_SECONDS)
+	$(Q)NORMD=$(BUILD)/normd tests/load/load.sh $(LOAD_SECONDS) $(LOAD_PAIRS)
 
 # Soak: 32 keep-alive clients run a mixed workload for SOAK_SECONDS (default 60); fails on a 5xx,
 # a dropped connection, or RSS/fd growth after warm-up (tests/soak/README.md). normd flags:

@@ -126,6 +126,11 @@ struct nd__undo {
     struct nd_buf layer;
     struct nd_buf shared[ND_ARRAY_AFFINE_COUNT];
     struct nd_array *arrays[ND_ARRAY_AFFINE_COUNT]; // referenced, store-locked
+    // Set by the caller after nd__undo_begin: nd__persist_change appends through the hooks'
+    // append_* when they have them and leaves the durability ticket in ticket, for the caller
+    // to nd_persist_wait on once it holds no lock (persist.h, group commit).
+    bool defer;
+    uint64_t ticket;
 };
 
 // Call with the layer's write lock held, before anything changes.

@@ -468,6 +468,7 @@ struct step {
     float *dy_buf;  // owned, for a target
     struct nd_tensor grad[ND_ARRAY_AFFINE_COUNT]; // always computed when there is a gradient
     struct nd_optim_state fresh[ND_ARRAY_AFFINE_COUNT]; // zeroed states to swap in, or empty
+    uint64_t ticket; // the store's durability ticket of the step's save (0: none to wait for)
 };
 
 static enum nd_status alloc_like(struct nd_tensor *t, const struct nd_shape *shape,
@@ -712,6 +713,7 @@ static enum nd_status step_commit(struct step *s, struct nd_error *err) {
     enum nd_status st = nd__undo_begin(s->l, &u, err);
     if (st != ND_STATUS_OK)
         return st;
+    u.defer = true; // group commit: nd_layer_train_step waits for u.ticket after unlocking
     if (s->tracks)
         update_moving(s->l, &s->w);
     if (s->has_grad)
@@ -720,6 +722,7 @@ static enum nd_status step_commit(struct step *s, struct nd_error *err) {
     s->l->version++;
     step_record(s);
     st = nd__persist_change(s->l, &u, true, err); // a failed save takes the record back too
+    s->ticket = u.ticket;
     nd__undo_release(&u);
     return st;
 }
@@ -772,6 +775,8 @@ enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
     enum nd_status st = train_locked(&s, err);
     result->version = layer->version;
     nd_rwlock_unlock(layer->lock);
+    if (st == ND_STATUS_OK) // durable before it is reported done, one sync for many steps
+        st = nd_persist_wait(layer->persist, s.ticket, err);
     step_release(&s);
     if (st != ND_STATUS_OK)
         nd_train_result_deinit(result);

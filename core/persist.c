@@ -97,14 +97,42 @@ static void undo_apply(struct nd_layer *l, struct nd__undo *u, bool restore_laye
             nd__array_restore(u->arrays[id], &u->shared[id], NULL);
 }
 
+// Group commit applies when the caller asked for it (ticket not NULL) and the hooks have it.
+static bool deferring(const struct nd_persist_hooks *h, const uint64_t *ticket) {
+    return ticket && h->append_layer && h->append_shared && h->wait;
+}
+
+// Appends (deferring: the ticket is kept, the largest one covers every earlier append) or
+// saves a shared array's bytes.
+static enum nd_status put_shared(const struct nd_persist_hooks *h, const struct nd_store_put *put,
+                                 uint64_t *ticket, struct nd_error *err) {
+    if (!deferring(h, ticket))
+        return h->save_shared(h->ctx, put, err);
+    uint64_t t = 0;
+    enum nd_status st = h->append_shared(h->ctx, put, &t, err);
+    *ticket = t > *ticket ? t : *ticket;
+    return st;
+}
+
+static enum nd_status put_layer(const struct nd_persist_hooks *h, const struct nd_store_put *put,
+                                uint64_t *ticket, struct nd_error *err) {
+    if (!deferring(h, ticket))
+        return h->save_layer(h->ctx, put, err);
+    uint64_t t = 0;
+    enum nd_status st = h->append_layer(h->ctx, put, &t, err);
+    *ticket = t > *ticket ? t : *ticket;
+    return st;
+}
+
 // A shared array's store version is its own + 1: a new array (version 0) must not look absent.
+// ticket NULL: durable on return.
 static enum nd_status save_shared(const struct nd_persist_hooks *hooks, struct nd_array *a,
-                                  struct nd_error *err) {
+                                  uint64_t *ticket, struct nd_error *err) {
     struct nd_buf b = {0};
     enum nd_status st = nd__array_serialize(a, &b, err);
     struct nd_store_put put = {a->shared_name, b.data, b.len, a->stored_version, a->version + 1};
     if (st == ND_STATUS_OK)
-        st = hooks->save_shared(hooks->ctx, &put, err);
+        st = put_shared(hooks, &put, ticket, err);
     if (st == ND_STATUS_OK) {
         a->stored_version = put.version;
         atomic_store(&a->stored, true);
@@ -130,8 +158,9 @@ static bool held_by(const struct nd__undo *u, const struct nd_array *a) {
 // change that is already stored is left as it is. A detached layer (deleted or replaced while
 // this change was on its way) is not stored any more, but the shared arrays it changed still
 // serve other layers: they are stored unless they left the store with their last layer.
-static enum nd_status save_all(struct nd_layer *l, const struct nd__undo *u, struct saves *done,
+static enum nd_status save_all(struct nd_layer *l, struct nd__undo *u, struct saves *done,
                                struct nd_error *err) {
+    uint64_t *ticket = u && u->defer ? &u->ticket : NULL;
     const struct nd_persist_hooks *h = l->persist;
     enum nd_status st = ND_STATUS_OK;
     for (int id = 0; st == ND_STATUS_OK && h->save_shared && id < ND_ARRAY_AFFINE_COUNT; id++) {
@@ -141,11 +170,11 @@ static enum nd_status save_all(struct nd_layer *l, const struct nd__undo *u, str
         if (held_by(u, a)) {
             if (l->detached && !atomic_load(&a->stored))
                 continue; // pruned
-            st = save_shared(h, a, err);
+            st = save_shared(h, a, ticket, err);
             done->held |= st == ND_STATUS_OK ? 1u << id : 0u;
         } else if (!l->detached && !atomic_load(&a->stored)) {
             array_lock(a);
-            st = save_shared(h, a, err);
+            st = save_shared(h, a, ticket, err);
             array_unlock(a);
         }
     }
@@ -154,7 +183,7 @@ static enum nd_status save_all(struct nd_layer *l, const struct nd__undo *u, str
         st = nd__layer_serialize(l, &b, err);
     struct nd_store_put put = {l->name, b.data, b.len, l->stored_version, l->version};
     if (st == ND_STATUS_OK && !l->detached)
-        st = h->save_layer(h->ctx, &put, err);
+        st = put_layer(h, &put, ticket, err);
     if (st == ND_STATUS_OK && !l->detached)
         l->stored_version = put.version;
     nd_buf_deinit(&b);
@@ -181,8 +210,15 @@ enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool r
     // as they are again (best effort: the store is failing, and a later change stores them).
     for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
         if (done.held & (1u << id))
-            save_shared(l->persist, u->arrays[id], NULL);
+            save_shared(l->persist, u->arrays[id], NULL, NULL); // durable on return
     return st;
+}
+
+enum nd_status nd_persist_wait(const struct nd_persist_hooks *hooks, uint64_t ticket,
+                               struct nd_error *err) {
+    if (!hooks || !hooks->wait || ticket == 0)
+        return ND_STATUS_OK;
+    return hooks->wait(hooks->ctx, ticket, err);
 }
 
 void nd__shared_unstore(const struct nd_persist_hooks *hooks, struct nd_array *a) {

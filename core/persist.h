@@ -11,6 +11,17 @@
 // the operation fails: nothing is reported done that is not stored. A layer deleted or replaced
 // while a change to it was on its way never stores itself again.
 //
+// Group commit (optional, hooks append_* and wait): a train-step appends its change to the store
+// holding those locks and gets a ticket, releases the locks, and only then waits for the ticket
+// to be durable before it reports the step done; changes to one layer then share a sync instead
+// of each waiting for its own under the lock. Consequences, by design: (1) a reader may see a
+// train-step's new state a moment before it is durable (never a state that is later undone in
+// memory); (2) when the sync behind a ticket fails, later changes may already have built on that
+// state in memory, so it cannot be undone: the store answers every later save and wait with an
+// error (it is failed until a restart, which reloads what is on disk) and the waiting step
+// reports the error, not success. Other changes (define, delete, initialize, array writes) keep
+// calling save_* / remove_*, which are durable on return.
+//
 // The bytes are the codec's: their format and how every released format version stays readable
 // are described in codec.h (private to core).
 #ifndef ND_PERSIST_H
@@ -76,7 +87,21 @@ struct nd_persist_hooks {
     enum nd_status (*fetch_shared)(void *ctx, const char *name, struct nd_buf *out,
                                    struct nd_error *err);
     enum nd_status (*list_layers)(void *ctx, char ***names, int64_t *count, struct nd_error *err);
+    // Group commit (all three, or none: NULL when saves are durable on return, as Redis's are).
+    // append_* store like save_* but may return before the bytes are durable, with *ticket set
+    // (0: durable already); wait returns ND_STATUS_OK once every append up to ticket is
+    // durable, or the error that made the store fail (see above). Same error codes as save_*.
+    enum nd_status (*append_layer)(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
+                                   struct nd_error *err);
+    enum nd_status (*append_shared)(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
+                                    struct nd_error *err);
+    enum nd_status (*wait)(void *ctx, uint64_t ticket, struct nd_error *err);
 };
+
+// Waits for a ticket of hooks->append_* (hooks or ticket 0: nothing to wait for). Call holding
+// no lock of the engine's: other changes append meanwhile, and one sync covers them all.
+enum nd_status nd_persist_wait(const struct nd_persist_hooks *hooks, uint64_t ticket,
+                               struct nd_error *err);
 
 // Appends n bytes to buf; false (buf->failed set) when out of memory.
 bool nd_buf_append(struct nd_buf *buf, const void *bytes, size_t n);

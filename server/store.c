@@ -1,27 +1,71 @@
-// store.c - durable files for layers and shared arrays: temporary file, fsync, rename, fsync of
-// the directory; loading them back at start.
+// store.c - durable layers and shared arrays in a data dir: an append-only log of changes with
+// group commit, compacted into one file per layer / shared array (temporary file, fsync,
+// rename, fsync of the folder); at start the files load, then the log on top.
+#define _GNU_SOURCE // pwritev
 #include "server/store.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/layer.h"
 #include "core/registry.h"
 
 #define LAYER_EXT ".ndl"
 #define SHARED_EXT ".nds"
+#define LOG_FILE "CURRENT.ndlog"
+#define LOG_COMPACT_AT (64u << 20)   // compaction once the log holds this many bytes
+#define LOG_RESERVE (4u << 10)       // kept zeroed past the end for removals on a full disk
+#define TMPFS_MAGIC_NUMBER 0x01021994 // linux/magic.h's TMPFS_MAGIC
+#define LOG_CHUNK (4u << 20)         // the log's space is zeroed ahead in steps of this size
+
+enum { KIND_LAYER = 1, KIND_SHARED = 2 };
+enum { OP_PUT = 1, OP_REMOVE = 2 };
+
+// The latest record of one name in the current log (what compaction writes out).
+struct log_entry {
+    char name[ND_NAME_MAX + 1]; // "" : a free slot
+    unsigned char kind, op;
+    uint64_t offset; // of the record's payload in the log
+    uint64_t len;
+};
+
+// Open addressing on (kind, name); cap a power of two, at most half full.
+struct log_index {
+    struct log_entry *slots;
+    size_t cap, used;
+};
 
 struct srv_store {
-    char layers[4096], shared[4096]; // the two folders
-    int layers_fd, shared_fd;        // open for fsync after a rename or unlink
+    char layers[4096], shared[4096], logpath[4300]; // the two folders, the log
+    int layers_fd, shared_fd;                       // open for fsync after a rename or unlink
     const struct srv_logger *log;
     struct nd_persist_hooks hooks;
+    // The log. mu guards everything below; fdatasync runs outside it (one thread at a time,
+    // syncing), so appends go on during a sync and the next sync covers them all.
+    pthread_mutex_t mu;
+    pthread_cond_t synced_cv; // broadcast after every sync
+    int log_fd;
+    uint64_t base;      // bytes of the logs compacted before: a ticket is base + an offset
+    uint64_t end;       // bytes in the current log
+    uint64_t allocated; // the file's size: zeros from end on, flushed
+    uint64_t synced;    // every ticket up to this is durable
+    bool syncing;
+    uint64_t zero_ahead; // LOG_CHUNK, or 0 on tmpfs (where a sync costs nothing anyway)
+    uint64_t appends, syncs; // logged at the end: how well group commit worked
+    enum nd_status failed; // ND_STATUS_OK, or why every later change is refused
+    char failure[300];
+    struct log_index index;
 };
 
 // ---- writing ----
@@ -95,40 +139,435 @@ static enum nd_status check_name(const char *name, struct nd_error *err) {
     return ND_STATUS_OK;
 }
 
+// ---- the log's index: the latest record per name ----
+
+static uint64_t name_hash(unsigned char kind, const char *name) {
+    uint64_t h = 1469598103934665603ull ^ kind; // FNV-1a
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+static struct log_entry *index_slot(struct log_index *ix, unsigned char kind, const char *name) {
+    size_t i = (size_t)name_hash(kind, name) & (ix->cap - 1);
+    while (ix->slots[i].name[0] && (ix->slots[i].kind != kind || strcmp(ix->slots[i].name, name)))
+        i = (i + 1) & (ix->cap - 1);
+    return &ix->slots[i];
+}
+
+static const struct log_entry *index_find(const struct log_index *ix, unsigned char kind,
+                                          const char *name) {
+    if (!ix->cap)
+        return NULL;
+    const struct log_entry *e = index_slot((struct log_index *)ix, kind, name);
+    return e->name[0] ? e : NULL;
+}
+
+static bool index_grow(struct log_index *ix) {
+    size_t cap = ix->cap ? ix->cap * 2 : 64;
+    struct log_entry *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return false;
+    struct log_index bigger = {slots, cap, ix->used};
+    for (size_t i = 0; i < ix->cap; i++)
+        if (ix->slots[i].name[0])
+            *index_slot(&bigger, ix->slots[i].kind, ix->slots[i].name) = ix->slots[i];
+    free(ix->slots);
+    *ix = bigger;
+    return true;
+}
+
+// Records a name's latest record; false when out of memory.
+static bool index_put(struct log_index *ix, const struct log_entry *e) {
+    if ((ix->used + 1) * 2 > ix->cap && !index_grow(ix))
+        return false;
+    struct log_entry *slot = index_slot(ix, e->kind, e->name);
+    ix->used += slot->name[0] ? 0 : 1;
+    *slot = *e;
+    return true;
+}
+
+static void index_clear(struct log_index *ix) {
+    if (ix->cap)
+        memset(ix->slots, 0, ix->cap * sizeof *ix->slots);
+    ix->used = 0;
+}
+
+// ---- the log's records ----
+//
+// A record: "NDLR", kind (1 layer, 2 shared array), op (1 put, 2 remove), the name's length
+// (u16), the payload's length (u64), the CRC-32 of everything after the magic but the CRC itself
+// (kind .. payload length, name, payload), then the name and the payload (the codec's bytes; none
+// for a removal). Integers little-endian. A record whose CRC does not match is torn or damaged.
+
+#define REC_HEADER 20
+static const unsigned char REC_MAGIC[4] = {'N', 'D', 'L', 'R'};
+
+static void put_le(unsigned char *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+// zlib's crc32 takes lengths in uInt: long payloads in parts.
+static uLong crc_more(uLong crc, const unsigned char *p, uint64_t n) {
+    while (n > 0) {
+        uInt part = n > (1u << 30) ? 1u << 30 : (uInt)n;
+        crc = crc32(crc, p, part);
+        p += part;
+        n -= part;
+    }
+    return crc;
+}
+
+static uint32_t record_crc(const unsigned char *hdr, const char *name, const void *payload,
+                           uint64_t len) {
+    uLong crc = crc32(0L, hdr + 4, 12);
+    crc = crc32(crc, (const unsigned char *)name, (uInt)strlen(name));
+    return (uint32_t)crc_more(crc, payload, len);
+}
+
+static void record_header(unsigned char hdr[REC_HEADER], unsigned char kind, unsigned char op,
+                          const char *name, const void *payload, uint64_t len) {
+    memcpy(hdr, REC_MAGIC, 4);
+    hdr[4] = kind;
+    hdr[5] = op;
+    put_le(hdr + 6, strlen(name), 2);
+    put_le(hdr + 8, len, 8);
+    put_le(hdr + 16, record_crc(hdr, name, payload, len), 4);
+}
+
+// Parses the record at buf[off] of a log of n bytes into e (offset: of its payload's start) and
+// *next; false when there is no whole record with a matching CRC there.
+static bool record_parse(const unsigned char *buf, uint64_t n, uint64_t off, struct log_entry *e,
+                         uint64_t *next) {
+    if (n - off < REC_HEADER)
+        return false;
+    const unsigned char *h = buf + off;
+    uint64_t nlen = get_le(h + 6, 2), len = get_le(h + 8, 8);
+    if (memcmp(h, REC_MAGIC, 4) != 0 || (h[4] != KIND_LAYER && h[4] != KIND_SHARED) ||
+        (h[5] != OP_PUT && h[5] != OP_REMOVE) || nlen < 1 || nlen > ND_NAME_MAX ||
+        len > n - off - REC_HEADER - nlen)
+        return false;
+    memcpy(e->name, h + REC_HEADER, nlen);
+    e->name[nlen] = '\0';
+    if (strlen(e->name) != nlen || !nd_name_valid(e->name) ||
+        record_crc(h, e->name, h + REC_HEADER + nlen, len) != (uint32_t)get_le(h + 16, 4))
+        return false;
+    e->kind = h[4];
+    e->op = h[5];
+    e->offset = off + REC_HEADER + nlen;
+    e->len = len;
+    *next = off + REC_HEADER + nlen + len;
+    return true;
+}
+
+enum log_tail { TAIL_CLEAN, TAIL_TORN, TAIL_DAMAGED };
+
+// What follows the last good record (at off): zeros (written ahead, log_reserve) or nothing is
+// a clean end; a whole record further on means the bad bytes are damage in the middle of what
+// was acknowledged; anything else is a record a crash cut short (pages of an append reach the
+// disk in any order, but nothing acknowledged follows an unsynced append).
+static enum log_tail log_tail(const unsigned char *buf, uint64_t n, uint64_t off) {
+    uint64_t nz = off;
+    while (nz < n && buf[nz] == 0)
+        nz++;
+    if (nz == n)
+        return TAIL_CLEAN;
+    struct log_entry e;
+    uint64_t next;
+    for (uint64_t p = off + 1; p + REC_HEADER <= n; p++) {
+        const unsigned char *m = memmem(buf + p, n - p, REC_MAGIC, 4);
+        if (!m)
+            break;
+        p = (uint64_t)(m - buf);
+        if (record_parse(buf, n, p, &e, &next))
+            return TAIL_DAMAGED;
+    }
+    return TAIL_TORN;
+}
+
+// ---- the log: appends, group commit, compaction (all with s->mu held but the sync) ----
+
+static enum nd_status failed_error(struct srv_store *s, struct nd_error *err) {
+    return nd_error_set(err, s->failed, "the data dir cannot be written since an earlier "
+                        "failure (%s); changes are refused until normd restarts", s->failure);
+}
+
+// After this every change is refused: the log may hold changes that are not durable and that
+// later changes built on (persist.h); a restart reloads what is on disk.
+static void fail_store(struct srv_store *s, const char *what) {
+    int e = errno;
+    if (s->failed != ND_STATUS_OK)
+        return;
+    s->failed = e == ENOSPC || e == EDQUOT ? ND_STATUS_STORAGE : ND_STATUS_INTERNAL;
+    snprintf(s->failure, sizeof s->failure, "cannot %s %.200s: %s", what, s->logpath,
+             strerror(e));
+    srv_log(s->log, SRV_LOG_ERROR, "--data-dir: %s; refusing changes until a restart",
+            s->failure);
+}
+
+// Zeros written past the end of the log, in steps of LOG_CHUNK, and flushed: an append then
+// overwrites blocks the file already has, so its fdatasync flushes data only, not the file's
+// size and block map (several times faster: a sync per group of changes is what limits them).
+// A put needs its bytes and the reserve there first: on a full disk it fails here, whole,
+// while removals still find room in the reserve. Replay stops at the zeros (record_parse).
+// Under a file-size limit (EFBIG) the reserve is not insisted on: removals do not help there.
+static int log_reserve(struct srv_store *s, uint64_t n) {
+    static const unsigned char zeros[64 << 10];
+    uint64_t need = s->end + n + LOG_RESERVE;
+    if (need <= s->allocated)
+        return 0;
+    uint64_t want = need + s->zero_ahead, at = s->allocated;
+    while (at < want) {
+        size_t part = want - at < sizeof zeros ? (size_t)(want - at) : sizeof zeros;
+        ssize_t w = pwrite(s->log_fd, zeros, part, (off_t)at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0 && at >= need)
+            break; // short of a whole chunk, still room for this record (a nearly full disk)
+        if (w < 0 && errno == EFBIG && at >= s->end + n)
+            break;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            s->allocated = at; // zeros as far as they went: the end of the log stays clear
+            return -1;
+        }
+        at += (uint64_t)w;
+    }
+    if (fdatasync(s->log_fd) != 0)
+        return -1; // not failed yet: nothing appended relies on these zeros
+    s->allocated = at;
+    return 0;
+}
+
+static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off) {
+    while (cnt > 0) {
+        ssize_t w = pwritev(fd, iov, cnt, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        off += (uint64_t)w;
+        size_t done = (size_t)w;
+        for (; cnt > 0 && done >= iov->iov_len; iov++, cnt--)
+            done -= iov->iov_len;
+        if (cnt > 0) { // cut short inside this part
+            iov->iov_base = (unsigned char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+    return 0;
+}
+
+static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err);
+
+// One record at the end of the log; on failure the log is cut back to where it was, so the
+// next record follows a whole one.
+// *eno: the errno of a failure.
+static enum nd_status log_write(struct srv_store *s, unsigned char kind, unsigned char op,
+                                const char *name, const void *bytes, uint64_t len, int *eno,
+                                struct nd_error *err) {
+    unsigned char hdr[REC_HEADER];
+    record_header(hdr, kind, op, name, bytes, len);
+    size_t nlen = strlen(name);
+    uint64_t n = REC_HEADER + nlen + len;
+    if (op == OP_PUT && log_reserve(s, n) != 0) {
+        *eno = errno;
+        return io_error(err, "make room in", s->logpath);
+    }
+    struct iovec iov[3] = {{hdr, REC_HEADER}, {(void *)name, nlen}, {(void *)bytes, len}};
+    if (pwritev_all(s->log_fd, iov, len ? 3 : 2, s->end) != 0) {
+        *eno = errno;
+        enum nd_status st = io_error(err, "append to", s->logpath);
+        if (ftruncate(s->log_fd, (off_t)s->end) != 0)
+            fail_store(s, "cut back a failed append to");
+        return st;
+    }
+    struct log_entry e = {.kind = kind, .op = op, .offset = s->end + REC_HEADER + nlen, .len = len};
+    snprintf(e.name, sizeof e.name, "%s", name);
+    s->end += n;
+    s->appends++;
+    if (!index_put(&s->index, &e)) {
+        errno = ENOMEM;
+        fail_store(s, "index a record of"); // compaction would miss it
+    }
+    return ND_STATUS_OK;
+}
+
+// Appends a record and gives its ticket. A put that finds no room (a full disk, a file-size
+// limit) compacts first and tries once more: the log's superseded records are what takes room.
+static enum nd_status log_append(struct srv_store *s, unsigned char kind, unsigned char op,
+                                 const struct nd_store_put *put, uint64_t *ticket,
+                                 struct nd_error *err) {
+    enum nd_status st = check_name(put->name, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    pthread_mutex_lock(&s->mu);
+    if (s->failed != ND_STATUS_OK) {
+        st = failed_error(s, err);
+        pthread_mutex_unlock(&s->mu);
+        return st;
+    }
+    uint64_t len = op == OP_PUT ? put->len : 0;
+    int eno = 0;
+    st = log_write(s, kind, op, put->name, put->bytes, len, &eno, err);
+    if (st != ND_STATUS_OK && (eno == ENOSPC || eno == EDQUOT || eno == EFBIG) &&
+        s->failed == ND_STATUS_OK && s->end > 0 && compact_locked(s, NULL) == ND_STATUS_OK) {
+        nd_error_clear(err);
+        st = log_write(s, kind, op, put->name, put->bytes, len, &eno, err);
+    }
+    if (st == ND_STATUS_OK) {
+        *ticket = s->base + s->end;
+        if (s->end >= LOG_COMPACT_AT)
+            compact_locked(s, NULL); // a failure keeps the log, retried at the next append
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+// Group commit: the first waiter whose ticket is not durable syncs everything appended so far
+// (outside mu); waiters arriving meanwhile wait for the next sync, which covers them all.
+static enum nd_status log_wait(void *ctx, uint64_t ticket, struct nd_error *err) {
+    struct srv_store *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    while (s->synced < ticket && s->failed == ND_STATUS_OK) {
+        if (s->syncing) {
+            pthread_cond_wait(&s->synced_cv, &s->mu);
+            continue;
+        }
+        s->syncing = true;
+        uint64_t target = s->base + s->end;
+        int fd = s->log_fd;
+        pthread_mutex_unlock(&s->mu);
+        int rc = fdatasync(fd);
+        pthread_mutex_lock(&s->mu);
+        s->syncing = false;
+        s->syncs++;
+        if (rc == 0)
+            s->synced = target > s->synced ? target : s->synced;
+        else
+            fail_store(s, "flush"); // its pages may be dropped: nothing later can be trusted
+        pthread_cond_broadcast(&s->synced_cv);
+    }
+    enum nd_status st = s->synced >= ticket ? ND_STATUS_OK : failed_error(s, err);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+// Writes a log record's payload as the name's file (or removes the file).
+static enum nd_status compact_entry(struct srv_store *s, const struct log_entry *e,
+                                    struct nd_error *err) {
+    bool layer = e->kind == KIND_LAYER;
+    const char *dir = layer ? s->layers : s->shared;
+    int dir_fd = layer ? s->layers_fd : s->shared_fd;
+    const char *ext = layer ? LAYER_EXT : SHARED_EXT;
+    if (e->op == OP_REMOVE)
+        return remove_file(dir, dir_fd, e->name, ext, err);
+    unsigned char *bytes = malloc(e->len ? e->len : 1);
+    if (!bytes)
+        return nd_error_set(err, ND_STATUS_INTERNAL, "out of memory compacting %s", e->name);
+    uint64_t got = 0;
+    while (got < e->len) {
+        ssize_t r = pread(s->log_fd, bytes + got, e->len - got, (off_t)(e->offset + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (uint64_t)r;
+    }
+    enum nd_status st = got == e->len ? write_atomically(dir, dir_fd, e->name, ext, bytes,
+                                                         e->len, err)
+                                      : io_error(err, "read back", s->logpath);
+    free(bytes);
+    return st;
+}
+
+// Writes every name's latest state in the log as its file (temporary file, fsync, rename, fsync
+// of the folder), then empties the log: a crash before that replays the log over files that
+// already hold it, which changes nothing. Appends wait meanwhile (mu); a sync running outside
+// mu only flushes a log whose records are in files by then.
+static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err) {
+    if (s->end == 0)
+        return ND_STATUS_OK;
+    enum nd_status st = ND_STATUS_OK;
+    struct nd_error why;
+    nd_error_clear(&why);
+    size_t written = 0;
+    for (size_t i = 0; st == ND_STATUS_OK && i < s->index.cap; i++)
+        if (s->index.slots[i].name[0] &&
+            (st = compact_entry(s, &s->index.slots[i], &why)) == ND_STATUS_OK)
+            written++;
+    if (st != ND_STATUS_OK) {
+        srv_log(s->log, SRV_LOG_WARN, "--data-dir: compaction of %s failed, the log stays: %s",
+                s->logpath, why.msg);
+        return nd_error_set(err, st, "%s", why.msg);
+    }
+    if (ftruncate(s->log_fd, 0) != 0)
+        return io_error(err, "empty", s->logpath);
+    if (fsync(s->log_fd) != 0) {
+        fail_store(s, "flush the emptied");
+        return failed_error(s, err);
+    }
+    srv_log(s->log, SRV_LOG_DEBUG, "--data-dir: compacted %llu bytes of log into %zu files",
+            (unsigned long long)s->end, written);
+    s->base += s->end;
+    s->synced = s->base > s->synced ? s->base : s->synced; // everything is in files now
+    s->end = s->allocated = 0;
+    index_clear(&s->index);
+    return ND_STATUS_OK;
+}
+
+// ---- the engine's hooks ----
+//
 // One process owns the folder, so the versions a shared store compares (put->expect) are
-// always this process's own: nothing to check.
+// always this process's own: nothing to check. save_* / remove_* are append_* then wait.
+
+static enum nd_status append_layer(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
+                                   struct nd_error *err) {
+    return log_append(ctx, KIND_LAYER, OP_PUT, put, ticket, err);
+}
+
+static enum nd_status append_shared(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
+                                    struct nd_error *err) {
+    return log_append(ctx, KIND_SHARED, OP_PUT, put, ticket, err);
+}
+
+static enum nd_status durably(void *ctx, unsigned char kind, unsigned char op,
+                              const struct nd_store_put *put, struct nd_error *err) {
+    uint64_t ticket = 0;
+    enum nd_status st = log_append(ctx, kind, op, put, &ticket, err);
+    return st == ND_STATUS_OK ? log_wait(ctx, ticket, err) : st;
+}
+
 static enum nd_status save_layer(void *ctx, const struct nd_store_put *put,
                                  struct nd_error *err) {
-    struct srv_store *s = ctx;
-    enum nd_status st = check_name(put->name, err);
-    return st != ND_STATUS_OK ? st
-                              : write_atomically(s->layers, s->layers_fd, put->name, LAYER_EXT,
-                                                 put->bytes, put->len, err);
+    return durably(ctx, KIND_LAYER, OP_PUT, put, err);
 }
 
 static enum nd_status remove_layer(void *ctx, const struct nd_store_put *put,
                                    struct nd_error *err) {
-    struct srv_store *s = ctx;
-    enum nd_status st = check_name(put->name, err);
-    return st != ND_STATUS_OK ? st
-                              : remove_file(s->layers, s->layers_fd, put->name, LAYER_EXT, err);
+    return durably(ctx, KIND_LAYER, OP_REMOVE, put, err);
 }
 
 static enum nd_status save_shared(void *ctx, const struct nd_store_put *put,
                                   struct nd_error *err) {
-    struct srv_store *s = ctx;
-    enum nd_status st = check_name(put->name, err);
-    return st != ND_STATUS_OK ? st
-                              : write_atomically(s->shared, s->shared_fd, put->name, SHARED_EXT,
-                                                 put->bytes, put->len, err);
+    return durably(ctx, KIND_SHARED, OP_PUT, put, err);
 }
 
 static enum nd_status remove_shared(void *ctx, const struct nd_store_put *put,
                                     struct nd_error *err) {
-    struct srv_store *s = ctx;
-    enum nd_status st = check_name(put->name, err);
-    return st != ND_STATUS_OK ? st
-                              : remove_file(s->shared, s->shared_fd, put->name, SHARED_EXT, err);
+    return durably(ctx, KIND_SHARED, OP_REMOVE, put, err);
 }
 
 // ---- opening ----
@@ -154,26 +593,50 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
         snprintf(err, errlen, "normd: out of memory");
         return -1;
     }
-    s->layers_fd = s->shared_fd = -1;
+    s->layers_fd = s->shared_fd = s->log_fd = -1;
     s->log = log;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->synced_cv, NULL);
+    char logdir[4100];
     snprintf(s->layers, sizeof s->layers, "%s/layers", dir);
     snprintf(s->shared, sizeof s->shared, "%s/shared", dir);
-    int dfd = -1;
+    snprintf(logdir, sizeof logdir, "%.4090s/log", dir);
+    snprintf(s->logpath, sizeof s->logpath, "%s/%s", logdir, LOG_FILE);
+    int dfd = -1, log_dfd = -1;
     if (open_folder(dir, &dfd, err, errlen) != 0 ||
         open_folder(s->layers, &s->layers_fd, err, errlen) != 0 ||
-        open_folder(s->shared, &s->shared_fd, err, errlen) != 0) {
+        open_folder(s->shared, &s->shared_fd, err, errlen) != 0 ||
+        open_folder(logdir, &log_dfd, err, errlen) != 0) {
         if (dfd >= 0)
             close(dfd);
+        if (log_dfd >= 0)
+            close(log_dfd);
         srv_store_free(s);
         return -1;
     }
-    fsync(dfd); // the two folders themselves
+    s->log_fd = open(s->logpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->log_fd < 0) {
+        snprintf(err, errlen, "normd: --data-dir: cannot open %s: %s", s->logpath,
+                 strerror(errno));
+        close(dfd);
+        close(log_dfd);
+        srv_store_free(s);
+        return -1;
+    }
+    struct statfs fs;
+    s->zero_ahead = fstatfs(s->log_fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC_NUMBER ? 0 : LOG_CHUNK;
+    fsync(log_dfd); // the log file
+    close(log_dfd);
+    fsync(dfd); // the three folders themselves
     close(dfd);
     s->hooks = (struct nd_persist_hooks){.ctx = s,
                                          .save_layer = save_layer,
                                          .remove_layer = remove_layer,
                                          .save_shared = save_shared,
-                                         .remove_shared = remove_shared};
+                                         .remove_shared = remove_shared,
+                                         .append_layer = append_layer,
+                                         .append_shared = append_shared,
+                                         .wait = log_wait};
     *out = s;
     return 0;
 }
@@ -181,10 +644,23 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
 void srv_store_free(struct srv_store *store) {
     if (!store)
         return;
+    if (store->log_fd >= 0) {
+        pthread_mutex_lock(&store->mu);
+        if (store->failed == ND_STATUS_OK)
+            compact_locked(store, NULL); // a clean stop leaves files only
+        srv_log(store->log, SRV_LOG_INFO, "--data-dir: %llu changes appended to the log, "
+                "%llu syncs", (unsigned long long)store->appends,
+                (unsigned long long)store->syncs);
+        pthread_mutex_unlock(&store->mu);
+        close(store->log_fd);
+    }
     if (store->layers_fd >= 0)
         close(store->layers_fd);
     if (store->shared_fd >= 0)
         close(store->shared_fd);
+    pthread_mutex_destroy(&store->mu);
+    pthread_cond_destroy(&store->synced_cv);
+    free(store->index.slots);
     free(store);
 }
 
@@ -235,9 +711,10 @@ static enum nd_status load_named(struct nd_registry *reg, load_fn load, const ch
     return st == ND_STATUS_OK ? load(reg, bytes, len, err) : st;
 }
 
-// Loads each "<valid name><ext>" of a folder; logs and skips what fails.
+// Loads each "<valid name><ext>" of a folder but those the log changed (kind); logs and skips
+// what fails.
 static int load_folder(struct srv_store *s, const char *dir, int dir_fd, const char *ext,
-                       load_fn load, struct nd_registry *reg) {
+                       load_fn load, unsigned char kind, struct nd_registry *reg) {
     DIR *d = opendir(dir);
     int loaded = 0;
     struct dirent *e;
@@ -249,7 +726,7 @@ static int load_folder(struct srv_store *s, const char *dir, int dir_fd, const c
             continue;
         memcpy(name, e->d_name, n - elen);
         name[n - elen] = '\0';
-        if (!nd_name_valid(name))
+        if (!nd_name_valid(name) || index_find(&s->index, kind, name))
             continue;
         size_t len = 0;
         unsigned char *bytes = read_file(dir_fd, e->d_name, &len);
@@ -268,13 +745,114 @@ static int load_folder(struct srv_store *s, const char *dir, int dir_fd, const c
     return loaded;
 }
 
+// Reads the whole log (at most the compaction size and one record).
+static unsigned char *read_log(struct srv_store *s, uint64_t *len) {
+    struct stat st;
+    if (fstat(s->log_fd, &st) != 0)
+        return NULL;
+    unsigned char *buf = malloc((size_t)st.st_size + 1);
+    uint64_t got = 0;
+    while (buf && got < (uint64_t)st.st_size) {
+        ssize_t r = pread(s->log_fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+        if (r <= 0 && !(r < 0 && errno == EINTR))
+            break;
+        got += r > 0 ? (uint64_t)r : 0;
+    }
+    *len = got;
+    return buf;
+}
+
+// Keeps a copy of a damaged log next to it for inspection before compaction empties it.
+static void keep_damaged(struct srv_store *s, const unsigned char *buf, uint64_t len) {
+    char path[4320];
+    snprintf(path, sizeof path, "%s.damaged", s->logpath);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0)
+        srv_log(s->log, SRV_LOG_ERROR, "cannot keep a copy of the damaged log in %s: %s", path,
+                strerror(errno));
+    else
+        srv_log(s->log, SRV_LOG_ERROR, "a copy of the damaged log is in %s", path);
+    if (fd >= 0)
+        close(fd);
+}
+
+// Indexes the log's records, last one per name winning, up to the first bad one: a torn record
+// at the end (a crash during an append, never acknowledged) is dropped; a damaged one in the
+// middle stops the replay there, logged, and the log is copied aside. Returns the records.
+static size_t replay_index(struct srv_store *s, const unsigned char *buf, uint64_t len) {
+    uint64_t off = 0, next = 0;
+    size_t records = 0;
+    struct log_entry e;
+    while (off < len && record_parse(buf, len, off, &e, &next)) {
+        if (!index_put(&s->index, &e)) {
+            srv_log(s->log, SRV_LOG_ERROR, "out of memory replaying %s", s->logpath);
+            break;
+        }
+        records++;
+        off = next;
+    }
+    enum log_tail tail = log_tail(buf, len, off);
+    if (tail == TAIL_TORN)
+        srv_log(s->log, SRV_LOG_WARN, "%s: dropping a torn record at its end (offset %llu): a "
+                "write a crash cut short, never acknowledged", s->logpath,
+                (unsigned long long)off);
+    else if (tail == TAIL_DAMAGED) {
+        srv_log(s->log, SRV_LOG_ERROR, "%s: a damaged record at offset %llu; replay stops "
+                "there, the %llu bytes from it on are not loaded", s->logpath,
+                (unsigned long long)off, (unsigned long long)(len - off));
+        keep_damaged(s, buf, len);
+    }
+    s->end = off;
+    return records;
+}
+
+// Loads the log's latest record of each name of a kind (removals: nothing to load).
+static int load_logged(struct srv_store *s, const unsigned char *buf, unsigned char kind,
+                       struct nd_registry *reg) {
+    load_fn load = kind == KIND_LAYER ? nd_registry_load_layer : nd_registry_load_shared;
+    int loaded = 0;
+    for (size_t i = 0; i < s->index.cap; i++) {
+        const struct log_entry *e = &s->index.slots[i];
+        if (!e->name[0] || e->kind != kind || e->op != OP_PUT)
+            continue;
+        struct nd_error err;
+        nd_error_clear(&err);
+        if (load_named(reg, load, e->name, buf + e->offset, e->len, &err) == ND_STATUS_OK)
+            loaded++;
+        else
+            srv_log(s->log, SRV_LOG_ERROR, "skipping the %s %s of %s: %s",
+                    kind == KIND_LAYER ? "layer" : "shared array", e->name, s->logpath,
+                    err.msg);
+    }
+    return loaded;
+}
+
 int srv_store_load(struct srv_store *store, struct nd_registry *reg) {
+    uint64_t len = 0;
+    unsigned char *log = read_log(store, &len);
+    size_t records = log ? replay_index(store, log, len) : 0;
+    if (!log)
+        srv_log(store->log, SRV_LOG_ERROR, "cannot read %s: %s", store->logpath,
+                strerror(errno));
     int shared = load_folder(store, store->shared, store->shared_fd, SHARED_EXT,
-                             nd_registry_load_shared, reg);
+                             nd_registry_load_shared, KIND_SHARED, reg);
     int layers = load_folder(store, store->layers, store->layers_fd, LAYER_EXT,
-                             nd_registry_load_layer, reg);
+                             nd_registry_load_layer, KIND_LAYER, reg);
+    if (log) {
+        shared += load_logged(store, log, KIND_SHARED, reg);
+        layers += load_logged(store, log, KIND_LAYER, reg);
+    }
     nd_registry_prune(reg, false); // in memory only: see nd_registry_prune
+    srv_log(store->log, SRV_LOG_INFO, "%s: %zu changes replayed", store->logpath, records);
     srv_log(store->log, SRV_LOG_INFO, "loaded %d layers and %d shared arrays from disk", layers,
             shared);
+    pthread_mutex_lock(&store->mu);
+    if (store->end < len && ftruncate(store->log_fd, (off_t)store->end) != 0)
+        fail_store(store, "cut the bad tail off"); // appends would follow it
+    store->allocated = store->end;
+    if (store->failed == ND_STATUS_OK)
+        compact_locked(store, NULL); // the files hold it all: the next start reads no log
+    pthread_mutex_unlock(&store->mu);
+    free(log);
     return layers;
 }

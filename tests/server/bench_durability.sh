@@ -100,7 +100,7 @@ row "in memory" "${MEMR[@]}"
 row "--data-dir" "${DISKR[@]}"
 echo
 M=${MEMR[0]} D=${DISKR[0]}
-python3 -c "print('ratio: %.1fx fewer train-steps/s with --data-dir (%.0f vs %.0f); each step writes and fsyncs a %d-byte file and fsyncs its folder' % ($M / $D, $M, $D, $SIZE))"
+python3 -c "print('durable / in memory: %.0f%% (%.0f vs %.0f train-steps/s); each step appends a %d-byte state to the log, one fdatasync for the steps in flight' % (100.0 * $D / $M, $D, $M, $SIZE))"
 if [ "$BEFORE" = "$AFTER" ]; then
     echo "after a restart the layer is at version $AFTER, as acknowledged"
 else

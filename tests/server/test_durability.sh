@@ -367,10 +367,12 @@ python3 "$PY" define "$B2" && ok || fail "changes on the twin"
 python3 "$PY" snap "$B1" "$TMP/snap1"
 python3 "$PY" snap "$B2" "$TMP/snap2"
 same_snaps "$TMP/snap1" "$TMP/snap2" "twins before the restart"
-[ -f "$D1/layers/bn_wolfram.ndl" ] && [ -f "$D1/shared/gamma.nds" ] && ok || fail "file layout"
-[ ! -e "$D1/layers/deleted.ndl" ] && ok || fail "a deleted layer's file is removed"
 PID=$P1 stop_server
 [ "$EXIT" = 0 ] && ok || fail "SIGTERM with --data-dir: exit $EXIT"
+# a clean stop compacts the log into one file per layer and shared array
+[ -f "$D1/layers/bn_wolfram.ndl" ] && [ -f "$D1/shared/gamma.nds" ] && ok || fail "file layout"
+[ ! -e "$D1/layers/deleted.ndl" ] && ok || fail "a deleted layer's file is removed"
+[ ! -s "$D1/log/CURRENT.ndlog" ] && ok || fail "the log is empty after a clean stop"
 NORMD_DATA_DIR=$D1 start_server # the variable, this time
 B1=$BASE P1=$PID
 log_has '"loaded 22 layers and 1 shared arrays from disk"' "reload count"
@@ -650,6 +652,8 @@ start_server --data-dir "$F"
 J=(-H 'Content-Type: application/json')
 req PUT /v1/layers/fa "${J[@]}" -d '{"type":"BatchNormalization","input":[3]}'
 req PUT /v1/layers/fb "${J[@]}" -d '{"type":"BatchNormalization","input":[3],"arrays":{"Scaling":{"shared":"fg"}}}'
+stop_server # writes the layer files
+start_server --data-dir "$F"
 cp "$F/layers/fa.ndl" "$F/layers/fa-copy.ndl" # an old copy, at version 1
 for _ in 1 2 3; do
     req POST /v1/layers/fa/train-step "${J[@]}" -d '{"input":[[1,2,3],[3,2,1]]}'

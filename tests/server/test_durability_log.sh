@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# test_durability_log.sh - the --data-dir log (DIR/log/CURRENT.ndlog): after kill -9 the log
+# alone brings back every acknowledged train-step, bit for bit; a torn record at its end (a
+# crash mid-append) is dropped and the prefix loads; a damaged record in the middle stops the
+# replay there, is logged and the log is kept aside; the log is compacted into the layer files
+# once it passes 64 MiB, and a kill -9 after that reloads right; a data dir of files only (no
+# log folder, as before the log) loads unchanged.
+#
+# Needs bash, curl and python3 (standard library).
+set -u
+cd "$(dirname "$0")/../.."
+. tests/server/lib.sh
+
+PY="$TMP/log.py"
+cat >"$PY" <<'EOF'
+# The HTTP side and the log surgery of test_durability_log.sh. Python standard library only.
+import http.client, json, os, random, struct, sys, urllib.parse, zlib
+
+
+def call(base, method, path, body=None):
+    u = urllib.parse.urlsplit(base)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, json.loads(r.read() or b"null")
+
+
+def steps(base, name, n, width, out):
+    """n train-steps (adam, output_gradient) on layer name; appends to out one JSON line per
+    acknowledged step: its version and the arrays it answered."""
+    with open(out, "a") as f:
+        for k in range(n):
+            rng = random.Random("%s/%d" % (name, k))
+            x = [[round(rng.uniform(-2, 2), 3) for _ in range(width)] for _ in range(2)]
+            g = [[round(rng.uniform(-1, 1), 3) for _ in range(width)] for _ in range(2)]
+            st, b = call(base, "POST", "/v1/layers/%s/train-step" % name,
+                         {"input": x, "output_gradient": g, "optimizer": {"type": "adam"},
+                          "return": ["version", "arrays"]})
+            if st != 200:
+                sys.exit("train-step: %d %s" % (st, b))
+            f.write(json.dumps({"version": b["version"], "arrays": b["arrays"]}) + "\n")
+
+
+def check(base, name, acked, back):
+    """The layer's version and arrays equal those of the acknowledged step `back` steps before
+    the last one (0: the last)."""
+    want = [json.loads(l) for l in open(acked)][-1 - int(back)]
+    st, info = call(base, "GET", "/v1/layers/" + name)
+    if st != 200 or info["version"] != want["version"]:
+        sys.exit("version %s, want %d" % (info.get("version") if st == 200 else st, want["version"]))
+    for a, v in want["arrays"].items():
+        st, got = call(base, "GET", "/v1/layers/%s/arrays/%s" % (name, a))
+        if st != 200 or got["array"] != v:
+            sys.exit("array %s differs from the acknowledged one" % a)
+
+
+def records(path):
+    """(offset, length) of each whole record of a log (header: NDLR, kind, op, u16 name length,
+    u64 payload length, u32 CRC-32)."""
+    data, off, out = open(path, "rb").read(), 0, []
+    while off + 20 <= len(data) and data[off:off + 4] == b"NDLR":
+        nlen, plen, crc = struct.unpack_from("<HQI", data, off + 6)
+        n = 20 + nlen + plen
+        body = data[off + 4:off + 16] + data[off + 20:off + n]
+        if off + n > len(data) or zlib.crc32(body) != crc:
+            break
+        out.append((off, n))
+        off += n
+    return out
+
+
+def tear(path):
+    """Cuts the log in the middle of its last record (zeros ahead are cut too)."""
+    off, n = records(path)[-1]
+    os.truncate(path, off + n // 2)
+
+
+def damage(path, index):
+    """Flips a byte in the payload of record `index`."""
+    off, n = records(path)[int(index)]
+    with open(path, "r+b") as f:
+        f.seek(off + n - 3)
+        b = f.read(1)
+        f.seek(off + n - 3)
+        f.write(bytes([b[0] ^ 0x5a]))
+
+
+def count(path):
+    print(len(records(path)))
+
+
+cmd = sys.argv[1]
+if cmd == "steps":
+    steps(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+elif cmd == "check":
+    check(*sys.argv[2:6])
+else:
+    globals()[cmd](*sys.argv[2:])
+EOF
+
+J=(-H 'Content-Type: application/json')
+kill9() {
+    kill -9 "$PID" 2>/dev/null
+    wait "$PID" 2>/dev/null
+}
+define() { # name width
+    req PUT "/v1/layers/$1" "${J[@]}" -d "{\"type\":\"BatchNormalization\",\"input\":[$2]}"
+    expect_status 201 "define $1"
+}
+
+# ---- a. kill -9: the log alone holds every acknowledged step ----
+A=$TMP/a
+start_server --data-dir "$A"
+define la 8
+python3 "$PY" steps "$BASE" la 12 8 "$TMP/la.acked" && ok || fail "train-steps on la"
+kill9
+[ ! -e "$A/layers/la.ndl" ] && ok || fail "no layer file before a compaction"
+[ "$(python3 "$PY" count "$A/log/CURRENT.ndlog")" = 13 ] && ok || fail "13 records in the log: $(python3 "$PY" count "$A/log/CURRENT.ndlog")"
+start_server --data-dir "$A"
+python3 "$PY" check "$BASE" la "$TMP/la.acked" 0 && ok || fail "kill -9: the last acknowledged step is back"
+grep -q '13 changes replayed' "$LOG" && ok || fail "13 changes replayed: $(grep replayed "$LOG")"
+[ -f "$A/layers/la.ndl" ] && [ ! -s "$A/log/CURRENT.ndlog" ] && ok || fail "the start compacts the log"
+python3 "$PY" steps "$BASE" la 3 8 "$TMP/la.acked" && ok || fail "train-steps after the restart"
+kill9
+start_server --data-dir "$A"
+python3 "$PY" check "$BASE" la "$TMP/la.acked" 0 && ok || fail "files, then the log on top"
+stop_server
+
+# ---- b. a torn record at the end: dropped, the prefix loads ----
+B=$TMP/b
+start_server --data-dir "$B"
+define lb 8
+python3 "$PY" steps "$BASE" lb 6 8 "$TMP/lb.acked" && ok || fail "train-steps on lb"
+kill9
+python3 "$PY" tear "$B/log/CURRENT.ndlog"
+start_server --data-dir "$B"
+python3 "$PY" check "$BASE" lb "$TMP/lb.acked" 1 && ok || fail "a torn last record: the step before it"
+grep -q 'dropping a torn record' "$LOG" && ok || fail "the torn record is logged"
+req POST /v1/layers/lb/train-step "${J[@]}" -d '{"input":[[1,2,3,4,5,6,7,8],[8,7,6,5,4,3,2,1]]}'
+expect_body_has '"version":7' "a step after the torn record continues from the prefix"
+stop_server
+
+# ---- c. a damaged record in the middle: replay stops there, logged, the log kept aside ----
+C=$TMP/c
+start_server --data-dir "$C"
+define lc 8
+python3 "$PY" steps "$BASE" lc 5 8 "$TMP/lc.acked" && ok || fail "train-steps on lc"
+kill9
+python3 "$PY" damage "$C/log/CURRENT.ndlog" 3 # the 3rd step: records 0 (define), 1 and 2 load
+start_server --data-dir "$C"
+python3 "$PY" check "$BASE" lc "$TMP/lc.acked" 3 && ok || fail "replay stops before the damaged record"
+grep -q 'a damaged record at offset' "$LOG" && ok || fail "the damaged record is logged"
+[ -s "$C/log/CURRENT.ndlog.damaged" ] && ok || fail "the damaged log is kept"
+stop_server
+
+# ---- d. compaction past 64 MiB, then kill -9 ----
+D=$TMP/d
+start_server --data-dir "$D"
+define ld 8192 # an adam step stores ~200 KB: 64 MiB after ~330 steps
+python3 "$PY" steps "$BASE" ld 400 8192 "$TMP/ld.acked" && ok || fail "train-steps on ld"
+[ -f "$D/layers/ld.ndl" ] && ok || fail "compaction wrote the layer file"
+N=$(python3 "$PY" count "$D/log/CURRENT.ndlog")
+[ "$N" -gt 0 ] && [ "$N" -lt 330 ] && ok || fail "the log was emptied and refilled: $N records"
+kill9
+start_server --data-dir "$D"
+python3 "$PY" check "$BASE" ld "$TMP/ld.acked" 0 && ok || fail "kill -9 after a compaction"
+stop_server
+
+# ---- e. a data dir of files only (before the log) loads unchanged ----
+E=$TMP/e
+start_server --data-dir "$E"
+define le 8
+req PUT /v1/layers/le2 "${J[@]}" -d '{"type":"BatchNormalization","input":[3],"arrays":{"Scaling":{"shared":"eg"}}}'
+python3 "$PY" steps "$BASE" le 2 8 "$TMP/le.acked" && ok || fail "train-steps on le"
+stop_server
+rm -r "$E/log"
+start_server --data-dir "$E"
+python3 "$PY" check "$BASE" le "$TMP/le.acked" 0 && ok || fail "files only: the layer"
+grep -q '"loaded 2 layers and 1 shared arrays from disk"' "$LOG" && ok || fail "files only: $(grep loaded "$LOG")"
+[ -d "$E/log" ] && ok || fail "the log folder is made"
+stop_server
+
+summary "durability log"
