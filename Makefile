@@ -249,6 +249,7 @@ test: deps
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_oip.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_history.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_http_more.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_large_body.py
 	$(Q)$(MAKE) --no-print-directory deps-browser && NORMD=$(BUILD)/normd python3 tests/server/test_browser.py
 	$(Q)$(MAKE) --no-print-directory deps-browser && NORMD=$(BUILD)/normd python3 tests/server/test_ui.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/deploy/test_grafana.py

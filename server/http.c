@@ -1,5 +1,6 @@
 // http.c - libmicrohttpd under libuv: request assembly, limits, inline or worker dispatch,
 // responses, completion (log line and metrics).
+#define _DEFAULT_SOURCE // madvise's MADV_HUGEPAGE (Linux)
 #include "server/http.h"
 
 #include "core/budget.h"
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,8 +82,19 @@ static uint64_t now_ns(void) {
 
 static void schedule(struct srv_http *h);
 
+// A connection with more bytes waiting than its read buffer holds (a large body: about 8 KiB
+// of the 16 KiB pool a turn) is served again at once, not after a trip through the uv loop:
+// a 64 MiB body read and refused, medians: 0.155 -> 0.115 s (nginx 0.112 s), and on a busier
+// machine 0.23-0.26 -> 0.20-0.21 s (nginx 0.21 s). Bounded, so the loop's own handles (timers,
+// wake-ups) still run. Small requests: no change measured.
+#define MHD_RUNS_PER_TURN 8
+
 static void run_mhd(struct srv_http *h) {
-    MHD_run(h->daemon);
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    int runs = 0;
+    do
+        MHD_run(h->daemon);
+    while (++runs < MHD_RUNS_PER_TURN && MHD_get_timeout(h->daemon, &ms) == MHD_YES && ms == 0);
     srv_conns_settle(&h->conns);
     schedule(h);
 }
@@ -173,6 +186,34 @@ static void build_head(struct srv_req *r) {
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_BODY_MIN ((size_t)4 << 20) // smaller bodies keep malloc's own placement
+
+// Asks for transparent huge pages over the 2 MiB-aligned part of [p, p + len) (advice: the
+// kernel may ignore it, and an error changes nothing). Faulting a fresh 64 MiB body in 4 KiB
+// pages took ~200 ms on a virtualized 2-core machine (12 us a fault), in 2 MiB pages ~8 ms.
+// Pages are still taken as the bytes come: a body that stops early holds at most one 2 MiB
+// page more than it wrote, inside what the budget already reserved for it.
+static void advise_huge(void *p, size_t len) {
+    uintptr_t start = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t end = ((uintptr_t)p + len) & ~(uintptr_t)(HUGE_PAGE - 1);
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+}
+
+// A large first buffer (a declared body) starts on a huge-page boundary, so that all of it
+// can be huge pages; later growth (a chunked body) is a plain realloc, advised again.
+static char *realloc_body(char *body, size_t cap) {
+    void *p = NULL;
+    if (body || cap < HUGE_BODY_MIN)
+        p = realloc(body, cap);
+    else if (posix_memalign(&p, HUGE_PAGE, cap) != 0)
+        p = NULL;
+    if (p && cap >= HUGE_BODY_MIN)
+        advise_huge(p, cap);
+    return p;
+}
+
 // Grows the body buffer to cap bytes, the growth taken from the memory budget first
 // (over_budget set when it cannot be).
 static int grow_body(struct srv_req *r, size_t cap) {
@@ -181,7 +222,7 @@ static int grow_body(struct srv_req *r, size_t cap) {
         r->over_budget = true;
         return 0;
     }
-    char *grown = realloc(r->body, cap);
+    char *grown = realloc_body(r->body, cap);
     if (!grown) {
         nd_budget_give(r->h->cfg.budget, more);
         return -1;
