@@ -3,6 +3,11 @@
 # (input [64], batch 32, output_gradient, sgd) on a server without a data dir and on one with,
 # same machine, same run, then the ratio. wrk drives the server (tests/load/request.lua, several
 # keep-alive connections on the one layer); without wrk, a python3 keep-alive loop does.
+# Then the disk's own pace, right after: the latency of a 16 KB overwrite + fdatasync in the data
+# dir's file system, and the bound it sets. Each connection waits for its step, so a step costs
+# its time in memory plus about 1.5 syncs (it waits for the end of the sync running when it was
+# appended, which does not cover it, then for the next): durable steps/s <= connections /
+# (connections / in-memory steps/s + 1.5 * sync latency).
 #
 #   tests/server/bench_durability.sh [seconds per run, default 5]
 #   BENCH_DIR=DIR      where the data dir is made (default build/: the repo's file system; /tmp
@@ -101,6 +106,34 @@ row "--data-dir" "${DISKR[@]}"
 echo
 M=${MEMR[0]} D=${DISKR[0]}
 python3 -c "print('durable / in memory: %.0f%% (%.0f vs %.0f train-steps/s); each step appends a %d-byte state to the log, one fdatasync for the steps in flight' % (100.0 * $D / $M, $D, $M, $SIZE))"
+# A core kept busy meanwhile, as under load: on an idle virtual machine the wake-up after the
+# disk's answer added ~3.7 ms to every sync here (4.0 ms idle, 0.3 ms with a busy core).
+timeout 20 sh -c 'while :; do :; done' &
+SPIN=$!
+SYNC=$(python3 - "$DATA" <<'EOF'
+import os, sys, time
+path = os.path.join(sys.argv[1], "sync-probe")
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, b"\0" * (4 << 20), 0)
+os.fsync(fd)
+lat = []
+for i in range(200):
+    t = time.perf_counter()
+    os.pwrite(fd, b"x" * 16384, (i * 16384) % (4 << 20))
+    os.fdatasync(fd)
+    lat.append(time.perf_counter() - t)
+os.close(fd)
+os.unlink(path)
+lat.sort()
+print("%.3f" % (lat[len(lat) // 2] * 1e3))
+EOF
+)
+kill "$SPIN" 2>/dev/null
+wait "$SPIN" 2>/dev/null
+python3 -c "
+m, d, c, t = $M, $D, $CONNS, $SYNC / 1e3
+bound = c / (c / m + 1.5 * t)
+print('fdatasync of a 16 KB overwrite here: p50 %.3f ms; with %d connections the bound is about %.0f steps/s (%.0f%% of in memory), measured %.0f' % (t * 1e3, c, bound, 100 * bound / m, d))"
 if [ "$BEFORE" = "$AFTER" ]; then
     echo "after a restart the layer is at version $AFTER, as acknowledged"
 else
