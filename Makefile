@@ -66,7 +66,7 @@ TEST_API_SRC := $(wildcard tests/api/check_*.c)
 TEST_API_OBJ := $(TEST_API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/check_main_api.o
 TEST_SRV_SRC := $(wildcard tests/server/check_*.c)
 TEST_SRV_OBJ := $(TEST_SRV_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/check_main_server.o
-BENCH_SRC   := tests/bench/bench_norm.c
+BENCH_SRC   := tests/bench/bench_norm.c tests/bench/bench_json.c
 BENCH_OBJ   := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 
 CHECK_CFLAGS = $(shell pkg-config --cflags $(PKGS_CHECK) 2>/dev/null)
@@ -176,14 +176,20 @@ $(BUILD)/tests/check_server: $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o $(BUILD)
 		$(BUILD)/server/trace.o $(BUILD)/server/change_msg.o \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(ZLIB_LIBS) $(LDLIBS_CORE)
 
-$(BUILD)/bench_norm: $(BENCH_OBJ) $(BUILD)/libndcore.a
+$(BUILD)/bench_norm: $(BUILD)/tests/bench/bench_norm.o $(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libndcore.a $(LDLIBS_CORE)
+	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libndcore.a $(LDLIBS_CORE)
+
+# JSON numbers of a medium forward: parse and print, ns per number and per byte.
+$(BUILD)/bench_json: $(BUILD)/tests/bench/bench_json.o $(BUILD)/libndapi.a $(BUILD)/libndcore.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libndapi.a $(BUILD)/libndcore.a \
+		$(JSON_LIBS) $(LDLIBS_CORE)
 
 $(BUILD)/tests/bench/%.o: tests/bench/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(BASE_CFLAGS) $(KOPT) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(KOPT) $(JSON_CFLAGS) $(CFLAGS) -c $< -o $@
 
 # The libFuzzer harnesses, built with gcc and tests/fuzz/replay.c instead of libFuzzer: make test
 # replays the committed corpus and every past finding (tests/fuzz/regressions/) through them.
@@ -325,8 +331,9 @@ bench-durability: deps
 	$(Q)NORMD=$(BUILD)/normd tests/server/bench_durability.sh
 
 bench: deps
-	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_norm
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench_norm $(BUILD)/bench_json
 	$(Q)$(BUILD)/bench_norm
+	$(Q)$(BUILD)/bench_json
 
 # core/ may include only the C library, POSIX threads (pool.c) and its own headers.
 check-layering:

@@ -35,6 +35,12 @@ size_t api_fast_extract(char *text, size_t len, int64_t max_elements,
 // placeholder; -1 for a placeholder whose tensor was taken already or does not exist.
 int api_fast_take(struct api_fast_tensors *fast, const json_t *v, struct nd_tensor *out);
 
+// The same, reading text (len bytes; NULL allowed when len is 0) without changing it, and
+// writing the rest into a new NUL-terminated text: the caller owns it (free with free()),
+// *out_len gets its length. NULL when out of memory (*out then holds no tensors).
+char *api_fast_extract_copy(const char *text, size_t len, int64_t max_elements,
+                            struct api_fast_tensors *out, size_t *out_len);
+
 // Frees the tensors not taken.
 void api_fast_release(struct api_fast_tensors *fast);
 

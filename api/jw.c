@@ -697,30 +697,55 @@ int jw_format_double(double v, char buf[32]) {
 // Larger requests fail without asking the allocator (which may abort under sanitizers).
 #define JW_MAX_CAP ((size_t)PTRDIFF_MAX / 2)
 
+// The most bytes the buffer may hold: the text and its NUL.
+static size_t jw_max_cap(const struct jw *w) {
+    return w->limit ? w->limit + 1 : JW_MAX_CAP;
+}
+
+// Grows the buffer to hold `need` bytes (the text so far, what follows, the NUL; need <=
+// jw_max_cap): doubling, or exactly `need` when exact is set (a caller that knows the size).
+// False when out of memory; the writer's state is untouched either way.
+static bool jw_grow(struct jw *w, size_t need, bool exact) {
+    size_t max = jw_max_cap(w);
+    size_t cap = exact ? need : w->cap ? w->cap : JW_INITIAL_CAP;
+    if (cap > max) // never more than the limit allows: a room check on cap alone must be
+        cap = max; // a limit check too (a limit below 256 once let the text run past it)
+    while (cap < need)
+        cap = cap > max / 2 ? max : cap * 2;
+    char *buf = realloc(w->buf, cap);
+    if (!buf)
+        return false;
+    w->buf = buf;
+    w->cap = cap;
+    return true;
+}
+
 // Makes room for n more bytes plus the final NUL; false (and failed) when it cannot.
 static bool jw_reserve(struct jw *w, size_t n) {
     if (w->failed)
         return false;
     if (n < w->cap - w->len)
         return true;
-    size_t max = w->limit ? w->limit + 1 : JW_MAX_CAP; // the text and its NUL
-    if (n > max - w->len - 1) {
+    if (n > jw_max_cap(w) - w->len - 1) {
         w->too_large = w->limit != 0;
         w->failed = true;
         return false;
     }
-    size_t need = w->len + n + 1;
-    size_t cap = w->cap ? w->cap : JW_INITIAL_CAP;
-    while (cap < need)
-        cap = cap > max / 2 ? max : cap * 2;
-    char *buf = realloc(w->buf, cap);
-    if (!buf) {
+    if (!jw_grow(w, w->len + n + 1, false)) {
         w->failed = true;
         return false;
     }
-    w->buf = buf;
-    w->cap = cap;
     return true;
+}
+
+// As jw_reserve, but a writer that cannot make the room is left as it was (not failed): the
+// caller then goes value by value, and fails, if it must, exactly where jw_reserve would.
+static bool jw_room(struct jw *w, size_t n) {
+    if (w->failed)
+        return false;
+    if (n < w->cap - w->len)
+        return true;
+    return n <= jw_max_cap(w) - w->len - 1 && jw_grow(w, w->len + n + 1, false);
 }
 
 static void jw_put(struct jw *w, const char *s, size_t n) {
@@ -980,6 +1005,67 @@ void jw_float(struct jw *w, float v) {
     int n = format_float(v, out);
     memcpy(p, out, 24); // fixed size: one move; only n bytes count
     w->len += (size_t)n;
+}
+
+// The decimal of a finite nonzero float, for write_decimal; false for zero, the non-finite
+// values, and the few that need float_decimal_careful (jw_float writes those).
+static inline bool float_decimal_fast(float v, struct decimal *dec) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    uint32_t f = bits & 0x7fffffu;
+    int be = (int)(bits >> 23 & 0xff);
+    if (be == 0xff || (be == 0 && f == 0))
+        return false;
+    bool careful = false;
+    *dec = be ? float_decimal(f | 0x800000u, be - 150, f == 0 && be > 1, &careful)
+              : float_decimal(f, -149, false, &careful);
+    return !careful;
+}
+
+#define JW_BATCH 16
+
+void jw_floats(struct jw *w, const float *v, int64_t n) {
+    // In batches: first the decimals, then the texts. A float's decimal is a long chain of
+    // dependent multiplies; a loop doing one whole float at a time keeps about one and a half
+    // of them in flight, while the short loops let the CPU overlap several.
+    struct decimal dec[JW_BATCH];
+    bool fast[JW_BATCH];
+    for (int64_t i = 0; i < n;) {
+        int m = n - i < JW_BATCH ? (int)(n - i) : JW_BATCH;
+        // Each text is at most 24 bytes with its comma, and write_decimal uses FMT_SCRATCH
+        // bytes where it writes.
+        if (!jw_room(w, (size_t)m * 25 + FMT_SCRATCH)) { // near the limit: one at a time
+            jw_float(w, v[i++]);
+            if (w->failed)
+                return;
+            continue;
+        }
+        for (int j = 0; j < m; j++)
+            fast[j] = float_decimal_fast(v[i + j], &dec[j]);
+        for (int j = 0; j < m; j++) {
+            if (!fast[j]) { // within the room made: jw_float takes at most 25 bytes too
+                jw_float(w, v[i + j]);
+                continue;
+            }
+            if (w->after_key)
+                w->after_key = false;
+            else if (!w->first[w->depth])
+                w->buf[w->len++] = ',';
+            w->first[w->depth] = false;
+            // Straight into the buffer: a copy through a scratch buffer would load what was
+            // just stored byte by byte, which the CPU cannot forward (a stall per float).
+            w->len += (size_t)write_decimal(w->buf + w->len, signbit(v[i + j]), dec[j]);
+        }
+        i += m;
+    }
+}
+
+void jw_reserve_hint(struct jw *w, size_t n) {
+    if (w->failed || n < w->cap - w->len)
+        return;
+    size_t max = jw_max_cap(w) - 1; // the text's most bytes
+    size_t need = n > max - w->len ? max : w->len + n;
+    jw_grow(w, need + 1, true); // out of memory: the writes will tell
 }
 
 void jw_raw(struct jw *w, const char *text, size_t len) {

@@ -55,6 +55,13 @@ void jw_double(struct jw *w, double v);
 // A float32 in the shortest text that reads back as the same float32 (strings for
 // non-finite values).
 void jw_float(struct jw *w, float v);
+// n floats as the next n values, as n jw_float calls would write them (the same text, the
+// same failure at the limit), faster: a tensor's rows.
+void jw_floats(struct jw *w, const float *v, int64_t n);
+// Grows the buffer at once to hold n more bytes (capped by the limit): a writer that knows
+// roughly how much follows saves the doubling's copies. Never fails; a failed allocation is
+// reported by the writes that need it.
+void jw_reserve_hint(struct jw *w, size_t n);
 // Appends raw, already valid JSON as the next value (e.g. a pre-rendered fragment).
 void jw_raw(struct jw *w, const char *text, size_t len);
 

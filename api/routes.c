@@ -296,17 +296,16 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
             return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
         return merge_query(call);
     }
-    // The large numeric arrays are read first, from a copy the reader may overwrite. The copy
-    // and those tensors (a number takes at least 2 bytes of text, "1,", and 4 as a float) are
-    // counted first.
+    // The large numeric arrays are read first, the rest of the text going to a new buffer
+    // (as large as the body, though a forward's rest is a few bytes). It and those tensors (a
+    // number takes at least 2 bytes of text, "1,", and 4 as a float) are counted first.
     if (api_reserve(call, (int64_t)req->body_len * 3 + 1, "reading the body") != 0)
         return API_FAIL;
-    char *text = malloc(req->body_len + 1);
+    size_t len = 0;
+    char *text = api_fast_extract_copy(req->body, req->body_len, call->ctx->config.max_elements,
+                                       &call->fast, &len);
     if (!text)
         return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
-    if (req->body_len > 0) // an empty body may come as NULL, and memcpy(x, NULL, 0) is undefined
-        memcpy(text, req->body, req->body_len);
-    size_t len = api_fast_extract(text, req->body_len, call->ctx->config.max_elements, &call->fast);
     if (check_json_cost(call, text, len) != 0) {
         free(text);
         return API_FAIL;
