@@ -167,7 +167,7 @@ static int forward_tensor(struct api_call *call, struct nd_layer *layer, struct 
     if (rc == 0) {
         api_reply_etag(call, version);
         if (call->binary) {
-            rc = api_reply_binary(call, &y);
+            rc = api_reply_binary_take(call, &y);
         } else {
             struct jw w;
             api_writer_init(call, &w);

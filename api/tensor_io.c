@@ -50,13 +50,8 @@ int api_batch_view(struct api_call *call, struct nd_layer *layer, const struct n
     return 0;
 }
 
-int api_reply_binary(struct api_call *call, const struct nd_tensor *t) {
+static int reply_binary(struct api_call *call, const struct nd_tensor *t, char *body) {
     size_t bytes = (size_t)t->numel * sizeof(float);
-    char *body = malloc(bytes ? bytes : 1);
-    if (!body)
-        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
-    if (bytes)
-        memcpy(body, t->data, bytes);
     char shape[API_HEADER_VALUE_MAX];
     api_reply_header(call, "X-Tensor-Shape", "%s", api_shape_header(&t->shape, shape, sizeof shape));
     call->resp->status = 200;
@@ -64,4 +59,22 @@ int api_reply_binary(struct api_call *call, const struct nd_tensor *t) {
     call->resp->body_len = bytes;
     call->resp->content_type = "application/octet-stream";
     return API_OK;
+}
+
+int api_reply_binary(struct api_call *call, const struct nd_tensor *t) {
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    char *body = malloc(bytes ? bytes : 1);
+    if (!body)
+        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+    if (bytes)
+        memcpy(body, t->data, bytes);
+    return reply_binary(call, t, body);
+}
+
+// nd_alloc_aligned's memory is free()'s (alloc.c), as the response's body must be.
+int api_reply_binary_take(struct api_call *call, struct nd_tensor *t) {
+    if (!(t->flags & ND_TENSOR_OWNS_DATA) || t->numel == 0)
+        return api_reply_binary(call, t);
+    t->flags &= ~(uint32_t)ND_TENSOR_OWNS_DATA;
+    return reply_binary(call, t, (char *)t->data);
 }

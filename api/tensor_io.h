@@ -22,6 +22,10 @@ int api_batch_view(struct api_call *call, struct nd_layer *layer, const struct n
 // X-Tensor-Shape.
 int api_reply_binary(struct api_call *call, const struct nd_tensor *t);
 
+// As api_reply_binary, but an owning *t gives its data to the reply (no copy) and becomes a
+// view: the caller's nd_tensor_deinit then frees nothing.
+int api_reply_binary_take(struct api_call *call, struct nd_tensor *t);
+
 // ---- shared by /v1 and /v2 (h_forward.c, h_train.c) ----
 
 // "inference"/"test" or "train"/"training" (any case) into *train; 422 naming "mode" otherwise.
