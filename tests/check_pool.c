@@ -27,6 +27,7 @@ struct count_ctx {
     _Atomic int64_t bad_ranges; // empty, reversed or out-of-bounds ranges
     _Atomic int64_t longest;    // longest range seen
     _Atomic int64_t on_caller;  // invocations on the thread that called nd_pool_for
+    _Atomic int64_t last;       // length of the range that ends at nitems
     pthread_t caller;
 };
 
@@ -59,6 +60,8 @@ static void count_fn(void *ctx, int64_t begin, int64_t end) {
         return;
     }
     atomic_max_i64(&c->longest, end - begin);
+    if (end == c->nitems)
+        atomic_store(&c->last, end - begin);
     for (int64_t i = begin; i < end; i++)
         atomic_fetch_add_explicit(&c->counts[i], 1, memory_order_relaxed);
 }
@@ -577,6 +580,31 @@ START_TEST(test_claims_stay_balanced) {
 }
 END_TEST
 
+// Claims are guided: large while much remains (at most 256K elements of work, at most
+// 1 / (4 * nthreads) of the items), down to 32K elements for the claim that ends the job, the
+// one a thread that finished may wait on.
+START_TEST(test_claims_shrink_towards_the_end) {
+    struct nd_pool *pool = NULL;
+    ck_assert_int_eq(nd_pool_create(&pool, 2, NULL), ND_STATUS_OK);
+    nd_pool_set_inline_elems(pool, 0);
+    const int64_t nitems[] = {100000, 4096, 333};
+    for (size_t n = 0; n < 3; n++) {
+        struct count_ctx c;
+        count_init(&c, nitems[n]);
+        nd_pool_for(pool, nitems[n], 1024, count_fn, &c); // 1024 elements an item
+        ck_assert_int_eq(count_wrong(&c), 0);
+        ck_assert_int_le(atomic_load(&c.longest), 256);
+        ck_assert_int_le(atomic_load(&c.longest), (nitems[n] + 7) / 8);
+        ck_assert_int_le(atomic_load(&c.last), 32);
+        ck_assert_int_gt(atomic_load(&c.last), 0);
+        if (nitems[n] >= 4096)
+            ck_assert_int_ge(atomic_load(&c.calls), nitems[n] / 256);
+        count_deinit(&c);
+    }
+    nd_pool_free(pool);
+}
+END_TEST
+
 START_TEST(test_max_threads) {
     struct nd_pool *pool = NULL;
     ck_assert_int_eq(nd_pool_create(&pool, 256, NULL), ND_STATUS_OK);
@@ -644,6 +672,7 @@ Suite *pool_suite(void) {
     tcase_add_test(tl, test_inline_runs_once_on_caller);
     tcase_add_test(tl, test_inline_threshold_boundary);
     tcase_add_test(tl, test_claims_stay_balanced);
+    tcase_add_test(tl, test_claims_shrink_towards_the_end);
     tcase_add_test(tl, test_max_threads);
     suite_add_tcase(s, tl);
     TCase *te = tcase_create("errors");
