@@ -167,13 +167,13 @@ $(BUILD)/tests/check_api: $(TEST_API_OBJ) $(BUILD)/libndapi.a $(BUILD)/libndcore
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_API_OBJ) $(BUILD)/libndapi.a \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(JSON_LIBS) $(LDLIBS_CORE)
 
-# server/ modules that stand alone (no daemon, no loop): encoding.c (with zlib), trace.c and
-# change_msg.c.
+# server/ modules that stand alone (no daemon, no loop): encoding.c (with zlib), trace.c,
+# change_msg.c and store_log.c (with zlib).
 $(BUILD)/tests/check_server: $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o $(BUILD)/server/trace.o \
-		$(BUILD)/server/change_msg.o $(BUILD)/libndcore.a
+		$(BUILD)/server/change_msg.o $(BUILD)/server/store_log.o $(BUILD)/libndcore.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OPT) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_SRV_OBJ) $(BUILD)/server/encoding.o \
-		$(BUILD)/server/trace.o $(BUILD)/server/change_msg.o \
+		$(BUILD)/server/trace.o $(BUILD)/server/change_msg.o $(BUILD)/server/store_log.o \
 		$(BUILD)/libndcore.a $(CHECK_LIBS) $(ZLIB_LIBS) $(LDLIBS_CORE)
 
 $(BUILD)/bench_norm: $(BUILD)/tests/bench/bench_norm.o $(BUILD)/libndcore.a
@@ -194,9 +194,9 @@ $(BUILD)/tests/bench/%.o: tests/bench/%.c
 # The libFuzzer harnesses, built with gcc and tests/fuzz/replay.c instead of libFuzzer: make test
 # replays the committed corpus and every past finding (tests/fuzz/regressions/) through them.
 FUZZ_HARNESSES := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config \
-                  fuzz_encoding
+                  fuzz_encoding fuzz_store_log
 REPLAY_OBJ := $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/server/encoding.o \
-              $(BUILD)/server/trace.o $(BUILD)/server/change_msg.o
+              $(BUILD)/server/trace.o $(BUILD)/server/change_msg.o $(BUILD)/server/store_log.o
 $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz_util.h $(REPLAY_OBJ) \
 		$(BUILD)/libndapi.a $(BUILD)/libndcore.a
 	@mkdir -p $(@D)

@@ -16,10 +16,10 @@
 #include <sys/uio.h>
 #include <sys/vfs.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "core/layer.h"
 #include "core/registry.h"
+#include "server/store_log.h"
 
 #define LAYER_EXT ".ndl"
 #define SHARED_EXT ".nds"
@@ -29,20 +29,11 @@
 #define TMPFS_MAGIC_NUMBER 0x01021994 // linux/magic.h's TMPFS_MAGIC
 #define LOG_CHUNK (4u << 20)         // the log's space is zeroed ahead in steps of this size
 
-enum { KIND_LAYER = 1, KIND_SHARED = 2 };
-enum { OP_PUT = 1, OP_REMOVE = 2 };
-
-// The latest record of one name in the current log (what compaction writes out).
-struct log_entry {
-    char name[ND_NAME_MAX + 1]; // "" : a free slot
-    unsigned char kind, op;
-    uint64_t offset; // of the record's payload in the log
-    uint64_t len;
-};
-
-// Open addressing on (kind, name); cap a power of two, at most half full.
+// The latest record of each name in the current log (what compaction writes out), open
+// addressing on (kind, name); cap a power of two, at most half full; a slot whose name is "" is
+// free.
 struct log_index {
-    struct log_entry *slots;
+    struct srv_rec *slots;
     size_t cap, used;
 };
 
@@ -148,24 +139,24 @@ static uint64_t name_hash(unsigned char kind, const char *name) {
     return h;
 }
 
-static struct log_entry *index_slot(struct log_index *ix, unsigned char kind, const char *name) {
+static struct srv_rec *index_slot(struct log_index *ix, unsigned char kind, const char *name) {
     size_t i = (size_t)name_hash(kind, name) & (ix->cap - 1);
     while (ix->slots[i].name[0] && (ix->slots[i].kind != kind || strcmp(ix->slots[i].name, name)))
         i = (i + 1) & (ix->cap - 1);
     return &ix->slots[i];
 }
 
-static const struct log_entry *index_find(const struct log_index *ix, unsigned char kind,
-                                          const char *name) {
+static const struct srv_rec *index_find(const struct log_index *ix, unsigned char kind,
+                                        const char *name) {
     if (!ix->cap)
         return NULL;
-    const struct log_entry *e = index_slot((struct log_index *)ix, kind, name);
+    const struct srv_rec *e = index_slot((struct log_index *)ix, kind, name);
     return e->name[0] ? e : NULL;
 }
 
 static bool index_grow(struct log_index *ix) {
     size_t cap = ix->cap ? ix->cap * 2 : 64;
-    struct log_entry *slots = calloc(cap, sizeof *slots);
+    struct srv_rec *slots = calloc(cap, sizeof *slots);
     if (!slots)
         return false;
     struct log_index bigger = {slots, cap, ix->used};
@@ -178,10 +169,10 @@ static bool index_grow(struct log_index *ix) {
 }
 
 // Records a name's latest record; false when out of memory.
-static bool index_put(struct log_index *ix, const struct log_entry *e) {
+static bool index_put(struct log_index *ix, const struct srv_rec *e) {
     if ((ix->used + 1) * 2 > ix->cap && !index_grow(ix))
         return false;
-    struct log_entry *slot = index_slot(ix, e->kind, e->name);
+    struct srv_rec *slot = index_slot(ix, e->kind, e->name);
     ix->used += slot->name[0] ? 0 : 1;
     *slot = *e;
     return true;
@@ -191,106 +182,6 @@ static void index_clear(struct log_index *ix) {
     if (ix->cap)
         memset(ix->slots, 0, ix->cap * sizeof *ix->slots);
     ix->used = 0;
-}
-
-// ---- the log's records ----
-//
-// A record: "NDLR", kind (1 layer, 2 shared array), op (1 put, 2 remove), the name's length
-// (u16), the payload's length (u64), the CRC-32 of everything after the magic but the CRC itself
-// (kind .. payload length, name, payload), then the name and the payload (the codec's bytes; none
-// for a removal). Integers little-endian. A record whose CRC does not match is torn or damaged.
-
-#define REC_HEADER 20
-static const unsigned char REC_MAGIC[4] = {'N', 'D', 'L', 'R'};
-
-static void put_le(unsigned char *p, uint64_t v, int n) {
-    for (int i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-// zlib's crc32 takes lengths in uInt: long payloads in parts.
-static uLong crc_more(uLong crc, const unsigned char *p, uint64_t n) {
-    while (n > 0) {
-        uInt part = n > (1u << 30) ? 1u << 30 : (uInt)n;
-        crc = crc32(crc, p, part);
-        p += part;
-        n -= part;
-    }
-    return crc;
-}
-
-static uint32_t record_crc(const unsigned char *hdr, const char *name, const void *payload,
-                           uint64_t len) {
-    uLong crc = crc32(0L, hdr + 4, 12);
-    crc = crc32(crc, (const unsigned char *)name, (uInt)strlen(name));
-    return (uint32_t)crc_more(crc, payload, len);
-}
-
-static void record_header(unsigned char hdr[REC_HEADER], unsigned char kind, unsigned char op,
-                          const char *name, const void *payload, uint64_t len) {
-    memcpy(hdr, REC_MAGIC, 4);
-    hdr[4] = kind;
-    hdr[5] = op;
-    put_le(hdr + 6, strlen(name), 2);
-    put_le(hdr + 8, len, 8);
-    put_le(hdr + 16, record_crc(hdr, name, payload, len), 4);
-}
-
-// Parses the record at buf[off] of a log of n bytes into e (offset: of its payload's start) and
-// *next; false when there is no whole record with a matching CRC there.
-static bool record_parse(const unsigned char *buf, uint64_t n, uint64_t off, struct log_entry *e,
-                         uint64_t *next) {
-    if (n - off < REC_HEADER)
-        return false;
-    const unsigned char *h = buf + off;
-    uint64_t nlen = get_le(h + 6, 2), len = get_le(h + 8, 8);
-    if (memcmp(h, REC_MAGIC, 4) != 0 || (h[4] != KIND_LAYER && h[4] != KIND_SHARED) ||
-        (h[5] != OP_PUT && h[5] != OP_REMOVE) || nlen < 1 || nlen > ND_NAME_MAX ||
-        len > n - off - REC_HEADER - nlen)
-        return false;
-    memcpy(e->name, h + REC_HEADER, nlen);
-    e->name[nlen] = '\0';
-    if (strlen(e->name) != nlen || !nd_name_valid(e->name) ||
-        record_crc(h, e->name, h + REC_HEADER + nlen, len) != (uint32_t)get_le(h + 16, 4))
-        return false;
-    e->kind = h[4];
-    e->op = h[5];
-    e->offset = off + REC_HEADER + nlen;
-    e->len = len;
-    *next = off + REC_HEADER + nlen + len;
-    return true;
-}
-
-enum log_tail { TAIL_CLEAN, TAIL_TORN, TAIL_DAMAGED };
-
-// What follows the last good record (at off): zeros (written ahead, log_reserve) or nothing is
-// a clean end; a whole record further on means the bad bytes are damage in the middle of what
-// was acknowledged; anything else is a record a crash cut short (pages of an append reach the
-// disk in any order, but nothing acknowledged follows an unsynced append).
-static enum log_tail log_tail(const unsigned char *buf, uint64_t n, uint64_t off) {
-    uint64_t nz = off;
-    while (nz < n && buf[nz] == 0)
-        nz++;
-    if (nz == n)
-        return TAIL_CLEAN;
-    struct log_entry e;
-    uint64_t next;
-    for (uint64_t p = off + 1; p + REC_HEADER <= n; p++) {
-        const unsigned char *m = memmem(buf + p, n - p, REC_MAGIC, 4);
-        if (!m)
-            break;
-        p = (uint64_t)(m - buf);
-        if (record_parse(buf, n, p, &e, &next))
-            return TAIL_DAMAGED;
-    }
-    return TAIL_TORN;
 }
 
 // ---- the log: appends, group commit, compaction (all with s->mu held but the sync) ----
@@ -317,7 +208,7 @@ static void fail_store(struct srv_store *s, const char *what) {
 // overwrites blocks the file already has, so its fdatasync flushes data only, not the file's
 // size and block map (several times faster: a sync per group of changes is what limits them).
 // A put needs its bytes and the reserve there first: on a full disk it fails here, whole,
-// while removals still find room in the reserve. Replay stops at the zeros (record_parse).
+// while removals still find room in the reserve. Replay stops at the zeros (srv_rec_parse).
 // Under a file-size limit (EFBIG) the reserve is not insisted on: removals do not help there.
 static int log_reserve(struct srv_store *s, uint64_t n) {
     static const unsigned char zeros[64 << 10];
@@ -378,15 +269,15 @@ static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err);
 static enum nd_status log_write(struct srv_store *s, unsigned char kind, unsigned char op,
                                 const char *name, const void *bytes, uint64_t len, int *eno,
                                 struct nd_error *err) {
-    unsigned char hdr[REC_HEADER];
-    record_header(hdr, kind, op, name, bytes, len);
+    unsigned char hdr[SRV_REC_HEADER];
+    srv_rec_header(hdr, kind, op, name, bytes, len);
     size_t nlen = strlen(name);
-    uint64_t n = REC_HEADER + nlen + len;
-    if (op == OP_PUT && log_reserve(s, n) != 0) {
+    uint64_t n = SRV_REC_HEADER + nlen + len;
+    if (op == SRV_REC_OP_PUT && log_reserve(s, n) != 0) {
         *eno = errno;
         return io_error(err, "make room in", s->logpath);
     }
-    struct iovec iov[3] = {{hdr, REC_HEADER}, {(void *)name, nlen}, {(void *)bytes, len}};
+    struct iovec iov[3] = {{hdr, SRV_REC_HEADER}, {(void *)name, nlen}, {(void *)bytes, len}};
     if (pwritev_all(s->log_fd, iov, len ? 3 : 2, s->end) != 0) {
         *eno = errno;
         enum nd_status st = io_error(err, "append to", s->logpath);
@@ -394,7 +285,8 @@ static enum nd_status log_write(struct srv_store *s, unsigned char kind, unsigne
             fail_store(s, "cut back a failed append to");
         return st;
     }
-    struct log_entry e = {.kind = kind, .op = op, .offset = s->end + REC_HEADER + nlen, .len = len};
+    struct srv_rec e = {
+        .kind = kind, .op = op, .offset = s->end + SRV_REC_HEADER + nlen, .len = len};
     snprintf(e.name, sizeof e.name, "%s", name);
     s->end += n;
     s->appends++;
@@ -419,7 +311,7 @@ static enum nd_status log_append(struct srv_store *s, unsigned char kind, unsign
         pthread_mutex_unlock(&s->mu);
         return st;
     }
-    uint64_t len = op == OP_PUT ? put->len : 0;
+    uint64_t len = op == SRV_REC_OP_PUT ? put->len : 0;
     int eno = 0;
     st = log_write(s, kind, op, put->name, put->bytes, len, &eno, err);
     if (st != ND_STATUS_OK && (eno == ENOSPC || eno == EDQUOT || eno == EFBIG) &&
@@ -466,13 +358,13 @@ static enum nd_status log_wait(void *ctx, uint64_t ticket, struct nd_error *err)
 }
 
 // Writes a log record's payload as the name's file (or removes the file).
-static enum nd_status compact_entry(struct srv_store *s, const struct log_entry *e,
+static enum nd_status compact_entry(struct srv_store *s, const struct srv_rec *e,
                                     struct nd_error *err) {
-    bool layer = e->kind == KIND_LAYER;
+    bool layer = e->kind == SRV_REC_KIND_LAYER;
     const char *dir = layer ? s->layers : s->shared;
     int dir_fd = layer ? s->layers_fd : s->shared_fd;
     const char *ext = layer ? LAYER_EXT : SHARED_EXT;
-    if (e->op == OP_REMOVE)
+    if (e->op == SRV_REC_OP_REMOVE)
         return remove_file(dir, dir_fd, e->name, ext, err);
     unsigned char *bytes = malloc(e->len ? e->len : 1);
     if (!bytes)
@@ -535,12 +427,12 @@ static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err) 
 
 static enum nd_status append_layer(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
                                    struct nd_error *err) {
-    return log_append(ctx, KIND_LAYER, OP_PUT, put, ticket, err);
+    return log_append(ctx, SRV_REC_KIND_LAYER, SRV_REC_OP_PUT, put, ticket, err);
 }
 
 static enum nd_status append_shared(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
                                     struct nd_error *err) {
-    return log_append(ctx, KIND_SHARED, OP_PUT, put, ticket, err);
+    return log_append(ctx, SRV_REC_KIND_SHARED, SRV_REC_OP_PUT, put, ticket, err);
 }
 
 static enum nd_status durably(void *ctx, unsigned char kind, unsigned char op,
@@ -552,22 +444,22 @@ static enum nd_status durably(void *ctx, unsigned char kind, unsigned char op,
 
 static enum nd_status save_layer(void *ctx, const struct nd_store_put *put,
                                  struct nd_error *err) {
-    return durably(ctx, KIND_LAYER, OP_PUT, put, err);
+    return durably(ctx, SRV_REC_KIND_LAYER, SRV_REC_OP_PUT, put, err);
 }
 
 static enum nd_status remove_layer(void *ctx, const struct nd_store_put *put,
                                    struct nd_error *err) {
-    return durably(ctx, KIND_LAYER, OP_REMOVE, put, err);
+    return durably(ctx, SRV_REC_KIND_LAYER, SRV_REC_OP_REMOVE, put, err);
 }
 
 static enum nd_status save_shared(void *ctx, const struct nd_store_put *put,
                                   struct nd_error *err) {
-    return durably(ctx, KIND_SHARED, OP_PUT, put, err);
+    return durably(ctx, SRV_REC_KIND_SHARED, SRV_REC_OP_PUT, put, err);
 }
 
 static enum nd_status remove_shared(void *ctx, const struct nd_store_put *put,
                                     struct nd_error *err) {
-    return durably(ctx, KIND_SHARED, OP_REMOVE, put, err);
+    return durably(ctx, SRV_REC_KIND_SHARED, SRV_REC_OP_REMOVE, put, err);
 }
 
 // ---- opening ----
@@ -782,8 +674,8 @@ static void keep_damaged(struct srv_store *s, const unsigned char *buf, uint64_t
 static size_t replay_index(struct srv_store *s, const unsigned char *buf, uint64_t len) {
     uint64_t off = 0, next = 0;
     size_t records = 0;
-    struct log_entry e;
-    while (off < len && record_parse(buf, len, off, &e, &next)) {
+    struct srv_rec e;
+    while (off < len && srv_rec_parse(buf, len, off, &e, &next)) {
         if (!index_put(&s->index, &e)) {
             srv_log(s->log, SRV_LOG_ERROR, "out of memory replaying %s", s->logpath);
             break;
@@ -791,12 +683,12 @@ static size_t replay_index(struct srv_store *s, const unsigned char *buf, uint64
         records++;
         off = next;
     }
-    enum log_tail tail = log_tail(buf, len, off);
-    if (tail == TAIL_TORN)
+    enum srv_rec_tail tail = srv_rec_tail(buf, len, off, NULL);
+    if (tail == SRV_REC_TAIL_TORN)
         srv_log(s->log, SRV_LOG_WARN, "%s: dropping a torn record at its end (offset %llu): a "
                 "write a crash cut short, never acknowledged", s->logpath,
                 (unsigned long long)off);
-    else if (tail == TAIL_DAMAGED) {
+    else if (tail == SRV_REC_TAIL_DAMAGED) {
         srv_log(s->log, SRV_LOG_ERROR, "%s: a damaged record at offset %llu; replay stops "
                 "there, the %llu bytes from it on are not loaded", s->logpath,
                 (unsigned long long)off, (unsigned long long)(len - off));
@@ -809,11 +701,11 @@ static size_t replay_index(struct srv_store *s, const unsigned char *buf, uint64
 // Loads the log's latest record of each name of a kind (removals: nothing to load).
 static int load_logged(struct srv_store *s, const unsigned char *buf, unsigned char kind,
                        struct nd_registry *reg) {
-    load_fn load = kind == KIND_LAYER ? nd_registry_load_layer : nd_registry_load_shared;
+    load_fn load = kind == SRV_REC_KIND_LAYER ? nd_registry_load_layer : nd_registry_load_shared;
     int loaded = 0;
     for (size_t i = 0; i < s->index.cap; i++) {
-        const struct log_entry *e = &s->index.slots[i];
-        if (!e->name[0] || e->kind != kind || e->op != OP_PUT)
+        const struct srv_rec *e = &s->index.slots[i];
+        if (!e->name[0] || e->kind != kind || e->op != SRV_REC_OP_PUT)
             continue;
         struct nd_error err;
         nd_error_clear(&err);
@@ -821,7 +713,7 @@ static int load_logged(struct srv_store *s, const unsigned char *buf, unsigned c
             loaded++;
         else
             srv_log(s->log, SRV_LOG_ERROR, "skipping the %s %s of %s: %s",
-                    kind == KIND_LAYER ? "layer" : "shared array", e->name, s->logpath,
+                    kind == SRV_REC_KIND_LAYER ? "layer" : "shared array", e->name, s->logpath,
                     err.msg);
     }
     return loaded;
@@ -835,12 +727,12 @@ int srv_store_load(struct srv_store *store, struct nd_registry *reg) {
         srv_log(store->log, SRV_LOG_ERROR, "cannot read %s: %s", store->logpath,
                 strerror(errno));
     int shared = load_folder(store, store->shared, store->shared_fd, SHARED_EXT,
-                             nd_registry_load_shared, KIND_SHARED, reg);
+                             nd_registry_load_shared, SRV_REC_KIND_SHARED, reg);
     int layers = load_folder(store, store->layers, store->layers_fd, LAYER_EXT,
-                             nd_registry_load_layer, KIND_LAYER, reg);
+                             nd_registry_load_layer, SRV_REC_KIND_LAYER, reg);
     if (log) {
-        shared += load_logged(store, log, KIND_SHARED, reg);
-        layers += load_logged(store, log, KIND_LAYER, reg);
+        shared += load_logged(store, log, SRV_REC_KIND_SHARED, reg);
+        layers += load_logged(store, log, SRV_REC_KIND_LAYER, reg);
     }
     nd_registry_prune(reg, false); // in memory only: see nd_registry_prune
     srv_log(store->log, SRV_LOG_INFO, "%s: %zu changes replayed", store->logpath, records);

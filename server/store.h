@@ -1,5 +1,6 @@
 // store.h - the --data-dir store. Every change is first appended to a log, DIR/log/CURRENT.ndlog
-// (records with a CRC-32; group commit: one fdatasync covers every change appended while the
+// (records with a header CRC-32 and a body CRC-32, server/store_log.h; group commit: one
+// fdatasync covers every change appended while the
 // previous one ran, see persist.h), and is durable before its reply. The log is compacted into
 // one file per layer (DIR/layers/NAME.ndl) and per shared array (DIR/shared/NAME.nds) when it
 // passes 64 MiB, at start and at a clean stop: each file written so that a crash leaves either

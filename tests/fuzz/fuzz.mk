@@ -25,7 +25,7 @@ FUZZ_JSON_CFLAGS = $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_JSON_LIBS   = $(shell pkg-config --libs jansson 2>/dev/null)
 
 FUZZERS := fuzz_api fuzz_json_fast fuzz_tensor fuzz_definition fuzz_persist fuzz_config \
-           fuzz_encoding
+           fuzz_encoding fuzz_store_log
 
 # Input sizes each harness needs: requests carry tensors (fuzz_api), persisted files hold
 # arrays; the others are short texts.
@@ -36,6 +36,7 @@ FUZZ_MAXLEN_fuzz_definition := 4096
 FUZZ_MAXLEN_fuzz_persist    := 16384
 FUZZ_MAXLEN_fuzz_config     := 1024
 FUZZ_MAXLEN_fuzz_encoding   := 8192
+FUZZ_MAXLEN_fuzz_store_log  := 8192
 
 FUZZ_CORE_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(wildcard core/*.c))
 FUZZ_API_OBJ  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(wildcard api/*.c))
@@ -85,6 +86,12 @@ $(FUZZ_DIR)/fuzz_encoding: tests/fuzz/fuzz_encoding.c $(FUZZ_DIR)/obj/server/enc
 		$(FUZZ_DIR)/obj/server/trace.o $(FUZZ_DIR)/obj/server/change_msg.o \
 		$(FUZZ_DIR)/libfz_core.a -lz -lm -lpthread
 
+# server/store_log.c (the --data-dir log's records) with zlib; core for nd_name_valid.
+$(FUZZ_DIR)/fuzz_store_log: tests/fuzz/fuzz_store_log.c $(FUZZ_DIR)/obj/server/store_log.o \
+		$(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
+	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/obj/server/store_log.o \
+		$(FUZZ_DIR)/libfz_core.a -lz -lm -lpthread
+
 $(FUZZ_DIR)/fuzz_persist: tests/fuzz/fuzz_persist.c $(FUZZ_DIR)/libfz_core.a $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_HFLAGS) -o $@ $< $(FUZZ_DIR)/libfz_core.a -lm -lpthread
 
@@ -92,7 +99,8 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libfz_api.a $(FUZZ_DIR)/libf
 	$(FUZZ_CC) $(FUZZ_HFLAGS) $(FUZZ_JSON_CFLAGS) -o $@ $< $(FUZZ_DIR)/libfz_api.a \
 		$(FUZZ_DIR)/libfz_core.a $(FUZZ_JSON_LIBS) -lm -lpthread
 
--include $(FUZZ_CORE_OBJ:.o=.d) $(FUZZ_API_OBJ:.o=.d) $(FUZZ_SRV_OBJ:.o=.d)
+-include $(FUZZ_CORE_OBJ:.o=.d) $(FUZZ_API_OBJ:.o=.d) $(FUZZ_SRV_OBJ:.o=.d) \
+	$(FUZZ_DIR)/obj/server/store_log.d
 
 # One harness: a scratch corpus seeded from the committed one, findings kept, exit status of
 # libFuzzer (non-zero on a crash, leak, timeout or OOM).

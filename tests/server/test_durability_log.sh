@@ -57,13 +57,13 @@ def check(base, name, acked, back):
 
 def records(path):
     """(offset, length) of each whole record of a log (header: NDLR, kind, op, u16 name length,
-    u64 payload length, u32 CRC-32)."""
+    u64 payload length, u32 CRC-32 of the name and payload, u32 CRC-32 of the 20 bytes before)."""
     data, off, out = open(path, "rb").read(), 0, []
-    while off + 20 <= len(data) and data[off:off + 4] == b"NDLR":
-        nlen, plen, crc = struct.unpack_from("<HQI", data, off + 6)
-        n = 20 + nlen + plen
-        body = data[off + 4:off + 16] + data[off + 20:off + n]
-        if off + n > len(data) or zlib.crc32(body) != crc:
+    while off + 24 <= len(data) and data[off:off + 4] == b"NDLR":
+        nlen, plen, body_crc, head_crc = struct.unpack_from("<HQII", data, off + 6)
+        n = 24 + nlen + plen
+        if (zlib.crc32(data[off:off + 20]) != head_crc or off + n > len(data) or
+                zlib.crc32(data[off + 24:off + n]) != body_crc):
             break
         out.append((off, n))
         off += n
