@@ -463,8 +463,10 @@ static const float *write_nested(struct jw *w, const float *data, const struct n
                                  int d) {
     jw_arr_begin(w);
     if (d == shape->ndim - 1) {
-        jw_floats(w, data, shape->dim[d]);
-        data += shape->dim[d];
+        if (shape->dim[d] > 0) { // an empty tensor's data may be NULL: no offset on it, not even 0
+            jw_floats(w, data, shape->dim[d]);
+            data += shape->dim[d];
+        }
     } else {
         for (int64_t i = 0; i < shape->dim[d]; i++)
             data = write_nested(w, data, shape, d + 1);
