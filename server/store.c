@@ -68,20 +68,12 @@ static enum nd_status io_error(struct nd_error *err, const char *what, const cha
     return nd_error_set(err, st, "cannot %s %s: %s", what, path, strerror(e));
 }
 
+static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off);
+
+// A whole new file's bytes (the callers' files are fresh: offset 0).
 static int write_all(int fd, const unsigned char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    struct iovec iov = {(void *)p, n};
+    return pwritev_all(fd, &iov, n ? 1 : 0, 0);
 }
 
 // path + ".tmp", written and flushed, then renamed over path, then the directory flushed: the
