@@ -872,12 +872,15 @@ ALWAYS_INLINE void fused_row_out(const struct pass *ps, struct nd__pos q, int64_
 }
 
 // Asks for the eight rows of x two blocks ahead (measured: layer norm over 56 or 768 values
-// 10-15% faster; the hardware prefetcher alone falls behind the rows' short loops).
+// 10-15% faster; the hardware prefetcher alone falls behind the rows' short loops), into L2,
+// not L1: sixteen rows of 768 ahead are 48 KB, more than L1 holds beside the block in use
+// (measured on 8192x768 from memory, one thread: 0.30 against 0.37 ns per element; no change
+// on L2-resident tensors).
 ALWAYS_INLINE void prefetch_rows(const float *x, int64_t row_stride, int64_t n) {
     for (int k = 0; k < 8; k++) {
         const char *row = (const char *)(x + k * row_stride);
         for (int64_t b = 0; b < n * (int64_t)sizeof(float); b += 64)
-            __builtin_prefetch(row + b, 0, 3);
+            __builtin_prefetch(row + b, 0, 1);
     }
 }
 
