@@ -8,8 +8,8 @@
 // read twice. "% bw" = bytes moved per second / the scale-add's bytes per second (normd's own
 // pool); "% ref" = the same over an independent reference, a plain STREAM scale-add on POSIX
 // threads that shares no code with normd (each thread one contiguous share, meeting at
-// barriers), timed in passes interleaved with the row's calls ("ref GB/s"), so a slow pool
-// cannot hide behind itself: the machine is the reference, not normd.
+// barriers), timed right after the row's calls ("ref GB/s"), so a slow pool cannot hide
+// behind itself: the machine is the reference, not normd.
 //
 //   build/bench_norm [--min-time S] [--threads 1,2] [--op NAME] [--shape NAME]
 //   (--op as in the op column, --shape as in the shape or layout column: NHWC, 8192x768; the
@@ -197,29 +197,31 @@ static int cmp_double(const void *l, const void *r) {
     return (a > b) - (a < b);
 }
 
-// Median seconds per call over at least 15 calls and min_time seconds, after a warm-up, and
-// the reference's median over passes interleaved with those calls: the two see the same
-// moments of a shared machine, whose bandwidth drifts from one second to the next.
-static void time_op(struct bench *b, enum op op, struct stream *ref, double min_time,
-                    double *t_op, double *t_ref) {
-    static double times[4096], refs[4096];
+// Median seconds per call over at least 15 calls and min_time seconds, after a warm-up.
+static double median_time(struct bench *b, enum op op, struct stream *ref, double min_time) {
+    static double times[4096];
     int n = 0;
-    run_op(b, op);
-    run_op(b, op);
-    stream_pass(ref);
+    for (int k = 0; k < 3; k++) // settles where each thread's share of the data lives
+        ref ? stream_pass(ref) : run_op(b, op);
     double start = now();
     while (n < 4096 && (n < 15 || now() - start < min_time)) {
         double t0 = now();
-        run_op(b, op);
-        double t1 = now();
-        stream_pass(ref);
-        times[n] = t1 - t0;
-        refs[n++] = now() - t1;
+        ref ? stream_pass(ref) : run_op(b, op);
+        times[n++] = now() - t0;
     }
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
-    qsort(refs, (size_t)n, sizeof refs[0], cmp_double);
-    *t_op = times[n / 2];
-    *t_ref = refs[n / 2];
+    return times[n / 2];
+}
+
+// The row's calls, then the reference's passes right after them, each in its own block: two
+// caches hold a tensor of this size only while each thread keeps its own half, and normd's
+// pool and the reference split the tensor among their threads each in their own way, so
+// passes interleaved one by one moved the halves between the caches on every pass and read
+// the reference 30-60% slow at two threads ("% ref" above 140%).
+static void time_op(struct bench *b, enum op op, struct stream *ref, double min_time,
+                    double *t_op, double *t_ref) {
+    *t_op = median_time(b, op, NULL, min_time);
+    *t_ref = median_time(b, op, ref, min_time / 2);
 }
 
 static int bench_setup(struct bench *b, const struct shape *sh, enum op op) {
