@@ -261,6 +261,7 @@ test: deps
 	$(Q)NORMD=$(BUILD)/normd python3 tests/deploy/test_grafana.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_defaults.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_frameworks.py
+	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_options.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_encoding.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_trace.py
 	$(Q)NORMD=$(BUILD)/normd python3 tests/server/test_schema.py

@@ -2,7 +2,10 @@
 //
 // Options live in one table: canonical snake_case name, accepted aliases, the types it applies
 // to, a parser into struct nd_spec and a writer for GET. Values are checked by the engine
-// (nd_spec_validate) so the rules live in one place; here only JSON types are checked.
+// (nd_spec_validate) so the rules live in one place; here only JSON types are checked. The
+// plain options are rows of core/spec_fields.def, parsed and written here by their kind: a
+// FIELD row of options[] places an older one in GET's order, and the table's other rows follow
+// options[] (a new plain option is one row there and nothing here).
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -41,6 +44,9 @@ struct option {
     // instance norm's momentum and track_running_stats are parsed always but apply only when
     // it tracks running statistics: elsewhere GET does not list them and extract names none.
     bool (*applies)(const struct nd_spec *s);
+    // A row of core/spec_fields.def: name, alias, types, torch, parse, write and shown are its
+    // (field_option fills them; parse and write go by its kind).
+    const struct nd_spec_field *field;
 };
 
 // PyTorch's constructor arguments per class (canonical type), spelled as PyTorch spells them.
@@ -232,27 +238,6 @@ static int parse_moving_variance(const json_t *v, struct nd_spec *s, const char 
     if (nd_variance_estimator_parse(text, &s->moving_variance, &ce) != ND_STATUS_OK)
         return core_value_error(&ce, f, e);
     return 0;
-}
-
-#define NUMBER_OPTION(fn, member)                                                              \
-    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
-        return api_as_number(v, f, &s->member, e);                                              \
-    }
-NUMBER_OPTION(parse_init_factor, init_factor)
-NUMBER_OPTION(parse_min_factor, min_factor)
-NUMBER_OPTION(parse_sscale, sscale)
-
-#define BOOL_OPTION(fn, member)                                                                \
-    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
-        return api_as_bool(v, f, &s->member, e);                                                \
-    }
-BOOL_OPTION(parse_inplace, inplace)
-BOOL_OPTION(parse_trainable, trainable)
-BOOL_OPTION(parse_unbiased, unbiased)
-BOOL_OPTION(parse_synchronized, synchronized)
-
-static int parse_groups(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
-    return api_as_int(v, f, &s->groups, e);
 }
 
 static int parse_method(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
@@ -518,29 +503,6 @@ static void write_moving_variance(struct jw *w, const struct nd_spec *s,
     jw_string(w, nd_variance_estimator_name(s->moving_variance));
 }
 
-#define NUMBER_WRITER(fn, member)                                                              \
-    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
-        (void)l;                                                                                \
-        jw_double(w, (double)s->member);                                                        \
-    }
-NUMBER_WRITER(write_init_factor, init_factor)
-NUMBER_WRITER(write_min_factor, min_factor)
-NUMBER_WRITER(write_sscale, sscale)
-
-#define BOOL_WRITER(fn, member)                                                                \
-    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
-        (void)l;                                                                                \
-        jw_bool(w, s->member);                                                                  \
-    }
-BOOL_WRITER(write_inplace, inplace)
-BOOL_WRITER(write_trainable, trainable)
-BOOL_WRITER(write_unbiased, unbiased)
-
-static void write_groups(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
-    (void)l;
-    jw_int(w, s->groups);
-}
-
 static void write_method(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
     (void)l;
     jw_string(w, nd_method_name(s->method));
@@ -671,14 +633,9 @@ static void write_track_running_stats(struct jw *w, const struct nd_spec *s,
     jw_bool(w, nd_spec_tracks_running_stats(s));
 }
 
-static void write_synchronized(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
-    (void)l;
-    jw_bool(w, s->synchronized);
-}
-
 // GET lists a batch norm's track_running_stats for PyTorch-named layers and wherever it is off
-// (an instance norm's wherever it applies); synchronized where it was given true (with a note).
-// Layers stored by earlier versions thus answer as they did.
+// (an instance norm's wherever it applies). Layers stored by earlier versions thus answer as
+// they did.
 static bool shown_track_running_stats(const struct nd_spec *s) {
     return !nd_layer_type_is_batch(s->type) || nd_spec_is_pytorch_named(s) ||
            !nd_spec_tracks_running_stats(s);
@@ -690,18 +647,62 @@ static bool applies_moving(const struct nd_spec *s) {
     return nd_layer_type_is_batch(s->type) || nd_spec_tracks_running_stats(s);
 }
 
-// PuzzleLib's factor schedule and random Scaling: they act under puzzlelib only.
-static bool shown_puzzlelib(const struct nd_spec *s) {
-    return s->convention == ND_CONVENTION_PUZZLELIB;
+// ---- the plain options (core/spec_fields.def), by kind ----
+
+static int field_parse(const struct nd_spec_field *fd, const json_t *v, struct nd_spec *s,
+                       const char *f, struct api_error *e) {
+    void *p = nd_spec_field_ptr(s, fd);
+    const char *text;
+    switch (fd->kind) {
+    case ND_FIELD_F64:
+        return api_as_number(v, f, p, e);
+    case ND_FIELD_BOOL:
+        return api_as_bool(v, f, p, e);
+    case ND_FIELD_I64:
+        return api_as_int(v, f, p, e);
+    default:
+        if (api_as_string(v, f, &text, e) != 0)
+            return -1;
+        if (strlen(text) >= fd->size) // nd_spec_validate's rule; the member could not hold it
+            return api_error_set(e, 422, "invalid_value", f,
+                                 "%s is %zu bytes long; at most %zu", f, strlen(text),
+                                 fd->size - 1);
+        memcpy(p, text, strlen(text) + 1);
+        return 0;
+    }
 }
 
-static bool shown_synchronized(const struct nd_spec *s) {
-    return s->synchronized;
+static void field_write(const struct nd_spec_field *fd, struct jw *w, const struct nd_spec *s) {
+    const void *p = nd_spec_field_cptr(s, fd);
+    switch (fd->kind) {
+    case ND_FIELD_F64:
+        jw_double(w, *(const double *)p);
+        break;
+    case ND_FIELD_BOOL:
+        jw_bool(w, *(const bool *)p);
+        break;
+    case ND_FIELD_I64:
+        jw_int(w, *(const int64_t *)p);
+        break;
+    default:
+        jw_string(w, p);
+    }
+}
+
+// ND_SHOW_PUZZLELIB: PuzzleLib's factor schedule and random Scaling act under puzzlelib only.
+// ND_SHOW_SET: synchronized given true (with a note), a description given.
+static bool field_shown(const struct nd_spec_field *fd, const struct nd_spec *s) {
+    if (fd->show == ND_SHOW_PUZZLELIB)
+        return s->convention == ND_CONVENTION_PUZZLELIB;
+    return fd->show != ND_SHOW_SET || nd_spec_field_is_set(s, fd);
 }
 
 // ---- the table ----
 
 #define T_TORCH (T_BN | T_IN | T_LN | T_GN | T_RMS) // normd's extras on PyTorch's classes
+
+// An option placed by its row of core/spec_fields.def.
+#define FIELD(member) {.field = &nd_spec_fields[ND_SPEC_FIELD_##member]}
 
 static const struct option options[] = {
     {"epsilon", {"Epsilon", "eps"}, T_ALL, parse_epsilon, write_epsilon},
@@ -712,9 +713,9 @@ static const struct option options[] = {
     {"aggregation_levels", {"AggregationLevels"}, T_NORM, parse_aggregation, write_aggregation},
     {"scaling_levels", {"ScalingLevels"}, T_NORM, parse_scaling_levels, write_scaling_levels},
     {"group_number", {"GroupNumber"}, T_NORM, parse_group_number, write_group_number},
-    {"groups", {"num_groups"}, T_GN, parse_groups, write_groups},
+    FIELD(groups),
     {"method", {"Method"}, T_FAMILY, parse_method, write_method},
-    {"unbiased", {NULL}, T_FAMILY, parse_unbiased, write_unbiased},
+    FIELD(unbiased),
     {"center", {NULL}, T_ALL, parse_center, write_center},
     {"scale", {NULL}, T_ALL, parse_scale, write_scale},
     {"affine", {NULL}, T_ALL, parse_affine, NULL},
@@ -725,17 +726,13 @@ static const struct option options[] = {
     {"num_features", {"num_channels"}, 0, parse_num_features, NULL},
     {"normalized_shape", {NULL}, 0, parse_normalized_shape, NULL},
     {"rms_scaling", {NULL}, T_LN, parse_rms_scaling, NULL, .late = true},
-    {"synchronized", {NULL}, T_BN, parse_synchronized, write_synchronized,
-     .shown = shown_synchronized},
+    FIELD(synchronized),
     {"moving_variance", {NULL}, T_BN, parse_moving_variance, write_moving_variance, T_BN},
-    {"init_factor", {"initFactor"}, T_BN, parse_init_factor, write_init_factor,
-     .shown = shown_puzzlelib},
-    {"min_factor", {"minFactor"}, T_BN, parse_min_factor, write_min_factor,
-     .shown = shown_puzzlelib},
-    {"sscale", {NULL}, T_BN, parse_sscale, write_sscale,
-     .shown = shown_puzzlelib},
-    {"inplace", {NULL}, T_BN, parse_inplace, write_inplace},
-    {"trainable", {NULL}, T_ALL, parse_trainable, write_trainable, T_TORCH},
+    FIELD(init_factor),
+    FIELD(min_factor),
+    FIELD(sscale),
+    FIELD(inplace),
+    FIELD(trainable),
     {"scaling_initializer", {"gamma_initializer"}, T_ALL, parse_scaling_init, write_scaling_init,
      T_TORCH},
     {"biases_initializer", {"beta_initializer"}, T_ALL, parse_biases_init, write_biases_init,
@@ -751,28 +748,87 @@ static const struct option options[] = {
     {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con,
      T_TORCH},
 };
+#undef FIELD
 #define NOPTIONS ((int)(sizeof options / sizeof options[0]))
+#define NPOSITIONS (NOPTIONS + ND_SPEC_FIELD_COUNT) // at most: options[], then unplaced rows
 
-static const struct option *option_find(const char *key) {
-    for (int i = 0; i < NOPTIONS; i++) {
-        if (strcmp(options[i].name, key) == 0)
-            return &options[i];
-        for (int k = 0; k < 3 && options[i].alias[k]; k++)
-            if (strcmp(options[i].alias[k], key) == 0)
-                return &options[i];
-    }
-    return NULL;
+// A table row as an option.
+static struct option field_option(const struct nd_spec_field *fd) {
+    return (struct option){.name = fd->name,
+                           .alias = {fd->alias},
+                           .types = fd->types,
+                           .torch = fd->torch,
+                           .field = fd};
 }
 
-// The option key names for spec's layer, or NULL: its type's options, or for a PyTorch-named
-// layer the class's own arguments and normd's extras.
-static const struct option *option_for(const struct nd_spec *spec, const char *key) {
-    const struct option *opt = option_find(key);
-    if (!opt)
-        return NULL;
+// True when a FIELD row of options[] places the table's row k.
+static bool field_placed(int k) {
+    for (int i = 0; i < NOPTIONS; i++)
+        if (options[i].field == &nd_spec_fields[k])
+            return true;
+    return false;
+}
+
+// The option at position i of GET's order into *out: options[i] (a FIELD row as its table
+// row), then the table's rows options[] does not place, in table order. False past the end.
+static bool option_at(int i, struct option *out) {
+    if (i >= 0 && i < NOPTIONS) {
+        *out = options[i].field ? field_option(options[i].field) : options[i];
+        return true;
+    }
+    for (int k = 0, n = NOPTIONS; i >= NOPTIONS && k < ND_SPEC_FIELD_COUNT; k++) {
+        if (field_placed(k))
+            continue;
+        if (n++ == i) {
+            *out = field_option(&nd_spec_fields[k]);
+            return true;
+        }
+    }
+    return false;
+}
+
+// The position of the option key names (canonical name or alias) into *out, or -1.
+static int option_find(const char *key, struct option *out) {
+    for (int i = 0; option_at(i, out); i++) {
+        if (strcmp(out->name, key) == 0)
+            return i;
+        for (int k = 0; k < 3 && out->alias[k]; k++)
+            if (strcmp(out->alias[k], key) == 0)
+                return i;
+    }
+    return -1;
+}
+
+static int option_parse(const struct option *opt, const json_t *v, struct nd_spec *s,
+                        const char *f, struct api_error *e) {
+    return opt->field ? field_parse(opt->field, v, s, f, e) : opt->parse(v, s, f, e);
+}
+
+static bool option_writes(const struct option *opt) {
+    return opt->field || opt->write;
+}
+
+static void option_write(const struct option *opt, struct jw *w, const struct nd_spec *s,
+                         const struct nd_layout *lay) {
+    if (opt->field)
+        field_write(opt->field, w, s);
+    else
+        opt->write(w, s, lay);
+}
+
+static bool option_shown(const struct option *opt, const struct nd_spec *s) {
+    return opt->field ? field_shown(opt->field, s) : !opt->shown || opt->shown(s);
+}
+
+// The option key names for spec's layer into *out, or -1: its type's options, or for a
+// PyTorch-named layer the class's own arguments and normd's extras.
+static int option_for(const struct nd_spec *spec, const char *key, struct option *out) {
+    int i = option_find(key, out);
+    if (i < 0)
+        return -1;
     if (nd_spec_is_pytorch_named(spec))
-        return in_list(torch_args[spec->type], key) || (opt->torch & T(spec->type)) ? opt : NULL;
-    return opt->types & T(spec->type) ? opt : NULL;
+        return in_list(torch_args[spec->type], key) || (out->torch & T(spec->type)) ? i : -1;
+    return out->types & T(spec->type) ? i : -1;
 }
 
 static int unknown_option(const struct nd_spec *spec, const char *key, const char *field,
@@ -793,23 +849,24 @@ static int unknown_option(const struct nd_spec *spec, const char *key, const cha
 // One pass over the options object: the late options or the others.
 static int parse_options_pass(const json_t *obj, struct nd_spec *spec, bool late, uint64_t *seen,
                               struct api_error *err) {
-    _Static_assert(NOPTIONS <= 64, "one bit per option");
+    _Static_assert(NPOSITIONS <= 64, "one bit per option");
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
         char field[API_FIELD_MAX];
         snprintf(field, sizeof field, "options.%.100s", key);
-        const struct option *opt = option_for(spec, key);
-        if (!opt)
+        struct option opt;
+        int at = option_for(spec, key, &opt);
+        if (at < 0)
             return unknown_option(spec, key, field, err);
-        if (opt->late != late)
+        if (opt.late != late)
             continue;
-        uint64_t bit = 1ull << (opt - options);
+        uint64_t bit = 1ull << at;
         if (*seen & bit) // "epsilon" and "Epsilon": one would be ignored
             return api_error_set(err, 422, "invalid_value", field,
-                                 "option %s is given twice (under two of its names)", opt->name);
+                                 "option %s is given twice (under two of its names)", opt.name);
         *seen |= bit;
-        if (opt->parse(value, spec, field, err) != 0)
+        if (option_parse(&opt, value, spec, field, err) != 0)
             return -1;
     }
     return 0;
@@ -839,8 +896,8 @@ static bool has_keras_only_option(const json_t *opts) {
 
 // GET lists the options that apply: a PyTorch-named layer's under their canonical names (the
 // class's arguments, PyTorch's spelling, are under "arguments").
-static bool option_listed(const struct option *opt, const struct nd_spec *spec) {
-    if (!opt->write || (opt->shown && !opt->shown(spec)) || (opt->applies && !opt->applies(spec)))
+static bool option_listed(const struct option *opt, int at, const struct nd_spec *spec) {
+    if (!option_writes(opt) || !option_shown(opt, spec) || (opt->applies && !opt->applies(spec)))
         return false;
     if (!(opt->types & T(spec->type))) // canonical options only: a definition of the canonical
         return false;                   // type with them (an export) means the same layer
@@ -849,30 +906,32 @@ static bool option_listed(const struct option *opt, const struct nd_spec *spec) 
     if ((opt->torch & T(spec->type)) || (strcmp(opt->name, "axis") == 0 && // normalized_shape's
                                          (T(spec->type) & (T_LN | T_RMS))))
         return true;
+    struct option arg;
     for (int i = 0; torch_args[spec->type][i]; i++)
-        if (option_find(torch_args[spec->type][i]) == opt)
+        if (option_find(torch_args[spec->type][i], &arg) == at)
             return true;
     return false;
 }
 
 void api_write_options(struct jw *w, const struct nd_spec *spec, const struct nd_layout *layout) {
     jw_obj_begin(w);
-    for (int i = 0; i < NOPTIONS; i++) {
-        if (!option_listed(&options[i], spec))
+    struct option opt;
+    for (int i = 0; option_at(i, &opt); i++) {
+        if (!option_listed(&opt, i, spec))
             continue;
-        jw_key(w, options[i].name);
-        options[i].write(w, spec, layout);
+        jw_key(w, opt.name);
+        option_write(&opt, w, spec, layout);
     }
     jw_obj_end(w);
 }
 
 bool api_write_option_named(struct jw *w, const struct nd_spec *spec,
                             const struct nd_layout *layout, const char *name) {
-    const struct option *opt = option_find(name);
-    if (!opt || !opt->write || !(opt->types & T(spec->type)) ||
-        (opt->applies && !opt->applies(spec)))
+    struct option opt;
+    if (option_find(name, &opt) < 0 || !option_writes(&opt) || !(opt.types & T(spec->type)) ||
+        (opt.applies && !opt.applies(spec)))
         return false;
-    opt->write(w, spec, layout);
+    option_write(&opt, w, spec, layout);
     return true;
 }
 
@@ -1119,7 +1178,8 @@ static int check_definition_keys(const json_t *body, const char *const *keys,
             continue;
         char name[API_FIELD_MAX];
         snprintf(name, sizeof name, "%.100s", key);
-        if (option_find(key) || in_list(keras_only, key))
+        struct option opt;
+        if (option_find(key, &opt) >= 0 || in_list(keras_only, key))
             return api_error_set(err, 422, "unknown_field", name,
                                  "unknown field %s: options go under \"options\" "
                                  "({\"options\": {\"%s\": ...}})",

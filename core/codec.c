@@ -105,7 +105,8 @@ static void put_shape(struct nd_buf *b, const struct nd_shape *s) {
 struct rd {
     const unsigned char *p;
     size_t n, i;
-    bool bad; // ran past the end, or a value out of its range
+    bool bad;         // ran past the end, or a value out of its range
+    uint32_t version; // the file's format version (the table's rows stored by it)
 };
 
 static const unsigned char *take(struct rd *r, size_t n) {
@@ -266,6 +267,26 @@ static void put_naming(struct nd_buf *b, const struct nd_spec *s) {
     put_shape(b, &s->normalized_shape);
 }
 
+// Format version 4's addition to the spec, after put_naming's fields: the rows of
+// core/spec_fields.def stored since version 4, in table order, each by its kind: F64 as f64,
+// BOOL as u8, I64 as u64, STRING as a string (u32 length, bytes; at most the row's max).
+static void put_fields(struct nd_buf *b, const struct nd_spec *s) {
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) {
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        const void *p = nd_spec_field_cptr(s, f);
+        if (f->since < 4)
+            continue; // stored by the hand-written fields above
+        if (f->kind == ND_FIELD_F64)
+            put_f64(b, *(const double *)p);
+        else if (f->kind == ND_FIELD_BOOL)
+            put_u8(b, *(const bool *)p);
+        else if (f->kind == ND_FIELD_I64)
+            put_u64(b, (uint64_t) * (const int64_t *)p);
+        else
+            put_str(b, p);
+    }
+}
+
 static void put_spec(struct nd_buf *b, const struct nd_spec *s) {
     put_u32(b, (uint32_t)s->type);
     put_u32(b, (uint32_t)s->batchnorm_nd);
@@ -297,6 +318,7 @@ static void put_spec(struct nd_buf *b, const struct nd_spec *s) {
     put_u8(b, s->has_seed);
     put_u64(b, s->seed);
     put_naming(b, s);
+    put_fields(b, s);
 }
 
 static void get_spec_v1(struct rd *r, struct nd_spec *s) {
@@ -357,6 +379,28 @@ static void get_spec_v2(struct rd *r, struct nd_spec *s) {
     r->bad |= s->normalized_shape.ndim > ND_MAX_RANK;
     for (int32_t i = 0; !r->bad && i < s->normalized_shape.ndim; i++)
         r->bad |= s->normalized_shape.dim[i] < 0;
+}
+
+// The rows put_fields writes that the file's format version holds (since 4 .. r->version), as
+// put_fields wrote them; a row the version lacks (every row, before version 4) takes its
+// default, as an older binary's layer had it. A STRING longer than its max is damage.
+static void get_fields(struct rd *r, struct nd_spec *s) {
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) {
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        void *p = nd_spec_field_ptr(s, f);
+        if (f->since < 4)
+            continue; // the version's own spec reader's
+        if (f->since > r->version)
+            nd_spec_field_default(s, f);
+        else if (f->kind == ND_FIELD_F64)
+            *(double *)p = get_f64(r);
+        else if (f->kind == ND_FIELD_BOOL)
+            *(bool *)p = get_bool(r);
+        else if (f->kind == ND_FIELD_I64)
+            *(int64_t *)p = (int64_t)get_u64(r);
+        else
+            get_str(r, p, f->size);
+    }
 }
 
 // ---- arrays ----
@@ -546,7 +590,7 @@ static enum nd_status frame_open(const void *bytes, size_t n, const char *magic,
     struct rd t = {.p = p, .n = n, .i = n - TRAILER_BYTES};
     if (get_u64(&t) != nd__checksum(p, n - TRAILER_BYTES))
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "checksum mismatch: damaged");
-    *r = (struct rd){.p = p + HEADER_BYTES, .n = (size_t)len};
+    *r = (struct rd){.p = p + HEADER_BYTES, .n = (size_t)len, .version = version};
     return ND_STATUS_OK;
 }
 
@@ -634,9 +678,10 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
     return ND_STATUS_OK;
 }
 
-// A layer payload: its name, the spec (read by the format's own spec reader), counters and
-// seed, then per array its flags, shared name and own state, then (format version 3 on) the
-// training history. Versions 1 and 2 differ only in the spec; version 3 adds the history.
+// A layer payload: its name, the spec (read by the format's own spec reader, then the table's
+// rows the version holds), counters and seed, then per array its flags, shared name and own
+// state, then (format version 3 on) the training history. Versions 1 and 2 differ only in the
+// spec; version 3 adds the history; version 4 the table's rows at the end of the spec.
 static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
                                     void (*get_spec)(struct rd *r, struct nd_spec *spec),
                                     enum nd_status (*get_history)(struct rd *r,
@@ -646,6 +691,7 @@ static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
     enum nd_status st = ND_STATUS_OK;
     get_str(r, im->name, sizeof im->name);
     get_spec(r, &im->spec);
+    get_fields(r, &im->spec); // the table's rows since 4: nothing to read before version 4
     im->version = get_u64(r);
     im->train_steps = (int64_t)get_u64(r);
     im->optimizer_steps = (int64_t)get_u64(r);
@@ -721,7 +767,19 @@ static const struct payload_reader readers[] = {
     {2, layer_payload_v2, shared_payload_v1, name_v1},
     // 3: a layer's training history follows its arrays (put_history); shared arrays unchanged.
     {3, layer_payload_v3, shared_payload_v1, name_v1},
+    // 4: the spec ends with core/spec_fields.def's rows since 4 (put_fields; layer_payload
+    // reads them for every version, a version that lacks a row getting its default); shared
+    // arrays unchanged. A later version that only adds rows adds an entry like this one.
+    {4, layer_payload_v3, shared_payload_v1, name_v1},
 };
+
+// Every row of core/spec_fields.def is stored by a version this binary writes.
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,  \
+                      decl)                                                                       \
+    _Static_assert((since) >= 1 && (since) <= ND_PERSIST_FORMAT_VERSION,                          \
+                   "spec_fields.def: " name " is stored since a format this binary writes");
+#include "core/spec_fields.def"
+#undef ND_SPEC_FIELD
 
 static const struct payload_reader *reader_of(uint32_t version) {
     for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++)

@@ -39,8 +39,10 @@
 // normalized_shape); a version-1 layer reads as named canonically, convention_from unknown.
 // Shared arrays are unchanged (version 2 files carry the new number). 3: a layer's training
 // history (history.h) follows the arrays; a version-1 or 2 layer reads with an empty history.
-// Shared arrays are unchanged.
-#define ND_PERSIST_FORMAT_VERSION 3
+// 4: the spec ends with the rows of core/spec_fields.def stored since 4 (description), in
+// table order; a version 1..3 layer reads them as their defaults. Shared arrays are unchanged
+// from version 1 on.
+#define ND_PERSIST_FORMAT_VERSION 4
 
 // A growable byte buffer (caller-embedded; zero-initialize, release with nd_buf_deinit).
 struct nd_buf {

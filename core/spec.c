@@ -10,6 +10,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -204,6 +205,34 @@ static const char *const reg_fields[ND_ARRAY_AFFINE_COUNT] = {"options.scaling_r
 static const char *const constraint_fields[ND_ARRAY_AFFINE_COUNT] = {"options.scaling_constraint",
                                                                      "options.biases_constraint"};
 
+// The plain options (spec_fields.def), one row each.
+const struct nd_spec_field nd_spec_fields[ND_SPEC_FIELD_COUNT] = {
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,  \
+                      decl)                                                                       \
+    [ND_SPEC_FIELD_##member] = {name,                                                            \
+                                alias,                                                           \
+                                offsetof(struct nd_spec, member),                                \
+                                sizeof(((struct nd_spec *)0)->member),                           \
+                                ND_FIELD_##kind,                                                 \
+                                types,                                                           \
+                                torch,                                                           \
+                                dflt,                                                            \
+                                ND_RANGE_##range,                                                \
+                                ND_SHOW_##show,                                                  \
+                                since},
+#include "core/spec_fields.def"
+#undef ND_SPEC_FIELD
+};
+
+// A STRING row's member holds max + 1 bytes; other kinds hold their C type.
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,  \
+                      decl)                                                                       \
+    _Static_assert(ND_FIELD_##kind != ND_FIELD_STRING ||                                          \
+                       sizeof(((struct nd_spec *)0)->member) == (size_t)(max) + 1,                \
+                   "spec_fields.def: " name "'s member holds max + 1 bytes");
+#include "core/spec_fields.def"
+#undef ND_SPEC_FIELD
+
 #define ALL_DIMS(r) ((uint32_t)((1u << (r)) - 1u)) // mask of per-example dims 0..r-1
 
 // ---- small helpers ----
@@ -250,6 +279,91 @@ static enum nd_status nested_failure(enum nd_status st, bool was_clear, struct n
         return nd_error_set_field(err, st, prefix, "invalid value");
     nd_error_prefix_field(err, prefix);
     return st;
+}
+
+// ---- the table's rows ----
+
+const struct nd_spec_field *nd_spec_field_find(const char *name) {
+    for (int i = 0; name && i < ND_SPEC_FIELD_COUNT; i++) {
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        if (strcmp(f->name, name) == 0 || (f->alias && strcmp(f->alias, name) == 0))
+            return f;
+    }
+    return NULL;
+}
+
+void *nd_spec_field_ptr(struct nd_spec *spec, const struct nd_spec_field *f) {
+    return spec && f ? (char *)spec + f->offset : NULL;
+}
+
+const void *nd_spec_field_cptr(const struct nd_spec *spec, const struct nd_spec_field *f) {
+    return spec && f ? (const char *)spec + f->offset : NULL;
+}
+
+bool nd_spec_field_is_set(const struct nd_spec *spec, const struct nd_spec_field *f) {
+    const void *p = nd_spec_field_cptr(spec, f);
+    if (!p)
+        return false;
+    switch (f->kind) {
+    case ND_FIELD_F64:
+        return *(const double *)p != 0.0;
+    case ND_FIELD_BOOL:
+        return *(const bool *)p;
+    case ND_FIELD_I64:
+        return *(const int64_t *)p != 0;
+    default:
+        return *(const char *)p != '\0';
+    }
+}
+
+void nd_spec_field_default(struct nd_spec *spec, const struct nd_spec_field *f) {
+    void *p = nd_spec_field_ptr(spec, f);
+    if (!p)
+        return;
+    if (f->kind == ND_FIELD_F64)
+        *(double *)p = f->dflt;
+    else if (f->kind == ND_FIELD_BOOL)
+        *(bool *)p = f->dflt != 0.0;
+    else if (f->kind == ND_FIELD_I64)
+        *(int64_t *)p = (int64_t)f->dflt;
+    else
+        memset(p, 0, f->size);
+}
+
+static void default_fields(struct nd_spec *spec) {
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++)
+        nd_spec_field_default(spec, &nd_spec_fields[i]);
+}
+
+// A row's range, as the error names it: "options.NAME", "NAME must be ...".
+static enum nd_status check_field(const struct nd_spec *spec, const struct nd_spec_field *f,
+                                  struct nd_error *err) {
+    const void *p = nd_spec_field_cptr(spec, f);
+    double x = f->kind == ND_FIELD_F64 ? *(const double *)p : 0.0;
+    char field[ND_ERROR_FIELD_MAX];
+    snprintf(field, sizeof field, "options.%s", f->name);
+    if (f->range == ND_RANGE_UNIT && !in_unit(x))
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, field,
+                                  "%s must be in [0, 1], got %g", f->name, x);
+    if (f->range == ND_RANGE_NONNEG && !(isfinite(x) && x >= 0.0))
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, field,
+                                  "%s must be finite and >= 0, got %g", f->name, x);
+    if (f->range == ND_RANGE_LENGTH && f->kind == ND_FIELD_STRING && !memchr(p, '\0', f->size))
+        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, field,
+                                  "%s is longer than %zu bytes", f->name, f->size - 1);
+    return ND_STATUS_OK;
+}
+
+// The rows that apply to spec's type (canonical or PyTorch-named), in table order.
+static enum nd_status check_fields(const struct nd_spec *spec, struct nd_error *err) {
+    unsigned t = ND_T(spec->type);
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) {
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        enum nd_status st = (f->types | f->torch) & t ? check_field(spec, f, err) : ND_STATUS_OK;
+        if (st)
+            return st;
+    }
+    return ND_STATUS_OK;
 }
 
 // ---- names ----
@@ -575,9 +689,6 @@ static void default_batch_options(struct nd_spec *spec, const struct conv_row *c
     spec->interleaving = c->channels_last;
     spec->interleaving_given = false;
     spec->moving_variance = c->moving_variance;
-    spec->init_factor = 1.0;
-    spec->min_factor = 0.1;
-    spec->sscale = 0.01;
 }
 
 static void default_norm_options(struct nd_spec *spec, const struct conv_row *c) {
@@ -588,8 +699,6 @@ static void default_norm_options(struct nd_spec *spec, const struct conv_row *c)
     spec->scaling = (struct nd_levels){.kind = ND_LEVELS_COMPLEMENT};
     spec->ngroup = 0;
     spec->method = type_row(spec->type)->method;
-    spec->unbiased = false;
-    spec->groups = 32;
 }
 
 static void default_arrays(struct nd_spec *spec) {
@@ -621,8 +730,7 @@ void nd_spec_defaults(struct nd_spec *spec, enum nd_layer_type type, int32_t bat
     spec->convention = conv;
     spec->input.ndim = ND_RANK_UNKNOWN;
     spec->epsilon = type_row(type)->rms_eps ? c->rms_epsilon : c->epsilon;
-    spec->trainable = true;
-    spec->inplace = false;
+    default_fields(spec); // the plain options: init_factor, trainable, groups, description...
     default_batch_options(spec, c);
     default_norm_options(spec, c);
     default_axes(spec);
@@ -866,15 +974,8 @@ static enum nd_status check_batch_options(const struct nd_spec *spec, struct nd_
         return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "options.moving_variance",
                                   "variance estimator %d is out of range",
                                   (int)spec->moving_variance);
-    if (!in_unit(spec->init_factor))
-        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.init_factor",
-                                  "init_factor must be in [0, 1], got %g", spec->init_factor);
-    if (!in_unit(spec->min_factor))
-        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.min_factor",
-                                  "min_factor must be in [0, 1], got %g", spec->min_factor);
-    if (!(isfinite(spec->sscale) && spec->sscale >= 0.0))
-        return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "options.sscale",
-                                  "sscale must be finite and >= 0, got %g", spec->sscale);
+    if ((st = check_fields(spec, err))) // init_factor, min_factor, sscale, description...
+        return st;
     return check_axes(spec, err);
 }
 
@@ -935,7 +1036,9 @@ static enum nd_status check_norm_options(const struct nd_spec *spec, struct nd_e
     if ((unsigned)spec->method >= (unsigned)ND_COUNT_OF(method_names))
         return nd_error_set_field(err, ND_STATUS_INVALID_ARGUMENT, "options.method",
                                   "method %d is out of range", (int)spec->method);
-    enum nd_status pair = check_moving_pair(spec, err);
+    enum nd_status pair = check_fields(spec, err);
+    if (!pair)
+        pair = check_moving_pair(spec, err);
     if (!pair && spec->type == ND_LAYER_TYPE_INSTANCE_NORM)
         pair = check_instance_momentum(spec, err);
     if (pair)

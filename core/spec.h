@@ -17,6 +17,7 @@
 #define ND_SPEC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/init.h"
@@ -183,6 +184,71 @@ enum nd_status nd_levels_parse(const char *text, struct nd_levels *out, struct n
 // NULL levels write "".
 char *nd_levels_format(const struct nd_levels *levels, char *buf, size_t size);
 
+// ---- the table of plain options (core/spec_fields.def) ----
+
+// Type masks of the table's rows: bit t for enum nd_layer_type t.
+#define ND_T(t) (1u << (t))
+#define ND_T_BN ND_T(ND_LAYER_TYPE_BATCH_NORM)
+#define ND_T_GN ND_T(ND_LAYER_TYPE_GROUP_NORM)
+#define ND_T_FAMILY (ND_T(ND_LAYER_TYPE_NORMALIZATION) | ND_T(ND_LAYER_TYPE_LAYER_NORM) |         \
+                     ND_T(ND_LAYER_TYPE_INSTANCE_NORM) | ND_T_GN | ND_T(ND_LAYER_TYPE_RMS_NORM))
+#define ND_T_ALL (ND_T_BN | ND_T_FAMILY)
+#define ND_T_TORCH (ND_T_ALL & ~ND_T(ND_LAYER_TYPE_NORMALIZATION)) // PyTorch has a class for each
+
+enum nd_field_kind { ND_FIELD_F64, ND_FIELD_BOOL, ND_FIELD_I64, ND_FIELD_STRING };
+enum nd_field_range { ND_RANGE_ANY, ND_RANGE_UNIT, ND_RANGE_NONNEG, ND_RANGE_LENGTH };
+enum nd_field_show { ND_SHOW_ALWAYS, ND_SHOW_PUZZLELIB, ND_SHOW_SET };
+
+// One row of core/spec_fields.def (its header says what each column means).
+struct nd_spec_field {
+    const char *name;  // public name: JSON key, error field "options.NAME"
+    const char *alias; // or NULL
+    size_t offset;     // of the member in struct nd_spec
+    size_t size;       // of the member (STRING: max + 1)
+    enum nd_field_kind kind;
+    unsigned types, torch; // ND_T_* masks
+    double dflt;           // F64, BOOL (0/1), I64; STRING: ""
+    enum nd_field_range range;
+    enum nd_field_show show;
+    uint32_t since; // persist format version that first stored it
+};
+
+struct nd_spec;
+
+// Ids of the rows, in table order: ND_SPEC_FIELD_<member>.
+enum nd_spec_field_id {
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since, \
+                      decl)                                                                      \
+    ND_SPEC_FIELD_##member,
+#include "core/spec_fields.def"
+#undef ND_SPEC_FIELD
+    ND_SPEC_FIELD_COUNT
+};
+
+// The rows, indexed by enum nd_spec_field_id (static, immutable).
+extern const struct nd_spec_field nd_spec_fields[ND_SPEC_FIELD_COUNT];
+
+// The row named name (its public name or alias), or NULL.
+const struct nd_spec_field *nd_spec_field_find(const char *name);
+
+// The member of a row in spec (f's kind says its C type); NULL arguments give NULL.
+void *nd_spec_field_ptr(struct nd_spec *spec, const struct nd_spec_field *f);
+const void *nd_spec_field_cptr(const struct nd_spec *spec, const struct nd_spec_field *f);
+
+// Sets a row's member to its default (dflt; a STRING's is "").
+void nd_spec_field_default(struct nd_spec *spec, const struct nd_spec_field *f);
+
+// True when a row's member holds something other than false, 0 or "" (ND_SHOW_SET).
+bool nd_spec_field_is_set(const struct nd_spec *spec, const struct nd_spec_field *f);
+
+// The members declared from rows with DECL ROW (spec_fields.def), at the end of struct nd_spec.
+#define ND_SPEC_MEMBER_F64(m, max) double m;
+#define ND_SPEC_MEMBER_BOOL(m, max) bool m;
+#define ND_SPEC_MEMBER_I64(m, max) int64_t m;
+#define ND_SPEC_MEMBER_STRING(m, max) char m[(max) + 1];
+#define ND_SPEC_DECL_HAND(kind, m, max)
+#define ND_SPEC_DECL_ROW(kind, m, max) ND_SPEC_MEMBER_##kind(m, max)
+
 // ---- the definition ----
 
 struct nd_spec {
@@ -236,12 +302,20 @@ struct nd_spec {
     // PyTorch's sizes, checked against the input by nd_spec_resolve (0 / ndim 0: not given).
     int64_t num_features;             // BatchNorm*d, InstanceNorm*d; GroupNorm's num_channels
     struct nd_shape normalized_shape; // LayerNorm, RMSNorm: the trailing per-example dims
+
+    // Plain options whose rows declare them (spec_fields.def, DECL ROW): description, ...
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since, \
+                      decl)                                                                      \
+    ND_SPEC_DECL_##decl(kind, member, max)
+#include "core/spec_fields.def"
+#undef ND_SPEC_FIELD
 };
 
 // Resets *spec to the defaults of type under conv (API.md 1.3, 1.4): epsilon, momentum,
 // moving variance, channel side, initializers (puzzlelib Scaling: normal(1, sscale)),
-// presets' axes, groups, method and disabled Biases (RMSNormalization), multipliers 1,
-// trainable, no input. batchnorm_nd as from nd_layer_type_parse.
+// presets' axes, method and disabled Biases (RMSNormalization), multipliers 1, no input, and
+// each row of core/spec_fields.def its dflt (trainable, groups, description, ...).
+// batchnorm_nd as from nd_layer_type_parse.
 void nd_spec_defaults(struct nd_spec *spec, enum nd_layer_type type, int32_t batchnorm_nd,
                       enum nd_convention conv);
 
@@ -286,7 +360,8 @@ enum nd_momentum_rule nd_spec_momentum_rule(const struct nd_spec *spec);
 struct nd_initializer nd_spec_initializer(const struct nd_spec *spec, enum nd_array_id id);
 
 // Checks every value that does not depend on the input shape: epsilon > 0; momentum in [0, 1]
-// (null only under pytorch); axes non-zero and distinct; factors in [0, 1]; sscale >= 0;
+// (null only under pytorch); axes non-zero and distinct; the ranges of core/spec_fields.def's
+// rows that apply to the type (factors in [0, 1], sscale >= 0, a description's length);
 // level specs of the right kinds (aggregation: list, All or span; list levels non-zero and
 // distinct); group counts >= 1; groups >= 1; initializers, regularizers, constraints;
 // multipliers finite and >= 0; an input shape of rank <= ND_MAX_RANK with dims >= 1 or

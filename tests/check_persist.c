@@ -521,6 +521,11 @@ static void assert_spec_equal(const struct nd_spec *a, const struct nd_spec *b, 
     }
     SAME(has_seed, what);
     SAME(seed, what);
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) { // every row of core/spec_fields.def
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        ck_assert_msg(memcmp(nd_spec_field_cptr(a, f), nd_spec_field_cptr(b, f), f->size) == 0,
+                      "%s: %s differs", what, f->name);
+    }
 }
 
 static void assert_layout_equal(const struct nd_layout *a, const struct nd_layout *b,
@@ -2657,8 +2662,8 @@ START_TEST(test_v2_round_trip_naming) {
         size_t len = 0;
         const unsigned char *stored = mem_get(s, MEM_LAYER, c->name, &len);
         ck_assert_ptr_nonnull(stored);
-        ck_assert_uint_eq(le32(stored + 4), 3);
-        ck_assert_uint_eq(ND_PERSIST_FORMAT_VERSION, 3);
+        ck_assert_uint_eq(le32(stored + 4), 4);
+        ck_assert_uint_eq(ND_PERSIST_FORMAT_VERSION, 4);
         assert_serializes_to(b, stored, len, c->name);
         ck_assert_int_eq(ib.spec.convention_from, c->from);
         struct nd_type_name tn;
@@ -2760,17 +2765,38 @@ static unsigned char *as_v2(const unsigned char *v3, size_t n, size_t history, s
     return b;
 }
 
-// Version 1's file of the same state: the naming fields cut out, version 1 (caller frees).
-static unsigned char *as_v1(const unsigned char *v2, size_t n, size_t at, size_t cut,
-                            size_t *out_len) {
+// The file with bytes [at, at + cut) cut out, as format version (caller frees).
+static unsigned char *cut_as(const unsigned char *bytes, size_t n, size_t at, size_t cut,
+                             unsigned char version, size_t *out_len) {
     unsigned char *b = malloc(n - cut);
     ck_assert_ptr_nonnull(b);
-    memcpy(b, v2, at);
-    memcpy(b + at, v2 + at + cut, n - at - cut);
-    b[4] = 1;
+    memcpy(b, bytes, at);
+    memcpy(b + at, bytes + at + cut, n - at - cut);
+    b[4] = version;
     reseal(b, n - cut);
     *out_len = n - cut;
     return b;
+}
+
+// Version 1's file of the same state: the naming fields cut out, version 1 (caller frees).
+static unsigned char *as_v1(const unsigned char *v2, size_t n, size_t at, size_t cut,
+                            size_t *out_len) {
+    return cut_as(v2, n, at, cut, 1, out_len);
+}
+
+// Where version 4's fields (core/spec_fields.def's rows since 4: description) start, right
+// after version 2's naming fields, and how long they are.
+static size_t fields_at(const struct nd_layer *l, const struct nd_spec *s, size_t *len) {
+    size_t naming, at = naming_at(l, s, &naming);
+    *len = 4 + strlen(s->description);
+    return at + naming;
+}
+
+// Version 3's file of a version 4 file: its fields cut out (caller frees).
+static unsigned char *as_v3(const unsigned char *v4, size_t n, const struct nd_layer *l,
+                            const struct nd_spec *s, size_t *out_len) {
+    size_t cut, at = fields_at(l, s, &cut);
+    return cut_as(v4, n, at, cut, 3, out_len);
 }
 
 // A layer of version 1 reads as one named canonically whose convention's origin is unknown,
@@ -2803,25 +2829,29 @@ START_TEST(test_v1_file_still_loads) {
     ck_assert_int_eq(info.train_steps, 2);
     ck_assert(info.initialized);
     assert_v1_naming(&info.spec, "v1 rms_norm");
-    // Stored again: version 3, version 1's payload with the naming fields (21 bytes of a
-    // canonical name) inserted after the spec and an empty history (12 bytes: total 0, count 0)
-    // after the arrays.
+    // Stored again: version 4, version 1's payload with the naming fields (21 bytes of a
+    // canonical name) and version 4's fields (4 bytes: an empty description) inserted after the
+    // spec and an empty history (12 bytes: total 0, count 0) after the arrays.
     struct nd_buf v2 = {0};
     ck_assert_int_eq(nd__layer_serialize(l, &v2, NULL), ND_STATUS_OK);
-    ck_assert_uint_eq(le32(v2.data + 4), 3);
-    size_t cut, at = naming_at(l, &info.spec, &cut);
+    ck_assert_uint_eq(le32(v2.data + 4), 4);
+    size_t cut, at = naming_at(l, &info.spec, &cut), fcut;
     ck_assert_uint_eq(cut, 21);
-    ck_assert_uint_eq(v2.len, n1 + cut + 12);
-    for (size_t i = 0; i < cut; i++)
-        ck_assert_msg(v2.data[at + i] == 0, "naming byte %zu", i);
+    ck_assert_uint_eq(fields_at(l, &info.spec, &fcut), at + cut);
+    ck_assert_uint_eq(fcut, 4);
+    ck_assert_uint_eq(v2.len, n1 + cut + fcut + 12);
+    for (size_t i = 0; i < cut + fcut; i++)
+        ck_assert_msg(v2.data[at + i] == 0, "naming or fields byte %zu", i);
     for (size_t i = 0; i < 12; i++)
         ck_assert_msg(v2.data[v2.len - 20 + i] == 0, "history byte %zu", i);
-    size_t mid_len, back_len;
-    unsigned char *mid = as_v2(v2.data, v2.len, 12, &mid_len);
+    size_t v3_len, mid_len, back_len;
+    unsigned char *v3 = as_v3(v2.data, v2.len, l, &info.spec, &v3_len);
+    unsigned char *mid = as_v2(v3, v3_len, 12, &mid_len);
     unsigned char *back = as_v1(mid, mid_len, at, cut, &back_len);
     ck_assert_uint_eq(back_len, n1);
     ck_assert_msg(memcmp(back, v1_rms_norm, n1) == 0,
-                  "version 1's bytes are v3's minus naming and history");
+                  "version 1's bytes are v4's minus naming, fields and history");
+    free(v3);
     free(mid);
     free(back);
     // The version-2 file loads and stores back to itself; the two train alike.
@@ -2831,12 +2861,12 @@ START_TEST(test_v1_file_still_loads) {
     assert_layers_equal(l, m, "v1 then v2");
     assert_serializes_to(m, v2.data, v2.len, "v2 of a v1 file");
     assert_same_step(e, l, f, m, SGD, 5, false, "v1 then v2");
-    // A change stores the layer as version 3.
+    // A change stores the layer as version 4.
     ck_assert_int_eq(total_saves(s), 1);
     size_t len = 0;
     const unsigned char *stored = mem_get(s, MEM_LAYER, "rms_norm", &len);
     ck_assert_ptr_nonnull(stored);
-    ck_assert_uint_eq(le32(stored + 4), 3);
+    ck_assert_uint_eq(le32(stored + 4), 4);
     nd_layer_unref(l);
     nd_layer_unref(m);
     nd_buf_deinit(&v2);
@@ -2861,9 +2891,11 @@ START_TEST(test_v1_of_every_named_kind_loads) {
         size_t len = 0, cut, n1;
         const unsigned char *stored = mem_get(s, MEM_LAYER, v2_cases[k].name, &len);
         ck_assert_ptr_nonnull(stored);
-        size_t at = naming_at(l, &info.spec, &cut), n2;
-        unsigned char *v2f = as_v2(stored, len, history_bytes(&l->history), &n2);
+        size_t at = naming_at(l, &info.spec, &cut), n2, n3;
+        unsigned char *v3f = as_v3(stored, len, l, &info.spec, &n3);
+        unsigned char *v2f = as_v2(v3f, n3, history_bytes(&l->history), &n2);
         unsigned char *v1 = as_v1(v2f, n2, at, cut, &n1);
+        free(v3f);
         free(v2f);
         struct nd_engine *f = engine_new(NULL);
         struct nd_error err;
@@ -2882,10 +2914,11 @@ START_TEST(test_v1_of_every_named_kind_loads) {
         assert_spec_equal(&im.spec, &want, v2_cases[k].name);
         ck_assert_int_eq(im.version, info.version);
         ck_assert_int_eq(im.parameter_count, info.parameter_count);
-        // Stored again it is version 3 (no history), and that loads and stores back to itself.
+        // Stored again it is version 4 (an empty description, no history), and that loads and
+        // stores back to itself.
         struct nd_buf v2 = {0};
         ck_assert_int_eq(nd__layer_serialize(m, &v2, NULL), ND_STATUS_OK);
-        ck_assert_uint_eq(v2.len, n1 + 21 + 12);
+        ck_assert_uint_eq(v2.len, n1 + 21 + 4 + 12);
         struct nd_engine *g = engine_new(NULL);
         ck_assert_int_eq(nd_registry_load_layer(R(g), v2.data, v2.len, NULL), ND_STATUS_OK);
         struct nd_layer *o = get_layer(g, v2_cases[k].name);
@@ -3120,7 +3153,7 @@ START_TEST(test_v3_history_round_trip) {
         struct nd_layer *live = get_layer(e, names[i]), *back = get_layer(f, names[i]);
         size_t len = 0;
         const unsigned char *stored = mem_get(s, MEM_LAYER, names[i], &len);
-        ck_assert_uint_eq(le32(stored + 4), 3);
+        ck_assert_uint_eq(le32(stored + 4), 4);
         assert_layers_equal(live, back, names[i]);
         assert_serializes_to(back, stored, len, names[i]);
         nd_layer_unref(live);
@@ -3234,6 +3267,139 @@ END_TEST
 
 // ---- the suite ----
 
+
+// ---- format version 4: the rows of core/spec_fields.def ----
+
+// A value of row f other than its default, valid for it.
+static void set_non_default(struct nd_spec *spec, const struct nd_spec_field *f) {
+    void *p = nd_spec_field_ptr(spec, f);
+    if (f->kind == ND_FIELD_F64)
+        *(double *)p = f->dflt == 0.5 ? 0.25 : 0.5;
+    else if (f->kind == ND_FIELD_BOOL)
+        *(bool *)p = f->dflt == 0.0;
+    else if (f->kind == ND_FIELD_I64)
+        *(int64_t *)p = (int64_t)f->dflt == 4 ? 2 : 4;
+    else
+        snprintf(p, f->size, "%s, not the default: \xc3\xbc" "n\xc3\xaf" "code", f->name);
+}
+
+// The first canonical type row f applies to.
+static enum nd_layer_type type_of_row(const struct nd_spec_field *f) {
+    int t = 0;
+    while (!(f->types & ND_T(t)))
+        t++;
+    return (enum nd_layer_type)t;
+}
+
+// Every row, set to another value than its default on a layer of a type it applies to, is
+// stored and read back (the hand-written fields of versions 1..3 or the table's since 4), and
+// the file stores back to itself: a row no codec stores fails here.
+START_TEST(test_v4_every_row_round_trips) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    char name[32];
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) {
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        struct nd_spec spec;
+        nd_spec_defaults(&spec, type_of_row(f), 0, ND_CONVENTION_PUZZLELIB);
+        set_non_default(&spec, f);
+        ck_assert_msg(nd_spec_validate(&spec, NULL) == ND_STATUS_OK, "%s", f->name);
+        struct nd_layer_def def;
+        nd_layer_def_init(&def, &spec);
+        snprintf(name, sizeof name, "row%d", i);
+        nd_layer_unref(define_ok(e, name, &def));
+    }
+    struct nd_engine *g = engine_new(NULL);
+    load_all(s, g);
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) {
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        snprintf(name, sizeof name, "row%d", i);
+        struct nd_layer *a = get_layer(e, name), *b = get_layer(g, name);
+        struct nd_layer_info ia = info_of(a), ib = info_of(b);
+        struct nd_spec d;
+        nd_spec_defaults(&d, ia.spec.type, 0, ia.spec.convention);
+        ck_assert_msg(memcmp(nd_spec_field_cptr(&ib.spec, f), nd_spec_field_cptr(&d, f),
+                             f->size) != 0,
+                      "%s read back as its default", f->name);
+        assert_spec_equal(&ia.spec, &ib.spec, f->name);
+        size_t len = 0;
+        const unsigned char *stored = mem_get(s, MEM_LAYER, name, &len);
+        ck_assert_uint_eq(le32(stored + 4), ND_PERSIST_FORMAT_VERSION);
+        assert_serializes_to(b, stored, len, f->name);
+        nd_layer_unref(a);
+        nd_layer_unref(b);
+    }
+    nd_engine_free(g);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
+// A description in the file: u32 length and its bytes after the naming fields. Cut out (a
+// version 3 file) it reads as ""; up to 256 bytes load, a longer one or a NUL inside is damage.
+START_TEST(test_v4_description_stored) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_spec spec;
+    nd_spec_defaults(&spec, ND_LAYER_TYPE_LAYER_NORM, 0, ND_CONVENTION_KERAS);
+    snprintf(spec.description, sizeof spec.description, "encoder block 3");
+    struct nd_layer_def def;
+    nd_layer_def_init(&def, &spec);
+    struct nd_layer *l = define_ok(e, "described", &def);
+    struct nd_layer_info info = info_of(l);
+    ck_assert_str_eq(info.spec.description, "encoder block 3");
+    size_t n = 0, cut;
+    const unsigned char *b = mem_get(s, MEM_LAYER, "described", &n);
+    size_t at = fields_at(l, &info.spec, &cut);
+    ck_assert_uint_eq(cut, 4 + 15);
+    ck_assert_uint_eq(le32(b + at), 15);
+    ck_assert(memcmp(b + at + 4, "encoder block 3", 15) == 0);
+    struct nd_engine *f = engine_new(NULL);
+    struct nd_spec got;
+    // Version 3's file of the same layer: no description.
+    size_t n3;
+    unsigned char *v3 = as_v3(b, n, l, &info.spec, &n3);
+    struct nd_error err;
+    nd_error_clear(&err);
+    ck_assert_msg(nd_registry_load_layer(R(f), v3, n3, &err) == ND_STATUS_OK, "%s", err.msg);
+    struct nd_layer *m = get_layer(f, "described");
+    ck_assert_str_eq(info_of(m).spec.description, "");
+    nd_layer_unref(m);
+    free(v3);
+    ck_assert_int_eq(nd_registry_delete(R(f), "described", NULL), ND_STATUS_OK);
+    // Lengths: a shorter one leaves bytes over; 256 (all present) loads, 257 does not.
+    ck_assert_int_eq(load_with(f, b, n, at, 0, 4, 14, &got), ND_STATUS_INVALID_VALUE);
+    for (size_t len = 256; len <= 257; len++) {
+        size_t extra = len - 15;
+        unsigned char *w = dup_bytes(b, n, extra);
+        memmove(w + at + 4 + len, b + at + 4 + 15, n - at - 4 - 15);
+        put_le(w + at, len, 4);
+        memset(w + at + 4, 'd', len);
+        reseal(w, n + extra);
+        nd_error_clear(&err);
+        enum nd_status st = nd_registry_load_layer(R(f), w, n + extra, &err);
+        ck_assert_msg(st == (len == 256 ? ND_STATUS_OK : ND_STATUS_INVALID_VALUE), "%zu: %s",
+                      len, err.msg);
+        if (st == ND_STATUS_OK) {
+            m = get_layer(f, "described");
+            ck_assert_uint_eq(strlen(info_of(m).spec.description), 256);
+            assert_serializes_to(m, w, n + extra, "256 bytes");
+            nd_layer_unref(m);
+            ck_assert_int_eq(nd_registry_delete(R(f), "described", NULL), ND_STATUS_OK);
+        }
+        free(w);
+    }
+    // A NUL inside would store back shorter.
+    ck_assert_int_eq(load_with(f, b, n, at, 4 + 7, 1, 0, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, b, n, at, 4 + 7, 1, '_', &got), ND_STATUS_OK);
+    ck_assert_str_eq(got.description, "encoder_block 3");
+    nd_layer_unref(l);
+    nd_engine_free(f);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
+
 Suite *persist_suite(void) {
     Suite *s = suite_create("persist");
     TCase *tc = tcase_create("core");
@@ -3285,5 +3451,10 @@ Suite *persist_suite(void) {
     tcase_add_test(t3, test_v3_damaged_history_refused);
     tcase_add_test(t3, test_v3_export_carries_history);
     suite_add_tcase(s, t3);
+
+    TCase *t4 = tcase_create("format_v4");
+    tcase_add_test(t4, test_v4_every_row_round_trips);
+    tcase_add_test(t4, test_v4_description_stored);
+    suite_add_tcase(s, t4);
     return s;
 }

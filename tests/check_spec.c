@@ -1869,6 +1869,70 @@ START_TEST(test_framework_resolve_rejects) {
 }
 END_TEST
 
+
+// ---- the table of plain options (core/spec_fields.def) ----
+
+// Every row is found by its name and alias, and its member lies inside struct nd_spec.
+START_TEST(test_fields_table) {
+    ck_assert_int_gt(ND_SPEC_FIELD_COUNT, 0);
+    for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) {
+        const struct nd_spec_field *f = &nd_spec_fields[i];
+        ck_assert_ptr_eq(nd_spec_field_find(f->name), f);
+        if (f->alias)
+            ck_assert_ptr_eq(nd_spec_field_find(f->alias), f);
+        ck_assert_uint_le(f->offset + f->size, sizeof(struct nd_spec));
+        ck_assert_uint_ne(f->types, 0);
+        ck_assert_uint_eq(f->torch & ~ND_T_ALL, 0);
+        ck_assert_uint_ge(f->since, 1);
+    }
+    ck_assert_ptr_eq(nd_spec_field_find("initFactor"), &nd_spec_fields[ND_SPEC_FIELD_init_factor]);
+    ck_assert_ptr_null(nd_spec_field_find("epsilon")); // hand-written: not a row
+    ck_assert_ptr_null(nd_spec_field_find(NULL));
+    ck_assert_ptr_null(nd_spec_field_ptr(NULL, &nd_spec_fields[0]));
+}
+END_TEST
+
+// nd_spec_defaults gives every row its dflt, under every type and convention, and the row
+// reads as set exactly when it differs from false, 0 or "".
+START_TEST(test_fields_defaults) {
+    for (int t = 0; t < ND_LAYER_TYPE_COUNT; t++) {
+        for (int c = 0; c < ND_CONVENTION_COUNT; c++) {
+            struct nd_spec s = spec_of((enum nd_layer_type)t, (enum nd_convention)c);
+            for (int i = 0; i < ND_SPEC_FIELD_COUNT; i++) {
+                const struct nd_spec_field *f = &nd_spec_fields[i];
+                const void *p = nd_spec_field_cptr(&s, f);
+                if (f->kind == ND_FIELD_F64)
+                    ck_assert_double_eq(*(const double *)p, f->dflt);
+                else if (f->kind == ND_FIELD_BOOL)
+                    ck_assert_int_eq(*(const bool *)p, f->dflt != 0.0);
+                else if (f->kind == ND_FIELD_I64)
+                    ck_assert_int_eq(*(const int64_t *)p, (int64_t)f->dflt);
+                else
+                    ck_assert_str_eq(p, "");
+                ck_assert_int_eq(nd_spec_field_is_set(&s, f), f->dflt != 0.0);
+            }
+        }
+    }
+    struct nd_spec s = spec_of(ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_WOLFRAM);
+    ck_assert_str_eq(s.description, "");
+    s.description[0] = 'x';
+    ck_assert(nd_spec_field_is_set(&s, nd_spec_field_find("description")));
+}
+END_TEST
+
+// A description may hold 256 bytes on every type, PyTorch-named ones too; a member without its
+// NUL (a C caller's overrun) is named.
+START_TEST(test_fields_description_rejected) {
+    for (int t = 0; t < ND_LAYER_TYPE_COUNT; t++) {
+        struct nd_spec s = spec_of((enum nd_layer_type)t, ND_CONVENTION_KERAS);
+        memset(s.description, 'd', sizeof s.description - 1);
+        expect_valid(&s, __LINE__);
+        memset(s.description, 'd', sizeof s.description);
+        REJECT(s, "options.description", "longer than 256 bytes");
+    }
+}
+END_TEST
+
 Suite *spec_suite(void) {
     Suite *s = suite_create("spec");
     TCase *tc = tcase_create("core");
@@ -1909,6 +1973,11 @@ Suite *spec_suite(void) {
     tcase_add_test(tl, test_limits_messages_bounded);
     tcase_add_test(tl, test_limits_levels_format_small_buffer);
     suite_add_tcase(s, tl);
+    TCase *tf = tcase_create("fields");
+    tcase_add_test(tf, test_fields_table);
+    tcase_add_test(tf, test_fields_defaults);
+    tcase_add_test(tf, test_fields_description_rejected);
+    suite_add_tcase(s, tf);
     TCase *te = tcase_create("errors");
     tcase_add_test(te, test_unknown_names);
     tcase_add_test(te, test_levels_parse_rejected);

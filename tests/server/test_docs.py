@@ -8,7 +8,10 @@
 - every error `code` of openapi.yaml's ErrorCode enum appears in docs/API.md as "`code`";
 - neither document keeps a "<!-- ... pending ... -->" marker;
 - every example in openapi.yaml matches its schema (the validator of test_schema.py, which
-  reads OpenAPI 3.0's own keywords where the linters' validators do not).
+  reads OpenAPI 3.0's own keywords where the linters' validators do not);
+- every layer option normd parses (the rows of core/spec_fields.def and of api/json_layer.c's
+  `options[]` table, with their aliases, parsed with regexes) is a property of openapi.yaml's
+  LayerOptions or one of its `x-aliases`, and appears in docs/API.md as "`name`".
 
   python3 tests/server/test_docs.py
 
@@ -44,6 +47,34 @@ def route_table(c_source):
     return re.findall(r'\{\s*"([A-Z]+)"\s*,\s*"(/[^"]*)"', body.group(1))
 
 
+def layer_options(spec_fields_def, json_layer_c):
+    """{name: [aliases]} of every option: the table's rows and options[]'s own rows."""
+    opts = {}
+    for name, alias in re.findall(r'^ND_SPEC_FIELD\("([^"]+)",\s*(?:NULL|"([^"]*)")',
+                                  spec_fields_def, re.M):
+        opts[name] = [alias] if alias else []
+    body = re.search(r"static const struct option options\[\]\s*=\s*\{(.*?)\n\};",
+                     json_layer_c, re.S)
+    for name, aliases in re.findall(r'\{"([a-z_]+)",\s*\{([^}]*)\}', body.group(1) if body else ""):
+        opts[name] = re.findall(r'"([^"]+)"', aliases)
+    return opts
+
+
+def check_options(doc, api_md):
+    opts = layer_options(read("core", "spec_fields.def"), read("api", "json_layer.c"))
+    check(len(opts) >= 35 and "description" in opts and "epsilon" in opts,
+          "the options parsed from spec_fields.def and json_layer.c (%d)" % len(opts))
+    props = doc["components"]["schemas"]["LayerOptions"]["properties"]
+    spellings = set(props)
+    for p in props.values():
+        spellings.update(p.get("x-aliases", []))
+    for name, aliases in sorted(opts.items()):
+        for spelling in [name] + aliases:
+            check(spelling in spellings,
+                  "api/openapi.yaml's LayerOptions lacks the option %s" % spelling)
+            check("`%s`" % spelling in api_md, "docs/API.md does not name the option `%s`" % spelling)
+
+
 def main():
     doc = yaml.safe_load(read("api", "openapi.yaml"))
     api_md = read("docs", "API.md")
@@ -75,6 +106,8 @@ def main():
     for status in statuses:
         check(re.search(r"\b%d\b" % status, api_md),
               "docs/API.md does not mention the status %d" % status)
+
+    check_options(doc, api_md)
 
     check("../shared" not in api_md and "shared/API.md" not in api_md,
           "docs/API.md stands alone (no reference to ../shared)")

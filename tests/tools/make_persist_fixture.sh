@@ -30,7 +30,7 @@ J=(-H 'Content-Type: application/json')
 
 # name | definition | per-example shape of its train-steps | optimizer
 LAYERS='
-bn_wolfram|{"type":"BatchNormalization","input":[3]}|[3]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
+bn_wolfram|{"type":"BatchNormalization","input":[3],"options":{"description":"bn_wolfram, stored by format 4 on: a description is kept"}}|[3]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
 bn_keras|{"type":"BatchNormalization","convention":"keras","input":[4],"options":{"momentum":0.95}}|[4]|{"type":"adam","learning_rate":0.01}
 bn_pytorch|{"type":"BatchNorm1D","convention":"pytorch","input":[3,5]}|[3,5]|{"type":"adam","learning_rate":0.01}
 bn_pytorch_null|{"type":"BatchNormalization","convention":"pytorch","input":[3],"options":{"momentum":null}}|[3]|{"type":"sgd","learning_rate":0.05,"momentum":0.9}
