@@ -376,9 +376,10 @@ enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def
 
 // ---- NetInitialize ----
 
-// The arrays of a layer being initialized, built aside so a failure changes nothing. After the
-// swap into the layer it holds the previous state, until the change is stored.
-struct init_plan {
+// A draft of the layer's state that NetInitialize builds aside (spec, layout, arrays, counters),
+// so a failure changes nothing. After the swap into the layer it holds the previous state,
+// until the change is stored.
+struct init_draft {
     struct nd_spec spec;
     struct nd_layout layout;
     bool layout_known;
@@ -389,7 +390,7 @@ struct init_plan {
     uint64_t version;
 };
 
-static void init_plan_release(struct init_plan *p) {
+static void init_draft_release(struct init_draft *p) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
         nd_array_unref(p->arrays[id]);
 }
@@ -407,7 +408,7 @@ static void refill_shared(const struct nd_spec *spec, enum nd_array_id id, struc
 }
 
 // Decides one array: keep the current one, bind a shared one, or fill a new one.
-static enum nd_status init_array(struct nd_layer *l, struct init_plan *p, int id,
+static enum nd_status init_array(struct nd_layer *l, struct init_draft *p, int id,
                                  const struct nd_initialize_args *args,
                                  const struct nd__binder *binder, struct nd_error *err) {
     const struct nd_shape *shape = &p->layout.param_shape;
@@ -429,7 +430,7 @@ static enum nd_status init_array(struct nd_layer *l, struct init_plan *p, int id
     return make_array(l, &p->spec, (enum nd_array_id)id, shape, NULL, &p->arrays[id], err);
 }
 
-static enum nd_status init_resolve(struct nd_layer *l, struct init_plan *p,
+static enum nd_status init_resolve(struct nd_layer *l, struct init_draft *p,
                                    const struct nd_initialize_args *args, struct nd_error *err) {
     if (args->has_input) {
         p->spec.input = args->input;
@@ -451,9 +452,9 @@ static enum nd_status init_resolve(struct nd_layer *l, struct init_plan *p,
     return ND_STATUS_OK;
 }
 
-// Exchanges the plan and the layer's state: once to commit, once more to undo.
-static void init_swap(struct nd_layer *l, struct init_plan *p) {
-    struct init_plan old = {.spec = l->spec, .layout = l->layout,
+// Exchanges the draft and the layer's state: once to commit, once more to undo.
+static void init_swap(struct nd_layer *l, struct init_draft *p) {
+    struct init_draft old = {.spec = l->spec, .layout = l->layout,
                             .layout_known = l->layout_known,
                             .train_steps = l->train_steps,
                             .optimizer_steps = l->optimizer_steps, .version = l->version};
@@ -470,9 +471,9 @@ static void init_swap(struct nd_layer *l, struct init_plan *p) {
     *p = old;
 }
 
-// Commits the plan and stores the result; a failed save swaps the old state back (and u puts
+// Commits the draft and stores the result; a failed save swaps the old state back (and u puts
 // back shared arrays that reinitialize refilled).
-static enum nd_status init_commit(struct nd_layer *l, struct init_plan *p,
+static enum nd_status init_commit(struct nd_layer *l, struct init_draft *p,
                                   const struct nd_initialize_args *args, struct nd__undo *u,
                                   struct nd_error *err) {
     p->layout_known = true;
@@ -498,7 +499,7 @@ enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_init
         nd_rwlock_wrlock(layer->lock);
     else if (!nd_rwlock_trywrlock(layer->lock))
         return ND_STATUS_BUSY;
-    struct init_plan p = {.spec = layer->spec};
+    struct init_draft p = {.spec = layer->spec};
     if (args->has_seed) {
         p.spec.has_seed = true;
         p.spec.seed = args->seed;
@@ -517,7 +518,7 @@ enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_init
     if (st != ND_STATUS_OK)
         layer->seed = old_seed;
     nd__undo_release(&u);
-    init_plan_release(&p);
+    init_draft_release(&p);
     if (version)
         *version = layer->version;
     nd_rwlock_unlock(layer->lock);

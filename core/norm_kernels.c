@@ -35,7 +35,7 @@ enum pass_op {
 
 // Everything a pass reads and writes; shared read-only by the items.
 struct pass {
-    struct nd__walk_layout w;
+    struct nd__walk w;
     enum pass_op op;
     bool centered;
     const float *x, *dy, *a, *c, *gamma, *beta;
@@ -440,7 +440,7 @@ static void item_start(struct item *it, const struct pass *ps, double *acc1, dou
 
 static void item_prepare(struct item *it, const struct pass *ps, int64_t b, int64_t chunk,
                          struct nd__pos base) {
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     if (ps->partial) {
         double *acc1 = ps->partial + (size_t)(b * w->nchunks + chunk) * 2 * (size_t)w->nbuckets;
         item_start(it, ps, acc1, acc1 + w->nbuckets, base);
@@ -452,7 +452,7 @@ static void item_prepare(struct item *it, const struct pass *ps, int64_t b, int6
 
 static void keyed_items(void *ctx, int64_t begin, int64_t end) {
     const struct pass *ps = ctx;
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     nd__run_fn run = reduce_run_for(ps);
     for (int64_t item = begin; item < end; item++) {
         int64_t b = item / w->nchunks, chunk = item % w->nchunks;
@@ -471,7 +471,7 @@ static void keyed_items(void *ctx, int64_t begin, int64_t end) {
 
 static void combine_items(void *ctx, int64_t begin, int64_t end) {
     const struct pass *ps = ctx;
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     int64_t nb = w->nbuckets, spans = (nb + COMBINE_SPAN - 1) / COMBINE_SPAN;
     for (int64_t item = begin; item < end; item++) {
         int64_t b = item / spans, j0 = (item % spans) * COMBINE_SPAN;
@@ -496,7 +496,7 @@ static nd__run_fn fused_run_for(const struct pass *ps);
 // blocks, walked like rows, so a short row costs no per-block set-up.
 static void per_row_items(void *ctx, int64_t begin, int64_t end) {
     const struct pass *ps = ctx;
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     struct item it = {.ps = ps};
     struct nd__pos base = {0, 0, 0};
     nd__run_fn run = ps->fused ? fused_run_for(ps) : reduce_run_for(ps);
@@ -520,7 +520,7 @@ static void run_per_row(const struct pass *ps, struct nd_pool *pool) {
 
 // Runs a keyed pass: sums per key into ps->sum1/sum2. scratch holds the partials.
 static void run_keyed(struct pass *ps, struct nd_pool *pool, double *scratch) {
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     if (w->nrows == 1 && w->nblocks > 1) {
         run_per_row(ps, pool);
         return;
@@ -535,9 +535,9 @@ static void run_keyed(struct pass *ps, struct nd_pool *pool, double *scratch) {
 
 // Scratch layout: [partials | sum1 (keys) | sum2 (keys) | two float factors per statistic].
 static double *scratch_sums(const struct nd_norm_plan *plan, double *scratch) {
-    struct nd__walk_layout s, p;
-    nd__walk_layout_init(&s, plan, ND__KEY_STAT);
-    nd__walk_layout_init(&p, plan, ND__KEY_PARAM);
+    struct nd__walk s, p;
+    nd__walk_init(&s, plan, ND__KEY_STAT);
+    nd__walk_init(&p, plan, ND__KEY_PARAM);
     size_t a = nd__walk_partial_doubles(&s), b = nd__walk_partial_doubles(&p);
     return scratch + (a > b ? a : b);
 }
@@ -600,7 +600,7 @@ static void fine_fold_moments(const struct nd_norm_plan *plan, const struct fine
 
 // mean = shift + S1/n, var = S2/n - (S1/n)^2 per bucket of each block.
 static void finish_moments(const struct pass *ps, double *mean, double *var, int64_t count) {
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     double inv = 1.0 / (double)count;
     for (int64_t b = 0; b < w->nblocks; b++) {
         struct nd__pos base = nd__walk_block_base(w, b);
@@ -631,7 +631,7 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
         return;
     }
     struct pass ps = {.op = OP_MOMENTS, .centered = centered, .x = x};
-    nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
+    nd__walk_init(&ps.w, plan, ND__KEY_STAT);
     if (ps.w.nrows == 1 && ps.w.nblocks > 1) { // one row per statistic: finished as it goes
         ps.sum1 = mean;
         ps.sum2 = var;
@@ -767,7 +767,7 @@ ELEMENTWISE_RUN(run_dx_s1p1, 1, 1, 1, 0)
 
 static void elementwise_items(void *ctx, int64_t begin, int64_t end) {
     const struct pass *ps = ctx;
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     int sI = w->s_inner != 0, pI = w->p_inner != 0;
     static const nd__run_fn apply_runs[2][2][2] = {
         {{run_apply_s0p0, run_apply_s0p1}, {run_apply_s1p0, run_apply_s1p1}},
@@ -784,7 +784,7 @@ static void elementwise_items(void *ctx, int64_t begin, int64_t end) {
 }
 
 static void run_elementwise(struct pass *ps, struct nd_pool *pool) {
-    const struct nd__walk_layout *w = &ps->w;
+    const struct nd__walk *w = &ps->w;
     nd_pool_for(pool, w->nchunks, w->rows_per_chunk * w->inner, elementwise_items, ps);
 }
 
@@ -802,7 +802,7 @@ void nd_norm_apply(const struct nd_norm_plan *plan, float *y, const float *x, co
         return;
     }
     struct pass ps = {.x = x, .a = a, .c = c, .gamma = gamma, .beta = beta, .out = y};
-    nd__walk_layout_init(&ps.w, plan, ND__KEY_NONE);
+    nd__walk_init(&ps.w, plan, ND__KEY_NONE);
     run_elementwise(&ps, pool);
 }
 
@@ -928,7 +928,7 @@ static bool forward_fused(const struct nd_norm_plan *plan, float *y, float *a, f
     if (plan->use_fine || plan->numel == 0 || plan->count == 0)
         return false;
     struct pass ps = {.op = OP_MOMENTS, .centered = centered, .x = x};
-    nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
+    nd__walk_init(&ps.w, plan, ND__KEY_STAT);
     if (ps.w.nrows != 1 || ps.w.nblocks <= 1 || ps.w.s_inner != 0)
         return false;
     ps.sum1 = mean;
@@ -980,7 +980,7 @@ void nd_norm_param_grads(const struct nd_norm_plan *plan, float *restrict dgamma
         return;
     }
     struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c};
-    nd__walk_layout_init(&ps.w, plan, ND__KEY_PARAM);
+    nd__walk_init(&ps.w, plan, ND__KEY_PARAM);
     ps.sum1 = scratch_sums(plan, scratch);
     ps.sum2 = ps.sum1 + max_keys(plan);
     if (plan->numel == 0)
@@ -1009,7 +1009,7 @@ static void finish_input_grad(struct pass *ps, const struct nd_norm_plan *plan, 
     }
     ps->k_mean = km;
     ps->k_var = kv;
-    nd__walk_layout_init(&ps->w, plan, ND__KEY_NONE);
+    nd__walk_init(&ps->w, plan, ND__KEY_NONE);
     run_elementwise(ps, pool);
 }
 
@@ -1037,7 +1037,7 @@ static void fine_input_grad(const struct nd_norm_plan *plan, float *dx, const fl
     fine_expand(plan, &f, f.c, c);
     struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = f.a, .c = f.c, .gamma = gamma,
                       .out = dx};
-    nd__walk_layout_init(&ps.w, &f.plan, ND__KEY_STAT);
+    nd__walk_init(&ps.w, &f.plan, ND__KEY_STAT);
     ps.sum1 = scratch_sums(&f.plan, f.scratch);
     ps.sum2 = ps.sum1 + max_keys(&f.plan);
     run_keyed(&ps, pool, f.scratch);
@@ -1058,7 +1058,7 @@ void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
     }
     struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma,
                       .out = dx};
-    nd__walk_layout_init(&ps.w, plan, ND__KEY_STAT);
+    nd__walk_init(&ps.w, plan, ND__KEY_STAT);
     ps.sum1 = scratch_sums(plan, scratch);
     ps.sum2 = ps.sum1 + max_keys(plan);
     run_keyed(&ps, pool, scratch);
@@ -1079,7 +1079,7 @@ void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx,
     // Batch norm: sum(dy*gamma) = gamma*sum(dy) per channel, so one keyed pass serves both.
     struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma,
                       .out = dx};
-    nd__walk_layout_init(&ps.w, plan, ND__KEY_PARAM);
+    nd__walk_init(&ps.w, plan, ND__KEY_PARAM);
     ps.sum1 = scratch_sums(plan, scratch);
     ps.sum2 = ps.sum1 + max_keys(plan);
     run_keyed(&ps, pool, scratch);

@@ -148,9 +148,9 @@ enum nd_status nd_norm_plan_build(struct nd_norm_plan *plan, const struct nd_nor
 }
 
 size_t nd__plan_own_scratch(const struct nd_norm_plan *plan) {
-    struct nd__walk_layout by_stat, by_param;
-    nd__walk_layout_init(&by_stat, plan, ND__KEY_STAT);
-    nd__walk_layout_init(&by_param, plan, ND__KEY_PARAM);
+    struct nd__walk by_stat, by_param;
+    nd__walk_init(&by_stat, plan, ND__KEY_STAT);
+    nd__walk_init(&by_param, plan, ND__KEY_PARAM);
     size_t partials = nd__walk_partial_doubles(&by_stat);
     size_t p2 = nd__walk_partial_doubles(&by_param);
     if (p2 > partials)
@@ -180,8 +180,7 @@ static void dimset_push(struct nd__dimset *set, int64_t size, struct nd__pos str
     set->n++;
 }
 
-void nd__walk_layout_init(struct nd__walk_layout *w, const struct nd_norm_plan *plan,
-                          enum nd__key key) {
+void nd__walk_init(struct nd__walk *w, const struct nd_norm_plan *plan, enum nd__key key) {
     memset(w, 0, sizeof *w);
     w->key = key;
     int32_t last = plan->ndim - 1;
@@ -221,13 +220,13 @@ void nd__walk_layout_init(struct nd__walk_layout *w, const struct nd_norm_plan *
         w->nchunks = 1;
 }
 
-size_t nd__walk_partial_doubles(const struct nd__walk_layout *w) {
+size_t nd__walk_partial_doubles(const struct nd__walk *w) {
     if (w->nchunks <= 1)
         return 0;
     return 2 * (size_t)w->nblocks * (size_t)w->nchunks * (size_t)w->nbuckets;
 }
 
-struct nd__pos nd__walk_block_base(const struct nd__walk_layout *w, int64_t b) {
+struct nd__pos nd__walk_block_base(const struct nd__walk *w, int64_t b) {
     struct nd__pos pos = {0, 0, 0};
     for (int32_t i = w->blocks.n - 1; i >= 0; i--) {
         int64_t coord = b % w->blocks.size[i];
@@ -239,12 +238,12 @@ struct nd__pos nd__walk_block_base(const struct nd__walk_layout *w, int64_t b) {
     return pos;
 }
 
-int64_t nd__walk_block_key(const struct nd__walk_layout *w, int64_t b) {
+int64_t nd__walk_block_key(const struct nd__walk *w, int64_t b) {
     struct nd__pos pos = nd__walk_block_base(w, b);
     return w->key == ND__KEY_PARAM ? pos.p : pos.s;
 }
 
-void nd__walk_rows(const struct nd__walk_layout *w, struct nd__pos base, int64_t r0, int64_t r1,
+void nd__walk_rows(const struct nd__walk *w, struct nd__pos base, int64_t r0, int64_t r1,
                    nd__run_fn run, void *ctx) {
     const struct nd__dimset *rows = &w->rows;
     if (rows->n == 0) { // a single row

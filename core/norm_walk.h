@@ -39,7 +39,7 @@ struct nd__dimset {
     struct nd__pos stride[ND_PLAN_MAX_DIMS];
 };
 
-struct nd__walk_layout {
+struct nd__walk {
     enum nd__key key;
     struct nd__dimset blocks, rows;
     int64_t inner;     // inner dim length
@@ -49,26 +49,25 @@ struct nd__walk_layout {
     int64_t nbuckets;  // keys per block: inner when the key changes along it, else 1
 };
 
-void nd__walk_layout_init(struct nd__walk_layout *w, const struct nd_norm_plan *plan,
-                          enum nd__key key);
+void nd__walk_init(struct nd__walk *w, const struct nd_norm_plan *plan, enum nd__key key);
 
 // Doubles of partial sums the keyed pass needs: two per bucket per chunk, none when every
 // block is one chunk (it then writes its sums in place).
-size_t nd__walk_partial_doubles(const struct nd__walk_layout *w);
+size_t nd__walk_partial_doubles(const struct nd__walk *w);
 
 // Scratch doubles a plan's passes use themselves (without a fine twin's share).
 size_t nd__plan_own_scratch(const struct nd_norm_plan *plan);
 
 // The offsets of block b's first element.
-struct nd__pos nd__walk_block_base(const struct nd__walk_layout *w, int64_t b);
+struct nd__pos nd__walk_block_base(const struct nd__walk *w, int64_t b);
 
 // The key of block b's first bucket; buckets follow with stride 1.
-int64_t nd__walk_block_key(const struct nd__walk_layout *w, int64_t b);
+int64_t nd__walk_block_key(const struct nd__walk *w, int64_t b);
 
 // Calls run(ctx, first, nrows, step) for consecutive runs of rows [r0, r1) of the block at
 // base: each run is a stretch of the innermost row dim, so a run's rows are `step` apart.
 typedef void (*nd__run_fn)(void *ctx, struct nd__pos first, int64_t nrows, struct nd__pos step);
-void nd__walk_rows(const struct nd__walk_layout *w, struct nd__pos base, int64_t r0, int64_t r1,
+void nd__walk_rows(const struct nd__walk *w, struct nd__pos base, int64_t r0, int64_t r1,
                    nd__run_fn run, void *ctx);
 
 #endif
