@@ -11,7 +11,9 @@
 #   make bench-scale train-steps/s and forwards/s: dir store, Redis, 1-3 replicas behind nginx
 #
 # Knobs: WERROR=1 (CI), SANITIZER=address|undefined|thread, OPT=..., NATIVE=1, V=1,
-# CK_RUN_SUITE=pool (one suite), CFLAGS/LDFLAGS (appended, never replacing ours).
+# CK_RUN_SUITE=pool (one suite), CFLAGS/LDFLAGS (appended, never replacing ours),
+# NAIVE=1 (nd_norm_* run core/norm_naive.c's plain loops, one thread, 30-160x slower: to check
+# a result of the fast kernels end to end; give it its own BUILD=build-naive-on).
 
 PKGS_CHECK := check
 # Everything the project builds against, and the tools its tests call.
@@ -43,6 +45,10 @@ endif
 endif
 
 BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -I. $(WARN) $(OPT) $(SANFLAGS) -MMD -MP
+# NAIVE=1: norm_kernels.c hands every pass to its plain twin in norm_naive.c.
+ifeq ($(NAIVE),1)
+BASE_CFLAGS += -DND_KERNELS_NAIVE
+endif
 LDLIBS_CORE := -lm -lpthread
 
 ifeq ($(V),1)
@@ -86,7 +92,7 @@ ZLIB_LIBS    = $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
 all: $(BUILD)/normd $(BUILD)/tests/check_main $(BUILD)/tests/check_api $(BUILD)/tests/check_server
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,/^$$/p' Makefile
 
 # ---- build rules ------------------------------------------------------------------------------
 

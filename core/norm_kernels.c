@@ -5,10 +5,13 @@
 // and constant flags, for whether the statistic index (sI) and the parameter index (pI) move
 // along the inner dim. Reductions along the inner dim use LANES independent double
 // accumulators, combined in a fixed order, so gcc vectorizes them without reassociating.
+// Built with -DND_KERNELS_NAIVE (make NAIVE=1), each public entry point hands its call to its
+// plain twin in norm_naive.c instead.
 #include <math.h>
 #include <string.h>
 
 #include "core/norm_kernels.h"
+#include "core/norm_naive.h"
 #include "core/norm_walk.h"
 
 #define LANES 8
@@ -533,7 +536,7 @@ static void run_keyed(struct pass *ps, struct nd_pool *pool, double *scratch) {
                     w->nchunks * COMBINE_SPAN, combine_items, ps);
 }
 
-// Scratch layout: [partials | sum1 (keys) | sum2 (keys) | two float factors per statistic].
+// Scratch holds [partials | sum1 (keys) | sum2 (keys) | two float factors per statistic].
 static double *scratch_sums(const struct nd_norm_plan *plan, double *scratch) {
     struct nd__walk s, p;
     nd__walk_init(&s, plan, ND__KEY_STAT);
@@ -573,7 +576,8 @@ static int64_t coarse_of(const struct nd_norm_plan *plan, int64_t i) {
     return (i / plan->fold_tail / plan->fold_group) * plan->fold_tail + t;
 }
 
-// Copies per-statistic factors to the fine layout: every channel of a group gets the group's.
+// Copies per-statistic factors to the fine plan's statistics: each channel of a group gets the
+// group's.
 static void fine_expand(const struct nd_norm_plan *plan, const struct fine *f, float *dst,
                         const float *src) {
     for (int64_t i = 0; i < f->plan.nstat; i++)
@@ -618,6 +622,10 @@ static void finish_moments(const struct pass *ps, double *mean, double *var, int
 void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
                      double *restrict var, const float *restrict x, bool centered,
                      struct nd_pool *pool, double *restrict scratch) {
+#ifdef ND_KERNELS_NAIVE
+    nd_norm_moments_naive(plan, mean, var, x, centered, pool, scratch);
+    return;
+#endif
     if (plan->use_fine && plan->numel > 0) {
         struct fine f;
         fine_begin(plan, scratch, &f);
@@ -791,6 +799,10 @@ static void run_elementwise(struct pass *ps, struct nd_pool *pool) {
 void nd_norm_apply(const struct nd_norm_plan *plan, float *y, const float *x, const float *a,
                    const float *c, const float *gamma, const float *beta, struct nd_pool *pool,
                    double *scratch) {
+#ifdef ND_KERNELS_NAIVE
+    nd_norm_apply_naive(plan, y, x, a, c, gamma, beta, pool, scratch);
+    return;
+#endif
     if (plan->numel == 0)
         return;
     if (plan->use_fine) {
@@ -952,6 +964,11 @@ void nd_norm_forward(const struct nd_norm_plan *plan, float *y, float *restrict 
                      const float *x, const float *gamma, const float *beta, double eps,
                      bool centered, double denom, struct nd_pool *pool,
                      double *restrict scratch) {
+#ifdef ND_KERNELS_NAIVE
+    nd_norm_forward_naive(plan, y, a, c, mean, var, x, gamma, beta, eps, centered, denom,
+                          pool, scratch);
+    return;
+#endif
     if (forward_fused(plan, y, a, c, mean, var, x, gamma, beta, eps, centered, denom, pool))
         return;
     nd_norm_moments(plan, mean, var, x, centered, pool, scratch);
@@ -969,6 +986,10 @@ void nd_norm_param_grads(const struct nd_norm_plan *plan, float *restrict dgamma
                          const float *restrict x, const float *restrict a,
                          const float *restrict c, struct nd_pool *pool,
                          double *restrict scratch) {
+#ifdef ND_KERNELS_NAIVE
+    nd_norm_param_grads_naive(plan, dgamma, dbeta, dy, x, a, c, pool, scratch);
+    return;
+#endif
     if (!dgamma && !dbeta)
         return;
     if (plan->use_fine && plan->numel > 0) {
@@ -1050,6 +1071,11 @@ void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
                         const float *restrict a, const float *restrict c,
                         const float *restrict gamma, bool centered, double denom,
                         struct nd_pool *pool, double *restrict scratch) {
+#ifdef ND_KERNELS_NAIVE
+    nd_norm_input_grad_naive(plan, dx, dy, x, a, c, gamma, centered, denom, pool,
+                             scratch);
+    return;
+#endif
     if (plan->numel == 0)
         return;
     if (plan->use_fine) {
@@ -1070,6 +1096,11 @@ void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx,
                       const float *restrict x, const float *restrict a,
                       const float *restrict c, const float *restrict gamma, bool centered,
                       double denom, struct nd_pool *pool, double *restrict scratch) {
+#ifdef ND_KERNELS_NAIVE
+    nd_norm_backward_naive(plan, dx, dgamma, dbeta, dy, x, a, c, gamma, centered, denom,
+                           pool, scratch);
+    return;
+#endif
     if (!plan->param_is_stat || !dx || plan->numel == 0) {
         nd_norm_param_grads(plan, dgamma, dbeta, dy, x, a, c, pool, scratch);
         if (dx)
