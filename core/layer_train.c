@@ -26,10 +26,12 @@ static void work_release(struct work *w) {
     w->block = NULL;
 }
 
-// Carves the arrays out of one block; sizes overflow-checked.
-static enum nd_status work_alloc(struct work *w, bool moving, struct nd_error *err) {
+// Carves the arrays out of one block; sizes overflow-checked. stats: the call computes
+// statistics, whose kernels need the scratch; applying given factors needs it only for fine
+// groups (an inference batch norm over [32, 256] zeroed 8 KB of unused scratch per call).
+static enum nd_status work_alloc(struct work *w, bool moving, bool stats, struct nd_error *err) {
     size_t s = (size_t)w->plan.nstat, p = (size_t)w->plan.nparam;
-    size_t sd = nd_norm_scratch_doubles(&w->plan);
+    size_t sd = stats || w->plan.use_fine ? nd_norm_scratch_doubles(&w->plan) : 0;
     // doubles: mean, var, scratch; floats: a, c, gamma, beta, mm, mv (padded to doubles)
     size_t fl = 2 * s + (moving ? 4 : 2) * p + 8, total;
     if (!nd_size_add(2 * s + sd, fl / 2 + 1, &total) || !nd_size_mul(total, sizeof(double), &total))
@@ -225,7 +227,7 @@ static enum nd_status forward_locked(struct nd_layer *l, struct nd_pool *pool,
     if (st == ND_STATUS_OK && torch_count_applies(l, input_stats))
         st = check_torch_count(l, &w.plan, &x->shape, err);
     if (st == ND_STATUS_OK)
-        st = work_alloc(&w, tracks, err);
+        st = work_alloc(&w, tracks, input_stats, err);
     if (st == ND_STATUS_OK) {
         work_snapshot(&w, l);
         forward_compute(&w, l, pool, x->data, y->data, input_stats);
@@ -668,7 +670,7 @@ static enum nd_status step_prepare(struct step *s, struct nd_error *err) {
     if (st == ND_STATUS_OK)
         st = check_effect(s->l, s->args, err);
     if (st == ND_STATUS_OK)
-        st = work_alloc(&s->w, s->tracks, err);
+        st = work_alloc(&s->w, s->tracks, true, err);
     if (st == ND_STATUS_OK)
         st = step_alloc(s, err);
     if (st == ND_STATUS_OK && s->has_grad && !s->frozen)
