@@ -160,6 +160,35 @@ static inline size_t scan_number_fast(const char *s, size_t n, bool *neg, uint64
     return i;
 }
 
+// The usual client number, "-d.dddddd": a point after 1 to 6 integer digits and at most 7
+// digits in all, read with one 8-byte load: the bytes that are not digits found at once, the
+// digits either side of the point closed up and valued together (one digits_value8, where
+// scan_number_fast takes one for each side and a second load). 0 when the number is not of
+// that form (scan_number_fast then tries). The non-digit mask is exact up to the byte after
+// the digits: digits and '.' carry nothing into the next byte.
+static inline size_t scan_short_number(const char *s, size_t n, bool *neg, uint64_t *mant,
+                                       int *exp10) {
+    if (!FAST_DIGITS || n < 16)
+        return 0;
+    size_t i = s[0] == '-';
+    uint64_t v = load8(s + i);
+    const uint64_t hi = UINT64_C(0xf0f0f0f0f0f0f0f0), threes = UINT64_C(0x3030303030303030);
+    uint64_t bad = ((v & hi) ^ threes) | (((v + UINT64_C(0x0606060606060606)) & hi) ^ threes);
+    int k = __builtin_ctzll(bad | UINT64_C(1) << 63) / 8; // integer digits
+    if ((k == 0) | (k > 6) | ((s[i] == '0') & (k > 1)) || s[i + (size_t)k] != '.')
+        return 0;
+    uint64_t after = bad >> (8 * k + 8);                            // past the point
+    int f = after ? __builtin_ctzll(after) / 8 : 7 - k;            // fraction digits
+    unsigned char end = (unsigned char)s[i + (size_t)(k + 1 + f)]; // the byte after them
+    if ((f == 0) | ((unsigned)(end - '0') < 10) | ((end | 0x20) == 'e'))
+        return 0; // "1.", more digits than the load holds, or an exponent
+    uint64_t low = (UINT64_C(1) << (8 * k)) - 1;
+    *neg = i;
+    *mant = digits_value8((v & low) | ((v >> 8) & ~low), k + f);
+    *exp10 = -f;
+    return i + (size_t)(k + 1 + f);
+}
+
 // True when d lies exactly halfway between two adjacent floats: only then can rounding the
 // decimal to double first, and then to float, differ from rounding it to float directly. For
 // normal floats that is a double whose 29 bits below float precision are 100...0.
@@ -217,10 +246,12 @@ static inline bool to_float_fast(bool neg, uint64_t m, bool exact, int e, float 
 // reads or its value needs the slow way. Values it gives are finite (below 2^53 * 10^22), so
 // the length never waits for the division: the next number's scan starts while it runs.
 static ALWAYS_INLINE size_t parse_float_fast(const char *s, size_t n, float *out) {
-    bool neg, exact;
+    bool neg, exact = true;
     uint64_t m;
     int e;
-    size_t len = scan_number_fast(s, n, &neg, &m, &exact, &e);
+    size_t len = scan_short_number(s, n, &neg, &m, &e);
+    if (len == 0)
+        len = scan_number_fast(s, n, &neg, &m, &exact, &e);
     return len && to_float_fast(neg, m, exact, e, out) ? len : 0;
 }
 

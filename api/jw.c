@@ -607,9 +607,46 @@ static int decimal_length(struct decimal dec) {
     return digit_count(dec.digits);
 }
 
-// Text of (-1)^neg * digits * 10^e into out (FMT_SCRATCH bytes); returns its length. Plain
-// notation for leading-digit exponents in [-4, 16), as Python's repr does (0.001, 123456.78,
-// 1e-05, 1e+16), otherwise exponent notation.
+// A decimal's significant digits as text, for write_digits_text: digits[24 - n, 24) hold
+// them (DIG_SCRATCH bytes), e10 is the leading digit's exponent.
+struct digits_text {
+    char digits[DIG_SCRATCH];
+    int n, e10;
+};
+
+// The first half of write_decimal: the digits, trailing zeros dropped (Schubfach may end on
+// zeros: a multiple of 10, or an integer).
+static inline void decimal_digits(struct decimal dec, struct digits_text *t) {
+    uint64_t d = dec.digits;
+    int e = dec.exp10;
+    while (d % 10 == 0) {
+        d /= 10;
+        e++;
+    }
+    t->n = digit_count(d);
+    t->e10 = e + t->n - 1;
+    write_24_digits(t->digits, d);
+}
+
+// The second half: the text of (-1)^neg and those digits into out (FMT_SCRATCH bytes); returns
+// its length. Plain notation for leading-digit exponents in [-4, 16), as Python's repr does
+// (0.001, 123456.78, 1e-05, 1e+16), otherwise exponent notation.
+static inline int write_digits_text(char *out, bool neg, const struct digits_text *t) {
+    const char *dig = t->digits + 24 - t->n;
+    char *p = out;
+    *p = '-';
+    p += neg;
+    if (t->e10 >= -4 && t->e10 < 16)
+        p += write_plain_form(p, dig, t->n, t->e10);
+    else
+        p += write_exponent_form(p, dig, t->n, t->e10);
+    *p = '\0';
+    return (int)(p - out);
+}
+
+// Text of (-1)^neg * digits * 10^e into out (FMT_SCRATCH bytes); returns its length: the two
+// halves above in one go, for one value (written as the halves, gcc inlined jw_float's path
+// differently and jw_format_float lost about a nanosecond).
 static int write_decimal(char *out, bool neg, struct decimal dec) {
     uint64_t d = dec.digits;
     int e = dec.exp10;
@@ -1025,37 +1062,54 @@ static inline bool float_decimal_fast(float v, struct decimal *dec) {
 #define JW_BATCH 16
 
 void jw_floats(struct jw *w, const float *v, int64_t n) {
-    // In batches: first the decimals, then the texts. A float's decimal is a long chain of
-    // dependent multiplies; a loop doing one whole float at a time keeps about one and a half
-    // of them in flight, while the short loops let the CPU overlap several.
-    struct decimal dec[JW_BATCH];
+    // In batches: first the decimals and their digits, then the texts. A float's decimal is a
+    // long chain of dependent multiplies; a loop doing one whole float at a time keeps about
+    // one and a half of them in flight, while the short loops let the CPU overlap several.
+    // And the texts copy 16-byte blocks out of digits stored two at a time: a load right
+    // after those stores would wait for them to retire (no store forwarding), a batch later
+    // it reads the cache.
+    struct decimal dec;
+    struct digits_text digits[JW_BATCH];
     bool fast[JW_BATCH];
     for (int64_t i = 0; i < n;) {
         int m = n - i < JW_BATCH ? (int)(n - i) : JW_BATCH;
-        // Each text is at most 24 bytes with its comma, and write_decimal uses FMT_SCRATCH
-        // bytes where it writes.
+        // Each text is at most 24 bytes with its comma, and write_digits_text uses
+        // FMT_SCRATCH bytes where it writes.
         if (!jw_room(w, (size_t)m * 25 + FMT_SCRATCH)) { // near the limit: one at a time
             jw_float(w, v[i++]);
             if (w->failed)
                 return;
             continue;
         }
-        for (int j = 0; j < m; j++)
-            fast[j] = float_decimal_fast(v[i + j], &dec[j]);
+        for (int j = 0; j < m; j++) {
+            fast[j] = float_decimal_fast(v[i + j], &dec);
+            if (fast[j])
+                decimal_digits(dec, &digits[j]);
+        }
+        // The writer's place and comma state in locals: stores through char pointers may
+        // alias the writer, which the compiler would otherwise reload after each of them.
+        bool comma = !w->after_key && !w->first[w->depth];
+        char *p = w->buf + w->len;
         for (int j = 0; j < m; j++) {
             if (!fast[j]) { // within the room made: jw_float takes at most 25 bytes too
+                w->len = (size_t)(p - w->buf);
+                if (comma) // a value before: jw_float writes the comma
+                    w->after_key = w->first[w->depth] = false;
                 jw_float(w, v[i + j]);
+                if (w->failed)
+                    return;
+                p = w->buf + w->len;
+                comma = true;
                 continue;
             }
-            if (w->after_key)
-                w->after_key = false;
-            else if (!w->first[w->depth])
-                w->buf[w->len++] = ',';
-            w->first[w->depth] = false;
-            // Straight into the buffer: a copy through a scratch buffer would load what was
-            // just stored byte by byte, which the CPU cannot forward (a stall per float).
-            w->len += (size_t)write_decimal(w->buf + w->len, signbit(v[i + j]), dec[j]);
+            *p = ',';
+            p += comma;
+            comma = true;
+            // Straight into the buffer, from digits stored a batch ago (long retired).
+            p += write_digits_text(p, signbit(v[i + j]), &digits[j]);
         }
+        w->len = (size_t)(p - w->buf);
+        w->after_key = w->first[w->depth] = false; // m > 0 values written
         i += m;
     }
 }

@@ -194,6 +194,25 @@ START_TEST(test_fast_path_boundaries) {
 }
 END_TEST
 
+START_TEST(test_short_forms_read_as_strtof) {
+    // The one-load reader of "-d.dddddd" (1 to 6 integer digits, 7 digits in all) and the
+    // forms next to it that it must leave to the others: 7 integer digits, 8 digits in all,
+    // no fraction, an exponent after the fraction, leading zeros, every sign.
+    char text[64], ip[16], fp[16];
+    for (int ni = 1; ni <= 8; ni++)
+        for (int nf = 0; nf <= 9; nf++)
+            for (int i = 0; i < 3000; i++) {
+                random_digits(ip, ni, next() % 8 != 0); // some "0d.d" and "00.5"
+                random_digits(fp, nf, false);
+                const char *sign = next() % 2 ? "-" : "";
+                const char *exp = next() % 6 == 0 ? (next() % 2 ? "e3" : "E-2") : "";
+                snprintf(text, sizeof text, "%s%s%s%s%s", sign, ip, nf ? "." : "", fp, exp);
+                bool json = !(ip[0] == '0' && ni > 1);
+                expect_same(text, json);
+            }
+}
+END_TEST
+
 // ---- reading arrays: the copy and in place agree ----
 
 // A random body: keys, strings with brackets and quotes, nested numeric arrays (some ragged
@@ -313,7 +332,9 @@ START_TEST(test_floats_write_as_float_calls) {
         if (round % 2) { // a bare list of floats, or floats after a key (the writer's first)
             jw_arr_begin(&a);
             jw_arr_begin(&b);
-            jw_floats(&a, v, n);
+            int k = n ? (int)(next() % (uint64_t)n) : 0; // in two calls: the second's first
+            jw_floats(&a, v, k);                          // value follows a comma
+            jw_floats(&a, v + k, n - k);
             for (int i = 0; i < n; i++)
                 jw_float(&b, v[i]);
             jw_arr_end(&a);
@@ -429,6 +450,7 @@ Suite *numbers_suite(void) {
     TCase *tl = tcase_create("limits");
     tcase_set_timeout(tl, 30);
     tcase_add_test(tl, test_fast_path_boundaries);
+    tcase_add_test(tl, test_short_forms_read_as_strtof);
     tcase_add_test(tl, test_floats_fail_at_the_limit_as_float_calls);
     tcase_add_test(tl, test_reserve_hint);
     suite_add_tcase(s, tl);
