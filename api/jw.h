@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/fmt.h"
+
 #define JW_MAX_DEPTH 32
 
 struct jw {
@@ -64,21 +66,5 @@ void jw_floats(struct jw *w, const float *v, int64_t n);
 void jw_reserve_hint(struct jw *w, size_t n);
 // Appends raw, already valid JSON as the next value (e.g. a pre-rendered fragment).
 void jw_raw(struct jw *w, const char *text, size_t len);
-
-// Shortest round-trip text of a finite float32 as a JSON number: the fewest significant digits
-// that read back as v, the closest such decimal to v. "Read back" means by strtof and also by
-// strtod then a cast to float, as readers built on double do (jansson, Python's json): for a
-// few floats (such as 7.0385307e-26f) the shortest strtof text would round twice, to a
-// neighbour, and they get a digit more. Plain notation for leading-digit exponents in
-// [-4, 16), as Python's repr: 0.1f -> "0.1", 3.0f -> "3", 0.001f -> "0.001", 123456.78f ->
-// "123456.78"; exponent notation otherwise: 1e-7f -> "1e-07", 1e20f -> "1e+20". -0.0f ->
-// "-0.0" (jansson reads "-0" as the integer 0). At most 17 chars plus NUL; returns the length;
-// may use all 24 bytes of buf. (Non-finite values give the bare words NaN, Infinity,
-// -Infinity, which are not JSON: jw_float writes them as strings.)
-int jw_format_float(float v, char buf[24]);
-
-// The same for a finite double (strtod reads it back); at most 24 chars plus NUL; may use all
-// 32 bytes of buf.
-int jw_format_double(double v, char buf[32]);
 
 #endif

@@ -81,7 +81,7 @@ static bool float_has_digits(float v, int p) {
 // readers do), is a JSON number, and no shorter decimal reads back.
 static void check_shortest_float(float v) {
     char buf[24];
-    int n = jw_format_float(v, buf);
+    int n = fmt_float(v, buf);
     ck_assert_int_eq(n, (int)strlen(buf));
     ck_assert_int_le(n, 17);
     ck_assert_msg(same_float(strtof(buf, NULL), v), "%s does not read back", buf);
@@ -143,7 +143,7 @@ START_TEST(test_float_fixed_cases) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[24];
-        jw_format_float(cases[i].v, buf);
+        fmt_float(cases[i].v, buf);
         ck_assert_str_eq(buf, cases[i].text);
         check_shortest_float(cases[i].v);
     }
@@ -151,10 +151,10 @@ START_TEST(test_float_fixed_cases) {
     // midpoint to the next float, which the cast to float rounds away (double rounding); one
     // digit more reads back through both.
     char buf[24];
-    jw_format_float(float_of(0x15ae43fdu), buf);
+    fmt_float(float_of(0x15ae43fdu), buf);
     ck_assert_str_eq(buf, "7.0385307e-26");
     check_shortest_float(float_of(0x15ae43fdu));
-    jw_format_float(float_of(0x95ae43fdu), buf);
+    fmt_float(float_of(0x95ae43fdu), buf);
     ck_assert_str_eq(buf, "-7.0385307e-26");
 }
 END_TEST
@@ -169,7 +169,7 @@ START_TEST(test_float_powers_of_ten) {
             snprintf(want, sizeof want, "1e%c%02d", e < 0 ? '-' : '+', abs(e));
         snprintf(buf, sizeof buf, "1e%d", e);
         float v = strtof(buf, NULL);
-        jw_format_float(v, buf);
+        fmt_float(v, buf);
         ck_assert_str_eq(buf, want);
         check_shortest_float(v);
     }
@@ -218,7 +218,7 @@ START_TEST(test_double_cases) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[32];
-        int n = jw_format_double(cases[i].v, buf);
+        int n = fmt_double(cases[i].v, buf);
         ck_assert_str_eq(buf, cases[i].text);
         ck_assert_int_eq(n, (int)strlen(buf));
     }
@@ -234,7 +234,7 @@ START_TEST(test_double_cases) {
         if (!isfinite(v))
             continue;
         char buf[32];
-        ck_assert_int_le(jw_format_double(v, buf), 24);
+        ck_assert_int_le(fmt_double(v, buf), 24);
         ck_assert_msg(same_double(strtod(buf, NULL), v), "%s does not read back", buf);
         // printf's rounding to one digit fewer does not read back (the exhaustive check,
         // neighbours included, is in tests/tools/fmt_verify.c).
@@ -398,15 +398,15 @@ END_TEST
 START_TEST(test_format_lengths) {
     // The longest texts: 9 digits with the largest exponents, plain with 16 integer digits.
     char fb[24], db[32];
-    ck_assert_int_le(jw_format_float(-1.17549435e-38f, fb), 17);
-    ck_assert_int_le(jw_format_float(-9.99999949e15f, fb), 17);
-    ck_assert_int_le(jw_format_float(-1.23456791e-4f, fb), 17);
-    ck_assert_int_eq(jw_format_double(-2.2250738585072014e-308, db), 24);
-    ck_assert_int_le(jw_format_double(-0.00012345678901234567, db), 24);
+    ck_assert_int_le(fmt_float(-1.17549435e-38f, fb), 17);
+    ck_assert_int_le(fmt_float(-9.99999949e15f, fb), 17);
+    ck_assert_int_le(fmt_float(-1.23456791e-4f, fb), 17);
+    ck_assert_int_eq(fmt_double(-2.2250738585072014e-308, db), 24);
+    ck_assert_int_le(fmt_double(-0.00012345678901234567, db), 24);
     // The non-finite values (not JSON numbers: jw_float writes them as strings).
-    ck_assert_int_eq(jw_format_float(NAN, fb), 3);
+    ck_assert_int_eq(fmt_float(NAN, fb), 3);
     ck_assert_str_eq(fb, "NaN");
-    jw_format_double(-INFINITY, db);
+    fmt_double(-INFINITY, db);
     ck_assert_str_eq(db, "-Infinity");
 }
 END_TEST

@@ -403,7 +403,7 @@ START_TEST(test_printed_floats_read_back) {
         float f = float_of((uint32_t)next());
         if (!isfinite(f))
             continue;
-        int n = jw_format_float(f, buf);
+        int n = fmt_float(f, buf);
         EXPECT(n <= 17, "%s is too long", buf);
         float a = strtof(buf, NULL), b = (float)strtod(buf, NULL);
         EXPECT(same_bits(a, f) && same_bits(b, f), "%a printed %s", (double)f, buf);

@@ -10,7 +10,7 @@
 //   parse  whole body        api_parse_body: the array read out, the rest (a placeholder)
 //                            copied and parsed by jansson
 //   print  snprintf %.9g     the C library's 9-digit text (round-trips, not shortest)
-//   print  jw_format_float   normd's shortest float32 text alone
+//   print  fmt_float   normd's shortest float32 text alone
 //   print  api_tensor_write  the reply's nested lists through the writer, and its finish
 //
 //   build/bench_json [--reps N] [--op NAME]   (NAME as in the operation column: one row only)
@@ -169,7 +169,7 @@ static size_t op_format_float(struct work *w) {
     char buf[24];
     size_t bytes = 0;
     for (int k = 0; k < COUNT; k++)
-        bytes += (size_t)jw_format_float(w->values[k], buf) + 1; // and its comma
+        bytes += (size_t)fmt_float(w->values[k], buf) + 1; // and its comma
     w->sink_len = bytes;
     return bytes;
 }
@@ -206,7 +206,7 @@ static const struct op ops[] = {
     {"parse", "api_fast_extract", op_extract},
     {"parse", "whole body", op_whole_body},
     {"print", "snprintf %.9g", op_snprintf},
-    {"print", "jw_format_float", op_format_float},
+    {"print", "fmt_float", op_format_float},
     {"print", "api_tensor_write", op_tensor_write},
 };
 

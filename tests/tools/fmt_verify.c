@@ -1,7 +1,7 @@
-// fmt_verify.c - checks jw_format_float / jw_format_double against a slow reference, and
+// fmt_verify.c - checks fmt_float / fmt_double against a slow reference, and
 // measures their speed. Not part of `make test` (it runs for minutes).
 //
-// Build and run (it includes api/jw.c to reach its static helpers):
+// Build and run (it includes api/fmt.c to reach its static helpers):
 //   cc -std=c11 -D_POSIX_C_SOURCE=200809L -I. -O2 -o build/fmt_verify tests/tools/fmt_verify.c
 //      -lm -lpthread    (one line)
 //   build/fmt_verify            binades, subnormals, 10M random floats, 10M random doubles, speed
@@ -14,7 +14,8 @@
 // digit away. The formatter must produce p digits, and the same digits as the first candidate
 // that reads back, tried nearest first (Schubfach picks the closest of the shortest). For
 // floats "reads back" means through strtof and through strtod plus a cast to float (see
-// float_decimal_careful in api/jw.c).
+// float_decimal_careful in api/fmt.c).
+#include "api/fmt.c"
 #include "api/jw.c"
 
 #include <float.h>
@@ -167,7 +168,7 @@ static void check_float(float v, struct tally *t) {
     if (!isfinite(v))
         return;
     char got[24], want[64];
-    int len = jw_format_float(v, got);
+    int len = fmt_float(v, got);
     t->checked++;
     struct digits g, r;
     if (len != (int)strlen(got) || len > 17 || !parse_number(got, &g)) {
@@ -194,7 +195,7 @@ static void check_double(double v, struct tally *t) {
     if (!isfinite(v))
         return;
     char got[32], want[64];
-    int len = jw_format_double(v, got);
+    int len = fmt_double(v, got);
     t->checked++;
     struct digits g, r;
     if (len != (int)strlen(got) || len > 24 || !parse_number(got, &g)) {
@@ -218,7 +219,7 @@ static void check_float_roundtrip(float v, struct tally *t) {
     if (!isfinite(v))
         return;
     char got[24];
-    jw_format_float(v, got);
+    fmt_float(v, got);
     t->checked++;
     float via_double = (float)strtod(got, NULL);
     uint32_t bits;
@@ -434,10 +435,10 @@ static void speed(void) {
     const struct {
         const char *name;
         int kind;
-    } runs[] = {{"jw_format_float, normal(0,1) floats", 0},
-                {"jw_format_float, random bit patterns", 1},
+    } runs[] = {{"fmt_float, normal(0,1) floats", 0},
+                {"fmt_float, random bit patterns", 1},
                 {"snprintf %.9g (for scale), normal(0,1)", 2},
-                {"jw_format_double, random bit patterns", 3},
+                {"fmt_double, random bit patterns", 3},
                 {"jw_float into a writer, normal(0,1)", 4}};
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         double best = 1e9;
@@ -450,16 +451,16 @@ static void speed(void) {
             for (int i = 0; i < N; i++) {
                 switch (runs[r].kind) {
                 case 0:
-                    total += (size_t)jw_format_float(b[i], buf);
+                    total += (size_t)fmt_float(b[i], buf);
                     break;
                 case 1:
-                    total += (size_t)jw_format_float(a[i], buf);
+                    total += (size_t)fmt_float(a[i], buf);
                     break;
                 case 2:
                     total += (size_t)snprintf(buf, sizeof buf, "%.9g", b[i]);
                     break;
                 case 3:
-                    total += (size_t)jw_format_double(d[i], buf);
+                    total += (size_t)fmt_double(d[i], buf);
                     break;
                 case 4:
                     jw_float(&w, b[i]);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the power-of-ten table of api/jw.c (Schubfach's g).
+"""Prints the power-of-ten table of api/fmt.c (Schubfach's g).
 
 For each e in [-292, 324]: 10^e ~= g * 2^r with 2^125 <= g < 2^126, where
 r = floor(log2(10^e)) - 125 and g = floor(10^e / 2^r) + 1 (always an over-estimate, as the
