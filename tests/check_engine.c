@@ -6,27 +6,19 @@
 #include "core/engine.h"
 #include "core/layer.h"
 #include "tests/check_suites.h"
+#include "tests/test_engine.h"
 
 // ---- helpers ----
 
 static struct nd_engine *engine_with(int threads, int64_t max_layers, uint64_t seed) {
-    struct nd_engine_config cfg = nd_engine_config_default();
-    cfg.threads = threads;
+    struct nd_engine_config cfg = test_engine_config(threads, seed);
     cfg.max_layers = max_layers;
-    cfg.seed = seed;
-    struct nd_engine *e = NULL;
-    struct nd_error err = {0};
-    ck_assert_msg(nd_engine_create(&cfg, &e, &err) == ND_STATUS_OK, "create: %s", err.msg);
-    ck_assert_ptr_nonnull(e);
-    return e;
+    return test_engine_create(&cfg);
 }
 
 static enum nd_status define_bn(struct nd_engine *e, const char *name, struct nd_error *err) {
-    struct nd_spec spec;
-    nd_spec_defaults(&spec, ND_LAYER_TYPE_BATCH_NORM, 0, ND_CONVENTION_WOLFRAM);
-    spec.input = nd_shape_make(1, (int64_t[]){3});
     struct nd_layer_def def;
-    nd_layer_def_init(&def, &spec);
+    test_bn_def(&def, 3);
     return nd_registry_define(nd_engine_registry(e), name, &def, ND_DEFINE_CREATE, 0,
                               nd_engine_next_seed(e), NULL, NULL, err);
 }

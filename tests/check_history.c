@@ -11,6 +11,7 @@
 #include "core/layer.h"
 #include "core/registry.h"
 #include "tests/check_suites.h"
+#include "tests/test_engine.h"
 
 // ---- the ring alone ----
 
@@ -167,14 +168,6 @@ END_TEST
 
 // ---- what a layer records ----
 
-static struct nd_engine *engine_new(void) {
-    struct nd_engine_config cfg = nd_engine_config_default();
-    cfg.threads = 2;
-    struct nd_engine *e = NULL;
-    ck_assert_int_eq(nd_engine_create(&cfg, &e, NULL), ND_STATUS_OK);
-    return e;
-}
-
 // A layer of the given spec over [3] (BatchNormalization) or [2, 3] (LayerNormalization).
 static struct nd_layer *define(struct nd_engine *e, const char *name, enum nd_layer_type type,
                                bool trainable) {
@@ -269,7 +262,7 @@ static void step_and_check(struct nd_engine *e, struct nd_layer *l, int kind, do
 }
 
 START_TEST(test_layer_records_each_step) {
-    struct nd_engine *e = engine_new();
+    struct nd_engine *e = test_engine_new(2, 0);
     const enum nd_layer_type types[] = {ND_LAYER_TYPE_BATCH_NORM, ND_LAYER_TYPE_LAYER_NORM};
     for (int t = 0; t < 2; t++) {
         struct nd_layer *l = define(e, t ? "ln" : "bn", types[t], true);
@@ -292,7 +285,7 @@ END_TEST
 
 // A frozen layer's step changes nothing and is not recorded; nor is a step that failed.
 START_TEST(test_frozen_and_failed_record_nothing) {
-    struct nd_engine *e = engine_new();
+    struct nd_engine *e = test_engine_new(2, 0);
     struct nd_layer *f = define(e, "frozen", ND_LAYER_TYPE_BATCH_NORM, false);
     struct nd_tensor x = batch(f, 0.5), g = batch(f, 0.2);
     struct nd_train_args a = {.input = &x, .output_grad = &g,
@@ -323,7 +316,7 @@ END_TEST
 
 // The ring a layer allocates is counted in the engine's budget, and given back with the layer.
 START_TEST(test_layer_ring_in_budget) {
-    struct nd_engine *e = engine_new();
+    struct nd_engine *e = test_engine_new(2, 0);
     struct nd_budget *b = nd_engine_budget(e);
     int64_t empty = nd_budget_used(b);
     struct nd_layer *l = define(e, "bn", ND_LAYER_TYPE_BATCH_NORM, true);
@@ -340,7 +333,7 @@ START_TEST(test_layer_ring_in_budget) {
 END_TEST
 
 START_TEST(test_history_read_null_arguments) {
-    struct nd_engine *e = engine_new();
+    struct nd_engine *e = test_engine_new(2, 0);
     struct nd_layer *l = define(e, "bn", ND_LAYER_TYPE_BATCH_NORM, true);
     static struct nd_history_record out[ND_HISTORY_CAPACITY];
     int32_t n;

@@ -14,7 +14,9 @@
 #include "core/layer.h"
 #include "core/registry.h"
 #include "tests/check_suites.h"
+#include "tests/test_engine.h"
 #include "tests/ref_norm.h"
+#include "tests/test_rng.h"
 
 #define BIT(i) (1u << (i))
 #define MM ND_ARRAY_MOVING_MEAN
@@ -27,20 +29,6 @@
 #define W_ALL (W_OUT | W_DX | W_DA | W_ARR | W_STAT)
 
 // ---- helpers ----
-
-static uint64_t rng_state;
-
-static double rnd(void) { // uniform in [-1, 1), reproducible
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
-static void fill(float *x, int64_t n, double offset, double spread) {
-    for (int64_t i = 0; i < n; i++)
-        x[i] = (float)(offset + spread * rnd());
-}
 
 static float *falloc(int64_t n) {
     float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
@@ -56,13 +44,7 @@ static double *dalloc(int64_t n) {
 
 // An engine whose pool hands every job to its workers (no inline threshold).
 static struct nd_engine *engine_new(int threads) {
-    struct nd_engine_config cfg = nd_engine_config_default();
-    cfg.threads = threads;
-    cfg.seed = 7;
-    struct nd_engine *e = NULL;
-    struct nd_error err;
-    nd_error_clear(&err);
-    ck_assert_msg(nd_engine_create(&cfg, &e, &err) == ND_STATUS_OK, "%s", err.msg);
+    struct nd_engine *e = test_engine_new(threads, 7);
     nd_pool_set_inline_elems(nd_engine_pool(e), 0);
     return e;
 }
@@ -657,9 +639,9 @@ START_TEST(test_wolfram_zero_scaling) {
     float g[3] = {0, 0, 0}, b[3] = {1.3f, -22.1f, 1.2f};
     struct nd_tensor values[ND_ARRAY_COUNT] = {vec(g, 3), vec(b, 3)};
     struct nd_layer *l = define_ok(e, "zero", &spec, values);
-    rng_state = 99;
+    struct test_rng rng = test_rng_seed(99);
     float x[12];
-    fill(x, 12, 1.0, 6.0);
+    test_rng_fill(&rng, x, 12, 1.0, 6.0);
     struct nd_tensor xt = view(x, 2, (int64_t[]){4, 3}), y;
     double want[12];
     for (int i = 0; i < 12; i++)
@@ -924,12 +906,12 @@ START_TEST(test_moving_statistics) {
     float x[MC_NUMEL];
     double want_y[MC_NUMEL], mean[MC_C], var[MC_C];
     struct nd_tensor xt = mc_view(x, last);
-    rng_state = 1000 + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(1000 + (uint64_t)_i);
     for (int step = 1; step <= mc->steps; step++) {
         uint64_t version = version_of(l);
         for (int64_t i = 0; i < MC_NUMEL; i++) { // channel c near c - 1, spread 1 + c/2
             double c = (double)mc_channel(last, i);
-            x[i] = (float)(c - 1.0 + (1.0 + c / 2.0) * rnd() * 1.7);
+            x[i] = (float)(c - 1.0 + (1.0 + c / 2.0) * test_rng_signed(&rng) * 1.7);
         }
         struct nd_train_result r;
         train_ok(l, nd_engine_pool(e), &xt, NULL, sgd(0.1), W_OUT | W_ARR | W_STAT, &r);
@@ -991,9 +973,9 @@ START_TEST(test_trainable_false_is_frozen) {
     uint64_t v0 = version_of(l);
     float *x = falloc(numel), *dy = falloc(numel);
     double *want_y = dalloc(numel), *want_dx = dalloc(numel), dg[3] = {0}, db[3] = {0};
-    rng_state = 4242;
-    fill(x, numel, 0.3, 2.0);
-    fill(dy, numel, 0.0, 1.0);
+    struct test_rng rng = test_rng_seed(4242);
+    test_rng_fill(&rng, x, numel, 0.3, 2.0);
+    test_rng_fill(&rng, dy, numel, 0.0, 1.0);
     for (int64_t i = 0; i < numel; i++) {
         int64_t c = i % C;
         double a = 1.0 / sqrt(mv[c] + spec.epsilon), xhat = (x[i] - mm[c]) * a;
@@ -1242,7 +1224,7 @@ START_TEST(test_gradients_match_finite_differences) {
     free(si);
     free(pi);
     bool has[2] = {info.enabled[ND_ARRAY_SCALING], info.enabled[ND_ARRAY_BIASES]};
-    rng_state = 0x5eed + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(0x5eed + (uint64_t)_i);
     float params[2][64];
     double pd[2][64];
     for (int id = 0; id < 2; id++) {
@@ -1255,7 +1237,7 @@ START_TEST(test_gradients_match_finite_differences) {
         ck_assert_msg(n == nparam, "%s: %s has %lld elements, the layout needs %lld", gc->name,
                       nd_array_name((enum nd_array_id)id), (long long)n, (long long)nparam);
         ck_assert_int_le(n, 64);
-        fill(params[id], n, id == 0 ? 1.0 : 0.0, 0.5);
+        test_rng_fill(&rng, params[id], n, id == 0 ? 1.0 : 0.0, 0.5);
         for (int64_t k = 0; k < n; k++)
             pd[id][k] = params[id][k];
         write_array(l, (enum nd_array_id)id, params[id], ps->ndim, ps->dim);
@@ -1263,8 +1245,8 @@ START_TEST(test_gradients_match_finite_differences) {
     float *x = falloc(numel), *w = falloc(numel);
     double *xd = dalloc(numel), *wd = dalloc(numel), *yd = dalloc(numel), *fdx = dalloc(numel);
     double fdg[64], fdb[64];
-    fill(x, numel, 0.2, 1.5);
-    fill(w, numel, 0.0, 1.0);
+    test_rng_fill(&rng, x, numel, 0.2, 1.5);
+    test_rng_fill(&rng, w, numel, 0.0, 1.0);
     for (int64_t i = 0; i < numel; i++) {
         xd[i] = x[i];
         wd[i] = w[i];
@@ -1396,10 +1378,10 @@ START_TEST(test_optimizer_through_layer) {
         spec.regularizer[id] = os->reg[id];
         spec.constraint[id] = os->constraint[id];
     }
-    rng_state = 777 + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(777 + (uint64_t)_i);
     float g0[4], b0[4];
-    fill(g0, 4, 1.0, 0.4);
-    fill(b0, 4, 0.0, 0.4);
+    test_rng_fill(&rng, g0, 4, 1.0, 0.4);
+    test_rng_fill(&rng, b0, 4, 0.0, 0.4);
     struct nd_tensor values[ND_ARRAY_COUNT] = {vec(g0, 4), vec(b0, 4)};
     struct nd_layer *l = define_ok(e, "opt", &spec, values);
     struct opt_model om[2] = {{.kind = ND_OPTIMIZER_SGD}, {.kind = ND_OPTIMIZER_SGD}};
@@ -1412,8 +1394,8 @@ START_TEST(test_optimizer_through_layer) {
     for (int step = 0; step < os->steps; step++) {
         float x[24], w[24];
         double xd[24], wd[24], fdx[24], fd[2][4], wcur[2][4];
-        fill(x, numel, 0.1, 1.5);
-        fill(w, numel, 0.0, 1.0);
+        test_rng_fill(&rng, x, numel, 0.1, 1.5);
+        test_rng_fill(&rng, w, numel, 0.0, 1.0);
         for (int64_t i = 0; i < numel; i++) {
             xd[i] = x[i];
             wd[i] = w[i];
@@ -1465,9 +1447,9 @@ START_TEST(test_mean_squared_target) {
     struct nd_layer *b = define_ok(e, "mse_b", &spec, NULL);
     const int64_t numel = 4 * 6;
     float x[24], t[24], dy[24];
-    rng_state = 31337;
-    fill(x, numel, 0.0, 2.0);
-    fill(t, numel, 0.0, 1.0);
+    struct test_rng rng = test_rng_seed(31337);
+    test_rng_fill(&rng, x, numel, 0.0, 2.0);
+    test_rng_fill(&rng, t, numel, 0.0, 1.0);
     struct nd_tensor xt = view(x, 3, (int64_t[]){4, 3, 2}), tt = view(t, 3, (int64_t[]){4, 3, 2});
     struct nd_train_result ra, rb;
     struct nd_error err;
@@ -1542,9 +1524,9 @@ static void big_run(const struct big_case *bc, int threads, struct big_run *out)
     for (int32_t i = 0; i <= bc->rank; i++)
         numel *= dims[i];
     float *x = falloc(numel), *dy = falloc(numel);
-    rng_state = 2024;
-    fill(x, numel, 0.7, 3.0);
-    fill(dy, numel, 0.0, 1.0);
+    struct test_rng rng = test_rng_seed(2024);
+    test_rng_fill(&rng, x, numel, 0.7, 3.0);
+    test_rng_fill(&rng, dy, numel, 0.0, 1.0);
     struct nd_tensor xt = view(x, bc->rank + 1, dims), dyt = view(dy, bc->rank + 1, dims);
     forward_ok(l, pool, &xt, false, &out->y_inference);
     forward_ok(l, pool, &xt, true, &out->y_train);
@@ -1799,8 +1781,8 @@ START_TEST(test_automatic_dims) {
     ck_assert(info.initialized);
     ck_assert_int_eq(info.parameter_count, 12);
     float x[4 * 3 * 7];
-    rng_state = 17;
-    fill(x, 84, 0.5, 1.0);
+    struct test_rng rng = test_rng_seed(17);
+    test_rng_fill(&rng, x, 84, 0.5, 1.0);
     for (int64_t len = 1; len <= 7; len += 3) {
         struct nd_tensor xt = view(x, 3, (int64_t[]){4, 3, len}), y;
         forward_ok(l, pool, &xt, false, &y);
@@ -1938,9 +1920,9 @@ START_TEST(test_version_counts_changes) {
     struct nd_layer *l = define_ok(e, "ver", &spec, NULL);
     uint64_t v = version_of(l), got = 0;
     float x[24], dy[24];
-    rng_state = 5;
-    fill(x, 24, 0, 1);
-    fill(dy, 24, 0, 1);
+    struct test_rng rng = test_rng_seed(5);
+    test_rng_fill(&rng, x, 24, 0, 1);
+    test_rng_fill(&rng, dy, 24, 0, 1);
     struct nd_tensor xt = view(x, 3, (int64_t[]){2, 4, 3}), dyt = view(dy, 3, (int64_t[]){2, 4, 3});
     struct nd_tensor y;
     ck_assert_int_eq(nd_tensor_init(&y, &xt.shape, NULL), ND_STATUS_OK);
@@ -2074,8 +2056,8 @@ START_TEST(test_inplace_train_step_conflicts) {
     spec.inplace = true;
     struct nd_layer *l = define_ok(e, "inplace", &spec, NULL);
     float x[12], copy[12];
-    rng_state = 8;
-    fill(x, 12, 0, 1);
+    struct test_rng rng = test_rng_seed(8);
+    test_rng_fill(&rng, x, 12, 0, 1);
     memcpy(copy, x, sizeof x);
     struct nd_tensor xt = view(x, 3, (int64_t[]){2, 3, 2}), y;
     forward_ok(l, nd_engine_pool(e), &xt, false, &y);
@@ -2224,8 +2206,8 @@ START_TEST(test_batch_shape_decisions) {
                  ND_STATUS_SHAPE_MISMATCH, NULL);
     // Examples of different lengths along the null dim all work.
     float x[2 * 3 * 9];
-    rng_state = 3;
-    fill(x, 54, 0, 1);
+    struct test_rng rng = test_rng_seed(3);
+    test_rng_fill(&rng, x, 54, 0, 1);
     for (int64_t len = 1; len <= 9; len += 4) {
         struct nd_tensor xt = view(x, 3, (int64_t[]){2, 3, len}), y;
         forward_ok(l, nd_engine_pool(e), &xt, false, &y);
@@ -2472,9 +2454,9 @@ START_TEST(test_shared_scaling_through_layers) {
     nd_tensor_deinit(&t);
 
     float x[12], dy[12];
-    rng_state = 64;
-    fill(x, 12, 0, 1);
-    fill(dy, 12, 0, 1);
+    struct test_rng rng = test_rng_seed(64);
+    test_rng_fill(&rng, x, 12, 0, 1);
+    test_rng_fill(&rng, dy, 12, 0, 1);
     struct nd_tensor xt = view(x, 2, (int64_t[]){4, 3}), dyt = view(dy, 2, (int64_t[]){4, 3});
     struct nd_optimizer o = sgd(0.1);
     o.momentum = 0.9;
@@ -2492,8 +2474,8 @@ START_TEST(test_shared_scaling_through_layers) {
     ck_assert_int_eq(nd_array_read(g1, &t, &av, NULL), ND_STATUS_OK);
     ck_assert_uint_eq(av, av0 + 1);
     nd_tensor_deinit(&t);
-    fill(x, 12, 0, 1);
-    fill(dy, 12, 0, 1);
+    test_rng_fill(&rng, x, 12, 0, 1);
+    test_rng_fill(&rng, dy, 12, 0, 1);
     train_ok(b, pool, &xt, &dyt, o, W_DA | W_ARR, &rb);
     for (int c = 0; c < 3; c++) {
         m[c] = 0.9 * m[c] + rb.array_grad[0].data[c];

@@ -10,6 +10,7 @@
 #include "core/pool.h"
 #include "tests/check_suites.h"
 #include "tests/ref_norm.h"
+#include "tests/test_rng.h"
 
 // ---- fixtures ----
 
@@ -54,15 +55,6 @@ static const struct norm_case cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
-static uint64_t rng_state;
-
-static double rnd(void) { // uniform in [-1, 1), reproducible
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
 // Everything one case needs, in float (kernel) and double (reference).
 struct bufs {
     int64_t numel, nstat, nparam;
@@ -71,7 +63,7 @@ struct bufs {
 };
 
 static void bufs_init(struct bufs *b, const struct norm_case *tc, const struct nd_norm_plan *plan,
-                      double offset, double spread) {
+                      struct test_rng *rng, double offset, double spread) {
     memset(b, 0, sizeof *b);
     b->numel = plan->numel;
     b->nstat = plan->nstat;
@@ -98,14 +90,14 @@ static void bufs_init(struct bufs *b, const struct norm_case *tc, const struct n
     b->rvar = calloc(s, sizeof(double));
     b->scratch = calloc(nd_norm_scratch_doubles(plan) + 1, sizeof(double));
     for (size_t i = 0; i < n; i++) {
-        b->x[i] = (float)(offset + spread * rnd());
+        b->x[i] = (float)(offset + spread * test_rng_signed(rng));
         b->xd[i] = b->x[i];
-        b->dy[i] = (float)rnd();
+        b->dy[i] = (float)test_rng_signed(rng);
         b->wd[i] = b->dy[i];
     }
     for (size_t i = 0; i < p; i++) {
-        b->gamma[i] = (float)(1.0 + 0.5 * rnd());
-        b->beta[i] = (float)(0.5 * rnd());
+        b->gamma[i] = (float)(1.0 + 0.5 * test_rng_signed(rng));
+        b->beta[i] = (float)(0.5 * test_rng_signed(rng));
         b->gd[i] = b->gamma[i];
         b->bd[i] = b->beta[i];
     }
@@ -269,10 +261,10 @@ END_TEST
 
 START_TEST(test_forward_matches_reference) {
     const struct norm_case *tc = &cases[_i];
-    rng_state = 0x9e3779b97f4a7c15ull + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(0x9e3779b97f4a7c15ull + (uint64_t)_i);
     struct nd_norm_plan plan = build_plan(&tc->dims);
     struct bufs b;
-    bufs_init(&b, tc, &plan, 0.3, 2.0);
+    bufs_init(&b, tc, &plan, &rng, 0.3, 2.0);
     double eps = 1e-3;
     run_forward(tc, &plan, &b, NULL, eps);
     ref_norm_forward(&tc->dims, b.xd, tc->gamma ? b.gd : NULL, tc->beta ? b.bd : NULL, eps,
@@ -290,10 +282,10 @@ END_TEST
 
 START_TEST(test_backward_matches_finite_differences) {
     const struct norm_case *tc = &cases[_i];
-    rng_state = 0x2545f4914f6cdd1dull + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(0x2545f4914f6cdd1dull + (uint64_t)_i);
     struct nd_norm_plan plan = build_plan(&tc->dims);
     struct bufs b;
-    bufs_init(&b, tc, &plan, 0.1, 1.5);
+    bufs_init(&b, tc, &plan, &rng, 0.1, 1.5);
     double eps = 1e-3;
     run_forward(tc, &plan, &b, NULL, eps);
     run_backward(tc, &plan, &b, NULL);
@@ -321,10 +313,10 @@ END_TEST
 // shortcut when it can).
 START_TEST(test_backward_entry_points_agree) {
     const struct norm_case *tc = &cases[_i];
-    rng_state = 77 + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(77 + (uint64_t)_i);
     struct nd_norm_plan plan = build_plan(&tc->dims);
     struct bufs b;
-    bufs_init(&b, tc, &plan, 0.0, 1.0);
+    bufs_init(&b, tc, &plan, &rng, 0.0, 1.0);
     run_forward(tc, &plan, &b, NULL, 1e-5);
     run_backward(tc, &plan, &b, NULL);
     float *dx2 = calloc((size_t)b.numel, sizeof(float)), *dg2 = calloc((size_t)b.nparam, 4);
@@ -348,10 +340,10 @@ START_TEST(test_groups_are_standardized) {
     // GroupNorm without affine: every (example, group) has mean 0 and variance about 1.
     struct nd_norm_dims g = {4, {3, 8, 5, 7}, BIT(1) | BIT(2) | BIT(3), BIT(1), {1, 4, 1, 1}};
     struct norm_case tc = {"g", g, 1, 0, 0, 0};
-    rng_state = 5;
+    struct test_rng rng = test_rng_seed(5);
     struct nd_norm_plan plan = build_plan(&g);
     struct bufs b;
-    bufs_init(&b, &tc, &plan, 3.0, 5.0);
+    bufs_init(&b, &tc, &plan, &rng, 3.0, 5.0);
     run_forward(&tc, &plan, &b, NULL, 0.0);
     int64_t *si = malloc((size_t)b.numel * sizeof *si), *pi = malloc((size_t)b.numel * sizeof *pi);
     int64_t ns, np;
@@ -375,11 +367,11 @@ START_TEST(test_affine_invariance_and_rms) {
     // Standardize(x*3 + 7) == Standardize(x); RMS output has mean square about 1.
     struct nd_norm_dims ln = {2, {6, 50}, BIT(1), BIT(1), {1, 1}};
     struct norm_case tc = {"ln", ln, 1, 0, 0, 0};
-    rng_state = 11;
+    struct test_rng rng = test_rng_seed(11);
     struct nd_norm_plan plan = build_plan(&ln);
     struct bufs b, b2;
-    bufs_init(&b, &tc, &plan, 0.0, 1.0);
-    bufs_init(&b2, &tc, &plan, 0.0, 1.0);
+    bufs_init(&b, &tc, &plan, &rng, 0.0, 1.0);
+    bufs_init(&b2, &tc, &plan, &rng, 0.0, 1.0);
     for (int64_t i = 0; i < b.numel; i++)
         b2.x[i] = b.x[i] * 3.0f + 7.0f;
     run_forward(&tc, &plan, &b, NULL, 0.0);
@@ -409,10 +401,10 @@ START_TEST(test_short_rows_in_eights_match_one_by_one) {
         struct norm_case tc = {"ln", d16, centered, 0, 1, 1};
         struct nd_norm_plan p16 = build_plan(&d16), p7 = build_plan(&d7);
         struct bufs b16, b7;
-        rng_state = 99;
-        bufs_init(&b16, &tc, &p16, 100.0, 0.5);
-        rng_state = 99;
-        bufs_init(&b7, &tc, &p7, 100.0, 0.5);
+        struct test_rng rng = test_rng_seed(99);
+        bufs_init(&b16, &tc, &p16, &rng, 100.0, 0.5);
+        rng = test_rng_seed(99);
+        bufs_init(&b7, &tc, &p7, &rng, 100.0, 0.5);
         memcpy(b7.gamma, b16.gamma, 24 * sizeof(float)); // drawn after x: copy them
         memcpy(b7.beta, b16.beta, 24 * sizeof(float));
         for (int64_t j = 0; j < 24; j++)
@@ -434,13 +426,13 @@ END_TEST
 // nd_norm_apply with y == x writes what it writes to a separate y, for every kind of row.
 START_TEST(test_apply_in_place_matches) {
     const struct norm_case *tc = &cases[_i];
-    rng_state = 4242 + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(4242 + (uint64_t)_i);
     struct nd_norm_plan plan = build_plan(&tc->dims);
     struct bufs b;
-    bufs_init(&b, tc, &plan, 0.2, 1.0);
+    bufs_init(&b, tc, &plan, &rng, 0.2, 1.0);
     for (int64_t s = 0; s < b.nstat; s++) {
-        b.a[s] = (float)(1.0 + 0.5 * rnd());
-        b.c[s] = (float)rnd();
+        b.a[s] = (float)(1.0 + 0.5 * test_rng_signed(&rng));
+        b.c[s] = (float)test_rng_signed(&rng);
     }
     const float *g = tc->gamma ? b.gamma : NULL, *be = tc->beta ? b.beta : NULL;
     nd_norm_apply(&plan, b.y, b.x, b.a, b.c, g, be, NULL, b.scratch);
@@ -455,10 +447,10 @@ END_TEST
 // place too.
 START_TEST(test_forward_is_its_steps) {
     const struct norm_case *tc = &cases[_i];
-    rng_state = 31 + (uint64_t)_i;
+    struct test_rng rng = test_rng_seed(31 + (uint64_t)_i);
     struct nd_norm_plan plan = build_plan(&tc->dims);
     struct bufs b;
-    bufs_init(&b, tc, &plan, 0.4, 2.0);
+    bufs_init(&b, tc, &plan, &rng, 0.4, 2.0);
     const float *g = tc->gamma ? b.gamma : NULL, *be = tc->beta ? b.beta : NULL;
     double eps = 1e-3, d = denom_of(tc, &plan);
     run_forward(tc, &plan, &b, NULL, eps);
@@ -497,8 +489,8 @@ START_TEST(test_constant_statistic_is_exactly_zero) {
         return; // RMS keeps the value's sign and size: x/rms(x) = 1
     struct nd_norm_plan plan = build_plan(&tc->dims);
     struct bufs b;
-    rng_state = 77 + (uint64_t)_i;
-    bufs_init(&b, tc, &plan, 0.0, 1.0);
+    struct test_rng rng = test_rng_seed(77 + (uint64_t)_i);
+    bufs_init(&b, tc, &plan, &rng, 0.0, 1.0);
     for (int64_t i = 0; i < b.numel; i++)
         b.x[i] = 12345.679f * (float)(1 + _i % 5);
     const float *g = tc->gamma ? b.gamma : NULL;
@@ -522,10 +514,10 @@ START_TEST(test_large_mean_keeps_precision) {
     // x = 1e4 + U(-1, 1): a naive float E[x^2] - E[x]^2 loses the variance; shifted sums do not.
     struct nd_norm_dims bn = {3, {64, 2, 100}, BIT(0) | BIT(2), BIT(1), {1, 1, 1}};
     struct norm_case tc = {"bn", bn, 1, 0, 0, 0};
-    rng_state = 3;
+    struct test_rng rng = test_rng_seed(3);
     struct nd_norm_plan plan = build_plan(&bn);
     struct bufs b;
-    bufs_init(&b, &tc, &plan, 1e4, 1.0);
+    bufs_init(&b, &tc, &plan, &rng, 1e4, 1.0);
     run_forward(&tc, &plan, &b, NULL, 1e-5);
     ref_norm_forward(&bn, b.xd, NULL, NULL, 1e-5, true, false, b.yd, b.rmean, b.rvar);
     for (int s = 0; s < 2; s++)
@@ -540,7 +532,8 @@ START_TEST(test_zero_variance_is_finite) {
     struct norm_case tc = {"bn", bn, 1, 0, 1, 1};
     struct nd_norm_plan plan = build_plan(&bn);
     struct bufs b;
-    bufs_init(&b, &tc, &plan, 0.0, 1.0);
+    struct test_rng rng = test_rng_seed(2); // its own stream: betas differ per channel
+    bufs_init(&b, &tc, &plan, &rng, 0.0, 1.0);
     for (int64_t i = 0; i < b.numel; i++)
         b.x[i] = 2.5f;
     run_forward(&tc, &plan, &b, NULL, 1e-3);
@@ -570,8 +563,8 @@ START_TEST(test_thread_count_invariance) {
     int threads[] = {0, 1, 2, 7};
     struct bufs b[4];
     for (int t = 0; t < 4; t++) {
-        rng_state = 1234 + (uint64_t)_i;
-        bufs_init(&b[t], tc, &plan, 0.5, 3.0);
+        struct test_rng rng = test_rng_seed(1234 + (uint64_t)_i);
+        bufs_init(&b[t], tc, &plan, &rng, 0.5, 3.0);
         struct nd_pool *pool = NULL;
         if (threads[t] > 0) {
             ck_assert_int_eq(nd_pool_create(&pool, threads[t], NULL), ND_STATUS_OK);

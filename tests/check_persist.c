@@ -24,6 +24,8 @@
 #include "core/persist.h"
 #include "core/registry.h"
 #include "tests/check_suites.h"
+#include "tests/test_rng.h"
+#include "tests/test_engine.h"
 
 #define MM ND_ARRAY_MOVING_MEAN
 #define MV ND_ARRAY_MOVING_VARIANCE
@@ -233,15 +235,9 @@ static int total_saves(struct mem_store *s) {
 // ---- engines and layers ----
 
 static struct nd_engine *engine_new(struct mem_store *s) {
-    struct nd_engine_config cfg = nd_engine_config_default();
-    cfg.threads = 2;
-    cfg.seed = 11;
+    struct nd_engine_config cfg = test_engine_config(2, 11);
     cfg.persist = s ? &s->hooks : NULL;
-    struct nd_engine *e = NULL;
-    struct nd_error err;
-    nd_error_clear(&err);
-    ck_assert_msg(nd_engine_create(&cfg, &e, &err) == ND_STATUS_OK, "%s", err.msg);
-    return e;
+    return test_engine_create(&cfg);
 }
 
 static struct nd_registry *R(struct nd_engine *e) {
@@ -271,18 +267,6 @@ static void spec_of(struct nd_spec *s, enum nd_layer_type type, enum nd_conventi
     nd_spec_defaults(s, type, 0, conv);
     if (rank >= 0)
         s->input = nd_shape_make(rank, input);
-}
-
-// A wolfram BatchNormalization over c channels (c <= 0: no input).
-static void bn_def(struct nd_layer_def *def, int64_t c) {
-    struct nd_spec spec;
-    spec_of(&spec, ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, c > 0 ? 1 : -1, (int64_t[]){c});
-    nd_layer_def_init(def, &spec);
-}
-
-static void set_shared(struct nd_layer_def *def, enum nd_array_id id, const char *name) {
-    def->source[id] = ND_ARRAY_SOURCE_SHARED;
-    def->shared[id] = name;
 }
 
 static enum nd_status define(struct nd_engine *e, const char *name, const struct nd_layer_def *def,
@@ -334,15 +318,11 @@ static uint64_t version_of(struct nd_layer *l) {
     return info_of(l).version;
 }
 
-// Reproducible values in [offset - 1, offset + 1).
+// Reproducible values in [offset - 1, offset + 1): one stream per seed, neighbouring seeds
+// spread apart (a small xorshift seed starts with small values).
 static void fill_rand(float *x, int64_t n, uint64_t seed, double offset) {
-    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-    for (int64_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        x[i] = (float)(offset + (double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
+    struct test_rng rng = test_rng_seed(seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull);
+    test_rng_fill(&rng, x, n, offset, 1.0);
 }
 
 // A batch of BATCH examples of the layer's (known) input shape.
@@ -1001,7 +981,7 @@ static struct nd_layer *rt_define(struct nd_engine *e, const struct rt_case *c) 
     }
     for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
         if (c->shared[id])
-            set_shared(&def, id, c->shared[id]);
+            test_def_share(&def, id, c->shared[id]);
     return define_ok(e, c->name, &def);
 }
 
@@ -1072,20 +1052,28 @@ END_TEST
 
 // ---- core: what is stored is the state at reply time ----
 
-START_TEST(test_stored_state_follows_every_change) {
-    struct mem_store *s = mem_new();
-    struct nd_engine *e = engine_new(s);
+// A BatchNormalization over 3 channels whose Scaling is the shared array `shared`, created
+// (not replaced) in e. Caller owns the reference.
+static struct nd_layer *create_sharing(struct nd_engine *e, const char *name,
+                                       const char *shared) {
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, shared);
     bool created = false;
     struct nd_layer *l = NULL;
     struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_int_eq(
-        nd_registry_define(R(e), "a", &def, ND_DEFINE_CREATE, 0, 5, &created, &l, &err),
-        ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_define(R(e), name, &def, ND_DEFINE_CREATE, 0, 5, &created, &l,
+                                        &err),
+                     ND_STATUS_OK);
     ck_assert(created);
+    return l;
+}
+
+START_TEST(test_stored_state_follows_every_change) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer *l = create_sharing(e, "a", "S");
     ck_assert_uint_eq(version_of(l), 1);
     assert_stored_version(s, "a", 1);
     ck_assert_int_eq(mem_count(s, MEM_SHARED), 1);
@@ -1115,10 +1103,19 @@ START_TEST(test_stored_state_follows_every_change) {
     ck_assert_int_eq(info_of(l).train_steps, 0);
     assert_stored_version(s, "a", v);
     assert_store_matches(s, e);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
 
-    // A frozen layer's train-step changes nothing and stores nothing; nor does a refused one.
+// A frozen layer's train-step changes nothing and stores nothing; nor does a refused one.
+START_TEST(test_steps_that_change_nothing_store_nothing) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer *l = create_sharing(e, "a", "S");
     struct nd_layer_def fz;
-    bn_def(&fz, 3);
+    test_bn_def(&fz, 3);
     fz.spec.trainable = false;
     struct nd_layer *frozen = define_ok(e, "frozen", &fz);
     int saves = total_saves(s);
@@ -1135,13 +1132,25 @@ START_TEST(test_stored_state_follows_every_change) {
     nd_tensor_deinit(&x);
     ck_assert_int_eq(total_saves(s), saves);
     nd_layer_unref(frozen);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
 
-    // Replacing overwrites the stored copy, and drops the shared array nobody uses any more.
+// Replacing overwrites the stored copy, and drops the shared array nobody uses any more.
+START_TEST(test_replace_overwrites_the_stored_copy) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    struct nd_layer *l = create_sharing(e, "a", "S");
+    uint64_t v = train_ok(e, l, ADAM, 5); // a stored copy with optimizer state to lose
     size_t len0 = 0;
     unsigned char *before = mem_copy(s, MEM_LAYER, "a", &len0);
     struct nd_layer_def plain;
-    bn_def(&plain, 3);
+    test_bn_def(&plain, 3);
     struct nd_layer *l2 = NULL;
+    bool created = true;
+    struct nd_error err;
     nd_error_clear(&err);
     ck_assert_int_eq(nd_registry_define(R(e), "a", &plain, ND_DEFINE_CREATE_OR_REPLACE, 0, 5,
                                         &created, &l2, &err),
@@ -1156,40 +1165,52 @@ START_TEST(test_stored_state_follows_every_change) {
     ck_assert(!has_shared(e, "S"));
     ck_assert_ptr_null(mem_get(s, MEM_SHARED, "S", &len1));
     assert_store_matches(s, e);
+    nd_layer_unref(l);
+    nd_layer_unref(l2);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
 
-    // Delete removes the copy; the last user of a shared array takes its copy along (prune).
-    struct nd_layer_def d;
-    bn_def(&d, 3);
-    set_shared(&d, SC, "T");
-    nd_layer_unref(define_ok(e, "b", &d));
-    nd_layer_unref(define_ok(e, "c", &d));
-    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "T", &len1));
+// Delete removes the copy; the last user of a shared array takes its copy along (prune).
+START_TEST(test_delete_removes_the_stored_copy) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    size_t len = 0;
+    nd_layer_unref(create_sharing(e, "b", "T"));
+    nd_layer_unref(create_sharing(e, "c", "T"));
+    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "T", &len));
     ck_assert_int_eq(nd_registry_delete(R(e), "b", NULL), ND_STATUS_OK);
-    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "b", &len1));
-    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "T", &len1));
+    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "b", &len));
+    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "T", &len));
     assert_store_matches(s, e);
     ck_assert_int_eq(nd_registry_delete(R(e), "c", NULL), ND_STATUS_OK);
-    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "c", &len1));
-    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "T", &len1));
+    ck_assert_ptr_null(mem_get(s, MEM_LAYER, "c", &len));
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "T", &len));
     ck_assert(!has_shared(e, "T"));
     assert_store_matches(s, e);
+    nd_engine_free(e);
+    mem_free(s);
+}
+END_TEST
 
-    // Initialize creates a pending shared array: it is stored with the layer.
+// Initialize creates a pending shared array: it is stored with the layer.
+START_TEST(test_initialize_stores_a_pending_shared_array) {
+    struct mem_store *s = mem_new();
+    struct nd_engine *e = engine_new(s);
+    size_t len = 0;
     struct nd_spec ns;
     spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, -1, NULL);
     struct nd_layer_def pd;
     nd_layer_def_init(&pd, &ns);
-    set_shared(&pd, BI, "Q");
+    test_def_share(&pd, BI, "Q");
     nd_layer_unref(define_ok(e, "p", &pd));
     assert_store_matches(s, e);
-    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "Q", &len1));
-    v = initialize_ok(e, "p", 2, (int64_t[]){4, 3}, false);
+    ck_assert_ptr_null(mem_get(s, MEM_SHARED, "Q", &len));
+    uint64_t v = initialize_ok(e, "p", 2, (int64_t[]){4, 3}, false);
     assert_stored_version(s, "p", v);
-    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "Q", &len1));
+    ck_assert_ptr_nonnull(mem_get(s, MEM_SHARED, "Q", &len));
     assert_store_matches(s, e);
-
-    nd_layer_unref(l);
-    nd_layer_unref(l2);
     nd_engine_free(e);
     mem_free(s);
 }
@@ -1201,12 +1222,12 @@ START_TEST(test_loaded_layers_keep_storing) {
     struct mem_store *s = mem_new();
     struct nd_engine *e = engine_new(s);
     struct nd_layer_def def;
-    bn_def(&def, 2);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 2);
+    test_def_share(&def, SC, "S");
     nd_layer_unref(define_ok(e, "a", &def));
     struct nd_layer_def other;
-    bn_def(&other, 2);
-    set_shared(&other, SC, "orphan");
+    test_bn_def(&other, 2);
+    test_def_share(&other, SC, "orphan");
     nd_layer_unref(define_ok(e, "b", &other));
     nd_engine_free(e);
     // "b" vanishes behind the engine's back (a file deleted by hand): "orphan" is unused.
@@ -1246,8 +1267,8 @@ START_TEST(test_stale_layer_never_stores_itself) {
     struct mem_store *s = mem_new();
     struct nd_engine *e = engine_new(s);
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "S");
     struct nd_layer *old = define_ok(e, "a", &def);
     nd_layer_unref(define_ok(e, "keep", &def)); // S stays in use
     ck_assert_int_eq(nd_registry_delete(R(e), "a", NULL), ND_STATUS_OK);
@@ -1263,8 +1284,8 @@ START_TEST(test_stale_layer_never_stores_itself) {
 
     // The last user of T deleted: T is pruned, and a stale change does not store it again.
     struct nd_layer_def lone;
-    bn_def(&lone, 2);
-    set_shared(&lone, BI, "T");
+    test_bn_def(&lone, 2);
+    test_def_share(&lone, BI, "T");
     old = define_ok(e, "b", &lone);
     ck_assert_int_eq(nd_registry_delete(R(e), "b", NULL), ND_STATUS_OK);
     ck_assert_ptr_null(mem_get(s, MEM_SHARED, "T", &len));
@@ -1363,8 +1384,8 @@ static void assert_storage_error(enum nd_status st, const struct nd_error *err, 
 START_TEST(test_failed_train_step_rolls_back) {
     struct twin w = twin_new();
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "S");
     twin_define(&w, "a", &def);
     twin_define(&w, "m", &def); // a second user of S
     twin_train(&w, "a", SGD, 1);
@@ -1414,11 +1435,11 @@ END_TEST
 START_TEST(test_failed_write_rolls_back) {
     struct twin w = twin_new();
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "S");
     twin_define(&w, "a", &def);
     struct nd_layer_def own;
-    bn_def(&own, 3);
+    test_bn_def(&own, 3);
     twin_define(&w, "own", &own);
     twin_train(&w, "a", SGD, 1);
     twin_train(&w, "own", ADAM, 2);
@@ -1471,7 +1492,7 @@ START_TEST(test_failed_initialize_rolls_back) {
     spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, -1, NULL);
     struct nd_layer_def pd;
     nd_layer_def_init(&pd, &ns);
-    set_shared(&pd, BI, "P");
+    test_def_share(&pd, BI, "P");
     twin_define(&w, "p", &pd);
     for (int kind = 0; kind < 2; kind++) {
         w.s->fail_kind_saves[kind] = 1;
@@ -1492,8 +1513,8 @@ START_TEST(test_failed_initialize_rolls_back) {
 
     // Reinitialize refills a trained layer's own arrays and its shared Scaling.
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "S");
     twin_define(&w, "r", &def);
     twin_train(&w, "r", SGD, 1);
     twin_train(&w, "r", SGD, 2);
@@ -1533,20 +1554,20 @@ START_TEST(test_refused_reinitialize_refills_nothing) {
     spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){4, 3});
     struct nd_layer_def ha;
     nd_layer_def_init(&ha, &ns);
-    set_shared(&ha, SC, "A"); // [4]
+    test_def_share(&ha, SC, "A"); // [4]
     struct nd_layer *l = define_ok(e, "ha", &ha);
     train_ok(e, l, SGD, 1);
     nd_layer_unref(l);
     spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, -1, NULL);
     struct nd_layer_def q;
     nd_layer_def_init(&q, &ns);
-    set_shared(&q, SC, "A"); // bound now
-    set_shared(&q, BI, "B"); // pending
+    test_def_share(&q, SC, "A"); // bound now
+    test_def_share(&q, BI, "B"); // pending
     nd_layer_unref(define_ok(e, "q", &q));
     spec_of(&ns, NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){5, 3});
     struct nd_layer_def hb;
     nd_layer_def_init(&hb, &ns);
-    set_shared(&hb, BI, "B"); // [5]
+    test_def_share(&hb, BI, "B"); // [5]
     nd_layer_unref(define_ok(e, "hb", &hb));
 
     struct nd_array *a = NULL;
@@ -1579,8 +1600,8 @@ END_TEST
 START_TEST(test_failed_define_changes_nothing) {
     struct twin w = twin_new();
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "S");
     twin_define(&w, "old", &def);
     twin_train(&w, "old", ADAM, 1);
     struct nd_layer *old = get_layer(w.e, "old");
@@ -1588,9 +1609,9 @@ START_TEST(test_failed_define_changes_nothing) {
     unsigned char *stored = mem_copy(w.s, MEM_LAYER, "old", &len0);
 
     struct nd_layer_def fresh;
-    bn_def(&fresh, 3);
-    set_shared(&fresh, SC, "F"); // created by this definition
-    set_shared(&fresh, BI, "S"); // an existing one
+    test_bn_def(&fresh, 3);
+    test_def_share(&fresh, SC, "F"); // created by this definition
+    test_def_share(&fresh, BI, "S"); // an existing one
     for (int kind = 0; kind < 2; kind++) {
         for (int replace = 0; replace < 2; replace++) {
             const char *name = replace ? "old" : "new";
@@ -1628,8 +1649,8 @@ END_TEST
 START_TEST(test_failed_delete_keeps_layer) {
     struct twin w = twin_new();
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "S");
     twin_define(&w, "d", &def);
     twin_train(&w, "d", SGD, 1);
     w.s->fail_removes[MEM_LAYER] = 1;
@@ -1665,7 +1686,7 @@ START_TEST(test_hook_status_passes_through) {
     struct mem_store *s = mem_new();
     struct nd_engine *e = engine_new(s);
     struct nd_layer_def def;
-    bn_def(&def, 2);
+    test_bn_def(&def, 2);
     struct nd_layer *l = define_ok(e, "a", &def);
     s->fail_status = ND_STATUS_INTERNAL;
     s->fail_saves = 1;
@@ -1731,12 +1752,12 @@ static struct sample sample_new(void) {
     x.s = mem_new();
     struct nd_engine *e = engine_new(x.s);
     struct nd_layer_def def;
-    bn_def(&def, 2);
+    test_bn_def(&def, 2);
     struct nd_layer *l = define_ok(e, "small", &def);
     train_ok(e, l, ADAM, 1);
     x.layer_history = history_bytes(&l->history);
     nd_layer_unref(l);
-    set_shared(&def, SC, "S");
+    test_def_share(&def, SC, "S");
     l = define_ok(e, "user", &def);
     train_ok(e, l, SGD, 2);
     nd_layer_unref(l);
@@ -1785,156 +1806,199 @@ static void assert_refused(struct nd_engine *e, bool shared, const void *bytes, 
     ck_assert_int_eq(st, want);
 }
 
-START_TEST(test_damaged_bytes_refused) {
-    struct sample x = sample_new();
-    struct nd_engine *e = engine_new(NULL);
-    unsigned char *b = malloc(x.layer_len + 16);
-    ck_assert_ptr_nonnull(b);
+// What each damaged-bytes scenario starts from: the sample's bytes, an engine without a store
+// and a scratch buffer with room for a few bytes more than the layer.
+struct damage {
+    struct sample x;
+    struct nd_engine *e;
+    unsigned char *b;
+};
 
+static struct damage damage_new(void) {
+    struct damage d = {.x = sample_new(), .e = engine_new(NULL)};
+    d.b = malloc(d.x.layer_len + 16);
+    ck_assert_ptr_nonnull(d.b);
+    return d;
+}
+
+static void damage_free(struct damage *d) {
+    free(d->b);
+    nd_engine_free(d->e);
+    sample_free(&d->x);
+}
+
+// The layer's bytes with byte `at` set to value and the checksum fixed (a writer's bug behind a
+// valid checksum, not a torn file): refused whole.
+static void assert_patch_refused(struct damage *d, size_t at, unsigned char value,
+                                 const char *what) {
+    memcpy(d->b, d->x.layer, d->x.layer_len);
+    d->b[at] = value;
+    reseal(d->b, d->x.layer_len);
+    assert_refused(d->e, false, d->b, d->x.layer_len, ND_STATUS_INVALID_VALUE, what);
+}
+
+START_TEST(test_damaged_cut_padded_or_flipped_refused) {
+    struct damage d = damage_new();
+    const struct sample *x = &d.x;
     // A sample of truncations (every length in the limits case).
-    for (size_t n = 0; n < x.layer_len; n += 1 + n / 8) {
-        memcpy(b, x.layer, n);
-        assert_refused(e, false, b, n, ND_STATUS_INVALID_VALUE, "truncated layer");
+    for (size_t n = 0; n < x->layer_len; n += 1 + n / 8) {
+        memcpy(d.b, x->layer, n);
+        assert_refused(d.e, false, d.b, n, ND_STATUS_INVALID_VALUE, "truncated layer");
     }
-    for (size_t n = 0; n < x.shared_len; n += 1 + n / 8) {
-        memcpy(b, x.shared, n);
-        assert_refused(e, true, b, n, ND_STATUS_INVALID_VALUE, "truncated shared array");
+    for (size_t n = 0; n < x->shared_len; n += 1 + n / 8) {
+        memcpy(d.b, x->shared, n);
+        assert_refused(d.e, true, d.b, n, ND_STATUS_INVALID_VALUE, "truncated shared array");
     }
     // Extra bytes at the end.
-    memcpy(b, x.layer, x.layer_len);
-    b[x.layer_len] = 0;
-    assert_refused(e, false, b, x.layer_len + 1, ND_STATUS_INVALID_VALUE, "one byte too many");
-
+    memcpy(d.b, x->layer, x->layer_len);
+    d.b[x->layer_len] = 0;
+    assert_refused(d.e, false, d.b, x->layer_len + 1, ND_STATUS_INVALID_VALUE,
+                   "one byte too many");
     // Flipped bytes: the checksum (or the header checks) catches each.
-    for (size_t i = 0; i < x.layer_len; i += 3) {
-        memcpy(b, x.layer, x.layer_len);
-        b[i] ^= 0x5a;
-        assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "flipped byte");
+    for (size_t i = 0; i < x->layer_len; i += 3) {
+        memcpy(d.b, x->layer, x->layer_len);
+        d.b[i] ^= 0x5a;
+        assert_refused(d.e, false, d.b, x->layer_len, ND_STATUS_INVALID_VALUE, "flipped byte");
     }
+    damage_free(&d);
+}
+END_TEST
 
+START_TEST(test_damaged_header_refused) {
+    struct damage d = damage_new();
+    const struct sample *x = &d.x;
     // Wrong magic, each kind given to the other loader.
-    assert_refused(e, true, x.layer, x.layer_len, ND_STATUS_INVALID_VALUE, "layer as shared");
-    assert_refused(e, false, x.shared, x.shared_len, ND_STATUS_INVALID_VALUE, "shared as layer");
-    memcpy(b, x.layer, x.layer_len);
-    memcpy(b, "XDL1", 4);
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "bad magic");
+    assert_refused(d.e, true, x->layer, x->layer_len, ND_STATUS_INVALID_VALUE, "layer as shared");
+    assert_refused(d.e, false, x->shared, x->shared_len, ND_STATUS_INVALID_VALUE,
+                   "shared as layer");
+    memcpy(d.b, x->layer, x->layer_len);
+    memcpy(d.b, "XDL1", 4);
+    reseal(d.b, x->layer_len);
+    assert_refused(d.e, false, d.b, x->layer_len, ND_STATUS_INVALID_VALUE, "bad magic");
 
     // A format version from the future, nothing else changed: named as such.
-    memcpy(b, x.layer, x.layer_len);
-    b[4] = ND_PERSIST_FORMAT_VERSION + 1;
+    memcpy(d.b, x->layer, x->layer_len);
+    d.b[4] = ND_PERSIST_FORMAT_VERSION + 1;
     struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_int_eq(nd_registry_load_layer(R(e), b, x.layer_len, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(nd_registry_load_layer(R(d.e), d.b, x->layer_len, &err),
+                     ND_STATUS_INVALID_VALUE);
     ck_assert_msg(strstr(err.msg, "version") != NULL, "%s", err.msg);
-    memcpy(b, x.shared, x.shared_len);
-    b[7] = 1;
+    memcpy(d.b, x->shared, x->shared_len);
+    d.b[7] = 1;
     nd_error_clear(&err);
-    ck_assert_int_eq(nd_registry_load_shared(R(e), b, x.shared_len, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(nd_registry_load_shared(R(d.e), d.b, x->shared_len, &err),
+                     ND_STATUS_INVALID_VALUE);
     ck_assert_msg(strstr(err.msg, "version") != NULL, "%s", err.msg);
+    damage_free(&d);
+}
+END_TEST
 
-    // Damage behind a valid checksum (a writer's bug, not a torn file): still refused whole.
+// Damage behind a valid checksum in the name and the spec: refused whole.
+START_TEST(test_damaged_name_and_spec_refused) {
+    struct damage d = damage_new();
+    const struct sample *x = &d.x;
     // The layer's name starts at byte 16 (u32 length, then the name); the spec follows.
-    memcpy(b, x.layer, x.layer_len);
-    b[20] = '/'; // "small" -> "/mall": not a valid name
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "invalid name");
-    memcpy(b, x.layer, x.layer_len);
-    b[16] = 200; // name length past the payload
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "name length");
-    size_t spec_at = 16 + 4 + 5; // the spec: u32 type first
-    memcpy(b, x.layer, x.layer_len);
-    b[spec_at] = 9; // no such layer type
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "layer type");
-    memcpy(b, x.layer, x.layer_len);
-    b[spec_at + 8] = 7; // no such convention
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "convention");
+    assert_patch_refused(&d, 20, '/', "invalid name"); // "small" -> "/mall"
+    assert_patch_refused(&d, 16, 200, "name length");  // past the payload
+    size_t spec_at = 16 + 4 + 5;                        // the spec: u32 type first
+    assert_patch_refused(&d, spec_at, 9, "layer type"); // no such layer type
+    assert_patch_refused(&d, spec_at + 8, 7, "convention");
     // The input shape: rank 1, then its dim (2 channels) -> 5 channels: the arrays do not fit.
-    memcpy(b, x.layer, x.layer_len);
-    ck_assert_int_eq(b[spec_at + 12], 1);
-    ck_assert_int_eq(b[spec_at + 16], 2);
-    b[spec_at + 16] = 5;
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "arrays do not fit");
-    memcpy(b, x.layer, x.layer_len);
-    b[spec_at + 12] = 0x20; // rank 32
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "rank");
+    ck_assert_int_eq(x->layer[spec_at + 12], 1);
+    ck_assert_int_eq(x->layer[spec_at + 16], 2);
+    assert_patch_refused(&d, spec_at + 16, 5, "arrays do not fit");
+    assert_patch_refused(&d, spec_at + 12, 0x20, "rank"); // rank 32
     // epsilon (a double after the shape) made negative: the spec does not validate.
-    memcpy(b, x.layer, x.layer_len);
-    b[spec_at + 24 + 7] ^= 0x80;
-    reseal(b, x.layer_len);
-    assert_refused(e, false, b, x.layer_len, ND_STATUS_INVALID_VALUE, "epsilon");
-    // One byte added inside the payload (length and checksum fixed): trailing bytes.
-    memcpy(b, x.layer, x.layer_len - 8);
-    b[x.layer_len - 8] = 0;
-    reseal(b, x.layer_len + 1);
-    assert_refused(e, false, b, x.layer_len + 1, ND_STATUS_INVALID_VALUE, "trailing byte");
-    // Cut inside the payload, resealed: every field read checks what is left.
-    for (size_t n = 24; n < x.layer_len; n += 1 + n / 16) {
-        memcpy(b, x.layer, n - 8);
-        reseal(b, n);
-        assert_refused(e, false, b, n, ND_STATUS_INVALID_VALUE, "resealed cut");
-    }
-    for (size_t n = 24; n < x.shared_len; n++) {
-        memcpy(b, x.shared, n - 8);
-        reseal(b, n);
-        assert_refused(e, true, b, n, ND_STATUS_INVALID_VALUE, "resealed shared cut");
-    }
+    assert_patch_refused(&d, spec_at + 24 + 7, (unsigned char)(x->layer[spec_at + 24 + 7] ^ 0x80), "epsilon");
+    damage_free(&d);
+}
+END_TEST
 
+START_TEST(test_damaged_payload_length_refused) {
+    struct damage d = damage_new();
+    const struct sample *x = &d.x;
+    // One byte added inside the payload (length and checksum fixed): trailing bytes.
+    memcpy(d.b, x->layer, x->layer_len - 8);
+    d.b[x->layer_len - 8] = 0;
+    reseal(d.b, x->layer_len + 1);
+    assert_refused(d.e, false, d.b, x->layer_len + 1, ND_STATUS_INVALID_VALUE, "trailing byte");
+    // Cut inside the payload, resealed: every field read checks what is left.
+    for (size_t n = 24; n < x->layer_len; n += 1 + n / 16) {
+        memcpy(d.b, x->layer, n - 8);
+        reseal(d.b, n);
+        assert_refused(d.e, false, d.b, n, ND_STATUS_INVALID_VALUE, "resealed cut");
+    }
+    for (size_t n = 24; n < x->shared_len; n++) {
+        memcpy(d.b, x->shared, n - 8);
+        reseal(d.b, n);
+        assert_refused(d.e, true, d.b, n, ND_STATUS_INVALID_VALUE, "resealed shared cut");
+    }
     // A ready batch norm without its MovingVariance (the last 49 bytes before the history:
     // shape, values, optimizer state, version; its "present" byte just before): refused, not
     // loaded half-initialized.
-    size_t hist = x.layer_history, end = x.layer_len - 8 - hist, mv_at = end - 49;
-    memcpy(b, x.layer, x.layer_len);
-    ck_assert_int_eq(b[mv_at - 1], 1); // present
-    ck_assert_int_eq(b[mv_at], 1);     // rank 1
-    ck_assert_int_eq(b[mv_at + 4], 2); // 2 channels
-    b[mv_at - 1] = 0;
-    memcpy(b + mv_at, x.layer + end, hist + 8);
-    reseal(b, mv_at + hist + 8);
-    assert_refused(e, false, b, mv_at + hist + 8, ND_STATUS_INVALID_VALUE,
+    size_t hist = x->layer_history, end = x->layer_len - 8 - hist, mv_at = end - 49;
+    memcpy(d.b, x->layer, x->layer_len);
+    ck_assert_int_eq(d.b[mv_at - 1], 1); // present
+    ck_assert_int_eq(d.b[mv_at], 1);     // rank 1
+    ck_assert_int_eq(d.b[mv_at + 4], 2); // 2 channels
+    d.b[mv_at - 1] = 0;
+    memcpy(d.b + mv_at, x->layer + end, hist + 8);
+    reseal(d.b, mv_at + hist + 8);
+    assert_refused(d.e, false, d.b, mv_at + hist + 8, ND_STATUS_INVALID_VALUE,
                    "missing MovingVariance");
+    damage_free(&d);
+}
+END_TEST
+
+START_TEST(test_damaged_shared_names_refused) {
+    struct damage d = damage_new();
+    const struct sample *x = &d.x;
     // A shared name that is no name (".S" cannot name a file of the store).
     size_t at = 0;
-    for (size_t i = 16; i + 5 <= x.user_len; i++)
-        if (memcmp(x.user + i, "\x01\x00\x00\x00S", 5) == 0)
+    for (size_t i = 16; i + 5 <= x->user_len; i++)
+        if (memcmp(x->user + i, "\x01\x00\x00\x00S", 5) == 0)
             at = i + 4;
     ck_assert_uint_gt(at, 0);
-    memcpy(b, x.user, x.user_len);
-    b[at] = '.';
-    reseal(b, x.user_len);
+    unsigned char *u = malloc(x->user_len);
+    ck_assert_ptr_nonnull(u);
+    memcpy(u, x->user, x->user_len);
+    u[at] = '.';
+    reseal(u, x->user_len);
+    struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_int_eq(nd_registry_load_layer(R(e), b, x.user_len, &err), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(nd_registry_load_layer(R(d.e), u, x->user_len, &err), ND_STATUS_INVALID_VALUE);
     ck_assert_msg(strstr(err.msg, "damaged") != NULL, "%s", err.msg);
+    free(u);
 
     // A layer naming a shared array that is not there.
-    assert_refused(e, false, x.user, x.user_len, ND_STATUS_INVALID_VALUE, "missing shared");
+    assert_refused(d.e, false, x->user, x->user_len, ND_STATUS_INVALID_VALUE, "missing shared");
     nd_error_clear(&err);
-    ck_assert_int_eq(nd_registry_load_layer(R(e), x.user, x.user_len, &err),
+    ck_assert_int_eq(nd_registry_load_layer(R(d.e), x->user, x->user_len, &err),
                      ND_STATUS_INVALID_VALUE);
     ck_assert_msg(strstr(err.msg, "S") != NULL, "%s", err.msg);
+    damage_free(&d);
+}
+END_TEST
 
-    // Loaded twice: the second is refused and the first stays as it was.
-    ck_assert_int_eq(nd_registry_load_shared(R(e), x.shared, x.shared_len, NULL), ND_STATUS_OK);
-    assert_refused(e, true, x.shared, x.shared_len, ND_STATUS_ALREADY_EXISTS, "shared twice");
-    ck_assert_int_eq(nd_registry_load_layer(R(e), x.user, x.user_len, NULL), ND_STATUS_OK);
-    ck_assert_int_eq(nd_registry_load_layer(R(e), x.layer, x.layer_len, NULL), ND_STATUS_OK);
-    struct nd_layer *first = get_layer(e, "small");
+// Loaded twice: the second is refused and the first stays as it was.
+START_TEST(test_loaded_twice_refused) {
+    struct damage d = damage_new();
+    const struct sample *x = &d.x;
+    ck_assert_int_eq(nd_registry_load_shared(R(d.e), x->shared, x->shared_len, NULL),
+                     ND_STATUS_OK);
+    assert_refused(d.e, true, x->shared, x->shared_len, ND_STATUS_ALREADY_EXISTS, "shared twice");
+    ck_assert_int_eq(nd_registry_load_layer(R(d.e), x->user, x->user_len, NULL), ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_load_layer(R(d.e), x->layer, x->layer_len, NULL), ND_STATUS_OK);
+    struct nd_layer *first = get_layer(d.e, "small");
     uint64_t v = version_of(first);
-    assert_refused(e, false, x.layer, x.layer_len, ND_STATUS_ALREADY_EXISTS, "layer twice");
-    struct nd_layer *still = get_layer(e, "small");
+    assert_refused(d.e, false, x->layer, x->layer_len, ND_STATUS_ALREADY_EXISTS, "layer twice");
+    struct nd_layer *still = get_layer(d.e, "small");
     ck_assert_ptr_eq(first, still);
     ck_assert_uint_eq(version_of(still), v);
     nd_layer_unref(first);
     nd_layer_unref(still);
-
-    free(b);
-    nd_engine_free(e);
-    sample_free(&x);
+    damage_free(&d);
 }
 END_TEST
 
@@ -1963,7 +2027,7 @@ START_TEST(test_null_arguments) {
     nd_registry_prune(NULL, false);
     nd_registry_set_persist(R(e), NULL); // memory only: fine before any layer exists
     struct nd_layer_def def;
-    bn_def(&def, 2);
+    test_bn_def(&def, 2);
     nd_layer_unref(define_ok(e, "a", &def));
     nd_engine_free(e);
     sample_free(&x);
@@ -2008,12 +2072,12 @@ START_TEST(test_load_limits) {
     memset(longname, 'n', ND_NAME_MAX);
     longname[ND_NAME_MAX] = '\0';
     struct nd_layer_def def;
-    bn_def(&def, 2);
-    set_shared(&def, SC, longname);
+    test_bn_def(&def, 2);
+    test_def_share(&def, SC, longname);
     struct nd_layer *l = define_ok(e, longname, &def);
     train_ok(e, l, ADAM, 1);
     nd_layer_unref(l);
-    bn_def(&def, 1000);
+    test_bn_def(&def, 1000);
     l = define_ok(e, "big", &def);
     train_ok(e, l, ADAM, 2);
     nd_layer_unref(l);
@@ -2025,11 +2089,9 @@ START_TEST(test_load_limits) {
     train_ok(e, l, SGD, 3);
     nd_layer_unref(l);
 
-    struct nd_engine_config cfg = nd_engine_config_default();
-    cfg.threads = 2;
+    struct nd_engine_config cfg = test_engine_config(2, 0);
     cfg.max_layers = 1;
-    struct nd_engine *f = NULL;
-    ck_assert_int_eq(nd_engine_create(&cfg, &f, NULL), ND_STATUS_OK);
+    struct nd_engine *f = test_engine_create(&cfg);
     load_all(s, f);
     ck_assert_int_eq(nd_registry_count(R(f)), 3);
     const char *names[] = {longname, "big", "rank8"};
@@ -2041,7 +2103,7 @@ START_TEST(test_load_limits) {
         nd_layer_unref(b);
     }
     // Full: a new definition is refused, the loaded layers still change.
-    bn_def(&def, 2);
+    test_bn_def(&def, 2);
     ck_assert_int_eq(define(f, "more", &def, ND_DEFINE_CREATE, NULL, NULL),
                      ND_STATUS_LIMIT_EXCEEDED);
     nd_engine_free(e);
@@ -2105,8 +2167,8 @@ static void *cc_forwarder(void *arg) {
 static void *cc_recreator(void *arg) {
     struct cc_ctx *c = arg;
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "S");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "S");
     for (int i = 0; i < CC_ITERS / 2; i++) {
         if (i % 2 == 0)
             nd_registry_delete(R(c->e), "c3", NULL);
@@ -2124,11 +2186,11 @@ START_TEST(test_concurrent_changes_store_final_state) {
     nd_pool_set_inline_elems(nd_engine_pool(e), 0);
     for (int i = 0; i < CC_LAYERS; i++) {
         struct nd_layer_def def;
-        bn_def(&def, 3);
+        test_bn_def(&def, 3);
         if (i != 2)
-            set_shared(&def, SC, "S"); // three layers train one shared array
+            test_def_share(&def, SC, "S"); // three layers train one shared array
         if (i == 1)
-            set_shared(&def, BI, "B");
+            test_def_share(&def, BI, "B");
         nd_layer_unref(define_ok(e, cc_names[i], &def));
     }
     atomic_int failures = 0;
@@ -2172,7 +2234,7 @@ static void *gate_trainer(void *arg) {
 static void *gate_registry(void *arg) {
     struct gate_ctx *g = arg;
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     enum nd_status st = g->replace
                             ? define(g->e, "a", &def, ND_DEFINE_CREATE_OR_REPLACE, NULL, NULL)
                             : nd_registry_delete(R(g->e), "a", NULL);
@@ -2188,7 +2250,7 @@ START_TEST(test_registry_waits_for_save_in_flight) {
         struct mem_store *s = mem_new();
         struct nd_engine *e = engine_new(s);
         struct nd_layer_def def;
-        bn_def(&def, 3);
+        test_bn_def(&def, 3);
         struct gate_ctx g = {.e = e, .old = define_ok(e, "a", &def), .replace = replace};
         atomic_init(&g.done, false);
         pthread_mutex_lock(&s->lock);
@@ -2325,7 +2387,7 @@ END_TEST
 START_TEST(test_import_renames_and_replaces) {
     struct nd_engine *e = engine_new(NULL);
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_layer *l = define_ok(e, "orig", &def);
     for (int i = 0; i < 3; i++)
         train_ok(e, l, ADAM, 40 + (uint64_t)i);
@@ -2368,14 +2430,14 @@ END_TEST
 START_TEST(test_import_binds_existing_shared) {
     struct nd_engine *e = engine_new(NULL), *f = engine_new(NULL);
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, SC, "g");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "g");
     struct nd_layer *l = define_ok(e, "a", &def);
     train_ok(e, l, SGD, 1);
     struct nd_buf b;
     export_ok(l, &b);
-    bn_def(&def, 3);
-    set_shared(&def, SC, "g");
+    test_bn_def(&def, 3);
+    test_def_share(&def, SC, "g");
     struct nd_layer *other = define_ok(f, "other", &def); // g of f: ones, not e's trained values
     import_ok(f, "a", &b, true);
     struct nd_layer *x = get_layer(f, "a");
@@ -2385,8 +2447,8 @@ START_TEST(test_import_binds_existing_shared) {
     nd_tensor_deinit(&t2);
     nd_layer_unref(x);
     nd_layer_unref(other);
-    bn_def(&def, 4);
-    set_shared(&def, SC, "g");
+    test_bn_def(&def, 4);
+    test_def_share(&def, SC, "g");
     struct nd_engine *g = engine_new(NULL);
     nd_layer_unref(define_ok(g, "four", &def));
     struct nd_error err;
@@ -2409,8 +2471,8 @@ END_TEST
 START_TEST(test_import_refuses_damage) {
     struct nd_engine *e = engine_new(NULL), *f = engine_new(NULL);
     struct nd_layer_def def;
-    bn_def(&def, 2);
-    set_shared(&def, BI, "h");
+    test_bn_def(&def, 2);
+    test_def_share(&def, BI, "h");
     struct nd_layer *l = define_ok(e, "a", &def);
     train_ok(e, l, ADAM, 3);
     struct nd_buf b;
@@ -2485,14 +2547,13 @@ END_TEST
 START_TEST(test_import_counts_in_budget) {
     struct nd_engine *e = engine_new(NULL);
     struct nd_layer_def def;
-    bn_def(&def, 1000);
+    test_bn_def(&def, 1000);
     struct nd_layer *l = define_ok(e, "big", &def);
     struct nd_buf b;
     export_ok(l, &b);
     struct nd_engine_config cfg = nd_engine_config_default();
     cfg.max_memory = 20000; // less than four arrays of 1000 values with their moments
-    struct nd_engine *f = NULL;
-    ck_assert_int_eq(nd_engine_create(&cfg, &f, NULL), ND_STATUS_OK);
+    struct nd_engine *f = test_engine_create(&cfg);
     struct nd_error err;
     nd_error_clear(&err);
     ck_assert_int_eq(import_bytes(f, "big", b.data, b.len, 0, NULL, &err),
@@ -2992,27 +3053,59 @@ static enum nd_status load_with(struct nd_engine *e, const unsigned char *bytes,
 
 // Each field version 2 adds, set in range (the file loads with it: the offsets are right) and
 // out of range (refused whole).
-START_TEST(test_v2_damaged_naming_refused) {
-    struct mem_store *s = mem_new();
-    struct nd_engine *e = engine_new(s);
-    struct nd_layer *bn = v2_define(e, &v2_cases[0]); // t_bn2d: BatchNorm2d(3)
-    struct nd_layer *ln = v2_define(e, &v2_cases[2]); // t_ln: LayerNorm(4)
-    struct nd_layer *gn = v2_define(e, &v2_cases[5]); // t_gn_uninit: GroupNorm(3, 6)
-    size_t nb, nl, ng, cut;
-    const unsigned char *b = mem_get(s, MEM_LAYER, "t_bn2d", &nb);
-    const unsigned char *l = mem_get(s, MEM_LAYER, "t_ln", &nl);
-    const unsigned char *g = mem_get(s, MEM_LAYER, "t_gn_uninit", &ng);
-    struct nd_layer_info ib = info_of(bn), il = info_of(ln), ig = info_of(gn);
-    size_t ab = naming_at(bn, &ib.spec, &cut);
-    size_t al = naming_at(ln, &il.spec, &cut);
-    size_t ag = naming_at(gn, &ig.spec, &cut);
-    struct nd_engine *f = engine_new(NULL);
+// What each naming scenario edits: the stored bytes of three layers (t_bn2d: BatchNorm2d(3),
+// t_ln: LayerNorm(4), t_gn_uninit: GroupNorm(3, 6)), where their naming block starts, and an
+// engine f without a store to load the edited copies into.
+struct v2_naming {
+    struct mem_store *s;
+    struct nd_engine *e, *f;
+    struct nd_layer *bn, *ln, *gn;
+    const unsigned char *b, *l, *g; // owned by s
+    size_t nb, nl, ng;              // their lengths
+    size_t ab, al, ag;              // their naming blocks' offsets
+    struct nd_spec sb;              // t_bn2d's spec
+};
+
+static struct v2_naming v2_naming_new(void) {
+    struct v2_naming n = {.s = mem_new()};
+    n.e = engine_new(n.s);
+    n.bn = v2_define(n.e, &v2_cases[0]);
+    n.ln = v2_define(n.e, &v2_cases[2]);
+    n.gn = v2_define(n.e, &v2_cases[5]);
+    n.b = mem_get(n.s, MEM_LAYER, "t_bn2d", &n.nb);
+    n.l = mem_get(n.s, MEM_LAYER, "t_ln", &n.nl);
+    n.g = mem_get(n.s, MEM_LAYER, "t_gn_uninit", &n.ng);
+    struct nd_layer_info ib = info_of(n.bn), il = info_of(n.ln), ig = info_of(n.gn);
+    size_t cut;
+    n.ab = naming_at(n.bn, &ib.spec, &cut);
+    n.al = naming_at(n.ln, &il.spec, &cut);
+    n.ag = naming_at(n.gn, &ig.spec, &cut);
+    n.sb = ib.spec;
+    n.f = engine_new(NULL);
+    return n;
+}
+
+// Frees n after checking that no edited copy stayed loaded in f.
+static void v2_naming_free(struct v2_naming *n) {
+    ck_assert_int_eq(nd_registry_count(R(n->f)), 0);
+    nd_layer_unref(n->bn);
+    nd_layer_unref(n->ln);
+    nd_layer_unref(n->gn);
+    nd_engine_free(n->f);
+    nd_engine_free(n->e);
+    mem_free(n->s);
+}
+
+// type_alias (u32 at 0): another spelling of the type loads when the layer fits its rules
+// (BatchNorm3d takes a rank-4 input: not this one); no spelling, or another type's, never.
+START_TEST(test_v2_damaged_type_alias_refused) {
+    struct v2_naming n = v2_naming_new();
+    struct nd_engine *f = n.f;
+    const unsigned char *b = n.b, *g = n.g;
+    size_t nb = n.nb, ab = n.ab, ng = n.ng, ag = n.ag;
     struct nd_spec got;
     struct nd_type_name tn;
-
-    // type_alias (u32 at 0): another spelling of the type loads when the layer fits its rules
-    // (BatchNorm3d takes a rank-4 input: not this one); no spelling, or another type's, never.
-    ck_assert_int_eq(le32(b + ab), (uint32_t)ib.spec.type_alias);
+    ck_assert_int_eq(le32(b + ab), (uint32_t)n.sb.type_alias);
     ck_assert(nd_type_name_lookup("BatchNorm3d", &tn, NULL) == ND_STATUS_OK);
     ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
     ck_assert(nd_type_name_lookup("BatchNormalizationLayer", &tn, NULL) == ND_STATUS_OK);
@@ -3027,7 +3120,16 @@ START_TEST(test_v2_damaged_naming_refused) {
     ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, 0x80000001u, &got), ND_STATUS_INVALID_VALUE);
     ck_assert(nd_type_name_lookup("BatchNorm2D", &tn, NULL) == ND_STATUS_OK); // N 2, spec's 0
     ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
+    v2_naming_free(&n);
+}
+END_TEST
 
+START_TEST(test_v2_damaged_flags_refused) {
+    struct v2_naming n = v2_naming_new();
+    struct nd_engine *f = n.f;
+    const unsigned char *b = n.b;
+    size_t nb = n.nb, ab = n.ab;
+    struct nd_spec got;
     // convention_from (u32 at 4): unknown .. request load; past them, not.
     for (uint64_t v = 0; v <= ND_CONVENTION_FROM_REQUEST; v++) {
         ck_assert_int_eq(load_with(f, b, nb, ab, 4, 4, v, &got), ND_STATUS_OK);
@@ -3042,8 +3144,17 @@ START_TEST(test_v2_damaged_naming_refused) {
     ck_assert(got.synchronized);
     ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 2, &got), ND_STATUS_INVALID_VALUE);
     ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 0xff, &got), ND_STATUS_INVALID_VALUE);
+    v2_naming_free(&n);
+}
+END_TEST
 
-    // num_features (u64 at 9): >= 0, and what PyTorch's rules accept against the input.
+// num_features (u64 at 9): >= 0, and what PyTorch's rules accept against the input.
+START_TEST(test_v2_damaged_num_features_refused) {
+    struct v2_naming n = v2_naming_new();
+    struct nd_engine *f = n.f;
+    const unsigned char *b = n.b, *g = n.g;
+    size_t nb = n.nb, ab = n.ab, ng = n.ng, ag = n.ag;
+    struct nd_spec got;
     ck_assert_int_eq(le32(g + ag + 9), 6);
     ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, 12, &got), ND_STATUS_OK); // 3 groups of 4
     ck_assert_int_eq(got.num_features, 12);
@@ -3054,7 +3165,28 @@ START_TEST(test_v2_damaged_naming_refused) {
     ck_assert_int_eq(load_with(f, b, nb, ab, 9, 8, (uint64_t)INT64_MIN, &got),
                      ND_STATUS_INVALID_VALUE);
 
-    // normalized_shape (u32 ndim at 17, u64 dims): LayerNorm(4) on [3, 4].
+    // A Keras-named layer (synchronized BatchNormalization on [3]): PyTorch's rule does not
+    // apply, the size's own range does.
+    struct nd_layer *ks = v2_define(n.e, &v2_cases[8]); // k_bn_sync
+    struct nd_layer_info iks = info_of(ks);
+    size_t nk, cut, ak = naming_at(ks, &iks.spec, &cut);
+    const unsigned char *kb = mem_get(n.s, MEM_LAYER, "k_bn_sync", &nk);
+    ck_assert_int_eq(kb[ak + 8], 1); // synchronized
+    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, 5, &got), ND_STATUS_OK);
+    ck_assert_int_eq(got.num_features, 5);
+    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    nd_layer_unref(ks);
+    v2_naming_free(&n);
+}
+END_TEST
+
+// normalized_shape (u32 ndim at 17, u64 dims): LayerNorm(4) on [3, 4].
+START_TEST(test_v2_damaged_normalized_shape_refused) {
+    struct v2_naming n = v2_naming_new();
+    struct nd_engine *f = n.f;
+    const unsigned char *l = n.l;
+    size_t nl = n.nl, al = n.al;
+    struct nd_spec got;
     ck_assert_int_eq(le32(l + al + 17), 1);
     ck_assert_int_eq(le32(l + al + 21), 4);
     // [4] -> [3]: the input [3, 4] does not end with it.
@@ -3067,16 +3199,16 @@ START_TEST(test_v2_damaged_naming_refused) {
     // A normalized_shape of ND_MAX_RANK + 1 dims (each 4), all its bytes there: refused; of
     // ND_MAX_RANK dims it is only LayerNorm's rule that refuses it (the input has 2).
     for (int32_t nd = ND_MAX_RANK; nd <= ND_MAX_RANK + 1; nd++) {
-        size_t extra = 8 * (size_t)(nd - 1), n = nl + extra;
+        size_t extra = 8 * (size_t)(nd - 1), len = nl + extra;
         unsigned char *w = dup_bytes(l, nl, extra);
         memmove(w + al + 29 + extra, l + al + 29, nl - al - 29);
         put_le(w + al + 17, (uint64_t)nd, 4);
         for (int32_t i = 0; i < nd; i++)
             put_le(w + al + 21 + 8 * (size_t)i, 4, 8);
-        reseal(w, n);
+        reseal(w, len);
         struct nd_error err;
         nd_error_clear(&err);
-        ck_assert_int_eq(nd_registry_load_layer(R(f), w, n, &err), ND_STATUS_INVALID_VALUE);
+        ck_assert_int_eq(nd_registry_load_layer(R(f), w, len, &err), ND_STATUS_INVALID_VALUE);
         ck_assert_msg(nd == ND_MAX_RANK ? strstr(err.msg, "normalized_shape") != NULL
                                         : strstr(err.msg, "damaged layer state") != NULL,
                       "%d dims: %s", (int)nd, err.msg);
@@ -3091,23 +3223,7 @@ START_TEST(test_v2_damaged_naming_refused) {
     ck_assert_int_eq(load_edited(f, l, nl, al, canon_ok, 2, &got), ND_STATUS_OK);
     ck_assert_int_eq(got.normalized_shape.dim[0], 3);
     ck_assert_int_eq(load_edited(f, l, nl, al, canon_bad, 2, &got), ND_STATUS_INVALID_VALUE);
-    struct nd_layer *ks = v2_define(e, &v2_cases[8]); // k_bn_sync
-    struct nd_layer_info iks = info_of(ks);
-    size_t nk, ak = naming_at(ks, &iks.spec, &cut);
-    const unsigned char *kb = mem_get(s, MEM_LAYER, "k_bn_sync", &nk);
-    ck_assert_int_eq(kb[ak + 8], 1); // synchronized
-    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, 5, &got), ND_STATUS_OK);
-    ck_assert_int_eq(got.num_features, 5);
-    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
-    nd_layer_unref(ks);
-    ck_assert_int_eq(nd_registry_count(R(f)), 0);
-
-    nd_layer_unref(bn);
-    nd_layer_unref(ln);
-    nd_layer_unref(gn);
-    nd_engine_free(f);
-    nd_engine_free(e);
-    mem_free(s);
+    v2_naming_free(&n);
 }
 END_TEST
 
@@ -3125,7 +3241,7 @@ START_TEST(test_v3_history_round_trip) {
     struct mem_store *s = mem_new();
     struct nd_engine *e = engine_new(s);
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_layer *a = define_ok(e, "a", &def), *w = define_ok(e, "wrapped", &def);
     struct nd_train_result r;
     ck_assert_int_eq(train_seeded(e, a, ADAM, 1, true, &r, NULL), ND_STATUS_OK);
@@ -3176,7 +3292,7 @@ START_TEST(test_v3_damaged_history_refused) {
     struct mem_store *s = mem_new();
     struct nd_engine *e = engine_new(s);
     struct nd_layer_def def;
-    bn_def(&def, 2);
+    test_bn_def(&def, 2);
     struct nd_layer *l = define_ok(e, "h", &def);
     struct nd_train_result r;
     ck_assert_int_eq(train_seeded(e, l, ADAM, 7, true, &r, NULL), ND_STATUS_OK); // every field
@@ -3236,7 +3352,7 @@ END_TEST
 START_TEST(test_v3_export_carries_history) {
     struct nd_engine *e = engine_new(NULL);
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_layer *l = define_ok(e, "x", &def);
     train_ok(e, l, SGD, 1);
     train_ok(e, l, ADAM, 2);
@@ -3406,6 +3522,10 @@ Suite *persist_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_round_trip_every_kind);
     tcase_add_test(tc, test_stored_state_follows_every_change);
+    tcase_add_test(tc, test_steps_that_change_nothing_store_nothing);
+    tcase_add_test(tc, test_replace_overwrites_the_stored_copy);
+    tcase_add_test(tc, test_delete_removes_the_stored_copy);
+    tcase_add_test(tc, test_initialize_stores_a_pending_shared_array);
     tcase_add_test(tc, test_loaded_layers_keep_storing);
     tcase_add_test(tc, test_stale_layer_never_stores_itself);
     tcase_add_test(tc, test_export_import_every_kind);
@@ -3430,7 +3550,12 @@ Suite *persist_suite(void) {
     tcase_add_test(te, test_failed_define_changes_nothing);
     tcase_add_test(te, test_failed_delete_keeps_layer);
     tcase_add_test(te, test_hook_status_passes_through);
-    tcase_add_test(te, test_damaged_bytes_refused);
+    tcase_add_test(te, test_damaged_cut_padded_or_flipped_refused);
+    tcase_add_test(te, test_damaged_header_refused);
+    tcase_add_test(te, test_damaged_name_and_spec_refused);
+    tcase_add_test(te, test_damaged_payload_length_refused);
+    tcase_add_test(te, test_damaged_shared_names_refused);
+    tcase_add_test(te, test_loaded_twice_refused);
     tcase_add_test(te, test_null_arguments);
     tcase_add_test(te, test_import_refuses_damage);
     tcase_add_test(te, test_import_counts_in_budget);
@@ -3442,7 +3567,10 @@ Suite *persist_suite(void) {
     tcase_add_test(t2, test_v2_round_trip_naming);
     tcase_add_test(t2, test_v1_file_still_loads);
     tcase_add_test(t2, test_v1_of_every_named_kind_loads);
-    tcase_add_test(t2, test_v2_damaged_naming_refused);
+    tcase_add_test(t2, test_v2_damaged_type_alias_refused);
+    tcase_add_test(t2, test_v2_damaged_flags_refused);
+    tcase_add_test(t2, test_v2_damaged_num_features_refused);
+    tcase_add_test(t2, test_v2_damaged_normalized_shape_refused);
     suite_add_tcase(s, t2);
 
     TCase *t3 = tcase_create("format_v3");

@@ -16,6 +16,7 @@
 #include "core/layer_impl.h" // white-box: one test holds a layer's lock directly
 #include "core/registry.h"
 #include "tests/check_suites.h"
+#include "tests/test_engine.h"
 
 // ---- fixtures ----
 
@@ -27,10 +28,7 @@ static struct nd_registry *reg;
 static struct nd_pool *pool;
 
 static void setup(void) {
-    struct nd_engine_config cfg = nd_engine_config_default();
-    cfg.threads = 2;
-    cfg.seed = 7;
-    ck_assert_int_eq(nd_engine_create(&cfg, &engine, NULL), ND_STATUS_OK);
+    engine = test_engine_new(2, 7);
     reg = nd_engine_registry(engine);
     pool = nd_engine_pool(engine);
 }
@@ -49,20 +47,6 @@ static void teardown(void) {
     pool = NULL;
 }
 
-// A wolfram BatchNormalization definition over c channels (c <= 0: no input given).
-static void bn_def(struct nd_layer_def *def, int64_t c) {
-    struct nd_spec spec;
-    nd_spec_defaults(&spec, ND_LAYER_TYPE_BATCH_NORM, 0, ND_CONVENTION_WOLFRAM);
-    if (c > 0)
-        spec.input = nd_shape_make(1, (int64_t[]){c});
-    nd_layer_def_init(def, &spec);
-}
-
-static void set_shared(struct nd_layer_def *def, enum nd_array_id id, const char *name) {
-    def->source[id] = ND_ARRAY_SOURCE_SHARED;
-    def->shared[id] = name;
-}
-
 static void set_constant_init(struct nd_layer_def *def, enum nd_array_id id, double v) {
     def->spec.init[id] = (struct nd_initializer){.kind = ND_INIT_CONSTANT, .a = v};
     def->spec.init_given[id] = true;
@@ -72,9 +56,9 @@ static void set_constant_init(struct nd_layer_def *def, enum nd_array_id id, dou
 static enum nd_status define_bn(const char *name, int64_t c, const char *scaling,
                                 enum nd_define_mode mode, struct nd_error *err) {
     struct nd_layer_def def;
-    bn_def(&def, c);
+    test_bn_def(&def, c);
     if (scaling)
-        set_shared(&def, ND_ARRAY_SCALING, scaling);
+        test_def_share(&def, ND_ARRAY_SCALING, scaling);
     bool created = false;
     return nd_registry_define(reg, name, &def, mode, 0, 1, &created, NULL, err);
 }
@@ -206,7 +190,7 @@ static void assert_shared_users(const char *name, const char *want) {
 
 START_TEST(test_create_then_create_again) {
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_layer *l = NULL;
     bool created = false;
     ck_assert_int_eq(nd_registry_define(reg, "bn1", &def, ND_DEFINE_CREATE, 0, 1, &created, &l,
@@ -223,7 +207,7 @@ START_TEST(test_create_then_create_again) {
 
     // The same name again, with another shape: rejected, and the first layer is untouched.
     struct nd_layer_def other;
-    bn_def(&other, 5);
+    test_bn_def(&other, 5);
     struct nd_error err = {0};
     struct nd_layer *l2 = NULL;
     created = true;
@@ -255,7 +239,7 @@ START_TEST(test_replace_keeps_old_reference) {
     uint64_t old_version = version_of(old);
 
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_tensor five = vec(3, 5.0f);
     def.source[ND_ARRAY_SCALING] = ND_ARRAY_SOURCE_VALUE;
     def.value[ND_ARRAY_SCALING] = five;
@@ -331,12 +315,11 @@ END_TEST
 START_TEST(test_arrays_count_against_the_budget) {
     struct nd_engine_config cfg = nd_engine_config_default();
     cfg.max_memory = 64 * 1024; // a 1000-channel BatchNormalization takes about 48 KB
-    struct nd_engine *e;
-    ck_assert_int_eq(nd_engine_create(&cfg, &e, NULL), ND_STATUS_OK);
+    struct nd_engine *e = test_engine_create(&cfg);
     struct nd_registry *r = nd_engine_registry(e);
     struct nd_budget *b = nd_engine_budget(e);
     struct nd_layer_def def;
-    bn_def(&def, 1000);
+    test_bn_def(&def, 1000);
     ck_assert_int_eq(nd_registry_define(r, "a", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     int64_t one = nd_budget_used(b);
@@ -352,8 +335,8 @@ START_TEST(test_arrays_count_against_the_budget) {
     ck_assert_int_eq(nd_budget_used(b), one); // a request still holds it
     nd_layer_unref(held);
     ck_assert_int_eq(nd_budget_used(b), 0);
-    bn_def(&def, 100);
-    set_shared(&def, ND_ARRAY_SCALING, "g");
+    test_bn_def(&def, 100);
+    test_def_share(&def, ND_ARRAY_SCALING, "g");
     ck_assert_int_eq(nd_registry_define(r, "b", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     ck_assert_int_gt(nd_budget_used(b), 0);
@@ -424,7 +407,7 @@ START_TEST(test_define_if_version) {
     ck_assert_uint_gt(v1, v0);
 
     struct nd_layer_def def;
-    bn_def(&def, 4);
+    test_bn_def(&def, 4);
     struct nd_error err = {0};
     bool created = true;
     ck_assert_int_eq(nd_registry_define(reg, "bn1", &def, ND_DEFINE_CREATE_OR_REPLACE, v0, 1,
@@ -555,7 +538,7 @@ END_TEST
 // layer never initialized works in one call.
 START_TEST(test_initialize_seed) {
     struct nd_layer_def def;
-    bn_def(&def, 0);
+    test_bn_def(&def, 0);
     def.spec.init[ND_ARRAY_SCALING] =
         (struct nd_initializer){.kind = ND_INIT_RANDOM_NORMAL, .a = 1.0, .b = 0.5};
     def.spec.init_given[ND_ARRAY_SCALING] = true;
@@ -589,11 +572,11 @@ END_TEST
 // Two layers bound to g1 hold one array: a train-step of either is seen by the other.
 START_TEST(test_shared_one_array) {
     struct nd_layer_def d1, d2;
-    bn_def(&d1, 3);
-    set_shared(&d1, ND_ARRAY_SCALING, "g1");
+    test_bn_def(&d1, 3);
+    test_def_share(&d1, ND_ARRAY_SCALING, "g1");
     set_constant_init(&d1, ND_ARRAY_SCALING, 2.5);
-    bn_def(&d2, 3);
-    set_shared(&d2, ND_ARRAY_SCALING, "g1");
+    test_bn_def(&d2, 3);
+    test_def_share(&d2, ND_ARRAY_SCALING, "g1");
     set_constant_init(&d2, ND_ARRAY_SCALING, 7.0); // ignored: g1 exists already
     struct nd_layer *l1 = NULL, *l2 = NULL;
     ck_assert_int_eq(nd_registry_define(reg, "bn1", &d1, ND_DEFINE_CREATE, 0, 1, NULL, &l1, NULL),
@@ -656,32 +639,32 @@ START_TEST(test_shared_rejections_create_nothing) {
 
     // MovingMean cannot be shared; the Scaling binding of the same definition leaves no g5.
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, ND_ARRAY_SCALING, "g5");
-    set_shared(&def, ND_ARRAY_MOVING_MEAN, "m1");
+    test_bn_def(&def, 3);
+    test_def_share(&def, ND_ARRAY_SCALING, "g5");
+    test_def_share(&def, ND_ARRAY_MOVING_MEAN, "m1");
     nd_error_clear(&err);
     ck_assert_int_eq(nd_registry_define(reg, "bn5", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
                      ND_STATUS_INVALID_VALUE);
     ck_assert_str_eq(err.field, "arrays.MovingMean");
-    bn_def(&def, 3);
-    set_shared(&def, ND_ARRAY_MOVING_VARIANCE, "m2");
+    test_bn_def(&def, 3);
+    test_def_share(&def, ND_ARRAY_MOVING_VARIANCE, "m2");
     nd_error_clear(&err);
     ck_assert_int_eq(nd_registry_define(reg, "bn5", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
                      ND_STATUS_INVALID_VALUE);
     ck_assert_str_eq(err.field, "arrays.MovingVariance");
 
     // Scaling and Biases of one layer cannot be one array.
-    bn_def(&def, 3);
-    set_shared(&def, ND_ARRAY_SCALING, "g6");
-    set_shared(&def, ND_ARRAY_BIASES, "g6");
+    test_bn_def(&def, 3);
+    test_def_share(&def, ND_ARRAY_SCALING, "g6");
+    test_def_share(&def, ND_ARRAY_BIASES, "g6");
     nd_error_clear(&err);
     ck_assert_int_eq(nd_registry_define(reg, "bn6", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
                      ND_STATUS_INVALID_VALUE);
     ck_assert_str_eq(err.field, "arrays.Biases");
 
     // A shared name that breaks the name rule.
-    bn_def(&def, 3);
-    set_shared(&def, ND_ARRAY_BIASES, "bad name");
+    test_bn_def(&def, 3);
+    test_def_share(&def, ND_ARRAY_BIASES, "bad name");
     nd_error_clear(&err);
     ck_assert_int_eq(nd_registry_define(reg, "bn7", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
                      ND_STATUS_INVALID_VALUE);
@@ -694,14 +677,14 @@ END_TEST
 
 START_TEST(test_shared_list_and_users) {
     struct nd_layer_def def;
-    bn_def(&def, 2);
-    set_shared(&def, ND_ARRAY_SCALING, "gb");
-    set_shared(&def, ND_ARRAY_BIASES, "ga");
+    test_bn_def(&def, 2);
+    test_def_share(&def, ND_ARRAY_SCALING, "gb");
+    test_def_share(&def, ND_ARRAY_BIASES, "ga");
     ck_assert_int_eq(nd_registry_define(reg, "z1", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     ck_assert_int_eq(define_bn("a1", 2, "gb", ND_DEFINE_CREATE, NULL), ND_STATUS_OK);
-    bn_def(&def, 2);
-    set_shared(&def, ND_ARRAY_BIASES, "gc");
+    test_bn_def(&def, 2);
+    test_def_share(&def, ND_ARRAY_BIASES, "gc");
     ck_assert_int_eq(nd_registry_define(reg, "m1", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     ck_assert_int_eq(define_bn("plain", 2, NULL, ND_DEFINE_CREATE, NULL), ND_STATUS_OK);
@@ -794,8 +777,8 @@ END_TEST
 // initialize; a failed initialize creates nothing.
 START_TEST(test_shared_created_at_initialize) {
     struct nd_layer_def def;
-    bn_def(&def, 0);
-    set_shared(&def, ND_ARRAY_SCALING, "gnew");
+    test_bn_def(&def, 0);
+    test_def_share(&def, ND_ARRAY_SCALING, "gnew");
     set_constant_init(&def, ND_ARRAY_SCALING, 3.0);
     ck_assert_int_eq(nd_registry_define(reg, "bn1", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
@@ -828,8 +811,8 @@ START_TEST(test_shared_created_at_initialize) {
     nd_tensor_deinit(&s);
 
     // A layer defined later without an input binds gnew and takes its shape.
-    bn_def(&def, 0);
-    set_shared(&def, ND_ARRAY_BIASES, "gnew");
+    test_bn_def(&def, 0);
+    test_def_share(&def, ND_ARRAY_BIASES, "gnew");
     ck_assert_int_eq(nd_registry_define(reg, "bn2", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     struct nd_layer *l2 = get_layer("bn2");
@@ -942,7 +925,7 @@ START_TEST(test_max_layers) {
     struct nd_registry *small = NULL;
     ck_assert_int_eq(nd_registry_create(2, &small, NULL), ND_STATUS_OK);
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     bool created = false;
     ck_assert_int_eq(nd_registry_define(small, "a", &def, ND_DEFINE_CREATE, 0, 1, &created, NULL,
                                         NULL),
@@ -980,7 +963,7 @@ END_TEST
 START_TEST(test_many_layers_sorted) {
     enum { N = 300 };
     struct nd_layer_def def;
-    bn_def(&def, 1);
+    test_bn_def(&def, 1);
     char name[32];
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof name, "l%03d", (i * 7919) % N); // a permutation of 0..N-1
@@ -1180,7 +1163,7 @@ static void *held_forward_worker(void *arg) {
 START_TEST(test_forwards_on_deleted_layer_complete) {
     fails_reset();
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_tensor two = vec(3, 2.0f);
     def.source[ND_ARRAY_SCALING] = ND_ARRAY_SOURCE_VALUE;
     def.value[ND_ARRAY_SCALING] = two;
@@ -1247,14 +1230,14 @@ static void *cross_worker(void *arg) {
 START_TEST(test_crosswise_shared_no_deadlock) {
     fails_reset();
     struct nd_layer_def def;
-    bn_def(&def, 3);
-    set_shared(&def, ND_ARRAY_SCALING, "g1");
-    set_shared(&def, ND_ARRAY_BIASES, "g2");
+    test_bn_def(&def, 3);
+    test_def_share(&def, ND_ARRAY_SCALING, "g1");
+    test_def_share(&def, ND_ARRAY_BIASES, "g2");
     ck_assert_int_eq(nd_registry_define(reg, "A", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
-    bn_def(&def, 3);
-    set_shared(&def, ND_ARRAY_SCALING, "g2");
-    set_shared(&def, ND_ARRAY_BIASES, "g1");
+    test_bn_def(&def, 3);
+    test_def_share(&def, ND_ARRAY_SCALING, "g2");
+    test_def_share(&def, ND_ARRAY_BIASES, "g1");
     ck_assert_int_eq(nd_registry_define(reg, "B", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     struct nd_array *g1 = NULL, *g2 = NULL;
@@ -1455,10 +1438,9 @@ static void *probe_registry(void *arg) {
 
 START_TEST(test_define_stores_without_the_registry_lock) {
     nd_engine_free(engine); // the fixture's engine has no hooks
-    struct nd_engine_config cfg = nd_engine_config_default();
-    cfg.threads = 2;
+    struct nd_engine_config cfg = test_engine_config(2, 0);
     cfg.persist = &gate_hooks;
-    ck_assert_int_eq(nd_engine_create(&cfg, &engine, NULL), ND_STATUS_OK);
+    engine = test_engine_create(&cfg);
     reg = nd_engine_registry(engine);
     pool = nd_engine_pool(engine);
     gate.entered = gate.open = gate.probed = gate.saves_of_b = 0;
@@ -1506,7 +1488,7 @@ START_TEST(test_invalid_names) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         for (int mode = 0; mode < 2; mode++) {
             struct nd_layer_def def;
-            bn_def(&def, 3);
+            test_bn_def(&def, 3);
             struct nd_error err = {0};
             struct nd_layer *l = NULL;
             ck_assert_int_eq(nd_registry_define(reg, bad[i], &def, (enum nd_define_mode)mode, 0,
@@ -1532,9 +1514,9 @@ END_TEST
 // An invalid definition creates nothing, and replaces nothing.
 START_TEST(test_invalid_definition_changes_nothing) {
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     def.spec.epsilon = -1;
-    set_shared(&def, ND_ARRAY_SCALING, "g9");
+    test_def_share(&def, ND_ARRAY_SCALING, "g9");
     struct nd_error err = {0};
     ck_assert_int_eq(nd_registry_define(reg, "bn1", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
                      ND_STATUS_INVALID_VALUE);
@@ -1554,7 +1536,7 @@ START_TEST(test_invalid_definition_changes_nothing) {
     assert_shared_list("");
 
     // A value of the wrong shape, and a negative MovingVariance.
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_tensor bad = vec(4, 1.0f);
     def.source[ND_ARRAY_BIASES] = ND_ARRAY_SOURCE_VALUE;
     def.value[ND_ARRAY_BIASES] = bad;
@@ -1562,7 +1544,7 @@ START_TEST(test_invalid_definition_changes_nothing) {
     ck_assert_int_eq(nd_registry_define(reg, "bn2", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
                      ND_STATUS_SHAPE_MISMATCH);
     ck_assert_str_eq(err.field, "arrays.Biases");
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     struct nd_tensor neg = vec(3, -1.0f);
     def.source[ND_ARRAY_MOVING_VARIANCE] = ND_ARRAY_SOURCE_VALUE;
     def.value[ND_ARRAY_MOVING_VARIANCE] = neg;
@@ -1583,7 +1565,7 @@ START_TEST(test_invalid_name_at_limit) {
     struct nd_registry *small = NULL;
     ck_assert_int_eq(nd_registry_create(1, &small, NULL), ND_STATUS_OK);
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     ck_assert_int_eq(nd_registry_define(small, "a", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     struct nd_error err = {0};
@@ -1611,7 +1593,7 @@ START_TEST(test_null_arguments) {
     ck_assert_int_eq(nd_registry_count(NULL), 0);
 
     struct nd_layer_def def;
-    bn_def(&def, 3);
+    test_bn_def(&def, 3);
     bool created;
     struct nd_layer *l = NULL;
     assert_invalid_argument(

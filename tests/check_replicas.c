@@ -17,6 +17,7 @@
 #include "core/persist.h"
 #include "core/registry.h"
 #include "tests/check_suites.h"
+#include "tests/test_engine.h"
 
 #define SC ND_ARRAY_SCALING
 #define BI ND_ARRAY_BIASES
@@ -172,14 +173,9 @@ static void store_free(struct store *s) {
 
 // A Wolfram BatchNormalization over C channels; its Scaling shared as `shared` unless NULL.
 static void bn_def(struct nd_layer_def *def, const char *shared) {
-    struct nd_spec spec;
-    nd_spec_defaults(&spec, ND_LAYER_TYPE_BATCH_NORM, 0, ND_CONVENTION_WOLFRAM);
-    spec.input = nd_shape_make(1, (int64_t[]){C});
-    nd_layer_def_init(def, &spec);
-    if (shared) {
-        def->source[SC] = ND_ARRAY_SOURCE_SHARED;
-        def->shared[SC] = shared;
-    }
+    test_bn_def(def, C);
+    if (shared)
+        test_def_share(def, SC, shared);
 }
 
 static enum nd_status define(struct replica *r, const char *name, const char *shared,

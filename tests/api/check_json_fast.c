@@ -8,14 +8,12 @@
 
 #include "api/json_fast.h"
 #include "tests/check_suites.h"
+#include "tests/test_rng.h"
 
-static uint64_t rng = 0x243f6a8885a308d3ull;
+static struct test_rng rng = {0x243f6a8885a308d3ull}; // one stream for the file's tests, in order
 
 static uint64_t next(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return test_rng_next(&rng);
 }
 
 static void expect_same_as_strtof(const char *text) {

@@ -11,6 +11,7 @@
 #include "api/json_fast.h"
 #include "api/jw.h"
 #include "tests/check_suites.h"
+#include "tests/test_rng.h"
 
 // Check records every ck_assert (a write to its pipe): the loops below make millions of
 // checks, so they report only failures.
@@ -20,13 +21,10 @@
             ck_abort_msg(__VA_ARGS__);                                                             \
     } while (0)
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static struct test_rng rng = {0x9e3779b97f4a7c15ull}; // one stream for the file's tests, in order
 
 static uint64_t next(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return test_rng_next(&rng);
 }
 
 static float float_of(uint32_t bits) {

@@ -29,6 +29,7 @@
 #include "api/json_fast.h"
 #include "api/json_tensor.h"
 #include "api/jw.h"
+#include "tests/test_rng.h"
 
 #define ROWS            32
 #define COLS            256
@@ -42,17 +43,11 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// A fixed xorshift sequence: every run measures the same numbers.
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+// A fixed sequence: every run measures the same numbers.
+static struct test_rng rng = {0x9e3779b97f4a7c15u};
 
 static double uniform(double lo, double hi) {
-    return lo + (hi - lo) * (double)(rng_next() >> 11) * 0x1p-53;
+    return lo + (hi - lo) * (double)(test_rng_next(&rng) >> 11) * 0x1p-53;
 }
 
 // ---- the workload ----

@@ -8,6 +8,7 @@
 
 #include "server/encoding.h"
 #include "tests/check_suites.h"
+#include "tests/test_rng.h"
 
 // ---- helpers ----
 
@@ -354,8 +355,9 @@ START_TEST(test_gzip_reply_declined) {
     ck_assert_uint_eq(r.body_len, SRV_GZIP_MIN_BYTES);
     reply_free(&r);
     struct api_response noise = reply(4000, "text/plain", NULL); // incompressible: sent as is
+    struct test_rng rng = test_rng_seed(0x2545f4914f6cdd1dull);
     for (size_t i = 0; i < noise.body_len; i++)
-        noise.body[i] = (char)(rand() & 0xff);
+        noise.body[i] = (char)(test_rng_next(&rng) >> 56);
     char *copy = malloc(noise.body_len);
     memcpy(copy, noise.body, noise.body_len);
     ck_assert_int_eq(srv_gzip_reply(&noise, "GET", true), SRV_GZIP_DECLINED);

@@ -30,13 +30,10 @@ import tempfile
 import time
 import urllib.request
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+from harness import Server, check, free_port, summary  # noqa: E402 (tests/server/harness.py)
 
-NORMD = os.environ.get("NORMD", "build/normd")
 LIVENESS = 30.0
 KEY = "browser-key"
-
-
 
 
 def wait_http(url, proc, headers=None):
@@ -150,23 +147,23 @@ def main():
               file=sys.stderr)
         return 1
     tmp = tempfile.mkdtemp(prefix="normd-browser-")
-    page_port, a_port, b_port = free_port(), free_port(), free_port()
+    page_port = free_port()
     origin = "http://127.0.0.1:%d" % page_port
-    with open(os.path.join(tmp, "index.html"), "w") as f:
-        f.write(PAGE % {"a": a_port, "b": b_port, "key": KEY})
-    logs = {n: open(os.path.join(tmp, n + ".log"), "w+") for n in ("page", "a", "b")}
-    procs = []
+    page_log = open(os.path.join(tmp, "page.log"), "w+")
+    page, servers = None, []
     try:
-        procs.append(start([sys.executable, "-m", "http.server", str(page_port), "--bind",
-                            "127.0.0.1", "--directory", tmp], logs["page"]))
-        procs.append(start([NORMD, "--host", "127.0.0.1", "--port", str(a_port), "--log-level",
-                            "info", "--api-key", KEY, "--cors-origins",
-                            "https://elsewhere.test," + origin], logs["a"]))
-        procs.append(start([NORMD, "--host", "127.0.0.1", "--port", str(b_port), "--log-level",
-                            "info", "--cors-origins", "http://127.0.0.1:1"], logs["b"]))
-        wait_http(origin + "/index.html", procs[0])
-        wait_http("http://127.0.0.1:%d/healthz" % a_port, procs[1])
-        check(wait_http("http://127.0.0.1:%d/healthz" % b_port, procs[2]) == 200,
+        a = Server("--log-level", "info", "--api-key", KEY, "--cors-origins",
+                   "https://elsewhere.test," + origin)
+        servers.append(a)
+        b = Server("--log-level", "info", "--cors-origins", "http://127.0.0.1:1")
+        servers.append(b)
+        a_port, b_port = a.port, b.port
+        with open(os.path.join(tmp, "index.html"), "w") as f:
+            f.write(PAGE % {"a": a_port, "b": b_port, "key": KEY})
+        page = start([sys.executable, "-m", "http.server", str(page_port), "--bind",
+                      "127.0.0.1", "--directory", tmp], page_log)
+        wait_http(origin + "/index.html", page)
+        check(wait_http("http://127.0.0.1:%d/healthz" % b_port, b.proc) == 200,
               "normd B answers a direct request (so a block is CORS, not a dead server)")
         req = urllib.request.Request("http://127.0.0.1:%d/v1/layers/bn" % a_port, method="PUT",
                                      data=b'{"type": "BatchNormalization", "input": [2]}',
@@ -203,10 +200,10 @@ def main():
         check(res.get("opaque", {}).get("type") == "opaque",
               "normd B was reachable (no-cors fetch): %s" % res.get("opaque"))
 
-        logs["a"].flush()
-        logs["a"].seek(0)
+        a.log.flush()
+        a.log.seek(0)
         lines = []
-        for line in logs["a"]:
+        for line in a.log.read().decode("utf-8", "replace").splitlines():
             try:
                 lines.append(json.loads(line))
             except ValueError:
@@ -220,12 +217,12 @@ def main():
         check(any(l.get("method") == "POST" and l.get("status") == 200 for l in lines),
               "normd A answered the POST itself")
     finally:
-        for p in reversed(procs):
-            code = stop(p)
-            if p.args[0] == NORMD:
-                check(code == 0, "normd exits 0 after SIGTERM (%s)" % code)
-        for f in logs.values():
-            f.close()
+        if page is not None:
+            stop(page)
+        for srv in reversed(servers):
+            code = srv.stop()
+            check(code == 0, "normd exits 0 after SIGTERM (%s)" % code)
+        page_log.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return summary("browser")
 

@@ -109,12 +109,18 @@ define() { # name width
     expect_status 201 "define $1"
 }
 
+# The data dir a crash leaves: normd on dir, name defined of width, steps acknowledged
+# train-steps (what each answered in $TMP/name.acked), then kill -9.
+crash_after_steps() { # dir name width steps
+    start_server --data-dir "$1"
+    define "$2" "$3"
+    python3 "$PY" steps "$BASE" "$2" "$4" "$3" "$TMP/$2.acked" && ok || fail "train-steps on $2"
+    kill9
+}
+
 # ---- a. kill -9: the log alone holds every acknowledged step ----
 A=$TMP/a
-start_server --data-dir "$A"
-define la 8
-python3 "$PY" steps "$BASE" la 12 8 "$TMP/la.acked" && ok || fail "train-steps on la"
-kill9
+crash_after_steps "$A" la 8 12
 [ ! -e "$A/layers/la.ndl" ] && ok || fail "no layer file before a compaction"
 [ "$(python3 "$PY" count "$A/log/CURRENT.ndlog")" = 13 ] && ok || fail "13 records in the log: $(python3 "$PY" count "$A/log/CURRENT.ndlog")"
 start_server --data-dir "$A"
@@ -129,10 +135,7 @@ stop_server
 
 # ---- b. a torn record at the end: dropped, the prefix loads ----
 B=$TMP/b
-start_server --data-dir "$B"
-define lb 8
-python3 "$PY" steps "$BASE" lb 6 8 "$TMP/lb.acked" && ok || fail "train-steps on lb"
-kill9
+crash_after_steps "$B" lb 8 6
 python3 "$PY" tear "$B/log/CURRENT.ndlog"
 start_server --data-dir "$B"
 python3 "$PY" check "$BASE" lb "$TMP/lb.acked" 1 && ok || fail "a torn last record: the step before it"
@@ -143,10 +146,7 @@ stop_server
 
 # ---- c. a damaged record in the middle: replay stops there, logged, the log kept aside ----
 C=$TMP/c
-start_server --data-dir "$C"
-define lc 8
-python3 "$PY" steps "$BASE" lc 5 8 "$TMP/lc.acked" && ok || fail "train-steps on lc"
-kill9
+crash_after_steps "$C" lc 8 5
 python3 "$PY" damage "$C/log/CURRENT.ndlog" 3 # the 3rd step: records 0 (define), 1 and 2 load
 start_server --data-dir "$C"
 python3 "$PY" check "$BASE" lc "$TMP/lc.acked" 3 && ok || fail "replay stops before the damaged record"

@@ -14,64 +14,32 @@ Standard library only. Prints "encoding: N passed, M failed".
 """
 import base64
 import gzip
-import http.client
 import json
-import os
 import random
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import LIVENESS, check, summary  # noqa: E402
 
-NORMD = os.environ.get("NORMD", "build/normd")
-LIVENESS = 20.0  # seconds any answer may take on a busy machine; never a speed goal
 MIN_BYTES = 1400  # SRV_GZIP_MIN_BYTES
 BODY_LIMIT = 8 << 20  # --max-body-bytes of the server under test
 MiB = 1 << 20
 
 
-
-
-class Server:
-    """normd on a free loopback port, stopped by its pid."""
-
-    def __init__(self, *flags):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([NORMD, "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--log-level", "warn"] + list(flags), stderr=self.log)
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited %s at start" % self.proc.returncode)
-            try:
-                if self.call("GET", "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("normd did not start")
+class Server(harness.Server):
+    """harness.Server whose call() asks for identity unless told otherwise: bodies come back as
+    sent on the wire."""
 
     def call(self, method, path, body=None, headers=None):
         """(status, headers lower-cased, body bytes as sent on the wire)."""
         hs = {"Accept-Encoding": "identity"}
         hs.update(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            hs.setdefault("Content-Type", "application/json")
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=LIVENESS)
-        try:
-            c.request(method, path, body=body, headers=hs)
-            r = c.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            c.close()
+        return self.request(method, path, body, hs)
 
     def hwm_kb(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -106,16 +74,6 @@ class Server:
             if now == want or time.time() > deadline:
                 return now
             time.sleep(0.05)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=LIVENESS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 def error_code(body):

@@ -13,68 +13,30 @@ the definition errors that say how to fix them.
 
 Standard library only. Prints "frameworks: N passed, M failed".
 """
-import http.client
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import check, summary  # noqa: E402
 
-NORMD = os.environ.get("NORMD", "build/normd")
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPECTATIONS = os.path.join(HERE, "..", "data", "torch", "expectations.json")
-LIVENESS = 20.0  # seconds normd may take to start; never a speed goal
 ABS_TOL, REL_TOL = 2e-5, 1e-4  # float32 results against float64 references
-
 
 
 # ---- the server ----
 
 
-
-class Server:
-    """normd on a free loopback port, stopped by its pid."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([NORMD, "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--log-level", "warn"], stderr=self.log)
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited %s at start" % self.proc.returncode)
-            try:
-                if self.call("GET", "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("normd did not start")
+class Server(harness.Server):
+    """harness.Server whose call() sends any body as JSON and answers (status, parsed JSON)."""
 
     def call(self, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=LIVENESS)
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            headers = {} if data is None else {"Content-Type": "application/json"}
-            conn.request(method, path, body=data, headers=headers)
-            r = conn.getresponse()
-            text = r.read()
-            return r.status, (json.loads(text) if text else None)
-        finally:
-            conn.close()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=LIVENESS)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.proc.returncode
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if data is None else {"Content-Type": "application/json"}
+        status, _, text = self.request(method, path, data, headers)
+        return status, (json.loads(text) if text else None)
 
 
 # ---- helpers ----

@@ -13,59 +13,27 @@ Standard library only. Prints "hardening: N passed, M failed".
 import json
 import os
 import select
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import LIVENESS, check, free_port, run, summary  # noqa: E402
+
 NORMD = os.environ.get("NORMD", "build/normd")
-LIVENESS = 20.0  # seconds a fresh client may wait for an answer while an attack runs
-PASSED, FAILED = 0, 0
-
-
-def check(cond, what):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-    else:
-        FAILED += 1
-        print("FAIL: " + what, file=sys.stderr)
-    return cond
 
 
 # ---- the server ----
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """normd on free loopback ports, stopped by its pid."""
+class Server(harness.Server):
+    """harness.Server, on a second free port for the admin listener when asked."""
 
     def __init__(self, *flags, admin=False):
-        self.port = free_port()
         self.admin = free_port() if admin else 0
-        args = [NORMD, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warn"]
-        if admin:
-            args += ["--admin-port", str(self.admin)]
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args + list(flags), stderr=self.log)
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited %s at start" % self.proc.returncode)
-            try:
-                if request(self.port, "GET", "/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("normd did not start")
+        super().__init__(*((("--admin-port", str(self.admin)) if admin else ()) + flags))
 
     def rss_kb(self, field="VmRSS"):
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -76,16 +44,6 @@ class Server:
 
     def alive(self):
         return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=LIVENESS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 # ---- raw HTTP ----
@@ -137,16 +95,11 @@ def raw(port, data, timeout=LIVENESS):
 
 
 def request(port, method, path, body=None, headers=None, timeout=LIVENESS):
-    hs = {"Host": "x", "Connection": "close"}
+    """One request on its own connection (Connection: close): (status, headers, body)."""
+    hs = {"Connection": "close"}
     hs.update(headers or {})
-    if body is not None:
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-            hs.setdefault("Content-Type", "application/json")
-        hs["Content-Length"] = str(len(body))
-    head = "%s %s HTTP/1.1\r\n" % (method, path)
-    head += "".join("%s: %s\r\n" % kv for kv in hs.items()) + "\r\n"
-    status, h, b, _ = raw(port, head.encode() + (body or b""), timeout)
+    data = harness.request_bytes(method, path, body, hs)
+    status, h, b, _ = raw(port, data, timeout)
     return status, h, b
 
 
@@ -498,28 +451,12 @@ def body_attacks():
         check(srv.stop() == 0, "normd exits 0 after SIGTERM")
 
 
-def selected(name):
-    return "-k" not in sys.argv or sys.argv[sys.argv.index("-k") + 1] in name
-
-
-def run(attack, *args):
-    """An attack that raises (a time-out, a reset where an answer belongs) fails, and the next
-    one still runs."""
-    if not selected(attack.__name__):
-        return
-    try:
-        attack(*args)
-    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
-        check(False, "%s: %s: %s" % (attack.__name__, type(e).__name__, e))
-
-
 def main():
     body_attacks()
     for attack in (attack_auth_before_body, attack_connection_limit, attack_memory_budget,
                    attack_slowloris):
         run(attack)
-    print("hardening: %d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return summary("hardening")
 
 
 if __name__ == "__main__":

@@ -8,52 +8,31 @@ fields, trailing slashes, absolute-form targets and the Host rules of RFC 9112.
 Standard library only; raw sockets, so that what goes on the wire is what is checked. Prints
 "http_more: N passed, M failed".
 """
-import json
 import math
 import os
-import signal
-import socket
 import struct
 import subprocess
 import sys
-import tempfile
-import time
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import LIVENESS, Conn, check, raw, run, summary  # noqa: E402
 
 NORMD = os.environ.get("NORMD", "build/normd")
-LIVENESS = 20.0  # seconds to wait for an answer or a start: a liveness bound, never a speed goal
 GOOD = "http://good.test:8123"
 EXPOSE = "X-Request-Id, ETag, X-Tensor-Shape, traceparent, Inference-Header-Content-Length"
 PREFLIGHT_HEADERS = ["Content-Type", "Authorization", "X-Request-Id", "X-Tensor-Shape", "If-Match",
                      "Content-Encoding"]
 
 
-
 # ---- the server ----
 
 
-
-class Server:
-    """normd on a free loopback port, stopped by its pid."""
+class Server(harness.Server):
+    """harness.Server that remembers its --api-key for auth()."""
 
     def __init__(self, *flags, env=None):
-        self.port = free_port()
-        args = [NORMD, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warn"]
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args + list(flags), stderr=self.log,
-                                     env=dict(os.environ, **(env or {})))
         self.key = flags[flags.index("--api-key") + 1] if "--api-key" in flags else None
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited %s at start" % self.proc.returncode)
-            try:
-                if Conn(self.port).ask("GET", "/healthz").status == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("normd did not start")
+        super().__init__(*flags, env=env)
 
     def auth(self, headers=None):
         h = dict(headers or {})
@@ -61,131 +40,11 @@ class Server:
             h.setdefault("Authorization", "Bearer " + self.key)
         return h
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=LIVENESS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-# ---- raw HTTP ----
-
-
-class Response:
-    def __init__(self, status, headers, body, closed=False):
-        self.status, self.headers, self.body, self.closed = status, headers, body, closed
-
-    def header(self, name):
-        """The value of a header (the first), or None."""
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def all(self, name):
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-    def cors(self):
-        return [k for k, _ in self.headers if k.lower().startswith("access-control-")]
-
-    def json(self):
-        return json.loads(self.body.decode("utf-8"))
-
-    def error(self):
-        """(code, field) of an error body, or (None, None)."""
-        try:
-            e = self.json()["error"]
-            return e.get("code"), e.get("field")
-        except (ValueError, KeyError, TypeError):
-            return None, None
-
-
-class Conn:
-    """One keep-alive connection; responses are read by their framing, so a HEAD that sent a
-    body would show as garbage in front of the next response."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=LIVENESS)
-        self.buf = b""
-
-    def close(self):
-        self.s.close()
-
-    def _fill(self):
-        chunk = self.s.recv(65536)
-        if not chunk:
-            raise EOFError("closed")
-        self.buf += chunk
-
-    def send(self, data):
-        self.s.sendall(data)
-
-    def read(self, head=False):
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        raw, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if not parts[0].startswith("HTTP/1."):
-            raise ValueError("not a status line: %r" % lines[0][:80])
-        status = int(parts[1])
-        headers = []
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers.append((k.strip(), v.strip()))
-        resp = Response(status, headers, b"")
-        n = 0 if head or status in (204, 304) else int(resp.header("Content-Length") or 0)
-        while len(self.buf) < n:
-            self._fill()
-        resp.body, self.buf = self.buf[:n], self.buf[n:]
-        return resp
-
-    def ask(self, method, target, body=None, headers=None, version="HTTP/1.1", host="x"):
-        hs = {} if host is None else {"Host": host}
-        hs.update(headers or {})
-        if body is not None:
-            if not isinstance(body, bytes):
-                body = json.dumps(body).encode()
-                hs.setdefault("Content-Type", "application/json")
-            hs["Content-Length"] = str(len(body))
-        head = "%s %s %s\r\n" % (method, target, version)
-        head += "".join("%s: %s\r\n" % kv for kv in hs.items()) + "\r\n"
-        self.send(head.encode() + (body or b""))
-        return self.read(head=method == "HEAD")
-
-    def closed(self):
-        """True when the server closed the connection (after its answer)."""
-        self.s.settimeout(2.0)
-        try:
-            return self.s.recv(1) == b""
-        except socket.timeout:
-            return False
-        except OSError:
-            return True
-        finally:
-            self.s.settimeout(LIVENESS)
-
 
 def ask(srv, method, target, body=None, headers=None, **kw):
     c = Conn(srv.port)
     try:
         return c.ask(method, target, body, srv.auth(headers), **kw)
-    finally:
-        c.close()
-
-
-def raw(port, data):
-    """Sends bytes on a new connection: the response and whether the server then closed."""
-    c = Conn(port)
-    try:
-        c.send(data)
-        resp = c.read()
-        resp.closed = c.closed()
-        return resp
     finally:
         c.close()
 
@@ -520,20 +379,6 @@ def test_targets(srv):
 
 
 # ---- main ----
-
-
-def selected(name):
-    return "-k" not in sys.argv or sys.argv[sys.argv.index("-k") + 1] in name
-
-
-def run(test, *args):
-    if not selected(test.__name__):
-        return
-    try:
-        test(*args)
-    except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, AttributeError,
-            subprocess.SubprocessError) as e:
-        check(False, "%s: %s: %s" % (test.__name__, type(e).__name__, e))
 
 
 def main():

@@ -29,26 +29,21 @@ import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 import zlib
 
 import yaml
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import check, summary  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPENAPI = os.path.join(HERE, "..", "..", "api", "openapi.yaml")
-NORMD = os.environ.get("NORMD", "build/normd")
 LIVENESS = 30.0  # seconds a request may take before the test gives up (liveness, not speed)
 VERBOSE = "-v" in sys.argv[1:]
 API_KEY = "schema-test-key"
 CORS_ORIGIN = "http://app.example"
 MAX_BODY = 65536
-
 
 
 def ok(what):
@@ -222,65 +217,11 @@ class Spec:
 # ---- the server ----
 
 
-
-class Server:
-    """normd on a free loopback port, stopped by its pid."""
+class Server(harness.Server):
+    """harness.Server with one engine thread and one HTTP thread."""
 
     def __init__(self, *flags):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        args = [NORMD, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warn",
-                "--threads", "1", "--http-threads", "1"]
-        self.proc = subprocess.Popen(args + list(flags), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        self.started = False
-        deadline = time.time() + LIVENESS
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("normd exited at start: " + " ".join(args + list(flags)))
-            # another process may take the free port first: only our own listener counts
-            if owns_listener(self.proc.pid, self.port):
-                try:
-                    if send(self.port, "GET", "/healthz")[0] == 200:
-                        self.started = True
-                        return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        self.proc.kill()
-        self.proc.wait()
-        raise RuntimeError("normd did not start: " + " ".join(args + list(flags)))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=LIVENESS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def owns_listener(pid, port):
-    """Whether process pid holds the socket listening on 127.0.0.1:port."""
-    inodes = set()
-    try:
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            try:
-                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        return False
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(local.split(":")[1], 16) == port and inode in inodes:
-                return True
-    return False
+        super().__init__("--threads", "1", "--http-threads", "1", *flags)
 
 
 def send(port, method, path, body=None, headers=None):

@@ -11,35 +11,13 @@ Standard library only. Prints "trace: N passed, M failed".
 """
 import http.client
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
-import time
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+from harness import LIVENESS, Server, check, summary  # noqa: E402 (tests/server/harness.py)
 
-NORMD = os.environ.get("NORMD", "build/normd")
-LIVENESS = 20.0  # seconds: a liveness bound, never a speed goal
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 GOOD = "00-%s-00f067aa0ba902b7-01" % TRACE
-
-
-def start(log):
-    port = free_port()
-    proc = subprocess.Popen([NORMD, "--port", str(port), "--log-level", "info"], stderr=log)
-    deadline = time.time() + LIVENESS
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/healthz")
-            c.getresponse().read()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("normd did not start")
 
 
 def call(port, method, path, headers, body=None):
@@ -71,42 +49,41 @@ def check_echo(port, method, path, body, what):
 
 
 def main():
-    with tempfile.TemporaryFile() as log:
-        proc, port = start(log)
-        try:
-            rid, span1 = check_echo(port, "PUT", "/v1/layers/bn",
-                                    {"type": "BatchNormalization", "input": [2]}, "PUT a layer")
-            _, span2 = check_echo(port, "POST", "/v1/layers/bn/forward", {"input": [[1, 2]]},
-                                  "forward")
-            check(span1 != span2, "each request has its own span id")
-            check_echo(port, "GET", "/healthz", None, "a probe")
-            check_echo(port, "GET", "/v1/layers/missing", None, "a 404")
-            later = "cc-%s-00f067aa0ba902b7-00-future" % TRACE
-            st, tp, _ = call(port, "GET", "/v1/layers", [("traceparent", later)])
-            check(tp is not None and tp.startswith("00-" + TRACE) and tp.endswith("-00"),
-                  "a later version is answered as version 00: %r" % tp)
-            for bad in ("00-%s-00f067aa0ba902b7-01" % TRACE.upper(),
-                        "00-%s-0000000000000000-01" % TRACE, "ff" + GOOD[2:], GOOD + "-x",
-                        "garbage"):
-                st, tp, _ = call(port, "GET", "/v1/layers", [("traceparent", bad)])
-                check(st == 200 and tp is None, "invalid %r: served (%d), no traceparent (%r)"
-                      % (bad, st, tp))
-            st, tp, _ = call(port, "GET", "/v1/layers", [("traceparent", GOOD)] * 2)
-            check(st == 200 and tp is None, "two traceparents: ignored (%d, %r)" % (st, tp))
-            st, tp, _ = call(port, "GET", "/v1/layers", [])
-            check(st == 200 and tp is None, "no traceparent: none answered (%r)" % tp)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=LIVENESS)
-        log.seek(0)
-        lines = [json.loads(x) for x in log.read().decode().splitlines() if x.startswith("{")]
-        reqs = [x for x in lines if x.get("msg") == "request"]
-        put = [x for x in reqs if x.get("request_id") == rid]
-        check(len(put) == 1 and put[0].get("trace_id") == TRACE,
-              "the PUT's log line carries its trace id: %s" % put)
-        untraced = [x for x in reqs if x.get("path") == "/v1/layers" and "trace_id" not in x]
-        check(len(untraced) >= 7, "requests without a valid traceparent log no trace_id: %d"
-              % len(untraced))
+    srv = Server("--log-level", "info")  # after the harness's warn: the request lines too
+    port = srv.port
+    try:
+        rid, span1 = check_echo(port, "PUT", "/v1/layers/bn",
+                                {"type": "BatchNormalization", "input": [2]}, "PUT a layer")
+        _, span2 = check_echo(port, "POST", "/v1/layers/bn/forward", {"input": [[1, 2]]},
+                              "forward")
+        check(span1 != span2, "each request has its own span id")
+        check_echo(port, "GET", "/healthz", None, "a probe")
+        check_echo(port, "GET", "/v1/layers/missing", None, "a 404")
+        later = "cc-%s-00f067aa0ba902b7-00-future" % TRACE
+        st, tp, _ = call(port, "GET", "/v1/layers", [("traceparent", later)])
+        check(tp is not None and tp.startswith("00-" + TRACE) and tp.endswith("-00"),
+              "a later version is answered as version 00: %r" % tp)
+        for bad in ("00-%s-00f067aa0ba902b7-01" % TRACE.upper(),
+                    "00-%s-0000000000000000-01" % TRACE, "ff" + GOOD[2:], GOOD + "-x",
+                    "garbage"):
+            st, tp, _ = call(port, "GET", "/v1/layers", [("traceparent", bad)])
+            check(st == 200 and tp is None, "invalid %r: served (%d), no traceparent (%r)"
+                  % (bad, st, tp))
+        st, tp, _ = call(port, "GET", "/v1/layers", [("traceparent", GOOD)] * 2)
+        check(st == 200 and tp is None, "two traceparents: ignored (%d, %r)" % (st, tp))
+        st, tp, _ = call(port, "GET", "/v1/layers", [])
+        check(st == 200 and tp is None, "no traceparent: none answered (%r)" % tp)
+    finally:
+        srv.stop()
+    srv.log.seek(0)
+    lines = [json.loads(x) for x in srv.log.read().decode().splitlines() if x.startswith("{")]
+    reqs = [x for x in lines if x.get("msg") == "request"]
+    put = [x for x in reqs if x.get("request_id") == rid]
+    check(len(put) == 1 and put[0].get("trace_id") == TRACE,
+          "the PUT's log line carries its trace id: %s" % put)
+    untraced = [x for x in reqs if x.get("path") == "/v1/layers" and "trace_id" not in x]
+    check(len(untraced) >= 7, "requests without a valid traceparent log no trace_id: %d"
+          % len(untraced))
     return summary("trace")
 
 

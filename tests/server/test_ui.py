@@ -25,16 +25,15 @@ import html.parser
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
-from harness import check, free_port, summary  # noqa: E402 (tests/server/harness.py)
+import harness  # noqa: E402 (tests/server/harness.py)
+from harness import check, summary  # noqa: E402
 
 NORMD = os.environ.get("NORMD", "build/normd")
 SCREENSHOT = os.environ.get("UI_SCREENSHOT",
@@ -47,9 +46,16 @@ STEPS = 12
 WINDOW = (1400, 2000)
 
 
-class Server:
-    def __init__(self, port):
-        self.base = "http://127.0.0.1:%d" % port
+class Server(harness.Server):
+    """harness.Server with --api-key KEY, started once /readyz answers too; call() sends the key
+    unless told not to."""
+
+    def __init__(self):
+        super().__init__("--api-key", KEY)
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def ready(self):
+        return super().ready() and self.request("GET", "/readyz")[0] == 200
 
     def call(self, method, path, body=None, headers=None, key=True):
         h = dict(headers or {})
@@ -71,20 +77,6 @@ class Server:
         if status >= 300:
             raise RuntimeError("%s %s: %d %s" % (method, path, status, raw[:300]))
         return json.loads(raw)
-
-
-def wait_ready(srv, proc):
-    deadline = time.time() + LIVENESS
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("normd exited %s at start" % proc.returncode)
-        try:
-            if srv.call("GET", "/readyz", key=False)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("normd did not become ready")
 
 
 def metrics(srv):
@@ -301,14 +293,8 @@ def main():
               file=sys.stderr)
         return 1
     tmp = tempfile.mkdtemp(prefix="normd-ui-")
-    port = free_port()
-    srv = Server(port)
-    log = open(os.path.join(tmp, "normd.log"), "w+")
-    proc = subprocess.Popen([NORMD, "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY,
-                             "--log-level", "warn"], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL)
+    srv = Server()
     try:
-        wait_ready(srv, proc)
         srv.json("PUT", "/v1/layers/bn", {"type": "BatchNorm1d", "options": {"num_features": 4},
                                           "input": [4]})
         srv.json("PUT", "/v1/layers/ln", {"type": "LayerNorm",
@@ -355,15 +341,8 @@ def main():
               "screenshot %s: %s (%s)" % (SCREENSHOT, size, p.stderr[-300:] if not size else ""))
         print("  screenshot: %s" % SCREENSHOT)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=LIVENESS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        check(proc.returncode == 0, "normd exits 0 after SIGTERM (%s)" % proc.returncode)
-        log.close()
+        code = srv.stop()
+        check(code == 0, "normd exits 0 after SIGTERM (%s)" % code)
         shutil.rmtree(tmp, ignore_errors=True)
     return summary("ui")
 
