@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "api/tensor_io.h"
 #include "core/export.h"
 
 #define FORMAT_NAME "normd-layer"

@@ -62,25 +62,22 @@ static int parse_forward_options(struct api_call *call, struct forward_req *fr) 
 
 int api_forward_one(struct api_call *call, struct nd_layer *layer, struct nd_tensor *x,
                     int batch_hint, bool train, struct nd_tensor *out, uint64_t *version) {
-    struct nd_tensor xb;
-    bool is_batch;
-    int rc = api_batch_view(call, layer, x, batch_hint, &xb, &is_batch);
-    if (rc != 0)
-        return rc;
     struct nd_error ce;
     nd_error_clear(&ce);
-    if (nd_tensor_init_uninit(out, &xb.shape, &ce) != ND_STATUS_OK) // the forward fills it
+    if (nd_tensor_init_uninit(out, &x->shape, &ce) != ND_STATUS_OK) // the forward fills it
         return api_core_error(call, &ce, "");
-    struct nd_tensor yb = nd_tensor_view(out->data, &xb.shape);
     struct nd_pool *pool = nd_engine_pool(call->ctx->engine);
-    enum nd_status st = call->inline_only
-                            ? nd_layer_try_forward(layer, pool, &xb, train, &yb, version, &ce)
-                            : nd_layer_forward(layer, pool, &xb, train, &yb, version, &ce);
+    bool is_batch;
+    enum nd_status st =
+        call->inline_only
+            ? nd_layer_try_forward_any(layer, pool, x, batch_hint, train, out->data, &is_batch,
+                                       version, &ce)
+            : nd_layer_forward_any(layer, pool, x, batch_hint, train, out->data, &is_batch,
+                                   version, &ce);
     if (st == ND_STATUS_BUSY) // an event loop never waits: a worker will
         return API_DEFER;
     if (st != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
-    out->shape = x->shape; // one example in, one example out
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "api/tensor_io.h"
 
 int api_layer_from_path(struct api_call *call, struct nd_layer **out) {
     struct nd_registry *reg = nd_engine_registry(call->ctx->engine);

@@ -104,19 +104,10 @@ int api_query_bool(struct api_call *call, const char *name, bool *present, bool 
 #define API_JSON_BYTES_PER_BODY_BYTE 16
 int api_parse_body(struct api_call *call, bool allow_empty);
 
-// A tensor value of the body: a placeholder of a pre-read array (json_fast.h), or any JSON form
-// (api_tensor_from_json). *out is owned.
-int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
-                     const struct api_tensor_limits *limits, const char *field,
-                     struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err);
-
 // Takes bytes from the memory budget before the call allocates them (what names them in the
 // error); given back when the call ends. 413 when they could never fit in --max-memory, 503
 // with Retry-After while others hold it. Returns 0 or API_FAIL.
 int api_reserve(struct api_call *call, int64_t bytes, const char *what);
-
-// The tensor limits of this server.
-struct api_tensor_limits api_limits(const struct api_call *call);
 
 // The version an If-Match header asks for: "7", 7 or W/"7" -> 7; absent or "*" -> 0 (any).
 // Anything else is 412.

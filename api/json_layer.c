@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "api/tensor_io.h"
 
 // ---- types an option applies to ----
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/oip.h"
+#include "api/tensor_io.h"
 
 // Binary tensors are little-endian, the machine's own layout here (as tensor_io.c asserts).
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "binary tensors assume little-endian");

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "api/internal.h"
+#include "api/tensor_io.h"
 
 // ---- the table ----
 
@@ -227,19 +228,6 @@ static int merge_query(struct api_call *call) {
     return 0;
 }
 
-int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
-                     const struct api_tensor_limits *limits, const char *field,
-                     struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err) {
-    int taken = api_fast_take(fast, v, out);
-    if (taken < 0)
-        return api_error_set(err, 400, "invalid_type", field, "%s is not a tensor", field);
-    if (taken > 0) {
-        *form = API_FORM_NESTED;
-        return 0;
-    }
-    return api_tensor_from_json(v, limits, field, out, form, err);
-}
-
 int api_reserve(struct api_call *call, int64_t bytes, const char *what) {
     struct nd_budget *b = nd_engine_budget(call->ctx->engine);
     if (nd_budget_take(b, bytes)) {
@@ -258,10 +246,6 @@ int api_reserve(struct api_call *call, int64_t bytes, const char *what) {
                          "%s would need %lld bytes of memory and the server's budget (%lld of "
                          "%lld in use) cannot give them now; retry",
                          what, (long long)bytes, (long long)nd_budget_used(b), (long long)b->limit);
-}
-
-struct api_tensor_limits api_limits(const struct api_call *call) {
-    return (struct api_tensor_limits){.max_elements = call->ctx->config.max_elements};
 }
 
 // Before jansson builds anything: the nesting against API_JSON_MAX_DEPTH (400), and the heap

@@ -7,6 +7,23 @@
 // Binary bodies are little-endian float32, which is the machine's own layout here.
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "binary tensors assume little-endian");
 
+struct api_tensor_limits api_limits(const struct api_call *call) {
+    return (struct api_tensor_limits){.max_elements = call->ctx->config.max_elements};
+}
+
+int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
+                     const struct api_tensor_limits *limits, const char *field,
+                     struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err) {
+    int taken = api_fast_take(fast, v, out);
+    if (taken < 0)
+        return api_error_set(err, 400, "invalid_type", field, "%s is not a tensor", field);
+    if (taken > 0) {
+        *form = API_FORM_NESTED;
+        return 0;
+    }
+    return api_tensor_from_json(v, limits, field, out, form, err);
+}
+
 int api_read_input(struct api_call *call, const char *key, struct nd_tensor *out,
                    enum api_tensor_form *form) {
     struct api_tensor_limits limits = api_limits(call);

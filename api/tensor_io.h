@@ -5,6 +5,15 @@
 
 #include "api/internal.h"
 
+// The tensor limits of this server.
+struct api_tensor_limits api_limits(const struct api_call *call);
+
+// A tensor value of the body: a placeholder of a pre-read array (json_fast.h), or any JSON form
+// (api_tensor_from_json). *out is owned.
+int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
+                     const struct api_tensor_limits *limits, const char *field,
+                     struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err);
+
 // The required tensor under key of the JSON body, or the binary body (X-Tensor-Shape). *out is
 // owned (nd_tensor_deinit); *form tells the JSON form (nested for binary).
 int api_read_input(struct api_call *call, const char *key, struct nd_tensor *out,

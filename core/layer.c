@@ -537,17 +537,11 @@ static enum nd_status rank_error(const struct nd_layer *l, const struct nd_shape
                               nd_shape_format(&l->spec.input, w, sizeof w));
 }
 
-static enum nd_status batch_shape(struct nd_layer *layer, const struct nd_shape *in,
-                                  int batch_hint, bool nowait, struct nd_shape *batched,
-                                  bool *is_batch, struct nd_error *err) {
-    if (!layer || !in || !batched || !is_batch)
-        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_batch_shape: NULL");
-    if (!nowait)
-        nd_rwlock_rdlock(layer->lock);
-    else if (!nd_rwlock_tryrdlock(layer->lock))
-        return nd_error_set(err, ND_STATUS_BUSY, "layer %s is busy", layer->name);
+enum nd_status nd__layer_batch_shape_locked(const struct nd_layer *layer,
+                                           const struct nd_shape *in, int batch_hint,
+                                           struct nd_shape *batched, bool *is_batch,
+                                           struct nd_error *err) {
     int32_t r = layer->layout_known ? layer->spec.input.ndim : ND_RANK_UNKNOWN;
-    nd_rwlock_unlock(layer->lock);
     if (r == ND_RANK_UNKNOWN)
         return nd_error_set(err, ND_STATUS_NOT_INITIALIZED,
                             "layer %s is not initialized: its input shape is unknown",
@@ -566,6 +560,20 @@ static enum nd_status batch_shape(struct nd_layer *layer, const struct nd_shape 
     for (int32_t i = 0; i < r; i++)
         batched->dim[i + 1] = in->dim[i];
     return ND_STATUS_OK;
+}
+
+static enum nd_status batch_shape(struct nd_layer *layer, const struct nd_shape *in,
+                                  int batch_hint, bool nowait, struct nd_shape *batched,
+                                  bool *is_batch, struct nd_error *err) {
+    if (!layer || !in || !batched || !is_batch)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_batch_shape: NULL");
+    if (!nowait)
+        nd_rwlock_rdlock(layer->lock);
+    else if (!nd_rwlock_tryrdlock(layer->lock))
+        return nd_error_set(err, ND_STATUS_BUSY, "layer %s is busy", layer->name);
+    enum nd_status st = nd__layer_batch_shape_locked(layer, in, batch_hint, batched, is_batch, err);
+    nd_rwlock_unlock(layer->lock);
+    return st;
 }
 
 enum nd_status nd_layer_batch_shape(struct nd_layer *layer, const struct nd_shape *in,

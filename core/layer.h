@@ -140,6 +140,21 @@ enum nd_status nd_layer_try_forward(struct nd_layer *layer, struct nd_pool *pool
                                     const struct nd_tensor *x, bool train_mode,
                                     struct nd_tensor *y, uint64_t *version, struct nd_error *err);
 
+// nd_layer_batch_shape and nd_layer_forward under one hold of the layer's lock: x is one
+// example or a batch (batch_hint as there), y the caller's x->numel floats, written with x's
+// values' layout; *is_batch says which x was. What one forward request needs, taking the lock
+// once (and the rank it decides with is the one it runs with).
+enum nd_status nd_layer_forward_any(struct nd_layer *layer, struct nd_pool *pool,
+                                    const struct nd_tensor *x, int batch_hint, bool train_mode,
+                                    float *y, bool *is_batch, uint64_t *version,
+                                    struct nd_error *err);
+
+// As nd_layer_forward_any, never waiting for the lock (ND_STATUS_BUSY), as nd_layer_try_forward.
+enum nd_status nd_layer_try_forward_any(struct nd_layer *layer, struct nd_pool *pool,
+                                        const struct nd_tensor *x, int batch_hint,
+                                        bool train_mode, float *y, bool *is_batch,
+                                        uint64_t *version, struct nd_error *err);
+
 // ---- train-step ----
 
 enum nd_train_want {

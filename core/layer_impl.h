@@ -108,6 +108,11 @@ enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_init
 // Returns once nobody holds the layer's lock (it may be taken again right after).
 void nd__layer_wait_idle(struct nd_layer *layer);
 
+// nd_layer_batch_shape with the layer's lock already held (read or write).
+enum nd_status nd__layer_batch_shape_locked(const struct nd_layer *layer,
+                                           const struct nd_shape *in, int batch_hint,
+                                           struct nd_shape *batched, bool *is_batch,
+                                           struct nd_error *err);
 
 // Builds the kernel dims of a batched shape for a layer's layout. per_channel reduces over the
 // batch too, as batch norm always does: an instance norm normalizing with its moving

@@ -264,6 +264,45 @@ enum nd_status nd_layer_try_forward(struct nd_layer *layer, struct nd_pool *pool
     return st;
 }
 
+// One example or a batch, decided and run under one hold of the read lock: the rank the
+// decision reads is the one the forward runs with.
+static enum nd_status forward_any(struct nd_layer *layer, struct nd_pool *pool,
+                                  const struct nd_tensor *x, int batch_hint, bool train_mode,
+                                  bool nowait, float *y, bool *is_batch, uint64_t *version,
+                                  struct nd_error *err) {
+    if (!layer || !x || (!y && x->numel > 0) || !is_batch)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_forward_any: NULL");
+    if (!nowait)
+        nd_rwlock_rdlock(layer->lock);
+    else if (!nd_rwlock_tryrdlock(layer->lock))
+        return nd_error_set(err, ND_STATUS_BUSY, "layer %s is busy", layer->name);
+    struct nd_shape batched;
+    enum nd_status st =
+        nd__layer_batch_shape_locked(layer, &x->shape, batch_hint, &batched, is_batch, err);
+    if (st == ND_STATUS_OK) {
+        struct nd_tensor xb = nd_tensor_view(x->data, &batched), yb = nd_tensor_view(y, &batched);
+        st = forward_locked(layer, pool, &xb, train_mode, &yb, err);
+    }
+    if (version)
+        *version = layer->version;
+    nd_rwlock_unlock(layer->lock);
+    return st;
+}
+
+enum nd_status nd_layer_forward_any(struct nd_layer *layer, struct nd_pool *pool,
+                                    const struct nd_tensor *x, int batch_hint, bool train_mode,
+                                    float *y, bool *is_batch, uint64_t *version,
+                                    struct nd_error *err) {
+    return forward_any(layer, pool, x, batch_hint, train_mode, false, y, is_batch, version, err);
+}
+
+enum nd_status nd_layer_try_forward_any(struct nd_layer *layer, struct nd_pool *pool,
+                                        const struct nd_tensor *x, int batch_hint,
+                                        bool train_mode, float *y, bool *is_batch,
+                                        uint64_t *version, struct nd_error *err) {
+    return forward_any(layer, pool, x, batch_hint, train_mode, true, y, is_batch, version, err);
+}
+
 // ---- train-step: checks ----
 
 static enum nd_status check_same_shape(const struct nd_tensor *x, const struct nd_tensor *t,

@@ -2218,6 +2218,57 @@ START_TEST(test_batch_shape_decisions) {
 }
 END_TEST
 
+// nd_layer_forward_any: the batch decision and the forward under one hold of the lock give
+// what nd_layer_batch_shape then nd_layer_forward give, bit for bit, for an example and a
+// batch; a contradicting hint is SHAPE_MISMATCH naming the input, an unknown rank
+// NOT_INITIALIZED, and the version is the layer's.
+START_TEST(test_forward_any_is_batch_shape_then_forward) {
+    struct nd_engine *e = engine_new(2);
+    struct nd_pool *pool = nd_engine_pool(e);
+    struct nd_spec spec = spec_make(ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, 2,
+                                    (int64_t[]){3, ND_DIM_AUTO});
+    struct nd_layer *l = define_ok(e, "any", &spec, NULL);
+    float x[5 * 3 * 9], got[5 * 3 * 9];
+    struct test_rng rng = test_rng_seed(11);
+    test_rng_fill(&rng, x, 5 * 3 * 9, -2, 3);
+    struct nd_tensor cases[2] = {view(x, 2, (int64_t[]){3, 7}), view(x, 3, (int64_t[]){5, 3, 9})};
+    for (int k = 0; k < 2; k++) {
+        struct nd_shape batched;
+        bool want_batch, is_batch = !k;
+        ck_assert_int_eq(nd_layer_batch_shape(l, &cases[k].shape, -1, &batched, &want_batch, NULL),
+                         ND_STATUS_OK);
+        struct nd_tensor xb = nd_tensor_view(x, &batched), want;
+        forward_ok(l, pool, &xb, false, &want);
+        uint64_t version = 0;
+        memset(got, 0xff, sizeof got);
+        ck_assert_int_eq(nd_layer_forward_any(l, pool, &cases[k], -1, false, got, &is_batch,
+                                              &version, NULL),
+                         ND_STATUS_OK);
+        ck_assert(is_batch == want_batch && is_batch == (k == 1));
+        ck_assert_int_eq(memcmp(got, want.data, (size_t)want.numel * sizeof(float)), 0);
+        ck_assert_uint_eq(version, version_of(l));
+        ck_assert_int_eq(nd_layer_try_forward_any(l, pool, &cases[k], -1, false, got, &is_batch,
+                                                  NULL, NULL),
+                         ND_STATUS_OK);
+        ck_assert_int_eq(memcmp(got, want.data, (size_t)want.numel * sizeof(float)), 0);
+        nd_tensor_deinit(&want);
+    }
+    struct nd_error err;
+    nd_error_clear(&err);
+    bool is_batch;
+    check_status(nd_layer_forward_any(l, pool, &cases[1], 0, false, got, &is_batch, NULL, &err),
+                 ND_STATUS_SHAPE_MISMATCH, &err);
+    ck_assert_str_eq(err.field, "input");
+    struct nd_spec open = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, -1, NULL);
+    struct nd_layer *u = define_ok(e, "any_uninit", &open, NULL);
+    check_status(nd_layer_forward_any(u, pool, &cases[0], -1, false, got, &is_batch, NULL, NULL),
+                 ND_STATUS_NOT_INITIALIZED, NULL);
+    nd_layer_unref(u);
+    nd_layer_unref(l);
+    nd_engine_free(e);
+}
+END_TEST
+
 // Train-step arguments: output_gradient and target must have the input's shape, not both;
 // non-finite values and bad optimizers are INVALID_VALUE; nothing changes.
 START_TEST(test_train_args_errors) {
@@ -2874,6 +2925,7 @@ Suite *layer_suite(void) {
     tcase_add_test(te, test_one_value_per_channel);
     tcase_add_test(te, test_shape_mismatch_messages);
     tcase_add_test(te, test_batch_shape_decisions);
+    tcase_add_test(te, test_forward_any_is_batch_shape_then_forward);
     tcase_add_test(te, test_train_args_errors);
     tcase_add_test(te, test_array_access_errors);
     tcase_add_test(te, test_null_arguments);
