@@ -9,6 +9,8 @@
 #   make deps       apt-get the Debian packages pkg-config cannot find (deps-browser: chromium)
 #   make test-scale redis-server, 3 replicas (--store redis://) and nginx: the scale-out checks
 #   make bench-scale train-steps/s and forwards/s: dir store, Redis, 1-3 replicas behind nginx
+#   make format     clang-format every C file of core/, api/, server/ and tests/ (format-check:
+#                   fail on any file it would change; CI runs it)
 #
 # Knobs: WERROR=1 (CI), SANITIZER=address|undefined|thread, OPT=..., NATIVE=1, V=1,
 # CK_RUN_SUITE=pool (one suite), CFLAGS/LDFLAGS (appended, never replacing ours),
@@ -84,7 +86,7 @@ HTTP_CFLAGS  = $(shell pkg-config --cflags libmicrohttpd libuv hiredis 2>/dev/nu
 HTTP_LIBS    = $(shell pkg-config --libs libmicrohttpd libuv hiredis 2>/dev/null)
 ZLIB_LIBS    = $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
 
-.PHONY: all test fuzz-replay load soak bench bench-durability asan tsan ubsan valgrind deps format lint check-layering clean run help
+.PHONY: all test fuzz-replay load soak bench bench-durability asan tsan ubsan valgrind deps format format-check lint check-layering clean run help
 .PHONY: deps-browser lint-api
 .PHONY: image image-test compose-test compose-scaled-test
 .PHONY: test-scale bench-scale
@@ -377,8 +379,16 @@ compose-scaled-test:
 
 # ---- tooling ----------------------------------------------------------------------------------
 
+# Every C file of the three floors and their tests, in the house style (.clang-format);
+# format-check fails on any file that format would change (CI runs it).
+FORMAT_FILES = $(wildcard core/*.[ch] api/*.[ch] server/*.[ch] tests/*.[ch] tests/api/*.c \
+                 tests/server/*.c tests/bench/*.c tests/fuzz/*.c tests/tools/*.c)
 format:
-	clang-format -i core/*.[ch] api/*.[ch] tests/*.[ch] tests/api/*.c tests/bench/*.c
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	$(Q)clang-format --dry-run -Werror $(FORMAT_FILES)
+	$(Q)echo "  format ok ($(words $(FORMAT_FILES)) files)"
 
 # api/openapi.yaml through Redocly's and Spectral's OpenAPI linters (recommended rules; configs
 # in tools/lint-api/), installed there by npm at the versions package-lock.json pins. Needs node

@@ -15,15 +15,15 @@ struct nd_engine;
 struct nd_budget;
 
 struct api_config {
-    const char *version;     // server version for GET /v1 (borrowed for the ctx's lifetime)
-    size_t max_body_bytes;   // reported by GET /v1; server/ enforces it while receiving
-    int64_t max_elements;    // per tensor; more is 413
-    int64_t max_layers;      // reported by GET /v1; the engine enforces it (429)
-    const char *api_key;     // NULL or "": no authorization; else /v1 needs "Bearer KEY"
-    size_t max_reply_bytes;  // a reply's text is refused (413) past it; 0: API_REPLY_BYTES_PER_
-                             // ELEMENT * max_elements + 1 MiB, what the largest tensors need
-    const char *store;       // a shared store's name for /readyz ("redis://host:6379/0"), or
-                             // NULL (borrowed for the ctx's lifetime)
+    const char *version;    // server version for GET /v1 (borrowed for the ctx's lifetime)
+    size_t max_body_bytes;  // reported by GET /v1; server/ enforces it while receiving
+    int64_t max_elements;   // per tensor; more is 413
+    int64_t max_layers;     // reported by GET /v1; the engine enforces it (429)
+    const char *api_key;    // NULL or "": no authorization; else /v1 needs "Bearer KEY"
+    size_t max_reply_bytes; // a reply's text is refused (413) past it; 0: API_REPLY_BYTES_PER_
+                            // ELEMENT * max_elements + 1 MiB, what the largest tensors need
+    const char *store;      // a shared store's name for /readyz ("redis://host:6379/0"), or
+                            // NULL (borrowed for the ctx's lifetime)
 };
 
 // The default reply bound per allowed element: a train-step may return four tensors of
@@ -51,17 +51,17 @@ struct api_kv {
 };
 
 struct api_request {
-    const char *method;            // "GET", "POST", ...
-    const char *path;              // without the query string, percent-decoded
-    const struct api_kv *query;    // query parameters
+    const char *method;         // "GET", "POST", ...
+    const char *path;           // without the query string, percent-decoded
+    const struct api_kv *query; // query parameters
     size_t nquery;
-    const struct api_kv *headers;  // request headers (names compared case-insensitively)
+    const struct api_kv *headers; // request headers (names compared case-insensitively)
     size_t nheaders;
-    const char *body;              // may be NULL when body_len is 0
+    const char *body; // may be NULL when body_len is 0
     size_t body_len;
 };
 
-#define API_MAX_HEADERS 6
+#define API_MAX_HEADERS      6
 #define API_HEADER_VALUE_MAX 192
 
 struct api_response {
@@ -96,8 +96,7 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
 // "message"}}; the message escaped, valid UTF-8 whatever it holds), for errors server/
 // answers itself (413 before a body, 400 framing, 503 draining). route is "unmatched".
 // Out of memory leaves an empty body. resp is overwritten (not freed first).
-void api_error_reply(struct api_response *resp, int status, const char *code,
-                     const char *message);
+void api_error_reply(struct api_response *resp, int status, const char *code, const char *message);
 
 // Decides what the head of a request (method, path, query, headers; req->body unread) settles
 // alone, so that server/ need not read a body it would refuse: no route (404, 405), a missing
@@ -110,8 +109,7 @@ void api_error_reply(struct api_response *resp, int status, const char *code,
 // OPTIONS answers 204 with Allow, the path's methods ("GET, HEAD, POST, OPTIONS"), also in
 // 405s; one trailing slash names the same route ("/v1/layers/"); path "*" (OPTIONS *) is the
 // whole server.
-bool api_answer_head(struct api_ctx *ctx, const struct api_request *req,
-                     struct api_response *resp);
+bool api_answer_head(struct api_ctx *ctx, const struct api_request *req, struct api_response *resp);
 
 // Records one finished request for GET /metrics: its route (resp->route), status, latency and
 // byte counts. Called by server/ after the response is sent. Thread-safe.

@@ -66,7 +66,10 @@ int api_error_from_core(struct api_error *err, const struct nd_error *core,
         snprintf(field, sizeof field, "%s.%.*s", field_prefix, (int)(sizeof field / 2),
                  core->field);
     else
-        snprintf(field, sizeof field, "%s", core->field[0] ? core->field : field_prefix ? field_prefix : "");
+        snprintf(field, sizeof field, "%s",
+                 core->field[0] ? core->field
+                 : field_prefix ? field_prefix
+                                : "");
     if (err->status == 0)
         err->stale = code == ND_STATUS_STALE;
     return api_error_set(err, core_map[code].status, core_map[code].code, field, "%s",

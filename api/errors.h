@@ -7,7 +7,7 @@
 
 #include "core/status.h"
 
-#define API_FIELD_MAX 128
+#define API_FIELD_MAX   128
 #define API_MESSAGE_MAX 512
 
 // code is a static string: "malformed_body", "invalid_type", "unknown_field", "invalid_value",

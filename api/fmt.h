@@ -34,7 +34,7 @@ int fmt_uint(uint64_t v, char out[20]);
 #define FMT_BATCH 16
 // The bytes fmt_floats may write for n floats: 25 a value with its comma (the longest text is
 // 17 bytes; a non-finite one is a string of at most 11), and the scratch.
-#define FMT_FLOATS_ROOM(n) ((size_t)(n) * 25 + FMT_SCRATCH)
+#define FMT_FLOATS_ROOM(n) ((size_t)(n)*25 + FMT_SCRATCH)
 
 // The texts of v[0..n), 0 < n <= FMT_BATCH, as JSON array items into out
 // (FMT_FLOATS_ROOM(n) bytes): each as fmt_float gives it, the non-finite values as the strings

@@ -10,8 +10,8 @@
 static int output_format(struct api_call *call, enum api_tensor_form *form) {
     const char *text = NULL;
     *form = API_FORM_NESTED;
-    if (call->body && api_get_string(call->body, "output_format", "output_format", &text,
-                                     &call->err) != 0)
+    if (call->body &&
+        api_get_string(call->body, "output_format", "output_format", &text, &call->err) != 0)
         return -1;
     if (!call->body)
         text = api_query(call->req, "output_format");
@@ -101,8 +101,7 @@ static int extract_all_array(struct api_call *call, struct nd_layer *layer,
                              enum api_tensor_form form, struct jw *w) {
     struct nd_tensor t;
     jw_key(w, nd_array_name(id));
-    if (info->enabled[id] && info->array_shape[id].ndim >= 0 &&
-        reserve_array(call, info, id) != 0)
+    if (info->enabled[id] && info->array_shape[id].ndim >= 0 && reserve_array(call, info, id) != 0)
         return -1;
     if (!info->enabled[id] || info->array_shape[id].ndim < 0 ||
         nd_layer_read_array(layer, id, &t, NULL, NULL) != ND_STATUS_OK) {
@@ -142,8 +141,7 @@ static int extract_all_options(struct api_call *call, const struct nd_layer_info
 // "keys": "All": every parameter extract knows (Epsilon, Momentum for a batch norm, Input,
 // Output, then each option), and every array of the type.
 static int extract_all(struct api_call *call, struct nd_layer *layer,
-                       const struct nd_layer_info *info, enum api_tensor_form form,
-                       struct jw *w) {
+                       const struct nd_layer_info *info, enum api_tensor_form form, struct jw *w) {
     static const char *const wolfram[] = {"Epsilon", "Momentum", "Input", "Output"};
     bool batch = nd_layer_type_is_batch(info->spec.type);
     for (size_t i = 0; i < sizeof wolfram / sizeof wolfram[0]; i++) {
@@ -170,7 +168,8 @@ static int extract(struct api_call *call, struct nd_layer *layer) {
     // A string other than "All" is a wrong type (a list was meant), as it was before "All".
     if (!json_is_array(list) && !all)
         return api_error_set(&call->err, list ? 400 : 422, list ? "invalid_type" : "invalid_value",
-                             "keys", "keys must be a list of array or parameter names, or "
+                             "keys",
+                             "keys must be a list of array or parameter names, or "
                              "\"All\"");
     struct nd_layer_info info;
     nd_layer_info(layer, &info);
@@ -293,8 +292,7 @@ int api_h_array_put(struct api_call *call) {
         rc = api_if_match(call, &expect);
     if (rc == 0)
         rc = read_array_body(call, &value);
-    if (rc == 0 &&
-        nd_layer_write_array(layer, id, &value, expect, &version, &ce) != ND_STATUS_OK) {
+    if (rc == 0 && nd_layer_write_array(layer, id, &value, expect, &version, &ce) != ND_STATUS_OK) {
         rc = api_core_error(call, &ce, "");
         // the body's one field is "array"; If-Match is the header at fault for 412
         snprintf(call->err.field, sizeof call->err.field, "%s",

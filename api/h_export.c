@@ -26,7 +26,7 @@
 #include "api/tensor_io.h"
 #include "core/export.h"
 
-#define FORMAT_NAME "normd-layer"
+#define FORMAT_NAME    "normd-layer"
 #define FORMAT_VERSION 1
 
 static bool wants_binary(const struct api_call *call) {
@@ -273,9 +273,9 @@ static int read_uint(const json_t *v, const char *field, int64_t min, int64_t *o
 }
 
 static int check_header(const json_t *doc, struct api_error *err) {
-    static const char *const keys[] = {"format",  "format_version",  "name",     "definition",
-                                       "seed",    "arrays",          "optimizer_state",
-                                       "counters", "version",        NULL};
+    static const char *const keys[] = {
+        "format", "format_version",  "name",     "definition", "seed",
+        "arrays", "optimizer_state", "counters", "version",    NULL};
     const char *format = NULL, *name = NULL;
     const json_t *v = json_object_get(doc, "format_version");
     if (api_check_keys(doc, keys, "", err) != 0 ||
@@ -313,7 +313,8 @@ static int read_definition(struct api_call *call, const json_t *doc, struct nd_l
     int rc = api_parse_definition(v, call->param[0], &limits, &call->fast, &d, &e);
     for (int id = 0; rc == 0 && id < ND_ARRAY_COUNT; id++)
         if (d.def.source[id] == ND_ARRAY_SOURCE_VALUE)
-            rc = api_error_set(&e, 422, "invalid_value", "arrays", "%s: values go in the "
+            rc = api_error_set(&e, 422, "invalid_value", "arrays",
+                               "%s: values go in the "
                                "document's arrays, not in its definition",
                                nd_array_name((enum nd_array_id)id));
     if (rc != 0) {
@@ -444,11 +445,10 @@ static int read_moment(struct api_call *call, const json_t *v, const char *field
     int rc = 0;
     char have[96], want[96];
     if (!a->present || !nd_shape_equal(&t.shape, &a->value.shape))
-        rc = api_error_set(&call->err, 422, "shape_mismatch", field,
-                           "%s has shape %s, its array %s", field,
-                           nd_shape_format(&t.shape, have, sizeof have),
-                           a->present ? nd_shape_format(&a->value.shape, want, sizeof want)
-                                      : "has no values");
+        rc = api_error_set(
+            &call->err, 422, "shape_mismatch", field, "%s has shape %s, its array %s", field,
+            nd_shape_format(&t.shape, have, sizeof have),
+            a->present ? nd_shape_format(&a->value.shape, want, sizeof want) : "has no values");
     else if (t.numel > 0)
         memcpy(dst, t.data, (size_t)t.numel * sizeof(float));
     nd_tensor_deinit(&t);
@@ -579,9 +579,9 @@ int api_h_import(struct api_call *call) {
     nd_error_clear(&ce);
     struct nd_layer *layer = NULL;
     bool created = false;
-    enum nd_status st = nd_registry_import(nd_engine_registry(call->ctx->engine), call->param[0],
-                                           bytes ? bytes : "", len, if_version, &created, &layer,
-                                           &ce);
+    enum nd_status st =
+        nd_registry_import(nd_engine_registry(call->ctx->engine), call->param[0],
+                           bytes ? bytes : "", len, if_version, &created, &layer, &ce);
     nd_buf_deinit(&doc);
     if (st == ND_STATUS_PRECONDITION_FAILED)
         snprintf(ce.field, sizeof ce.field, "If-Match");

@@ -68,12 +68,11 @@ int api_forward_one(struct api_call *call, struct nd_layer *layer, struct nd_ten
         return api_core_error(call, &ce, "");
     struct nd_pool *pool = nd_engine_pool(call->ctx->engine);
     bool is_batch;
-    enum nd_status st =
-        call->inline_only
-            ? nd_layer_try_forward_any(layer, pool, x, batch_hint, train, out->data, &is_batch,
-                                       version, &ce)
-            : nd_layer_forward_any(layer, pool, x, batch_hint, train, out->data, &is_batch,
-                                   version, &ce);
+    enum nd_status st = call->inline_only
+                            ? nd_layer_try_forward_any(layer, pool, x, batch_hint, train, out->data,
+                                                       &is_batch, version, &ce)
+                            : nd_layer_forward_any(layer, pool, x, batch_hint, train, out->data,
+                                                   &is_batch, version, &ce);
     if (st == ND_STATUS_BUSY) // an event loop never waits: a worker will
         return API_DEFER;
     if (st != ND_STATUS_OK)
@@ -83,8 +82,8 @@ int api_forward_one(struct api_call *call, struct nd_layer *layer, struct nd_ten
 
 // Example i of the list: its own tensor, or a slice of the list read as one tensor (equal
 // shapes, json_fast.h). *owned tells whether *x must be released.
-static int list_item(struct api_call *call, const json_t *inputs, struct nd_tensor *all,
-                     size_t i, struct nd_tensor *x, enum api_tensor_form *form) {
+static int list_item(struct api_call *call, const json_t *inputs, struct nd_tensor *all, size_t i,
+                     struct nd_tensor *x, enum api_tensor_form *form) {
     if (all->data || all->numel) {
         struct nd_shape ex = nd_shape_make(all->shape.ndim - 1, all->shape.dim + 1);
         *x = nd_tensor_view(all->data, &ex);
@@ -125,10 +124,11 @@ static int forward_list(struct api_call *call, struct nd_layer *layer, const jso
         enum api_tensor_form form;
         rc = list_item(call, inputs, &all, i, &x, &form);
         if (rc == 0) // its output, and its text in the reply
-            rc = api_reserve(call,
-                             x.numel * (int64_t)sizeof(float) +
-                                 (int64_t)api_tensor_text_bound(&x.shape, fr->has_format ? fr->format : form),
-                             "this list's outputs");
+            rc = api_reserve(
+                call,
+                x.numel * (int64_t)sizeof(float) +
+                    (int64_t)api_tensor_text_bound(&x.shape, fr->has_format ? fr->format : form),
+                "this list's outputs");
         if (rc == 0)
             rc = api_forward_one(call, layer, &x, 0, fr->train_mode, &y, &version);
         if (rc == 0)
@@ -182,8 +182,8 @@ static int forward_tensor(struct api_call *call, struct nd_layer *layer, struct 
 }
 
 static int forward_body(struct api_call *call, struct nd_layer **at) {
-    static const char *const keys[] = {"input",  "inputs",      "mode",
-                                       "output_format", "batch", "min_version", NULL};
+    static const char *const keys[] = {"input", "inputs",      "mode", "output_format",
+                                       "batch", "min_version", NULL};
     struct forward_req fr;
     if (!call->binary &&
         (api_parse_body(call, false) != 0 || api_check_keys(call->body, keys, "", &call->err)))

@@ -11,7 +11,7 @@ int api_layer_from_path(struct api_call *call, struct nd_layer **out) {
     // worker (which also answers 404 for a name no store has).
     if (call->inline_only)
         return nd_registry_get_local(reg, call->param[0], out, NULL) == ND_STATUS_OK ? 0
-                                                                                      : API_DEFER;
+                                                                                     : API_DEFER;
     struct nd_error ce;
     nd_error_clear(&ce);
     if (nd_registry_get(reg, call->param[0], out, &ce) != ND_STATUS_OK)
@@ -185,8 +185,8 @@ static int parse_initialize(struct api_call *call, struct nd_initialize_args *ar
         api_get_bool(b, "reinitialize", "reinitialize", &args->reinitialize, &call->err) != 0)
         return -1;
     if ((v = json_object_get(b, "input")) && !json_is_null(v)) {
-        if (api_parse_shape(v, "input", call->ctx->config.max_elements, &args->input,
-                            &call->err) != 0)
+        if (api_parse_shape(v, "input", call->ctx->config.max_elements, &args->input, &call->err) !=
+            0)
             return -1;
         args->has_input = true;
     }

@@ -18,8 +18,8 @@ enum { OUT_OUTPUT, OUT_INPUT_GRADIENT, OUT_SCALING_GRADIENT, OUT_BIASES_GRADIENT
 static const char *const TRAIN_INPUTS[] = {"input", "output_gradient", "target", NULL};
 static const char *const TRAIN_OUTPUTS[] = {"output", "input_gradient", "scaling_gradient",
                                             "biases_gradient", NULL};
-static const char *const TRAIN_PARAMS[] = {"optimizer", "learning_rate", "momentum",
-                                           "nesterov",  "beta_1",        "beta_2",
+static const char *const TRAIN_PARAMS[] = {"optimizer", "learning_rate",    "momentum",
+                                           "nesterov",  "beta_1",           "beta_2",
                                            "epsilon",   "return_gradients", NULL};
 static const struct oip_route TRAIN = {TRAIN_INPUTS, TRAIN_OUTPUTS, TRAIN_PARAMS, 1};
 
@@ -260,8 +260,7 @@ int api_h_oip_infer(struct api_call *call) {
 // ---- train ----
 
 // The optimizer object api_parse_optimizer reads, from the request's flat parameters.
-static int train_optimizer(struct api_call *call, const json_t *params,
-                           struct nd_optimizer *opt) {
+static int train_optimizer(struct api_call *call, const json_t *params, struct nd_optimizer *opt) {
     static const char *const keys[] = {"learning_rate", "momentum", "nesterov",
                                        "beta_1",        "beta_2",   "epsilon"};
     *opt = nd_optimizer_default(ND_OPTIMIZER_SGD);
@@ -313,7 +312,7 @@ static int train_outputs(struct api_call *call, struct oip_request *r, struct ap
             r->out[r->nout] = (struct oip_output){r->nout, r->out[0].binary};
     t->want = ND_TRAIN_WANT_OUTPUT;
     for (int k = 0; k < r->nout; k++)
-        t->want |= r->out[k].index == OUT_INPUT_GRADIENT ? ND_TRAIN_WANT_INPUT_GRADIENT
+        t->want |= r->out[k].index == OUT_INPUT_GRADIENT  ? ND_TRAIN_WANT_INPUT_GRADIENT
                    : r->out[k].index > OUT_INPUT_GRADIENT ? ND_TRAIN_WANT_ARRAY_GRADIENTS
                                                           : 0;
     return 0;
@@ -349,8 +348,8 @@ int api_h_oip_train(struct api_call *call) {
     struct nd_layer *layer;
     struct nd_layer_info info;
     struct oip_request r = {0};
-    int rc = model_from_path(call, &layer, &info) == 0 ? oip_read_request(call, &TRAIN, &r)
-                                                       : API_FAIL;
+    int rc =
+        model_from_path(call, &layer, &info) == 0 ? oip_read_request(call, &TRAIN, &r) : API_FAIL;
     if (rc == 0 && r.raw)
         rc = api_error_set(&call->err, 400, "invalid_value", "Inference-Header-Content-Length",
                            "the train extension takes a JSON header (its inputs are named)");

@@ -82,15 +82,13 @@ static int parse_loss(struct api_call *call, bool has_target) {
         return api_error_set(&call->err, 422, "invalid_value", "loss",
                              "loss must be \"mean_squared\"");
     if (loss && !has_target)
-        return api_error_set(&call->err, 422, "invalid_value", "target",
-                             "loss needs a target");
+        return api_error_set(&call->err, 422, "invalid_value", "target", "loss needs a target");
     return 0;
 }
 
 static int parse_train(struct api_call *call, struct api_train_req *t) {
-    static const char *const keys[] = {"input",  "output_gradient", "target", "loss",
-                                       "optimizer", "return",       "output_format",
-                                       "batch",  NULL};
+    static const char *const keys[] = {"input",  "output_gradient", "target", "loss", "optimizer",
+                                       "return", "output_format",   "batch",  NULL};
     const json_t *b = call->body, *v;
     enum api_tensor_form form;
     const char *format = NULL;
@@ -207,7 +205,8 @@ int api_train_run(struct api_call *call, struct nd_layer *layer, struct api_trai
                     "this train-step") != 0)
         return API_FAIL;
     struct nd_train_args args = {.input = &v[0],
-                                 .output_grad = t->output_grad.data || t->output_grad.numel ? &v[1] : NULL,
+                                 .output_grad =
+                                     t->output_grad.data || t->output_grad.numel ? &v[1] : NULL,
                                  .target = t->target.data || t->target.numel ? &v[2] : NULL,
                                  .optimizer = t->optimizer,
                                  .want = t->want};

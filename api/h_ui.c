@@ -12,8 +12,8 @@
 
 // Scripts, styles, connections and images only from normd itself: no CDN, no inline script.
 // uPlot styles its elements through the CSSOM, which style-src does not restrict.
-#define UI_CSP                                                                                 \
-    "default-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "            \
+#define UI_CSP                                                                                     \
+    "default-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "                 \
     "frame-ancestors 'self'"
 
 _Static_assert(sizeof UI_CSP <= API_HEADER_VALUE_MAX, "the CSP fits a header value");

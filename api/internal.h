@@ -18,15 +18,15 @@
 
 // ---- context and metrics ----
 
-#define API_METRIC_ROUTES 48 // >= the number of routes, plus "unmatched" (asserted in routes.c)
+#define API_METRIC_ROUTES   48 // >= the number of routes, plus "unmatched" (asserted in routes.c)
 #define API_LATENCY_BUCKETS 12
 
-#define API_STATUS_MIN 100
+#define API_STATUS_MIN   100
 #define API_STATUS_COUNT 500 // statuses 100..599
 
 struct api_route_metrics {
     const char *route;
-    atomic_ullong by_status[API_STATUS_COUNT];          // requests by exact status
+    atomic_ullong by_status[API_STATUS_COUNT];         // requests by exact status
     atomic_ullong latency_bucket[API_LATENCY_BUCKETS]; // per bucket; cumulated when rendered
     atomic_ullong latency_count;
     atomic_ullong latency_sum_us;
@@ -72,13 +72,13 @@ struct api_call {
     struct api_response *resp;
     const char *param[2]; // path parameters ({name}, {array}) as zero-terminated copies
     char param_buf[2][256];
-    json_t *body;         // the parsed JSON body, or NULL
+    json_t *body;                 // the parsed JSON body, or NULL
     struct api_fast_tensors fast; // its large numeric arrays, read before jansson
-    bool binary;          // the body is application/octet-stream
+    bool binary;                  // the body is application/octet-stream
     bool inline_only;
-    bool oip;             // a /v2 path: errors in the protocol's form (h_oip.c)
+    bool oip;                                 // a /v2 path: errors in the protocol's form (h_oip.c)
     const struct api_query_param *query_decl; // the route's query parameters ({NULL} ends)
-    int64_t reserved;     // bytes taken from the memory budget, given back when the call ends
+    int64_t reserved; // bytes taken from the memory budget, given back when the call ends
     struct api_error err;
 };
 
@@ -198,8 +198,8 @@ int api_parse_array_name(const char *name, enum nd_layer_type type, const char *
 // Parses a per-example shape: an integer n ([n]), a list of integers >= 0 or nulls, or null
 // (unknown). 400 invalid_type / 422 invalid_value naming field; 413 when its known dims hold
 // more than max_elements (> 0) elements.
-int api_parse_shape(const json_t *v, const char *field, int64_t max_elements,
-                    struct nd_shape *out, struct api_error *err);
+int api_parse_shape(const json_t *v, const char *field, int64_t max_elements, struct nd_shape *out,
+                    struct api_error *err);
 
 // Writes a shape as a list (null for unknown dims; null for an unknown rank).
 void api_write_shape(struct jw *w, const struct nd_shape *shape);
@@ -229,7 +229,7 @@ int api_h_arrays_list(struct api_call *call);
 int api_h_export(struct api_call *call);
 int api_h_import(struct api_call *call);
 int api_h_history(struct api_call *call); // GET /v1/layers/{name}/history (h_history.c)
-int api_h_ui(struct api_call *call); // GET /ui: the dashboard (h_ui.c)
+int api_h_ui(struct api_call *call);      // GET /ui: the dashboard (h_ui.c)
 
 // The Open Inference Protocol v2 (h_oip.c): /v2 routes, and their errors' form.
 int api_h_oip_server(struct api_call *call);

@@ -18,7 +18,7 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-static const float pow10_float[11] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f,  1e5f,
+static const float pow10_float[11] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f,
                                       1e6f, 1e7f, 1e8f, 1e9f, 1e10f};
 
 // Length of the JSON number at s, with its digits as mantissa and decimal exponent; 0 when not
@@ -105,7 +105,8 @@ static inline uint32_t digits_value8(uint64_t v, int k) {
     v = v * 10 + (v >> 8);
     const uint64_t mask = UINT64_C(0x000000ff000000ff);
     v = ((v & mask) * UINT64_C(0x000f424000000064) +
-         ((v >> 16) & mask) * UINT64_C(0x0000271000000001)) >> 32;
+         ((v >> 16) & mask) * UINT64_C(0x0000271000000001)) >>
+        32;
     return (uint32_t)v;
 }
 
@@ -115,8 +116,8 @@ static inline uint32_t digits_value8(uint64_t v, int k) {
 #define FAST_DIGITS 0 // digit_run8 and digits_value8 read bytes little-endian
 #endif
 
-static const uint64_t pow10_int[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
-                                      100000000};
+static const uint64_t pow10_int[9] = {1,      10,      100,      1000,     10000,
+                                      100000, 1000000, 10000000, 100000000};
 
 // scan_number for a number of at most 7 integer digits, at most 19 digits in all and no
 // exponent, when 8 bytes can be read wherever its digits start; 0 when it is not such a
@@ -177,7 +178,7 @@ static inline size_t scan_short_number(const char *s, size_t n, bool *neg, uint6
     int k = __builtin_ctzll(bad | UINT64_C(1) << 63) / 8; // integer digits
     if ((k == 0) | (k > 6) | ((s[i] == '0') & (k > 1)) || s[i + (size_t)k] != '.')
         return 0;
-    uint64_t after = bad >> (8 * k + 8);                            // past the point
+    uint64_t after = bad >> (8 * k + 8);                           // past the point
     int f = after ? __builtin_ctzll(after) / 8 : 7 - k;            // fraction digits
     unsigned char end = (unsigned char)s[i + (size_t)(k + 1 + f)]; // the byte after them
     if ((f == 0) | ((unsigned)(end - '0') < 10) | ((end | 0x20) == 'e'))
@@ -295,8 +296,8 @@ struct scan {
 };
 
 static void skip_ws(struct scan *sc) {
-    while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\n' ||
-                             sc->s[sc->i] == '\r' || sc->s[sc->i] == '\t'))
+    while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\n' || sc->s[sc->i] == '\r' ||
+                             sc->s[sc->i] == '\t'))
         sc->i++;
 }
 
@@ -401,7 +402,7 @@ static bool scan_list(struct scan *sc) {
     int64_t size = 0;
     skip_ws(sc);
     if (sc->i < sc->n && sc->s[sc->i] == ']')
-        return false; // empty lists are left to the general path
+        return false;                           // empty lists are left to the general path
     if (sc->i < sc->n && sc->s[sc->i] != '[') { // a list of numbers (or not a tensor)
         size = scan_numbers(sc);
         if (size < 0)

@@ -5,9 +5,9 @@
 // 8192 values that is most of the request's time. So before parsing, the body's nested arrays
 // of numbers (with at least API_FAST_MIN_ELEMENTS values, rectangular, within float range) are
 // read straight into tensors, and their text is replaced by a short placeholder string that
-// jansson parses instead (a NUL byte, then the tensor's index), the text closing up behind it. Anything unusual
-// (other value types, ragged nesting, JSON syntax errors, too many values) is left in place for
-// the general path, which reports it with the usual errors.
+// jansson parses instead (a NUL byte, then the tensor's index), the text closing up behind it.
+// Anything unusual (other value types, ragged nesting, JSON syntax errors, too many values) is left
+// in place for the general path, which reports it with the usual errors.
 #ifndef API_JSON_FAST_H
 #define API_JSON_FAST_H
 
@@ -18,7 +18,7 @@
 #include "core/tensor.h"
 
 #define API_FAST_MIN_ELEMENTS 16 // below this jansson is as fast
-#define API_FAST_MAX_TENSORS 8
+#define API_FAST_MAX_TENSORS  8
 
 struct api_fast_tensors {
     int count;
@@ -28,8 +28,7 @@ struct api_fast_tensors {
 // Extracts up to API_FAST_MAX_TENSORS arrays of at most max_elements values each from text
 // (rewritten in place; len bytes, need not be NUL-terminated) and returns the text's new
 // length. Never fails: an allocation failure just leaves the array to jansson.
-size_t api_fast_extract(char *text, size_t len, int64_t max_elements,
-                        struct api_fast_tensors *out);
+size_t api_fast_extract(char *text, size_t len, int64_t max_elements, struct api_fast_tensors *out);
 
 // When v is a placeholder, moves its tensor into *out (owning) and returns 1; 0 when v is not a
 // placeholder; -1 for a placeholder whose tensor was taken already or does not exist.

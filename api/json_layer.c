@@ -16,16 +16,16 @@
 
 // ---- types an option applies to ----
 
-#define T(t) (1u << (t))
-#define T_BN T(ND_LAYER_TYPE_BATCH_NORM)
-#define T_NORM T(ND_LAYER_TYPE_NORMALIZATION)
-#define T_LN T(ND_LAYER_TYPE_LAYER_NORM)
-#define T_IN T(ND_LAYER_TYPE_INSTANCE_NORM)
-#define T_GN T(ND_LAYER_TYPE_GROUP_NORM)
-#define T_RMS T(ND_LAYER_TYPE_RMS_NORM)
+#define T(t)      (1u << (t))
+#define T_BN      T(ND_LAYER_TYPE_BATCH_NORM)
+#define T_NORM    T(ND_LAYER_TYPE_NORMALIZATION)
+#define T_LN      T(ND_LAYER_TYPE_LAYER_NORM)
+#define T_IN      T(ND_LAYER_TYPE_INSTANCE_NORM)
+#define T_GN      T(ND_LAYER_TYPE_GROUP_NORM)
+#define T_RMS     T(ND_LAYER_TYPE_RMS_NORM)
 #define T_PRESETS (T_LN | T_IN | T_GN | T_RMS)
-#define T_FAMILY (T_NORM | T_PRESETS)
-#define T_ALL (T_BN | T_FAMILY)
+#define T_FAMILY  (T_NORM | T_PRESETS)
+#define T_ALL     (T_BN | T_FAMILY)
 
 // An option row. types: the canonical types taking it; torch: the types taking it when named by
 // a PyTorch class beside the class's own arguments (torch_args: normd's extras that PyTorch
@@ -62,10 +62,17 @@ static const char *const torch_args[ND_LAYER_TYPE_COUNT][6] = {
 };
 
 // Spellings only Keras uses: given to a Keras type without a convention, they select keras.
-static const char *const keras_only[] = {
-    "center",           "scale",             "rms_scaling",       "synchronized",
-    "gamma_initializer", "beta_initializer", "gamma_regularizer", "beta_regularizer",
-    "gamma_constraint", "beta_constraint",   NULL};
+static const char *const keras_only[] = {"center",
+                                         "scale",
+                                         "rms_scaling",
+                                         "synchronized",
+                                         "gamma_initializer",
+                                         "beta_initializer",
+                                         "gamma_regularizer",
+                                         "beta_regularizer",
+                                         "gamma_constraint",
+                                         "beta_constraint",
+                                         NULL};
 
 static bool in_list(const char *const *list, const char *key) {
     for (int i = 0; list[i]; i++)
@@ -401,31 +408,31 @@ static int parse_constraint(const json_t *v, struct nd_constraint *out, const ch
     double *dst_mx[1] = {&out->max_value};
     if (api_check_keys(v, mm ? min_max : mx ? max_only : bare, f, e) != 0)
         return -1;
-    return mm ? read_numbers(v, f, min_max + 1, dst_mm, 3, e)
+    return mm   ? read_numbers(v, f, min_max + 1, dst_mm, 3, e)
            : mx ? read_numbers(v, f, max_only + 1, dst_mx, 1, e)
                 : 0;
 }
 
-#define INIT_OPTION(fn, id)                                                                    \
-    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
-        s->init_given[id] = true;                                                               \
-        return parse_initializer(v, &s->init[id], f, e);                                        \
+#define INIT_OPTION(fn, id)                                                                        \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {        \
+        s->init_given[id] = true;                                                                  \
+        return parse_initializer(v, &s->init[id], f, e);                                           \
     }
 INIT_OPTION(parse_scaling_init, ND_ARRAY_SCALING)
 INIT_OPTION(parse_biases_init, ND_ARRAY_BIASES)
 INIT_OPTION(parse_mean_init, ND_ARRAY_MOVING_MEAN)
 INIT_OPTION(parse_var_init, ND_ARRAY_MOVING_VARIANCE)
 
-#define REG_OPTION(fn, id)                                                                     \
-    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
-        return parse_reg(v, &s->regularizer[id], f, e);                                         \
+#define REG_OPTION(fn, id)                                                                         \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {        \
+        return parse_reg(v, &s->regularizer[id], f, e);                                            \
     }
 REG_OPTION(parse_scaling_reg, ND_ARRAY_SCALING)
 REG_OPTION(parse_biases_reg, ND_ARRAY_BIASES)
 
-#define CONSTRAINT_OPTION(fn, id)                                                              \
-    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {    \
-        return parse_constraint(v, &s->constraint[id], f, e);                                   \
+#define CONSTRAINT_OPTION(fn, id)                                                                  \
+    static int fn(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {        \
+        return parse_constraint(v, &s->constraint[id], f, e);                                      \
     }
 CONSTRAINT_OPTION(parse_scaling_con, ND_ARRAY_SCALING)
 CONSTRAINT_OPTION(parse_biases_con, ND_ARRAY_BIASES)
@@ -526,8 +533,7 @@ static void write_aggregation(struct jw *w, const struct nd_spec *s, const struc
     write_levels(w, &s->aggregation);
 }
 
-static void write_scaling_levels(struct jw *w, const struct nd_spec *s,
-                                 const struct nd_layout *l) {
+static void write_scaling_levels(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {
     (void)l;
     write_levels(w, &s->scaling);
 }
@@ -601,29 +607,29 @@ static void write_constraint(struct jw *w, const struct nd_constraint *c) {
     jw_obj_end(w);
 }
 
-#define INIT_WRITER(fn, id)                                                                    \
-    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
-        (void)l;                                                                                \
-        struct nd_initializer init = nd_spec_initializer(s, id);                                \
-        write_initializer(w, &init);                                                            \
+#define INIT_WRITER(fn, id)                                                                        \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {             \
+        (void)l;                                                                                   \
+        struct nd_initializer init = nd_spec_initializer(s, id);                                   \
+        write_initializer(w, &init);                                                               \
     }
 INIT_WRITER(write_scaling_init, ND_ARRAY_SCALING)
 INIT_WRITER(write_biases_init, ND_ARRAY_BIASES)
 INIT_WRITER(write_mean_init, ND_ARRAY_MOVING_MEAN)
 INIT_WRITER(write_var_init, ND_ARRAY_MOVING_VARIANCE)
 
-#define REG_WRITER(fn, id)                                                                     \
-    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
-        (void)l;                                                                                \
-        write_reg(w, &s->regularizer[id]);                                                      \
+#define REG_WRITER(fn, id)                                                                         \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {             \
+        (void)l;                                                                                   \
+        write_reg(w, &s->regularizer[id]);                                                         \
     }
 REG_WRITER(write_scaling_reg, ND_ARRAY_SCALING)
 REG_WRITER(write_biases_reg, ND_ARRAY_BIASES)
 
-#define CONSTRAINT_WRITER(fn, id)                                                              \
-    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {          \
-        (void)l;                                                                                \
-        write_constraint(w, &s->constraint[id]);                                                \
+#define CONSTRAINT_WRITER(fn, id)                                                                  \
+    static void fn(struct jw *w, const struct nd_spec *s, const struct nd_layout *l) {             \
+        (void)l;                                                                                   \
+        write_constraint(w, &s->constraint[id]);                                                   \
     }
 CONSTRAINT_WRITER(write_scaling_con, ND_ARRAY_SCALING)
 CONSTRAINT_WRITER(write_biases_con, ND_ARRAY_BIASES)
@@ -665,9 +671,8 @@ static int field_parse(const struct nd_spec_field *fd, const json_t *v, struct n
         if (api_as_string(v, f, &text, e) != 0)
             return -1;
         if (strlen(text) >= fd->size) // nd_spec_validate's rule; the member could not hold it
-            return api_error_set(e, 422, "invalid_value", f,
-                                 "%s is %zu bytes long; at most %zu", f, strlen(text),
-                                 fd->size - 1);
+            return api_error_set(e, 422, "invalid_value", f, "%s is %zu bytes long; at most %zu", f,
+                                 strlen(text), fd->size - 1);
         memcpy(p, text, strlen(text) + 1);
         return 0;
     }
@@ -703,11 +708,16 @@ static bool field_shown(const struct nd_spec_field *fd, const struct nd_spec *s)
 #define T_TORCH (T_BN | T_IN | T_LN | T_GN | T_RMS) // normd's extras on PyTorch's classes
 
 // An option placed by its row of core/spec_fields.def.
-#define FIELD(member) {.field = &nd_spec_fields[ND_SPEC_FIELD_##member]}
+#define FIELD(member)                                                                              \
+    { .field = &nd_spec_fields[ND_SPEC_FIELD_##member] }
 
 static const struct option options[] = {
     {"epsilon", {"Epsilon", "eps"}, T_ALL, parse_epsilon, write_epsilon},
-    {"momentum", {"Momentum"}, T_BN | T_IN, parse_momentum, write_momentum,
+    {"momentum",
+     {"Momentum"},
+     T_BN | T_IN,
+     parse_momentum,
+     write_momentum,
      .applies = applies_moving},
     {"interleaving", {"Interleaving"}, T_BN, parse_interleaving, write_interleaving},
     {"axis", {NULL}, T_BN | T_PRESETS, parse_axes, write_axis},
@@ -722,8 +732,13 @@ static const struct option options[] = {
     {"affine", {NULL}, T_ALL, parse_affine, NULL},
     {"elementwise_affine", {NULL}, T_ALL, parse_elementwise_affine, NULL},
     {"bias", {NULL}, 0, parse_bias, NULL, .late = true},
-    {"track_running_stats", {NULL}, T_BN | T_IN, parse_track_running_stats,
-     write_track_running_stats, .shown = shown_track_running_stats, .applies = applies_moving},
+    {"track_running_stats",
+     {NULL},
+     T_BN | T_IN,
+     parse_track_running_stats,
+     write_track_running_stats,
+     .shown = shown_track_running_stats,
+     .applies = applies_moving},
     {"num_features", {"num_channels"}, 0, parse_num_features, NULL},
     {"normalized_shape", {NULL}, 0, parse_normalized_shape, NULL},
     {"rms_scaling", {NULL}, T_LN, parse_rms_scaling, NULL, .late = true},
@@ -734,23 +749,42 @@ static const struct option options[] = {
     FIELD(sscale),
     FIELD(inplace),
     FIELD(trainable),
-    {"scaling_initializer", {"gamma_initializer"}, T_ALL, parse_scaling_init, write_scaling_init,
+    {"scaling_initializer",
+     {"gamma_initializer"},
+     T_ALL,
+     parse_scaling_init,
+     write_scaling_init,
      T_TORCH},
-    {"biases_initializer", {"beta_initializer"}, T_ALL, parse_biases_init, write_biases_init,
+    {"biases_initializer",
+     {"beta_initializer"},
+     T_ALL,
+     parse_biases_init,
+     write_biases_init,
      T_TORCH},
     {"moving_mean_initializer", {NULL}, T_BN, parse_mean_init, write_mean_init, T_BN},
     {"moving_variance_initializer", {NULL}, T_BN, parse_var_init, write_var_init, T_BN},
-    {"scaling_regularizer", {"gamma_regularizer"}, T_ALL, parse_scaling_reg, write_scaling_reg,
+    {"scaling_regularizer",
+     {"gamma_regularizer"},
+     T_ALL,
+     parse_scaling_reg,
+     write_scaling_reg,
      T_TORCH},
-    {"biases_regularizer", {"beta_regularizer"}, T_ALL, parse_biases_reg, write_biases_reg,
+    {"biases_regularizer",
+     {"beta_regularizer"},
+     T_ALL,
+     parse_biases_reg,
+     write_biases_reg,
      T_TORCH},
-    {"scaling_constraint", {"gamma_constraint"}, T_ALL, parse_scaling_con, write_scaling_con,
+    {"scaling_constraint",
+     {"gamma_constraint"},
+     T_ALL,
+     parse_scaling_con,
+     write_scaling_con,
      T_TORCH},
-    {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con,
-     T_TORCH},
+    {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con, T_TORCH},
 };
 #undef FIELD
-#define NOPTIONS ((int)(sizeof options / sizeof options[0]))
+#define NOPTIONS   ((int)(sizeof options / sizeof options[0]))
 #define NPOSITIONS (NOPTIONS + ND_SPEC_FIELD_COUNT) // at most: options[], then unplaced rows
 
 // A table row as an option.
@@ -800,8 +834,8 @@ static int option_find(const char *key, struct option *out) {
     return -1;
 }
 
-static int option_parse(const struct option *opt, const json_t *v, struct nd_spec *s,
-                        const char *f, struct api_error *e) {
+static int option_parse(const struct option *opt, const json_t *v, struct nd_spec *s, const char *f,
+                        struct api_error *e) {
     return opt->field ? field_parse(opt->field, v, s, f, e) : opt->parse(v, s, f, e);
 }
 
@@ -836,8 +870,8 @@ static int unknown_option(const struct nd_spec *spec, const char *key, const cha
                           struct api_error *err) {
     struct nd_type_name n;
     if (!nd_spec_is_pytorch_named(spec) || !nd_type_name_of(spec->type, spec->type_alias, &n))
-        return api_error_set(err, 422, "unknown_field", field, "unknown option %.100s for %s",
-                             key, nd_layer_type_name(spec->type));
+        return api_error_set(err, 422, "unknown_field", field, "unknown option %.100s for %s", key,
+                             nd_layer_type_name(spec->type));
     char list[128] = "";
     for (int i = 0; torch_args[spec->type][i]; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
@@ -901,7 +935,7 @@ static bool option_listed(const struct option *opt, int at, const struct nd_spec
     if (!option_writes(opt) || !option_shown(opt, spec) || (opt->applies && !opt->applies(spec)))
         return false;
     if (!(opt->types & T(spec->type))) // canonical options only: a definition of the canonical
-        return false;                   // type with them (an export) means the same layer
+        return false;                  // type with them (an export) means the same layer
     if (!nd_spec_is_pytorch_named(spec))
         return true;
     if ((opt->torch & T(spec->type)) || (strcmp(opt->name, "axis") == 0 && // normalized_shape's
@@ -941,8 +975,8 @@ bool api_write_option_named(struct jw *w, const struct nd_spec *spec,
 // The elements of one example, its unknown dims aside, against the tensor limit: no forward
 // could carry such an example, and the layer's arrays (at most one example's size) would be
 // allocated from it (a 57-byte definition of input [1000000000] once asked for 16 GB).
-static int check_example_size(const struct nd_shape *shape, int64_t max_elements,
-                              const char *field, struct api_error *err) {
+static int check_example_size(const struct nd_shape *shape, int64_t max_elements, const char *field,
+                              struct api_error *err) {
     int64_t n = 1;
     for (int32_t i = 0; i < shape->ndim; i++)
         if (shape->dim[i] != ND_DIM_AUTO && !nd_count_mul(n, shape->dim[i], &n))
@@ -954,8 +988,8 @@ static int check_example_size(const struct nd_shape *shape, int64_t max_elements
     return 0;
 }
 
-int api_parse_shape(const json_t *v, const char *field, int64_t max_elements,
-                    struct nd_shape *out, struct api_error *err) {
+int api_parse_shape(const json_t *v, const char *field, int64_t max_elements, struct nd_shape *out,
+                    struct api_error *err) {
     if (null_hint(v, field, "a shape not known yet", err))
         return -1;
     if (json_is_null(v)) {
@@ -1058,9 +1092,8 @@ static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_e
 
 // One entry of "arrays": a tensor, null (disabled) or {"shared": "NAME"}.
 static int parse_array_entry(const char *key, const json_t *v, struct api_definition *d,
-                             const struct api_tensor_limits *limits,
-                             struct api_fast_tensors *fast, unsigned *seen,
-                             struct api_error *err) {
+                             const struct api_tensor_limits *limits, struct api_fast_tensors *fast,
+                             unsigned *seen, struct api_error *err) {
     char field[API_FIELD_MAX];
     snprintf(field, sizeof field, "arrays.%.100s", key);
     enum nd_array_id id;
@@ -1204,9 +1237,9 @@ static int parse_seed(const json_t *v, struct nd_spec *spec, struct api_error *e
 int api_parse_definition(const json_t *body, const char *path_name,
                          const struct api_tensor_limits *limits, struct api_fast_tensors *fast,
                          struct api_definition *out, struct api_error *err) {
-    static const char *const keys[] = {"name",   "type",   "convention", "input",
-                                       "options", "arrays", "learning_rate_multipliers",
-                                       "seed",   NULL};
+    static const char *const keys[] = {
+        "name", "type", "convention", "input", "options", "arrays", "learning_rate_multipliers",
+        "seed", NULL};
     memset(out, 0, sizeof *out);
     if (check_definition_keys(body, keys, err) != 0 || parse_header(body, path_name, out, err) != 0)
         return -1;
@@ -1219,8 +1252,7 @@ int api_parse_definition(const json_t *body, const char *path_name,
         return -1;
     if ((v = json_object_get(body, "seed")) && parse_seed(v, spec, err))
         return -1;
-    if ((v = json_object_get(body, "learning_rate_multipliers")) &&
-        parse_multipliers(v, spec, err))
+    if ((v = json_object_get(body, "learning_rate_multipliers")) && parse_multipliers(v, spec, err))
         return -1;
     if ((v = json_object_get(body, "arrays")) && parse_arrays(v, out, limits, fast, err))
         return -1;
@@ -1278,8 +1310,8 @@ void api_write_array_facts(struct jw *w, const struct nd_layer_info *info, enum 
     struct nd_shape unknown = {.ndim = ND_RANK_UNKNOWN};
     jw_key(w, "shape");
     api_write_shape(w, info->array_shape[id].ndim >= 0 ? &info->array_shape[id]
-                       : info->layout_known        ? &info->layout.param_shape
-                                                   : &unknown);
+                       : info->layout_known            ? &info->layout.param_shape
+                                                       : &unknown);
     jw_key(w, "learning_rate_multiplier");
     jw_double(w, info->spec.lr_multiplier[id]);
     jw_key(w, "shared");

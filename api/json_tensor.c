@@ -273,8 +273,7 @@ static int shape_dim(const json_t *v, int64_t *dim, const char *path, struct api
     } else if (json_is_real(v)) {
         double d = json_real_value(v);
         if (d < 0) // before the cast: -3e38 is no int64_t
-            return api_error_set(err, 422, "invalid_value", path, "dimension %g is negative",
-                                 d);
+            return api_error_set(err, 422, "invalid_value", path, "dimension %g is negative", d);
         if (d != floor(d) || d >= 0x1p63)
             return api_error_set(err, d >= 0x1p63 ? 413 : 422,
                                  d >= 0x1p63 ? "payload_too_large" : "invalid_value", path,
@@ -696,7 +695,8 @@ size_t api_tensor_text_bound(const struct nd_shape *shape, enum api_tensor_form 
         n *= (double)shape->dim[i];
     }
     double bytes = 64 + 24.0 * shape->ndim; // braces, keys, the shape
-    bytes += form == API_FORM_B64 ? n * 4 * 4 / 3 + 4 : n * 17 + (form == API_FORM_NESTED ? lists * 2 : 2);
+    bytes += form == API_FORM_B64 ? n * 4 * 4 / 3 + 4
+                                  : n * 17 + (form == API_FORM_NESTED ? lists * 2 : 2);
     return bytes < 0x1p62 ? (size_t)bytes : (size_t)1 << 62;
 }
 

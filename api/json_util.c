@@ -24,8 +24,7 @@ static const char *json_type_word(const json_t *v) {
     }
 }
 
-static int type_error(const json_t *v, const char *field, const char *want,
-                      struct api_error *err) {
+static int type_error(const json_t *v, const char *field, const char *want, struct api_error *err) {
     return api_error_set(err, 400, "invalid_type", field, "%s must be %s, not %s", field, want,
                          json_type_word(v));
 }

@@ -7,9 +7,8 @@
 #include "api/internal.h"
 
 // Upper bounds of the latency histogram, in seconds; the last bucket is +Inf.
-static const double bucket_le[API_LATENCY_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                         0.025,  0.05,  0.1,    0.25,  0.5,
-                                                         1.0};
+static const double bucket_le[API_LATENCY_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                          0.05,   0.1,   0.25,   0.5,   1.0};
 
 static struct api_route_metrics *route_metrics(struct api_ctx *ctx, const char *route) {
     for (int i = 0; i < ctx->nmetrics; i++)
@@ -23,8 +22,7 @@ void api_observe(struct api_ctx *ctx, const char *route, const char *method, int
     (void)method;
     struct api_route_metrics *m = route_metrics(ctx, route ? route : "unmatched");
     if (status >= API_STATUS_MIN && status < API_STATUS_MIN + API_STATUS_COUNT)
-        atomic_fetch_add_explicit(&m->by_status[status - API_STATUS_MIN], 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->by_status[status - API_STATUS_MIN], 1, memory_order_relaxed);
     int b = 0;
     while (b < API_LATENCY_BUCKETS - 1 && seconds > bucket_le[b])
         b++;
@@ -105,7 +103,8 @@ static void put_latency(struct text *t, struct api_ctx *ctx) {
                 put(t, "normd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
                     m->route, bucket_le[b], cum);
             else
-                put(t, "normd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                put(t,
+                    "normd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
                     m->route, cum);
         }
         put(t, "normd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", m->route,
@@ -115,40 +114,48 @@ static void put_latency(struct text *t, struct api_ctx *ctx) {
 }
 
 static void put_gauges(struct text *t, struct api_ctx *ctx) {
-    put(t, "# HELP normd_http_requests_in_flight Requests being served.\n"
-           "# TYPE normd_http_requests_in_flight gauge\n"
-           "normd_http_requests_in_flight %lld\n",
+    put(t,
+        "# HELP normd_http_requests_in_flight Requests being served.\n"
+        "# TYPE normd_http_requests_in_flight gauge\n"
+        "normd_http_requests_in_flight %lld\n",
         (long long)atomic_load(&ctx->inflight));
     put(t, "# HELP normd_layers Layers held.\n# TYPE normd_layers gauge\nnormd_layers %lld\n",
         (long long)nd_registry_count(nd_engine_registry(ctx->engine)));
-    put(t, "# HELP normd_http_request_bytes_total Request body bytes received.\n"
-           "# TYPE normd_http_request_bytes_total counter\n"
-           "normd_http_request_bytes_total %llu\n",
+    put(t,
+        "# HELP normd_http_request_bytes_total Request body bytes received.\n"
+        "# TYPE normd_http_request_bytes_total counter\n"
+        "normd_http_request_bytes_total %llu\n",
         atomic_load(&ctx->bytes_in));
-    put(t, "# HELP normd_http_response_bytes_total Response body bytes sent.\n"
-           "# TYPE normd_http_response_bytes_total counter\n"
-           "normd_http_response_bytes_total %llu\n",
+    put(t,
+        "# HELP normd_http_response_bytes_total Response body bytes sent.\n"
+        "# TYPE normd_http_response_bytes_total counter\n"
+        "normd_http_response_bytes_total %llu\n",
         atomic_load(&ctx->bytes_out));
-    put(t, "# HELP normd_train_steps_total Train-steps completed.\n"
-           "# TYPE normd_train_steps_total counter\nnormd_train_steps_total %llu\n",
+    put(t,
+        "# HELP normd_train_steps_total Train-steps completed.\n"
+        "# TYPE normd_train_steps_total counter\nnormd_train_steps_total %llu\n",
         atomic_load(&ctx->train_steps));
-    put(t, "# HELP normd_engine_threads Engine threads.\n# TYPE normd_engine_threads gauge\n"
-           "normd_engine_threads %d\n",
+    put(t,
+        "# HELP normd_engine_threads Engine threads.\n# TYPE normd_engine_threads gauge\n"
+        "normd_engine_threads %d\n",
         nd_engine_threads(ctx->engine));
     put(t, "# HELP normd_ready 1 when ready to serve.\n# TYPE normd_ready gauge\nnormd_ready %d\n",
         api_is_ready(ctx) ? 1 : 0);
-    put(t, "# HELP normd_store_up 0 while the store shared by replicas cannot be reached.\n"
-           "# TYPE normd_store_up gauge\nnormd_store_up %d\n",
+    put(t,
+        "# HELP normd_store_up 0 while the store shared by replicas cannot be reached.\n"
+        "# TYPE normd_store_up gauge\nnormd_store_up %d\n",
         atomic_load(&ctx->store_down) ? 0 : 1);
-    put(t, "# HELP normd_store_retries_total Requests run again on the store's state after "
-           "another replica changed their layer first.\n"
-           "# TYPE normd_store_retries_total counter\nnormd_store_retries_total %llu\n",
+    put(t,
+        "# HELP normd_store_retries_total Requests run again on the store's state after "
+        "another replica changed their layer first.\n"
+        "# TYPE normd_store_retries_total counter\nnormd_store_retries_total %llu\n",
         atomic_load(&ctx->stale_retries));
     const struct nd_budget *b = nd_engine_budget(ctx->engine);
-    put(t, "# HELP normd_memory_budget_bytes The memory budget (--max-memory) and what requests "
-           "and layers hold of it.\n# TYPE normd_memory_budget_bytes gauge\n"
-           "normd_memory_budget_bytes{state=\"used\"} %lld\n"
-           "normd_memory_budget_bytes{state=\"limit\"} %lld\n",
+    put(t,
+        "# HELP normd_memory_budget_bytes The memory budget (--max-memory) and what requests "
+        "and layers hold of it.\n# TYPE normd_memory_budget_bytes gauge\n"
+        "normd_memory_budget_bytes{state=\"used\"} %lld\n"
+        "normd_memory_budget_bytes{state=\"limit\"} %lld\n",
         (long long)nd_budget_used(b), (long long)b->limit);
 }
 

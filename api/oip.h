@@ -10,9 +10,9 @@
 
 #include "api/internal.h"
 
-#define OIP_MAX_INPUTS 2  // infer: "input"; train: "input" and "output_gradient" or "target"
+#define OIP_MAX_INPUTS  2 // infer: "input"; train: "input" and "output_gradient" or "target"
 #define OIP_MAX_OUTPUTS 4 // output, input_gradient, scaling_gradient, biases_gradient
-#define OIP_NAME_MAX 32
+#define OIP_NAME_MAX    32
 
 // One named input of a request, read as FP32 in its declared shape.
 struct oip_input {
@@ -47,8 +47,7 @@ struct oip_request {
 // Reads an inference request (the JSON header and its binary tail, or notes a raw binary
 // request) for the route. 400 for a bad header length, body, name, datatype, shape or size; 413
 // past the element limit. Release with oip_request_release.
-int oip_read_request(struct api_call *call, const struct oip_route *route,
-                     struct oip_request *r);
+int oip_read_request(struct api_call *call, const struct oip_route *route, struct oip_request *r);
 void oip_request_release(struct oip_request *r);
 
 // The raw binary request's input: the whole body as FP32 examples of the fully known
@@ -56,8 +55,7 @@ void oip_request_release(struct oip_request *r);
 int oip_read_raw(struct api_call *call, const struct nd_shape *example, struct oip_request *r);
 
 // A request-level boolean parameter: 0 with *out untouched when absent, 400 when not a bool.
-int oip_param_bool(struct api_call *call, const struct oip_request *r, const char *key,
-                   bool *out);
+int oip_param_bool(struct api_call *call, const struct oip_request *r, const char *key, bool *out);
 
 // The reply: outputs[k] is the tensor of r->out[k] (NULL: left out, e.g. a gradient the layer
 // has not). The JSON (model_name, model_version, id, parameters.version when train, outputs),

@@ -48,8 +48,7 @@ static int header_length(struct api_call *call, size_t *len, bool *raw) {
         return bad(call, HEADER_LENGTH, "%s must be a byte count (digits)", HEADER_LENGTH);
     if (v > body)
         return api_error_set(&call->err, 400, "invalid_value", HEADER_LENGTH,
-                             "%s is %llu but the body has only %zu bytes", HEADER_LENGTH, v,
-                             body);
+                             "%s is %llu but the body has only %zu bytes", HEADER_LENGTH, v, body);
     *len = (size_t)v;
     *raw = v == 0;
     return 0;
@@ -96,8 +95,7 @@ static int read_shape(struct api_call *call, const json_t *v, const char *field,
     return 0;
 }
 
-static int read_dtype(struct api_call *call, const json_t *v, const char *field,
-                      enum dtype *out) {
+static int read_dtype(struct api_call *call, const json_t *v, const char *field, enum dtype *out) {
     static const char *const names[] = {[DT_FP32] = "FP32", [DT_FP64] = "FP64", [DT_FP16] = "FP16"};
     const char *s;
     if (api_as_string(v, field, &s, &call->err) != 0)
@@ -207,8 +205,7 @@ static int read_input_params(struct api_call *call, const json_t *p, const char 
     if (!p)
         return 0;
     if (!json_is_object(p))
-        return api_error_set(&call->err, 400, "invalid_type", field, "%s must be an object",
-                             field);
+        return api_error_set(&call->err, 400, "invalid_type", field, "%s must be an object", field);
     if (api_check_keys(p, keys, field, &call->err) != 0)
         return -1;
     *size = json_object_get(p, "binary_data_size");
@@ -268,7 +265,8 @@ static int read_input(struct api_call *call, const struct oip_route *route, cons
         return -1;
     const json_t *data = json_object_get(v, "data");
     if (!data == !size)
-        return bad(call, FIELD("data"), "%s: give data or parameters.binary_data_size, one of them", f);
+        return bad(call, FIELD("data"), "%s: give data or parameters.binary_data_size, one of them",
+                   f);
     if (data)
         return input_data_json(call, data, FIELD("data"), in, &shape, numel);
     if (api_as_int(size, FIELD("parameters.binary_data_size"), &size_bytes, &call->err) != 0)
@@ -277,8 +275,8 @@ static int read_input(struct api_call *call, const struct oip_route *route, cons
 #undef FIELD
 }
 
-static int read_inputs(struct api_call *call, const struct oip_route *route,
-                       struct tail *tail, struct oip_request *r) {
+static int read_inputs(struct api_call *call, const struct oip_route *route, struct tail *tail,
+                       struct oip_request *r) {
     const json_t *inputs = json_object_get(call->body, "inputs");
     size_t most = 0;
     while (route->inputs[most] && most < OIP_MAX_INPUTS)
@@ -287,11 +285,10 @@ static int read_inputs(struct api_call *call, const struct oip_route *route,
         return api_error_set(&call->err, 400, "invalid_type", "inputs",
                              "inputs must be a list of input tensors");
     if (json_array_size(inputs) == 0 || json_array_size(inputs) > most)
-        return api_error_set(&call->err, 400, "invalid_value", "inputs",
-                             "this request takes %s, not %zu inputs",
-                             most == 1 ? "exactly one input (\"input\")"
-                                       : "the input and output_gradient or target",
-                             json_array_size(inputs));
+        return api_error_set(
+            &call->err, 400, "invalid_value", "inputs", "this request takes %s, not %zu inputs",
+            most == 1 ? "exactly one input (\"input\")" : "the input and output_gradient or target",
+            json_array_size(inputs));
     for (size_t i = 0; i < json_array_size(inputs); i++) {
         struct oip_input *in = &r->in[r->nin++]; // counted first: released on any failure
         if (read_input(call, route, json_array_get(inputs, i), i, tail, in) != 0)
@@ -310,8 +307,7 @@ static int read_inputs(struct api_call *call, const struct oip_route *route,
 
 // ---- outputs and parameters ----
 
-int oip_param_bool(struct api_call *call, const struct oip_request *r, const char *key,
-                   bool *out) {
+int oip_param_bool(struct api_call *call, const struct oip_request *r, const char *key, bool *out) {
     const json_t *v = r->params ? json_object_get(r->params, key) : NULL;
     char f[64];
     snprintf(f, sizeof f, "parameters.%s", key);
@@ -402,21 +398,19 @@ static int read_params(struct api_call *call, const struct oip_route *route,
 }
 
 static int read_header_fields(struct api_call *call, struct oip_request *r) {
-    static const char *const keys[] = {"id", "model_name", "model_version", "parameters",
-                                       "inputs", "outputs", NULL};
+    static const char *const keys[] = {
+        "id", "model_name", "model_version", "parameters", "inputs", "outputs", NULL};
     const char *name = NULL;
     if (api_check_keys(call->body, keys, "", &call->err) ||
         api_get_string(call->body, "id", "id", &r->id, &call->err) ||
         api_get_string(call->body, "model_name", "model_name", &name, &call->err))
         return -1;
     if (name && strcmp(name, call->param[0]) != 0)
-        return bad(call, "model_name", "model_name %.60s differs from the path's model",
-                   name);
+        return bad(call, "model_name", "model_name %.60s differs from the path's model", name);
     return 0;
 }
 
-int oip_read_request(struct api_call *call, const struct oip_route *route,
-                     struct oip_request *r) {
+int oip_read_request(struct api_call *call, const struct oip_route *route, struct oip_request *r) {
     size_t len;
     memset(r, 0, sizeof *r);
     if (header_length(call, &len, &r->raw) != 0)
@@ -459,8 +453,8 @@ int oip_read_raw(struct api_call *call, const struct nd_shape *example, struct o
     r->nin = 1;
     r->out[0] = (struct oip_output){.index = 0, .binary = true};
     r->nout = 1;
-    return input_data_binary(call, (int64_t)body, HEADER_LENGTH, &tail, &r->in[0], DT_FP32,
-                             &shape, (int64_t)(body / sizeof(float)));
+    return input_data_binary(call, (int64_t)body, HEADER_LENGTH, &tail, &r->in[0], DT_FP32, &shape,
+                             (int64_t)(body / sizeof(float)));
 }
 
 void oip_request_release(struct oip_request *r) {

@@ -28,11 +28,10 @@ struct route {
 
 // Query parameters are fields of the request like the body's (API.md 2.4): a route takes the
 // ones declared here, anything else is 422 unknown_field.
+// min_version: read-your-writes across replicas.
 static const struct api_query_param Q_FORWARD[] = {
-    {"mode", API_QUERY_STRING},
-    {"min_version", API_QUERY_STRING}, // read-your-writes across replicas
-    {"batch", API_QUERY_BOOL},
-    {"output_format", API_QUERY_STRING},
+    {"mode", API_QUERY_STRING}, {"min_version", API_QUERY_STRING},
+    {"batch", API_QUERY_BOOL},  {"output_format", API_QUERY_STRING},
     {NULL, API_QUERY_STRING},
 };
 static const struct api_query_param Q_FORMAT[] = {
@@ -48,11 +47,13 @@ static const struct api_query_param Q_MIN_VERSION[] = {
     {"min_version", API_QUERY_STRING},
     {NULL, API_QUERY_STRING},
 };
-static const struct api_query_param Q_HISTORY[] = { // the newest N records only
+static const struct api_query_param Q_HISTORY[] = {
+    // the newest N records only
     {"limit", API_QUERY_STRING},
     {NULL, API_QUERY_STRING},
 };
-static const struct api_query_param Q_UI[] = { // the layer the dashboard opens with
+static const struct api_query_param Q_UI[] = {
+    // the layer the dashboard opens with
     {"layer", API_QUERY_STRING},
     {NULL, API_QUERY_STRING},
 };
@@ -424,8 +425,8 @@ void api_reply_etag(struct api_call *call, uint64_t version) {
 void api_writer_init(struct api_call *call, struct jw *w) {
     size_t limit = call->ctx->config.max_reply_bytes;
     jw_init(w);
-    jw_set_limit(w, call->inline_only && limit > API_INLINE_REPLY_MAX ? API_INLINE_REPLY_MAX
-                                                                       : limit);
+    jw_set_limit(w,
+                 call->inline_only && limit > API_INLINE_REPLY_MAX ? API_INLINE_REPLY_MAX : limit);
 }
 
 int api_reply_json(struct api_call *call, int status, struct jw *w) {
@@ -580,8 +581,8 @@ static int run_route(struct api_call *call, const struct route *r) {
     if (check_query(call) != 0)
         return API_FAIL;
     if (!(r->flags & ROUTE_BODY) && call->req->body_len > 0)
-        return api_error_set(&call->err, 400, "malformed_body", NULL,
-                             "%s %s takes no body", r->method, r->pattern);
+        return api_error_set(&call->err, 400, "malformed_body", NULL, "%s %s takes no body",
+                             r->method, r->pattern);
     if ((r->flags & ROUTE_BODY) && classify_body(call) != 0)
         return API_FAIL;
     return r->fn(call);
@@ -616,7 +617,10 @@ static void call_reset(struct api_call *call) {
 
 enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
                             struct api_response *resp, bool inline_only) {
-    struct api_call call = {.ctx = ctx, .req = req, .resp = resp, .inline_only = inline_only,
+    struct api_call call = {.ctx = ctx,
+                            .req = req,
+                            .resp = resp,
+                            .inline_only = inline_only,
                             .oip = is_oip_path(req->path)};
     bool is_options = is_method(req, "OPTIONS");
     const struct route *r = is_options ? NULL : find_route(&call);
@@ -646,8 +650,7 @@ enum api_outcome api_handle(struct api_ctx *ctx, const struct api_request *req,
     return API_DONE;
 }
 
-void api_error_reply(struct api_response *resp, int status, const char *code,
-                     const char *message) {
+void api_error_reply(struct api_response *resp, int status, const char *code, const char *message) {
     struct api_call call = {.resp = resp};
     memset(resp, 0, sizeof *resp);
     resp->route = UNMATCHED;
@@ -695,8 +698,7 @@ struct api_ctx *api_ctx_create(struct nd_engine *engine, const struct api_config
     ctx->config = *config;
     if (!ctx->config.max_reply_bytes) {
         int64_t per = config->max_elements > 0 ? config->max_elements : 0;
-        ctx->config.max_reply_bytes =
-            (size_t)per * API_REPLY_BYTES_PER_ELEMENT + ((size_t)1 << 20);
+        ctx->config.max_reply_bytes = (size_t)per * API_REPLY_BYTES_PER_ELEMENT + ((size_t)1 << 20);
     }
     if (config->api_key && config->api_key[0] && !(ctx->api_key = strdup(config->api_key))) {
         free(ctx);

@@ -70,7 +70,8 @@ int api_batch_view(struct api_call *call, struct nd_layer *layer, const struct n
 static int reply_binary(struct api_call *call, const struct nd_tensor *t, char *body) {
     size_t bytes = (size_t)t->numel * sizeof(float);
     char shape[API_HEADER_VALUE_MAX];
-    api_reply_header(call, "X-Tensor-Shape", "%s", api_shape_header(&t->shape, shape, sizeof shape));
+    api_reply_header(call, "X-Tensor-Shape", "%s",
+                     api_shape_header(&t->shape, shape, sizeof shape));
     call->resp->status = 200;
     call->resp->body = body;
     call->resp->body_len = bytes;

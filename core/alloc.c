@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_PAGE      ((size_t)2 << 20)
 #define HUGE_ALLOC_MIN ((size_t)4 << 20)
 
 void *nd_alloc_aligned(size_t bytes) {

@@ -12,10 +12,10 @@
 #include "core/layer_impl.h"
 #include "core/persist.h"
 
-#define MAGIC_LAYER "NDL1"
-#define MAGIC_SHARED "NDS1"
-#define HEADER_BYTES 16  // magic, format version, payload length
-#define TRAILER_BYTES 8 // checksum
+#define MAGIC_LAYER   "NDL1"
+#define MAGIC_SHARED  "NDS1"
+#define HEADER_BYTES  16 // magic, format version, payload length
+#define TRAILER_BYTES 8  // checksum
 
 // ---- writing ----
 
@@ -444,7 +444,7 @@ static void put_array(struct nd_buf *b, const struct nd_array *a) {
 }
 
 static enum nd_status get_array_v1(struct rd *r, const char *shared_name, struct nd_array **out,
-                                struct nd_error *err) {
+                                   struct nd_error *err) {
     struct nd_shape shape;
     get_shape(r, &shape, false);
     int64_t numel = 0;
@@ -581,12 +581,13 @@ static enum nd_status frame_open(const void *bytes, size_t n, const char *magic,
     uint64_t len = get_u64(&h);
     *reader = reader_of(version);
     if (!*reader)
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "format version %u, expected %u",
-                            version, ND_PERSIST_FORMAT_VERSION);
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "format version %u, expected %u", version,
+                            ND_PERSIST_FORMAT_VERSION);
     if (len != n - HEADER_BYTES - TRAILER_BYTES)
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "truncated: %llu bytes of payload "
-                            "announced, %zu present", (unsigned long long)len,
-                            n - HEADER_BYTES - TRAILER_BYTES);
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                            "truncated: %llu bytes of payload "
+                            "announced, %zu present",
+                            (unsigned long long)len, n - HEADER_BYTES - TRAILER_BYTES);
     struct rd t = {.p = p, .n = n, .i = n - TRAILER_BYTES};
     if (get_u64(&t) != nd__checksum(p, n - TRAILER_BYTES))
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "checksum mismatch: damaged");
@@ -670,8 +671,7 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
                                 nd_array_name((enum nd_array_id)id));
     }
     if (im->spec.has_seed && im->seed != im->spec.seed) // the layer's seed is the spec's then
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: two seeds",
-                            im->name);
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged layer %s: two seeds", im->name);
     if (im->shared[0][0] && strcmp(im->shared[0], im->shared[1]) == 0)
         return nd_error_set(err, ND_STATUS_INVALID_VALUE,
                             "damaged layer %s: Scaling and Biases share one array", im->name);
@@ -682,12 +682,10 @@ static enum nd_status image_check(const struct layer_image *im, struct nd_error 
 // rows the version holds), counters and seed, then per array its flags, shared name and own
 // state, then (format version 3 on) the training history. Versions 1 and 2 differ only in the
 // spec; version 3 adds the history; version 4 the table's rows at the end of the spec.
-static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
-                                    void (*get_spec)(struct rd *r, struct nd_spec *spec),
-                                    enum nd_status (*get_history)(struct rd *r,
-                                                                  struct nd_history *h,
-                                                                  struct nd_error *err),
-                                    struct nd_error *err) {
+static enum nd_status layer_payload(
+    struct rd *r, struct layer_image *im, void (*get_spec)(struct rd *r, struct nd_spec *spec),
+    enum nd_status (*get_history)(struct rd *r, struct nd_history *h, struct nd_error *err),
+    struct nd_error *err) {
     enum nd_status st = ND_STATUS_OK;
     get_str(r, im->name, sizeof im->name);
     get_spec(r, &im->spec);
@@ -711,26 +709,22 @@ static enum nd_status layer_payload(struct rd *r, struct layer_image *im,
 }
 
 // Format version 1's layer payload (frozen).
-static enum nd_status layer_payload_v1(struct rd *r, struct layer_image *im,
-                                       struct nd_error *err) {
+static enum nd_status layer_payload_v1(struct rd *r, struct layer_image *im, struct nd_error *err) {
     return layer_payload(r, im, get_spec_v1, NULL, err);
 }
 
 // Format version 2's layer payload (frozen): version 1's with get_spec_v2's spec.
-static enum nd_status layer_payload_v2(struct rd *r, struct layer_image *im,
-                                       struct nd_error *err) {
+static enum nd_status layer_payload_v2(struct rd *r, struct layer_image *im, struct nd_error *err) {
     return layer_payload(r, im, get_spec_v2, NULL, err);
 }
 
 // Format version 3's layer payload (frozen): version 2's, then get_history_v3's history.
-static enum nd_status layer_payload_v3(struct rd *r, struct layer_image *im,
-                                       struct nd_error *err) {
+static enum nd_status layer_payload_v3(struct rd *r, struct layer_image *im, struct nd_error *err) {
     return layer_payload(r, im, get_spec_v2, get_history_v3, err);
 }
 
 // Format version 1's shared-array payload (frozen; version 2's too).
-static enum nd_status shared_payload_v1(struct rd *r, struct nd_array **out,
-                                        struct nd_error *err) {
+static enum nd_status shared_payload_v1(struct rd *r, struct nd_array **out, struct nd_error *err) {
     char name[ND_NAME_MAX + 1];
     get_str(r, name, sizeof name);
     if (r->bad || !nd_name_valid(name))
@@ -774,9 +768,9 @@ static const struct payload_reader readers[] = {
 };
 
 // Every row of core/spec_fields.def is stored by a version this binary writes.
-#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,  \
-                      decl)                                                                       \
-    _Static_assert((since) >= 1 && (since) <= ND_PERSIST_FORMAT_VERSION,                          \
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,      \
+                      decl)                                                                        \
+    _Static_assert((since) >= 1 && (since) <= ND_PERSIST_FORMAT_VERSION,                           \
                    "spec_fields.def: " name " is stored since a format this binary writes");
 #include "core/spec_fields.def"
 #undef ND_SPEC_FIELD
@@ -807,8 +801,8 @@ static enum nd_status image_read(const void *bytes, size_t n, struct layer_image
 // them all); one still pending stays pending. Arrays of a layer with known shapes must have
 // them: every enabled one present, each of the layout's shape; a layer whose input rank is
 // known but not its arrays' dims holds no array (forward would trust its shape).
-static enum nd_status image_bind(struct layer_image *im, const struct nd_layout *lay,
-                                 bool known, bool ready, const struct nd__binder *binder,
+static enum nd_status image_bind(struct layer_image *im, const struct nd_layout *lay, bool known,
+                                 bool ready, const struct nd__binder *binder,
                                  struct nd_error *err) {
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         // A ready layer has bound all its shared arrays: no writer leaves one pending.

@@ -16,10 +16,10 @@
 #include "core/export.h"
 #include "core/layer_impl.h"
 
-#define MAGIC "NDX1"
-#define HEADER_BYTES 16 // magic, format version, payload length
-#define TRAILER_BYTES 8 // checksum
-#define MAX_FILES (1 + ND_ARRAY_AFFINE_COUNT)
+#define MAGIC         "NDX1"
+#define HEADER_BYTES  16 // magic, format version, payload length
+#define TRAILER_BYTES 8  // checksum
+#define MAX_FILES     (1 + ND_ARRAY_AFFINE_COUNT)
 
 // ---- the container ----
 
@@ -91,8 +91,10 @@ static enum nd_status container_read(const void *bytes, size_t len, struct slice
         uint64_t n_i = end - at >= 8 ? get_le(p + at, 8) : UINT64_MAX;
         at += 8;
         if (at > end || n_i > end - at)
-            return nd_error_set(err, ND_STATUS_INVALID_VALUE, "damaged export: file %llu runs "
-                                "past the end", (unsigned long long)i);
+            return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                                "damaged export: file %llu runs "
+                                "past the end",
+                                (unsigned long long)i);
         files[i] = (struct slice){p + at, (size_t)n_i};
         at += (size_t)n_i;
     }
@@ -417,8 +419,8 @@ enum nd_status nd_layer_state_check(const struct nd_layer_state *s, struct nd_er
 // ---- encoding a state ----
 
 // One array of a state as an array of the layer being built (not counted in any budget).
-static enum nd_status array_of_state(const struct nd_layer_state_array *sa,
-                                     struct nd_array **out, struct nd_error *err) {
+static enum nd_status array_of_state(const struct nd_layer_state_array *sa, struct nd_array **out,
+                                     struct nd_error *err) {
     struct nd_array *a;
     enum nd_status st = nd__array_create(&sa->value.shape, sa->shared, NULL, &a, err);
     if (st != ND_STATUS_OK)

@@ -30,11 +30,11 @@ enum nd_history_flags {
 
 // One train-step, as plain data.
 struct nd_history_record {
-    uint64_t version;    // the layer's version after the step
-    int64_t train_step;  // the layer's train_steps counter after the step
-    double time;         // wall clock, unix seconds
-    uint32_t flags;      // enum nd_history_flags
-    double loss;         // mean((y - target)^2), with ND_HISTORY_LOSS
+    uint64_t version;                            // the layer's version after the step
+    int64_t train_step;                          // the layer's train_steps counter after the step
+    double time;                                 // wall clock, unix seconds
+    uint32_t flags;                              // enum nd_history_flags
+    double loss;                                 // mean((y - target)^2), with ND_HISTORY_LOSS
     double batch_mean_norm, batch_variance_norm; // L2 norms of the statistics, ND_HISTORY_STATS
     enum nd_optimizer_kind optimizer;            // with ND_HISTORY_OPTIMIZER
     double learning_rate;                        // the optimizer's, with ND_HISTORY_OPTIMIZER

@@ -49,8 +49,7 @@ struct nd_initializer {
 const char *nd_init_kind_name(enum nd_init_kind kind);
 
 // Parses a Keras spelling into *kind; ND_STATUS_INVALID_VALUE for any other text.
-enum nd_status nd_init_kind_parse(const char *name, enum nd_init_kind *kind,
-                                  struct nd_error *err);
+enum nd_status nd_init_kind_parse(const char *name, enum nd_init_kind *kind, struct nd_error *err);
 
 // An initializer of kind with its Keras default parameters (constant: 0).
 struct nd_initializer nd_initializer_default(enum nd_init_kind kind);

@@ -73,8 +73,8 @@ void nd_layer_info(struct nd_layer *layer, struct nd_layer_info *info) {
 }
 
 enum nd_status nd_layer_history_read(struct nd_layer *layer, int32_t limit,
-                                     struct nd_history_record *out, int32_t *n,
-                                     uint64_t *total, uint64_t *version, struct nd_error *err) {
+                                     struct nd_history_record *out, int32_t *n, uint64_t *total,
+                                     uint64_t *version, struct nd_error *err) {
     if (!layer || !out || !n)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_history_read: NULL");
     nd_rwlock_rdlock(layer->lock);
@@ -126,8 +126,9 @@ static enum nd_status check_source(const struct nd_layer_def *def, enum nd_array
         return field_error(err, ND_STATUS_INVALID_VALUE, id,
                            "exists only in BatchNormalization and in an instance normalization "
                            "with track_running_stats true");
-    bool other = def->spec.enabled[id == ND_ARRAY_MOVING_MEAN ? ND_ARRAY_MOVING_VARIANCE
-                                                              : ND_ARRAY_MOVING_MEAN];
+    bool other =
+        def->spec
+            .enabled[id == ND_ARRAY_MOVING_MEAN ? ND_ARRAY_MOVING_VARIANCE : ND_ARRAY_MOVING_MEAN];
     if (moving && !def->spec.enabled[id] && !other && given)
         return field_error(err, ND_STATUS_INVALID_VALUE, id,
                            "exists only with track_running_stats true");
@@ -239,9 +240,9 @@ static enum nd_status shape_error(struct nd_error *err, enum nd_array_id id,
                                   const struct nd_shape *got, const struct nd_shape *want) {
     char g[96], w[96], field[ND_ERROR_FIELD_MAX];
     snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
-    return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, field,
-                              "%s has shape %s, the layer expects %s", nd_array_name(id),
-                              nd_shape_format(got, g, sizeof g), nd_shape_format(want, w, sizeof w));
+    return nd_error_set_field(
+        err, ND_STATUS_SHAPE_MISMATCH, field, "%s has shape %s, the layer expects %s",
+        nd_array_name(id), nd_shape_format(got, g, sizeof g), nd_shape_format(want, w, sizeof w));
 }
 
 // A new own array of `shape` from the user's value or the spec's initializer (l's seed),
@@ -316,8 +317,8 @@ static enum nd_status fill_array(struct nd_layer *l, const struct nd_layer_def *
         return ND_STATUS_OK;
     }
     if (def->source[id] == ND_ARRAY_SOURCE_SHARED)
-        return bind_shared(binder, &l->spec, (enum nd_array_id)id, def->shared[id], shape,
-                           l->seed, &l->arrays[id], err);
+        return bind_shared(binder, &l->spec, (enum nd_array_id)id, def->shared[id], shape, l->seed,
+                           &l->arrays[id], err);
     const struct nd_tensor *value =
         def->source[id] == ND_ARRAY_SOURCE_VALUE ? &def->value[id] : NULL;
     return make_array(l, &l->spec, (enum nd_array_id)id, shape, value, &l->arrays[id], err);
@@ -339,7 +340,8 @@ static enum nd_status create_arrays(struct nd_layer *l, const struct nd_layer_de
         if (!l->spec.enabled[id])
             continue;
         l->user_set[id] = def->source[id] == ND_ARRAY_SOURCE_VALUE;
-        enum nd_status st = ready ? fill_array(l, def, id, binder, err) : keep_pending(l, def, id, err);
+        enum nd_status st =
+            ready ? fill_array(l, def, id, binder, err) : keep_pending(l, def, id, err);
         if (st != ND_STATUS_OK)
             return st;
     }
@@ -454,10 +456,12 @@ static enum nd_status init_resolve(struct nd_layer *l, struct init_draft *p,
 
 // Exchanges the draft and the layer's state: once to commit, once more to undo.
 static void init_swap(struct nd_layer *l, struct init_draft *p) {
-    struct init_draft old = {.spec = l->spec, .layout = l->layout,
-                            .layout_known = l->layout_known,
-                            .train_steps = l->train_steps,
-                            .optimizer_steps = l->optimizer_steps, .version = l->version};
+    struct init_draft old = {.spec = l->spec,
+                             .layout = l->layout,
+                             .layout_known = l->layout_known,
+                             .train_steps = l->train_steps,
+                             .optimizer_steps = l->optimizer_steps,
+                             .version = l->version};
     memcpy(old.arrays, l->arrays, sizeof old.arrays);
     memcpy(old.user_set, l->user_set, sizeof old.user_set);
     l->spec = p->spec;
@@ -491,8 +495,8 @@ static enum nd_status init_commit(struct nd_layer *l, struct init_draft *p,
 }
 
 enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_initialize_args *args,
-                                    const struct nd__binder *binder, bool nowait,
-                                    uint64_t *version, struct nd_error *err) {
+                                    const struct nd__binder *binder, bool nowait, uint64_t *version,
+                                    struct nd_error *err) {
     if (!layer || !args)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd__layer_initialize: NULL");
     if (!nowait)
@@ -537,15 +541,13 @@ static enum nd_status rank_error(const struct nd_layer *l, const struct nd_shape
                               nd_shape_format(&l->spec.input, w, sizeof w));
 }
 
-enum nd_status nd__layer_batch_shape_locked(const struct nd_layer *layer,
-                                           const struct nd_shape *in, int batch_hint,
-                                           struct nd_shape *batched, bool *is_batch,
-                                           struct nd_error *err) {
+enum nd_status nd__layer_batch_shape_locked(const struct nd_layer *layer, const struct nd_shape *in,
+                                            int batch_hint, struct nd_shape *batched,
+                                            bool *is_batch, struct nd_error *err) {
     int32_t r = layer->layout_known ? layer->spec.input.ndim : ND_RANK_UNKNOWN;
     if (r == ND_RANK_UNKNOWN)
         return nd_error_set(err, ND_STATUS_NOT_INITIALIZED,
-                            "layer %s is not initialized: its input shape is unknown",
-                            layer->name);
+                            "layer %s is not initialized: its input shape is unknown", layer->name);
     bool batch = in->ndim == r + 1;
     if ((in->ndim != r && in->ndim != r + 1) || (batch_hint == 0 && batch) ||
         (batch_hint == 1 && !batch))
@@ -562,9 +564,9 @@ enum nd_status nd__layer_batch_shape_locked(const struct nd_layer *layer,
     return ND_STATUS_OK;
 }
 
-static enum nd_status batch_shape(struct nd_layer *layer, const struct nd_shape *in,
-                                  int batch_hint, bool nowait, struct nd_shape *batched,
-                                  bool *is_batch, struct nd_error *err) {
+static enum nd_status batch_shape(struct nd_layer *layer, const struct nd_shape *in, int batch_hint,
+                                  bool nowait, struct nd_shape *batched, bool *is_batch,
+                                  struct nd_error *err) {
     if (!layer || !in || !batched || !is_batch)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_batch_shape: NULL");
     if (!nowait)
@@ -604,8 +606,7 @@ void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *ba
 
 // ---- arrays of a layer ----
 
-static enum nd_status array_lookup(struct nd_layer *l, enum nd_array_id id,
-                                   struct nd_error *err) {
+static enum nd_status array_lookup(struct nd_layer *l, enum nd_array_id id, struct nd_error *err) {
     if ((int)id < 0 || id >= ND_ARRAY_COUNT)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "array id %d out of range", (int)id);
     if (!l->spec.enabled[id])
@@ -619,8 +620,7 @@ static enum nd_status array_lookup(struct nd_layer *l, enum nd_array_id id,
 }
 
 enum nd_status nd_layer_read_array(struct nd_layer *layer, enum nd_array_id id,
-                                   struct nd_tensor *out, uint64_t *version,
-                                   struct nd_error *err) {
+                                   struct nd_tensor *out, uint64_t *version, struct nd_error *err) {
     if (!layer || !out)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_read_array: NULL");
     nd_rwlock_rdlock(layer->lock);

@@ -84,18 +84,18 @@ const char *nd_layer_name(const struct nd_layer *layer);
 
 // A snapshot of a layer's definition and state (GET /v1/layers/{name}).
 struct nd_layer_info {
-    struct nd_spec spec;         // spec.input is the resolved per-example shape once known
-    bool initialized;            // every enabled array has a shape and values
-    struct nd_layout layout;     // valid when layout_known
+    struct nd_spec spec;     // spec.input is the resolved per-example shape once known
+    bool initialized;        // every enabled array has a shape and values
+    struct nd_layout layout; // valid when layout_known
     bool layout_known;
     bool enabled[ND_ARRAY_COUNT];
-    struct nd_shape array_shape[ND_ARRAY_COUNT]; // ndim ND_RANK_UNKNOWN while unknown
+    struct nd_shape array_shape[ND_ARRAY_COUNT];  // ndim ND_RANK_UNKNOWN while unknown
     char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1]; // "" when not shared
-    int64_t parameter_count;     // elements of every enabled array with a known shape
+    int64_t parameter_count; // elements of every enabled array with a known shape
     uint64_t version;
-    int64_t train_steps;         // counted for the pytorch (momentum null) and puzzlelib rules
-    int64_t forwards;            // forward calls served (inference and train mode)
-    int64_t optimizer_steps;     // train-steps that updated at least one array
+    int64_t train_steps;     // counted for the pytorch (momentum null) and puzzlelib rules
+    int64_t forwards;        // forward calls served (inference and train mode)
+    int64_t optimizer_steps; // train-steps that updated at least one array
 };
 
 // The layer's version, read without its lock (a change in flight may bump it any moment).
@@ -137,8 +137,8 @@ enum nd_status nd_layer_forward(struct nd_layer *layer, struct nd_pool *pool,
 // while a train-step, initialization or write holds or waits for it. For callers on an event
 // loop, which must not block behind a long train-step.
 enum nd_status nd_layer_try_forward(struct nd_layer *layer, struct nd_pool *pool,
-                                    const struct nd_tensor *x, bool train_mode,
-                                    struct nd_tensor *y, uint64_t *version, struct nd_error *err);
+                                    const struct nd_tensor *x, bool train_mode, struct nd_tensor *y,
+                                    uint64_t *version, struct nd_error *err);
 
 // nd_layer_batch_shape and nd_layer_forward under one hold of the layer's lock: x is one
 // example or a batch (batch_hint as there), y the caller's x->numel floats, written with x's
@@ -151,9 +151,9 @@ enum nd_status nd_layer_forward_any(struct nd_layer *layer, struct nd_pool *pool
 
 // As nd_layer_forward_any, never waiting for the lock (ND_STATUS_BUSY), as nd_layer_try_forward.
 enum nd_status nd_layer_try_forward_any(struct nd_layer *layer, struct nd_pool *pool,
-                                        const struct nd_tensor *x, int batch_hint,
-                                        bool train_mode, float *y, bool *is_batch,
-                                        uint64_t *version, struct nd_error *err);
+                                        const struct nd_tensor *x, int batch_hint, bool train_mode,
+                                        float *y, bool *is_batch, uint64_t *version,
+                                        struct nd_error *err);
 
 // ---- train-step ----
 
@@ -177,11 +177,11 @@ struct nd_train_args {
 // A train-step's results. Every tensor is owned (release all with nd_train_result_deinit);
 // tensors not asked for, or without meaning for the layer, have data == NULL and numel 0.
 struct nd_train_result {
-    struct nd_tensor output;                           // y
-    struct nd_tensor input_grad;                       // dL/dx
+    struct nd_tensor output;                            // y
+    struct nd_tensor input_grad;                        // dL/dx
     struct nd_tensor array_grad[ND_ARRAY_AFFINE_COUNT]; // dL/dScaling, dL/dBiases (+ regularizer)
-    struct nd_tensor arrays[ND_ARRAY_COUNT];           // every enabled array after the step
-    struct nd_tensor batch_mean, batch_var;            // biased; BN [C], Normalization [N, k]
+    struct nd_tensor arrays[ND_ARRAY_COUNT];            // every enabled array after the step
+    struct nd_tensor batch_mean, batch_var;             // biased; BN [C], Normalization [N, k]
     bool has_loss;
     double loss; // mean((y - target)^2) when a target was given
     uint64_t version;
@@ -198,8 +198,8 @@ void nd_train_result_deinit(struct nd_train_result *result);
 // under pytorch, an unbiased variance of one value, a bad optimizer), ND_STATUS_OUT_OF_MEMORY.
 // On error the layer is unchanged. *result is zeroed first. Thread-safe: serialized per layer.
 enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
-                                   const struct nd_train_args *args,
-                                   struct nd_train_result *result, struct nd_error *err);
+                                   const struct nd_train_args *args, struct nd_train_result *result,
+                                   struct nd_error *err);
 
 // ---- training history ----
 
@@ -209,8 +209,8 @@ enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
 // appended by committed train-steps (history.h). ND_STATUS_INVALID_ARGUMENT for NULL
 // arguments. Thread-safe.
 enum nd_status nd_layer_history_read(struct nd_layer *layer, int32_t limit,
-                                     struct nd_history_record *out, int32_t *n,
-                                     uint64_t *total, uint64_t *version, struct nd_error *err);
+                                     struct nd_history_record *out, int32_t *n, uint64_t *total,
+                                     uint64_t *version, struct nd_error *err);
 
 // ---- arrays of a layer ----
 
@@ -218,8 +218,7 @@ enum nd_status nd_layer_history_read(struct nd_layer *layer, int32_t limit,
 // ND_STATUS_NOT_FOUND for a disabled array or one the layer type does not have;
 // ND_STATUS_NOT_INITIALIZED while its shape is unknown. Thread-safe.
 enum nd_status nd_layer_read_array(struct nd_layer *layer, enum nd_array_id id,
-                                   struct nd_tensor *out, uint64_t *version,
-                                   struct nd_error *err);
+                                   struct nd_tensor *out, uint64_t *version, struct nd_error *err);
 
 // Sets one array from value (shape must equal the array's; values finite; MovingVariance
 // >= 0). if_version: 0 for any, else the version the caller expects

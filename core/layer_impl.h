@@ -5,8 +5,8 @@
 
 #include <stdatomic.h>
 
-#include "core/init.h"
 #include "core/budget.h"
+#include "core/init.h"
 #include "core/layer.h"
 #include "core/norm_kernels.h"
 #include "core/persist.h"
@@ -19,7 +19,7 @@ struct nd_array {
     // change until it is stored (or undone), so changes and saves of the array from different
     // layers never cross. Taken after the layer's store_lock, before `lock`.
     struct nd_mutex *store_lock;
-    atomic_bool stored;                // saved through the hooks (or loaded): not new to the store
+    atomic_bool stored; // saved through the hooks (or loaded): not new to the store
     // The store's version of it as this copy last saw it (a store shared by replicas compares
     // it): version + 1 when saved or loaded, 0 while new. Written under store_lock; atomic, since
     // the registry compares it with another replica's without that lock.
@@ -38,18 +38,18 @@ struct nd_array {
 struct nd_layer {
     atomic_int refs;
     struct nd_budget *budget; // where its new arrays are counted (a reference), or NULL
-    struct nd_rwlock *lock; // shared: forwards and reads; exclusive: every change
+    struct nd_rwlock *lock;   // shared: forwards and reads; exclusive: every change
     char name[ND_NAME_MAX + 1];
     struct nd_spec spec; // spec.input: the per-example shape, resolved once known
     bool layout_known;
     struct nd_layout layout;
-    struct nd_array *arrays[ND_ARRAY_COUNT]; // NULL: disabled, or shape not known yet
-    bool user_set[ND_ARRAY_COUNT];          // values from the user: initialize keeps them
+    struct nd_array *arrays[ND_ARRAY_COUNT];      // NULL: disabled, or shape not known yet
+    bool user_set[ND_ARRAY_COUNT];                // values from the user: initialize keeps them
     char shared[ND_ARRAY_COUNT][ND_NAME_MAX + 1]; // shared names, bound once shaped
     _Atomic uint64_t version; // changed under the write lock; read without it by the registry
     int64_t train_steps, optimizer_steps;
     atomic_llong forwards;
-    uint64_t seed; // the spec's seed, or one the engine drew
+    uint64_t seed;                          // the spec's seed, or one the engine drew
     const struct nd_persist_hooks *persist; // where changes are stored, or NULL (registry's)
     // Held (with persistence) from before a change until it is stored or undone, and by the
     // registry while it removes or replaces the stored copy: a layer that left the registry
@@ -102,17 +102,16 @@ enum nd_status nd__layer_create(const char *name, const struct nd_layer_def *def
 // (nothing done) when the lock is not free at once, so the registry never waits holding its
 // mutex (nd__layer_wait_idle, then retry).
 enum nd_status nd__layer_initialize(struct nd_layer *layer, const struct nd_initialize_args *args,
-                                    const struct nd__binder *binder, bool nowait,
-                                    uint64_t *version, struct nd_error *err);
+                                    const struct nd__binder *binder, bool nowait, uint64_t *version,
+                                    struct nd_error *err);
 
 // Returns once nobody holds the layer's lock (it may be taken again right after).
 void nd__layer_wait_idle(struct nd_layer *layer);
 
 // nd_layer_batch_shape with the layer's lock already held (read or write).
-enum nd_status nd__layer_batch_shape_locked(const struct nd_layer *layer,
-                                           const struct nd_shape *in, int batch_hint,
-                                           struct nd_shape *batched, bool *is_batch,
-                                           struct nd_error *err);
+enum nd_status nd__layer_batch_shape_locked(const struct nd_layer *layer, const struct nd_shape *in,
+                                            int batch_hint, struct nd_shape *batched,
+                                            bool *is_batch, struct nd_error *err);
 
 // Builds the kernel dims of a batched shape for a layer's layout. per_channel reduces over the
 // batch too, as batch norm always does: an instance norm normalizing with its moving
@@ -154,9 +153,9 @@ enum nd_status nd__save_layer(struct nd_layer *l, struct nd_error *err);
 enum nd_status nd__persist_change(struct nd_layer *l, struct nd__undo *u, bool restore_layer,
                                   struct nd_error *err);
 
-// The registry's side (never with the registry mutex held: they wait for a save). store_lock/unlock are no-ops without hooks (and
-// NULL-safe); detach (store lock held) stops the layer from storing itself again: it was
-// replaced, and its successor's copy is stored.
+// The registry's side (never with the registry mutex held: they wait for a save). store_lock/unlock
+// are no-ops without hooks (and NULL-safe); detach (store lock held) stops the layer from storing
+// itself again: it was replaced, and its successor's copy is stored.
 void nd__layer_store_lock(struct nd_layer *l);
 void nd__layer_store_unlock(struct nd_layer *l);
 void nd__layer_detach(struct nd_layer *l);

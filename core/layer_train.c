@@ -14,11 +14,11 @@
 struct work {
     struct nd_norm_plan plan;
     void *block;
-    float *a, *c;               // (nstat) x-hat = (x - c)*a
-    double *mean, *var;         // (nstat) batch statistics (biased variance)
-    float *gamma, *beta;        // (nparam) snapshots of Scaling and Biases, or NULL
-    float *mm, *mv;             // (nparam) snapshots of MovingMean/MovingVariance (batch norm)
-    double *scratch;            // kernel partial sums
+    float *a, *c;        // (nstat) x-hat = (x - c)*a
+    double *mean, *var;  // (nstat) batch statistics (biased variance)
+    float *gamma, *beta; // (nparam) snapshots of Scaling and Biases, or NULL
+    float *mm, *mv;      // (nparam) snapshots of MovingMean/MovingVariance (batch norm)
+    double *scratch;     // kernel partial sums
 };
 
 static void work_release(struct work *w) {
@@ -202,8 +202,8 @@ static void forward_compute(struct work *w, const struct nd_layer *l, struct nd_
         nd_norm_apply(&w->plan, y, x, w->a, w->c, NULL, w->beta, pool, w->scratch);
         return;
     }
-    nd_norm_forward(&w->plan, y, w->a, w->c, w->mean, w->var, x, w->gamma, w->beta,
-                    l->spec.epsilon, centered(l), stat_denom(l, &w->plan), pool, w->scratch);
+    nd_norm_forward(&w->plan, y, w->a, w->c, w->mean, w->var, x, w->gamma, w->beta, l->spec.epsilon,
+                    centered(l), stat_denom(l, &w->plan), pool, w->scratch);
 }
 
 static enum nd_status forward_locked(struct nd_layer *l, struct nd_pool *pool,
@@ -251,8 +251,8 @@ enum nd_status nd_layer_forward(struct nd_layer *layer, struct nd_pool *pool,
 }
 
 enum nd_status nd_layer_try_forward(struct nd_layer *layer, struct nd_pool *pool,
-                                    const struct nd_tensor *x, bool train_mode,
-                                    struct nd_tensor *y, uint64_t *version, struct nd_error *err) {
+                                    const struct nd_tensor *x, bool train_mode, struct nd_tensor *y,
+                                    uint64_t *version, struct nd_error *err) {
     if (!layer || !x || !y)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_try_forward: NULL");
     if (!nd_rwlock_tryrdlock(layer->lock))
@@ -297,9 +297,9 @@ enum nd_status nd_layer_forward_any(struct nd_layer *layer, struct nd_pool *pool
 }
 
 enum nd_status nd_layer_try_forward_any(struct nd_layer *layer, struct nd_pool *pool,
-                                        const struct nd_tensor *x, int batch_hint,
-                                        bool train_mode, float *y, bool *is_batch,
-                                        uint64_t *version, struct nd_error *err) {
+                                        const struct nd_tensor *x, int batch_hint, bool train_mode,
+                                        float *y, bool *is_batch, uint64_t *version,
+                                        struct nd_error *err) {
     return forward_any(layer, pool, x, batch_hint, train_mode, true, y, is_batch, version, err);
 }
 
@@ -360,8 +360,7 @@ static bool frozen_layer(const struct nd_layer *l) {
 static enum nd_status check_counts(const struct nd_layer *l, const struct nd_norm_plan *plan,
                                    const struct nd_shape *x, struct nd_error *err) {
     if (plan->numel == 0)
-        return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input",
-                                  "input has no elements");
+        return nd_error_set_field(err, ND_STATUS_SHAPE_MISMATCH, "input", "input has no elements");
     bool bn = nd_layer_type_is_batch(l->spec.type);
     bool frozen = frozen_layer(l) && nd_spec_tracks_running_stats(&l->spec);
     if (bn && !frozen && l->spec.convention == ND_CONVENTION_PYTORCH && plan->count < 2)
@@ -411,7 +410,8 @@ static void update_moving(struct nd_layer *l, const struct work *w) {
     double f = batch_weight(&l->spec, l->train_steps + 1);
     double n = (double)w->plan.count;
     double unbias = l->spec.moving_variance == ND_VARIANCE_UNBIASED && n > 1 ? n / (n - 1) : 1.0;
-    struct nd_array *mm = l->arrays[ND_ARRAY_MOVING_MEAN], *mv = l->arrays[ND_ARRAY_MOVING_VARIANCE];
+    struct nd_array *mm = l->arrays[ND_ARRAY_MOVING_MEAN],
+                    *mv = l->arrays[ND_ARRAY_MOVING_VARIANCE];
     if (l->spec.lr_multiplier[ND_ARRAY_MOVING_MEAN] > 0.0 && f != 0.0) {
         nd_rwlock_wrlock(mm->lock);
         for (int64_t c = 0; c < mm->numel; c++)
@@ -433,8 +433,7 @@ static void update_moving(struct nd_layer *l, const struct work *w) {
 // moving statistics are not frozen (by momentum, a multiplier of 0 or trainable false) does.
 static bool moves_statistics(const struct nd_layer *l) {
     if (!nd_spec_tracks_running_stats(&l->spec) || frozen_layer(l) ||
-        !l->arrays[ND_ARRAY_MOVING_MEAN] ||
-        batch_weight(&l->spec, l->train_steps + 1) == 0.0)
+        !l->arrays[ND_ARRAY_MOVING_MEAN] || batch_weight(&l->spec, l->train_steps + 1) == 0.0)
         return false;
     return l->spec.lr_multiplier[ND_ARRAY_MOVING_MEAN] > 0.0 ||
            l->spec.lr_multiplier[ND_ARRAY_MOVING_VARIANCE] > 0.0;
@@ -505,9 +504,9 @@ struct step {
     bool bn, frozen, has_grad;
     bool tracks;      // a batch or instance norm with MovingMean/MovingVariance
     bool per_channel; // statistics per channel: a batch norm, or a frozen tracking instance norm
-    float *dy;      // dL/dy: the caller's, or dy_buf
-    float *dy_buf;  // owned, for a target
-    struct nd_tensor grad[ND_ARRAY_AFFINE_COUNT]; // always computed when there is a gradient
+    float *dy;        // dL/dy: the caller's, or dy_buf
+    float *dy_buf;    // owned, for a target
+    struct nd_tensor grad[ND_ARRAY_AFFINE_COUNT];       // always computed when there is a gradient
     struct nd_optim_state fresh[ND_ARRAY_AFFINE_COUNT]; // zeroed states to swap in, or empty
     uint64_t ticket; // the store's durability ticket of the step's save (0: none to wait for)
 };
@@ -652,8 +651,9 @@ static void step_update_arrays(struct step *s) {
 // Batch statistics as float tensors: per channel [C]; Normalization [N, statistics per example].
 static enum nd_status step_batch_stats(struct step *s, struct nd_error *err) {
     int64_t nstat = s->w.plan.nstat, n = s->args->input->shape.dim[0];
-    struct nd_shape shape = s->per_channel ? nd_shape_make(1, (int64_t[]){nstat})
-                                  : nd_shape_make(2, (int64_t[]){n, n > 0 ? nstat / n : 0});
+    struct nd_shape shape = s->per_channel
+                                ? nd_shape_make(1, (int64_t[]){nstat})
+                                : nd_shape_make(2, (int64_t[]){n, n > 0 ? nstat / n : 0});
     enum nd_status st = nd_tensor_init(&s->r->batch_mean, &shape, err);
     if (st == ND_STATUS_OK)
         st = nd_tensor_init(&s->r->batch_var, &shape, err);
@@ -801,8 +801,8 @@ void nd_train_result_deinit(struct nd_train_result *result) {
 }
 
 enum nd_status nd_layer_train_step(struct nd_layer *layer, struct nd_pool *pool,
-                                   const struct nd_train_args *args,
-                                   struct nd_train_result *result, struct nd_error *err) {
+                                   const struct nd_train_args *args, struct nd_train_result *result,
+                                   struct nd_error *err) {
     if (!layer || !args || !args->input || !result)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_layer_train_step: NULL argument");
     memset(result, 0, sizeof *result);

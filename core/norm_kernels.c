@@ -14,7 +14,7 @@
 #include "core/norm_naive.h"
 #include "core/norm_walk.h"
 
-#define LANES 8
+#define LANES         8
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 // The row functions are compiled for baseline x86-64 and for AVX2 and AVX-512 machines, and
@@ -23,7 +23,7 @@
 // order and -std=c11 forbids contracting a*b + c into an FMA. ThreadSanitizer instruments the
 // ifunc resolvers, which run before its runtime exists (a crash at load time), so sanitized
 // builds keep the baseline code.
-#if defined(__x86_64__) && defined(__gnu_linux__) && !defined(ND_NO_CLONES) &&               \
+#if defined(__x86_64__) && defined(__gnu_linux__) && !defined(ND_NO_CLONES) &&                     \
     !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 #define ROW_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
@@ -59,8 +59,8 @@ struct pass {
 // Per item: where its sums go and what it subtracts.
 struct item {
     const struct pass *ps;
-    double *acc1, *acc2; // (nbuckets) each
-    double shift;        // moments along the inner dim: the block's first element
+    double *acc1, *acc2;    // (nbuckets) each
+    double shift;           // moments along the inner dim: the block's first element
     const float *shift_vec; // moments with a key per inner element: the block's first row
 };
 
@@ -87,8 +87,7 @@ ALWAYS_INLINE void pair_dparam(const float *x, const float *dy, const float *a, 
 
 // g = dy * gamma and g * xhat (the input gradient's statistic sums).
 ALWAYS_INLINE void pair_dstat(const float *x, const float *dy, const float *a, const float *c,
-                              const float *g, int64_t j, int sI, int pI, double *v1,
-                              double *v2) {
+                              const float *g, int64_t j, int sI, int pI, double *v1, double *v2) {
     float xh = (x[j] - c[sI ? j : 0]) * a[sI ? j : 0];
     float gj = dy[j] * g[pI ? j : 0];
     *v1 = gj;
@@ -144,8 +143,8 @@ ALWAYS_INLINE void widen8(v8d *out, const v8f *in) {
 // The keyed pairs of eight consecutive elements starting at j (statistic/parameter index
 // fixed along the row unless sI/pI).
 ALWAYS_INLINE void pair8(const struct item *it, const float *x, const float *dy, const float *a,
-                         const float *c, const float *g, int64_t j, int op, int sI, int pI,
-                         v8d *v1, v8d *v2) {
+                         const float *c, const float *g, int64_t j, int op, int sI, int pI, v8d *v1,
+                         v8d *v2) {
     v8f xv, av, cv, gv, tv;
     v8d d, e;
     load8(&xv, x + j);
@@ -179,7 +178,8 @@ ALWAYS_INLINE void pair8(const struct item *it, const float *x, const float *dy,
 }
 
 ALWAYS_INLINE double lanes_sum(const v8d *l) {
-    return (((*l)[0] + (*l)[1]) + ((*l)[2] + (*l)[3])) + (((*l)[4] + (*l)[5]) + ((*l)[6] + (*l)[7]));
+    return (((*l)[0] + (*l)[1]) + ((*l)[2] + (*l)[3])) +
+           (((*l)[4] + (*l)[5]) + ((*l)[6] + (*l)[7]));
 }
 
 // Eight rows' lane sums at once: out[r] = lanes_sum(&l[r]), the same additions in the same
@@ -188,11 +188,11 @@ ALWAYS_INLINE double lanes_sum(const v8d *l) {
 // mask vector, clang __builtin_shufflevector with constant indices (the same lanes).
 #if defined(__clang__)
 #define EVEN_LANES(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
-#define ODD_LANES(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#define ODD_LANES(a, b)  __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
 #else
 typedef long long v8lane __attribute__((vector_size(64)));
 #define EVEN_LANES(a, b) __builtin_shuffle(a, b, (v8lane){0, 2, 4, 6, 8, 10, 12, 14})
-#define ODD_LANES(a, b) __builtin_shuffle(a, b, (v8lane){1, 3, 5, 7, 9, 11, 13, 15})
+#define ODD_LANES(a, b)  __builtin_shuffle(a, b, (v8lane){1, 3, 5, 7, 9, 11, 13, 15})
 #endif
 
 ALWAYS_INLINE void lanes_sum8(const v8d l[8], v8d *out) {
@@ -206,8 +206,8 @@ ALWAYS_INLINE void lanes_sum8(const v8d l[8], v8d *out) {
 
 // A row reduced into LANES accumulators (lane k holds elements k, k+8, ...).
 ALWAYS_INLINE void reduce_lanes(const struct item *it, const float *x, const float *dy,
-                                const float *a, const float *c, const float *g, int64_t n,
-                                int op, int sI, int pI, v8d *l1, v8d *l2) {
+                                const float *a, const float *c, const float *g, int64_t n, int op,
+                                int sI, int pI, v8d *l1, v8d *l2) {
     // Sums in locals, stored once: *l1 may be an element of an array of rows (eight rows at a
     // time), which gcc would otherwise add to in memory, a store-to-load wait per vector.
     // Two sets of sums over alternate vectors, added at the end: one set waited on the previous
@@ -242,8 +242,8 @@ ALWAYS_INLINE void reduce_lanes(const struct item *it, const float *x, const flo
 // One row of a keyed pass. kI: the key moves along the inner dim (one bucket per element);
 // otherwise the row reduces into one bucket through LANES accumulators.
 ALWAYS_INLINE void reduce_row(const struct item *it, const float *x, const float *dy,
-                              const float *a, const float *c, const float *g, int64_t n,
-                              int op, int kI, int sI, int pI) {
+                              const float *a, const float *c, const float *g, int64_t n, int op,
+                              int kI, int sI, int pI) {
     double *acc1 = it->acc1, *acc2 = it->acc2, v1, v2;
     if (kI) {
         for (int64_t j = 0; j < n; j++) {
@@ -314,9 +314,8 @@ ALWAYS_INLINE void reduce_rows8_alone(const struct item *it, struct nd__pos pos,
         row.shift_vec = NULL;
         shift[r] = row.shift;
         const float *g = ps->gamma ? ps->gamma + q.p : &one;
-        reduce_lanes(&row, ps->x + q.x, ps->dy ? ps->dy + q.x : NULL,
-                     ps->a ? ps->a + q.s : NULL, ps->c ? ps->c + q.s : NULL, g, n, op, sI,
-                     ps->gamma ? pI : 0, &l1[r], &l2[r]);
+        reduce_lanes(&row, ps->x + q.x, ps->dy ? ps->dy + q.x : NULL, ps->a ? ps->a + q.s : NULL,
+                     ps->c ? ps->c + q.s : NULL, g, n, op, sI, ps->gamma ? pI : 0, &l1[r], &l2[r]);
     }
     lanes_sum8(l1, &s1);
     lanes_sum8(l2, &s2);
@@ -372,8 +371,8 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
     }
     if (!kI && ps->per_row) { // short rows, one statistic each: sums in registers
         v8d s1, s2;
-        for (; r + 8 <= nrows; r += 8, pos.x += 8 * step.x, pos.s += 8 * step.s,
-                               pos.p += 8 * step.p)
+        for (; r + 8 <= nrows;
+             r += 8, pos.x += 8 * step.x, pos.s += 8 * step.s, pos.p += 8 * step.p)
             reduce_rows8_alone(it, pos, step, n, op, sI, pI, &s1, &s2);
         for (; r < nrows; r++, pos.x += step.x, pos.s += step.s, pos.p += step.p)
             reduce_row_alone(it, pos, n, op, sI, pI);
@@ -397,10 +396,10 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
     }
 }
 
-#define REDUCE_RUN(name, op, kI, sI, pI)                                                       \
-    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                 \
-                                struct nd__pos step) {                                         \
-        reduce_run(ctx, pos, nrows, step, op, kI, sI, pI);                                     \
+#define REDUCE_RUN(name, op, kI, sI, pI)                                                           \
+    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                      \
+                                struct nd__pos step) {                                             \
+        reduce_run(ctx, pos, nrows, step, op, kI, sI, pI);                                         \
     }
 REDUCE_RUN(run_moments_s0, OP_MOMENTS, 0, 0, 0)
 REDUCE_RUN(run_moments_s1, OP_MOMENTS, 1, 1, 0)
@@ -586,8 +585,8 @@ static void fine_expand(const struct nd_norm_plan *plan, const struct fine *f, f
 
 // Per-group moments from per-channel ones with equal counts (Chan et al.): the mean of the
 // means, and the mean of the variances plus the variance of the means. Fixed order.
-static void fine_fold_moments(const struct nd_norm_plan *plan, const struct fine *f,
-                              double *mean, double *var, bool centered) {
+static void fine_fold_moments(const struct nd_norm_plan *plan, const struct fine *f, double *mean,
+                              double *var, bool centered) {
     double inv = 1.0 / (double)plan->fold_group;
     for (int64_t s = 0; s < plan->nstat; s++)
         mean[s] = var[s] = 0.0;
@@ -619,9 +618,9 @@ static void finish_moments(const struct pass *ps, double *mean, double *var, int
     }
 }
 
-void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
-                     double *restrict var, const float *restrict x, bool centered,
-                     struct nd_pool *pool, double *restrict scratch) {
+void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean, double *restrict var,
+                     const float *restrict x, bool centered, struct nd_pool *pool,
+                     double *restrict scratch) {
 #ifdef ND_KERNELS_NAIVE
     nd_norm_moments_naive(plan, mean, var, x, centered, pool, scratch);
     return;
@@ -657,43 +656,43 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean,
 // ---- elementwise passes: apply and the input gradient ----
 
 // One vector loop of apply_row over W lanes of type V from j on (while W fit).
-#define APPLY_LANES(V, W, LOAD, SPLAT)                                                          \
-    do {                                                                                       \
-        V av, cv, gv, bv, t;                                                                   \
-        if (!sI) {                                                                             \
-            SPLAT(&av, a[0]);                                                                  \
-            SPLAT(&cv, c[0]);                                                                  \
-        }                                                                                      \
-        if (!pI) {                                                                             \
-            SPLAT(&gv, hg ? g[0] : 1.0f);                                                      \
-            SPLAT(&bv, hb ? b[0] : 0.0f);                                                      \
-        }                                                                                      \
-        for (; j + W <= n; j += W) {                                                           \
-            LOAD(&t, src + j);                                                                 \
-            if (sI) {                                                                          \
-                LOAD(&av, a + j);                                                              \
-                LOAD(&cv, c + j);                                                              \
-            }                                                                                  \
-            if (pI && hg)                                                                      \
-                LOAD(&gv, g + j);                                                              \
-            if (pI && hb)                                                                      \
-                LOAD(&bv, b + j);                                                              \
-            t = (t - cv) * av;                                                                 \
-            if (hg)                                                                            \
-                t *= gv;                                                                       \
-            if (hb)                                                                            \
-                t += bv;                                                                       \
-            memcpy(y + j, &t, sizeof t);                                                       \
-        }                                                                                      \
+#define APPLY_LANES(V, W, LOAD, SPLAT)                                                             \
+    do {                                                                                           \
+        V av, cv, gv, bv, t;                                                                       \
+        if (!sI) {                                                                                 \
+            SPLAT(&av, a[0]);                                                                      \
+            SPLAT(&cv, c[0]);                                                                      \
+        }                                                                                          \
+        if (!pI) {                                                                                 \
+            SPLAT(&gv, hg ? g[0] : 1.0f);                                                          \
+            SPLAT(&bv, hb ? b[0] : 0.0f);                                                          \
+        }                                                                                          \
+        for (; j + W <= n; j += W) {                                                               \
+            LOAD(&t, src + j);                                                                     \
+            if (sI) {                                                                              \
+                LOAD(&av, a + j);                                                                  \
+                LOAD(&cv, c + j);                                                                  \
+            }                                                                                      \
+            if (pI && hg)                                                                          \
+                LOAD(&gv, g + j);                                                                  \
+            if (pI && hb)                                                                          \
+                LOAD(&bv, b + j);                                                                  \
+            t = (t - cv) * av;                                                                     \
+            if (hg)                                                                                \
+                t *= gv;                                                                           \
+            if (hb)                                                                                \
+                t += bv;                                                                           \
+            memcpy(y + j, &t, sizeof t);                                                           \
+        }                                                                                          \
     } while (0)
 
 // y = (x - c)*a*g + b; with both indices fixed along the row a*g folds into one factor.
 // Pointers are restrict so a short row's loop needs no overlap checks; in place (y == x) the
 // row reads y itself and never touches x, which keeps that within restrict's rules.
-ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x,
-                             const float *restrict a, const float *restrict c,
-                             const float *restrict g, const float *restrict b, int64_t n, int sI,
-                             int pI, int hg, int hb, int inplace) {
+ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x, const float *restrict a,
+                             const float *restrict c, const float *restrict g,
+                             const float *restrict b, int64_t n, int sI, int pI, int hg, int hb,
+                             int inplace) {
     const float *src = inplace ? y : x;
     if (!sI && !pI) {
         float A = hg ? a[0] * g[0] : a[0], C = c[0], B = hb ? b[0] : 0.0f;
@@ -755,10 +754,10 @@ ALWAYS_INLINE void elementwise_run(const struct pass *ps, struct nd__pos pos, in
     }
 }
 
-#define ELEMENTWISE_RUN(name, is_dx, sI, pI, inplace)                                          \
-    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                 \
-                                struct nd__pos step) {                                         \
-        elementwise_run(ctx, pos, nrows, step, is_dx, sI, pI, inplace);                        \
+#define ELEMENTWISE_RUN(name, is_dx, sI, pI, inplace)                                              \
+    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                      \
+                                struct nd__pos step) {                                             \
+        elementwise_run(ctx, pos, nrows, step, is_dx, sI, pI, inplace);                            \
     }
 ELEMENTWISE_RUN(run_apply_s0p0, 0, 0, 0, 0)
 ELEMENTWISE_RUN(run_apply_s0p1, 0, 0, 1, 0)
@@ -878,9 +877,8 @@ ALWAYS_INLINE void fused_row_out(const struct pass *ps, struct nd__pos q, int64_
                                  int inplace) {
     int64_t s = q.s;
     int hg = ps->gamma != NULL, hb = ps->beta != NULL;
-    apply_row(ps->out + q.x, ps->x + q.x, ps->a_out + s, ps->c_out + s,
-              hg ? ps->gamma + q.p : &one, hb ? ps->beta + q.p : NULL, n, 0, pI, hg, hb,
-              inplace);
+    apply_row(ps->out + q.x, ps->x + q.x, ps->a_out + s, ps->c_out + s, hg ? ps->gamma + q.p : &one,
+              hb ? ps->beta + q.p : NULL, n, 0, pI, hg, hb, inplace);
 }
 
 // Asks for the eight rows of x two blocks ahead (measured: layer norm over 56 or 768 values
@@ -916,10 +914,10 @@ ALWAYS_INLINE void fused_run(const struct item *it, struct nd__pos pos, int64_t 
     }
 }
 
-#define FUSED_RUN(name, pI, inplace)                                                           \
-    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                 \
-                                struct nd__pos step) {                                         \
-        fused_run(ctx, pos, nrows, step, pI, inplace);                                         \
+#define FUSED_RUN(name, pI, inplace)                                                               \
+    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                      \
+                                struct nd__pos step) {                                             \
+        fused_run(ctx, pos, nrows, step, pI, inplace);                                             \
     }
 FUSED_RUN(run_fused_p0, 0, 0)
 FUSED_RUN(run_fused_p1, 1, 0)
@@ -960,31 +958,29 @@ static bool forward_fused(const struct nd_norm_plan *plan, float *y, float *a, f
 }
 
 void nd_norm_forward(const struct nd_norm_plan *plan, float *y, float *restrict a,
-                     float *restrict c, double *restrict mean, double *restrict var,
-                     const float *x, const float *gamma, const float *beta, double eps,
-                     bool centered, double denom, struct nd_pool *pool,
-                     double *restrict scratch) {
+                     float *restrict c, double *restrict mean, double *restrict var, const float *x,
+                     const float *gamma, const float *beta, double eps, bool centered, double denom,
+                     struct nd_pool *pool, double *restrict scratch) {
 #ifdef ND_KERNELS_NAIVE
-    nd_norm_forward_naive(plan, y, a, c, mean, var, x, gamma, beta, eps, centered, denom,
-                          pool, scratch);
+    nd_norm_forward_naive(plan, y, a, c, mean, var, x, gamma, beta, eps, centered, denom, pool,
+                          scratch);
     return;
 #endif
     if (forward_fused(plan, y, a, c, mean, var, x, gamma, beta, eps, centered, denom, pool))
         return;
     nd_norm_moments(plan, mean, var, x, centered, pool, scratch);
-    struct factors f = {a, c, mean, var, plan->count > 0 ? (double)plan->count / denom : 1.0,
-                        eps, plan->nstat};
-    nd_pool_for(pool, (plan->nstat + FACTOR_SPAN - 1) / FACTOR_SPAN, FACTOR_SPAN * 8,
-                factor_items, &f);
+    struct factors f = {
+        a, c, mean, var, plan->count > 0 ? (double)plan->count / denom : 1.0, eps, plan->nstat};
+    nd_pool_for(pool, (plan->nstat + FACTOR_SPAN - 1) / FACTOR_SPAN, FACTOR_SPAN * 8, factor_items,
+                &f);
     nd_norm_apply(plan, y, x, a, c, gamma, beta, pool, scratch);
 }
 
 // ---- backward ----
 
 void nd_norm_param_grads(const struct nd_norm_plan *plan, float *restrict dgamma,
-                         float *restrict dbeta, const float *restrict dy,
-                         const float *restrict x, const float *restrict a,
-                         const float *restrict c, struct nd_pool *pool,
+                         float *restrict dbeta, const float *restrict dy, const float *restrict x,
+                         const float *restrict a, const float *restrict c, struct nd_pool *pool,
                          double *restrict scratch) {
 #ifdef ND_KERNELS_NAIVE
     nd_norm_param_grads_naive(plan, dgamma, dbeta, dy, x, a, c, pool, scratch);
@@ -1056,8 +1052,8 @@ static void fine_input_grad(const struct nd_norm_plan *plan, float *dx, const fl
     fine_begin(plan, scratch, &f);
     fine_expand(plan, &f, f.a, a);
     fine_expand(plan, &f, f.c, c);
-    struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = f.a, .c = f.c, .gamma = gamma,
-                      .out = dx};
+    struct pass ps = {
+        .op = OP_DSTAT, .x = x, .dy = dy, .a = f.a, .c = f.c, .gamma = gamma, .out = dx};
     nd__walk_init(&ps.w, &f.plan, ND__KEY_STAT);
     ps.sum1 = scratch_sums(&f.plan, f.scratch);
     ps.sum2 = ps.sum1 + max_keys(&f.plan);
@@ -1067,13 +1063,11 @@ static void fine_input_grad(const struct nd_norm_plan *plan, float *dx, const fl
 }
 
 void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
-                        const float *restrict dy, const float *restrict x,
-                        const float *restrict a, const float *restrict c,
-                        const float *restrict gamma, bool centered, double denom,
-                        struct nd_pool *pool, double *restrict scratch) {
+                        const float *restrict dy, const float *restrict x, const float *restrict a,
+                        const float *restrict c, const float *restrict gamma, bool centered,
+                        double denom, struct nd_pool *pool, double *restrict scratch) {
 #ifdef ND_KERNELS_NAIVE
-    nd_norm_input_grad_naive(plan, dx, dy, x, a, c, gamma, centered, denom, pool,
-                             scratch);
+    nd_norm_input_grad_naive(plan, dx, dy, x, a, c, gamma, centered, denom, pool, scratch);
     return;
 #endif
     if (plan->numel == 0)
@@ -1082,8 +1076,7 @@ void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
         fine_input_grad(plan, dx, dy, x, a, c, gamma, centered, denom, pool, scratch);
         return;
     }
-    struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma,
-                      .out = dx};
+    struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma, .out = dx};
     nd__walk_init(&ps.w, plan, ND__KEY_STAT);
     ps.sum1 = scratch_sums(plan, scratch);
     ps.sum2 = ps.sum1 + max_keys(plan);
@@ -1091,14 +1084,13 @@ void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
     finish_input_grad(&ps, plan, centered, denom, plan->count, pool);
 }
 
-void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx,
-                      float *restrict dgamma, float *restrict dbeta, const float *restrict dy,
-                      const float *restrict x, const float *restrict a,
-                      const float *restrict c, const float *restrict gamma, bool centered,
-                      double denom, struct nd_pool *pool, double *restrict scratch) {
+void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx, float *restrict dgamma,
+                      float *restrict dbeta, const float *restrict dy, const float *restrict x,
+                      const float *restrict a, const float *restrict c, const float *restrict gamma,
+                      bool centered, double denom, struct nd_pool *pool, double *restrict scratch) {
 #ifdef ND_KERNELS_NAIVE
-    nd_norm_backward_naive(plan, dx, dgamma, dbeta, dy, x, a, c, gamma, centered, denom,
-                           pool, scratch);
+    nd_norm_backward_naive(plan, dx, dgamma, dbeta, dy, x, a, c, gamma, centered, denom, pool,
+                           scratch);
     return;
 #endif
     if (!plan->param_is_stat || !dx || plan->numel == 0) {
@@ -1108,8 +1100,7 @@ void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx,
         return;
     }
     // Batch norm: sum(dy*gamma) = gamma*sum(dy) per channel, so one keyed pass serves both.
-    struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma,
-                      .out = dx};
+    struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma, .out = dx};
     nd__walk_init(&ps.w, plan, ND__KEY_PARAM);
     ps.sum1 = scratch_sums(plan, scratch);
     ps.sum2 = ps.sum1 + max_keys(plan);

@@ -48,9 +48,9 @@ struct nd_norm_plan {
     int64_t sstride[ND_PLAN_MAX_DIMS]; // stride in the statistics (0 on reduced dims)
     int64_t pstride[ND_PLAN_MAX_DIMS]; // stride in the parameters (0 off parameter dims)
     int64_t numel;
-    int64_t nstat;  // statistics, row-major over the kept dims (groups as their own dim)
-    int64_t nparam; // parameter entries, row-major over the parameter dims (1 when none)
-    int64_t count;  // elements per statistic
+    int64_t nstat;      // statistics, row-major over the kept dims (groups as their own dim)
+    int64_t nparam;     // parameter entries, row-major over the parameter dims (1 when none)
+    int64_t count;      // elements per statistic
     bool param_is_stat; // parameter index == statistic index everywhere (batch norm)
 
     // Group norm over the innermost dim (channels-last) would walk rows of one group's few
@@ -90,10 +90,10 @@ void nd_norm_moments(const struct nd_norm_plan *plan,
 // the values: x - mean is exact there, where x*a and -mean*a each round. y may equal x.
 // scratch is used only by a plan with use_fine.
 void nd_norm_apply(const struct nd_norm_plan *plan,
-                   float *y,        // (numel)
-                   const float *x,  // (numel)
-                   const float *a,  // (nstat)
-                   const float *c,  // (nstat)
+                   float *y,           // (numel)
+                   const float *x,     // (numel)
+                   const float *a,     // (nstat)
+                   const float *c,     // (nstat)
                    const float *gamma, // (nparam) or NULL
                    const float *beta,  // (nparam) or NULL
                    struct nd_pool *pool, double *scratch);
@@ -105,11 +105,11 @@ void nd_norm_apply(const struct nd_norm_plan *plan,
 // When every statistic is one contiguous row (layer, RMS, instance norm) the three steps run
 // row by row in one pass over x, giving the same bytes as running them one after another.
 void nd_norm_forward(const struct nd_norm_plan *plan,
-                     float *y,        // (numel); may equal x
-                     float *restrict a, float *restrict c, // (nstat) each
+                     float *y,                                    // (numel); may equal x
+                     float *restrict a, float *restrict c,        // (nstat) each
                      double *restrict mean, double *restrict var, // (nstat) each
-                     const float *x,  // (numel)
-                     const float *gamma, const float *beta, // (nparam) or NULL
+                     const float *x,                              // (numel)
+                     const float *gamma, const float *beta,       // (nparam) or NULL
                      double eps, bool centered, double denom, struct nd_pool *pool,
                      double *restrict scratch);
 
@@ -158,7 +158,6 @@ void nd_norm_backward(const struct nd_norm_plan *plan,
                       const float *restrict a,     // (nstat)
                       const float *restrict c,     // (nstat)
                       const float *restrict gamma, // (nparam) or NULL
-                      bool centered, double denom, struct nd_pool *pool,
-                      double *restrict scratch);
+                      bool centered, double denom, struct nd_pool *pool, double *restrict scratch);
 
 #endif

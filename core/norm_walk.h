@@ -42,11 +42,11 @@ struct nd__dimset {
 struct nd__walk {
     enum nd__key key;
     struct nd__dimset blocks, rows;
-    int64_t inner;     // inner dim length
-    int64_t s_inner;   // statistic stride along the inner dim (0 or 1)
-    int64_t p_inner;   // parameter stride along the inner dim (0 or 1)
+    int64_t inner;   // inner dim length
+    int64_t s_inner; // statistic stride along the inner dim (0 or 1)
+    int64_t p_inner; // parameter stride along the inner dim (0 or 1)
     int64_t nblocks, nrows, rows_per_chunk, nchunks;
-    int64_t nbuckets;  // keys per block: inner when the key changes along it, else 1
+    int64_t nbuckets; // keys per block: inner when the key changes along it, else 1
 };
 
 void nd__walk_init(struct nd__walk *w, const struct nd_norm_plan *plan, enum nd__key key);

@@ -11,11 +11,7 @@
 
 #include "core/status.h"
 
-enum nd_optimizer_kind {
-    ND_OPTIMIZER_SGD,
-    ND_OPTIMIZER_ADAM,
-    ND_OPTIMIZER_COUNT
-};
+enum nd_optimizer_kind { ND_OPTIMIZER_SGD, ND_OPTIMIZER_ADAM, ND_OPTIMIZER_COUNT };
 
 // Hyper-parameters of one train-step's update. sgd uses learning_rate, momentum, nesterov;
 // adam uses learning_rate, beta_1, beta_2, epsilon.
@@ -45,8 +41,8 @@ enum nd_status nd_optimizer_validate(const struct nd_optimizer *opt, struct nd_e
 // nd_optim_state_deinit.
 struct nd_optim_state {
     enum nd_optimizer_kind kind;
-    int64_t n;   // elements of m and v (0: nothing allocated yet)
-    int64_t t;   // optimizer steps taken with this state
+    int64_t n;    // elements of m and v (0: nothing allocated yet)
+    int64_t t;    // optimizer steps taken with this state
     float *m, *v; // (n) each; v only for adam
 };
 

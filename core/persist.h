@@ -78,10 +78,8 @@ struct nd_store_put {
 struct nd_persist_hooks {
     void *ctx;
     enum nd_status (*save_layer)(void *ctx, const struct nd_store_put *put, struct nd_error *err);
-    enum nd_status (*remove_layer)(void *ctx, const struct nd_store_put *put,
-                                   struct nd_error *err);
-    enum nd_status (*save_shared)(void *ctx, const struct nd_store_put *put,
-                                  struct nd_error *err);
+    enum nd_status (*remove_layer)(void *ctx, const struct nd_store_put *put, struct nd_error *err);
+    enum nd_status (*save_shared)(void *ctx, const struct nd_store_put *put, struct nd_error *err);
     enum nd_status (*remove_shared)(void *ctx, const struct nd_store_put *put,
                                     struct nd_error *err);
     enum nd_status (*fetch_layer)(void *ctx, const char *name, struct nd_buf *out,

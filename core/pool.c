@@ -55,7 +55,7 @@
 // variable: consecutive passes of one operation (moments, factors, apply) then start on both
 // threads at once instead of one futex wake-up (tens of microseconds) later. Bounded, so an
 // idle server's workers still sleep.
-#define POOL_SPIN_NS ((int64_t)50000)
+#define POOL_SPIN_NS    ((int64_t)50000)
 #define POOL_CACHE_LINE 64
 
 // ---- private types ----------------------------------------------------------------------------
@@ -418,7 +418,7 @@ void nd_pool_for(struct nd_pool *pool, int64_t nitems, int64_t item_cost, nd_poo
     job_setup(&job, pool->nthreads, item_cost);
     pool_submit(pool, &job);
     job_work(&job, 0); // the caller always works on its own job: it progresses even if
-                    // every worker is busy with older jobs
+                       // every worker is busy with older jobs
     pool_retire(pool, &job);
 }
 

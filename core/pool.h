@@ -50,8 +50,7 @@ void nd_pool_set_inline_elems(struct nd_pool *pool, int64_t elems);
 // how many items a thread claims at a time. nitems <= 0 returns without calling fn.
 // Thread-safe: any number of threads may call it concurrently; each caller works on its own
 // job, so it progresses even while every worker is busy with older jobs.
-void nd_pool_for(struct nd_pool *pool, int64_t nitems, int64_t item_cost, nd_pool_fn fn,
-                 void *ctx);
+void nd_pool_for(struct nd_pool *pool, int64_t nitems, int64_t item_cost, nd_pool_fn fn, void *ctx);
 
 // ---- locks ----
 

@@ -193,7 +193,7 @@ struct bind_ctx {
     // Initialize: the caller holds the layer's locks, not the registry mutex, and every bind
     // takes the mutex itself. Define and load: the caller holds the mutex.
     bool locking;
-    struct hold *hold; // the operation's: new arrays are held by it
+    struct hold *hold;                             // the operation's: new arrays are held by it
     struct nd_array *fresh[ND_ARRAY_AFFINE_COUNT]; // created here, in the table (borrowed)
     int nfresh;
     struct hold *wait; // a referenced hold of another operation on a bound name
@@ -213,8 +213,7 @@ static enum nd_status shared_shape_error(const char *name, const struct nd_shape
 // Creates the shared array `name` and inserts it (registry mutex held).
 static enum nd_status bind_create(struct bind_ctx *ctx, int64_t pos, const char *name,
                                   const struct nd_shape *shape, const struct nd_initializer *init,
-                                  struct nd_rng *rng, struct nd_array **out,
-                                  struct nd_error *err) {
+                                  struct nd_rng *rng, struct nd_array **out, struct nd_error *err) {
     struct table *t = &ctx->reg->shared;
     if (ctx->nfresh == ND_ARRAY_AFFINE_COUNT)
         return nd_error_set(err, ND_STATUS_INTERNAL, "too many new shared arrays");
@@ -236,8 +235,7 @@ static enum nd_status bind_create(struct bind_ctx *ctx, int64_t pos, const char 
 // Binds (registry mutex held): ND_STATUS_BUSY with ctx->wait set when the name is leaving.
 static enum nd_status bind_locked(struct bind_ctx *ctx, const char *name,
                                   const struct nd_shape *shape, const struct nd_initializer *init,
-                                  struct nd_rng *rng, struct nd_array **out,
-                                  struct nd_error *err) {
+                                  struct nd_rng *rng, struct nd_array **out, struct nd_error *err) {
     const struct table *t = &ctx->reg->shared;
     int64_t pos = table_find(t, name);
     if (pos >= 0 && t->e[pos].hold && t->e[pos].hold != ctx->hold) {
@@ -379,12 +377,11 @@ static void prune_shared(struct nd_registry *reg, bool remove_stored) {
 }
 
 // A store shared by replicas (at the end of this file): loading what is not here.
-static enum nd_status load_missing(struct nd_registry *reg, const char *name,
-                                   struct nd_error *err);
-static enum nd_status load_missing_found(struct nd_registry *reg, const char *name,
-                                         bool *stored, struct nd_error *err);
-static enum nd_status load_missing_named(struct nd_registry *reg, const char *const *names,
-                                         int n, struct nd_error *err);
+static enum nd_status load_missing(struct nd_registry *reg, const char *name, struct nd_error *err);
+static enum nd_status load_missing_found(struct nd_registry *reg, const char *name, bool *stored,
+                                         struct nd_error *err);
+static enum nd_status load_missing_named(struct nd_registry *reg, const char *const *names, int n,
+                                         struct nd_error *err);
 static enum nd_status load_all(struct nd_registry *reg, struct nd_error *err);
 static enum nd_status load_missing_uses(struct nd_registry *reg, const char *name,
                                         struct nd_error *err);
@@ -396,8 +393,7 @@ static enum nd_status load_layer(struct nd_registry *reg, const void *bytes, siz
 // Takes the mutex and own (a new hold, locked) when no other thread holds the name: true, with
 // the name's position in the layer table (negative: absent). Else waits for that thread with
 // nothing held and returns false (start over); false with *own NULL when out of memory.
-static bool name_claim(struct nd_registry *reg, const char *name, int64_t *pos,
-                       struct hold **own) {
+static bool name_claim(struct nd_registry *reg, const char *name, int64_t *pos, struct hold **own) {
     if (!(*own = hold_new()))
         return false;
     nd_mutex_lock(reg->lock);
@@ -465,16 +461,17 @@ static enum nd_status define_checks(struct nd_registry *reg, const char *name, i
         return nd_error_set_field(err, ND_STATUS_INVALID_VALUE, "name",
                                   "a name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
     if (pos >= 0 && mode == ND_DEFINE_CREATE)
-        return nd_error_set_field(err, ND_STATUS_ALREADY_EXISTS, "name",
-                                  "layer %s already exists", name);
+        return nd_error_set_field(err, ND_STATUS_ALREADY_EXISTS, "name", "layer %s already exists",
+                                  name);
     if (if_version != 0 && (pos < 0 || nd_layer_version(reg->layers.e[pos].obj) != if_version))
-        return nd_error_set(err, ND_STATUS_PRECONDITION_FAILED,
-                            "layer %s is not at version %llu", name,
-                            (unsigned long long)if_version);
+        return nd_error_set(err, ND_STATUS_PRECONDITION_FAILED, "layer %s is not at version %llu",
+                            name, (unsigned long long)if_version);
     // Names being created count: two creates racing for the last place cannot both win.
     if (pos < 0 && reg->layers.n >= reg->max_layers)
-        return nd_error_set(err, ND_STATUS_LIMIT_EXCEEDED, "the server holds its maximum of %lld "
-                            "layers", (long long)reg->max_layers);
+        return nd_error_set(err, ND_STATUS_LIMIT_EXCEEDED,
+                            "the server holds its maximum of %lld "
+                            "layers",
+                            (long long)reg->max_layers);
     if (pos < 0 && !table_reserve(&reg->layers, 1))
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot grow the layer table");
     return ND_STATUS_OK;
@@ -509,8 +506,8 @@ struct define_op {
     uint64_t imported_version;
 };
 
-static enum nd_status import_bind(struct nd_registry *reg, struct nd_layer *l,
-                                  struct bind_ctx *ctx, struct nd_error *err);
+static enum nd_status import_bind(struct nd_registry *reg, struct nd_layer *l, struct bind_ctx *ctx,
+                                  struct nd_error *err);
 
 // Checks, builds the layer (binding shared arrays, which needs the mutex) and holds the name.
 // The version is fixed now, before anyone can see the layer: 0 never names a real version
@@ -668,8 +665,7 @@ enum nd_status nd_registry_get(struct nd_registry *reg, const char *name, struct
     return nd_registry_get_local(reg, name, out, err);
 }
 
-enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
-                                  struct nd_error *err) {
+enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name, struct nd_error *err) {
     return nd_registry_delete_if(reg, name, 0, err);
 }
 
@@ -679,17 +675,16 @@ static enum nd_status delete_checks(struct nd_registry *reg, const char *name, i
         return nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no layer named %s", name);
     struct nd_layer *layer = reg->layers.e[pos].obj;
     if (if_version != 0 && nd_layer_version(layer) != if_version)
-        return nd_error_set_field(err, ND_STATUS_PRECONDITION_FAILED, "If-Match",
-                                  "layer %s is at version %llu, not %llu", name,
-                                  (unsigned long long)nd_layer_version(layer),
-                                  (unsigned long long)if_version);
+        return nd_error_set_field(
+            err, ND_STATUS_PRECONDITION_FAILED, "If-Match", "layer %s is at version %llu, not %llu",
+            name, (unsigned long long)nd_layer_version(layer), (unsigned long long)if_version);
     return ND_STATUS_OK;
 }
 
 // Holds the name across the removal of the stored copy (without the registry mutex), so no
 // define or initialize of it slips between the check and the delete.
-enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name,
-                                     uint64_t if_version, struct nd_error *err) {
+enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name, uint64_t if_version,
+                                     struct nd_error *err) {
     if (!reg || !name)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_registry_delete: NULL argument");
     int64_t pos;
@@ -752,8 +747,8 @@ static void import_charge(struct nd_array *a, struct nd_budget *budget) {
 // otherwise change every other layer using it behind their backs), a missing one is created
 // from the export, held like a definition's new arrays. Arrays are counted in the budget first:
 // nothing changes when they do not fit or a name is busy (ND_STATUS_BUSY with ctx->wait).
-static enum nd_status import_bind(struct nd_registry *reg, struct nd_layer *l,
-                                  struct bind_ctx *ctx, struct nd_error *err) {
+static enum nd_status import_bind(struct nd_registry *reg, struct nd_layer *l, struct bind_ctx *ctx,
+                                  struct nd_error *err) {
     struct table *t = &reg->shared;
     struct nd_array *existing[ND_ARRAY_AFFINE_COUNT] = {0};
     int64_t bytes = 0;
@@ -831,8 +826,8 @@ enum nd_status nd_registry_import(struct nd_registry *reg, const char *name, con
         st = load_missing_named(reg, names, ND_ARRAY_AFFINE_COUNT, err);
     for (; st == ND_STATUS_OK;) {
         int64_t pos;
-        struct define_op op = {.name = name, .imported = imported,
-                               .imported_version = imported->version};
+        struct define_op op = {
+            .name = name, .imported = imported, .imported_version = imported->version};
         if ((st = name_claim_wait(reg, name, &pos, &op.hold, err)) != ND_STATUS_OK)
             break;
         st = define_begin(reg, pos, NULL, ND_DEFINE_CREATE_OR_REPLACE, if_version, 0, &op, err);
@@ -1110,8 +1105,7 @@ enum nd_status nd_registry_shared_users(struct nd_registry *reg, const char *nam
     nd_mutex_lock(reg->lock);
     int64_t pos = table_find(&reg->shared, name);
     if (pos < 0 || reg->shared.e[pos].hold)
-        st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s",
-                                name);
+        st = nd_error_set_field(err, ND_STATUS_NOT_FOUND, "name", "no shared array named %s", name);
     if (st == ND_STATUS_OK)
         st = collect_names(&reg->layers, name, names, count, err);
     nd_mutex_unlock(reg->lock);
@@ -1156,9 +1150,8 @@ static enum nd_status fetch_copy(const struct nd_persist_hooks *h, bool shared, 
 }
 
 // Loads the shared array `name` from the store unless it is here ("" or absent: nothing).
-static enum nd_status load_missing_shared(struct nd_registry *reg,
-                                          const struct nd_persist_hooks *h, const char *name,
-                                          struct nd_error *err) {
+static enum nd_status load_missing_shared(struct nd_registry *reg, const struct nd_persist_hooks *h,
+                                          const char *name, struct nd_error *err) {
     if (!name || !name[0] || holds(reg, &reg->shared, name))
         return ND_STATUS_OK;
     struct nd_buf b = {0};
@@ -1172,8 +1165,10 @@ static enum nd_status load_missing_shared(struct nd_registry *reg,
          strcmp(stored, name) != 0 ||
          nd_registry_load_shared(reg, b.data, b.len, &le) != ND_STATUS_OK) &&
         le.code != ND_STATUS_ALREADY_EXISTS) // another thread loaded it meanwhile
-        st = nd_error_set(err, ND_STATUS_INTERNAL, "the store's copy of shared array %s cannot "
-                          "be loaded: %s", name, le.msg[0] ? le.msg : "it holds another name");
+        st = nd_error_set(err, ND_STATUS_INTERNAL,
+                          "the store's copy of shared array %s cannot "
+                          "be loaded: %s",
+                          name, le.msg[0] ? le.msg : "it holds another name");
     nd_buf_deinit(&b);
     return st;
 }
@@ -1181,8 +1176,8 @@ static enum nd_status load_missing_shared(struct nd_registry *reg,
 // Loads layer `name` from the store unless it is here. OK also when the store has none (the
 // caller answers as it would without a store) or the name is invalid (the caller says so).
 // *stored: the layer was here or in the store (a caller may look it up again).
-static enum nd_status load_missing_found(struct nd_registry *reg, const char *name,
-                                         bool *stored, struct nd_error *err) {
+static enum nd_status load_missing_found(struct nd_registry *reg, const char *name, bool *stored,
+                                         struct nd_error *err) {
     const struct nd_persist_hooks *h = shared_store(reg);
     *stored = false;
     if (!h || !nd_name_valid(name))
@@ -1197,8 +1192,8 @@ static enum nd_status load_missing_found(struct nd_registry *reg, const char *na
     struct nd_error le;
     nd_error_clear(&le);
     if (st == ND_STATUS_OK && found &&
-        (nd_persist_stored_name(b.data, b.len, false, inside, sizeof inside, &le) !=
-             ND_STATUS_OK || strcmp(inside, name) != 0))
+        (nd_persist_stored_name(b.data, b.len, false, inside, sizeof inside, &le) != ND_STATUS_OK ||
+         strcmp(inside, name) != 0))
         st = nd_error_set(err, ND_STATUS_INTERNAL, "the store's copy of layer %s is not one: %s",
                           name, le.msg[0] ? le.msg : "it holds another name");
     // Each try loads one missing shared array; a layer binds at most ND_ARRAY_AFFINE_COUNT.
@@ -1209,14 +1204,18 @@ static enum nd_status load_missing_found(struct nd_registry *reg, const char *na
         if (ls == ND_STATUS_OK || ls == ND_STATUS_ALREADY_EXISTS)
             break;
         if (!missing[0] || tries == ND_ARRAY_AFFINE_COUNT) {
-            st = nd_error_set(err, ND_STATUS_INTERNAL, "the store's copy of layer %s cannot be "
-                              "loaded: %s", name, le.msg);
+            st = nd_error_set(err, ND_STATUS_INTERNAL,
+                              "the store's copy of layer %s cannot be "
+                              "loaded: %s",
+                              name, le.msg);
             break;
         }
         if ((st = load_missing_shared(reg, h, missing, err)) == ND_STATUS_OK &&
             !holds(reg, &reg->shared, missing))
-            st = nd_error_set(err, ND_STATUS_INTERNAL, "layer %s binds shared array %s, which "
-                              "the store does not hold", name, missing);
+            st = nd_error_set(err, ND_STATUS_INTERNAL,
+                              "layer %s binds shared array %s, which "
+                              "the store does not hold",
+                              name, missing);
     }
     nd_buf_deinit(&b);
     return st;
@@ -1229,8 +1228,8 @@ static enum nd_status load_missing(struct nd_registry *reg, const char *name,
 }
 
 // Loads the shared arrays a definition names (bound by name, they must be the store's).
-static enum nd_status load_missing_named(struct nd_registry *reg, const char *const *names,
-                                         int n, struct nd_error *err) {
+static enum nd_status load_missing_named(struct nd_registry *reg, const char *const *names, int n,
+                                         struct nd_error *err) {
     const struct nd_persist_hooks *h = shared_store(reg);
     enum nd_status st = ND_STATUS_OK;
     for (int i = 0; h && st == ND_STATUS_OK && i < n; i++)

@@ -91,14 +91,13 @@ enum nd_status nd_registry_get_local(struct nd_registry *reg, const char *name,
 
 // Removes the layer `name` (requests holding it finish with it), and shared arrays no remaining
 // layer uses. ND_STATUS_NOT_FOUND when absent. Thread-safe.
-enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name,
-                                  struct nd_error *err);
+enum nd_status nd_registry_delete(struct nd_registry *reg, const char *name, struct nd_error *err);
 
 // As nd_registry_delete, only when the layer is at version if_version (0: any), checked and
 // deleted under the registry's mutex, so no change can slip between the two
 // (ND_STATUS_PRECONDITION_FAILED otherwise).
-enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name,
-                                     uint64_t if_version, struct nd_error *err);
+enum nd_status nd_registry_delete_if(struct nd_registry *reg, const char *name, uint64_t if_version,
+                                     struct nd_error *err);
 
 // New references to every layer, sorted by name, in a malloc'd array of *count pointers (caller
 // unrefs each and frees the array with nd_free). Thread-safe.

@@ -70,8 +70,10 @@ struct type_alias {
     enum nd_type_family family;
 };
 
-#define BN_ND(n, fam) {"BatchNorm" #n "D", ND_LAYER_TYPE_BATCH_NORM, n, 0, 0, 0, fam}
-#define TORCH(name, type, lo, hi, sp) {name, type, 0, lo, hi, sp, ND_TYPE_FAMILY_PYTORCH}
+#define BN_ND(n, fam)                                                                              \
+    { "BatchNorm" #n "D", ND_LAYER_TYPE_BATCH_NORM, n, 0, 0, 0, fam }
+#define TORCH(name, type, lo, hi, sp)                                                              \
+    { name, type, 0, lo, hi, sp, ND_TYPE_FAMILY_PYTORCH }
 
 static const struct type_alias type_aliases[] = {
     {"BatchNormalizationLayer", ND_LAYER_TYPE_BATCH_NORM, 0, 0, 0, 0, ND_TYPE_FAMILY_WOLFRAM},
@@ -207,28 +209,28 @@ static const char *const constraint_fields[ND_ARRAY_AFFINE_COUNT] = {"options.sc
 
 // The plain options (spec_fields.def), one row each.
 const struct nd_spec_field nd_spec_fields[ND_SPEC_FIELD_COUNT] = {
-#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,  \
-                      decl)                                                                       \
-    [ND_SPEC_FIELD_##member] = {name,                                                            \
-                                alias,                                                           \
-                                offsetof(struct nd_spec, member),                                \
-                                sizeof(((struct nd_spec *)0)->member),                           \
-                                ND_FIELD_##kind,                                                 \
-                                types,                                                           \
-                                torch,                                                           \
-                                dflt,                                                            \
-                                ND_RANGE_##range,                                                \
-                                ND_SHOW_##show,                                                  \
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,      \
+                      decl)                                                                        \
+    [ND_SPEC_FIELD_##member] = {name,                                                              \
+                                alias,                                                             \
+                                offsetof(struct nd_spec, member),                                  \
+                                sizeof(((struct nd_spec *)0)->member),                             \
+                                ND_FIELD_##kind,                                                   \
+                                types,                                                             \
+                                torch,                                                             \
+                                dflt,                                                              \
+                                ND_RANGE_##range,                                                  \
+                                ND_SHOW_##show,                                                    \
                                 since},
 #include "core/spec_fields.def"
 #undef ND_SPEC_FIELD
 };
 
 // A STRING row's member holds max + 1 bytes; other kinds hold their C type.
-#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,  \
-                      decl)                                                                       \
-    _Static_assert(ND_FIELD_##kind != ND_FIELD_STRING ||                                          \
-                       sizeof(((struct nd_spec *)0)->member) == (size_t)(max) + 1,                \
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,      \
+                      decl)                                                                        \
+    _Static_assert(ND_FIELD_##kind != ND_FIELD_STRING ||                                           \
+                       sizeof(((struct nd_spec *)0)->member) == (size_t)(max) + 1,                 \
                    "spec_fields.def: " name "'s member holds max + 1 bytes");
 #include "core/spec_fields.def"
 #undef ND_SPEC_FIELD
@@ -409,9 +411,8 @@ static void name_from_alias(int i, struct nd_type_name *out) {
 }
 
 static void name_from_type(enum nd_layer_type t, struct nd_type_name *out) {
-    *out = (struct nd_type_name){.name = type_table[t].name,
-                                 .type = t,
-                                 .family = canonical_family[t]};
+    *out =
+        (struct nd_type_name){.name = type_table[t].name, .type = t, .family = canonical_family[t]};
 }
 
 enum nd_status nd_type_name_lookup(const char *name, struct nd_type_name *out,
@@ -756,8 +757,8 @@ void nd_spec_defaults_named(struct nd_spec *spec, const struct nd_type_name *nam
 enum nd_convention nd_type_name_convention(const struct nd_type_name *name, bool keras_args,
                                            enum nd_convention_from *from) {
     enum nd_type_family f = name ? name->family : ND_TYPE_FAMILY_NONE;
-    enum nd_convention conv = f == ND_TYPE_FAMILY_PYTORCH     ? ND_CONVENTION_PYTORCH
-                              : f == ND_TYPE_FAMILY_PUZZLELIB ? ND_CONVENTION_PUZZLELIB
+    enum nd_convention conv = f == ND_TYPE_FAMILY_PYTORCH               ? ND_CONVENTION_PYTORCH
+                              : f == ND_TYPE_FAMILY_PUZZLELIB           ? ND_CONVENTION_PUZZLELIB
                               : f == ND_TYPE_FAMILY_KERAS && keras_args ? ND_CONVENTION_KERAS
                                                                         : ND_CONVENTION_WOLFRAM;
     bool by_type = f == ND_TYPE_FAMILY_PYTORCH || f == ND_TYPE_FAMILY_PUZZLELIB ||
@@ -786,9 +787,8 @@ int nd_spec_array_count(const struct nd_spec *spec) {
 // The input a PyTorch module takes whatever the spatial sizes: [C] for BatchNorm1d (its (N, C)
 // form; [C, L] must be given as input), [C, null...] for the others.
 static void input_from_num_features(struct nd_spec *spec, const struct nd_type_name *n) {
-    int32_t rank = n->type == ND_LAYER_TYPE_BATCH_NORM && n->spatial_dims == 1
-                       ? 1
-                       : n->spatial_dims + 1;
+    int32_t rank =
+        n->type == ND_LAYER_TYPE_BATCH_NORM && n->spatial_dims == 1 ? 1 : n->spatial_dims + 1;
     if (n->spatial_dims == 0 || spec->num_features < 1)
         return; // GroupNorm takes any rank: its input stays to be given
     spec->input.ndim = rank;
@@ -801,7 +801,8 @@ void nd_spec_complete(struct nd_spec *spec) {
     struct nd_type_name n;
     if (!nd_spec_is_pytorch_named(spec) || !nd_type_name_of(spec->type, spec->type_alias, &n))
         return;
-    bool normalized = spec->type == ND_LAYER_TYPE_LAYER_NORM || spec->type == ND_LAYER_TYPE_RMS_NORM;
+    bool normalized =
+        spec->type == ND_LAYER_TYPE_LAYER_NORM || spec->type == ND_LAYER_TYPE_RMS_NORM;
     int32_t k = spec->normalized_shape.ndim;
     if (normalized && k >= 1 && k <= ND_MAX_RANK) {
         spec->naxes = k; // the last k dims, in batched indexing from the end: -k .. -1
@@ -1463,8 +1464,8 @@ static enum nd_status check_torch_trailing(const struct nd_spec *spec, const str
 }
 
 // BatchNorm*d, InstanceNorm*d, GroupNorm: num_features (num_channels) is the channel count.
-static enum nd_status check_torch_channels(const struct nd_spec *spec,
-                                           const struct nd_layout *lay, struct nd_error *err) {
+static enum nd_status check_torch_channels(const struct nd_spec *spec, const struct nd_layout *lay,
+                                           struct nd_error *err) {
     int64_t c = ND_DIM_AUTO;
     if (nd_layer_type_is_batch(spec->type))
         c = lay->param_shape.ndim == 1 ? lay->param_shape.dim[0] : ND_DIM_AUTO;
@@ -1473,11 +1474,10 @@ static enum nd_status check_torch_channels(const struct nd_spec *spec,
     if (c == ND_DIM_AUTO || c == spec->num_features)
         return ND_STATUS_OK;
     bool gn = spec->type == ND_LAYER_TYPE_GROUP_NORM;
-    return nd_error_set_field(err, ND_STATUS_INVALID_VALUE,
-                              gn ? "options.num_channels" : "options.num_features",
-                              "%s is %lld but the input has %lld channels",
-                              gn ? "num_channels" : "num_features",
-                              (long long)spec->num_features, (long long)c);
+    return nd_error_set_field(
+        err, ND_STATUS_INVALID_VALUE, gn ? "options.num_channels" : "options.num_features",
+        "%s is %lld but the input has %lld channels", gn ? "num_channels" : "num_features",
+        (long long)spec->num_features, (long long)c);
 }
 
 // Before the type's own resolution (whose errors would name normd's options): the ranks and

@@ -90,7 +90,7 @@ bool nd_type_name_of(enum nd_layer_type type, int32_t id, struct nd_type_name *o
 enum nd_convention_from {
     ND_CONVENTION_FROM_UNKNOWN, // a layer stored before normd recorded it
     ND_CONVENTION_FROM_DEFAULT,
-    ND_CONVENTION_FROM_TYPE,    // the type's name (or a Keras type's Keras-only arguments)
+    ND_CONVENTION_FROM_TYPE, // the type's name (or a Keras type's Keras-only arguments)
     ND_CONVENTION_FROM_REQUEST,
 };
 
@@ -190,9 +190,10 @@ char *nd_levels_format(const struct nd_levels *levels, char *buf, size_t size);
 #define ND_T(t) (1u << (t))
 #define ND_T_BN ND_T(ND_LAYER_TYPE_BATCH_NORM)
 #define ND_T_GN ND_T(ND_LAYER_TYPE_GROUP_NORM)
-#define ND_T_FAMILY (ND_T(ND_LAYER_TYPE_NORMALIZATION) | ND_T(ND_LAYER_TYPE_LAYER_NORM) |         \
-                     ND_T(ND_LAYER_TYPE_INSTANCE_NORM) | ND_T_GN | ND_T(ND_LAYER_TYPE_RMS_NORM))
-#define ND_T_ALL (ND_T_BN | ND_T_FAMILY)
+#define ND_T_FAMILY                                                                                \
+    (ND_T(ND_LAYER_TYPE_NORMALIZATION) | ND_T(ND_LAYER_TYPE_LAYER_NORM) |                          \
+     ND_T(ND_LAYER_TYPE_INSTANCE_NORM) | ND_T_GN | ND_T(ND_LAYER_TYPE_RMS_NORM))
+#define ND_T_ALL   (ND_T_BN | ND_T_FAMILY)
 #define ND_T_TORCH (ND_T_ALL & ~ND_T(ND_LAYER_TYPE_NORMALIZATION)) // PyTorch has a class for each
 
 enum nd_field_kind { ND_FIELD_F64, ND_FIELD_BOOL, ND_FIELD_I64, ND_FIELD_STRING };
@@ -217,8 +218,8 @@ struct nd_spec;
 
 // Ids of the rows, in table order: ND_SPEC_FIELD_<member>.
 enum nd_spec_field_id {
-#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since, \
-                      decl)                                                                      \
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,      \
+                      decl)                                                                        \
     ND_SPEC_FIELD_##member,
 #include "core/spec_fields.def"
 #undef ND_SPEC_FIELD
@@ -242,9 +243,9 @@ void nd_spec_field_default(struct nd_spec *spec, const struct nd_spec_field *f);
 bool nd_spec_field_is_set(const struct nd_spec *spec, const struct nd_spec_field *f);
 
 // The members declared from rows with DECL ROW (spec_fields.def), at the end of struct nd_spec.
-#define ND_SPEC_MEMBER_F64(m, max) double m;
-#define ND_SPEC_MEMBER_BOOL(m, max) bool m;
-#define ND_SPEC_MEMBER_I64(m, max) int64_t m;
+#define ND_SPEC_MEMBER_F64(m, max)    double m;
+#define ND_SPEC_MEMBER_BOOL(m, max)   bool m;
+#define ND_SPEC_MEMBER_I64(m, max)    int64_t m;
 #define ND_SPEC_MEMBER_STRING(m, max) char m[(max) + 1];
 #define ND_SPEC_DECL_HAND(kind, m, max)
 #define ND_SPEC_DECL_ROW(kind, m, max) ND_SPEC_MEMBER_##kind(m, max)
@@ -298,14 +299,14 @@ struct nd_spec {
     // stored by version 1 reloads with its canonical name and ND_CONVENTION_FROM_UNKNOWN.
     int32_t type_alias; // nd_type_name.id of the spelling the type was given by
     enum nd_convention_from convention_from;
-    bool synchronized;  // Keras' argument: accepted, no effect in one process
+    bool synchronized; // Keras' argument: accepted, no effect in one process
     // PyTorch's sizes, checked against the input by nd_spec_resolve (0 / ndim 0: not given).
     int64_t num_features;             // BatchNorm*d, InstanceNorm*d; GroupNorm's num_channels
     struct nd_shape normalized_shape; // LayerNorm, RMSNorm: the trailing per-example dims
 
     // Plain options whose rows declare them (spec_fields.def, DECL ROW): description, ...
-#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since, \
-                      decl)                                                                      \
+#define ND_SPEC_FIELD(name, alias, member, kind, max, types, torch, dflt, range, show, since,      \
+                      decl)                                                                        \
     ND_SPEC_DECL_##decl(kind, member, max)
 #include "core/spec_fields.def"
 #undef ND_SPEC_FIELD
@@ -381,11 +382,11 @@ enum nd_status nd_spec_validate(const struct nd_spec *spec, struct nd_error *err
 // A spec resolved for one per-example rank and shape. Bit i of a mask stands for per-example
 // dimension i (0-based; level i + 1); the batch dimension has no bit.
 struct nd_layout {
-    struct nd_shape input;  // the per-example shape resolved against (may hold ND_DIM_AUTO)
-    uint32_t reduce_mask;   // dims whose elements share one statistic (BatchNormalization:
-                            // every dim but the channel axes, and the batch too; Normalization:
-                            // the aggregation levels, never the batch)
-    uint32_t param_mask;    // dims Scaling/Biases vary along (channel axes; scaling levels)
+    struct nd_shape input; // the per-example shape resolved against (may hold ND_DIM_AUTO)
+    uint32_t reduce_mask;  // dims whose elements share one statistic (BatchNormalization:
+                           // every dim but the channel axes, and the batch too; Normalization:
+                           // the aggregation levels, never the batch)
+    uint32_t param_mask;   // dims Scaling/Biases vary along (channel axes; scaling levels)
     int64_t groups[ND_MAX_RANK]; // per dim: 1, or its number of contiguous groups (reduced
                                  // dims only); each group has its own statistic
     struct nd_shape param_shape; // Scaling/Biases: BatchNormalization [C] with C the product

@@ -10,26 +10,26 @@
 
 enum nd_status {
     ND_STATUS_OK = 0,
-    ND_STATUS_INVALID_ARGUMENT, // a C caller broke a contract (NULL, bad enum): a bug upstream
-    ND_STATUS_INVALID_VALUE,    // a well-formed value out of its range (HTTP 422)
-    ND_STATUS_SHAPE_MISMATCH,   // shapes that do not fit the layer or each other (422)
-    ND_STATUS_NOT_FOUND,        // no such layer, array or shared array (404)
-    ND_STATUS_ALREADY_EXISTS,   // the name is taken (409)
-    ND_STATUS_NOT_INITIALIZED,  // an array shape is still unknown (409)
-    ND_STATUS_CONFLICT,         // the layer's state forbids the operation, e.g. inplace (409)
+    ND_STATUS_INVALID_ARGUMENT,    // a C caller broke a contract (NULL, bad enum): a bug upstream
+    ND_STATUS_INVALID_VALUE,       // a well-formed value out of its range (HTTP 422)
+    ND_STATUS_SHAPE_MISMATCH,      // shapes that do not fit the layer or each other (422)
+    ND_STATUS_NOT_FOUND,           // no such layer, array or shared array (404)
+    ND_STATUS_ALREADY_EXISTS,      // the name is taken (409)
+    ND_STATUS_NOT_INITIALIZED,     // an array shape is still unknown (409)
+    ND_STATUS_CONFLICT,            // the layer's state forbids the operation, e.g. inplace (409)
     ND_STATUS_PRECONDITION_FAILED, // the caller's expected version is not the current one (412)
-    ND_STATUS_LIMIT_EXCEEDED,   // over a configured limit (429)
-    ND_STATUS_OUT_OF_MEMORY,    // an allocation failed; nothing was changed (503)
-    ND_STATUS_INTERNAL,         // a broken invariant: a bug (500)
-    ND_STATUS_BUSY,             // a no-wait call found the layer locked: retry where waiting is fine
-    ND_STATUS_STORAGE,          // a change could not be stored: the disk is full (507)
-    ND_STATUS_STALE,            // a shared store holds a newer state than this copy: reload, retry
-    ND_STATUS_UNAVAILABLE,      // the store cannot be reached now (503)
+    ND_STATUS_LIMIT_EXCEEDED,      // over a configured limit (429)
+    ND_STATUS_OUT_OF_MEMORY,       // an allocation failed; nothing was changed (503)
+    ND_STATUS_INTERNAL,            // a broken invariant: a bug (500)
+    ND_STATUS_BUSY,        // a no-wait call found the layer locked: retry where waiting is fine
+    ND_STATUS_STORAGE,     // a change could not be stored: the disk is full (507)
+    ND_STATUS_STALE,       // a shared store holds a newer state than this copy: reload, retry
+    ND_STATUS_UNAVAILABLE, // the store cannot be reached now (503)
     ND_STATUS_COUNT
 };
 
 #define ND_ERROR_FIELD_MAX 64
-#define ND_ERROR_MSG_MAX 192
+#define ND_ERROR_MSG_MAX   192
 
 // code is ND_STATUS_OK until the first nd_error_set*; field is "" or a dotted path such as
 // "options.epsilon" naming the one input at fault; msg is one line, never payload bytes.

@@ -94,8 +94,8 @@ char *nd_shape_format(const struct nd_shape *shape, char *buf, size_t size) {
 
 // ---- tensors ----
 
-static enum nd_status tensor_alloc(struct nd_tensor *out, const struct nd_shape *shape,
-                                   bool zero, struct nd_error *err) {
+static enum nd_status tensor_alloc(struct nd_tensor *out, const struct nd_shape *shape, bool zero,
+                                   struct nd_error *err) {
     if (!out || !shape)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_tensor_init: NULL argument");
     int64_t numel;
@@ -109,8 +109,7 @@ static enum nd_status tensor_alloc(struct nd_tensor *out, const struct nd_shape 
     if (bytes > 0) {
         data = zero ? nd_calloc_aligned(bytes) : nd_alloc_aligned(bytes);
         if (!data)
-            return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes",
-                                bytes);
+            return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes", bytes);
     }
     *out = (struct nd_tensor){
         .data = data, .shape = *shape, .numel = numel, .flags = ND_TENSOR_OWNS_DATA};

@@ -11,10 +11,10 @@
 
 #include "core/status.h"
 
-#define ND_MAX_RANK 8                 // per-example dimensions
-#define ND_MAX_DIMS (ND_MAX_RANK + 1) // a batch dimension in front of them
-#define ND_DIM_AUTO ((int64_t)-1)     // an unknown ("Automatic") dimension of a layer shape
-#define ND_RANK_UNKNOWN (-1)          // ndim of a shape not known yet
+#define ND_MAX_RANK     8                 // per-example dimensions
+#define ND_MAX_DIMS     (ND_MAX_RANK + 1) // a batch dimension in front of them
+#define ND_DIM_AUTO     ((int64_t)-1)     // an unknown ("Automatic") dimension of a layer shape
+#define ND_RANK_UNKNOWN (-1)              // ndim of a shape not known yet
 
 // A shape. Tensor shapes have ndim >= 0 and dims >= 0; layer shapes may have ND_DIM_AUTO dims
 // or ndim == ND_RANK_UNKNOWN.

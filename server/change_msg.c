@@ -35,7 +35,7 @@ bool srv_change_parse(const char *m, size_t len, struct srv_change *out) {
 }
 
 int srv_change_format(const struct srv_change *c, char *buf, size_t size) {
-    int n = snprintf(buf, size, "%c %llu %s", c->shared ? 'S' : 'L',
-                     (unsigned long long)c->version, c->name);
+    int n = snprintf(buf, size, "%c %llu %s", c->shared ? 'S' : 'L', (unsigned long long)c->version,
+                     c->name);
     return n < 0 || (size_t)n >= size ? -1 : n;
 }

@@ -56,12 +56,12 @@ static const struct setting settings[] = {
      "when set, /v1 needs Authorization: Bearer KEY", true},
     {"data-dir", "NORMD_DATA_DIR", KIND_STRING, "", 0, 0, OFF(data_dir), 1024,
      "store every change here before replying, reload at start"},
-    {"max-connections", "NORMD_MAX_CONNECTIONS", KIND_INT, "1024", 1, 100000,
-     OFF(max_connections), 0, "concurrent HTTP connections over all loops; more are closed"},
+    {"max-connections", "NORMD_MAX_CONNECTIONS", KIND_INT, "1024", 1, 100000, OFF(max_connections),
+     0, "concurrent HTTP connections over all loops; more are closed"},
     {"idle-timeout", "NORMD_IDLE_TIMEOUT", KIND_DOUBLE, "60", 1, 86400, OFF(idle_timeout), 0,
      "seconds a connection may wait for its next request"},
-    {"request-timeout", "NORMD_REQUEST_TIMEOUT", KIND_DOUBLE, "60", 1, 86400,
-     OFF(request_timeout), 0, "seconds for a request's head and body to arrive"},
+    {"request-timeout", "NORMD_REQUEST_TIMEOUT", KIND_DOUBLE, "60", 1, 86400, OFF(request_timeout),
+     0, "seconds for a request's head and body to arrive"},
     {"admin-port", "NORMD_ADMIN_PORT", KIND_INT, "0", 0, 65535, OFF(admin_port), 0,
      "port for /healthz, /readyz, /metrics only (0: none)"},
     {"max-memory", "NORMD_MAX_MEMORY", KIND_SIZE, NULL, 16777216, 1e15, OFF(max_memory), 0,
@@ -178,7 +178,7 @@ static const char *origins_error(const char *text) {
 // ---- --store ----
 
 #define REDIS_DEFAULT_PORT 6379
-#define REDIS_MAX_DB 65535
+#define REDIS_MAX_DB       65535
 
 // A --store value taken apart: borrowed from the text (path) or copied (host).
 struct store_addr {
@@ -437,8 +437,7 @@ void srv_config_usage(FILE *out) {
         char flag[40];
         snprintf(flag, sizeof flag, "--%s", settings[i].name);
         fprintf(out, "  %-24s %-24s %-10s %s\n", flag, settings[i].env,
-                settings[i].def ? (settings[i].def[0] ? settings[i].def : "(none)")
-                                : "(machine)",
+                settings[i].def ? (settings[i].def[0] ? settings[i].def : "(none)") : "(machine)",
                 settings[i].help);
     }
     fprintf(out, "  %-24s %-24s %-10s %s\n  %-24s %-24s %-10s %s\n", "--help", "", "",

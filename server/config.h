@@ -18,10 +18,10 @@ struct srv_config {
     int64_t max_body_bytes; // larger bodies get 413
     int64_t max_elements;   // per tensor
     int64_t max_layers;
-    double drain_timeout;   // seconds to finish in-flight requests after SIGTERM
-    int64_t log_level;      // enum srv_log_level
-    char api_key[4096];     // "" for none; a secret: never printed
-    char data_dir[1024];    // "" for none: layers live in memory only
+    double drain_timeout;    // seconds to finish in-flight requests after SIGTERM
+    int64_t log_level;       // enum srv_log_level
+    char api_key[4096];      // "" for none; a secret: never printed
+    char data_dir[1024];     // "" for none: layers live in memory only
     int64_t max_connections; // over every HTTP loop together
     double idle_timeout;     // seconds a connection may wait for its next request line
     double request_timeout;  // seconds from a request line to its last body byte

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 
 // What a page's script may read besides the CORS-safelisted headers.
-#define SRV_CORS_EXPOSE_HEADERS \
+#define SRV_CORS_EXPOSE_HEADERS                                                                    \
     "X-Request-Id, ETag, X-Tensor-Shape, traceparent, Inference-Header-Content-Length"
 // What a page's script may send: JSON bodies, the key, binary tensors, conditional writes,
 // compressed bodies, tracing, the Open Inference Protocol's binary tensors.

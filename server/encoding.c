@@ -14,7 +14,7 @@
 
 // The first output buffer for n compressed bytes: JSON of floats inflates about 2-4 times;
 // growth doubles from there.
-#define INFLATE_FIRST_MIN ((size_t)16384)
+#define INFLATE_FIRST_MIN   ((size_t)16384)
 #define INFLATE_FIRST_RATIO 4
 
 static size_t min_size(size_t a, size_t b) {
@@ -111,8 +111,8 @@ static enum srv_coding coding_named(const struct list_item *it) {
 
 static enum srv_coding unsupported(const struct list_item *it, char *bad, size_t badlen) {
     if (badlen) {
-        size_t whole = it->has_params ? (size_t)(it->params + it->params_len - it->name)
-                                      : it->name_len;
+        size_t whole =
+            it->has_params ? (size_t)(it->params + it->params_len - it->name) : it->name_len;
         size_t n = min_size(whole, badlen - 1);
         memcpy(bad, it->name, n);
         bad[n] = '\0';
@@ -233,7 +233,7 @@ enum srv_inflate_status srv_inflate(enum srv_coding coding, const void *in, size
     if (coding != SRV_CODING_GZIP && coding != SRV_CODING_DEFLATE)
         return SRV_INFLATE_CORRUPT;
     const unsigned char *bytes = in;
-    int window = coding == SRV_CODING_GZIP ? 16 + MAX_WBITS
+    int window = coding == SRV_CODING_GZIP   ? 16 + MAX_WBITS
                  : has_zlib_header(bytes, n) ? MAX_WBITS
                                              : -MAX_WBITS;
     z_stream z;
@@ -369,8 +369,7 @@ bool srv_gzip_eligible(const struct api_response *resp, const char *method) {
     return strncasecmp(resp->content_type, "application/octet-stream", 24) != 0;
 }
 
-enum srv_gzip_outcome srv_gzip_reply(struct api_response *resp, const char *method,
-                                     bool accepted) {
+enum srv_gzip_outcome srv_gzip_reply(struct api_response *resp, const char *method, bool accepted) {
     if (!srv_gzip_eligible(resp, method))
         return SRV_GZIP_NONE;
     add_header(resp, "Vary", "Accept-Encoding"); // the reply depends on it from here on

@@ -107,7 +107,6 @@ bool srv_gzip_eligible(const struct api_response *resp, const char *method);
 // the result only when smaller; adds the headers above to resp. The compressed text is taken
 // from resp->budget before it is allocated (no room: sent as is), and resp->reserved then
 // counts it instead of the original. Thread-safe (resp is the caller's).
-enum srv_gzip_outcome srv_gzip_reply(struct api_response *resp, const char *method,
-                                     bool accepted);
+enum srv_gzip_outcome srv_gzip_reply(struct api_response *resp, const char *method, bool accepted);
 
 #endif

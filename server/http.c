@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEADERS 64 // more is 431, never a silent drop
-#define MAX_QUERY 32   // more is 414
+#define MAX_HEADERS     64    // more is 431, never a silent drop
+#define MAX_QUERY       32    // more is 414
 #define INLINE_BODY_MAX 65536 // bodies above this always go to a worker
 
 struct srv_http {
@@ -57,13 +57,13 @@ struct srv_req {
     char *body;
     size_t len, cap;
     bool too_large, deferred, done, queued;
-    bool over_budget;        // the memory budget could not hold the body
-    enum srv_coding coding;  // Content-Encoding of the body (inflated on a worker)
-    bool answered;           // aresp was made inline; the worker only compresses it
-    int64_t body_reserved;   // bytes of the body buffer taken from the budget
-    size_t declared;         // Content-Length (0 when absent), read once with the head
-    bool late;     // arrived after the drain began: answered 503
-    bool started;  // the head is complete: counted in flight, logged when done
+    bool over_budget;           // the memory budget could not hold the body
+    enum srv_coding coding;     // Content-Encoding of the body (inflated on a worker)
+    bool answered;              // aresp was made inline; the worker only compresses it
+    int64_t body_reserved;      // bytes of the body buffer taken from the budget
+    size_t declared;            // Content-Length (0 when absent), read once with the head
+    bool late;                  // arrived after the drain began: answered 503
+    bool started;               // the head is complete: counted in flight, logged when done
     struct srv_refusal refusal; // the request line or the head broke a rule: answered at once
     size_t nheaders_seen, nquery_seen;
     struct api_request areq;
@@ -101,10 +101,10 @@ static uint64_t now_ns(void) {
 #endif
 #if defined(HTTP_ASAN)
 #include <sanitizer/asan_interface.h>
-#define SPARE_POISON(r) ASAN_POISON_MEMORY_REGION((r), offsetof(struct srv_req, next_spare))
+#define SPARE_POISON(r)   ASAN_POISON_MEMORY_REGION((r), offsetof(struct srv_req, next_spare))
 #define SPARE_UNPOISON(r) ASAN_UNPOISON_MEMORY_REGION((r), sizeof *(r))
 #else
-#define SPARE_POISON(r) ((void)(r))
+#define SPARE_POISON(r)   ((void)(r))
 #define SPARE_UNPOISON(r) ((void)(r))
 #endif
 
@@ -248,7 +248,7 @@ static void build_head(struct srv_req *r) {
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
 }
 
-#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_PAGE     ((size_t)2 << 20)
 #define HUGE_BODY_MIN ((size_t)4 << 20) // smaller bodies keep malloc's own placement
 
 // Asks for transparent huge pages over the 2 MiB-aligned part of [p, p + len) (advice: the
@@ -385,8 +385,10 @@ static enum MHD_Result queue_too_large(struct srv_req *r) {
 
 static void refuse_body(struct srv_req *r, enum srv_inflate_status st) {
     char msg[160];
-    snprintf(msg, sizeof msg, "the decompressed body is larger than this server's limit of %zu "
-             "bytes", r->h->cfg.max_body_bytes);
+    snprintf(msg, sizeof msg,
+             "the decompressed body is larger than this server's limit of %zu "
+             "bytes",
+             r->h->cfg.max_body_bytes);
     if (st == SRV_INFLATE_TOO_LARGE)
         api_error_reply(&r->aresp, 413, "payload_too_large", msg);
     else if (st == SRV_INFLATE_NEVER_FITS)
@@ -410,8 +412,8 @@ static bool decode_body(struct srv_req *r) {
     if (r->coding == SRV_CODING_IDENTITY || r->len == 0)
         return true;
     struct srv_inflated plain;
-    enum srv_inflate_status st = srv_inflate(r->coding, r->body, r->len, r->h->cfg.max_body_bytes,
-                                             r->h->cfg.budget, &plain);
+    enum srv_inflate_status st =
+        srv_inflate(r->coding, r->body, r->len, r->h->cfg.max_body_bytes, r->h->cfg.budget, &plain);
     if (st != SRV_INFLATE_OK) {
         refuse_body(r, st);
         return false;
@@ -442,8 +444,10 @@ static bool coding_refused(struct srv_req *r, char *msg, size_t len) {
     r->coding = srv_coding_of(r->headers, r->areq.nheaders, bad, sizeof bad);
     if (r->coding != SRV_CODING_UNSUPPORTED)
         return false;
-    snprintf(msg, len, "Content-Encoding %s is not supported: send one of gzip, deflate or "
-             "identity", bad);
+    snprintf(msg, len,
+             "Content-Encoding %s is not supported: send one of gzip, deflate or "
+             "identity",
+             bad);
     return true;
 }
 
@@ -510,15 +514,14 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
 
 // The head is complete: the request counts as in flight from here. An absolute-form target
 // is served as its path.
-static void req_start(struct srv_req *r, const char *url, const char *method,
-                      const char *version) {
+static void req_start(struct srv_req *r, const char *url, const char *method, const char *version) {
     r->url = r->refusal.status ? url : srv_target_path(url);
     r->method = method;
     r->late = r->h->quiescing;
     r->started = true;
     request_id(r);
-    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     r->declared = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
     r->h->inflight++;
     api_inflight_add(r->h->cfg.api, 1);
@@ -529,12 +532,11 @@ static void req_start(struct srv_req *r, const char *url, const char *method,
         r->refusal.status = 414;
         r->refusal.code = "payload_too_large";
         snprintf(r->refusal.message, sizeof r->refusal.message,
-                 "the request has %zu query parameters; at most %d are accepted",
-                 r->nquery_seen, MAX_QUERY);
+                 "the request has %zu query parameters; at most %d are accepted", r->nquery_seen,
+                 MAX_QUERY);
     }
     if (!r->refusal.status)
-        srv_check_headers(r->headers, r->areq.nheaders, r->nheaders_seen, MAX_HEADERS,
-                          &r->refusal);
+        srv_check_headers(r->headers, r->areq.nheaders, r->nheaders_seen, MAX_HEADERS, &r->refusal);
     if (!r->refusal.status)
         srv_check_request(method, version, r->url, r->headers, r->areq.nheaders, &r->refusal);
 }
@@ -582,9 +584,8 @@ static enum MHD_Result answer_head(struct srv_req *r) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     (void)cls;
     (void)conn; // the request has it since its first line
     struct srv_req *r = *con_cls;
@@ -625,8 +626,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     const char *route = r->route ? r->route : "unmatched";
     int status = r->queued ? r->status : 499; // 499: the client went away first
     api_observe(h->cfg.api, route, r->method, status, (double)us / 1e6, r->len, r->bytes_out);
-    srv_log_request(h->cfg.log, r->request_id, r->trace.valid ? r->trace.trace_id : NULL,
-                    r->method, route, r->url, status, r->len, r->bytes_out, us);
+    srv_log_request(h->cfg.log, r->request_id, r->trace.valid ? r->trace.trace_id : NULL, r->method,
+                    route, r->url, status, r->len, r->bytes_out, us);
     api_response_free(&r->aresp);
     free(r->body);
     nd_budget_give(h->cfg.budget, r->body_reserved);
@@ -696,13 +697,12 @@ int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http
         on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, srv_conns_notify, &h->conns,
         MHD_OPTION_URI_LOG_CALLBACK, on_request_line, h, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)(cfg->reuse_port ? 1 : 0), MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections + 16, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(cfg->idle_timeout + 0.999), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONNECTION_POOL_BYTES, MHD_OPTION_END);
+        (unsigned)(cfg->reuse_port ? 1 : 0), MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 16,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->idle_timeout + 0.999),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_POOL_BYTES, MHD_OPTION_END);
     if (!h->daemon) {
-        snprintf(err, errlen, "normd: cannot listen on %s:%d (in use, or not permitted)",
-                 cfg->host, cfg->port);
+        snprintf(err, errlen, "normd: cannot listen on %s:%d (in use, or not permitted)", cfg->host,
+                 cfg->port);
         free(h);
         return -1;
     }

@@ -34,8 +34,8 @@ struct srv_http_config {
 
 struct srv_http;
 
-// Binds, starts the daemon and registers it with loop (not yet running, or from its thread). Returns 0, or -1 with err set.
-// Caller owns; stop with srv_http_stop then free with srv_http_free.
+// Binds, starts the daemon and registers it with loop (not yet running, or from its thread).
+// Returns 0, or -1 with err set. Caller owns; stop with srv_http_stop then free with srv_http_free.
 int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http_config *cfg,
                    char *err, size_t errlen);
 

@@ -87,7 +87,8 @@ void srv_log_request(const struct srv_logger *lg, const char *request_id, const 
     }
     len += (size_t)snprintf(line + len, sizeof line - len, "\",\"method\":\"");
     len = escape(line, sizeof line, len, method);
-    len += (size_t)snprintf(line + len, sizeof line - len, "\",\"route\":\"%s\",\"path\":\"", route);
+    len +=
+        (size_t)snprintf(line + len, sizeof line - len, "\",\"route\":\"%s\",\"path\":\"", route);
     len = escape(line, sizeof line, len, path);
     len += (size_t)snprintf(line + len, sizeof line - len,
                             "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"us\":%llu}",

@@ -50,8 +50,7 @@ static void command(struct srv_loops *loops, enum command cmd) {
     }
 }
 
-static int start_one(struct loop *l, const struct srv_http_config *cfg, char *err,
-                     size_t errlen) {
+static int start_one(struct loop *l, const struct srv_http_config *cfg, char *err, size_t errlen) {
     if (uv_loop_init(&l->loop) != 0) {
         snprintf(err, errlen, "normd: cannot create an event loop");
         return -1;

@@ -16,11 +16,11 @@
 #include "api/api.h"
 #include "core/engine.h"
 #include "server/config.h"
+#include "server/log.h"
 #include "server/loops.h"
+#include "server/probe.h"
 #include "server/store.h"
 #include "server/store_redis.h"
-#include "server/log.h"
-#include "server/probe.h"
 
 #define FD_MARGIN 64 // descriptors besides the connections: files, epoll, the admin port
 
@@ -28,13 +28,13 @@ static struct srv_state {
     struct srv_config config;
     struct srv_logger log;
     struct nd_engine *engine;
-    struct srv_store *store; // --store dir: (--data-dir), or NULL
+    struct srv_store *store;       // --store dir: (--data-dir), or NULL
     struct srv_redis_store *redis; // --store redis://, or NULL
     struct api_ctx *api;
     uv_loop_t loop; // signals and the drain; the HTTP loops run in their own threads
     struct srv_loops *http;
-    struct srv_http *admin;         // --admin-port, on this loop; or NULL
-    _Atomic int64_t connections;    // open over every HTTP loop (--max-connections)
+    struct srv_http *admin;      // --admin-port, on this loop; or NULL
+    _Atomic int64_t connections; // open over every HTTP loop (--max-connections)
     _Atomic int64_t admin_connections;
     uv_signal_t sigterm, sigint;
     uv_timer_t drain_timer;
@@ -194,8 +194,8 @@ static int watch_store(void) {
     if (!srv.redis)
         return 0;
     api_set_store_ready(srv.api, false);
-    if (srv_redis_store_start(srv.redis, nd_engine_registry(srv.engine), &srv.loop,
-                              on_store_ready, NULL) != 0) {
+    if (srv_redis_store_start(srv.redis, nd_engine_registry(srv.engine), &srv.loop, on_store_ready,
+                              NULL) != 0) {
         fprintf(stderr, "normd: out of memory\n");
         return -1;
     }
@@ -328,8 +328,8 @@ int main(int argc, char **argv) {
     api_set_ready(srv.api, true);
     srv_log(&srv.log, SRV_LOG_INFO,
             "normd %s listening on %s:%lld with %lld engine threads and %lld HTTP loops",
-            SRV_VERSION, srv.config.host, (long long)srv.config.port,
-            (long long)srv.config.threads, (long long)srv.config.http_threads);
+            SRV_VERSION, srv.config.host, (long long)srv.config.port, (long long)srv.config.threads,
+            (long long)srv.config.http_threads);
     uv_run(&srv.loop, UV_RUN_DEFAULT);
     shutdown_all();
     srv_log(&srv.log, SRV_LOG_INFO, "stopped");

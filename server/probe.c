@@ -168,8 +168,7 @@ static int status_code(const char *line) {
     return code >= 100 ? code : -1;
 }
 
-static int exchange(int fd, const struct target *t, long long deadline, char *err,
-                    size_t errlen) {
+static int exchange(int fd, const struct target *t, long long deadline, char *err, size_t errlen) {
     char buf[512];
     int n = snprintf(buf, sizeof buf,
                      "GET %s HTTP/1.0\r\nHost: %s:%ld\r\nUser-Agent: normd-probe\r\n"

@@ -21,13 +21,13 @@
 #include "core/registry.h"
 #include "server/store_log.h"
 
-#define LAYER_EXT ".ndl"
-#define SHARED_EXT ".nds"
-#define LOG_FILE "CURRENT.ndlog"
-#define LOG_COMPACT_AT (64u << 20)   // compaction once the log holds this many bytes
-#define LOG_RESERVE (4u << 10)       // kept zeroed past the end for removals on a full disk
-#define TMPFS_MAGIC_NUMBER 0x01021994 // linux/magic.h's TMPFS_MAGIC
-#define LOG_CHUNK (4u << 20)         // the log's space is zeroed ahead in steps of this size
+#define LAYER_EXT          ".ndl"
+#define SHARED_EXT         ".nds"
+#define LOG_FILE           "CURRENT.ndlog"
+#define LOG_COMPACT_AT     (64u << 20) // compaction once the log holds this many bytes
+#define LOG_RESERVE        (4u << 10)  // kept zeroed past the end for removals on a full disk
+#define TMPFS_MAGIC_NUMBER 0x01021994  // linux/magic.h's TMPFS_MAGIC
+#define LOG_CHUNK          (4u << 20)  // the log's space is zeroed ahead in steps of this size
 
 // The latest record of each name in the current log (what compaction writes out), open
 // addressing on (kind, name); cap a power of two, at most half full; a slot whose name is "" is
@@ -52,9 +52,9 @@ struct srv_store {
     uint64_t allocated; // the file's size: zeros from end on, flushed
     uint64_t synced;    // every ticket up to this is durable
     bool syncing;
-    uint64_t zero_ahead; // LOG_CHUNK, or 0 on tmpfs (where a sync costs nothing anyway)
+    uint64_t zero_ahead;     // LOG_CHUNK, or 0 on tmpfs (where a sync costs nothing anyway)
     uint64_t appends, syncs; // logged at the end: how well group commit worked
-    enum nd_status failed; // ND_STATUS_OK, or why every later change is refused
+    enum nd_status failed;   // ND_STATUS_OK, or why every later change is refused
     char failure[300];
     struct log_index index;
 };
@@ -179,8 +179,10 @@ static void index_clear(struct log_index *ix) {
 // ---- the log: appends, group commit, compaction (all with s->mu held but the sync) ----
 
 static enum nd_status failed_error(struct srv_store *s, struct nd_error *err) {
-    return nd_error_set(err, s->failed, "the data dir cannot be written since an earlier "
-                        "failure (%s); changes are refused until normd restarts", s->failure);
+    return nd_error_set(err, s->failed,
+                        "the data dir cannot be written since an earlier "
+                        "failure (%s); changes are refused until normd restarts",
+                        s->failure);
 }
 
 // After this every change is refused: the log may hold changes that are not durable and that
@@ -190,10 +192,8 @@ static void fail_store(struct srv_store *s, const char *what) {
     if (s->failed != ND_STATUS_OK)
         return;
     s->failed = e == ENOSPC || e == EDQUOT ? ND_STATUS_STORAGE : ND_STATUS_INTERNAL;
-    snprintf(s->failure, sizeof s->failure, "cannot %s %.200s: %s", what, s->logpath,
-             strerror(e));
-    srv_log(s->log, SRV_LOG_ERROR, "--data-dir: %s; refusing changes until a restart",
-            s->failure);
+    snprintf(s->failure, sizeof s->failure, "cannot %s %.200s: %s", what, s->logpath, strerror(e));
+    srv_log(s->log, SRV_LOG_ERROR, "--data-dir: %s; refusing changes until a restart", s->failure);
 }
 
 // Zeros written past the end of the log, in steps of LOG_CHUNK, and flushed: an append then
@@ -370,9 +370,9 @@ static enum nd_status compact_entry(struct srv_store *s, const struct srv_rec *e
             break;
         got += (uint64_t)r;
     }
-    enum nd_status st = got == e->len ? write_atomically(dir, dir_fd, e->name, ext, bytes,
-                                                         e->len, err)
-                                      : io_error(err, "read back", s->logpath);
+    enum nd_status st = got == e->len
+                            ? write_atomically(dir, dir_fd, e->name, ext, bytes, e->len, err)
+                            : io_error(err, "read back", s->logpath);
     free(bytes);
     return st;
 }
@@ -434,8 +434,7 @@ static enum nd_status durably(void *ctx, unsigned char kind, unsigned char op,
     return st == ND_STATUS_OK ? log_wait(ctx, ticket, err) : st;
 }
 
-static enum nd_status save_layer(void *ctx, const struct nd_store_put *put,
-                                 struct nd_error *err) {
+static enum nd_status save_layer(void *ctx, const struct nd_store_put *put, struct nd_error *err) {
     return durably(ctx, SRV_REC_KIND_LAYER, SRV_REC_OP_PUT, put, err);
 }
 
@@ -444,8 +443,7 @@ static enum nd_status remove_layer(void *ctx, const struct nd_store_put *put,
     return durably(ctx, SRV_REC_KIND_LAYER, SRV_REC_OP_REMOVE, put, err);
 }
 
-static enum nd_status save_shared(void *ctx, const struct nd_store_put *put,
-                                  struct nd_error *err) {
+static enum nd_status save_shared(void *ctx, const struct nd_store_put *put, struct nd_error *err) {
     return durably(ctx, SRV_REC_KIND_SHARED, SRV_REC_OP_PUT, put, err);
 }
 
@@ -470,8 +468,8 @@ static int open_folder(const char *path, int *fd, char *err, size_t errlen) {
     return 0;
 }
 
-int srv_store_open(struct srv_store **out, const char *dir, const struct srv_logger *log,
-                   char *err, size_t errlen) {
+int srv_store_open(struct srv_store **out, const char *dir, const struct srv_logger *log, char *err,
+                   size_t errlen) {
     struct srv_store *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "normd: out of memory");
@@ -500,8 +498,7 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
     }
     s->log_fd = open(s->logpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (s->log_fd < 0) {
-        snprintf(err, errlen, "normd: --data-dir: cannot open %s: %s", s->logpath,
-                 strerror(errno));
+        snprintf(err, errlen, "normd: --data-dir: cannot open %s: %s", s->logpath, strerror(errno));
         close(dfd);
         close(log_dfd);
         srv_store_free(s);
@@ -532,9 +529,10 @@ void srv_store_free(struct srv_store *store) {
         pthread_mutex_lock(&store->mu);
         if (store->failed == ND_STATUS_OK)
             compact_locked(store, NULL); // a clean stop leaves files only
-        srv_log(store->log, SRV_LOG_INFO, "--data-dir: %llu changes appended to the log, "
-                "%llu syncs", (unsigned long long)store->appends,
-                (unsigned long long)store->syncs);
+        srv_log(store->log, SRV_LOG_INFO,
+                "--data-dir: %llu changes appended to the log, "
+                "%llu syncs",
+                (unsigned long long)store->appends, (unsigned long long)store->syncs);
         pthread_mutex_unlock(&store->mu);
         close(store->log_fd);
     }
@@ -677,13 +675,15 @@ static size_t replay_index(struct srv_store *s, const unsigned char *buf, uint64
     }
     enum srv_rec_tail tail = srv_rec_tail(buf, len, off, NULL);
     if (tail == SRV_REC_TAIL_TORN)
-        srv_log(s->log, SRV_LOG_WARN, "%s: dropping a torn record at its end (offset %llu): a "
-                "write a crash cut short, never acknowledged", s->logpath,
-                (unsigned long long)off);
+        srv_log(s->log, SRV_LOG_WARN,
+                "%s: dropping a torn record at its end (offset %llu): a "
+                "write a crash cut short, never acknowledged",
+                s->logpath, (unsigned long long)off);
     else if (tail == SRV_REC_TAIL_DAMAGED) {
-        srv_log(s->log, SRV_LOG_ERROR, "%s: a damaged record at offset %llu; replay stops "
-                "there, the %llu bytes from it on are not loaded", s->logpath,
-                (unsigned long long)off, (unsigned long long)(len - off));
+        srv_log(s->log, SRV_LOG_ERROR,
+                "%s: a damaged record at offset %llu; replay stops "
+                "there, the %llu bytes from it on are not loaded",
+                s->logpath, (unsigned long long)off, (unsigned long long)(len - off));
         keep_damaged(s, buf, len);
     }
     s->end = off;
@@ -716,8 +716,7 @@ int srv_store_load(struct srv_store *store, struct nd_registry *reg) {
     unsigned char *log = read_log(store, &len);
     size_t records = log ? replay_index(store, log, len) : 0;
     if (!log)
-        srv_log(store->log, SRV_LOG_ERROR, "cannot read %s: %s", store->logpath,
-                strerror(errno));
+        srv_log(store->log, SRV_LOG_ERROR, "cannot read %s: %s", store->logpath, strerror(errno));
     int shared = load_folder(store, store->shared, store->shared_fd, SHARED_EXT,
                              nd_registry_load_shared, SRV_REC_KIND_SHARED, reg);
     int layers = load_folder(store, store->layers, store->layers_fd, LAYER_EXT,

@@ -17,8 +17,8 @@ struct srv_store;
 
 // Opens (creating when missing) DIR, its three folders and the log, checking they are
 // writable. Returns 0, or -1 with err set. Caller owns; free with srv_store_free.
-int srv_store_open(struct srv_store **out, const char *dir, const struct srv_logger *log,
-                   char *err, size_t errlen);
+int srv_store_open(struct srv_store **out, const char *dir, const struct srv_logger *log, char *err,
+                   size_t errlen);
 
 // Compacts the log (a clean stop leaves files only; not after a failure), then frees. Call once
 // no change is in flight.

@@ -17,9 +17,9 @@
 
 #include "server/change_msg.h"
 
+#include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,39 +32,38 @@
 
 #define CONNECT_TIMEOUT_MS 1000
 #define COMMAND_TIMEOUT_MS 1000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
-#define TICK_MS 1000 // while subscribed: probe when calls fail
-#define POOL_IDLE_MAX 16     // idle contexts kept; more are closed when given back
-#define CHANNEL "normd:changes"
-#define KEY_MAX (ND_NAME_MAX + 32)
-#define WHY_MAX 128
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     2000
+#define TICK_MS            1000 // while subscribed: probe when calls fail
+#define POOL_IDLE_MAX      16   // idle contexts kept; more are closed when given back
+#define CHANNEL            "normd:changes"
+#define KEY_MAX            (ND_NAME_MAX + 32)
+#define WHY_MAX            128
 
 // The compare-and-set. KEYS: state, version, index set. ARGV: the version expected (absent
 // counts as "0"), the new version ("0": remove), the bytes, the name, the channel, the message.
 // Answers OK, or the version the store holds when it is not the one expected. The versions are
 // compared as strings: both sides write them in decimal without leading zeros.
-static const char cas_script[] =
-    "local held = redis.call('GET', KEYS[2]) or '0'\n"
-    "if held ~= ARGV[1] then return held end\n"
-    "if ARGV[2] == '0' then\n"
-    "  redis.call('DEL', KEYS[1], KEYS[2])\n"
-    "  redis.call('SREM', KEYS[3], ARGV[4])\n"
-    "else\n"
-    "  redis.call('SET', KEYS[1], ARGV[3])\n"
-    "  redis.call('SET', KEYS[2], ARGV[2])\n"
-    "  redis.call('SADD', KEYS[3], ARGV[4])\n"
-    "end\n"
-    "redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
-    "return redis.status_reply('OK')\n";
+static const char cas_script[] = "local held = redis.call('GET', KEYS[2]) or '0'\n"
+                                 "if held ~= ARGV[1] then return held end\n"
+                                 "if ARGV[2] == '0' then\n"
+                                 "  redis.call('DEL', KEYS[1], KEYS[2])\n"
+                                 "  redis.call('SREM', KEYS[3], ARGV[4])\n"
+                                 "else\n"
+                                 "  redis.call('SET', KEYS[1], ARGV[3])\n"
+                                 "  redis.call('SET', KEYS[2], ARGV[2])\n"
+                                 "  redis.call('SADD', KEYS[3], ARGV[4])\n"
+                                 "end\n"
+                                 "redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
+                                 "return redis.status_reply('OK')\n";
 
 // ---- private types ----
 
 // A blocking context with what was set up on it.
 struct conn {
     redisContext *c;
-    unsigned gen;  // the pool's generation when it connected
-    char sha[41];  // the script's SHA1, as SCRIPT LOAD answered on this connection
+    unsigned gen; // the pool's generation when it connected
+    char sha[41]; // the script's SHA1, as SCRIPT LOAD answered on this connection
 };
 
 struct pool {
@@ -194,8 +193,8 @@ static void pool_reachable(struct srv_redis_store *s) {
 }
 
 // One command of a connection's set-up; false (why set) when it failed.
-static bool setup_command(redisContext *c, char *why, const char *what, int argc,
-                          const char **argv, char *sha) {
+static bool setup_command(redisContext *c, char *why, const char *what, int argc, const char **argv,
+                          char *sha) {
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     if (!r) {
         snprintf(why, WHY_MAX, "%s: %.100s", what, c->errstr);
@@ -249,14 +248,13 @@ static redisContext *connect_one(struct srv_redis_store *s, char *sha, char *why
 
 static enum nd_status unreachable(const struct srv_redis_store *s, const char *why,
                                   struct nd_error *err) {
-    return nd_error_set(err, ND_STATUS_UNAVAILABLE, "the store %s cannot be reached: %s",
-                        s->name, why);
+    return nd_error_set(err, ND_STATUS_UNAVAILABLE, "the store %s cannot be reached: %s", s->name,
+                        why);
 }
 
 // A context to run commands on: an idle one, else a new one. ND_STATUS_UNAVAILABLE, with no
 // I/O, while a failed connect's backoff runs.
-static enum nd_status conn_take(struct srv_redis_store *s, struct conn *out,
-                                struct nd_error *err) {
+static enum nd_status conn_take(struct srv_redis_store *s, struct conn *out, struct nd_error *err) {
     struct pool *p = &s->pool;
     char why[WHY_MAX];
     uv_mutex_lock(&p->mu);
@@ -403,9 +401,10 @@ static enum nd_status cas(struct srv_redis_store *s, bool shared, const struct n
     snprintf(expect, sizeof expect, "%" PRIu64, put->expect);
     snprintf(next, sizeof next, "%" PRIu64, put->version);
     snprintf(msg, sizeof msg, "%c %" PRIu64 " %s", shared ? 'S' : 'L', put->version, put->name);
-    const char *argv[] = {"EVALSHA", NULL, "3", state, version,
-                          shared ? "normd:shared" : "normd:layers", expect, next,
-                          put->bytes ? put->bytes : "", put->name, CHANNEL, msg};
+    const char *argv[] = {"EVALSHA", NULL,    "3",
+                          state,     version, shared ? "normd:shared" : "normd:layers",
+                          expect,    next,    put->bytes ? put->bytes : "",
+                          put->name, CHANNEL, msg};
     size_t lens[12];
     for (int i = 0; i < 12; i++)
         lens[i] = i == 1 ? 40 : i == 8 ? (put->bytes ? put->len : 0) : strlen(argv[i]);
@@ -421,8 +420,7 @@ static enum nd_status cas(struct srv_redis_store *s, bool shared, const struct n
     return st;
 }
 
-static enum nd_status save_layer(void *ctx, const struct nd_store_put *put,
-                                 struct nd_error *err) {
+static enum nd_status save_layer(void *ctx, const struct nd_store_put *put, struct nd_error *err) {
     return cas(ctx, false, put, err);
 }
 
@@ -431,8 +429,7 @@ static enum nd_status remove_layer(void *ctx, const struct nd_store_put *put,
     return cas(ctx, false, put, err);
 }
 
-static enum nd_status save_shared(void *ctx, const struct nd_store_put *put,
-                                  struct nd_error *err) {
+static enum nd_status save_shared(void *ctx, const struct nd_store_put *put, struct nd_error *err) {
     return cas(ctx, true, put, err);
 }
 
@@ -502,8 +499,7 @@ static bool copy_names(const redisReply *r, char ***names) {
     return *names != NULL;
 }
 
-static enum nd_status list_layers(void *ctx, char ***names, int64_t *count,
-                                  struct nd_error *err) {
+static enum nd_status list_layers(void *ctx, char ***names, int64_t *count, struct nd_error *err) {
     struct srv_redis_store *s = ctx;
     const char *argv[] = {"SMEMBERS", "normd:layers"};
     redisReply *r = NULL;
@@ -622,9 +618,8 @@ static void on_subscribed(struct srv_redis_store *s) {
     pool_reachable(s);
     set_sync_down(s, false, NULL);
     set_sub_up(s, true);
-    srv_log(s->log, s->sub_failing ? SRV_LOG_WARN : SRV_LOG_INFO,
-            "store %s: %s to " CHANNEL "%s", s->name,
-            s->sub_failing ? "connected and subscribed" : "subscribed",
+    srv_log(s->log, s->sub_failing ? SRV_LOG_WARN : SRV_LOG_INFO, "store %s: %s to " CHANNEL "%s",
+            s->name, s->sub_failing ? "connected and subscribed" : "subscribed",
             s->sub_failing ? "; cached copies dropped (changes may have been missed)" : "");
     s->sub_failing = false;
     schedule(s, TICK_MS);
@@ -808,8 +803,8 @@ int srv_redis_store_open(struct srv_redis_store **out, const struct srv_redis_co
     s->db = cfg->db;
     s->log = cfg->log;
     bool v6 = strchr(s->host, ':') != NULL;
-    snprintf(s->name, sizeof s->name, "redis://%s%s%s:%d/%d", v6 ? "[" : "", s->host,
-             v6 ? "]" : "", s->port, s->db);
+    snprintf(s->name, sizeof s->name, "redis://%s%s%s:%d/%d", v6 ? "[" : "", s->host, v6 ? "]" : "",
+             s->port, s->db);
     uv_mutex_init(&s->pool.mu);
     uv_mutex_init(&s->state_mu);
     atomic_init(&s->sync_down, false);

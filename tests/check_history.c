@@ -78,7 +78,7 @@ START_TEST(test_ring_limit_keeps_the_newest) {
     ck_assert_int_eq(nd_history_copy(&h, ND_HISTORY_CAPACITY, out), 10); // more than held
     assert_run(out, 10, 1);
     ck_assert_int_eq(nd_history_copy(&h, -3, out), 10); // <= 0: all
-    append_steps(&h, 11, 400); // wrapped: the limit counts from the newest
+    append_steps(&h, 11, 400);                          // wrapped: the limit counts from the newest
     ck_assert_int_eq(nd_history_copy(&h, 5, out), 5);
     assert_run(out, 5, 396);
     nd_history_deinit(&h);
@@ -181,9 +181,8 @@ static struct nd_layer *define(struct nd_engine *e, const char *name, enum nd_la
     struct nd_layer *l = NULL;
     struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_msg(nd_registry_define(nd_engine_registry(e), name, &def,
-                                     ND_DEFINE_CREATE_OR_REPLACE, 0, 3, NULL, &l, &err) ==
-                      ND_STATUS_OK,
+    ck_assert_msg(nd_registry_define(nd_engine_registry(e), name, &def, ND_DEFINE_CREATE_OR_REPLACE,
+                                     0, 3, NULL, &l, &err) == ND_STATUS_OK,
                   "%s", err.msg);
     return l;
 }
@@ -288,8 +287,8 @@ START_TEST(test_frozen_and_failed_record_nothing) {
     struct nd_engine *e = test_engine_new(2, 0);
     struct nd_layer *f = define(e, "frozen", ND_LAYER_TYPE_BATCH_NORM, false);
     struct nd_tensor x = batch(f, 0.5), g = batch(f, 0.2);
-    struct nd_train_args a = {.input = &x, .output_grad = &g,
-                              .optimizer = nd_optimizer_default(ND_OPTIMIZER_SGD)};
+    struct nd_train_args a = {
+        .input = &x, .output_grad = &g, .optimizer = nd_optimizer_default(ND_OPTIMIZER_SGD)};
     struct nd_train_result r;
     ck_assert_int_eq(nd_layer_train_step(f, nd_engine_pool(e), &a, &r, NULL), ND_STATUS_OK);
     nd_train_result_deinit(&r);

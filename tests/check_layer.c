@@ -14,19 +14,19 @@
 #include "core/layer.h"
 #include "core/registry.h"
 #include "tests/check_suites.h"
-#include "tests/test_engine.h"
 #include "tests/ref_norm.h"
+#include "tests/test_engine.h"
 #include "tests/test_rng.h"
 
 #define BIT(i) (1u << (i))
-#define MM ND_ARRAY_MOVING_MEAN
-#define MV ND_ARRAY_MOVING_VARIANCE
-#define W_OUT ND_TRAIN_WANT_OUTPUT
-#define W_DX ND_TRAIN_WANT_INPUT_GRADIENT
-#define W_DA ND_TRAIN_WANT_ARRAY_GRADIENTS
-#define W_ARR ND_TRAIN_WANT_ARRAYS
+#define MM     ND_ARRAY_MOVING_MEAN
+#define MV     ND_ARRAY_MOVING_VARIANCE
+#define W_OUT  ND_TRAIN_WANT_OUTPUT
+#define W_DX   ND_TRAIN_WANT_INPUT_GRADIENT
+#define W_DA   ND_TRAIN_WANT_ARRAY_GRADIENTS
+#define W_ARR  ND_TRAIN_WANT_ARRAYS
 #define W_STAT ND_TRAIN_WANT_BATCH_STATISTICS
-#define W_ALL (W_OUT | W_DX | W_DA | W_ARR | W_STAT)
+#define W_ALL  (W_OUT | W_DX | W_DA | W_ARR | W_STAT)
 
 // ---- helpers ----
 
@@ -84,8 +84,8 @@ static enum nd_status try_define(struct nd_engine *e, const char *name, const st
         }
     }
     bool created = false;
-    return nd_registry_define(nd_engine_registry(e), name, &def, ND_DEFINE_CREATE_OR_REPLACE, 0,
-                              1, &created, out, err);
+    return nd_registry_define(nd_engine_registry(e), name, &def, ND_DEFINE_CREATE_OR_REPLACE, 0, 1,
+                              &created, out, err);
 }
 
 static struct nd_layer *define_ok(struct nd_engine *e, const char *name, const struct nd_spec *spec,
@@ -185,8 +185,8 @@ static void check_close(const char *what, const float *got, const double *want, 
         if (diff > maxdiff)
             maxdiff = diff;
     }
-    ck_assert_msg(worst <= 1.0, "%s: element %lld is %.9g, expected %.9g (max abs diff %.3g)",
-                  what, (long long)at, at >= 0 ? (double)got[at] : 0.0, at >= 0 ? want[at] : 0.0,
+    ck_assert_msg(worst <= 1.0, "%s: element %lld is %.9g, expected %.9g (max abs diff %.3g)", what,
+                  (long long)at, at >= 0 ? (double)got[at] : 0.0, at >= 0 ? want[at] : 0.0,
                   maxdiff);
 }
 
@@ -200,8 +200,8 @@ static void check_close_f(const char *what, const float *got, const float *want,
 }
 
 static void check_status(enum nd_status got, enum nd_status want, const struct nd_error *err) {
-    ck_assert_msg(got == want, "got %s (%s), expected %s", nd_status_name(got),
-                  err ? err->msg : "", nd_status_name(want));
+    ck_assert_msg(got == want, "got %s (%s), expected %s", nd_status_name(got), err ? err->msg : "",
+                  nd_status_name(want));
 }
 
 // ---- the shared conformance cases, replayed in process ----
@@ -221,8 +221,8 @@ struct fx_def {
     const char *type, *convention;
     struct nd_shape input; // ndim ND_RANK_UNKNOWN when not given
     enum nd_status (*options)(struct nd_spec *s, struct nd_error *err); // or NULL
-    struct fx_tensor value[ND_ARRAY_COUNT];                              // present: given
-    const char *shared[ND_ARRAY_COUNT];                                  // or NULL
+    struct fx_tensor value[ND_ARRAY_COUNT];                             // present: given
+    const char *shared[ND_ARRAY_COUNT];                                 // or NULL
 };
 
 enum fx_op {
@@ -272,8 +272,10 @@ struct fx_case {
     int nsteps;
 };
 
-#define FX_SGD(lr, mom, nest) {ND_OPTIMIZER_SGD, lr, mom, nest, 0.9, 0.999, 1e-7}
-#define FX_ADAM(lr, b1, b2, eps) {ND_OPTIMIZER_ADAM, lr, 0.0, false, b1, b2, eps}
+#define FX_SGD(lr, mom, nest)                                                                      \
+    { ND_OPTIMIZER_SGD, lr, mom, nest, 0.9, 0.999, 1e-7 }
+#define FX_ADAM(lr, b1, b2, eps)                                                                   \
+    { ND_OPTIMIZER_ADAM, lr, 0.0, false, b1, b2, eps }
 
 #include "tests/check_layer_cases.h"
 
@@ -326,8 +328,8 @@ static void fx_check_status(struct fx_run *run, const struct fx_step *s, enum nd
                   run->c->id, run->step, nd_status_name(st), err->msg, s->http ? s->http : 200);
     if (s->error_code)
         ck_assert_msg(strcmp(nd_status_name(st), s->error_code) == 0,
-                      "%s step %d: code %s, expected %s", run->c->id, run->step,
-                      nd_status_name(st), s->error_code);
+                      "%s step %d: code %s, expected %s", run->c->id, run->step, nd_status_name(st),
+                      s->error_code);
 }
 
 static void fx_compare(struct fx_run *run, const struct fx_expect *x, const struct nd_tensor *got) {
@@ -470,8 +472,8 @@ static void fx_train(struct fx_run *run, const struct fx_step *s, struct nd_laye
         dy.shape = x.shape; // same layout as the input (checked by the layer when it differs)
         t = fx_view(&s->target);
         t.shape = x.shape;
-        st = train(l, pool, &x, s->output_grad.present ? &dy : NULL,
-                   s->target.present ? &t : NULL, s->optimizer, s->want, &r, &err);
+        st = train(l, pool, &x, s->output_grad.present ? &dy : NULL, s->target.present ? &t : NULL,
+                   s->optimizer, s->want, &r, &err);
     }
     fx_check_status(run, s, st, &err);
     for (int i = 0; st == ND_STATUS_OK && i < s->nexpect; i++) {
@@ -634,8 +636,8 @@ END_TEST
 START_TEST(test_wolfram_zero_scaling) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     float g[3] = {0, 0, 0}, b[3] = {1.3f, -22.1f, 1.2f};
     struct nd_tensor values[ND_ARRAY_COUNT] = {vec(g, 3), vec(b, 3)};
     struct nd_layer *l = define_ok(e, "zero", &spec, values);
@@ -666,8 +668,8 @@ END_TEST
 START_TEST(test_constant_input_gives_biases_exactly) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     float g[3] = {0.7f, -1.9f, 3.1f}, b[3] = {1.3f, -22.1f, 0.0f};
     float mm[3] = {40000.3f, -123456.7f, 0.001f}, mv[3] = {0.5f, 2.0f, 1e-6f};
     struct nd_tensor values[ND_ARRAY_COUNT] = {vec(g, 3), vec(b, 3), vec(mm, 3), vec(mv, 3)};
@@ -693,8 +695,8 @@ END_TEST
 // MovingVariance 1, one per channel; keras puts the channels last.
 START_TEST(test_wolfram_initialized_defaults) {
     struct nd_engine *e = engine_new(1);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     struct nd_layer *l = define_ok(e, "bn", &spec, NULL);
     const double want[ND_ARRAY_COUNT] = {1, 0, 0, 1};
     float a[5];
@@ -730,8 +732,8 @@ END_TEST
 START_TEST(test_wolfram_input3_and_train_mode) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     struct nd_layer *l = define_ok(e, "in3", &spec, NULL);
     float x[6] = {1, 2, 3, 4, 0.2f, 3};
     double want[6];
@@ -963,8 +965,8 @@ START_TEST(test_trainable_false_is_frozen) {
     const int64_t C = 3, L = 4, N = 5, numel = N * C * L;
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_KERAS, 2,
-                                    (int64_t[]){L, C});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_KERAS, 2, (int64_t[]){L, C});
     spec.trainable = false;
     float g[3] = {1.5f, 0.5f, -1.0f}, b[3] = {0.1f, -0.2f, 0.3f};
     float mm[3] = {0.2f, -0.1f, 0.05f}, mv[3] = {1.2f, 0.8f, 2.0f};
@@ -1007,8 +1009,8 @@ START_TEST(test_trainable_false_is_frozen) {
     for (int mode = 0; mode < 2; mode++) {
         struct nd_tensor y;
         forward_ok(l, pool, &xt, mode == 1, &y);
-        check_close(mode ? "frozen train-mode forward" : "frozen inference", y.data, want_y,
-                    numel, 1e-5, 1e-6);
+        check_close(mode ? "frozen train-mode forward" : "frozen inference", y.data, want_y, numel,
+                    1e-5, 1e-6);
         nd_tensor_deinit(&y);
     }
     struct nd_layer_info info;
@@ -1129,65 +1131,384 @@ static void tw_groups_3_unbiased(struct nd_spec *s) {
 
 #define B0 BIT(0)
 static const struct grad_case grad_cases[] = {
-    {"bn_channels_first", ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, NULL, 3, {3, 4, 2}, 4,
-     B0 | BIT(2) | BIT(3), BIT(1), -1, 1, true, false},
-    {"bn_channels_last", ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_KERAS, NULL, 3, {4, 2, 3}, 4,
-     B0 | BIT(1) | BIT(2), BIT(3), -1, 1, true, false},
-    {"bn_interleaving", ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, tw_interleaving, 2,
-     {4, 3}, 5, B0 | BIT(1), BIT(2), -1, 1, true, false},
-    {"bn_list_axis", ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, tw_axes_1_2, 3, {2, 3, 4},
-     3, B0 | BIT(3), BIT(1) | BIT(2), -1, 1, true, false},
-    {"bn_vector_pytorch", ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PYTORCH, NULL, 1, {5}, 6, B0,
-     BIT(1), -1, 1, true, false},
-    {"bn_no_scaling", ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_ONNX, tw_no_scaling, 2, {3, 4}, 3,
-     B0 | BIT(2), BIT(1), -1, 1, true, false},
-    {"norm_standardize", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, NULL, 2, {3, 5}, 4,
-     BIT(2), BIT(1), -1, 1, true, false},
-    {"norm_keras_default", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_KERAS, NULL, 2, {5, 3}, 4,
-     BIT(1), BIT(2), -1, 1, true, false},
-    {"norm_rms", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_rms, 2, {3, 4}, 4, BIT(2),
-     BIT(1), -1, 1, false, false},
-    {"norm_unbiased", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_PYTORCH, tw_norm_unbiased, 2,
-     {3, 5}, 3, BIT(2), BIT(1), -1, 1, true, true},
-    {"norm_rms_unbiased", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_rms_unbiased, 2,
-     {3, 5}, 3, BIT(2), BIT(1), -1, 1, false, true},
-    {"norm_group_number", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_group_number, 3,
-     {4, 3, 2}, 2, BIT(1) | BIT(2), BIT(3), 1, 2, true, false},
-    {"norm_scaling_same", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_scaling_same, 2,
-     {3, 4}, 3, BIT(2), BIT(2), -1, 1, true, false},
-    {"norm_scaling_complement", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM,
-     tw_scaling_complement, 2, {3, 4}, 3, BIT(2), BIT(1), -1, 1, true, false},
-    {"norm_scaling_explicit", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM,
-     tw_scaling_explicit, 3, {3, 4, 2}, 2, BIT(2) | BIT(3), BIT(2), -1, 1, true, false},
-    {"norm_all_scalar_arrays", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_all_scalar,
-     2, {2, 3}, 3, BIT(1) | BIT(2), 0, -1, 1, true, false},
-    {"norm_span_negative", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_span_negative,
-     4, {2, 3, 2, 2}, 2, BIT(3) | BIT(4), BIT(1) | BIT(2), -1, 1, true, false},
-    {"norm_no_scaling", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_no_scaling, 2,
-     {3, 4}, 3, BIT(2), BIT(1), -1, 1, true, false},
-    {"norm_no_biases", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_no_biases, 2,
-     {3, 4}, 3, BIT(2), BIT(1), -1, 1, true, false},
-    {"layernorm_last", ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, NULL, 2, {3, 6}, 3,
-     BIT(2), BIT(2), -1, 1, true, false},
-    {"layernorm_two_axes", ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_KERAS, tw_ln_two_axes, 3,
-     {2, 3, 4}, 2, BIT(2) | BIT(3), BIT(2) | BIT(3), -1, 1, true, false},
-    {"instancenorm", ND_LAYER_TYPE_INSTANCE_NORM, ND_CONVENTION_WOLFRAM, NULL, 3, {3, 4, 2}, 2,
-     BIT(2) | BIT(3), BIT(1), -1, 1, true, false},
-    {"instancenorm_keras", ND_LAYER_TYPE_INSTANCE_NORM, ND_CONVENTION_KERAS, NULL, 2, {5, 3}, 2,
-     BIT(1), BIT(2), -1, 1, true, false},
-    {"groupnorm", ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_WOLFRAM, tw_groups_2, 2, {4, 3}, 3,
-     BIT(1) | BIT(2), BIT(1), 1, 2, true, false},
-    {"groupnorm_keras_unbiased", ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_KERAS,
-     tw_groups_3_unbiased, 3, {2, 2, 6}, 2, BIT(1) | BIT(2) | BIT(3), BIT(3), 3, 3, true, true},
-    {"rmsnorm", ND_LAYER_TYPE_RMS_NORM, ND_CONVENTION_PYTORCH, NULL, 2, {3, 4}, 3, BIT(2), BIT(2),
-     -1, 1, false, false},
+    {"bn_channels_first",
+     ND_LAYER_TYPE_BATCH_NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     3,
+     {3, 4, 2},
+     4,
+     B0 | BIT(2) | BIT(3),
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"bn_channels_last",
+     ND_LAYER_TYPE_BATCH_NORM,
+     ND_CONVENTION_KERAS,
+     NULL,
+     3,
+     {4, 2, 3},
+     4,
+     B0 | BIT(1) | BIT(2),
+     BIT(3),
+     -1,
+     1,
+     true,
+     false},
+    {"bn_interleaving",
+     ND_LAYER_TYPE_BATCH_NORM,
+     ND_CONVENTION_WOLFRAM,
+     tw_interleaving,
+     2,
+     {4, 3},
+     5,
+     B0 | BIT(1),
+     BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"bn_list_axis",
+     ND_LAYER_TYPE_BATCH_NORM,
+     ND_CONVENTION_WOLFRAM,
+     tw_axes_1_2,
+     3,
+     {2, 3, 4},
+     3,
+     B0 | BIT(3),
+     BIT(1) | BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"bn_vector_pytorch",
+     ND_LAYER_TYPE_BATCH_NORM,
+     ND_CONVENTION_PYTORCH,
+     NULL,
+     1,
+     {5},
+     6,
+     B0,
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"bn_no_scaling",
+     ND_LAYER_TYPE_BATCH_NORM,
+     ND_CONVENTION_ONNX,
+     tw_no_scaling,
+     2,
+     {3, 4},
+     3,
+     B0 | BIT(2),
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_standardize",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     2,
+     {3, 5},
+     4,
+     BIT(2),
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_keras_default",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_KERAS,
+     NULL,
+     2,
+     {5, 3},
+     4,
+     BIT(1),
+     BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_rms",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_rms,
+     2,
+     {3, 4},
+     4,
+     BIT(2),
+     BIT(1),
+     -1,
+     1,
+     false,
+     false},
+    {"norm_unbiased",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_PYTORCH,
+     tw_norm_unbiased,
+     2,
+     {3, 5},
+     3,
+     BIT(2),
+     BIT(1),
+     -1,
+     1,
+     true,
+     true},
+    {"norm_rms_unbiased",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_rms_unbiased,
+     2,
+     {3, 5},
+     3,
+     BIT(2),
+     BIT(1),
+     -1,
+     1,
+     false,
+     true},
+    {"norm_group_number",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_group_number,
+     3,
+     {4, 3, 2},
+     2,
+     BIT(1) | BIT(2),
+     BIT(3),
+     1,
+     2,
+     true,
+     false},
+    {"norm_scaling_same",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_scaling_same,
+     2,
+     {3, 4},
+     3,
+     BIT(2),
+     BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_scaling_complement",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_scaling_complement,
+     2,
+     {3, 4},
+     3,
+     BIT(2),
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_scaling_explicit",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_scaling_explicit,
+     3,
+     {3, 4, 2},
+     2,
+     BIT(2) | BIT(3),
+     BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_all_scalar_arrays",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_all_scalar,
+     2,
+     {2, 3},
+     3,
+     BIT(1) | BIT(2),
+     0,
+     -1,
+     1,
+     true,
+     false},
+    {"norm_span_negative",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_span_negative,
+     4,
+     {2, 3, 2, 2},
+     2,
+     BIT(3) | BIT(4),
+     BIT(1) | BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_no_scaling",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_no_scaling,
+     2,
+     {3, 4},
+     3,
+     BIT(2),
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_no_biases",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_no_biases,
+     2,
+     {3, 4},
+     3,
+     BIT(2),
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"layernorm_last",
+     ND_LAYER_TYPE_LAYER_NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     2,
+     {3, 6},
+     3,
+     BIT(2),
+     BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"layernorm_two_axes",
+     ND_LAYER_TYPE_LAYER_NORM,
+     ND_CONVENTION_KERAS,
+     tw_ln_two_axes,
+     3,
+     {2, 3, 4},
+     2,
+     BIT(2) | BIT(3),
+     BIT(2) | BIT(3),
+     -1,
+     1,
+     true,
+     false},
+    {"instancenorm",
+     ND_LAYER_TYPE_INSTANCE_NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     3,
+     {3, 4, 2},
+     2,
+     BIT(2) | BIT(3),
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"instancenorm_keras",
+     ND_LAYER_TYPE_INSTANCE_NORM,
+     ND_CONVENTION_KERAS,
+     NULL,
+     2,
+     {5, 3},
+     2,
+     BIT(1),
+     BIT(2),
+     -1,
+     1,
+     true,
+     false},
+    {"groupnorm",
+     ND_LAYER_TYPE_GROUP_NORM,
+     ND_CONVENTION_WOLFRAM,
+     tw_groups_2,
+     2,
+     {4, 3},
+     3,
+     BIT(1) | BIT(2),
+     BIT(1),
+     1,
+     2,
+     true,
+     false},
+    {"groupnorm_keras_unbiased",
+     ND_LAYER_TYPE_GROUP_NORM,
+     ND_CONVENTION_KERAS,
+     tw_groups_3_unbiased,
+     3,
+     {2, 2, 6},
+     2,
+     BIT(1) | BIT(2) | BIT(3),
+     BIT(3),
+     3,
+     3,
+     true,
+     true},
+    {"rmsnorm",
+     ND_LAYER_TYPE_RMS_NORM,
+     ND_CONVENTION_PYTORCH,
+     NULL,
+     2,
+     {3, 4},
+     3,
+     BIT(2),
+     BIT(2),
+     -1,
+     1,
+     false,
+     false},
     // The largest rank: 8 per-example dims, 9 batched.
-    {"bn_rank8", ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, NULL, 8, {2, 1, 2, 1, 2, 1, 1, 2},
-     2, 0x1fd, BIT(1), -1, 1, true, false},
-    {"norm_rank8_all", ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_all_scaling_1, 8,
-     {2, 2, 1, 2, 1, 1, 2, 1}, 2, 0x1fe, BIT(1), -1, 1, true, false},
-    {"layernorm_rank8_last", ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, NULL, 8,
-     {1, 2, 1, 1, 2, 1, 1, 3}, 2, BIT(8), BIT(8), -1, 1, true, false},
+    {"bn_rank8",
+     ND_LAYER_TYPE_BATCH_NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     8,
+     {2, 1, 2, 1, 2, 1, 1, 2},
+     2,
+     0x1fd,
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"norm_rank8_all",
+     ND_LAYER_TYPE_NORMALIZATION,
+     ND_CONVENTION_WOLFRAM,
+     tw_all_scaling_1,
+     8,
+     {2, 2, 1, 2, 1, 1, 2, 1},
+     2,
+     0x1fe,
+     BIT(1),
+     -1,
+     1,
+     true,
+     false},
+    {"layernorm_rank8_last",
+     ND_LAYER_TYPE_LAYER_NORM,
+     ND_CONVENTION_WOLFRAM,
+     NULL,
+     8,
+     {1, 2, 1, 1, 2, 1, 1, 3},
+     2,
+     BIT(8),
+     BIT(8),
+     -1,
+     1,
+     true,
+     false},
 };
 #define NGRAD ((int)(sizeof grad_cases / sizeof grad_cases[0]))
 
@@ -1348,20 +1669,42 @@ struct opt_sequence {
     struct nd_constraint constraint[2];
 };
 
-#define SGD_(lr, mu, nest) {ND_OPTIMIZER_SGD, lr, mu, nest, 0.9, 0.999, 1e-7}
-#define ADAM_(lr) {ND_OPTIMIZER_ADAM, lr, 0.0, false, 0.9, 0.999, 1e-7}
+#define SGD_(lr, mu, nest)                                                                         \
+    { ND_OPTIMIZER_SGD, lr, mu, nest, 0.9, 0.999, 1e-7 }
+#define ADAM_(lr)                                                                                  \
+    { ND_OPTIMIZER_ADAM, lr, 0.0, false, 0.9, 0.999, 1e-7 }
 
 static const struct opt_sequence opt_sequences[] = {
-    {"sgd_unit_norm_biases", {SGD_(0.1, 0, false), SGD_(0.1, 0, false)}, 2, {1, 1},
-     {{0, 0}, {0, 0}}, {{ND_CONSTRAINT_NONE, 0, 0, 0}, {ND_CONSTRAINT_UNIT_NORM, 0, 0, 0}}},
-    {"sgd_momentum_l1_l2", {SGD_(0.1, 0.9, false), SGD_(0.1, 0.9, false)}, 2, {0.5, 1},
-     {{0.01, 0.02}, {0, 0.05}}, {{0}, {0}}},
-    {"sgd_nesterov_max_norm", {SGD_(0.2, 0.9, true), SGD_(0.2, 0.9, true), SGD_(0.2, 0.9, true)},
-     3, {1, 0.5}, {{0, 0}, {0, 0}}, {{ND_CONSTRAINT_MAX_NORM, 0, 1.5, 0}, {0}}},
-    {"adam_two_steps_biases_frozen", {ADAM_(0.01), ADAM_(0.01)}, 2, {1, 0}, {{0, 0.01}, {0, 0}},
+    {"sgd_unit_norm_biases",
+     {SGD_(0.1, 0, false), SGD_(0.1, 0, false)},
+     2,
+     {1, 1},
+     {{0, 0}, {0, 0}},
+     {{ND_CONSTRAINT_NONE, 0, 0, 0}, {ND_CONSTRAINT_UNIT_NORM, 0, 0, 0}}},
+    {"sgd_momentum_l1_l2",
+     {SGD_(0.1, 0.9, false), SGD_(0.1, 0.9, false)},
+     2,
+     {0.5, 1},
+     {{0.01, 0.02}, {0, 0.05}},
      {{0}, {0}}},
-    {"sgd_then_adam_then_sgd", {SGD_(0.1, 0.9, false), ADAM_(0.05), SGD_(0.1, 0.9, false)}, 3,
-     {1, 1}, {{0, 0}, {0, 0}}, {{ND_CONSTRAINT_NON_NEG, 0, 0, 0}, {0}}},
+    {"sgd_nesterov_max_norm",
+     {SGD_(0.2, 0.9, true), SGD_(0.2, 0.9, true), SGD_(0.2, 0.9, true)},
+     3,
+     {1, 0.5},
+     {{0, 0}, {0, 0}},
+     {{ND_CONSTRAINT_MAX_NORM, 0, 1.5, 0}, {0}}},
+    {"adam_two_steps_biases_frozen",
+     {ADAM_(0.01), ADAM_(0.01)},
+     2,
+     {1, 0},
+     {{0, 0.01}, {0, 0}},
+     {{0}, {0}}},
+    {"sgd_then_adam_then_sgd",
+     {SGD_(0.1, 0.9, false), ADAM_(0.05), SGD_(0.1, 0.9, false)},
+     3,
+     {1, 1},
+     {{0, 0}, {0, 0}},
+     {{ND_CONSTRAINT_NON_NEG, 0, 0, 0}, {0}}},
 };
 #define NOPT ((int)(sizeof opt_sequences / sizeof opt_sequences[0]))
 
@@ -1371,8 +1714,8 @@ static const struct opt_sequence opt_sequences[] = {
 START_TEST(test_optimizer_through_layer) {
     const struct opt_sequence *os = &opt_sequences[_i];
     struct nd_engine *e = engine_new(2);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, 2,
-                                    (int64_t[]){2, 4});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){2, 4});
     for (int id = 0; id < 2; id++) {
         spec.lr_multiplier[id] = os->mult[id];
         spec.regularizer[id] = os->reg[id];
@@ -1412,7 +1755,10 @@ START_TEST(test_optimizer_through_layer) {
             double want_g[4];
             for (int k = 0; k < 4; k++) {
                 double wk = wcur[id][k];
-                want_g[k] = fd[id][k] + os->reg[id].l1 * (wk > 0 ? 1 : wk < 0 ? -1 : 0) +
+                want_g[k] = fd[id][k] +
+                            os->reg[id].l1 * (wk > 0   ? 1
+                                              : wk < 0 ? -1
+                                                       : 0) +
                             2 * os->reg[id].l2 * wk;
             }
             char what[128];
@@ -1441,8 +1787,8 @@ END_TEST
 START_TEST(test_mean_squared_target) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2,
-                                    (int64_t[]){3, 2});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){3, 2});
     struct nd_layer *a = define_ok(e, "mse_a", &spec, NULL);
     struct nd_layer *b = define_ok(e, "mse_b", &spec, NULL);
     const int64_t numel = 4 * 6;
@@ -1503,7 +1849,7 @@ static const struct big_case big_cases[] = {
 // Everything one run produces, copied out.
 struct big_run {
     struct nd_tensor y_inference, y_train; // forwards (train mode: batch statistics)
-    struct nd_train_result r[2];          // two train-steps (sgd with momentum)
+    struct nd_train_result r[2];           // two train-steps (sgd with momentum)
     struct nd_tensor arrays[ND_ARRAY_COUNT];
 };
 
@@ -1537,9 +1883,9 @@ static void big_run(const struct big_case *bc, int threads, struct big_run *out)
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
         out->arrays[id] = (struct nd_tensor){0};
         if (spec.enabled[id])
-            ck_assert_int_eq(nd_layer_read_array(l, (enum nd_array_id)id, &out->arrays[id], NULL,
-                                                 NULL),
-                             ND_STATUS_OK);
+            ck_assert_int_eq(
+                nd_layer_read_array(l, (enum nd_array_id)id, &out->arrays[id], NULL, NULL),
+                ND_STATUS_OK);
     }
     free(x);
     free(dy);
@@ -1708,8 +2054,8 @@ START_TEST(test_initialize_keeps_user_arrays) {
     struct nd_initialize_args bigger = {.has_input = true, .input = shape_of(2, (int64_t[]){4, 2})};
     struct nd_error err;
     nd_error_clear(&err);
-    check_status(nd_registry_initialize(reg, "keep", &bigger, NULL, &err),
-                 ND_STATUS_SHAPE_MISMATCH, &err);
+    check_status(nd_registry_initialize(reg, "keep", &bigger, NULL, &err), ND_STATUS_SHAPE_MISMATCH,
+                 &err);
     ck_assert_str_eq(err.field, "arrays.Scaling");
     ck_assert_uint_eq(version_of(l), vi);
     nd_layer_info(l, &info);
@@ -1773,8 +2119,8 @@ END_TEST
 START_TEST(test_automatic_dims) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2,
-                                    (int64_t[]){3, ND_DIM_AUTO});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){3, ND_DIM_AUTO});
     struct nd_layer *l = define_ok(e, "seq", &spec, NULL);
     struct nd_layer_info info;
     nd_layer_info(l, &info);
@@ -1799,8 +2145,8 @@ START_TEST(test_automatic_dims) {
     nd_layer_unref(l);
 
     // The channel dim unknown: not initialized, unless given arrays tell it.
-    spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2,
-                     (int64_t[]){ND_DIM_AUTO, 4});
+    spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){ND_DIM_AUTO, 4});
     l = define_ok(e, "chan", &spec, NULL);
     nd_layer_info(l, &info);
     ck_assert(info.layout_known && !info.initialized);
@@ -1842,8 +2188,8 @@ END_TEST
 START_TEST(test_seeded_initializers) {
     struct nd_engine *e = engine_new(1);
     enum { C = 2000 };
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){C});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){C});
     spec.init[ND_ARRAY_SCALING] = (struct nd_initializer){ND_INIT_RANDOM_NORMAL, 0.5, 0.2};
     spec.init_given[ND_ARRAY_SCALING] = true;
     spec.init[ND_ARRAY_BIASES] = (struct nd_initializer){ND_INIT_RANDOM_UNIFORM, -1, 1};
@@ -1884,8 +2230,8 @@ START_TEST(test_seeded_initializers) {
     ck_assert_mem_eq(gc, gb, C * sizeof(float));
 
     // PuzzleLib: Scaling ~ normal(1, 0.01) unless an initializer is given.
-    struct nd_spec pz = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PUZZLELIB, 1,
-                                  (int64_t[]){C});
+    struct nd_spec pz =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PUZZLELIB, 1, (int64_t[]){C});
     struct nd_layer *p = define_ok(e, "pz", &pz, NULL);
     read_array(p, ND_ARRAY_SCALING, ga, C);
     mean = sq = 0;
@@ -1914,8 +2260,8 @@ END_TEST
 START_TEST(test_version_counts_changes) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_WOLFRAM, 2,
-                                    (int64_t[]){4, 3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){4, 3});
     spec.groups = 2;
     struct nd_layer *l = define_ok(e, "ver", &spec, NULL);
     uint64_t v = version_of(l), got = 0;
@@ -1990,22 +2336,54 @@ START_TEST(test_info_shapes_and_counts) {
     } cases[] = {
         {ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, NULL, 3, {3, 4, 5}, 1, {3}, 12, 1, 1},
         {ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_KERAS, NULL, 3, {3, 4, 5}, 1, {5}, 20, 1, 1},
-        {ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, tw_axes_1_2, 3, {3, 4, 5}, 1, {12}, 48,
-         1, 1},
+        {ND_LAYER_TYPE_BATCH_NORM,
+         ND_CONVENTION_WOLFRAM,
+         tw_axes_1_2,
+         3,
+         {3, 4, 5},
+         1,
+         {12},
+         48,
+         1,
+         1},
         {ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_ONNX, tw_no_scaling, 2, {3, 4}, 1, {3}, 9, 1, 1},
         {ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, NULL, 2, {3, 5}, 1, {3}, 6, 1, 0},
-        {ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_no_biases, 2, {3, 5}, 1, {3}, 3, 0,
+        {ND_LAYER_TYPE_NORMALIZATION,
+         ND_CONVENTION_WOLFRAM,
+         tw_no_biases,
+         2,
+         {3, 5},
+         1,
+         {3},
+         3,
+         0,
          0},
-        {ND_LAYER_TYPE_NORMALIZATION, ND_CONVENTION_WOLFRAM, tw_all_scalar, 2, {3, 5}, 0, {0}, 2,
-         1, 0},
-        {ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, tw_ln_two_axes, 3, {2, 3, 4}, 2, {3, 4},
-         24, 1, 0},
+        {ND_LAYER_TYPE_NORMALIZATION,
+         ND_CONVENTION_WOLFRAM,
+         tw_all_scalar,
+         2,
+         {3, 5},
+         0,
+         {0},
+         2,
+         1,
+         0},
+        {ND_LAYER_TYPE_LAYER_NORM,
+         ND_CONVENTION_WOLFRAM,
+         tw_ln_two_axes,
+         3,
+         {2, 3, 4},
+         2,
+         {3, 4},
+         24,
+         1,
+         0},
         {ND_LAYER_TYPE_RMS_NORM, ND_CONVENTION_WOLFRAM, NULL, 2, {3, 4}, 1, {4}, 4, 0, 0},
         {ND_LAYER_TYPE_GROUP_NORM, ND_CONVENTION_WOLFRAM, tw_groups_2, 2, {4, 3}, 1, {4}, 8, 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct nd_spec spec = spec_make(cases[i].type, cases[i].conv, cases[i].rank,
-                                        cases[i].input);
+        struct nd_spec spec =
+            spec_make(cases[i].type, cases[i].conv, cases[i].rank, cases[i].input);
         if (cases[i].tweak)
             cases[i].tweak(&spec);
         struct nd_layer *l = define_ok(e, "info", &spec, NULL);
@@ -2018,8 +2396,7 @@ START_TEST(test_info_shapes_and_counts) {
         ck_assert_int_eq(info.enabled[MM], cases[i].moving);
         ck_assert_int_eq(info.enabled[MV], cases[i].moving);
         struct nd_shape want = shape_of(cases[i].prank, cases[i].pshape);
-        ck_assert_msg(nd_shape_equal(&info.array_shape[ND_ARRAY_BIASES], &want) ||
-                          !cases[i].biases,
+        ck_assert_msg(nd_shape_equal(&info.array_shape[ND_ARRAY_BIASES], &want) || !cases[i].biases,
                       "case %zu: array shape", i);
         ck_assert_str_eq(nd_layer_name(l), "info");
         nd_layer_unref(l);
@@ -2051,8 +2428,8 @@ END_TEST
 // PuzzleLib inplace: inference works (in place too), a train-step is a conflict.
 START_TEST(test_inplace_train_step_conflicts) {
     struct nd_engine *e = engine_new(2);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PUZZLELIB, 2,
-                                    (int64_t[]){3, 2});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PUZZLELIB, 2, (int64_t[]){3, 2});
     spec.inplace = true;
     struct nd_layer *l = define_ok(e, "inplace", &spec, NULL);
     float x[12], copy[12];
@@ -2087,8 +2464,8 @@ START_TEST(test_one_value_per_channel) {
     struct nd_tensor xt = view(x, 2, (int64_t[]){1, 3});
     for (int conv = 0; conv < ND_CONVENTION_COUNT; conv++) {
         for (int frozen = 0; frozen < 2; frozen++) {
-            struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, (enum nd_convention)conv,
-                                            1, (int64_t[]){3});
+            struct nd_spec spec =
+                spec_make(ND_LAYER_TYPE_BATCH_NORM, (enum nd_convention)conv, 1, (int64_t[]){3});
             spec.trainable = !frozen;
             float g[3] = {2, 2, 2}, b[3] = {0.5f, -1, 3};
             struct nd_tensor values[ND_ARRAY_COUNT] = {vec(g, 3), vec(b, 3)};
@@ -2122,8 +2499,8 @@ END_TEST
 START_TEST(test_shape_mismatch_messages) {
     struct nd_engine *e = engine_new(1);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     struct nd_layer *l = define_ok(e, "bn1", &spec, NULL);
     float x[8] = {1, 2, 3, 4, 4, 3, 2, 1};
     struct nd_tensor xt = view(x, 2, (int64_t[]){2, 4}), y;
@@ -2200,10 +2577,10 @@ START_TEST(test_batch_shape_decisions) {
     check_status(nd_layer_batch_shape(l, &ex, 1, &out, &is_batch, NULL), ND_STATUS_SHAPE_MISMATCH,
                  NULL);
     struct nd_shape r1 = shape_of(1, (int64_t[]){3}), r4 = shape_of(4, (int64_t[]){1, 1, 3, 2});
-    check_status(nd_layer_batch_shape(l, &r1, -1, &out, &is_batch, NULL),
-                 ND_STATUS_SHAPE_MISMATCH, NULL);
-    check_status(nd_layer_batch_shape(l, &r4, -1, &out, &is_batch, NULL),
-                 ND_STATUS_SHAPE_MISMATCH, NULL);
+    check_status(nd_layer_batch_shape(l, &r1, -1, &out, &is_batch, NULL), ND_STATUS_SHAPE_MISMATCH,
+                 NULL);
+    check_status(nd_layer_batch_shape(l, &r4, -1, &out, &is_batch, NULL), ND_STATUS_SHAPE_MISMATCH,
+                 NULL);
     // Examples of different lengths along the null dim all work.
     float x[2 * 3 * 9];
     struct test_rng rng = test_rng_seed(3);
@@ -2241,15 +2618,15 @@ START_TEST(test_forward_any_is_batch_shape_then_forward) {
         forward_ok(l, pool, &xb, false, &want);
         uint64_t version = 0;
         memset(got, 0xff, sizeof got);
-        ck_assert_int_eq(nd_layer_forward_any(l, pool, &cases[k], -1, false, got, &is_batch,
-                                              &version, NULL),
-                         ND_STATUS_OK);
+        ck_assert_int_eq(
+            nd_layer_forward_any(l, pool, &cases[k], -1, false, got, &is_batch, &version, NULL),
+            ND_STATUS_OK);
         ck_assert(is_batch == want_batch && is_batch == (k == 1));
         ck_assert_int_eq(memcmp(got, want.data, (size_t)want.numel * sizeof(float)), 0);
         ck_assert_uint_eq(version, version_of(l));
-        ck_assert_int_eq(nd_layer_try_forward_any(l, pool, &cases[k], -1, false, got, &is_batch,
-                                                  NULL, NULL),
-                         ND_STATUS_OK);
+        ck_assert_int_eq(
+            nd_layer_try_forward_any(l, pool, &cases[k], -1, false, got, &is_batch, NULL, NULL),
+            ND_STATUS_OK);
         ck_assert_int_eq(memcmp(got, want.data, (size_t)want.numel * sizeof(float)), 0);
         nd_tensor_deinit(&want);
     }
@@ -2274,8 +2651,8 @@ END_TEST
 START_TEST(test_train_args_errors) {
     struct nd_engine *e = engine_new(1);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     struct nd_layer *l = define_ok(e, "args", &spec, NULL);
     uint64_t v = version_of(l);
     float x[6] = {1, 2, 3, 4, 5, 6}, dy[6] = {1, 0, 0, 0, 1, 0};
@@ -2354,8 +2731,8 @@ END_TEST
 // Array access: shapes, values, versions and ids.
 START_TEST(test_array_access_errors) {
     struct nd_engine *e = engine_new(1);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     struct nd_layer *l = define_ok(e, "acc", &spec, NULL);
     uint64_t v = version_of(l), got = 0;
     float four[4] = {1, 1, 1, 1}, three[3] = {1, -0.5f, 2};
@@ -2373,8 +2750,8 @@ START_TEST(test_array_access_errors) {
                  ND_STATUS_INVALID_VALUE, NULL);
     three[1] = 0.5f;
     nd_error_clear(&err);
-    check_status(nd_layer_write_array(l, MV, &t3, v + 7, &got, &err),
-                 ND_STATUS_PRECONDITION_FAILED, &err);
+    check_status(nd_layer_write_array(l, MV, &t3, v + 7, &got, &err), ND_STATUS_PRECONDITION_FAILED,
+                 &err);
     ck_assert_uint_eq(got, v);
     ck_assert_uint_eq(version_of(l), v);
     ck_assert_int_eq(nd_layer_write_array(l, MV, &t3, v, &got, NULL), ND_STATUS_OK);
@@ -2386,7 +2763,7 @@ START_TEST(test_array_access_errors) {
     nd_tensor_deinit(&t);
     check_status(nd_layer_read_array(l, (enum nd_array_id)ND_ARRAY_COUNT, &t, NULL, NULL),
                  ND_STATUS_INVALID_ARGUMENT, NULL);
-    check_status(nd_layer_read_array(l, (enum nd_array_id)-1, &t, NULL, NULL),
+    check_status(nd_layer_read_array(l, (enum nd_array_id) - 1, &t, NULL, NULL),
                  ND_STATUS_INVALID_ARGUMENT, NULL);
     check_status(nd_layer_write_array(l, (enum nd_array_id)9, &t3, 0, NULL, NULL),
                  ND_STATUS_INVALID_ARGUMENT, NULL);
@@ -2405,8 +2782,8 @@ START_TEST(test_array_access_errors) {
         nd_error_clear(&err);
         check_status(try_define(e, "off", &off, NULL, NULL, &err), ND_STATUS_INVALID_VALUE, &err);
         ck_assert_str_eq(err.field, id == MM ? "arrays.MovingMean" : "arrays.MovingVariance");
-        struct nd_spec on = spec_make(ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                      (int64_t[]){3});
+        struct nd_spec on =
+            spec_make(ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
         on.enabled[id] = true;
         nd_error_clear(&err);
         check_status(try_define(e, "on", &on, NULL, NULL, &err), ND_STATUS_INVALID_VALUE, &err);
@@ -2421,8 +2798,8 @@ START_TEST(test_array_access_errors) {
                  &err);
     ck_assert_ptr_nonnull(strstr(err.msg, "Biases"));
     check_status(nd_layer_read_array(l, MM, &t, NULL, NULL), ND_STATUS_NOT_FOUND, NULL);
-    check_status(nd_layer_write_array(l, ND_ARRAY_BIASES, &t3, 0, NULL, NULL),
-                 ND_STATUS_NOT_FOUND, NULL);
+    check_status(nd_layer_write_array(l, ND_ARRAY_BIASES, &t3, 0, NULL, NULL), ND_STATUS_NOT_FOUND,
+                 NULL);
     nd_layer_unref(l);
     nd_engine_free(e);
 }
@@ -2432,8 +2809,8 @@ END_TEST
 // the void ones are NULL-safe where the header says so.
 START_TEST(test_null_arguments) {
     struct nd_engine *e = engine_new(1);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     struct nd_layer *l = define_ok(e, "nulls", &spec, NULL);
     struct nd_pool *pool = nd_engine_pool(e);
     float x[3] = {1, 2, 3};
@@ -2478,8 +2855,8 @@ END_TEST
 START_TEST(test_shared_scaling_through_layers) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){3});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){3});
     struct nd_layer_def def;
     nd_layer_def_init(&def, &spec);
     def.source[ND_ARRAY_SCALING] = ND_ARRAY_SOURCE_SHARED;
@@ -2586,8 +2963,8 @@ static void *hammer_run(void *arg) {
     struct nd_tensor yt = view(y, 3, (int64_t[]){4, 3, 8});
     for (int k = 0; k < h->rounds; k++) {
         if (h->train) {
-            struct nd_train_args a = {.input = &xt, .output_grad = &dyt, .optimizer = sgd(0.01),
-                                      .want = W_OUT};
+            struct nd_train_args a = {
+                .input = &xt, .output_grad = &dyt, .optimizer = sgd(0.01), .want = W_OUT};
             struct nd_train_result r;
             if (nd_layer_train_step(h->layer, h->pool, &a, &r, NULL) != ND_STATUS_OK ||
                 !nd_tensor_all_finite(&r.output))
@@ -2606,8 +2983,8 @@ static void *hammer_run(void *arg) {
 // every call succeeds with finite values, and the version counts every step.
 START_TEST(test_concurrent_forwards_and_train_steps) {
     struct nd_engine *e = engine_new(3);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2,
-                                    (int64_t[]){3, 8});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 2, (int64_t[]){3, 8});
     struct nd_layer_def def;
     nd_layer_def_init(&def, &spec);
     def.source[ND_ARRAY_SCALING] = ND_ARRAY_SOURCE_SHARED;
@@ -2620,8 +2997,10 @@ START_TEST(test_concurrent_forwards_and_train_steps) {
                      ND_STATUS_OK);
     uint64_t va = version_of(a), vb = version_of(b);
     struct hammer h[5] = {
-        {a, nd_engine_pool(e), true, 20, 0}, {b, nd_engine_pool(e), true, 20, 0},
-        {a, nd_engine_pool(e), false, 40, 0}, {b, nd_engine_pool(e), false, 40, 0},
+        {a, nd_engine_pool(e), true, 20, 0},
+        {b, nd_engine_pool(e), true, 20, 0},
+        {a, nd_engine_pool(e), false, 40, 0},
+        {b, nd_engine_pool(e), false, 40, 0},
         {a, NULL, false, 40, 0},
     };
     pthread_t th[5];
@@ -2671,8 +3050,8 @@ START_TEST(test_out_of_memory_changes_nothing) {
         return;
     struct nd_engine *e = engine_new(1);
     enum { ROWS = 1 << 20 };
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, 1,
-                                    (int64_t[]){4});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_LAYER_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){4});
     struct nd_layer *ln = define_ok(e, "ln", &spec, NULL);
     spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_WOLFRAM, 1, (int64_t[]){4});
     struct nd_layer *bn = define_ok(e, "bn", &spec, NULL);
@@ -2724,8 +3103,8 @@ END_TEST
 START_TEST(test_no_running_stats) {
     struct nd_engine *e = engine_new(2);
     struct nd_pool *pool = nd_engine_pool(e);
-    struct nd_spec spec = spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PYTORCH, 1,
-                                    (int64_t[]){2});
+    struct nd_spec spec =
+        spec_make(ND_LAYER_TYPE_BATCH_NORM, ND_CONVENTION_PYTORCH, 1, (int64_t[]){2});
     struct nd_spec off = spec;
     off.enabled[ND_ARRAY_MOVING_MEAN] = off.enabled[ND_ARRAY_MOVING_VARIANCE] = false;
     ck_assert(!nd_spec_tracks_running_stats(&off));
@@ -2856,10 +3235,9 @@ START_TEST(test_instance_running_stats) {
     float g[IR_C] = {1.5f, -0.5f}, b[IR_C] = {0.25f, 1}, fm[IR_C], fv[IR_C];
     for (int c = 0; c < IR_C; c++)
         fm[c] = (float)mm[c], fv[c] = (float)mv[c];
-    struct nd_tensor vals[ND_ARRAY_COUNT] = {view(g, 1, (int64_t[]){IR_C}),
-                                             view(b, 1, (int64_t[]){IR_C}),
-                                             view(fm, 1, (int64_t[]){IR_C}),
-                                             view(fv, 1, (int64_t[]){IR_C})};
+    struct nd_tensor vals[ND_ARRAY_COUNT] = {
+        view(g, 1, (int64_t[]){IR_C}), view(b, 1, (int64_t[]){IR_C}),
+        view(fm, 1, (int64_t[]){IR_C}), view(fv, 1, (int64_t[]){IR_C})};
     struct nd_spec fin = spec, fbn = ir_spec(ND_LAYER_TYPE_BATCH_NORM, last);
     fin.trainable = fbn.trainable = false;
     struct nd_layer *li = define_ok(e, "infrozen", &fin, vals);

@@ -44,7 +44,12 @@ static const struct norm_case cases[] = {
     {"group_fine_rms", {4, {2, 3, 2, 6}, 0xe, BIT(3), {1, 1, 1, 3}}, 0, 1, 1, 1},
     {"scaling_inner_reduced", {4, {2, 3, 4, 2}, BIT(2) | BIT(3), BIT(2), {1, 1, 1, 1}}, 1, 0, 1, 1},
     {"all_rank6", {7, {2, 2, 1, 2, 3, 1, 2}, 0x7e, BIT(1), {1, 1, 1, 1, 1, 1, 1}}, 1, 0, 1, 1},
-    {"span_negative", {5, {2, 2, 3, 2, 2}, BIT(3) | BIT(4), BIT(1) | BIT(2), {1, 1, 1, 1, 1}}, 1, 0, 1, 1},
+    {"span_negative",
+     {5, {2, 2, 3, 2, 2}, BIT(3) | BIT(4), BIT(1) | BIT(2), {1, 1, 1, 1, 1}},
+     1,
+     0,
+     1,
+     1},
     {"scalar_params", {3, {3, 4, 5}, BIT(1) | BIT(2), 0, {1, 1, 1}}, 1, 0, 1, 1},
     {"beta_only", {3, {3, 4, 5}, BIT(2), BIT(1), {1, 1, 1}}, 1, 0, 0, 1},
     {"gamma_only_unbiased", {3, {3, 4, 5}, BIT(2), BIT(2), {1, 1, 1}}, 1, 1, 1, 0},
@@ -106,7 +111,8 @@ static void bufs_init(struct bufs *b, const struct norm_case *tc, const struct n
 
 static void bufs_free(struct bufs *b) {
     float *f[] = {b->x, b->y, b->gamma, b->beta, b->a, b->c, b->dy, b->dx, b->dgamma, b->dbeta};
-    double *d[] = {b->xd, b->yd, b->gd, b->bd, b->wd, b->mean, b->var, b->rmean, b->rvar, b->scratch};
+    double *d[] = {b->xd,   b->yd,  b->gd,    b->bd,   b->wd,
+                   b->mean, b->var, b->rmean, b->rvar, b->scratch};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(f[i]);
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
@@ -117,8 +123,8 @@ static double denom_of(const struct norm_case *tc, const struct nd_norm_plan *pl
     return tc->unbiased ? (double)plan->count - 1.0 : (double)plan->count;
 }
 
-static void run_forward(const struct norm_case *tc, const struct nd_norm_plan *plan,
-                        struct bufs *b, struct nd_pool *pool, double eps) {
+static void run_forward(const struct norm_case *tc, const struct nd_norm_plan *plan, struct bufs *b,
+                        struct nd_pool *pool, double eps) {
     nd_norm_forward(plan, b->y, b->a, b->c, b->mean, b->var, b->x, tc->gamma ? b->gamma : NULL,
                     tc->beta ? b->beta : NULL, eps, tc->centered, denom_of(tc, plan), pool,
                     b->scratch);
@@ -144,8 +150,8 @@ static double worst(const char *what, const char *name, const float *got, const 
             maxdiff = diff;
     }
     if (w > 1.0)
-        fprintf(stderr, "%s %s: max abs diff %.3g (ratio to tolerance %.3g)\n", name, what,
-                maxdiff, w);
+        fprintf(stderr, "%s %s: max abs diff %.3g (ratio to tolerance %.3g)\n", name, what, maxdiff,
+                w);
     return w;
 }
 
@@ -297,8 +303,8 @@ START_TEST(test_backward_matches_finite_differences) {
                       tc->centered, tc->unbiased, b.wd, 1e-5, fdx, fdg, fdb);
     ck_assert_msg(worst("dx", tc->name, b.dx, fdx, b.numel, 2e-4, 2e-3) <= 1.0, "%s", tc->name);
     if (tc->gamma)
-        ck_assert_msg(worst("dgamma", tc->name, b.dgamma, fdg, b.nparam, 2e-4, 2e-3) <= 1.0,
-                      "%s", tc->name);
+        ck_assert_msg(worst("dgamma", tc->name, b.dgamma, fdg, b.nparam, 2e-4, 2e-3) <= 1.0, "%s",
+                      tc->name);
     if (tc->beta)
         ck_assert_msg(worst("dbeta", tc->name, b.dbeta, fdb, b.nparam, 2e-4, 2e-3) <= 1.0, "%s",
                       tc->name);
@@ -547,8 +553,18 @@ END_TEST
 
 // Big enough that every pass splits into several chunks and the pool hands work off.
 static const struct norm_case big_cases[] = {
-    {"bn_nchw_big", {4, {64, 4, 32, 32}, BIT(0) | BIT(2) | BIT(3), BIT(1), {1, 1, 1, 1}}, 1, 0, 1, 1},
-    {"bn_nhwc_big", {4, {8, 40, 40, 16}, BIT(0) | BIT(1) | BIT(2), BIT(3), {1, 1, 1, 1}}, 1, 0, 1, 1},
+    {"bn_nchw_big",
+     {4, {64, 4, 32, 32}, BIT(0) | BIT(2) | BIT(3), BIT(1), {1, 1, 1, 1}},
+     1,
+     0,
+     1,
+     1},
+    {"bn_nhwc_big",
+     {4, {8, 40, 40, 16}, BIT(0) | BIT(1) | BIT(2), BIT(3), {1, 1, 1, 1}},
+     1,
+     0,
+     1,
+     1},
     {"ln_big", {2, {512, 256}, BIT(1), BIT(1), {1, 1}}, 1, 0, 1, 1},
     {"group_big", {4, {16, 32, 12, 12}, 0xe, BIT(1), {1, 8, 1, 1}}, 1, 1, 1, 1},
     {"rms_big", {2, {300, 300}, BIT(1), BIT(1), {1, 1}}, 0, 0, 1, 0},

@@ -16,16 +16,16 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/codec.h"
 #include "core/engine.h"
 #include "core/export.h"
 #include "core/layer.h"
-#include "core/codec.h"
 #include "core/layer_impl.h" // white-box: optimizer states, user_set, array versions
 #include "core/persist.h"
 #include "core/registry.h"
 #include "tests/check_suites.h"
-#include "tests/test_rng.h"
 #include "tests/test_engine.h"
+#include "tests/test_rng.h"
 
 #define MM ND_ARRAY_MOVING_MEAN
 #define MV ND_ARRAY_MOVING_VARIANCE
@@ -552,13 +552,12 @@ static void assert_history_equal(const struct nd_history *a, const struct nd_his
     for (int32_t i = 0; i < a->count; i++) {
         const struct nd_history_record *p = &a->ring[(a->head + i) % ND_HISTORY_CAPACITY];
         const struct nd_history_record *q = &b->ring[(b->head + i) % ND_HISTORY_CAPACITY];
-        ck_assert_msg(p->version == q->version && p->train_step == q->train_step &&
-                          p->flags == q->flags && same_f64(p->loss, q->loss) &&
-                          same_f64(p->batch_mean_norm, q->batch_mean_norm) &&
-                          same_f64(p->batch_variance_norm, q->batch_variance_norm) &&
-                          p->optimizer == q->optimizer &&
-                          same_f64(p->learning_rate, q->learning_rate),
-                      "%s: history record %d differs", what, (int)i);
+        ck_assert_msg(
+            p->version == q->version && p->train_step == q->train_step && p->flags == q->flags &&
+                same_f64(p->loss, q->loss) && same_f64(p->batch_mean_norm, q->batch_mean_norm) &&
+                same_f64(p->batch_variance_norm, q->batch_variance_norm) &&
+                p->optimizer == q->optimizer && same_f64(p->learning_rate, q->learning_rate),
+            "%s: history record %d differs", what, (int)i);
     }
 }
 
@@ -1054,8 +1053,7 @@ END_TEST
 
 // A BatchNormalization over 3 channels whose Scaling is the shared array `shared`, created
 // (not replaced) in e. Caller owns the reference.
-static struct nd_layer *create_sharing(struct nd_engine *e, const char *name,
-                                       const char *shared) {
+static struct nd_layer *create_sharing(struct nd_engine *e, const char *name, const char *shared) {
     struct nd_layer_def def;
     test_bn_def(&def, 3);
     test_def_share(&def, SC, shared);
@@ -1063,9 +1061,9 @@ static struct nd_layer *create_sharing(struct nd_engine *e, const char *name,
     struct nd_layer *l = NULL;
     struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_int_eq(nd_registry_define(R(e), name, &def, ND_DEFINE_CREATE, 0, 5, &created, &l,
-                                        &err),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(
+        nd_registry_define(R(e), name, &def, ND_DEFINE_CREATE, 0, 5, &created, &l, &err),
+        ND_STATUS_OK);
     ck_assert(created);
     return l;
 }
@@ -1852,8 +1850,7 @@ START_TEST(test_damaged_cut_padded_or_flipped_refused) {
     // Extra bytes at the end.
     memcpy(d.b, x->layer, x->layer_len);
     d.b[x->layer_len] = 0;
-    assert_refused(d.e, false, d.b, x->layer_len + 1, ND_STATUS_INVALID_VALUE,
-                   "one byte too many");
+    assert_refused(d.e, false, d.b, x->layer_len + 1, ND_STATUS_INVALID_VALUE, "one byte too many");
     // Flipped bytes: the checksum (or the header checks) catches each.
     for (size_t i = 0; i < x->layer_len; i += 3) {
         memcpy(d.b, x->layer, x->layer_len);
@@ -1899,8 +1896,8 @@ START_TEST(test_damaged_name_and_spec_refused) {
     struct damage d = damage_new();
     const struct sample *x = &d.x;
     // The layer's name starts at byte 16 (u32 length, then the name); the spec follows.
-    assert_patch_refused(&d, 20, '/', "invalid name"); // "small" -> "/mall"
-    assert_patch_refused(&d, 16, 200, "name length");  // past the payload
+    assert_patch_refused(&d, 20, '/', "invalid name");  // "small" -> "/mall"
+    assert_patch_refused(&d, 16, 200, "name length");   // past the payload
     size_t spec_at = 16 + 4 + 5;                        // the spec: u32 type first
     assert_patch_refused(&d, spec_at, 9, "layer type"); // no such layer type
     assert_patch_refused(&d, spec_at + 8, 7, "convention");
@@ -1910,7 +1907,8 @@ START_TEST(test_damaged_name_and_spec_refused) {
     assert_patch_refused(&d, spec_at + 16, 5, "arrays do not fit");
     assert_patch_refused(&d, spec_at + 12, 0x20, "rank"); // rank 32
     // epsilon (a double after the shape) made negative: the spec does not validate.
-    assert_patch_refused(&d, spec_at + 24 + 7, (unsigned char)(x->layer[spec_at + 24 + 7] ^ 0x80), "epsilon");
+    assert_patch_refused(&d, spec_at + 24 + 7, (unsigned char)(x->layer[spec_at + 24 + 7] ^ 0x80),
+                         "epsilon");
     damage_free(&d);
 }
 END_TEST
@@ -1985,8 +1983,7 @@ END_TEST
 START_TEST(test_loaded_twice_refused) {
     struct damage d = damage_new();
     const struct sample *x = &d.x;
-    ck_assert_int_eq(nd_registry_load_shared(R(d.e), x->shared, x->shared_len, NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(nd_registry_load_shared(R(d.e), x->shared, x->shared_len, NULL), ND_STATUS_OK);
     assert_refused(d.e, true, x->shared, x->shared_len, ND_STATUS_ALREADY_EXISTS, "shared twice");
     ck_assert_int_eq(nd_registry_load_layer(R(d.e), x->user, x->user_len, NULL), ND_STATUS_OK);
     ck_assert_int_eq(nd_registry_load_layer(R(d.e), x->layer, x->layer_len, NULL), ND_STATUS_OK);
@@ -2325,8 +2322,8 @@ static void assert_state_round_trip(const struct nd_buf *b, const char *what) {
     struct nd_layer_state st;
     struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_msg(nd_layer_state_decode(b->data, b->len, &st, &err) == ND_STATUS_OK, "%s: %s",
-                  what, err.msg);
+    ck_assert_msg(nd_layer_state_decode(b->data, b->len, &st, &err) == ND_STATUS_OK, "%s: %s", what,
+                  err.msg);
     struct nd_buf again = {0};
     ck_assert_msg(nd_layer_state_encode(&st, &again, &err) == ND_STATUS_OK, "%s: %s", what,
                   err.msg);
@@ -2453,8 +2450,7 @@ START_TEST(test_import_binds_existing_shared) {
     nd_layer_unref(define_ok(g, "four", &def));
     struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_int_eq(import_bytes(g, "a", b.data, b.len, 0, NULL, &err),
-                     ND_STATUS_SHAPE_MISMATCH);
+    ck_assert_int_eq(import_bytes(g, "a", b.data, b.len, 0, NULL, &err), ND_STATUS_SHAPE_MISMATCH);
     ck_assert_str_eq(err.field, "arrays.Scaling");
     ck_assert(!has_layer(g, "a"));
     ck_assert_int_eq(nd_registry_count(R(g)), 1);
@@ -2556,8 +2552,7 @@ START_TEST(test_import_counts_in_budget) {
     struct nd_engine *f = test_engine_create(&cfg);
     struct nd_error err;
     nd_error_clear(&err);
-    ck_assert_int_eq(import_bytes(f, "big", b.data, b.len, 0, NULL, &err),
-                     ND_STATUS_OUT_OF_MEMORY);
+    ck_assert_int_eq(import_bytes(f, "big", b.data, b.len, 0, NULL, &err), ND_STATUS_OUT_OF_MEMORY);
     ck_assert_int_eq(nd_registry_count(R(f)), 0);
     ck_assert_int_eq(nd_budget_used(nd_engine_budget(f)), 0);
     nd_buf_deinit(&b);
@@ -3311,7 +3306,7 @@ START_TEST(test_v3_damaged_history_refused) {
     ck_assert_int_eq(load_with(f, b, n, at, 8, 4, ND_HISTORY_CAPACITY + 1, &got),
                      ND_STATUS_INVALID_VALUE);
     ck_assert_int_eq(load_with(f, b, n, at, 8, 4, UINT32_MAX, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, 0, &got), ND_STATUS_INVALID_VALUE); // trailing
+    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, 0, &got), ND_STATUS_INVALID_VALUE);  // trailing
     ck_assert_int_eq(load_with(f, b, n, at, 12, 8, 0, &got), ND_STATUS_INVALID_VALUE); // version
     ck_assert_int_eq(load_with(f, b, n, at, 20, 8, 0, &got), ND_STATUS_INVALID_VALUE); // step
     ck_assert_int_eq(load_with(f, b, n, at, 20, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
@@ -3383,7 +3378,6 @@ END_TEST
 
 // ---- the suite ----
 
-
 // ---- format version 4: the rows of core/spec_fields.def ----
 
 // A value of row f other than its default, valid for it.
@@ -3396,7 +3390,11 @@ static void set_non_default(struct nd_spec *spec, const struct nd_spec_field *f)
     else if (f->kind == ND_FIELD_I64)
         *(int64_t *)p = (int64_t)f->dflt == 4 ? 2 : 4;
     else
-        snprintf(p, f->size, "%s, not the default: \xc3\xbc" "n\xc3\xaf" "code", f->name);
+        snprintf(p, f->size,
+                 "%s, not the default: \xc3\xbc"
+                 "n\xc3\xaf"
+                 "code",
+                 f->name);
 }
 
 // The first canonical type row f applies to.
@@ -3434,8 +3432,8 @@ START_TEST(test_v4_every_row_round_trips) {
         struct nd_layer_info ia = info_of(a), ib = info_of(b);
         struct nd_spec d;
         nd_spec_defaults(&d, ia.spec.type, 0, ia.spec.convention);
-        ck_assert_msg(memcmp(nd_spec_field_cptr(&ib.spec, f), nd_spec_field_cptr(&d, f),
-                             f->size) != 0,
+        ck_assert_msg(memcmp(nd_spec_field_cptr(&ib.spec, f), nd_spec_field_cptr(&d, f), f->size) !=
+                          0,
                       "%s read back as its default", f->name);
         assert_spec_equal(&ia.spec, &ib.spec, f->name);
         size_t len = 0;
@@ -3494,8 +3492,8 @@ START_TEST(test_v4_description_stored) {
         reseal(w, n + extra);
         nd_error_clear(&err);
         enum nd_status st = nd_registry_load_layer(R(f), w, n + extra, &err);
-        ck_assert_msg(st == (len == 256 ? ND_STATUS_OK : ND_STATUS_INVALID_VALUE), "%zu: %s",
-                      len, err.msg);
+        ck_assert_msg(st == (len == 256 ? ND_STATUS_OK : ND_STATUS_INVALID_VALUE), "%zu: %s", len,
+                      err.msg);
         if (st == ND_STATUS_OK) {
             m = get_layer(f, "described");
             ck_assert_uint_eq(strlen(info_of(m).spec.description), 256);

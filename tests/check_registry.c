@@ -20,7 +20,7 @@
 
 // ---- fixtures ----
 
-#define EPS 0.001 // the wolfram convention's epsilon
+#define EPS   0.001 // the wolfram convention's epsilon
 #define BATCH 4
 
 static struct nd_engine *engine;
@@ -106,8 +106,7 @@ static uint64_t train(struct nd_layer *l, int64_t c) {
     a.optimizer.learning_rate = 0.5;
     struct nd_train_result r;
     struct nd_error err = {0};
-    ck_assert_msg(nd_layer_train_step(l, pool, &a, &r, &err) == ND_STATUS_OK, "train: %s",
-                  err.msg);
+    ck_assert_msg(nd_layer_train_step(l, pool, &a, &r, &err) == ND_STATUS_OK, "train: %s", err.msg);
     uint64_t v = r.version;
     nd_train_result_deinit(&r);
     nd_tensor_deinit(&x);
@@ -118,8 +117,7 @@ static uint64_t train(struct nd_layer *l, int64_t c) {
 static struct nd_tensor read_array(struct nd_layer *l, enum nd_array_id id) {
     struct nd_tensor t;
     struct nd_error err = {0};
-    ck_assert_msg(nd_layer_read_array(l, id, &t, NULL, &err) == ND_STATUS_OK, "read: %s",
-                  err.msg);
+    ck_assert_msg(nd_layer_read_array(l, id, &t, NULL, &err) == ND_STATUS_OK, "read: %s", err.msg);
     return t;
 }
 
@@ -193,16 +191,15 @@ START_TEST(test_create_then_create_again) {
     test_bn_def(&def, 3);
     struct nd_layer *l = NULL;
     bool created = false;
-    ck_assert_int_eq(nd_registry_define(reg, "bn1", &def, ND_DEFINE_CREATE, 0, 1, &created, &l,
-                                        NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(
+        nd_registry_define(reg, "bn1", &def, ND_DEFINE_CREATE, 0, 1, &created, &l, NULL),
+        ND_STATUS_OK);
     ck_assert(created);
     ck_assert_ptr_nonnull(l);
     ck_assert_str_eq(nd_layer_name(l), "bn1");
     ck_assert_int_eq(nd_registry_count(reg), 1);
     struct nd_tensor two = vec(3, 2.0f);
-    ck_assert_int_eq(nd_layer_write_array(l, ND_ARRAY_SCALING, &two, 0, NULL, NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(nd_layer_write_array(l, ND_ARRAY_SCALING, &two, 0, NULL, NULL), ND_STATUS_OK);
     uint64_t v = version_of(l);
 
     // The same name again, with another shape: rejected, and the first layer is untouched.
@@ -211,9 +208,9 @@ START_TEST(test_create_then_create_again) {
     struct nd_error err = {0};
     struct nd_layer *l2 = NULL;
     created = true;
-    ck_assert_int_eq(nd_registry_define(reg, "bn1", &other, ND_DEFINE_CREATE, 0, 1, &created,
-                                        &l2, &err),
-                     ND_STATUS_ALREADY_EXISTS);
+    ck_assert_int_eq(
+        nd_registry_define(reg, "bn1", &other, ND_DEFINE_CREATE, 0, 1, &created, &l2, &err),
+        ND_STATUS_ALREADY_EXISTS);
     ck_assert_str_eq(err.field, "name");
     ck_assert_ptr_null(l2);
     ck_assert_int_eq(nd_registry_count(reg), 1);
@@ -450,8 +447,7 @@ START_TEST(test_versions_increase_per_change) {
     ck_assert_uint_eq(next, v + 1);
     v = next;
     struct nd_tensor two = vec(3, 2.0f);
-    ck_assert_int_eq(nd_layer_write_array(l, ND_ARRAY_BIASES, &two, v, &next, NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(nd_layer_write_array(l, ND_ARRAY_BIASES, &two, v, &next, NULL), ND_STATUS_OK);
     ck_assert_uint_eq(next, v + 1);
     v = next;
     struct nd_initialize_args args = {.reinitialize = true};
@@ -511,8 +507,7 @@ START_TEST(test_initialize) {
 
     // A value the user wrote survives a plain initialize, not a reinitialize.
     struct nd_tensor two = vec(3, 2.0f);
-    ck_assert_int_eq(nd_layer_write_array(l, ND_ARRAY_SCALING, &two, 0, NULL, NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(nd_layer_write_array(l, ND_ARRAY_SCALING, &two, 0, NULL, NULL), ND_STATUS_OK);
     struct nd_initialize_args plain = {0};
     ck_assert_int_eq(nd_registry_initialize(reg, "bn1", &plain, NULL, NULL), ND_STATUS_OK);
     struct nd_tensor s = read_array(l, ND_ARRAY_SCALING);
@@ -927,12 +922,12 @@ START_TEST(test_max_layers) {
     struct nd_layer_def def;
     test_bn_def(&def, 3);
     bool created = false;
-    ck_assert_int_eq(nd_registry_define(small, "a", &def, ND_DEFINE_CREATE, 0, 1, &created, NULL,
-                                        NULL),
-                     ND_STATUS_OK);
-    ck_assert_int_eq(nd_registry_define(small, "b", &def, ND_DEFINE_CREATE, 0, 1, &created, NULL,
-                                        NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(
+        nd_registry_define(small, "a", &def, ND_DEFINE_CREATE, 0, 1, &created, NULL, NULL),
+        ND_STATUS_OK);
+    ck_assert_int_eq(
+        nd_registry_define(small, "b", &def, ND_DEFINE_CREATE, 0, 1, &created, NULL, NULL),
+        ND_STATUS_OK);
     struct nd_error err = {0};
     for (int mode = 0; mode < 2; mode++) {
         nd_error_clear(&err);
@@ -950,9 +945,9 @@ START_TEST(test_max_layers) {
                      ND_STATUS_OK);
     ck_assert(!created);
     ck_assert_int_eq(nd_registry_delete(small, "b", NULL), ND_STATUS_OK);
-    ck_assert_int_eq(nd_registry_define(small, "c", &def, ND_DEFINE_CREATE, 0, 1, &created, NULL,
-                                        NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(
+        nd_registry_define(small, "c", &def, ND_DEFINE_CREATE, 0, 1, &created, NULL, NULL),
+        ND_STATUS_OK);
     ck_assert(created);
     ck_assert_int_eq(nd_registry_count(small), 2);
     nd_registry_free(small);
@@ -967,9 +962,9 @@ START_TEST(test_many_layers_sorted) {
     char name[32];
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof name, "l%03d", (i * 7919) % N); // a permutation of 0..N-1
-        ck_assert_int_eq(nd_registry_define(reg, name, &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL,
-                                            NULL),
-                         ND_STATUS_OK);
+        ck_assert_int_eq(
+            nd_registry_define(reg, name, &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
+            ND_STATUS_OK);
     }
     ck_assert_int_eq(nd_registry_count(reg), N);
     for (int i = 0; i < N; i += 2) {
@@ -1167,9 +1162,9 @@ START_TEST(test_forwards_on_deleted_layer_complete) {
     struct nd_tensor two = vec(3, 2.0f);
     def.source[ND_ARRAY_SCALING] = ND_ARRAY_SOURCE_VALUE;
     def.value[ND_ARRAY_SCALING] = two;
-    ck_assert_int_eq(nd_registry_define(reg, "gone", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL,
-                                        NULL),
-                     ND_STATUS_OK);
+    ck_assert_int_eq(
+        nd_registry_define(reg, "gone", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
+        ND_STATUS_OK);
     enum { N = 4 };
     pthread_t t[N];
     struct held_ctx ctx[N];
@@ -1286,9 +1281,8 @@ struct steps_ctx {
 static void *steps_worker(void *arg) {
     struct steps_ctx *c = arg;
     struct nd_tensor x = batch(3, 0.1), dy = batch(3, 0.2);
-    struct nd_train_args a = {.input = &x,
-                              .output_grad = &dy,
-                              .optimizer = nd_optimizer_default(ND_OPTIMIZER_ADAM)};
+    struct nd_train_args a = {
+        .input = &x, .output_grad = &dy, .optimizer = nd_optimizer_default(ND_OPTIMIZER_ADAM)};
     for (int i = 0; i < 50; i++) {
         struct nd_train_result r;
         struct nd_error err = {0};
@@ -1491,8 +1485,8 @@ START_TEST(test_invalid_names) {
             test_bn_def(&def, 3);
             struct nd_error err = {0};
             struct nd_layer *l = NULL;
-            ck_assert_int_eq(nd_registry_define(reg, bad[i], &def, (enum nd_define_mode)mode, 0,
-                                                1, NULL, &l, &err),
+            ck_assert_int_eq(nd_registry_define(reg, bad[i], &def, (enum nd_define_mode)mode, 0, 1,
+                                                NULL, &l, &err),
                              ND_STATUS_INVALID_VALUE);
             ck_assert_str_eq(err.field, "name");
             ck_assert_ptr_null(l);
@@ -1569,9 +1563,9 @@ START_TEST(test_invalid_name_at_limit) {
     ck_assert_int_eq(nd_registry_define(small, "a", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, NULL),
                      ND_STATUS_OK);
     struct nd_error err = {0};
-    ck_assert_int_eq(nd_registry_define(small, "b c", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL,
-                                        &err),
-                     ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(
+        nd_registry_define(small, "b c", &def, ND_DEFINE_CREATE, 0, 1, NULL, NULL, &err),
+        ND_STATUS_INVALID_VALUE);
     ck_assert_str_eq(err.field, "name");
     nd_registry_free(small);
 }

@@ -21,7 +21,7 @@
 
 #define SC ND_ARRAY_SCALING
 #define BI ND_ARRAY_BIASES
-#define C 3
+#define C  3
 
 // ---- the shared store ----
 
@@ -127,8 +127,7 @@ static enum nd_status fetch_shared(void *ctx, const char *name, struct nd_buf *o
     return fetch(ctx, true, name, out, err);
 }
 
-static enum nd_status list_layers(void *ctx, char ***names, int64_t *count,
-                                  struct nd_error *err) {
+static enum nd_status list_layers(void *ctx, char ***names, int64_t *count, struct nd_error *err) {
     struct store *s = ((struct replica *)ctx)->store;
     (void)err;
     *names = calloc(STORE_CAP, sizeof **names);
@@ -405,7 +404,7 @@ END_TEST
 // Many threads on two replicas write one layer: every acknowledged write has its own version,
 // and the versions are 2..N+1 (run it under TSan too).
 #define WRITERS 4
-#define WRITES 25
+#define WRITES  25
 
 struct writer {
     struct replica *r;

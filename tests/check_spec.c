@@ -1686,8 +1686,8 @@ START_TEST(test_framework_default_conventions) {
         struct nd_type_name n;
         ck_assert_int_eq(nd_type_name_lookup(want[i].name, &n, NULL), ND_STATUS_OK);
         enum nd_convention_from from = ND_CONVENTION_FROM_UNKNOWN;
-        ck_assert_msg(nd_type_name_convention(&n, want[i].keras_args, &from) == want[i].conv,
-                      "%s", want[i].name);
+        ck_assert_msg(nd_type_name_convention(&n, want[i].keras_args, &from) == want[i].conv, "%s",
+                      want[i].name);
         ck_assert_int_eq(from, want[i].from);
     }
     ck_assert_int_eq(nd_type_name_convention(NULL, true, NULL), ND_CONVENTION_WOLFRAM);
@@ -1868,7 +1868,6 @@ START_TEST(test_framework_resolve_rejects) {
     REJECT_RESOLVE(s, ND_STATUS_INVALID_VALUE, "options.normalized_shape", "[*, 3, 4]", 4);
 }
 END_TEST
-
 
 // ---- the table of plain options (core/spec_fields.def) ----
 

@@ -57,7 +57,7 @@ START_TEST(test_status_names) {
     ck_assert_str_eq(nd_status_name(ND_STATUS_OK), "ok");
     ck_assert_str_eq(nd_status_name(ND_STATUS_SHAPE_MISMATCH), "shape_mismatch");
     ck_assert_str_eq(nd_status_name(ND_STATUS_NOT_INITIALIZED), "not_initialized");
-    ck_assert_str_eq(nd_status_name((enum nd_status)-1), "unknown");
+    ck_assert_str_eq(nd_status_name((enum nd_status) - 1), "unknown");
     ck_assert_str_eq(nd_status_name(ND_STATUS_COUNT), "unknown");
     for (int i = 0; i < ND_STATUS_COUNT; i++) // every code has a word
         ck_assert_ptr_nonnull(nd_status_name((enum nd_status)i));

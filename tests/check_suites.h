@@ -6,9 +6,9 @@
 #include <check.h>
 
 #define ND_SUITE(name) Suite *name##_suite(void);
-#include "tests/suites.def"
 #include "tests/api/suites.def"
 #include "tests/server/suites.def"
+#include "tests/suites.def"
 #undef ND_SUITE
 
 #endif

@@ -102,9 +102,9 @@ double ref_norm_loss(const struct nd_norm_dims *dims, const double *x, const dou
 }
 
 // Central difference of the loss along one coordinate of v (x, gamma or beta).
-static double central_diff(const struct nd_norm_dims *dims, double *x, double *gamma,
-                           double *beta, double eps, bool centered, bool unbiased,
-                           const double *w, double h, double *v) {
+static double central_diff(const struct nd_norm_dims *dims, double *x, double *gamma, double *beta,
+                           double eps, bool centered, bool unbiased, const double *w, double h,
+                           double *v) {
     double keep = *v;
     *v = keep + h;
     double up = ref_norm_loss(dims, x, gamma, beta, eps, centered, unbiased, w);

@@ -22,8 +22,7 @@ void ref_norm_forward(const struct nd_norm_dims *dims, const double *x, const do
 
 // The scalar loss L = sum(y * w) of ref_norm_forward, for finite differences.
 double ref_norm_loss(const struct nd_norm_dims *dims, const double *x, const double *gamma,
-                     const double *beta, double eps, bool centered, bool unbiased,
-                     const double *w);
+                     const double *beta, double eps, bool centered, bool unbiased, const double *w);
 
 // Central finite differences of ref_norm_loss: dx (numel), dgamma and dbeta (nparam; either
 // may be NULL), step h.

@@ -49,8 +49,7 @@ static inline void test_bn_def(struct nd_layer_def *def, int64_t c) {
 }
 
 // Binds def's array id to the shared array `name` (borrowed: it must outlive the define).
-static inline void test_def_share(struct nd_layer_def *def, enum nd_array_id id,
-                                  const char *name) {
+static inline void test_def_share(struct nd_layer_def *def, enum nd_array_id id, const char *name) {
     def->source[id] = ND_ARRAY_SOURCE_SHARED;
     def->shared[id] = name;
 }

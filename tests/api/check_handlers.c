@@ -1177,8 +1177,8 @@ START_TEST(test_query_fields) {
     expect_error(&a, 422, "invalid_value", "output_format");
     api_response_free(&a);
     // the head alone refuses an unknown parameter, and lets a known one through
-    struct api_request req = {.method = "POST", .path = "/v1/layers/bn/forward", .query = bogus,
-                              .nquery = 1};
+    struct api_request req = {
+        .method = "POST", .path = "/v1/layers/bn/forward", .query = bogus, .nquery = 1};
     ck_assert(api_answer_head(f.ctx, &req, &a));
     expect_error(&a, 422, "unknown_field", "bogus");
     api_response_free(&a);
@@ -1204,13 +1204,12 @@ START_TEST(test_query_after_auth) {
 }
 END_TEST
 
-
 // ---- export and import (issue 9 section 3) ----
 
 // One request with a body of len bytes and the given headers; *resp to free.
 static void call_bytes(struct api_ctx *ctx, const char *method, const char *path,
-                       const struct api_kv *headers, size_t nheaders, const void *body,
-                       size_t len, struct api_response *resp) {
+                       const struct api_kv *headers, size_t nheaders, const void *body, size_t len,
+                       struct api_response *resp) {
     struct api_request req = {.method = method,
                               .path = path,
                               .headers = headers,
@@ -1226,8 +1225,8 @@ static json_t *export_doc(struct api_ctx *ctx, const char *name) {
     snprintf(path, sizeof path, "/v1/layers/%s/export", name);
     struct api_response resp;
     ck_assert_int_eq(call(ctx, "GET", path, NULL, false, &resp), API_DONE);
-    ck_assert_msg(resp.status == 200, "export %s: %d %.*s", name, resp.status,
-                  (int)resp.body_len, resp.body);
+    ck_assert_msg(resp.status == 200, "export %s: %d %.*s", name, resp.status, (int)resp.body_len,
+                  resp.body);
     json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
     ck_assert_ptr_nonnull(j);
     ck_assert_str_eq(json_string_value(json_object_get(j, "format")), "normd-layer");
@@ -1248,8 +1247,8 @@ static char *train_text(struct api_ctx *ctx, const char *name, size_t *len) {
                           "\"arrays\"],\"output_format\":\"b64\"}",
                           false, &resp),
                      API_DONE);
-    ck_assert_msg(resp.status == 200, "train %s: %d %.*s", name, resp.status,
-                  (int)resp.body_len, resp.body);
+    ck_assert_msg(resp.status == 200, "train %s: %d %.*s", name, resp.status, (int)resp.body_len,
+                  resp.body);
     char *text = resp.body;
     *len = resp.body_len;
     resp.body = NULL;
@@ -1320,8 +1319,8 @@ START_TEST(test_import_refusals) {
         {"colour", json_true(), 422, "unknown_field", "colour"},
         {"version", json_integer(0), 422, "invalid_value", "version"},
         {"counters", json_string("x"), 400, "invalid_type", "counters"},
-        {"arrays", json_pack("{s:{s:[f,f]}}", "Scaling", "values", 1.0, 2.0), 422,
-         "shape_mismatch", "arrays.Scaling"},
+        {"arrays", json_pack("{s:{s:[f,f]}}", "Scaling", "values", 1.0, 2.0), 422, "shape_mismatch",
+         "arrays.Scaling"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *d = json_deep_copy(doc);
@@ -1355,23 +1354,23 @@ START_TEST(test_arrays_list_and_extract_all) {
     ck_assert_int_eq(call(f.ctx, "GET", "/v1/layers/bn/arrays", NULL, false, &resp), API_DONE);
     ck_assert_int_eq(resp.status, 200);
     json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
-    json_t *want = json_loads("[{\"name\":\"Scaling\",\"shape\":[2],\"learning_rate_multiplier\":1,"
-                              "\"shared\":null,\"enabled\":true},"
-                              "{\"name\":\"Biases\",\"shape\":null,\"learning_rate_multiplier\":1,"
-                              "\"shared\":null,\"enabled\":false},"
-                              "{\"name\":\"MovingMean\",\"shape\":[2],\"learning_rate_multiplier\":1,"
-                              "\"shared\":null,\"enabled\":true},"
-                              "{\"name\":\"MovingVariance\",\"shape\":[2],"
-                              "\"learning_rate_multiplier\":1,\"shared\":null,\"enabled\":true}]",
-                              0, NULL);
+    json_t *want =
+        json_loads("[{\"name\":\"Scaling\",\"shape\":[2],\"learning_rate_multiplier\":1,"
+                   "\"shared\":null,\"enabled\":true},"
+                   "{\"name\":\"Biases\",\"shape\":null,\"learning_rate_multiplier\":1,"
+                   "\"shared\":null,\"enabled\":false},"
+                   "{\"name\":\"MovingMean\",\"shape\":[2],\"learning_rate_multiplier\":1,"
+                   "\"shared\":null,\"enabled\":true},"
+                   "{\"name\":\"MovingVariance\",\"shape\":[2],"
+                   "\"learning_rate_multiplier\":1,\"shared\":null,\"enabled\":true}]",
+                   0, NULL);
     ck_assert_msg(json_equal(json_object_get(j, "arrays"), want), "%.*s", (int)resp.body_len,
                   resp.body);
     json_decref(want);
     json_decref(j);
     api_response_free(&resp);
-    ck_assert_int_eq(call(f.ctx, "POST", "/v1/layers/bn/extract", "{\"keys\":\"All\"}", false,
-                          &resp),
-                     API_DONE);
+    ck_assert_int_eq(
+        call(f.ctx, "POST", "/v1/layers/bn/extract", "{\"keys\":\"All\"}", false, &resp), API_DONE);
     ck_assert_int_eq(resp.status, 200);
     j = json_loadb(resp.body, resp.body_len, 0, NULL);
     ck_assert(json_is_null(json_object_get(j, "Biases")));
@@ -1381,9 +1380,9 @@ START_TEST(test_arrays_list_and_extract_all) {
     ck_assert(json_is_string(json_object_get(j, "moving_variance")));
     json_decref(j);
     api_response_free(&resp);
-    ck_assert_int_eq(call(f.ctx, "POST", "/v1/layers/bn/extract", "{\"keys\":\"Epsilon\"}", false,
-                          &resp),
-                     API_DONE);
+    ck_assert_int_eq(
+        call(f.ctx, "POST", "/v1/layers/bn/extract", "{\"keys\":\"Epsilon\"}", false, &resp),
+        API_DONE);
     expect_error(&resp, 400, "invalid_type", "keys");
     api_response_free(&resp);
     fixture_close(&f);

@@ -82,10 +82,25 @@ START_TEST(test_ties_take_the_exact_path) {
 END_TEST
 
 START_TEST(test_edge_values) {
-    const char *ok[] = {"0",           "-0",          "1",           "0.1",       "3.4028234e38",
-                        "1.17549435e-38", "1e-45",    "1.4e-45",     "7e-46",     "123456.78",
-                        "16777216",    "16777217",    "0.000001",    "1E3",       "2.5e+2",
-                        "1e22",        "1e23",        "9007199254740993", "0.30000000000000004",
+    const char *ok[] = {"0",
+                        "-0",
+                        "1",
+                        "0.1",
+                        "3.4028234e38",
+                        "1.17549435e-38",
+                        "1e-45",
+                        "1.4e-45",
+                        "7e-46",
+                        "123456.78",
+                        "16777216",
+                        "16777217",
+                        "0.000001",
+                        "1E3",
+                        "2.5e+2",
+                        "1e22",
+                        "1e23",
+                        "9007199254740993",
+                        "0.30000000000000004",
                         "4.9999999999999999999999999999999e-1"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         expect_same_as_strtof(ok[i]);
@@ -93,14 +108,14 @@ START_TEST(test_edge_values) {
 END_TEST
 
 START_TEST(test_invalid_syntax_is_refused) {
-    const char *bad[] = {"01", "1.", ".5", "+1", "-", "1e", "1e+", "--1", "NaN", "inf",
-                         "", "-.5", "1e39", "-1e39"};
+    const char *bad[] = {"01",  "1.",  ".5",  "+1", "-",   "1e",   "1e+",
+                         "--1", "NaN", "inf", "",   "-.5", "1e39", "-1e39"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         float v;
         ck_assert_msg(api_parse_float(bad[i], strlen(bad[i]), &v) == 0, "%s accepted", bad[i]);
     }
     float v;
-    ck_assert_uint_eq(api_parse_float("12,", 3, &v), 2); // stops where the number ends
+    ck_assert_uint_eq(api_parse_float("12,", 3, &v), 2);  // stops where the number ends
     ck_assert_uint_eq(api_parse_float("0x10", 4, &v), 1); // "x" then fails the list
     ck_assert_uint_eq(api_parse_float("1.5e3]", 6, NULL), 5);
 }
@@ -158,11 +173,11 @@ END_TEST
 START_TEST(test_leaves_what_it_cannot_read) {
     char body[9000], a[4096];
     const char *cases[] = {
-        "{\"a\": [%s, \"x\"]}",              // mixed types
-        "{\"a\": [%s, 01]}",                 // not JSON
+        "{\"a\": [%s, \"x\"]}",                       // mixed types
+        "{\"a\": [%s, 01]}",                          // not JSON
         "{\"a\": {\"shape\": [20], \"data\": [%s]}}", // the flat form
-        "{\"a\": \"[%s]\"}",                 // inside a string
-        "{\"a\": [%s, 1e39]}",               // beyond float
+        "{\"a\": \"[%s]\"}",                          // inside a string
+        "{\"a\": [%s, 1e39]}",                        // beyond float
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const char *hole = strstr(cases[c], "%s");

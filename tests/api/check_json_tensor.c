@@ -83,7 +83,6 @@ static enum api_tensor_form round_trip(const struct nd_tensor *t, enum api_tenso
     return got;
 }
 
-
 // A tensor of the given dims filled with varied values, NaN and infinities among them.
 static void make_tensor(struct nd_tensor *t, int ndim, const int64_t *dims, uint64_t seed) {
     struct nd_shape shape = nd_shape_make(ndim, dims);

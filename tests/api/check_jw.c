@@ -17,7 +17,6 @@
 
 // ---- helpers ----
 
-
 static float float_of(uint32_t bits) {
     float v;
     memcpy(&v, &bits, sizeof v);
@@ -324,11 +323,13 @@ START_TEST(test_writer_invalid_utf8) {
     static const struct {
         const char *in, *out;
     } cases[] = {
-        {"a\xff" "b", "\"a\\ufffdb\""},                  // never in UTF-8
-        {"\xc3", "\"\\ufffd\""},                           // cut short by the end
-        {"\xc3(", "\"\\ufffd(\""},                         // cut short by ASCII
-        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},               // overlong '/'
-        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},   // a surrogate
+        {"a\xff"
+         "b",
+         "\"a\\ufffdb\""},                                        // never in UTF-8
+        {"\xc3", "\"\\ufffd\""},                                  // cut short by the end
+        {"\xc3(", "\"\\ufffd(\""},                                // cut short by ASCII
+        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},                       // overlong '/'
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},            // a surrogate
         {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, // past U+10FFFF
         {"\xe2\x82\xac \xf0\x9f\x98\x80", "\"\xe2\x82\xac \xf0\x9f\x98\x80\""}, // kept
     };

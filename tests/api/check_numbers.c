@@ -331,7 +331,7 @@ START_TEST(test_floats_write_as_float_calls) {
             jw_arr_begin(&a);
             jw_arr_begin(&b);
             int k = n ? (int)(next() % (uint64_t)n) : 0; // in two calls: the second's first
-            jw_floats(&a, v, k);                          // value follows a comma
+            jw_floats(&a, v, k);                         // value follows a comma
             jw_floats(&a, v + k, n - k);
             for (int i = 0; i < n; i++)
                 jw_float(&b, v[i]);

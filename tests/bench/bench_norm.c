@@ -218,8 +218,8 @@ static double median_time(struct bench *b, enum op op, struct stream *ref, doubl
 // pool and the reference split the tensor among their threads each in their own way, so
 // passes interleaved one by one moved the halves between the caches on every pass and read
 // the reference 30-60% slow at two threads ("% ref" above 140%).
-static void time_op(struct bench *b, enum op op, struct stream *ref, double min_time,
-                    double *t_op, double *t_ref) {
+static void time_op(struct bench *b, enum op op, struct stream *ref, double min_time, double *t_op,
+                    double *t_ref) {
     *t_op = median_time(b, op, NULL, min_time);
     *t_ref = median_time(b, op, ref, min_time / 2);
 }
@@ -321,14 +321,17 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc)
             shape = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--min-time S] [--threads 1,2] [--op NAME] [--shape NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--min-time S] [--threads 1,2] [--op NAME] [--shape NAME]\n",
+                    argv[0]);
             return 2;
         }
     }
     printf("normd kernels, median of >= 15 calls and %.1f s per row, float32, %d cores\n\n",
            min_time, all);
-    printf("| op            | shape       | lay  | threads | Melem/s   | GB/s   | %% bw  | ref GB/s | %% ref   |\n");
-    printf("|---------------|-------------|------|---------|-----------|--------|-------|---------|----------|\n");
+    printf("| op            | shape       | lay  | threads | Melem/s   | GB/s   | %% bw  | ref "
+           "GB/s | %% ref   |\n");
+    printf("|---------------|-------------|------|---------|-----------|--------|-------|---------|"
+           "----------|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         if (shape && strcmp(shape, shapes[s].name) != 0 && strcmp(shape, shapes[s].layout) != 0)
             continue;

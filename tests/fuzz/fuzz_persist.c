@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "core/engine.h"
 #include "core/codec.h" // white-box: nd__layer_serialize for the round trip
+#include "core/engine.h"
 #include "core/layer_impl.h"
 #include "core/persist.h"
 #include "core/registry.h"
@@ -55,9 +55,9 @@ static void check_status(enum nd_status st, const struct nd_error *err, const ch
 
 // The format version a file announces (0 when too short to say).
 static uint32_t version_of(const unsigned char *b, size_t n) {
-    return n < 8 ? 0
-                 : (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 |
-                       (uint32_t)b[7] << 24;
+    return n < 8
+               ? 0
+               : (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
 }
 
 // What was stored again (buf) is the file (n bytes).
@@ -69,8 +69,7 @@ static void same_bytes(const struct nd_buf *buf, const unsigned char *file, size
     if (buf->len != n || at < n) {
         FUZZ_FAIL("%s (%zu bytes): differs from the %zu-byte file at byte %zu (file 0x%02x, "
                   "stored 0x%02x)",
-                  what, buf->len, n, at, at < n ? file[at] : 0,
-                  at < buf->len ? buf->data[at] : 0);
+                  what, buf->len, n, at, at < n ? file[at] : 0, at < buf->len ? buf->data[at] : 0);
     }
 }
 
@@ -98,8 +97,8 @@ static void check_v1_naming(struct nd_layer *l) {
     struct nd_layer_info info;
     nd_layer_info(l, &info);
     const struct nd_spec *s = &info.spec;
-    if (s->type_alias != 0 || s->convention_from != ND_CONVENTION_FROM_UNKNOWN ||
-        s->synchronized || s->num_features != 0 || s->normalized_shape.ndim != 0)
+    if (s->type_alias != 0 || s->convention_from != ND_CONVENTION_FROM_UNKNOWN || s->synchronized ||
+        s->num_features != 0 || s->normalized_shape.ndim != 0)
         FUZZ_FAIL("a version-1 layer reads with naming: alias %d, convention_from %d, "
                   "synchronized %d, num_features %lld, normalized_shape rank %d",
                   (int)s->type_alias, (int)s->convention_from, (int)s->synchronized,
@@ -156,8 +155,8 @@ static void serialize_shared(struct nd_registry *reg, const char *name, struct n
 }
 
 // The same for a shared array just loaded into reg under name.
-static void shared_round_trip(struct nd_registry *reg, const char *name,
-                              const unsigned char *file, size_t n) {
+static void shared_round_trip(struct nd_registry *reg, const char *name, const unsigned char *file,
+                              size_t n) {
     struct nd_buf buf = {0};
     serialize_shared(reg, name, &buf);
     uint32_t v = version_of(file, n);

@@ -26,9 +26,21 @@ END_TEST
 
 START_TEST(test_refuses_what_no_replica_sends) {
     struct srv_change c;
-    const char *bad[] = {"", "L", "L 7", "L 7 ", "X 7 a", "L7 a", "L  7 a", "L x a", "L 7 a b",
-                         "L 18446744073709551616 a", "L 000000000000000000001 a", "l 7 a",
-                         "L -1 a", "L 7 a\t", "L 7 \x7f"};
+    const char *bad[] = {"",
+                         "L",
+                         "L 7",
+                         "L 7 ",
+                         "X 7 a",
+                         "L7 a",
+                         "L  7 a",
+                         "L x a",
+                         "L 7 a b",
+                         "L 18446744073709551616 a",
+                         "L 000000000000000000001 a",
+                         "l 7 a",
+                         "L -1 a",
+                         "L 7 a\t",
+                         "L 7 \x7f"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(!parse(bad[i], &c), "accepted \"%s\"", bad[i]);
     char longname[SRV_CHANGE_NAME_MAX + 8];

@@ -197,14 +197,12 @@ START_TEST(test_inflate_budget) {
     unsigned char *gz = zpack(31, text, n, &len);
     struct srv_inflated out;
     struct nd_budget *small = nd_budget_create(100000); // the output alone never fits
-    ck_assert_int_eq(srv_inflate(SRV_CODING_GZIP, gz, len, n, small, &out),
-                     SRV_INFLATE_NEVER_FITS);
+    ck_assert_int_eq(srv_inflate(SRV_CODING_GZIP, gz, len, n, small, &out), SRV_INFLATE_NEVER_FITS);
     ck_assert_int_eq(nd_budget_used(small), 0);
     nd_budget_unref(small);
     struct nd_budget *busy = nd_budget_create(1 << 20); // fits, but not now
     ck_assert(nd_budget_take(busy, (1 << 20) - 50000));
-    ck_assert_int_eq(srv_inflate(SRV_CODING_GZIP, gz, len, n, busy, &out),
-                     SRV_INFLATE_OVER_BUDGET);
+    ck_assert_int_eq(srv_inflate(SRV_CODING_GZIP, gz, len, n, busy, &out), SRV_INFLATE_OVER_BUDGET);
     ck_assert_int_eq(nd_budget_used(busy), (1 << 20) - 50000);
     nd_budget_unref(busy);
     free(gz), free(text);
