@@ -12,10 +12,10 @@ static int output_format(struct api_call *call, enum api_tensor_form *form) {
     *form = API_FORM_NESTED;
     if (call->body &&
         api_get_string(call->body, "output_format", "output_format", &text, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     if (!call->body)
         text = api_query(call->req, "output_format");
-    return text ? api_form_parse(text, form, "output_format", &call->err) : 0;
+    return text ? api_form_parse(text, form, "output_format", &call->err) : API_OK;
 }
 
 static bool wants_binary(const struct api_call *call) {
@@ -49,7 +49,7 @@ static int reserve_array(struct api_call *call, const struct nd_layer_info *info
     const struct nd_shape *shape = &info->array_shape[id];
     int64_t numel = 0;
     if (shape->ndim < 0 || nd_shape_numel(shape, &numel, NULL) != ND_STATUS_OK)
-        return 0; // unknown yet: the read fails without allocating
+        return API_OK; // unknown yet: the read fails without allocating
     return api_reserve(call,
                        numel * (int64_t)sizeof(float) +
                            (int64_t)api_tensor_text_bound(shape, API_FORM_NESTED),
@@ -67,22 +67,22 @@ static int extract_key(struct api_call *call, struct nd_layer *layer,
     if (nd_array_parse(key, &id, &ce) == ND_STATUS_OK) {
         struct nd_tensor t;
         if (reserve_array(call, info, id) != 0)
-            return -1;
+            return API_FAIL;
         if (nd_layer_read_array(layer, id, &t, NULL, &ce) != ND_STATUS_OK) {
             api_core_error(call, &ce, "");
             snprintf(call->err.field, sizeof call->err.field, "%s", field);
-            return -1;
+            return API_FAIL;
         }
         jw_key(w, key);
         api_tensor_write(w, &t, form);
         nd_tensor_deinit(&t);
-        return 0;
+        return API_OK;
     }
     jw_key(w, key);
     if (!write_parameter(w, info, key))
-        return api_error_set(&call->err, 422, "invalid_value", field,
-                             "%s has no array or parameter %.60s", nd_layer_name(layer), key);
-    return 0;
+        return api_fail(&call->err, API_E_INVALID_VALUE, field,
+                        "%s has no array or parameter %.60s", nd_layer_name(layer), key);
+    return API_OK;
 }
 
 // True when key is one of the strings list[0..i).
@@ -102,15 +102,15 @@ static int extract_all_array(struct api_call *call, struct nd_layer *layer,
     struct nd_tensor t;
     jw_key(w, nd_array_name(id));
     if (info->enabled[id] && info->array_shape[id].ndim >= 0 && reserve_array(call, info, id) != 0)
-        return -1;
+        return API_FAIL;
     if (!info->enabled[id] || info->array_shape[id].ndim < 0 ||
         nd_layer_read_array(layer, id, &t, NULL, NULL) != ND_STATUS_OK) {
         jw_null(w);
-        return 0;
+        return API_OK;
     }
     api_tensor_write(w, &t, form);
     nd_tensor_deinit(&t);
-    return 0;
+    return API_OK;
 }
 
 // The options of the layer's type by their snake_case names, as GET shows them: their names
@@ -126,7 +126,7 @@ static int extract_all_options(struct api_call *call, const struct nd_layer_info
     json_t *obj = text ? json_loadb(text, len, 0, NULL) : NULL;
     free(text);
     if (!obj)
-        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     const char *key;
     json_t *value;
     json_object_foreach(obj, key, value) {
@@ -135,7 +135,7 @@ static int extract_all_options(struct api_call *call, const struct nd_layer_info
             jw_null(w);
     }
     json_decref(obj);
-    return 0;
+    return API_OK;
 }
 
 // "keys": "All": every parameter extract knows (Epsilon, Momentum for a batch norm, Input,
@@ -154,7 +154,7 @@ static int extract_all(struct api_call *call, struct nd_layer *layer,
     int count = nd_spec_array_count(&info->spec);
     for (int id = 0; id < count; id++)
         if (extract_all_array(call, layer, info, (enum nd_array_id)id, form, w) != 0)
-            return -1;
+            return API_FAIL;
     return extract_all_options(call, info, w);
 }
 
@@ -167,10 +167,9 @@ static int extract(struct api_call *call, struct nd_layer *layer) {
     bool all = json_is_string(list) && strcmp(json_string_value(list), "All") == 0;
     // A string other than "All" is a wrong type (a list was meant), as it was before "All".
     if (!json_is_array(list) && !all)
-        return api_error_set(&call->err, list ? 400 : 422, list ? "invalid_type" : "invalid_value",
-                             "keys",
-                             "keys must be a list of array or parameter names, or "
-                             "\"All\"");
+        return api_fail(&call->err, list ? API_E_INVALID_TYPE : API_E_INVALID_VALUE, "keys",
+                        "keys must be a list of array or parameter names, or "
+                        "\"All\"");
     struct nd_layer_info info;
     nd_layer_info(layer, &info);
     struct jw w;
@@ -200,8 +199,8 @@ static int extract(struct api_call *call, struct nd_layer *layer) {
 
 int api_h_extract(struct api_call *call) {
     if (call->binary)
-        return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
-                             "extract takes JSON");
+        return api_fail(&call->err, API_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                        "extract takes JSON");
     struct nd_layer *layer = NULL;
     if (api_parse_body(call, false) != 0 || api_layer_from_path(call, &layer) != 0)
         return API_FAIL;
@@ -218,9 +217,9 @@ static int reply_array(struct api_call *call, const char *name, struct nd_tensor
                        uint64_t version) {
     api_reply_etag(call, version);
     if (wants_binary(call) && api_query(call->req, "output_format")) // refused, never ignored
-        return api_error_set(&call->err, 422, "invalid_value", "output_format",
-                             "output_format applies to JSON replies; Accept asks for the raw "
-                             "bytes");
+        return api_fail(&call->err, API_E_INVALID_VALUE, "output_format",
+                        "output_format applies to JSON replies; Accept asks for the raw "
+                        "bytes");
     if (wants_binary(call))
         return api_reply_binary(call, t);
     enum api_tensor_form form;
@@ -273,7 +272,7 @@ static int read_array_body(struct api_call *call, struct nd_tensor *value) {
     }
     static const char *const keys[] = {"array", NULL};
     if (api_parse_body(call, false) != 0 || api_check_keys(call->body, keys, "", &call->err) != 0)
-        return -1;
+        return API_FAIL;
     enum api_tensor_form form;
     return api_read_input(call, "array", value, &form);
 }

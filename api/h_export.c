@@ -194,13 +194,12 @@ static int64_t layer_values(struct nd_layer *layer) {
 
 static int reply_bytes(struct api_call *call, struct nd_buf *b) {
     if (api_query(call->req, "output_format")) // refused, never ignored (as array reads)
-        return api_error_set(&call->err, 422, "invalid_value", "output_format",
-                             "output_format applies to JSON replies; Accept asks for the raw "
-                             "bytes");
+        return api_fail(&call->err, API_E_INVALID_VALUE, "output_format",
+                        "output_format applies to JSON replies; Accept asks for the raw "
+                        "bytes");
     if (call->ctx->config.max_reply_bytes && b->len > call->ctx->config.max_reply_bytes)
-        return api_error_set(&call->err, 413, "payload_too_large", NULL,
-                             "the export (%zu bytes) is larger than this server's reply limit",
-                             b->len);
+        return api_fail(&call->err, API_E_PAYLOAD_TOO_LARGE, NULL,
+                        "the export (%zu bytes) is larger than this server's reply limit", b->len);
     call->resp->status = 200;
     call->resp->body = (char *)b->data; // ownership moves to the response
     call->resp->body_len = b->len;
@@ -257,19 +256,19 @@ int api_h_export(struct api_call *call) {
 static int expect_object(const json_t *v, const char *field, bool allow_null,
                          struct api_error *err) {
     if (json_is_object(v) || (allow_null && json_is_null(v)))
-        return 0;
-    return api_error_set(err, 400, "invalid_type", field, "%s must be an object%s", field,
-                         allow_null ? " or null" : "");
+        return API_OK;
+    return api_fail(err, API_E_INVALID_TYPE, field, "%s must be an object%s", field,
+                    allow_null ? " or null" : "");
 }
 
 static int read_uint(const json_t *v, const char *field, int64_t min, int64_t *out,
                      struct api_error *err) {
     if (api_as_int(v, field, out, err) != 0)
-        return -1;
+        return API_FAIL;
     if (*out < min)
-        return api_error_set(err, 422, "invalid_value", field, "%s must be >= %lld", field,
-                             (long long)min);
-    return 0;
+        return api_fail(err, API_E_INVALID_VALUE, field, "%s must be >= %lld", field,
+                        (long long)min);
+    return API_OK;
 }
 
 static int check_header(const json_t *doc, struct api_error *err) {
@@ -281,31 +280,29 @@ static int check_header(const json_t *doc, struct api_error *err) {
     if (api_check_keys(doc, keys, "", err) != 0 ||
         api_get_string(doc, "format", "format", &format, err) != 0 ||
         api_get_string(doc, "name", "name", &name, err) != 0)
-        return -1;
+        return API_FAIL;
     if (!format || strcmp(format, FORMAT_NAME) != 0)
-        return api_error_set(err, 422, "invalid_value", "format",
-                             "format must be \"" FORMAT_NAME "\" (a layer export)");
+        return api_fail(err, API_E_INVALID_VALUE, "format",
+                        "format must be \"" FORMAT_NAME "\" (a layer export)");
     int64_t version;
     if (!v)
-        return api_error_set(err, 422, "invalid_value", "format_version",
-                             "format_version is required");
+        return api_fail(err, API_E_INVALID_VALUE, "format_version", "format_version is required");
     if (api_as_int(v, "format_version", &version, err) != 0)
-        return -1;
+        return API_FAIL;
     if (version != FORMAT_VERSION)
-        return api_error_set(err, 422, "invalid_value", "format_version",
-                             "format_version %lld is not supported (this server reads %d)",
-                             (long long)version, FORMAT_VERSION);
-    return 0;
+        return api_fail(err, API_E_INVALID_VALUE, "format_version",
+                        "format_version %lld is not supported (this server reads %d)",
+                        (long long)version, FORMAT_VERSION);
+    return API_OK;
 }
 
 // The definition, its fields named under "definition."; values belong in "arrays".
 static int read_definition(struct api_call *call, const json_t *doc, struct nd_layer_state *s) {
     const json_t *v = json_object_get(doc, "definition");
     if (!v)
-        return api_error_set(&call->err, 422, "invalid_value", "definition",
-                             "definition is required");
+        return api_fail(&call->err, API_E_INVALID_VALUE, "definition", "definition is required");
     if (expect_object(v, "definition", false, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     struct api_definition d;
     struct api_tensor_limits limits = api_limits(call);
     struct api_error e;
@@ -313,14 +310,14 @@ static int read_definition(struct api_call *call, const json_t *doc, struct nd_l
     int rc = api_parse_definition(v, call->param[0], &limits, &call->fast, &d, &e);
     for (int id = 0; rc == 0 && id < ND_ARRAY_COUNT; id++)
         if (d.def.source[id] == ND_ARRAY_SOURCE_VALUE)
-            rc = api_error_set(&e, 422, "invalid_value", "arrays",
-                               "%s: values go in the "
-                               "document's arrays, not in its definition",
-                               nd_array_name((enum nd_array_id)id));
+            rc = api_fail(&e, API_E_INVALID_VALUE, "arrays",
+                          "%s: values go in the "
+                          "document's arrays, not in its definition",
+                          nd_array_name((enum nd_array_id)id));
     if (rc != 0) {
         char field[API_FIELD_MAX];
         snprintf(field, sizeof field, "definition%s%.100s", e.field[0] ? "." : "", e.field);
-        api_error_set(&call->err, e.status, e.code, field, "%s", e.message);
+        api_error_copy(&call->err, &e, field);
     }
     s->spec = d.def.spec;
     for (int id = 0; id < ND_ARRAY_COUNT; id++)
@@ -336,23 +333,23 @@ static int read_seed(struct api_call *call, const json_t *doc, struct nd_layer_s
     const json_t *v = json_object_get(doc, "seed");
     s->seed = s->spec.has_seed ? s->spec.seed : nd_engine_next_seed(call->ctx->engine);
     if (!v)
-        return 0;
+        return API_OK;
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
         s->seed = (uint64_t)json_integer_value(v);
-        return 0;
+        return API_OK;
     }
     const char *text = json_string_value(v);
     if (!text)
-        return api_error_set(&call->err, 400, "invalid_type", "seed",
-                             "seed must be a decimal string or an integer");
+        return api_fail(&call->err, API_E_INVALID_TYPE, "seed",
+                        "seed must be a decimal string or an integer");
     char *end;
     errno = 0;
     unsigned long long x = strtoull(text, &end, 10);
     if (errno || end == text || *end || text[0] < '0' || text[0] > '9')
-        return api_error_set(&call->err, 422, "invalid_value", "seed",
-                             "seed must be a decimal number below 2^64");
+        return api_fail(&call->err, API_E_INVALID_VALUE, "seed",
+                        "seed must be a decimal number below 2^64");
     s->seed = x;
-    return 0;
+    return API_OK;
 }
 
 // The array id of a key of "arrays" or "optimizer_state" (aliases accepted, each array once).
@@ -360,16 +357,13 @@ static int read_array_key(const char *key, const struct nd_spec *spec, const cha
                           unsigned *seen, enum nd_array_id *id, struct api_error *err) {
     char field[API_FIELD_MAX];
     snprintf(field, sizeof field, "%s.%.100s", where, key);
-    if (api_parse_array_name(key, spec->type, field, id, err) != 0) {
-        err->status = 422;
-        err->code = "unknown_field";
-        return -1;
-    }
+    if (api_parse_array_name(key, spec->type, field, id, err) != 0)
+        return api_error_recode(err, API_E_UNKNOWN_FIELD);
     if (*seen & (1u << *id))
-        return api_error_set(err, 422, "invalid_value", field,
-                             "%s is given twice (under two of its names)", nd_array_name(*id));
+        return api_fail(err, API_E_INVALID_VALUE, field,
+                        "%s is given twice (under two of its names)", nd_array_name(*id));
     *seen |= 1u << *id;
-    return 0;
+    return API_OK;
 }
 
 static int read_array_entry(struct api_call *call, const json_t *v, enum nd_array_id id,
@@ -378,30 +372,30 @@ static int read_array_entry(struct api_call *call, const json_t *v, enum nd_arra
     char field[API_FIELD_MAX];
     snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
     if (json_is_null(v))
-        return 0;
+        return API_OK;
     if (expect_object(v, field, true, &call->err) != 0 ||
         api_check_keys(v, keys, field, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     const json_t *values = json_object_get(v, "values"), *version;
     char sub[API_FIELD_MAX + 16];
     snprintf(sub, sizeof sub, "%s.values", field);
     if (!values)
-        return api_error_set(&call->err, 422, "invalid_value", sub, "%s is required", sub);
+        return api_fail(&call->err, API_E_INVALID_VALUE, sub, "%s is required", sub);
     struct api_tensor_limits limits = api_limits(call);
     enum api_tensor_form form;
     if (api_tensor_value(&call->fast, values, &limits, sub, &a->value, &form, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     a->present = true;
     snprintf(sub, sizeof sub, "%s.user_set", field);
     if (api_get_bool(v, "user_set", sub, &a->user_set, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     int64_t n = 0;
     snprintf(sub, sizeof sub, "%s.version", field);
     if ((version = json_object_get(v, "version")) &&
         read_uint(version, sub, 0, &n, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     a->version = (uint64_t)n;
-    return 0;
+    return API_OK;
 }
 
 typedef int (*entry_fn)(struct api_call *call, const json_t *v, enum nd_array_id id,
@@ -418,17 +412,17 @@ static int read_per_array(struct api_call *call, const json_t *v, const char *fi
         enum nd_array_id id;
         if (read_array_key(key, &s->spec, field, &seen, &id, &call->err) != 0 ||
             read_entry(call, value, id, &s->arrays[id]) != 0)
-            return -1;
+            return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 static int read_arrays(struct api_call *call, const json_t *doc, struct nd_layer_state *s) {
     const json_t *v = json_object_get(doc, "arrays");
     if (!v)
-        return api_error_set(&call->err, 422, "invalid_value", "arrays", "arrays is required");
+        return api_fail(&call->err, API_E_INVALID_VALUE, "arrays", "arrays is required");
     if (expect_object(v, "arrays", false, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     return read_per_array(call, v, "arrays", s, read_array_entry);
 }
 
@@ -439,16 +433,16 @@ static int read_moment(struct api_call *call, const json_t *v, const char *field
     enum api_tensor_form form;
     struct nd_tensor t = {0};
     if (!v)
-        return api_error_set(&call->err, 422, "invalid_value", field, "%s is required", field);
+        return api_fail(&call->err, API_E_INVALID_VALUE, field, "%s is required", field);
     if (api_tensor_value(&call->fast, v, &limits, field, &t, &form, &call->err) != 0)
-        return -1;
-    int rc = 0;
+        return API_FAIL;
+    int rc = API_OK;
     char have[96], want[96];
     if (!a->present || !nd_shape_equal(&t.shape, &a->value.shape))
-        rc = api_error_set(
-            &call->err, 422, "shape_mismatch", field, "%s has shape %s, its array %s", field,
-            nd_shape_format(&t.shape, have, sizeof have),
-            a->present ? nd_shape_format(&a->value.shape, want, sizeof want) : "has no values");
+        rc = api_fail(&call->err, API_E_SHAPE_MISMATCH, field, "%s has shape %s, its array %s",
+                      field, nd_shape_format(&t.shape, have, sizeof have),
+                      a->present ? nd_shape_format(&a->value.shape, want, sizeof want)
+                                 : "has no values");
     else if (t.numel > 0)
         memcpy(dst, t.data, (size_t)t.numel * sizeof(float));
     nd_tensor_deinit(&t);
@@ -460,7 +454,7 @@ static int read_opt_entry(struct api_call *call, const json_t *v, enum nd_array_
     char field[API_FIELD_MAX], sub[API_FIELD_MAX + 16];
     snprintf(field, sizeof field, "optimizer_state.%s", nd_array_name(id));
     if (json_is_null(v))
-        return 0;
+        return API_OK;
     const char *kind_text = NULL;
     enum nd_optimizer_kind kind;
     int64_t t = 0;
@@ -470,10 +464,10 @@ static int read_opt_entry(struct api_call *call, const json_t *v, enum nd_array_
     snprintf(sub, sizeof sub, "%s.kind", field);
     if (expect_object(v, field, true, &call->err) != 0 ||
         api_get_string(v, "kind", sub, &kind_text, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     if (!kind_text || nd_optimizer_kind_parse(kind_text, &kind, &ce) != ND_STATUS_OK)
-        return api_error_set(&call->err, 422, "invalid_value", sub,
-                             "%s must be \"sgd\" or \"adam\"", sub);
+        return api_fail(&call->err, API_E_INVALID_VALUE, sub, "%s must be \"sgd\" or \"adam\"",
+                        sub);
     adam = kind == ND_OPTIMIZER_ADAM;
     static const char *const sgd_keys[] = {"kind", "t", "m", NULL};
     static const char *const adam_keys[] = {"kind", "t", "m", "v", NULL};
@@ -481,25 +475,25 @@ static int read_opt_entry(struct api_call *call, const json_t *v, enum nd_array_
     const json_t *tv = json_object_get(v, "t");
     if (api_check_keys(v, adam ? adam_keys : sgd_keys, field, &call->err) != 0 ||
         (tv && read_uint(tv, sub, 0, &t, &call->err) != 0))
-        return -1;
+        return API_FAIL;
     int64_t n = a->present ? a->value.numel : 0;
     if (n > 0 && nd_optim_state_prepare(&a->opt, kind, n, &ce) != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     a->opt.t = t;
     snprintf(sub, sizeof sub, "%s.m", field);
     if (read_moment(call, json_object_get(v, "m"), sub, a, a->opt.m) != 0)
-        return -1;
+        return API_FAIL;
     snprintf(sub, sizeof sub, "%s.v", field);
-    return adam ? read_moment(call, json_object_get(v, "v"), sub, a, a->opt.v) : 0;
+    return adam ? read_moment(call, json_object_get(v, "v"), sub, a, a->opt.v) : API_OK;
 }
 
 static int read_optimizer_state(struct api_call *call, const json_t *doc,
                                 struct nd_layer_state *s) {
     const json_t *v = json_object_get(doc, "optimizer_state");
     if (!v || json_is_null(v))
-        return 0;
+        return API_OK;
     if (expect_object(v, "optimizer_state", true, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     return read_per_array(call, v, "optimizer_state", s, read_opt_entry);
 }
 
@@ -509,20 +503,20 @@ static int read_counters(struct api_call *call, const json_t *doc, struct nd_lay
     const json_t *version = json_object_get(doc, "version");
     int64_t n = 1;
     if (version && read_uint(version, "version", 1, &n, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     s->version = (uint64_t)n;
     if (!c || json_is_null(c))
-        return 0;
+        return API_OK;
     if (expect_object(c, "counters", true, &call->err) != 0 ||
         api_check_keys(c, keys, "counters", &call->err) != 0)
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(c, "train_steps")) &&
         read_uint(v, "counters.train_steps", 0, &s->train_steps, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(c, "optimizer_steps")) &&
         read_uint(v, "counters.optimizer_steps", 0, &s->optimizer_steps, &call->err) != 0)
-        return -1;
-    return 0;
+        return API_FAIL;
+    return API_OK;
 }
 
 // The JSON document as a container (checked whole by nd_layer_state_encode).
@@ -586,8 +580,8 @@ int api_h_import(struct api_call *call) {
     if (st == ND_STATUS_PRECONDITION_FAILED)
         snprintf(ce.field, sizeof ce.field, "If-Match");
     if (st == ND_STATUS_INVALID_VALUE && call->binary && !ce.field[0]) // damaged bytes
-        return api_error_set(&call->err, 400, "malformed_body", "body",
-                             "the body is not a layer export: %s", ce.msg);
+        return api_fail(&call->err, API_E_MALFORMED_BODY, "body",
+                        "the body is not a layer export: %s", ce.msg);
     if (st != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     if (created)

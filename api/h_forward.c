@@ -2,7 +2,6 @@
 // list of examples, or a binary body.
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "api/internal.h"
 #include "api/tensor_io.h"
@@ -15,16 +14,16 @@ struct forward_req {
 };
 
 int api_parse_mode(struct api_call *call, const char *text, bool *train) {
-    if (strcasecmp(text, "inference") == 0 || strcasecmp(text, "test") == 0) {
-        *train = false;
-        return 0;
-    }
-    if (strcasecmp(text, "train") == 0 || strcasecmp(text, "training") == 0) {
-        *train = true;
-        return 0;
-    }
-    return api_error_set(&call->err, 422, "invalid_value", "mode",
-                         "mode must be \"inference\" or \"train\"");
+    static const struct api_enum_name modes[] = {{"inference", 0, false},
+                                                 {"train", 1, false},
+                                                 {"test", 0, true},
+                                                 {"training", 1, true},
+                                                 {NULL, 0, false}};
+    int v;
+    if (api_parse_enum(text, "mode", modes, API_ENUM_NOCASE, &v, &call->err) != API_OK)
+        return API_FAIL;
+    *train = v == 1;
+    return API_OK;
 }
 
 // mode, batch and output_format from the JSON body (which holds the query's too, see
@@ -40,24 +39,24 @@ static int parse_forward_options(struct api_call *call, struct forward_req *fr) 
         if (api_get_string(call->body, "mode", "mode", &mode, &call->err) ||
             api_get_string(call->body, "output_format", "output_format", &format, &call->err) ||
             api_get_bool(call->body, "batch", "batch", &batch, &call->err))
-            return -1;
+            return API_FAIL;
     } else {
         mode = api_query(call->req, "mode");
         if (api_query_bool(call, "batch", &has_batch, &batch) != 0)
-            return -1;
+            return API_FAIL;
         if (api_query(call->req, "output_format"))
-            return api_error_set(&call->err, 422, "invalid_value", "output_format",
-                                 "output_format applies to JSON replies; a binary body's reply "
-                                 "is binary");
+            return api_fail(&call->err, API_E_INVALID_VALUE, "output_format",
+                            "output_format applies to JSON replies; a binary body's reply "
+                            "is binary");
     }
     if (mode && api_parse_mode(call, mode, &fr->train_mode) != 0)
-        return -1;
+        return API_FAIL;
     if (has_batch)
         fr->batch_hint = batch ? 1 : 0;
     if (format && api_form_parse(format, &fr->format, "output_format", &call->err) != 0)
-        return -1;
+        return API_FAIL;
     fr->has_format = format != NULL;
-    return 0;
+    return API_OK;
 }
 
 int api_forward_one(struct api_call *call, struct nd_layer *layer, struct nd_tensor *x,
@@ -77,7 +76,7 @@ int api_forward_one(struct api_call *call, struct nd_layer *layer, struct nd_ten
         return API_DEFER;
     if (st != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
-    return 0;
+    return API_OK;
 }
 
 // Example i of the list: its own tensor, or a slice of the list read as one tensor (equal
@@ -89,7 +88,7 @@ static int list_item(struct api_call *call, const json_t *inputs, struct nd_tens
         *x = nd_tensor_view(all->data, &ex);
         x->data += (size_t)i * (size_t)x->numel;
         *form = API_FORM_NESTED;
-        return 0;
+        return API_OK;
     }
     char field[32];
     snprintf(field, sizeof field, "inputs[%zu]", i);
@@ -103,16 +102,16 @@ static int forward_list(struct api_call *call, struct nd_layer *layer, const jso
     struct nd_tensor all = {0};
     int taken = api_fast_take(&call->fast, inputs, &all);
     if (taken < 0 || (taken == 0 && !json_is_array(inputs)))
-        return api_error_set(&call->err, 400, "invalid_type", "inputs",
-                             "inputs must be a list of examples");
+        return api_fail(&call->err, API_E_INVALID_TYPE, "inputs",
+                        "inputs must be a list of examples");
     size_t count = taken ? (size_t)all.shape.dim[0] : json_array_size(inputs);
     struct nd_layer_info info;
     nd_layer_info(layer, &info);
-    int rc = 0;
+    int rc = API_OK;
     if (fr->train_mode && nd_layer_type_is_batch(info.spec.type))
-        rc = api_error_set(&call->err, 422, "invalid_value", "inputs",
-                           "mode train needs one batch (\"input\"), so the statistics are "
-                           "the batch's");
+        rc = api_fail(&call->err, API_E_INVALID_VALUE, "inputs",
+                      "mode train needs one batch (\"input\"), so the statistics are "
+                      "the batch's");
     struct jw w;
     api_writer_init(call, &w);
     jw_obj_begin(&w);
@@ -198,8 +197,8 @@ static int forward_body(struct api_call *call, struct nd_layer **at) {
         if (call->inline_only) // a list reads the layer's information, which may wait
             return API_DEFER;
         if (json_object_get(call->body, "input"))
-            return api_error_set(&call->err, 422, "invalid_value", "inputs",
-                                 "give input or inputs, not both");
+            return api_fail(&call->err, API_E_INVALID_VALUE, "inputs",
+                            "give input or inputs, not both");
         return forward_list(call, layer, json_object_get(call->body, "inputs"), &fr);
     }
     struct nd_tensor x = {0};

@@ -15,12 +15,11 @@ int api_h_healthz(struct api_call *call) {
 
 int api_h_readyz(struct api_call *call) {
     if (!atomic_load(&call->ctx->ready))
-        return api_error_set(&call->err, 503, "unavailable", NULL,
-                             "not ready: starting or draining");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL, "not ready: starting or draining");
     if (atomic_load(&call->ctx->store_down))
-        return api_error_set(&call->err, 503, "unavailable", NULL,
-                             "not ready: the store %.200s cannot be reached",
-                             call->ctx->config.store ? call->ctx->config.store : "");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL,
+                        "not ready: the store %.200s cannot be reached",
+                        call->ctx->config.store ? call->ctx->config.store : "");
     struct jw w;
     jw_init(&w);
     jw_obj_begin(&w);
@@ -107,7 +106,7 @@ int api_h_type_options(struct api_call *call) {
     struct nd_error ce;
     nd_error_clear(&ce);
     if (nd_layer_type_parse(call->param[0], &type, &nd, &ce) != ND_STATUS_OK)
-        return api_error_set(&call->err, 404, "not_found", "type", "%s", ce.msg);
+        return api_fail(&call->err, API_E_NOT_FOUND, "type", "%s", ce.msg);
     struct jw w;
     jw_init(&w);
     jw_obj_begin(&w);

@@ -13,15 +13,15 @@ static int parse_limit(struct api_call *call, int32_t *limit) {
     const char *text = api_query(call->req, "limit");
     *limit = 0;
     if (!text)
-        return 0;
+        return API_OK;
     size_t n = strlen(text);
     bool digits = n > 0 && n <= 4 && strspn(text, "0123456789") == n;
     long v = digits ? strtol(text, NULL, 10) : 0;
     if (v < 1 || v > ND_HISTORY_CAPACITY)
-        return api_error_set(&call->err, 422, "invalid_value", "limit",
-                             "limit must be an integer from 1 to %d", ND_HISTORY_CAPACITY);
+        return api_fail(&call->err, API_E_INVALID_VALUE, "limit",
+                        "limit must be an integer from 1 to %d", ND_HISTORY_CAPACITY);
     *limit = (int32_t)v;
-    return 0;
+    return API_OK;
 }
 
 // A double, or null when the record does not hold it.
@@ -84,7 +84,7 @@ int api_h_history(struct api_call *call) {
                          "the layer's history");
     struct nd_history_record *recs = rc == 0 ? malloc(bytes) : NULL;
     if (rc == 0 && !recs)
-        rc = api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+        rc = api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     int32_t n = 0;
     uint64_t total = 0, version = 0;
     struct nd_error ce;

@@ -16,7 +16,7 @@ int api_layer_from_path(struct api_call *call, struct nd_layer **out) {
     nd_error_clear(&ce);
     if (nd_registry_get(reg, call->param[0], out, &ce) != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
-    return 0;
+    return API_OK;
 }
 
 // min_version from the body (an integer, or the query's text merged into it) or the query: 0
@@ -32,14 +32,14 @@ static int read_min_version(struct api_call *call, uint64_t *want) {
         char *end;
         n = text[0] >= '0' && text[0] <= '9' ? (int64_t)strtoll(text, &end, 10) : -1;
         if (n < 0 || *end || strlen(text) > 19)
-            return api_error_set(&call->err, 422, "invalid_value", "min_version",
-                                 "min_version must be a version (an integer >= 1)");
+            return api_fail(&call->err, API_E_INVALID_VALUE, "min_version",
+                            "min_version must be a version (an integer >= 1)");
     }
     if ((v || text) && n < 1)
-        return api_error_set(&call->err, 422, "invalid_value", "min_version",
-                             "min_version must be >= 1, got %lld", (long long)n);
+        return api_fail(&call->err, API_E_INVALID_VALUE, "min_version",
+                        "min_version must be >= 1, got %lld", (long long)n);
     *want = (uint64_t)n;
-    return 0;
+    return API_OK;
 }
 
 int api_layer_at_least(struct api_call *call, struct nd_layer **layer) {
@@ -47,7 +47,7 @@ int api_layer_at_least(struct api_call *call, struct nd_layer **layer) {
     if (read_min_version(call, &want) != 0)
         return API_FAIL;
     if (want == 0 || nd_layer_version(*layer) >= want)
-        return 0;
+        return API_OK;
     if (call->inline_only)
         return API_DEFER; // loading is I/O
     // Another replica acknowledged it, so a shared store holds it: drop this copy and load that.
@@ -58,11 +58,11 @@ int api_layer_at_least(struct api_call *call, struct nd_layer **layer) {
         return API_FAIL;
     uint64_t have = nd_layer_version(*layer);
     if (have >= want)
-        return 0;
+        return API_OK;
     api_reply_header(call, "Retry-After", "1");
-    return api_error_set(&call->err, 503, "unavailable", "min_version",
-                         "layer %s is at version %llu, not yet %llu", call->param[0],
-                         (unsigned long long)have, (unsigned long long)want);
+    return api_fail(&call->err, API_E_UNAVAILABLE, "min_version",
+                    "layer %s is at version %llu, not yet %llu", call->param[0],
+                    (unsigned long long)have, (unsigned long long)want);
 }
 
 static int reply_info(struct api_call *call, int status, struct nd_layer *layer) {
@@ -111,8 +111,8 @@ int api_h_layers_list(struct api_call *call) {
 
 static int define(struct api_call *call, const char *path_name, enum nd_define_mode mode) {
     if (call->binary)
-        return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
-                             "a layer definition is JSON");
+        return api_fail(&call->err, API_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                        "a layer definition is JSON");
     uint64_t version;
     if (api_parse_body(call, false) != 0 || api_if_match(call, &version) != 0)
         return API_FAIL;
@@ -183,30 +183,30 @@ static int parse_initialize(struct api_call *call, struct nd_initialize_args *ar
     memset(args, 0, sizeof *args);
     if (api_check_keys(b, keys, "", &call->err) != 0 ||
         api_get_bool(b, "reinitialize", "reinitialize", &args->reinitialize, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(b, "input")) && !json_is_null(v)) {
         if (api_parse_shape(v, "input", call->ctx->config.max_elements, &args->input, &call->err) !=
             0)
-            return -1;
+            return API_FAIL;
         args->has_input = true;
     }
     if ((v = json_object_get(b, "seed")) && !json_is_null(v)) {
         int64_t seed;
         if (api_as_int(v, "seed", &seed, &call->err) != 0)
-            return -1;
+            return API_FAIL;
         if (seed < 0)
-            return api_error_set(&call->err, 422, "invalid_value", "seed", "seed must be >= 0");
+            return api_fail(&call->err, API_E_INVALID_VALUE, "seed", "seed must be >= 0");
         args->has_seed = true;
         args->seed = (uint64_t)seed;
     }
-    return 0;
+    return API_OK;
 }
 
 int api_h_initialize(struct api_call *call) {
     struct nd_initialize_args args;
     if (call->binary)
-        return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
-                             "initialize takes JSON");
+        return api_fail(&call->err, API_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                        "initialize takes JSON");
     if (api_parse_body(call, true) != 0 || parse_initialize(call, &args) != 0)
         return API_FAIL;
     struct nd_error ce;

@@ -58,25 +58,25 @@ static int path_version(struct api_call *call, uint64_t *want) {
     const char *v = call->param[1];
     *want = 0;
     if (!v)
-        return 0;
+        return API_OK;
     char *end;
     errno = 0;
     unsigned long long n = strtoull(v, &end, 10);
     if (v[0] < '0' || v[0] > '9' || *end || errno || n == 0)
-        return api_error_set(&call->err, 400, "invalid_value", "version",
-                             "model version %.40s is not a version number (1, 2, ...)", v);
+        return api_fail(&call->err, API_E_INVALID_VALUE, "version",
+                        "model version %.40s is not a version number (1, 2, ...)", v);
     *want = n;
-    return 0;
+    return API_OK;
 }
 
 // A model has one version, the layer's current one: another is not found (Triton's 404 for a
 // version it does not serve).
 static int check_version(struct api_call *call, uint64_t want, uint64_t have) {
     if (want && want != have)
-        return api_error_set(&call->err, 404, "not_found", "version",
-                             "model %.100s has version %llu, not %llu", call->param[0],
-                             (unsigned long long)have, (unsigned long long)want);
-    return 0;
+        return api_fail(&call->err, API_E_NOT_FOUND, "version",
+                        "model %.100s has version %llu, not %llu", call->param[0],
+                        (unsigned long long)have, (unsigned long long)want);
+    return API_OK;
 }
 
 // The layer of the path and its information, its version checked against the path's.
@@ -85,7 +85,7 @@ static int model_from_path(struct api_call *call, struct nd_layer **layer,
     uint64_t want;
     *layer = NULL;
     if (path_version(call, &want) != 0 || api_layer_from_path(call, layer) != 0)
-        return -1;
+        return API_FAIL;
     nd_layer_info(*layer, info);
     return check_version(call, want, info->version);
 }
@@ -130,8 +130,8 @@ int api_h_oip_live(struct api_call *call) {
 
 int api_h_oip_ready(struct api_call *call) {
     if (!api_is_ready(call->ctx))
-        return api_error_set(&call->err, 503, "unavailable", NULL,
-                             "not ready: starting, draining, or the store cannot be reached");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL,
+                        "not ready: starting, draining, or the store cannot be reached");
     return reply_bool(call, NULL, "ready");
 }
 
@@ -194,11 +194,11 @@ int api_h_oip_model_ready(struct api_call *call) {
     if (rc != 0)
         return API_FAIL;
     if (!atomic_load(&call->ctx->ready))
-        return api_error_set(&call->err, 503, "unavailable", NULL,
-                             "not ready: the server is starting or draining");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL,
+                        "not ready: the server is starting or draining");
     if (!info.initialized)
-        return api_error_set(&call->err, 503, "unavailable", NULL,
-                             "model %.100s is not ready: it is not initialized", call->param[0]);
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL,
+                        "model %.100s is not ready: it is not initialized", call->param[0]);
     return reply_bool(call, call->param[0], "ready");
 }
 
@@ -220,7 +220,7 @@ static int infer(struct api_call *call, struct nd_layer *layer, uint64_t want,
     bool train = false;
     if (oip_read_request(call, &INFER, r) != 0)
         return API_FAIL;
-    int rc = r->raw ? read_raw(call, layer, r) : 0;
+    int rc = r->raw ? read_raw(call, layer, r) : API_OK;
     if (rc != 0)
         return rc;
     if (r->params && (api_get_string(r->params, "mode", "parameters.mode", &mode, &call->err) ||
@@ -265,9 +265,9 @@ static int train_optimizer(struct api_call *call, const json_t *params, struct n
                                        "beta_1",        "beta_2",   "epsilon"};
     *opt = nd_optimizer_default(ND_OPTIMIZER_SGD);
     if (!params)
-        return 0;
+        return API_OK;
     json_t *o = json_object();
-    int rc = o ? 0 : api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+    int rc = o ? API_OK : api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     const json_t *type = json_object_get(params, "optimizer");
     if (rc == 0 && type)
         rc = json_object_set(o, "type", (json_t *)type);
@@ -279,7 +279,7 @@ static int train_optimizer(struct api_call *call, const json_t *params, struct n
     if (rc == 0)
         rc = api_parse_optimizer(call, o, opt);
     else
-        api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+        api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     json_decref(o);
     return rc;
 }
@@ -294,19 +294,19 @@ static int train_inputs(struct api_call *call, struct oip_request *r, struct api
         memset(&r->in[i].t, 0, sizeof r->in[i].t);
     }
     if (!t->input.data && t->input.shape.ndim == 0)
-        return api_error_set(&call->err, 400, "invalid_value", "inputs",
-                             "the train extension needs the input \"input\"");
+        return api_fail(&call->err, API_E_INVALID_VALUE, "inputs",
+                        "the train extension needs the input \"input\"");
     if (t->output_grad.shape.ndim && t->target.shape.ndim)
-        return api_error_set(&call->err, 400, "invalid_value", "inputs",
-                             "give output_gradient or target, not both");
-    return 0;
+        return api_fail(&call->err, API_E_INVALID_VALUE, "inputs",
+                        "give output_gradient or target, not both");
+    return API_OK;
 }
 
 // Without a list of outputs, return_gradients asks for all four.
 static int train_outputs(struct api_call *call, struct oip_request *r, struct api_train_req *t) {
     bool gradients = false;
     if (oip_param_bool(call, r, "return_gradients", &gradients) != 0)
-        return -1;
+        return API_FAIL;
     if (gradients && !json_object_get(call->body, "outputs"))
         for (r->nout = 1; r->nout < OIP_MAX_OUTPUTS; r->nout++)
             r->out[r->nout] = (struct oip_output){r->nout, r->out[0].binary};
@@ -315,7 +315,7 @@ static int train_outputs(struct api_call *call, struct oip_request *r, struct ap
         t->want |= r->out[k].index == OUT_INPUT_GRADIENT  ? ND_TRAIN_WANT_INPUT_GRADIENT
                    : r->out[k].index > OUT_INPUT_GRADIENT ? ND_TRAIN_WANT_ARRAY_GRADIENTS
                                                           : 0;
-    return 0;
+    return API_OK;
 }
 
 static struct nd_tensor *result_tensor(struct nd_train_result *res, int index) {
@@ -351,8 +351,8 @@ int api_h_oip_train(struct api_call *call) {
     int rc =
         model_from_path(call, &layer, &info) == 0 ? oip_read_request(call, &TRAIN, &r) : API_FAIL;
     if (rc == 0 && r.raw)
-        rc = api_error_set(&call->err, 400, "invalid_value", "Inference-Header-Content-Length",
-                           "the train extension takes a JSON header (its inputs are named)");
+        rc = api_fail(&call->err, API_E_INVALID_VALUE, "Inference-Header-Content-Length",
+                      "the train extension takes a JSON header (its inputs are named)");
     // The version is checked before the step, not atomically with it: a concurrent change
     // between the two trains the newer version.
     if (rc == 0)

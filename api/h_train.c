@@ -16,11 +16,10 @@ int api_parse_optimizer(struct api_call *call, const json_t *v, struct nd_optimi
                                        "beta_1", "beta_2",        "epsilon",  NULL};
     const char *type = "sgd";
     if (!json_is_object(v))
-        return api_error_set(&call->err, 400, "invalid_type", "optimizer",
-                             "optimizer must be an object");
+        return api_fail(&call->err, API_E_INVALID_TYPE, "optimizer", "optimizer must be an object");
     if (api_check_keys(v, keys, "optimizer", &call->err) != 0 ||
         api_get_string(v, "type", "optimizer.type", &type, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     enum nd_optimizer_kind kind;
     struct nd_error ce;
     nd_error_clear(&ce);
@@ -34,8 +33,8 @@ int api_parse_optimizer(struct api_call *call, const json_t *v, struct nd_optimi
         api_get_number(v, "beta_1", "optimizer.beta_1", &opt->beta_1, &call->err) ||
         api_get_number(v, "beta_2", "optimizer.beta_2", &opt->beta_2, &call->err) ||
         api_get_number(v, "epsilon", "optimizer.epsilon", &opt->epsilon, &call->err))
-        return -1;
-    return 0;
+        return API_FAIL;
+    return API_OK;
 }
 
 static const struct {
@@ -53,37 +52,40 @@ static const struct {
 
 static int parse_return(struct api_call *call, const json_t *v, uint32_t *want) {
     if (!json_is_array(v))
-        return api_error_set(&call->err, 400, "invalid_type", "return",
-                             "return must be a list of item names");
+        return api_fail(&call->err, API_E_INVALID_TYPE, "return",
+                        "return must be a list of item names");
     *want = 0;
     for (size_t i = 0; i < json_array_size(v); i++) {
         const char *name;
         if (api_as_string(json_array_get(v, i), "return", &name, &call->err) != 0)
-            return -1;
+            return API_FAIL;
         size_t k = 0, n = sizeof return_items / sizeof return_items[0];
         while (k < n && strcmp(return_items[k].name, name) != 0)
             k++;
         if (k == n)
-            return api_error_set(&call->err, 422, "invalid_value", "return",
-                                 "unknown return item %.60s (output, input_gradient, "
-                                 "array_gradients, arrays, batch_statistics, loss)",
-                                 name);
+            return api_fail(&call->err, API_E_INVALID_VALUE, "return",
+                            "unknown return item %.60s (output, input_gradient, "
+                            "array_gradients, arrays, batch_statistics, loss)",
+                            name);
         *want |= return_items[k].bit;
     }
-    return 0;
+    return API_OK;
 }
 
 static int parse_loss(struct api_call *call, bool has_target) {
     const char *loss = NULL;
     if (api_get_string(call->body, "loss", "loss", &loss, &call->err) != 0)
-        return -1;
-    if (loss && strcmp(loss, "mean_squared") != 0 && strcmp(loss, "mean_squared_error") != 0 &&
-        strcmp(loss, "mse") != 0)
-        return api_error_set(&call->err, 422, "invalid_value", "loss",
-                             "loss must be \"mean_squared\"");
+        return API_FAIL;
+    static const struct api_enum_name losses[] = {{"mean_squared", 0, false},
+                                                  {"mean_squared_error", 0, true},
+                                                  {"mse", 0, true},
+                                                  {NULL, 0, false}};
+    int kind;
+    if (loss && api_parse_enum(loss, "loss", losses, 0, &kind, &call->err) != API_OK)
+        return API_FAIL;
     if (loss && !has_target)
-        return api_error_set(&call->err, 422, "invalid_value", "target", "loss needs a target");
-    return 0;
+        return api_fail(&call->err, API_E_INVALID_VALUE, "target", "loss needs a target");
+    return API_OK;
 }
 
 static int parse_train(struct api_call *call, struct api_train_req *t) {
@@ -103,16 +105,16 @@ static int parse_train(struct api_call *call, struct api_train_req *t) {
         parse_loss(call, t->target.shape.ndim > 0 || t->target.numel > 0) ||
         api_get_string(b, "output_format", "output_format", &format, &call->err) ||
         api_get_bool(b, "batch", "batch", &batch, &call->err))
-        return -1;
+        return API_FAIL;
     if (t->batch_hint == 0 && batch)
         t->batch_hint = 1;
     if ((v = json_object_get(b, "optimizer")) && api_parse_optimizer(call, v, &t->optimizer))
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(b, "return")) && parse_return(call, v, &t->want))
-        return -1;
+        return API_FAIL;
     t->format = form;
     t->has_format = format != NULL;
-    return format ? api_form_parse(format, &t->format, "output_format", &call->err) : 0;
+    return format ? api_form_parse(format, &t->format, "output_format", &call->err) : API_OK;
 }
 
 // ---- running and rendering ----
@@ -121,14 +123,14 @@ static int parse_train(struct api_call *call, struct api_train_req *t) {
 static int batch_views(struct api_call *call, struct nd_layer *layer, struct api_train_req *t,
                        struct nd_tensor v[3], bool *is_batch) {
     if (api_batch_view(call, layer, &t->input, t->batch_hint, &v[0], is_batch) != 0)
-        return -1;
+        return API_FAIL;
     struct nd_tensor *src[2] = {&t->output_grad, &t->target};
     for (int i = 0; i < 2; i++) {
         v[i + 1] = *src[i];
         if (src[i]->data && nd_shape_equal(&src[i]->shape, &t->input.shape))
             v[i + 1] = nd_tensor_view(src[i]->data, &v[0].shape);
     }
-    return 0;
+    return API_OK;
 }
 
 // A result tensor in the request's batching (one example in, one example out).
@@ -216,7 +218,7 @@ int api_train_run(struct api_call *call, struct nd_layer *layer, struct api_trai
         ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     atomic_fetch_add_explicit(&call->ctx->train_steps, 1, memory_order_relaxed);
-    return 0;
+    return API_OK;
 }
 
 static int train(struct api_call *call, struct nd_layer *layer, struct api_train_req *t) {
@@ -234,9 +236,9 @@ static int train(struct api_call *call, struct nd_layer *layer, struct api_train
 
 int api_h_train_step(struct api_call *call) {
     if (call->binary)
-        return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
-                             "train-step takes JSON (its gradient and options travel with the "
-                             "input)");
+        return api_fail(&call->err, API_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                        "train-step takes JSON (its gradient and options travel with the "
+                        "input)");
     struct api_train_req t = {0};
     struct nd_layer *layer = NULL;
     int rc = API_FAIL;

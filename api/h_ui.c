@@ -57,8 +57,8 @@ static bool not_modified(const char *if_none_match, const char *etag) {
 int api_h_ui(struct api_call *call) {
     const struct api_ui_asset *a = asset_of_path(call->req->path);
     if (!a)
-        return api_error_set(&call->err, 404, "not_found", NULL, "no dashboard file %.100s",
-                             call->req->path);
+        return api_fail(&call->err, API_E_NOT_FOUND, NULL, "no dashboard file %.100s",
+                        call->req->path);
     api_reply_header(call, "ETag", "%s", a->etag);
     api_reply_header(call, "Cache-Control", "no-cache");
     api_reply_header(call, "Content-Security-Policy", "%s", UI_CSP);
@@ -69,7 +69,7 @@ int api_h_ui(struct api_call *call) {
     }
     char *body = malloc(a->size ? a->size : 1);
     if (!body)
-        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     memcpy(body, a->data, a->size);
     call->resp->status = 200;
     call->resp->body = body;

@@ -60,11 +60,7 @@ struct api_query_param {
     enum api_query_type type;
 };
 
-enum {
-    API_OK = 0,
-    API_FAIL = -1,  // call->err holds the error
-    API_DEFER = -2, // inline only: needs a worker
-};
+// The return words API_OK, API_FAIL (call->err holds the error) and API_DEFER: api/errors.h.
 
 struct api_call {
     struct api_ctx *ctx;
@@ -91,7 +87,7 @@ const char *api_header(const struct api_request *req, const char *name);
 const char *api_query(const struct api_request *req, const char *name);
 
 // A boolean query parameter: "true"/"1" or "false"/"0"; absent leaves *out and *present false.
-// Anything else is 400 invalid_type naming it. Returns 0 or API_FAIL.
+// Anything else is 400 invalid_type naming it. Returns API_OK or API_FAIL.
 int api_query_bool(struct api_call *call, const char *name, bool *present, bool *out);
 
 // Parses the body as a JSON object into call->body (an empty body is {} when allow_empty),
@@ -106,7 +102,7 @@ int api_parse_body(struct api_call *call, bool allow_empty);
 
 // Takes bytes from the memory budget before the call allocates them (what names them in the
 // error); given back when the call ends. 413 when they could never fit in --max-memory, 503
-// with Retry-After while others hold it. Returns 0 or API_FAIL.
+// with Retry-After while others hold it. Returns API_OK or API_FAIL.
 int api_reserve(struct api_call *call, int64_t bytes, const char *what);
 
 // The version an If-Match header asks for: "7", 7 or W/"7" -> 7; absent or "*" -> 0 (any).
@@ -135,12 +131,12 @@ void api_reply_etag(struct api_call *call, uint64_t version);
 // ---- JSON field helpers (json_util.c) ----
 
 // 422 unknown_field for the first key of obj not in allowed (NULL-terminated), naming
-// prefix.key. Returns 0 or -1.
+// prefix.key. Returns API_OK or API_FAIL.
 int api_check_keys(const json_t *obj, const char *const *allowed, const char *prefix,
                    struct api_error *err);
 
-// Typed field readers: 0 when absent (defaults untouched) or read, -1 (400 invalid_type) on a
-// wrong JSON type. The field names the path for errors.
+// Typed field readers: API_OK when absent (defaults untouched) or read, API_FAIL (400 invalid_type)
+// on a wrong JSON type. The field names the path for errors.
 int api_get_string(const json_t *obj, const char *key, const char *field, const char **out,
                    struct api_error *err);
 int api_get_bool(const json_t *obj, const char *key, const char *field, bool *out,
@@ -148,7 +144,7 @@ int api_get_bool(const json_t *obj, const char *key, const char *field, bool *ou
 int api_get_number(const json_t *obj, const char *key, const char *field, double *out,
                    struct api_error *err);
 
-// A JSON value as a number / integer / bool, -1 with 400 invalid_type naming field otherwise.
+// A JSON value as a number / integer / bool; API_FAIL with 400 invalid_type naming field otherwise.
 int api_as_number(const json_t *v, const char *field, double *out, struct api_error *err);
 int api_as_int(const json_t *v, const char *field, int64_t *out, struct api_error *err);
 int api_as_bool(const json_t *v, const char *field, bool *out, struct api_error *err);

@@ -87,9 +87,9 @@ static int null_hint(const json_t *v, const char *field, const char *meaning,
                      struct api_error *err) {
     const char *t = json_is_string(v) ? json_string_value(v) : NULL;
     if (!t || (strcmp(t, "Automatic") != 0 && strcmp(t, "None") != 0 && strcmp(t, "null") != 0))
-        return 0;
-    return api_error_set(err, 400, "invalid_type", field,
-                         "%s: write null (%s), not the string \"%s\"", field, meaning, t);
+        return API_OK;
+    return api_fail(err, API_E_INVALID_TYPE, field, "%s: write null (%s), not the string \"%s\"",
+                    field, meaning, t);
 }
 
 // ---- parsers ----
@@ -97,21 +97,21 @@ static int null_hint(const json_t *v, const char *field, const char *meaning,
 static int core_value_error(const struct nd_error *e, const char *field, struct api_error *err) {
     api_error_from_core(err, e, "");
     snprintf(err->field, sizeof err->field, "%s", field);
-    return -1;
+    return API_FAIL;
 }
 
 static int parse_epsilon(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
     // PyTorch's RMSNorm(eps=None): the machine epsilon, which its default already is.
     if (json_is_null(v) && s->type == ND_LAYER_TYPE_RMS_NORM && nd_spec_is_pytorch_named(s))
-        return 0;
+        return API_OK;
     return api_as_number(v, f, &s->epsilon, e);
 }
 
 static int parse_momentum(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
     if (null_hint(v, f, "a cumulative moving average under pytorch", e))
-        return -1;
+        return API_FAIL;
     s->momentum_null = json_is_null(v);
-    return s->momentum_null ? 0 : api_as_number(v, f, &s->momentum, e);
+    return s->momentum_null ? API_OK : api_as_number(v, f, &s->momentum, e);
 }
 
 static int parse_interleaving(const json_t *v, struct nd_spec *s, const char *f,
@@ -125,22 +125,21 @@ static int parse_axes(const json_t *v, struct nd_spec *s, const char *f, struct 
     int64_t a;
     if (!json_is_array(v)) {
         if (api_as_int(v, f, &a, e) != 0)
-            return -1;
+            return API_FAIL;
         s->naxes = 1;
         s->axes[0] = (int32_t)(a > 99 ? 99 : a < -99 ? -99 : a);
-        return 0;
+        return API_OK;
     }
     size_t n = json_array_size(v);
     if (n == 0 || n > ND_MAX_RANK)
-        return api_error_set(e, 422, "invalid_value", f, "%s must list 1 to %d axes", f,
-                             ND_MAX_RANK);
+        return api_fail(e, API_E_INVALID_VALUE, f, "%s must list 1 to %d axes", f, ND_MAX_RANK);
     for (size_t i = 0; i < n; i++) {
         if (api_as_int(json_array_get(v, i), f, &a, e) != 0)
-            return -1;
+            return API_FAIL;
         s->axes[i] = (int32_t)(a > 99 ? 99 : a < -99 ? -99 : a);
     }
     s->naxes = (int32_t)n;
-    return 0;
+    return API_OK;
 }
 
 static int parse_center(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
@@ -154,9 +153,9 @@ static int parse_scale(const json_t *v, struct nd_spec *s, const char *f, struct
 static int parse_affine(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
     bool on;
     if (api_as_bool(v, f, &on, e) != 0)
-        return -1;
+        return API_FAIL;
     s->enabled[ND_ARRAY_SCALING] = s->enabled[ND_ARRAY_BIASES] = on;
-    return 0;
+    return API_OK;
 }
 
 // PyTorch's LayerNorm/RMSNorm(elementwise_affine): Scaling, and Biases where the type has them
@@ -165,11 +164,11 @@ static int parse_elementwise_affine(const json_t *v, struct nd_spec *s, const ch
                                     struct api_error *e) {
     bool on;
     if (api_as_bool(v, f, &on, e) != 0)
-        return -1;
+        return API_FAIL;
     s->enabled[ND_ARRAY_SCALING] = on;
     if (s->type != ND_LAYER_TYPE_RMS_NORM)
         s->enabled[ND_ARRAY_BIASES] = on;
-    return 0;
+    return API_OK;
 }
 
 // PyTorch's LayerNorm(bias=False): no Biases (a late option: bias=True adds none without
@@ -177,9 +176,9 @@ static int parse_elementwise_affine(const json_t *v, struct nd_spec *s, const ch
 static int parse_bias(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
     bool on;
     if (api_as_bool(v, f, &on, e) != 0)
-        return -1;
+        return API_FAIL;
     s->enabled[ND_ARRAY_BIASES] = s->enabled[ND_ARRAY_BIASES] && on;
-    return 0;
+    return API_OK;
 }
 
 // PyTorch's track_running_stats: false drops a batch norm's MovingMean/MovingVariance (batch
@@ -188,9 +187,9 @@ static int parse_track_running_stats(const json_t *v, struct nd_spec *s, const c
                                      struct api_error *e) {
     bool on;
     if (api_as_bool(v, f, &on, e) != 0)
-        return -1;
+        return API_FAIL;
     s->enabled[ND_ARRAY_MOVING_MEAN] = s->enabled[ND_ARRAY_MOVING_VARIANCE] = on;
-    return 0;
+    return API_OK;
 }
 
 // A positive size (num_features, num_channels); values below 1 are nd_spec_validate's to name.
@@ -198,9 +197,9 @@ static int parse_num_features(const json_t *v, struct nd_spec *s, const char *f,
                               struct api_error *e) {
     int64_t n;
     if (api_as_int(v, f, &n, e) != 0)
-        return -1;
+        return API_FAIL;
     s->num_features = n < 1 ? -1 : n; // 0 means "not given" in the spec
-    return 0;
+    return API_OK;
 }
 
 // PyTorch's normalized_shape: an integer or a list of integers.
@@ -208,17 +207,16 @@ static int parse_normalized_shape(const json_t *v, struct nd_spec *s, const char
                                   struct api_error *e) {
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     if (n == 0 || n > ND_MAX_RANK)
-        return api_error_set(e, 422, "invalid_value", f, "%s must list 1 to %d sizes", f,
-                             ND_MAX_RANK);
+        return api_fail(e, API_E_INVALID_VALUE, f, "%s must list 1 to %d sizes", f, ND_MAX_RANK);
     struct nd_shape shape = {.ndim = (int32_t)n};
     for (size_t i = 0; i < n; i++) {
         int64_t d;
         if (api_as_int(json_is_array(v) ? json_array_get(v, i) : v, f, &d, e) != 0)
-            return -1;
+            return API_FAIL;
         shape.dim[i] = d < 1 ? 0 : d; // nd_spec_validate names sizes below 1
     }
     s->normalized_shape = shape;
-    return 0;
+    return API_OK;
 }
 
 // Keras' LayerNormalization(rms_scaling=True): x/sqrt(mean(x^2)+eps) times gamma, no beta
@@ -227,13 +225,13 @@ static int parse_rms_scaling(const json_t *v, struct nd_spec *s, const char *f,
                              struct api_error *e) {
     bool on;
     if (api_as_bool(v, f, &on, e) != 0)
-        return -1;
+        return API_FAIL;
     if (on) {
         s->method = ND_METHOD_RMS;
         s->enabled[ND_ARRAY_SCALING] = true;
         s->enabled[ND_ARRAY_BIASES] = false;
     }
-    return 0;
+    return API_OK;
 }
 
 static int parse_moving_variance(const json_t *v, struct nd_spec *s, const char *f,
@@ -242,10 +240,10 @@ static int parse_moving_variance(const json_t *v, struct nd_spec *s, const char 
     struct nd_error ce;
     nd_error_clear(&ce);
     if (api_as_string(v, f, &text, e) != 0)
-        return -1;
+        return API_FAIL;
     if (nd_variance_estimator_parse(text, &s->moving_variance, &ce) != ND_STATUS_OK)
         return core_value_error(&ce, f, e);
-    return 0;
+    return API_OK;
 }
 
 static int parse_method(const json_t *v, struct nd_spec *s, const char *f, struct api_error *e) {
@@ -253,10 +251,10 @@ static int parse_method(const json_t *v, struct nd_spec *s, const char *f, struc
     struct nd_error ce;
     nd_error_clear(&ce);
     if (api_as_string(v, f, &text, e) != 0)
-        return -1;
+        return API_FAIL;
     if (nd_method_parse(text, &s->method, &ce) != ND_STATUS_OK)
         return core_value_error(&ce, f, e);
-    return 0;
+    return API_OK;
 }
 
 // "All", "a;;b", "Same", "Complement", an integer, or a list of integers.
@@ -267,22 +265,21 @@ static int parse_levels(const json_t *v, struct nd_levels *out, const char *f,
     if (json_is_string(v)) {
         if (nd_levels_parse(json_string_value(v), out, &ce) != ND_STATUS_OK)
             return core_value_error(&ce, f, e);
-        return 0;
+        return API_OK;
     }
     struct nd_levels lv = {.kind = ND_LEVELS_LIST};
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     if (n > ND_MAX_RANK)
-        return api_error_set(e, 422, "invalid_value", f, "%s lists more than %d levels", f,
-                             ND_MAX_RANK);
+        return api_fail(e, API_E_INVALID_VALUE, f, "%s lists more than %d levels", f, ND_MAX_RANK);
     for (size_t i = 0; i < n; i++) {
         int64_t level;
         if (api_as_int(json_is_array(v) ? json_array_get(v, i) : v, f, &level, e) != 0)
-            return -1;
+            return API_FAIL;
         lv.level[i] = (int32_t)(level > 99 ? 99 : level < -99 ? -99 : level);
     }
     lv.count = (int32_t)n;
     *out = lv;
-    return 0;
+    return API_OK;
 }
 
 static int parse_aggregation(const json_t *v, struct nd_spec *s, const char *f,
@@ -299,20 +296,19 @@ static int parse_scaling_levels(const json_t *v, struct nd_spec *s, const char *
 static int parse_group_number(const json_t *v, struct nd_spec *s, const char *f,
                               struct api_error *e) {
     if (null_hint(v, f, "no groups", e))
-        return -1;
+        return API_FAIL;
     if (json_is_null(v)) {
         s->ngroup = 0;
-        return 0;
+        return API_OK;
     }
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     if (n > ND_MAX_RANK)
-        return api_error_set(e, 422, "invalid_value", f, "%s lists more than %d counts", f,
-                             ND_MAX_RANK);
+        return api_fail(e, API_E_INVALID_VALUE, f, "%s lists more than %d counts", f, ND_MAX_RANK);
     for (size_t i = 0; i < n; i++)
         if (api_as_int(json_is_array(v) ? json_array_get(v, i) : v, f, &s->group_number[i], e))
-            return -1;
+            return API_FAIL;
     s->ngroup = (int32_t)n;
-    return 0;
+    return API_OK;
 }
 
 // The kind of an initializer or constraint given as "name" or {"type": "name", ...}.
@@ -321,12 +317,12 @@ static int kind_text(const json_t *v, const char *f, const char **text, struct a
     if (json_is_string(v))
         *text = json_string_value(v);
     else if (!json_is_object(v))
-        return api_error_set(e, 400, "invalid_type", f, "%s must be a name or an object", f);
+        return api_fail(e, API_E_INVALID_TYPE, f, "%s must be a name or an object", f);
     else if (api_get_string(v, "type", f, text, e) != 0)
-        return -1;
+        return API_FAIL;
     if (!*text)
-        return api_error_set(e, 422, "invalid_value", f, "%s needs a \"type\"", f);
-    return 0;
+        return api_fail(e, API_E_INVALID_VALUE, f, "%s needs a \"type\"", f);
+    return API_OK;
 }
 
 // Reads the numbers names[i] of object v into dst[i] (absent ones keep their defaults).
@@ -336,9 +332,9 @@ static int read_numbers(const json_t *v, const char *f, const char *const *names
     for (int i = 0; i < n; i++) {
         snprintf(field, sizeof field, "%s.%s", f, names[i]);
         if (api_get_number(v, names[i], field, dst[i], e) != 0)
-            return -1;
+            return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 // "zeros" | "ones" | {"type": ..., parameters} (Keras names and defaults).
@@ -349,12 +345,12 @@ static int parse_initializer(const json_t *v, struct nd_initializer *out, const 
     struct nd_error ce;
     nd_error_clear(&ce);
     if (kind_text(v, f, &text, e) != 0)
-        return -1;
+        return API_FAIL;
     if (nd_init_kind_parse(text, &kind, &ce) != ND_STATUS_OK)
         return core_value_error(&ce, f, e);
     *out = nd_initializer_default(kind);
     if (!json_is_object(v))
-        return 0;
+        return API_OK;
     static const char *const normal[] = {"type", "mean", "stddev", NULL};
     static const char *const uniform[] = {"type", "minval", "maxval", NULL};
     static const char *const constant[] = {"type", "value", NULL};
@@ -367,7 +363,7 @@ static int parse_initializer(const json_t *v, struct nd_initializer *out, const 
     int n = 0;
     while (keys[n + 1])
         n++;
-    return api_check_keys(v, keys, f, e) != 0 ? -1 : read_numbers(v, f, keys + 1, dst, n, e);
+    return api_check_keys(v, keys, f, e) != 0 ? API_FAIL : read_numbers(v, f, keys + 1, dst, n, e);
 }
 
 static int parse_reg(const json_t *v, struct nd_regularizer *out, const char *f,
@@ -375,11 +371,11 @@ static int parse_reg(const json_t *v, struct nd_regularizer *out, const char *f,
     static const char *const keys[] = {"l1", "l2", NULL};
     *out = (struct nd_regularizer){0, 0};
     if (json_is_null(v)) // what GET shows for none
-        return 0;
+        return API_OK;
     if (!json_is_object(v))
-        return api_error_set(e, 400, "invalid_type", f, "%s must be {\"l1\": a, \"l2\": b}", f);
+        return api_fail(e, API_E_INVALID_TYPE, f, "%s must be {\"l1\": a, \"l2\": b}", f);
     double *dst[2] = {&out->l1, &out->l2};
-    return api_check_keys(v, keys, f, e) != 0 ? -1 : read_numbers(v, f, keys, dst, 2, e);
+    return api_check_keys(v, keys, f, e) != 0 ? API_FAIL : read_numbers(v, f, keys, dst, 2, e);
 }
 
 // null | "non_neg" | {"type": ..., parameters} (Keras constraints).
@@ -391,15 +387,15 @@ static int parse_constraint(const json_t *v, struct nd_constraint *out, const ch
     nd_error_clear(&ce);
     if (json_is_null(v)) {
         *out = nd_constraint_default(ND_CONSTRAINT_NONE);
-        return 0;
+        return API_OK;
     }
     if (kind_text(v, f, &text, e) != 0)
-        return -1;
+        return API_FAIL;
     if (nd_constraint_kind_parse(text, &kind, &ce) != ND_STATUS_OK)
         return core_value_error(&ce, f, e);
     *out = nd_constraint_default(kind);
     if (!json_is_object(v))
-        return 0;
+        return API_OK;
     static const char *const min_max[] = {"type", "min_value", "max_value", "rate", NULL};
     static const char *const max_only[] = {"type", "max_value", NULL};
     static const char *const bare[] = {"type", NULL};
@@ -407,10 +403,10 @@ static int parse_constraint(const json_t *v, struct nd_constraint *out, const ch
     double *dst_mm[3] = {&out->min_value, &out->max_value, &out->rate};
     double *dst_mx[1] = {&out->max_value};
     if (api_check_keys(v, mm ? min_max : mx ? max_only : bare, f, e) != 0)
-        return -1;
+        return API_FAIL;
     return mm   ? read_numbers(v, f, min_max + 1, dst_mm, 3, e)
            : mx ? read_numbers(v, f, max_only + 1, dst_mx, 1, e)
-                : 0;
+                : API_OK;
 }
 
 #define INIT_OPTION(fn, id)                                                                        \
@@ -669,12 +665,12 @@ static int field_parse(const struct nd_spec_field *fd, const json_t *v, struct n
         return api_as_int(v, f, p, e);
     default:
         if (api_as_string(v, f, &text, e) != 0)
-            return -1;
+            return API_FAIL;
         if (strlen(text) >= fd->size) // nd_spec_validate's rule; the member could not hold it
-            return api_error_set(e, 422, "invalid_value", f, "%s is %zu bytes long; at most %zu", f,
-                                 strlen(text), fd->size - 1);
+            return api_fail(e, API_E_INVALID_VALUE, f, "%s is %zu bytes long; at most %zu", f,
+                            strlen(text), fd->size - 1);
         memcpy(p, text, strlen(text) + 1);
-        return 0;
+        return API_OK;
     }
 }
 
@@ -870,15 +866,14 @@ static int unknown_option(const struct nd_spec *spec, const char *key, const cha
                           struct api_error *err) {
     struct nd_type_name n;
     if (!nd_spec_is_pytorch_named(spec) || !nd_type_name_of(spec->type, spec->type_alias, &n))
-        return api_error_set(err, 422, "unknown_field", field, "unknown option %.100s for %s", key,
-                             nd_layer_type_name(spec->type));
+        return api_fail(err, API_E_UNKNOWN_FIELD, field, "unknown option %.100s for %s", key,
+                        nd_layer_type_name(spec->type));
     char list[128] = "";
     for (int i = 0; torch_args[spec->type][i]; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
                  torch_args[spec->type][i]);
-    return api_error_set(err, 422, "unknown_field", field,
-                         "unknown option %.60s for %s; PyTorch's arguments are %s", key, n.name,
-                         list);
+    return api_fail(err, API_E_UNKNOWN_FIELD, field,
+                    "unknown option %.60s for %s; PyTorch's arguments are %s", key, n.name, list);
 }
 
 // One pass over the options object: the late options or the others.
@@ -898,21 +893,21 @@ static int parse_options_pass(const json_t *obj, struct nd_spec *spec, bool late
             continue;
         uint64_t bit = 1ull << at;
         if (*seen & bit) // "epsilon" and "Epsilon": one would be ignored
-            return api_error_set(err, 422, "invalid_value", field,
-                                 "option %s is given twice (under two of its names)", opt.name);
+            return api_fail(err, API_E_INVALID_VALUE, field,
+                            "option %s is given twice (under two of its names)", opt.name);
         *seen |= bit;
         if (option_parse(&opt, value, spec, field, err) != 0)
-            return -1;
+            return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 static int parse_options(const json_t *obj, struct nd_spec *spec, struct api_error *err) {
     if (!json_is_object(obj))
-        return api_error_set(err, 400, "invalid_type", "options", "options must be an object");
+        return api_fail(err, API_E_INVALID_TYPE, "options", "options must be an object");
     uint64_t seen = 0;
     if (parse_options_pass(obj, spec, false, &seen, err) != 0)
-        return -1;
+        return API_FAIL;
     return parse_options_pass(obj, spec, true, &seen, err);
 }
 
@@ -982,35 +977,33 @@ static int check_example_size(const struct nd_shape *shape, int64_t max_elements
         if (shape->dim[i] != ND_DIM_AUTO && !nd_count_mul(n, shape->dim[i], &n))
             n = INT64_MAX;
     if (max_elements > 0 && n > max_elements)
-        return api_error_set(err, 413, "payload_too_large", field,
-                             "%s has %lld elements per example, the limit is %lld", field,
-                             (long long)n, (long long)max_elements);
-    return 0;
+        return api_fail(err, API_E_PAYLOAD_TOO_LARGE, field,
+                        "%s has %lld elements per example, the limit is %lld", field, (long long)n,
+                        (long long)max_elements);
+    return API_OK;
 }
 
 int api_parse_shape(const json_t *v, const char *field, int64_t max_elements, struct nd_shape *out,
                     struct api_error *err) {
     if (null_hint(v, field, "a shape not known yet", err))
-        return -1;
+        return API_FAIL;
     if (json_is_null(v)) {
         *out = (struct nd_shape){.ndim = ND_RANK_UNKNOWN};
-        return 0;
+        return API_OK;
     }
     int64_t d;
     if (!json_is_array(v)) {
         if (api_as_int(v, field, &d, err) != 0)
-            return -1;
+            return API_FAIL;
         *out = nd_shape_make(1, &d);
         if (d < 0)
-            return api_error_set(err, 422, "invalid_value", field, "%s must be a positive size",
-                                 field);
+            return api_fail(err, API_E_INVALID_VALUE, field, "%s must be a positive size", field);
         return check_example_size(out, max_elements, field, err);
     }
     size_t n = json_array_size(v);
     if (n > ND_MAX_RANK)
-        return api_error_set(err, 422, "invalid_value", field,
-                             "%s has %zu dimensions; at most %d are supported", field, n,
-                             ND_MAX_RANK);
+        return api_fail(err, API_E_INVALID_VALUE, field,
+                        "%s has %zu dimensions; at most %d are supported", field, n, ND_MAX_RANK);
     out->ndim = (int32_t)n;
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(v, i);
@@ -1020,11 +1013,11 @@ int api_parse_shape(const json_t *v, const char *field, int64_t max_elements, st
         }
         if (null_hint(e, field, "a dimension of any length", err) ||
             api_as_int(e, field, &d, err) != 0)
-            return -1;
+            return API_FAIL;
         if (d < 1)
-            return api_error_set(err, 422, "invalid_value", field,
-                                 "%s has a dimension of %lld; sizes are >= 1 (null: any)", field,
-                                 (long long)d);
+            return api_fail(err, API_E_INVALID_VALUE, field,
+                            "%s has a dimension of %lld; sizes are >= 1 (null: any)", field,
+                            (long long)d);
         out->dim[i] = d;
     }
     return check_example_size(out, max_elements, field, err);
@@ -1053,9 +1046,9 @@ int api_parse_array_name(const char *name, enum nd_layer_type type, const char *
     if (ok && !nd_layer_type_can_track(type) && *id >= ND_ARRAY_AFFINE_COUNT)
         ok = false;
     if (!ok)
-        return api_error_set(err, 404, "not_found", field, "%s has no array %.100s",
-                             nd_layer_type_name(type), name);
-    return 0;
+        return api_fail(err, API_E_NOT_FOUND, field, "%s has no array %.100s",
+                        nd_layer_type_name(type), name);
+    return API_OK;
 }
 
 static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_error *err) {
@@ -1063,10 +1056,10 @@ static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_e
     double m;
     if (!json_is_object(v)) {
         if (api_as_number(v, "learning_rate_multipliers", &m, err) != 0)
-            return -1;
+            return API_FAIL;
         for (int id = 0; id < count; id++)
             spec->lr_multiplier[id] = m;
-        return 0;
+        return API_OK;
     }
     const char *key;
     json_t *value;
@@ -1075,19 +1068,16 @@ static int parse_multipliers(const json_t *v, struct nd_spec *spec, struct api_e
         char field[API_FIELD_MAX];
         snprintf(field, sizeof field, "learning_rate_multipliers.%.90s", key);
         enum nd_array_id id;
-        if (api_parse_array_name(key, spec->type, field, &id, err) != 0) {
-            err->status = 422;
-            err->code = "unknown_field";
-            return -1;
-        }
+        if (api_parse_array_name(key, spec->type, field, &id, err) != 0)
+            return api_error_recode(err, API_E_UNKNOWN_FIELD);
         if (seen & (1u << id))
-            return api_error_set(err, 422, "invalid_value", field,
-                                 "%s is given twice (under two of its names)", nd_array_name(id));
+            return api_fail(err, API_E_INVALID_VALUE, field,
+                            "%s is given twice (under two of its names)", nd_array_name(id));
         seen |= 1u << id;
         if (api_as_number(value, field, &spec->lr_multiplier[id], err) != 0)
-            return -1;
+            return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 // One entry of "arrays": a tensor, null (disabled) or {"shared": "NAME"}.
@@ -1097,30 +1087,27 @@ static int parse_array_entry(const char *key, const json_t *v, struct api_defini
     char field[API_FIELD_MAX];
     snprintf(field, sizeof field, "arrays.%.100s", key);
     enum nd_array_id id;
-    if (api_parse_array_name(key, d->def.spec.type, field, &id, err) != 0) {
-        err->status = 422;
-        err->code = "unknown_field";
-        return -1;
-    }
+    if (api_parse_array_name(key, d->def.spec.type, field, &id, err) != 0)
+        return api_error_recode(err, API_E_UNKNOWN_FIELD);
     if (*seen & (1u << id)) // "Scaling" and "gamma": one would be ignored
-        return api_error_set(err, 422, "invalid_value", field,
-                             "%s is given twice (under two of its names)", nd_array_name(id));
+        return api_fail(err, API_E_INVALID_VALUE, field,
+                        "%s is given twice (under two of its names)", nd_array_name(id));
     *seen |= 1u << id;
     snprintf(field, sizeof field, "arrays.%s", nd_array_name(id));
     if (null_hint(v, field, "no such array", err))
-        return -1;
+        return API_FAIL;
     if (id >= ND_ARRAY_AFFINE_COUNT && !json_is_null(v) &&
         !nd_spec_tracks_running_stats(&d->def.spec))
-        return api_error_set(err, 422, "invalid_value", field,
-                             "%s exists only with track_running_stats true (options)",
-                             nd_array_name(id));
+        return api_fail(err, API_E_INVALID_VALUE, field,
+                        "%s exists only with track_running_stats true (options)",
+                        nd_array_name(id));
     if (json_is_null(v)) {
         if (id >= ND_ARRAY_AFFINE_COUNT)
-            return api_error_set(err, 422, "invalid_value", field,
-                                 "%s cannot be disabled; only Scaling and Biases can",
-                                 nd_array_name(id));
+            return api_fail(err, API_E_INVALID_VALUE, field,
+                            "%s cannot be disabled; only Scaling and Biases can",
+                            nd_array_name(id));
         d->def.spec.enabled[id] = false;
-        return 0;
+        return API_OK;
     }
     const json_t *shared = json_is_object(v) ? json_object_get(v, "shared") : NULL;
     if (shared) {
@@ -1130,37 +1117,37 @@ static int parse_array_entry(const char *key, const json_t *v, struct api_defini
         snprintf(name_field, sizeof name_field, "%s.shared", field);
         if (api_check_keys(v, keys, field, err) != 0 ||
             api_as_string(shared, name_field, &name, err) != 0)
-            return -1;
+            return API_FAIL;
         snprintf(d->shared[id], sizeof d->shared[id], "%s", name);
         d->def.source[id] = ND_ARRAY_SOURCE_SHARED;
         d->def.shared[id] = d->shared[id];
         d->def.spec.enabled[id] = true;
         return strlen(name) > ND_NAME_MAX
-                   ? api_error_set(err, 422, "invalid_value", field, "shared name too long")
-                   : 0;
+                   ? api_fail(err, API_E_INVALID_VALUE, field, "shared name too long")
+                   : API_OK;
     }
     enum api_tensor_form form;
     nd_tensor_deinit(&d->def.value[id]);
     if (api_tensor_value(fast, v, limits, field, &d->def.value[id], &form, err) != 0)
-        return -1;
+        return API_FAIL;
     d->def.source[id] = ND_ARRAY_SOURCE_VALUE;
     d->def.spec.enabled[id] = true;
-    return 0;
+    return API_OK;
 }
 
 static int parse_arrays(const json_t *v, struct api_definition *d,
                         const struct api_tensor_limits *limits, struct api_fast_tensors *fast,
                         struct api_error *err) {
     if (!json_is_object(v))
-        return api_error_set(err, 400, "invalid_type", "arrays", "arrays must be an object");
+        return api_fail(err, API_E_INVALID_TYPE, "arrays", "arrays must be an object");
     const char *key;
     json_t *value;
     unsigned seen = 0;
     json_object_foreach((json_t *)v, key, value) {
         if (parse_array_entry(key, value, d, limits, fast, &seen, err) != 0)
-            return -1;
+            return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 // ---- the definition ----
@@ -1171,19 +1158,19 @@ static int parse_header(const json_t *body, const char *path_name, struct api_de
     if (api_get_string(body, "name", "name", &name, err) ||
         api_get_string(body, "type", "type", &type_text, err) ||
         api_get_string(body, "convention", "convention", &conv_text, err))
-        return -1;
+        return API_FAIL;
     if (path_name && name && strcmp(name, path_name) != 0)
-        return api_error_set(err, 422, "invalid_value", "name",
-                             "the body's name differs from the path's (%.100s)", path_name);
+        return api_fail(err, API_E_INVALID_VALUE, "name",
+                        "the body's name differs from the path's (%.100s)", path_name);
     if (!path_name && !name)
-        return api_error_set(err, 422, "invalid_value", "name", "a layer needs a name");
+        return api_fail(err, API_E_INVALID_VALUE, "name", "a layer needs a name");
     const char *use = path_name ? path_name : name;
     if (!nd_name_valid(use))
-        return api_error_set(err, 422, "invalid_value", "name",
-                             "a name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
+        return api_fail(err, API_E_INVALID_VALUE, "name",
+                        "a name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
     snprintf(d->name, sizeof d->name, "%s", use);
     if (!type_text)
-        return api_error_set(err, 422, "invalid_value", "type", "a layer needs a type");
+        return api_fail(err, API_E_INVALID_VALUE, "type", "a layer needs a type");
     struct nd_type_name type;
     enum nd_convention conv;
     enum nd_convention_from from = ND_CONVENTION_FROM_REQUEST;
@@ -1199,7 +1186,7 @@ static int parse_header(const json_t *body, const char *path_name, struct api_de
     struct nd_spec spec;
     nd_spec_defaults_named(&spec, &type, conv, from);
     nd_layer_def_init(&d->def, &spec);
-    return 0;
+    return API_OK;
 }
 
 // A definition's unknown top-level field; an option given there is told where options go.
@@ -1214,24 +1201,24 @@ static int check_definition_keys(const json_t *body, const char *const *keys,
         snprintf(name, sizeof name, "%.100s", key);
         struct option opt;
         if (option_find(key, &opt) >= 0 || in_list(keras_only, key))
-            return api_error_set(err, 422, "unknown_field", name,
-                                 "unknown field %s: options go under \"options\" "
-                                 "({\"options\": {\"%s\": ...}})",
-                                 name, name);
-        return api_error_set(err, 422, "unknown_field", name, "unknown field %s", name);
+            return api_fail(err, API_E_UNKNOWN_FIELD, name,
+                            "unknown field %s: options go under \"options\" "
+                            "({\"options\": {\"%s\": ...}})",
+                            name, name);
+        return api_fail(err, API_E_UNKNOWN_FIELD, name, "unknown field %s", name);
     }
-    return 0;
+    return API_OK;
 }
 
 static int parse_seed(const json_t *v, struct nd_spec *spec, struct api_error *err) {
     int64_t seed;
     if (api_as_int(v, "seed", &seed, err) != 0)
-        return -1;
+        return API_FAIL;
     if (seed < 0)
-        return api_error_set(err, 422, "invalid_value", "seed", "seed must be >= 0");
+        return api_fail(err, API_E_INVALID_VALUE, "seed", "seed must be >= 0");
     spec->has_seed = true;
     spec->seed = (uint64_t)seed;
-    return 0;
+    return API_OK;
 }
 
 int api_parse_definition(const json_t *body, const char *path_name,
@@ -1242,22 +1229,22 @@ int api_parse_definition(const json_t *body, const char *path_name,
         "seed", NULL};
     memset(out, 0, sizeof *out);
     if (check_definition_keys(body, keys, err) != 0 || parse_header(body, path_name, out, err) != 0)
-        return -1;
+        return API_FAIL;
     struct nd_spec *spec = &out->def.spec;
     const json_t *v;
     if ((v = json_object_get(body, "input")) &&
         api_parse_shape(v, "input", limits->max_elements, &spec->input, err))
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(body, "options")) && parse_options(v, spec, err))
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(body, "seed")) && parse_seed(v, spec, err))
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(body, "learning_rate_multipliers")) && parse_multipliers(v, spec, err))
-        return -1;
+        return API_FAIL;
     if ((v = json_object_get(body, "arrays")) && parse_arrays(v, out, limits, fast, err))
-        return -1;
+        return API_FAIL;
     nd_spec_complete(spec); // PyTorch's sizes give the input when none is given
-    return 0;
+    return API_OK;
 }
 
 void api_definition_release(struct api_definition *d) {

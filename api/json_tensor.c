@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/alloc.h"
 
@@ -41,9 +40,9 @@ static const char *path_key(char buf[API_FIELD_MAX], const char *base, const cha
 
 static int element_count_error(struct api_error *err, const char *field, int64_t numel,
                                const struct api_tensor_limits *limits) {
-    return api_error_set(err, 413, "payload_too_large", field,
-                         "tensor has %lld elements, the limit is %lld", (long long)numel,
-                         (long long)limits->max_elements);
+    return api_fail(err, API_E_PAYLOAD_TOO_LARGE, field,
+                    "tensor has %lld elements, the limit is %lld", (long long)numel,
+                    (long long)limits->max_elements);
 }
 
 // The element count of a shape against the limits (<= 0 or NULL: no limit); 413 when over.
@@ -56,19 +55,19 @@ static int check_numel(const struct nd_shape *shape, const struct api_tensor_lim
     int64_t n = 1, lists = 0;
     for (int32_t i = 0; i < shape->ndim; i++) {
         if (__builtin_add_overflow(lists, n, &lists) || !nd_count_mul(n, shape->dim[i], &n))
-            return api_error_set(err, 413, "payload_too_large", field,
-                                 "shape has more elements than a tensor can hold");
+            return api_fail(err, API_E_PAYLOAD_TOO_LARGE, field,
+                            "shape has more elements than a tensor can hold");
     }
     int64_t max = limits ? limits->max_elements : 0;
     if (max > 0 && n > max)
         return element_count_error(err, field, n, limits);
     if (max > 0 && lists > max)
-        return api_error_set(err, 413, "payload_too_large", field,
-                             "shape has %lld nested lists (1 + d0 + d0*d1 + ...), the limit is "
-                             "%lld",
-                             (long long)lists, (long long)max);
+        return api_fail(err, API_E_PAYLOAD_TOO_LARGE, field,
+                        "shape has %lld nested lists (1 + d0 + d0*d1 + ...), the limit is "
+                        "%lld",
+                        (long long)lists, (long long)max);
     *numel = n;
-    return 0;
+    return API_OK;
 }
 
 // Allocates *out for shape (zero elements: data NULL); 503 unavailable when memory runs out.
@@ -78,7 +77,7 @@ static int alloc_tensor(struct nd_tensor *out, const struct nd_shape *shape, con
     nd_error_clear(&core);
     if (nd_tensor_init(out, shape, &core) != ND_STATUS_OK)
         return api_error_from_core(err, &core, field);
-    return 0;
+    return API_OK;
 }
 
 // ---- elements ----
@@ -128,18 +127,17 @@ static int elem_error(struct api_error *err, enum elem_status st, const json_t *
                       const char *field, bool nested) {
     switch (st) {
     case ELEM_OUT_OF_RANGE:
-        return api_error_set(err, 422, "invalid_value", field, "%g is outside the float32 range",
-                             json_real_value(v));
+        return api_fail(err, API_E_INVALID_VALUE, field, "%g is outside the float32 range",
+                        json_real_value(v));
     case ELEM_LIST:
         if (nested)
-            return api_error_set(err, 422, "shape_mismatch", field,
-                                 "is a list where a number belongs: the nested lists are not "
-                                 "rectangular");
-        return api_error_set(err, 400, "invalid_type", field,
-                             "data must be a flat list of numbers");
+            return api_fail(err, API_E_SHAPE_MISMATCH, field,
+                            "is a list where a number belongs: the nested lists are not "
+                            "rectangular");
+        return api_fail(err, API_E_INVALID_TYPE, field, "data must be a flat list of numbers");
     default:
-        return api_error_set(err, 400, "invalid_type", field,
-                             "expected a number or \"NaN\", \"Infinity\", \"-Infinity\"");
+        return api_fail(err, API_E_INVALID_TYPE, field,
+                        "expected a number or \"NaN\", \"Infinity\", \"-Infinity\"");
     }
 }
 
@@ -151,15 +149,15 @@ static int nested_shape(const json_t *v, struct nd_shape *shape, const char *fie
     shape->ndim = 0;
     while (json_is_array(v)) {
         if (shape->ndim == ND_MAX_DIMS)
-            return api_error_set(err, 422, "invalid_value", field,
-                                 "has more than %d nested dimensions", ND_MAX_DIMS);
+            return api_fail(err, API_E_INVALID_VALUE, field, "has more than %d nested dimensions",
+                            ND_MAX_DIMS);
         size_t n = json_array_size(v);
         shape->dim[shape->ndim++] = (int64_t)n;
         if (n == 0)
             break;
         v = json_array_get(v, 0);
     }
-    return 0;
+    return API_OK;
 }
 
 // Checks that every list below v (a list of length shape->dim[d]) has the length of its
@@ -167,21 +165,21 @@ static int nested_shape(const json_t *v, struct nd_shape *shape, const char *fie
 static int nested_check(const json_t *v, const struct nd_shape *shape, int d, int64_t *idx,
                         const char *field, struct api_error *err) {
     if (d >= shape->ndim - 1)
-        return 0;
+        return API_OK;
     for (int64_t i = 0; i < shape->dim[d]; i++) {
         const json_t *child = json_array_get(v, (size_t)i);
         idx[d] = i;
         if (!json_is_array(child) || (int64_t)json_array_size(child) != shape->dim[d + 1]) {
             char path[API_FIELD_MAX];
-            return api_error_set(err, 422, "shape_mismatch", path_index(path, field, idx, d + 1),
-                                 "the nested lists are not rectangular: expected a list of %lld, "
-                                 "as the first element at this depth",
-                                 (long long)shape->dim[d + 1]);
+            return api_fail(err, API_E_SHAPE_MISMATCH, path_index(path, field, idx, d + 1),
+                            "the nested lists are not rectangular: expected a list of %lld, "
+                            "as the first element at this depth",
+                            (long long)shape->dim[d + 1]);
         }
         if (nested_check(child, shape, d + 1, idx, field, err) != 0)
-            return -1;
+            return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 // Copies the numbers of a checked nested list into data (row-major); *pos is the next slot.
@@ -192,7 +190,7 @@ static int nested_fill(const json_t *v, const struct nd_shape *shape, int d, int
         idx[d] = i;
         if (d < shape->ndim - 1) {
             if (nested_fill(child, shape, d + 1, idx, data, pos, field, err) != 0)
-                return -1;
+                return API_FAIL;
             continue;
         }
         enum elem_status st = elem_value(child, &data[*pos]);
@@ -202,7 +200,7 @@ static int nested_fill(const json_t *v, const struct nd_shape *shape, int d, int
         }
         (*pos)++;
     }
-    return 0;
+    return API_OK;
 }
 
 // A nested list, or a bare number / special string (rank 0).
@@ -213,25 +211,25 @@ static int parse_nested(const json_t *value, const struct api_tensor_limits *lim
     if (nested_shape(value, &shape, field, err) != 0 ||
         check_numel(&shape, limits, field, &numel, err) != 0 ||
         nested_check(value, &shape, 0, idx, field, err) != 0)
-        return -1;
+        return API_FAIL;
     if (shape.ndim == 0) { // a scalar: check it before allocating
         float x;
         enum elem_status st = elem_value(value, &x);
         if (st != ELEM_OK)
             return elem_error(err, st, value, field, true);
         if (alloc_tensor(out, &shape, field, err) != 0)
-            return -1;
+            return API_FAIL;
         out->data[0] = x;
-        return 0;
+        return API_OK;
     }
     if (alloc_tensor(out, &shape, field, err) != 0)
-        return -1;
+        return API_FAIL;
     int64_t pos = 0;
     if (numel > 0 && nested_fill(value, &shape, 0, idx, out->data, &pos, field, err) != 0) {
         nd_tensor_deinit(out);
-        return -1;
+        return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 // ---- object forms: {"shape", "data"} and {"shape", "datatype", "b64"} ----
@@ -258,12 +256,12 @@ static int object_keys(const json_t *obj, struct tensor_object *t, const char *f
             t->data = val;
         else {
             char path[API_FIELD_MAX];
-            return api_error_set(err, 422, "unknown_field", path_key(path, field, key),
-                                 is_b64 ? "a base64 tensor has only shape, datatype and b64"
-                                        : "a flat tensor has only shape and data");
+            return api_fail(err, API_E_UNKNOWN_FIELD, path_key(path, field, key),
+                            is_b64 ? "a base64 tensor has only shape, datatype and b64"
+                                   : "a flat tensor has only shape and data");
         }
     }
-    return 0;
+    return API_OK;
 }
 
 // One dimension of a "shape" list: a non-negative integer (an integral real such as 1e9 too).
@@ -273,20 +271,19 @@ static int shape_dim(const json_t *v, int64_t *dim, const char *path, struct api
     } else if (json_is_real(v)) {
         double d = json_real_value(v);
         if (d < 0) // before the cast: -3e38 is no int64_t
-            return api_error_set(err, 422, "invalid_value", path, "dimension %g is negative", d);
+            return api_fail(err, API_E_INVALID_VALUE, path, "dimension %g is negative", d);
         if (d != floor(d) || d >= 0x1p63)
-            return api_error_set(err, d >= 0x1p63 ? 413 : 422,
-                                 d >= 0x1p63 ? "payload_too_large" : "invalid_value", path,
-                                 "dimension %g is not a non-negative integer", d);
+            return api_fail(err, d >= 0x1p63 ? API_E_PAYLOAD_TOO_LARGE : API_E_INVALID_VALUE, path,
+                            "dimension %g is not a non-negative integer", d);
         *dim = (int64_t)d;
     } else {
-        return api_error_set(err, 400, "invalid_type", path,
-                             "a dimension must be a non-negative integer");
+        return api_fail(err, API_E_INVALID_TYPE, path,
+                        "a dimension must be a non-negative integer");
     }
     if (*dim < 0)
-        return api_error_set(err, 422, "invalid_value", path, "dimension %lld is negative",
-                             (long long)*dim);
-    return 0;
+        return api_fail(err, API_E_INVALID_VALUE, path, "dimension %lld is negative",
+                        (long long)*dim);
+    return API_OK;
 }
 
 static int parse_shape(const json_t *v, struct nd_shape *shape, const char *field,
@@ -294,22 +291,21 @@ static int parse_shape(const json_t *v, struct nd_shape *shape, const char *fiel
     char path[API_FIELD_MAX], elem[API_FIELD_MAX];
     path_key(path, field, "shape");
     if (!v)
-        return api_error_set(err, 422, "invalid_value", path, "a tensor object needs a shape");
+        return api_fail(err, API_E_INVALID_VALUE, path, "a tensor object needs a shape");
     if (!json_is_array(v))
-        return api_error_set(err, 400, "invalid_type", path,
-                             "must be a list of non-negative integers");
+        return api_fail(err, API_E_INVALID_TYPE, path, "must be a list of non-negative integers");
     size_t n = json_array_size(v);
     if (n > ND_MAX_DIMS)
-        return api_error_set(err, 422, "invalid_value", path,
-                             "has %zu dimensions, at most %d are supported", n, ND_MAX_DIMS);
+        return api_fail(err, API_E_INVALID_VALUE, path,
+                        "has %zu dimensions, at most %d are supported", n, ND_MAX_DIMS);
     shape->ndim = (int32_t)n;
     for (size_t i = 0; i < n; i++) {
         int64_t at = (int64_t)i;
         if (shape_dim(json_array_get(v, i), &shape->dim[i], path_index(elem, path, &at, 1), err) !=
             0)
-            return -1;
+            return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 // "FP32" -> 4, "FP64" -> 8 (case-insensitive); -1 with an error otherwise.
@@ -318,18 +314,21 @@ static int datatype_size(const json_t *v, bool required, const char *field, stru
     path_key(path, field, "datatype");
     if (!v) {
         if (required)
-            return api_error_set(err, 422, "invalid_value", path,
-                                 "a base64 tensor needs a datatype: \"FP32\" or \"FP64\"");
+            return api_fail(err, API_E_INVALID_VALUE, path,
+                            "a base64 tensor needs a datatype: \"FP32\" or \"FP64\"");
         return 4;
     }
-    if (!json_is_string(v))
-        return api_error_set(err, 400, "invalid_type", path, "must be \"FP32\" or \"FP64\"");
-    const char *s = json_string_value(v);
-    if (strcasecmp(s, "FP32") == 0)
-        return 4;
-    if (strcasecmp(s, "FP64") == 0)
-        return 8;
-    return api_error_set(err, 422, "invalid_value", path, "must be \"FP32\" or \"FP64\"");
+    static const struct api_enum_name sizes[] = {
+        {"FP32", 4, false}, {"FP64", 8, false}, {NULL, 0, false}};
+    int size;
+    if (!json_is_string(v)) {
+        char expected[32];
+        return api_fail(err, API_E_INVALID_TYPE, path, "%s must be %s", path,
+                        api_enum_expected(sizes, "\"", expected, sizeof expected));
+    }
+    if (api_parse_enum(json_string_value(v), path, sizes, API_ENUM_NOCASE, &size, err) != API_OK)
+        return API_FAIL;
+    return size;
 }
 
 static int parse_flat(const struct tensor_object *t, const struct nd_shape *shape, int64_t numel,
@@ -337,23 +336,22 @@ static int parse_flat(const struct tensor_object *t, const struct nd_shape *shap
     char path[API_FIELD_MAX], elem[API_FIELD_MAX];
     path_key(path, field, "data");
     if (!json_is_array(t->data))
-        return api_error_set(err, 400, "invalid_type", path, "must be a flat list of numbers");
+        return api_fail(err, API_E_INVALID_TYPE, path, "must be a flat list of numbers");
     if ((int64_t)json_array_size(t->data) != numel)
-        return api_error_set(err, 422, "shape_mismatch", path,
-                             "has %zu values, the shape needs %lld", json_array_size(t->data),
-                             (long long)numel);
+        return api_fail(err, API_E_SHAPE_MISMATCH, path, "has %zu values, the shape needs %lld",
+                        json_array_size(t->data), (long long)numel);
     if (alloc_tensor(out, shape, field, err) != 0)
-        return -1;
+        return API_FAIL;
     for (int64_t i = 0; i < numel; i++) {
         const json_t *v = json_array_get(t->data, (size_t)i);
         enum elem_status st = elem_value(v, &out->data[i]);
         if (st != ELEM_OK) {
             elem_error(err, st, v, path_index(elem, path, &i, 1), false);
             nd_tensor_deinit(out);
-            return -1;
+            return API_FAIL;
         }
     }
-    return 0;
+    return API_OK;
 }
 
 // Length of the bytes a padded base64 text decodes to; -1 when its length is not valid.
@@ -371,11 +369,11 @@ static int fp64_to_float(const unsigned char *bytes, int64_t numel, float *data,
         double d;
         memcpy(&d, bytes + 8 * i, sizeof d);
         if (isfinite(d) && fabs(d) >= FLOAT_OVERFLOW_BOUND)
-            return api_error_set(err, 422, "invalid_value", path,
-                                 "value %lld (%g) is outside the float32 range", (long long)i, d);
+            return api_fail(err, API_E_INVALID_VALUE, path,
+                            "value %lld (%g) is outside the float32 range", (long long)i, d);
         data[i] = (float)d;
     }
-    return 0;
+    return API_OK;
 }
 
 // Decodes the base64 payload into out (allocated here); FP64 goes through a scratch buffer.
@@ -383,11 +381,11 @@ static int b64_fill(const char *s, size_t len, int size, int64_t numel, const ch
                     struct nd_tensor *out, struct api_error *err) {
     unsigned char *bytes = (unsigned char *)out->data;
     if (size == 8 && numel > 0 && !(bytes = malloc((size_t)numel * 8)))
-        return api_error_set(err, 503, "unavailable", path, "cannot allocate %lld bytes",
-                             (long long)numel * 8);
-    int rc = 0;
+        return api_fail(err, API_E_UNAVAILABLE, path, "cannot allocate %lld bytes",
+                        (long long)numel * 8);
+    int rc = API_OK;
     if (api_b64_decode(s, len, bytes) < 0)
-        rc = api_error_set(err, 422, "invalid_value", path, "is not valid base64");
+        rc = api_fail(err, API_E_INVALID_VALUE, path, "is not valid base64");
     else if (size == 8)
         rc = fp64_to_float(bytes, numel, out->data, path, err);
     if (size == 8)
@@ -400,28 +398,28 @@ static int parse_b64(const struct tensor_object *t, const struct nd_shape *shape
     char path[API_FIELD_MAX];
     int size = datatype_size(t->datatype, true, field, err);
     if (size < 0)
-        return -1;
+        return API_FAIL;
     path_key(path, field, "b64");
     if (!json_is_string(t->b64))
-        return api_error_set(err, 400, "invalid_type", path, "must be a base64 string");
+        return api_fail(err, API_E_INVALID_TYPE, path, "must be a base64 string");
     const char *s = json_string_value(t->b64);
     size_t len = json_string_length(t->b64);
     int64_t got = b64_decoded_length(s, len);
     if (got < 0)
-        return api_error_set(err, 422, "invalid_value", path,
-                             "is not valid base64: its length is not a multiple of 4");
+        return api_fail(err, API_E_INVALID_VALUE, path,
+                        "is not valid base64: its length is not a multiple of 4");
     size_t want;
     if (!nd_size_mul((size_t)numel, (size_t)size, &want) || (uint64_t)got != want)
-        return api_error_set(err, 422, "shape_mismatch", path,
-                             "decodes to %lld bytes, the shape needs %lld values of %d bytes",
-                             (long long)got, (long long)numel, size);
+        return api_fail(err, API_E_SHAPE_MISMATCH, path,
+                        "decodes to %lld bytes, the shape needs %lld values of %d bytes",
+                        (long long)got, (long long)numel, size);
     if (alloc_tensor(out, shape, field, err) != 0)
-        return -1;
+        return API_FAIL;
     if (b64_fill(s, len, size, numel, path, out, err) != 0) {
         nd_tensor_deinit(out);
-        return -1;
+        return API_FAIL;
     }
-    return 0;
+    return API_OK;
 }
 
 static int parse_object(const json_t *obj, const struct api_tensor_limits *limits,
@@ -431,20 +429,20 @@ static int parse_object(const json_t *obj, const struct api_tensor_limits *limit
     struct nd_shape shape;
     int64_t numel;
     if (object_keys(obj, &t, field, err) != 0)
-        return -1;
+        return API_FAIL;
     if (!t.data && !t.b64) {
         char path[API_FIELD_MAX];
-        return api_error_set(err, 422, "invalid_value", path_key(path, field, "data"),
-                             "a tensor object needs \"data\" (a flat list) or \"b64\"");
+        return api_fail(err, API_E_INVALID_VALUE, path_key(path, field, "data"),
+                        "a tensor object needs \"data\" (a flat list) or \"b64\"");
     }
     if (parse_shape(t.shape, &shape, field, err) != 0 ||
         check_numel(&shape, limits, field, &numel, err) != 0)
-        return -1;
+        return API_FAIL;
     *form = t.b64 ? API_FORM_B64 : API_FORM_FLAT;
     if (t.b64)
         return parse_b64(&t, &shape, numel, field, out, err);
     if (datatype_size(t.datatype, false, field, err) < 0)
-        return -1;
+        return API_FAIL;
     return parse_flat(&t, &shape, numel, field, out, err);
 }
 
@@ -567,15 +565,15 @@ const char *api_form_name(enum api_tensor_form form) {
 
 int api_form_parse(const char *text, enum api_tensor_form *form, const char *field,
                    struct api_error *err) {
-    static const enum api_tensor_form forms[] = {API_FORM_NESTED, API_FORM_FLAT, API_FORM_B64};
-    for (size_t i = 0; text && i < sizeof forms / sizeof forms[0]; i++) {
-        if (strcmp(text, api_form_name(forms[i])) == 0) {
-            *form = forms[i];
-            return 0;
-        }
-    }
-    return api_error_set(err, 422, "invalid_value", field,
-                         "must be \"nested\", \"flat\" or \"b64\"");
+    static const struct api_enum_name forms[] = {{"nested", API_FORM_NESTED, false},
+                                                 {"flat", API_FORM_FLAT, false},
+                                                 {"b64", API_FORM_B64, false},
+                                                 {NULL, 0, false}};
+    int v;
+    if (api_parse_enum(text, field, forms, 0, &v, err) != API_OK)
+        return API_FAIL;
+    *form = (enum api_tensor_form)v;
+    return API_OK;
 }
 
 int api_tensor_from_json(const json_t *value, const struct api_tensor_limits *limits,
@@ -587,15 +585,15 @@ int api_tensor_from_json(const json_t *value, const struct api_tensor_limits *li
     *out = (struct nd_tensor){0};
     int rc;
     if (!value)
-        rc = api_error_set(err, 400, "invalid_type", field, "a tensor is required");
+        rc = api_fail(err, API_E_INVALID_TYPE, field, "a tensor is required");
     else if (json_is_object(value))
         rc = parse_object(value, limits, field, out, &got, err);
     else if (json_is_array(value) || json_is_number(value) || json_is_string(value))
         rc = parse_nested(value, limits, field, out, err);
     else
-        rc = api_error_set(err, 400, "invalid_type", field,
-                           "expected a tensor: nested lists of numbers, or an object with shape "
-                           "and data or b64");
+        rc = api_fail(err, API_E_INVALID_TYPE, field,
+                      "expected a tensor: nested lists of numbers, or an object with shape "
+                      "and data or b64");
     if (rc == 0 && form)
         *form = got;
     return rc;
@@ -607,37 +605,37 @@ static int header_dim(const char **p, int64_t *dim, struct api_error *err) {
     while (*s == ' ' || *s == '\t')
         s++;
     if (!(*s >= '0' && *s <= '9'))
-        return api_error_set(err, 400, "malformed_body", "X-Tensor-Shape",
-                             "must be comma-separated non-negative integers, such as \"2,3\"");
+        return api_fail(err, API_E_MALFORMED_BODY, "X-Tensor-Shape",
+                        "must be comma-separated non-negative integers, such as \"2,3\"");
     int64_t v = 0;
     for (; *s >= '0' && *s <= '9'; s++)
         if (!nd_count_mul(v, 10, &v) || __builtin_add_overflow(v, *s - '0', &v))
-            return api_error_set(err, 413, "payload_too_large", "X-Tensor-Shape",
-                                 "a dimension is too large");
+            return api_fail(err, API_E_PAYLOAD_TOO_LARGE, "X-Tensor-Shape",
+                            "a dimension is too large");
     while (*s == ' ' || *s == '\t')
         s++;
     *dim = v;
     *p = s;
-    return 0;
+    return API_OK;
 }
 
 static int parse_shape_header(const char *header, struct nd_shape *shape, struct api_error *err) {
     if (!header)
-        return api_error_set(err, 400, "malformed_body", "X-Tensor-Shape",
-                             "a binary tensor needs the X-Tensor-Shape header, such as \"2,3\"");
+        return api_fail(err, API_E_MALFORMED_BODY, "X-Tensor-Shape",
+                        "a binary tensor needs the X-Tensor-Shape header, such as \"2,3\"");
     const char *p = header;
     shape->ndim = 0;
     for (;;) {
         if (shape->ndim == ND_MAX_DIMS)
-            return api_error_set(err, 400, "malformed_body", "X-Tensor-Shape",
-                                 "has more than %d dimensions", ND_MAX_DIMS);
+            return api_fail(err, API_E_MALFORMED_BODY, "X-Tensor-Shape",
+                            "has more than %d dimensions", ND_MAX_DIMS);
         if (header_dim(&p, &shape->dim[shape->ndim++], err) != 0)
-            return -1;
+            return API_FAIL;
         if (*p == '\0')
-            return 0;
+            return API_OK;
         if (*p++ != ',')
-            return api_error_set(err, 400, "malformed_body", "X-Tensor-Shape",
-                                 "must be comma-separated non-negative integers, such as \"2,3\"");
+            return api_fail(err, API_E_MALFORMED_BODY, "X-Tensor-Shape",
+                            "must be comma-separated non-negative integers, such as \"2,3\"");
     }
 }
 
@@ -649,14 +647,14 @@ int api_tensor_from_binary(const void *body, size_t len, const char *shape_heade
     *out = (struct nd_tensor){0};
     if (parse_shape_header(shape_header, &shape, err) != 0 ||
         check_numel(&shape, limits, "X-Tensor-Shape", &numel, err) != 0)
-        return -1;
+        return API_FAIL;
     if (len % sizeof(float) != 0 || (uint64_t)numel != len / sizeof(float))
-        return api_error_set(err, 422, "shape_mismatch", "X-Tensor-Shape",
-                             "the body has %zu bytes, the shape needs %lld float32 values", len,
-                             (long long)numel);
+        return api_fail(err, API_E_SHAPE_MISMATCH, "X-Tensor-Shape",
+                        "the body has %zu bytes, the shape needs %lld float32 values", len,
+                        (long long)numel);
     if (len > 0 && (uintptr_t)body % ND_ALIGN == 0) { // read in place: the body outlives the call
         *out = nd_tensor_view((float *)(uintptr_t)body, &shape);
-        return 0;
+        return API_OK;
     }
     struct nd_error core;
     nd_error_clear(&core);
@@ -664,7 +662,7 @@ int api_tensor_from_binary(const void *body, size_t len, const char *shape_heade
         return api_error_from_core(err, &core, "X-Tensor-Shape");
     if (len > 0)
         memcpy(out->data, body, len);
-    return 0;
+    return API_OK;
 }
 
 void api_tensor_write(struct jw *w, const struct nd_tensor *t, enum api_tensor_form form) {

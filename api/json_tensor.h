@@ -24,7 +24,7 @@ enum api_tensor_form {
 // "nested", "flat", "b64"; static.
 const char *api_form_name(enum api_tensor_form form);
 
-// Parses "nested" | "flat" | "b64" (output_format); -1 and a 422 invalid_value naming field
+// Parses "nested" | "flat" | "b64" (output_format); API_FAIL and a 422 invalid_value naming field
 // otherwise.
 int api_form_parse(const char *text, enum api_tensor_form *form, const char *field,
                    struct api_error *err);
@@ -40,7 +40,7 @@ struct api_tensor_limits {
 // range (|x| > FLT_MAX, finite) are 422 invalid_value. Errors name `field` (and an index path
 // inside it where useful, e.g. "input[1][2]"): wrong JSON types 400 invalid_type, bad shapes
 // or lengths 422 shape_mismatch / invalid_value, unknown keys of the object forms 422
-// unknown_field. Returns 0 or -1.
+// unknown_field. Returns API_OK or API_FAIL.
 int api_tensor_from_json(const json_t *value, const struct api_tensor_limits *limits,
                          const char *field, struct nd_tensor *out, enum api_tensor_form *form,
                          struct api_error *err);
@@ -48,7 +48,7 @@ int api_tensor_from_json(const json_t *value, const struct api_tensor_limits *li
 // Parses the X-Tensor-Shape header ("2,3"; spaces allowed; "" or "scalar"? no: at least one
 // dim, each >= 0) and reads len bytes of little-endian float32 into *out (owning). The byte
 // count must equal elements * 4 (422 shape_mismatch naming "X-Tensor-Shape"); a missing or
-// bad header is 400 malformed_body naming "X-Tensor-Shape". Returns 0 or -1.
+// bad header is 400 malformed_body naming "X-Tensor-Shape". Returns API_OK or API_FAIL.
 int api_tensor_from_binary(const void *body, size_t len, const char *shape_header,
                            const struct api_tensor_limits *limits, struct nd_tensor *out,
                            struct api_error *err);

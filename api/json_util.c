@@ -25,8 +25,8 @@ static const char *json_type_word(const json_t *v) {
 }
 
 static int type_error(const json_t *v, const char *field, const char *want, struct api_error *err) {
-    return api_error_set(err, 400, "invalid_type", field, "%s must be %s, not %s", field, want,
-                         json_type_word(v));
+    return api_fail(err, API_E_INVALID_TYPE, field, "%s must be %s, not %s", field, want,
+                    json_type_word(v));
 }
 
 int api_check_keys(const json_t *obj, const char *const *allowed, const char *prefix,
@@ -41,29 +41,29 @@ int api_check_keys(const json_t *obj, const char *const *allowed, const char *pr
             char field[API_FIELD_MAX];
             snprintf(field, sizeof field, "%s%s%.100s", prefix ? prefix : "",
                      prefix && prefix[0] ? "." : "", key);
-            return api_error_set(err, 422, "unknown_field", field, "unknown field %s", field);
+            return api_fail(err, API_E_UNKNOWN_FIELD, field, "unknown field %s", field);
         }
     }
-    return 0;
+    return API_OK;
 }
 
 int api_as_number(const json_t *v, const char *field, double *out, struct api_error *err) {
     if (!json_is_number(v))
         return type_error(v, field, "a number", err);
     *out = json_number_value(v);
-    return 0;
+    return API_OK;
 }
 
 int api_as_int(const json_t *v, const char *field, int64_t *out, struct api_error *err) {
     if (json_is_integer(v)) {
         *out = (int64_t)json_integer_value(v);
-        return 0;
+        return API_OK;
     }
     // 3.0 is an integer to a Python or JavaScript client
     if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v) &&
         fabs(json_real_value(v)) < 9.0e15) {
         *out = (int64_t)json_real_value(v);
-        return 0;
+        return API_OK;
     }
     return type_error(v, field, "an integer", err);
 }
@@ -72,32 +72,32 @@ int api_as_bool(const json_t *v, const char *field, bool *out, struct api_error 
     if (!json_is_boolean(v))
         return type_error(v, field, "true or false", err);
     *out = json_is_true(v);
-    return 0;
+    return API_OK;
 }
 
 int api_as_string(const json_t *v, const char *field, const char **out, struct api_error *err) {
     if (!json_is_string(v))
         return type_error(v, field, "a string", err);
     *out = json_string_value(v);
-    return 0;
+    return API_OK;
 }
 
 int api_get_string(const json_t *obj, const char *key, const char *field, const char **out,
                    struct api_error *err) {
     const json_t *v = json_object_get(obj, key);
-    return v ? api_as_string(v, field, out, err) : 0;
+    return v ? api_as_string(v, field, out, err) : API_OK;
 }
 
 int api_get_bool(const json_t *obj, const char *key, const char *field, bool *out,
                  struct api_error *err) {
     const json_t *v = json_object_get(obj, key);
-    return v ? api_as_bool(v, field, out, err) : 0;
+    return v ? api_as_bool(v, field, out, err) : API_OK;
 }
 
 int api_get_number(const json_t *obj, const char *key, const char *field, double *out,
                    struct api_error *err) {
     const json_t *v = json_object_get(obj, key);
-    return v ? api_as_number(v, field, out, err) : 0;
+    return v ? api_as_number(v, field, out, err) : API_OK;
 }
 
 int api_core_error(struct api_call *call, const struct nd_error *err, const char *prefix) {

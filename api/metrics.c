@@ -166,7 +166,7 @@ int api_h_metrics(struct api_call *call) {
     put_gauges(&t, call->ctx);
     if (t.failed || !t.buf) {
         free(t.buf);
-        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     }
     call->resp->status = 200;
     call->resp->body = t.buf;

@@ -24,8 +24,8 @@ struct tail {
 
 enum dtype { DT_FP32, DT_FP64, DT_FP16 };
 
-// Most of the protocol's errors: 400 naming the field.
-#define bad(call, field, ...) api_error_set(&(call)->err, 400, "invalid_value", field, __VA_ARGS__)
+// Most of the protocol's errors: invalid_value naming the field (400 in the protocol's form).
+#define bad(call, field, ...) api_fail(&(call)->err, API_E_INVALID_VALUE, field, __VA_ARGS__)
 
 // ---- the header's length ----
 
@@ -38,7 +38,7 @@ static int header_length(struct api_call *call, size_t *len, bool *raw) {
     *len = body;
     *raw = false;
     if (!h)
-        return 0;
+        return API_OK;
     if (h[0] == '-')
         return bad(call, HEADER_LENGTH, "%s must not be negative", HEADER_LENGTH);
     char *end;
@@ -47,11 +47,11 @@ static int header_length(struct api_call *call, size_t *len, bool *raw) {
     if (h[0] < '0' || h[0] > '9' || *end || errno)
         return bad(call, HEADER_LENGTH, "%s must be a byte count (digits)", HEADER_LENGTH);
     if (v > body)
-        return api_error_set(&call->err, 400, "invalid_value", HEADER_LENGTH,
-                             "%s is %llu but the body has only %zu bytes", HEADER_LENGTH, v, body);
+        return api_fail(&call->err, API_E_INVALID_VALUE, HEADER_LENGTH,
+                        "%s is %llu but the body has only %zu bytes", HEADER_LENGTH, v, body);
     *len = (size_t)v;
     *raw = v == 0;
-    return 0;
+    return API_OK;
 }
 
 // Parses the first len bytes of the body as the JSON header, through the route's usual reader
@@ -72,16 +72,15 @@ static int parse_header(struct api_call *call, size_t len) {
 static int read_shape(struct api_call *call, const json_t *v, const char *field,
                       struct nd_shape *out, int64_t *numel) {
     if (!json_is_array(v))
-        return api_error_set(&call->err, 400, "invalid_type", field,
-                             "%s must be a list of dimensions", field);
+        return api_fail(&call->err, API_E_INVALID_TYPE, field, "%s must be a list of dimensions",
+                        field);
     if (json_array_size(v) > ND_MAX_DIMS)
-        return api_error_set(&call->err, 400, "invalid_value", field,
-                             "%s has %zu dimensions; at most %d", field, json_array_size(v),
-                             ND_MAX_DIMS);
+        return api_fail(&call->err, API_E_INVALID_VALUE, field, "%s has %zu dimensions; at most %d",
+                        field, json_array_size(v), ND_MAX_DIMS);
     out->ndim = (int32_t)json_array_size(v);
     for (int32_t d = 0; d < out->ndim; d++) {
         if (api_as_int(json_array_get(v, (size_t)d), field, &out->dim[d], &call->err) != 0)
-            return -1;
+            return API_FAIL;
         if (out->dim[d] < 0)
             return bad(call, field, "%s: a dimension is negative", field);
     }
@@ -89,24 +88,28 @@ static int read_shape(struct api_call *call, const json_t *v, const char *field,
     nd_error_clear(&ce);
     int64_t limit = call->ctx->config.max_elements;
     if (nd_shape_numel(out, numel, &ce) != ND_STATUS_OK || (limit > 0 && *numel > limit))
-        return api_error_set(&call->err, 413, "payload_too_large", field,
-                             "%s holds more than this server's %lld elements per tensor", field,
-                             (long long)limit);
-    return 0;
+        return api_fail(&call->err, API_E_PAYLOAD_TOO_LARGE, field,
+                        "%s holds more than this server's %lld elements per tensor", field,
+                        (long long)limit);
+    return API_OK;
 }
 
 static int read_dtype(struct api_call *call, const json_t *v, const char *field, enum dtype *out) {
-    static const char *const names[] = {[DT_FP32] = "FP32", [DT_FP64] = "FP64", [DT_FP16] = "FP16"};
+    static const struct api_enum_name names[] = {{"FP32", DT_FP32, false},
+                                                 {"FP64", DT_FP64, false},
+                                                 {"FP16", DT_FP16, false},
+                                                 {NULL, 0, false}};
     const char *s;
     if (api_as_string(v, field, &s, &call->err) != 0)
-        return -1;
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *out = (enum dtype)i;
-            return 0;
-        }
-    return api_error_set(&call->err, 400, "invalid_value", field,
-                         "datatype %.40s is not supported: FP32, FP64 or FP16", s);
+        return API_FAIL;
+    int dt = api_enum_find(s, names, 0);
+    char expected[32];
+    if (dt < 0) // the protocol's wording, as Triton's
+        return api_fail(&call->err, API_E_INVALID_VALUE, field,
+                        "datatype %.40s is not supported: %s", s,
+                        api_enum_expected(names, "", expected, sizeof expected));
+    *out = (enum dtype)dt;
+    return API_OK;
 }
 
 static size_t dtype_size(enum dtype dt) {
@@ -128,7 +131,7 @@ static int widen(struct api_call *call, const char *p, size_t n, enum dtype dt, 
                  const char *field) {
     if (dt == DT_FP32) {
         memcpy(out, p, n * 4);
-        return 0;
+        return API_OK;
     }
     for (size_t i = 0; i < n; i++) {
         if (dt == DT_FP16) {
@@ -140,11 +143,11 @@ static int widen(struct api_call *call, const char *p, size_t n, enum dtype dt, 
         double d;
         memcpy(&d, p + i * 8, 8);
         if (isfinite(d) && fabs(d) > FLT_MAX)
-            return api_error_set(&call->err, 400, "invalid_value", field,
-                                 "%s[%zu] = %g is outside FP32's range", field, i, d);
+            return api_fail(&call->err, API_E_INVALID_VALUE, field,
+                            "%s[%zu] = %g is outside FP32's range", field, i, d);
         out[i] = (float)d;
     }
-    return 0;
+    return API_OK;
 }
 
 // ---- inputs ----
@@ -154,22 +157,22 @@ static int input_data_json(struct api_call *call, const json_t *data, const char
     struct api_tensor_limits limits = api_limits(call);
     enum api_tensor_form form;
     if (json_is_object(data))
-        return api_error_set(&call->err, 400, "invalid_type", field,
-                             "%s must be a list of numbers, nested or flat", field);
+        return api_fail(&call->err, API_E_INVALID_TYPE, field,
+                        "%s must be a list of numbers, nested or flat", field);
     if (api_tensor_value(&call->fast, data, &limits, field, &in->t, &form, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     bool flat = in->t.shape.ndim == 1;
     if (in->t.numel != numel || (!flat && !nd_shape_equal(&in->t.shape, shape))) {
         char got[96], want[96];
         nd_shape_format(&in->t.shape, got, sizeof got);
         nd_shape_format(shape, want, sizeof want);
-        return api_error_set(&call->err, 400, "shape_mismatch", field,
-                             "%s has shape %s; the input's shape is %s (give it nested in that "
-                             "shape or flat with %lld values)",
-                             field, got, want, (long long)numel);
+        return api_fail(&call->err, API_E_SHAPE_MISMATCH, field,
+                        "%s has shape %s; the input's shape is %s (give it nested in that "
+                        "shape or flat with %lld values)",
+                        field, got, want, (long long)numel);
     }
     in->t.shape = *shape;
-    return 0;
+    return API_OK;
 }
 
 static int input_data_binary(struct api_call *call, int64_t size, const char *field,
@@ -177,20 +180,20 @@ static int input_data_binary(struct api_call *call, int64_t size, const char *fi
                              const struct nd_shape *shape, int64_t numel) {
     size_t want = (size_t)numel * dtype_size(dt);
     if (size < 0 || (uint64_t)size != want)
-        return api_error_set(&call->err, 400, "invalid_value", field,
-                             "%s is %lld but the shape and datatype make %zu bytes", field,
-                             (long long)size, want);
+        return api_fail(&call->err, API_E_INVALID_VALUE, field,
+                        "%s is %lld but the shape and datatype make %zu bytes", field,
+                        (long long)size, want);
     if (want > tail->left)
-        return api_error_set(&call->err, 400, "invalid_value", field,
-                             "%s is %zu but only %zu bytes of binary data remain after the JSON",
-                             field, want, tail->left);
+        return api_fail(&call->err, API_E_INVALID_VALUE, field,
+                        "%s is %zu but only %zu bytes of binary data remain after the JSON", field,
+                        want, tail->left);
     struct nd_error ce;
     nd_error_clear(&ce);
     if (api_reserve(call, numel * (int64_t)sizeof(float), "the binary input") != 0)
-        return -1;
+        return API_FAIL;
     if (nd_tensor_init_uninit(&in->t, shape, &ce) != ND_STATUS_OK)
         return api_core_error(call, &ce, field);
-    int rc = numel ? widen(call, tail->p, (size_t)numel, dt, in->t.data, field) : 0;
+    int rc = numel ? widen(call, tail->p, (size_t)numel, dt, in->t.data, field) : API_OK;
     if (want) { // a NULL tail (an empty body) is never advanced
         tail->p += want;
         tail->left -= want;
@@ -203,13 +206,13 @@ static int read_input_params(struct api_call *call, const json_t *p, const char 
     static const char *const keys[] = {"binary_data_size", NULL};
     *size = NULL;
     if (!p)
-        return 0;
+        return API_OK;
     if (!json_is_object(p))
-        return api_error_set(&call->err, 400, "invalid_type", field, "%s must be an object", field);
+        return api_fail(&call->err, API_E_INVALID_TYPE, field, "%s must be an object", field);
     if (api_check_keys(p, keys, field, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     *size = json_object_get(p, "binary_data_size");
-    return 0;
+    return API_OK;
 }
 
 // "a, b, c" from a NULL-terminated list of names.
@@ -227,15 +230,15 @@ static int input_name(struct api_call *call, const json_t *v, const char *field,
     const char *name;
     char names[128];
     if (api_as_string(v, field, &name, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     for (int k = 0; route->inputs[k]; k++)
         if (strcmp(route->inputs[k], name) == 0) {
             snprintf(in->name, sizeof in->name, "%s", name);
-            return 0;
+            return API_OK;
         }
-    return api_error_set(&call->err, 400, "invalid_value", field,
-                         "unknown input %.60s: this model's inputs are %s", name,
-                         list_names(route->inputs, names, sizeof names));
+    return api_fail(&call->err, API_E_INVALID_VALUE, field,
+                    "unknown input %.60s: this model's inputs are %s", name,
+                    list_names(route->inputs, names, sizeof names));
 }
 
 static int read_input(struct api_call *call, const struct oip_route *route, const json_t *v,
@@ -248,12 +251,12 @@ static int read_input(struct api_call *call, const struct oip_route *route, cons
     int64_t numel;
     enum dtype dt = DT_FP32;
     if (!json_is_object(v))
-        return api_error_set(&call->err, 400, "invalid_type", "inputs",
-                             "inputs[%zu] must be an object", i);
+        return api_fail(&call->err, API_E_INVALID_TYPE, "inputs", "inputs[%zu] must be an object",
+                        i);
 #define FIELD(k) (snprintf(f, sizeof f, "inputs[%zu].%s", i, k), f)
     snprintf(f, sizeof f, "inputs[%zu]", i);
     if (api_check_keys(v, keys, f, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     const char *req[] = {"name", "shape", "datatype"};
     for (int k = 0; k < 3; k++)
         if (!json_object_get(v, req[k]))
@@ -262,7 +265,7 @@ static int read_input(struct api_call *call, const struct oip_route *route, cons
         read_shape(call, json_object_get(v, "shape"), FIELD("shape"), &shape, &numel) ||
         read_dtype(call, json_object_get(v, "datatype"), FIELD("datatype"), &dt) ||
         read_input_params(call, json_object_get(v, "parameters"), FIELD("parameters"), &size))
-        return -1;
+        return API_FAIL;
     const json_t *data = json_object_get(v, "data");
     if (!data == !size)
         return bad(call, FIELD("data"), "%s: give data or parameters.binary_data_size, one of them",
@@ -270,7 +273,7 @@ static int read_input(struct api_call *call, const struct oip_route *route, cons
     if (data)
         return input_data_json(call, data, FIELD("data"), in, &shape, numel);
     if (api_as_int(size, FIELD("parameters.binary_data_size"), &size_bytes, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     return input_data_binary(call, size_bytes, f, tail, in, dt, &shape, numel);
 #undef FIELD
 }
@@ -282,27 +285,27 @@ static int read_inputs(struct api_call *call, const struct oip_route *route, str
     while (route->inputs[most] && most < OIP_MAX_INPUTS)
         most++;
     if (!json_is_array(inputs))
-        return api_error_set(&call->err, 400, "invalid_type", "inputs",
-                             "inputs must be a list of input tensors");
+        return api_fail(&call->err, API_E_INVALID_TYPE, "inputs",
+                        "inputs must be a list of input tensors");
     if (json_array_size(inputs) == 0 || json_array_size(inputs) > most)
-        return api_error_set(
-            &call->err, 400, "invalid_value", "inputs", "this request takes %s, not %zu inputs",
+        return api_fail(
+            &call->err, API_E_INVALID_VALUE, "inputs", "this request takes %s, not %zu inputs",
             most == 1 ? "exactly one input (\"input\")" : "the input and output_gradient or target",
             json_array_size(inputs));
     for (size_t i = 0; i < json_array_size(inputs); i++) {
         struct oip_input *in = &r->in[r->nin++]; // counted first: released on any failure
         if (read_input(call, route, json_array_get(inputs, i), i, tail, in) != 0)
-            return -1;
+            return API_FAIL;
         for (int k = 0; k < r->nin - 1; k++)
             if (strcmp(r->in[k].name, in->name) == 0)
                 return bad(call, "inputs", "input %s is given twice", in->name);
     }
     if (tail->left)
-        return api_error_set(&call->err, 400, "invalid_value", HEADER_LENGTH,
-                             "%zu bytes of binary data follow the JSON that no input's "
-                             "binary_data_size claims",
-                             tail->left);
-    return 0;
+        return api_fail(&call->err, API_E_INVALID_VALUE, HEADER_LENGTH,
+                        "%zu bytes of binary data follow the JSON that no input's "
+                        "binary_data_size claims",
+                        tail->left);
+    return API_OK;
 }
 
 // ---- outputs and parameters ----
@@ -311,7 +314,7 @@ int oip_param_bool(struct api_call *call, const struct oip_request *r, const cha
     const json_t *v = r->params ? json_object_get(r->params, key) : NULL;
     char f[64];
     snprintf(f, sizeof f, "parameters.%s", key);
-    return v ? api_as_bool(v, f, out, &call->err) : 0;
+    return v ? api_as_bool(v, f, out, &call->err) : API_OK;
 }
 
 static int output_index(struct api_call *call, const struct oip_route *route, const char *name,
@@ -320,9 +323,9 @@ static int output_index(struct api_call *call, const struct oip_route *route, co
         if (strcmp(route->outputs[k], name) == 0)
             return k;
     char names[128];
-    api_error_set(&call->err, 400, "invalid_value", field,
-                  "unknown output %.60s: this model's outputs are %s", name,
-                  list_names(route->outputs, names, sizeof names));
+    api_fail(&call->err, API_E_INVALID_VALUE, field,
+             "unknown output %.60s: this model's outputs are %s", name,
+             list_names(route->outputs, names, sizeof names));
     return -1;
 }
 
@@ -334,50 +337,49 @@ static int read_output(struct api_call *call, const struct oip_route *route, con
     const char *name;
     snprintf(f, sizeof f, "outputs[%zu]", i);
     if (!json_is_object(v))
-        return api_error_set(&call->err, 400, "invalid_type", f, "%s must be an object", f);
+        return api_fail(&call->err, API_E_INVALID_TYPE, f, "%s must be an object", f);
     if (api_check_keys(v, keys, f, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     snprintf(f, sizeof f, "outputs[%zu].name", i);
     const json_t *p = json_object_get(v, "parameters");
     if (api_as_string(json_object_get(v, "name"), f, &name, &call->err) != 0 ||
         (out->index = output_index(call, route, name, f)) < 0)
-        return -1;
+        return API_FAIL;
     snprintf(f, sizeof f, "outputs[%zu].parameters", i);
     if (p && !json_is_object(p))
-        return api_error_set(&call->err, 400, "invalid_type", f, "%s must be an object", f);
+        return api_fail(&call->err, API_E_INVALID_TYPE, f, "%s must be an object", f);
     if (p && api_check_keys(p, pkeys, f, &call->err) != 0)
-        return -1;
+        return API_FAIL;
     out->binary = binary;
     const json_t *b = p ? json_object_get(p, "binary_data") : NULL;
     snprintf(f, sizeof f, "outputs[%zu].parameters.binary_data", i);
-    return b ? api_as_bool(b, f, &out->binary, &call->err) : 0;
+    return b ? api_as_bool(b, f, &out->binary, &call->err) : API_OK;
 }
 
 static int read_outputs(struct api_call *call, const struct oip_route *route,
                         struct oip_request *r) {
     bool binary = false;
     if (oip_param_bool(call, r, "binary_data_output", &binary) != 0)
-        return -1;
+        return API_FAIL;
     const json_t *outs = json_object_get(call->body, "outputs");
     if (!outs) {
         for (r->nout = 0; r->nout < route->default_outputs; r->nout++)
             r->out[r->nout] = (struct oip_output){.index = r->nout, .binary = binary};
-        return 0;
+        return API_OK;
     }
     if (!json_is_array(outs) || json_array_size(outs) > OIP_MAX_OUTPUTS)
-        return api_error_set(&call->err, 400, "invalid_type", "outputs",
-                             "outputs must be a list of at most %d requested outputs",
-                             OIP_MAX_OUTPUTS);
+        return api_fail(&call->err, API_E_INVALID_TYPE, "outputs",
+                        "outputs must be a list of at most %d requested outputs", OIP_MAX_OUTPUTS);
     for (size_t i = 0; i < json_array_size(outs); i++) {
         if (read_output(call, route, json_array_get(outs, i), i, binary, &r->out[r->nout]) != 0)
-            return -1;
+            return API_FAIL;
         for (int k = 0; k < r->nout; k++)
             if (r->out[k].index == r->out[r->nout].index)
                 return bad(call, "outputs", "output %s is requested twice",
                            route->outputs[r->out[k].index]);
         r->nout++;
     }
-    return 0;
+    return API_OK;
 }
 
 // The request's parameters: the route's names and binary_data_output, each a string, number
@@ -390,10 +392,10 @@ static int read_params(struct api_call *call, const struct oip_route *route,
         allowed[n++] = route->params[k];
     r->params = json_object_get(call->body, "parameters");
     if (!r->params)
-        return 0;
+        return API_OK;
     if (!json_is_object(r->params))
-        return api_error_set(&call->err, 400, "invalid_type", "parameters",
-                             "parameters must be an object");
+        return api_fail(&call->err, API_E_INVALID_TYPE, "parameters",
+                        "parameters must be an object");
     return api_check_keys(r->params, allowed, "parameters", &call->err);
 }
 
@@ -404,25 +406,25 @@ static int read_header_fields(struct api_call *call, struct oip_request *r) {
     if (api_check_keys(call->body, keys, "", &call->err) ||
         api_get_string(call->body, "id", "id", &r->id, &call->err) ||
         api_get_string(call->body, "model_name", "model_name", &name, &call->err))
-        return -1;
+        return API_FAIL;
     if (name && strcmp(name, call->param[0]) != 0)
         return bad(call, "model_name", "model_name %.60s differs from the path's model", name);
-    return 0;
+    return API_OK;
 }
 
 int oip_read_request(struct api_call *call, const struct oip_route *route, struct oip_request *r) {
     size_t len;
     memset(r, 0, sizeof *r);
     if (header_length(call, &len, &r->raw) != 0)
-        return -1;
+        return API_FAIL;
     if (r->raw)
-        return 0;
+        return API_OK;
     // an empty body may come as NULL, and NULL + 0 is undefined
     struct tail tail = {call->req->body ? call->req->body + len : NULL, call->req->body_len - len};
     if (parse_header(call, len) || read_header_fields(call, r) || read_params(call, route, r) ||
         read_inputs(call, route, &tail, r) || read_outputs(call, route, r))
-        return -1;
-    return 0;
+        return API_FAIL;
+    return API_OK;
 }
 
 int oip_read_raw(struct api_call *call, const struct nd_shape *example, struct oip_request *r) {
@@ -436,16 +438,16 @@ int oip_read_raw(struct api_call *call, const struct nd_shape *example, struct o
                    HEADER_LENGTH);
     size_t ex_bytes = (size_t)per * sizeof(float), body = call->req->body_len;
     if (ex_bytes == 0 || body % ex_bytes != 0)
-        return api_error_set(&call->err, 400, "invalid_value", HEADER_LENGTH,
-                             "a raw binary request's body (%zu bytes) must be whole FP32 "
-                             "examples of %zu bytes each",
-                             body, ex_bytes);
+        return api_fail(&call->err, API_E_INVALID_VALUE, HEADER_LENGTH,
+                        "a raw binary request's body (%zu bytes) must be whole FP32 "
+                        "examples of %zu bytes each",
+                        body, ex_bytes);
     int64_t limit = call->ctx->config.max_elements;
     if (limit > 0 && (int64_t)(body / sizeof(float)) > limit)
-        return api_error_set(&call->err, 413, "payload_too_large", HEADER_LENGTH,
-                             "the raw binary input holds more than this server's %lld elements "
-                             "per tensor",
-                             (long long)limit);
+        return api_fail(&call->err, API_E_PAYLOAD_TOO_LARGE, HEADER_LENGTH,
+                        "the raw binary input holds more than this server's %lld elements "
+                        "per tensor",
+                        (long long)limit);
     struct nd_shape shape = {.ndim = example->ndim + 1, .dim = {(int64_t)(body / ex_bytes)}};
     memcpy(shape.dim + 1, example->dim, sizeof(int64_t) * (size_t)example->ndim);
     snprintf(r->in[0].name, sizeof r->in[0].name, "input");
@@ -532,7 +534,7 @@ static int append_binary(struct api_call *call, const struct oip_request *r,
     size_t json_len = resp->body_len;
     char *body = realloc(resp->body, json_len + bytes + 1);
     if (!body)
-        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     resp->body = body;
     for (int k = 0; k < r->nout; k++)
         if (outputs[k] && r->out[k].binary && outputs[k]->numel) {

@@ -151,15 +151,17 @@ const char *api_query(const struct api_request *req, const char *name) {
     return kv_find(req->query, req->nquery, name, false);
 }
 
+// Not a boolean is a wrong type (400), as a JSON body's would be.
 static int parse_bool_text(struct api_call *call, const char *name, const char *text, bool *out) {
-    if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)
-        *out = true;
-    else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0)
-        *out = false;
-    else
-        return api_error_set(&call->err, 400, "invalid_type", name,
-                             "%s must be true or false, not %.40s", name, text);
-    return 0;
+    static const struct api_enum_name bools[] = {
+        {"true", 1, false}, {"false", 0, false}, {"1", 1, true}, {"0", 0, true}, {NULL, 0, false}};
+    int v = api_enum_find(text, bools, 0);
+    char expected[32];
+    if (v < 0)
+        return api_fail(&call->err, API_E_INVALID_TYPE, name, "%s must be %s, not %.40s", name,
+                        api_enum_expected(bools, "", expected, sizeof expected), text);
+    *out = v == 1;
+    return API_OK;
 }
 
 int api_query_bool(struct api_call *call, const char *name, bool *present, bool *out) {
@@ -167,7 +169,7 @@ int api_query_bool(struct api_call *call, const char *name, bool *present, bool 
     *present = false;
     *out = false;
     if (!text)
-        return 0;
+        return API_OK;
     *present = true;
     return parse_bool_text(call, name, text, out);
 }
@@ -191,16 +193,16 @@ static int check_query(struct api_call *call) {
                 size_t n = strlen(takes);
                 snprintf(takes + n, sizeof takes - n, "%s%s", n ? ", " : "", d->name);
             }
-            return api_error_set(&call->err, 422, "unknown_field", name,
-                                 "unknown query parameter %.60s (%s %.60s takes %s)", name,
-                                 req->method, req->path, takes[0] ? takes : "none");
+            return api_fail(&call->err, API_E_UNKNOWN_FIELD, name,
+                            "unknown query parameter %.60s (%s %.60s takes %s)", name, req->method,
+                            req->path, takes[0] ? takes : "none");
         }
         for (size_t k = 0; k < i; k++)
             if (req->query[k].key && strcmp(req->query[k].key, name) == 0)
-                return api_error_set(&call->err, 422, "invalid_value", name,
-                                     "query parameter %.60s is given more than once", name);
+                return api_fail(&call->err, API_E_INVALID_VALUE, name,
+                                "query parameter %.60s is given more than once", name);
     }
-    return 0;
+    return API_OK;
 }
 
 // The query parameters become fields of the parsed JSON body, so that a JSON route applies
@@ -214,9 +216,8 @@ static int merge_query(struct api_call *call) {
         if (!d) // undeclared: check_query refused it before the handler ran
             continue;
         if (json_object_get(call->body, name))
-            return api_error_set(&call->err, 422, "invalid_value", name,
-                                 "%s is given both in the query and in the body: give it once",
-                                 name);
+            return api_fail(&call->err, API_E_INVALID_VALUE, name,
+                            "%s is given both in the query and in the body: give it once", name);
         bool b = false;
         if (d->type == API_QUERY_BOOL && parse_bool_text(call, name, text, &b) != 0)
             return API_FAIL;
@@ -224,29 +225,29 @@ static int merge_query(struct api_call *call) {
         // reply escapes what it repeats
         json_t *v = d->type == API_QUERY_BOOL ? json_boolean(b) : json_string_nocheck(text);
         if (!v || json_object_set_new(call->body, name, v) != 0)
-            return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+            return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     }
-    return 0;
+    return API_OK;
 }
 
 int api_reserve(struct api_call *call, int64_t bytes, const char *what) {
     struct nd_budget *b = nd_engine_budget(call->ctx->engine);
     if (nd_budget_take(b, bytes)) {
         call->reserved += bytes > 0 ? bytes : 0;
-        return 0;
+        return API_OK;
     }
     // Past the whole budget together with what the call (and its body) already holds, the
     // request could never run: 413, not a 503 that retries forever.
     if (nd_budget_never_fits(b, bytes + call->reserved + (int64_t)call->req->body_len))
-        return api_error_set(&call->err, 413, "payload_too_large", NULL,
-                             "%s would need %lld bytes of memory; this server's --max-memory is "
-                             "%lld",
-                             what, (long long)bytes, (long long)b->limit);
+        return api_fail(&call->err, API_E_PAYLOAD_TOO_LARGE, NULL,
+                        "%s would need %lld bytes of memory; this server's --max-memory is "
+                        "%lld",
+                        what, (long long)bytes, (long long)b->limit);
     api_reply_header(call, "Retry-After", "1");
-    return api_error_set(&call->err, 503, "unavailable", NULL,
-                         "%s would need %lld bytes of memory and the server's budget (%lld of "
-                         "%lld in use) cannot give them now; retry",
-                         what, (long long)bytes, (long long)nd_budget_used(b), (long long)b->limit);
+    return api_fail(&call->err, API_E_UNAVAILABLE, NULL,
+                    "%s would need %lld bytes of memory and the server's budget (%lld of "
+                    "%lld in use) cannot give them now; retry",
+                    what, (long long)bytes, (long long)nd_budget_used(b), (long long)b->limit);
 }
 
 // Before jansson builds anything: the nesting against API_JSON_MAX_DEPTH (400), and the heap
@@ -258,19 +259,19 @@ static int check_json_cost(struct api_call *call, const char *text, size_t len) 
     // before jansson allocates them.
     if (cost.depth <= API_JSON_MAX_DEPTH &&
         api_reserve(call, (int64_t)cost.bytes * 2, "parsing the body") != 0)
-        return -1;
+        return API_FAIL;
     uint64_t cap = (uint64_t)call->ctx->config.max_body_bytes * API_JSON_BYTES_PER_BODY_BYTE;
     if (cost.depth > API_JSON_MAX_DEPTH)
-        return api_error_set(&call->err, 400, "malformed_body", NULL,
-                             "the body nests objects and lists %d deep; the limit is %d",
-                             cost.depth, API_JSON_MAX_DEPTH);
+        return api_fail(&call->err, API_E_MALFORMED_BODY, NULL,
+                        "the body nests objects and lists %d deep; the limit is %d", cost.depth,
+                        API_JSON_MAX_DEPTH);
     if (cap && cost.bytes > cap)
-        return api_error_set(&call->err, 413, "payload_too_large", NULL,
-                             "the body's JSON would take %llu bytes to parse; the limit is %llu "
-                             "(numeric tensors are not counted: send large tensors as nested "
-                             "lists, base64 or a binary body)",
-                             (unsigned long long)cost.bytes, (unsigned long long)cap);
-    return 0;
+        return api_fail(&call->err, API_E_PAYLOAD_TOO_LARGE, NULL,
+                        "the body's JSON would take %llu bytes to parse; the limit is %llu "
+                        "(numeric tensors are not counted: send large tensors as nested "
+                        "lists, base64 or a binary body)",
+                        (unsigned long long)cost.bytes, (unsigned long long)cap);
+    return API_OK;
 }
 
 int api_parse_body(struct api_call *call, bool allow_empty) {
@@ -278,7 +279,7 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
     if (req->body_len == 0 && allow_empty) {
         call->body = json_object();
         if (!call->body)
-            return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+            return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
         return merge_query(call);
     }
     // The large numeric arrays are read first, the rest of the text going to a new buffer
@@ -290,7 +291,7 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
     char *text = api_fast_extract_copy(req->body, req->body_len, call->ctx->config.max_elements,
                                        &call->fast, &len);
     if (!text)
-        return api_error_set(&call->err, 503, "unavailable", NULL, "no memory");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     if (check_json_cost(call, text, len) != 0) {
         free(text);
         return API_FAIL;
@@ -299,12 +300,11 @@ int api_parse_body(struct api_call *call, bool allow_empty) {
     call->body = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     free(text);
     if (!call->body)
-        return api_error_set(&call->err, 400, "malformed_body", NULL,
-                             "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                             jerr.text);
+        return api_fail(&call->err, API_E_MALFORMED_BODY, NULL,
+                        "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                        jerr.text);
     if (!json_is_object(call->body))
-        return api_error_set(&call->err, 400, "invalid_type", NULL,
-                             "the body must be a JSON object");
+        return api_fail(&call->err, API_E_INVALID_TYPE, NULL, "the body must be a JSON object");
     return merge_query(call);
 }
 
@@ -312,17 +312,17 @@ int api_if_match(struct api_call *call, uint64_t *version) {
     const char *h = api_header(call->req, "If-Match");
     *version = 0;
     if (!h || strcmp(h, "*") == 0)
-        return 0;
+        return API_OK;
     h += strncmp(h, "W/", 2) == 0 ? 2 : 0;
     h += *h == '"';
     errno = 0;
     char *end;
     unsigned long long v = strtoull(h, &end, 10);
     if (errno || end == h || v == 0 || (*end && *end != '"'))
-        return api_error_set(&call->err, 412, "precondition_failed", "If-Match",
-                             "If-Match must be a version ETag such as \"3\"");
+        return api_fail(&call->err, API_E_PRECONDITION_FAILED, "If-Match",
+                        "If-Match must be a version ETag such as \"3\"");
     *version = v;
-    return 0;
+    return API_OK;
 }
 
 // JSON, no Content-Type, or curl -d's form type (its body is the JSON) are JSON; octet-stream
@@ -330,23 +330,23 @@ int api_if_match(struct api_call *call, uint64_t *version) {
 static int classify_body(struct api_call *call) {
     const char *ct = api_header(call->req, "Content-Type");
     if (!ct || !ct[0])
-        return 0;
+        return API_OK;
     size_t n = strcspn(ct, "; ");
     // before the empty-body rule: a tensor with a zero dimension is an empty binary body
     if (n == 24 && strncasecmp(ct, "application/octet-stream", n) == 0) {
         call->binary = true;
-        return 0;
+        return API_OK;
     }
     if (call->req->body_len == 0)
-        return 0;
+        return API_OK;
     if ((n == 16 && strncasecmp(ct, "application/json", n) == 0) ||
         (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
         (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0))
-        return 0;
-    return api_error_set(&call->err, 415, "unsupported_media_type", "Content-Type",
-                         "Content-Type %.60s is not supported: send application/json (or "
-                         "application/octet-stream with X-Tensor-Shape)",
-                         ct);
+        return API_OK;
+    return api_fail(&call->err, API_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                    "Content-Type %.60s is not supported: send application/json (or "
+                    "application/octet-stream with X-Tensor-Shape)",
+                    ct);
 }
 
 // Constant-time comparison, so the key cannot be guessed byte by byte from response times.
@@ -361,13 +361,13 @@ static bool key_equal(const char *given, const char *key) {
 static int authorize(struct api_call *call) {
     const char *key = call->ctx->api_key;
     if (!key)
-        return 0;
+        return API_OK;
     const char *auth = api_header(call->req, "Authorization");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && key_equal(auth + 7, key))
-        return 0;
+        return API_OK;
     api_reply_header(call, "WWW-Authenticate", "Bearer");
-    return api_error_set(&call->err, 401, "unauthorized", "Authorization",
-                         "this server needs Authorization: Bearer <key>");
+    return api_fail(&call->err, API_E_UNAUTHORIZED, "Authorization",
+                    "this server needs Authorization: Bearer <key>");
 }
 
 // ---- responses ----
@@ -436,12 +436,12 @@ int api_reply_json(struct api_call *call, int status, struct jw *w) {
     if (!text && too_large && call->inline_only)
         return API_DEFER; // a worker may write it, bounded by the reply limit
     if (!text && too_large)
-        return api_error_set(&call->err, 413, "payload_too_large", NULL,
-                             "the reply would be larger than this server's limit of %zu bytes",
-                             call->ctx->config.max_reply_bytes);
+        return api_fail(&call->err, API_E_PAYLOAD_TOO_LARGE, NULL,
+                        "the reply would be larger than this server's limit of %zu bytes",
+                        call->ctx->config.max_reply_bytes);
     if (!text)
-        return api_error_set(&call->err, 503, "unavailable", NULL,
-                             "out of memory while writing the response");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL,
+                        "out of memory while writing the response");
     call->resp->status = status;
     call->resp->body = text;
     call->resp->body_len = len;
@@ -531,12 +531,11 @@ static int no_route(struct api_call *call) {
     char allow[ALLOW_MAX];
     allowed_methods(call, allow, sizeof allow);
     if (!allow[0])
-        return api_error_set(&call->err, 404, "not_found", NULL, "no route %.100s",
-                             call->req->path);
+        return api_fail(&call->err, API_E_NOT_FOUND, NULL, "no route %.100s", call->req->path);
     api_reply_header(call, "Allow", "%s", allow);
-    return api_error_set(&call->err, 405, "method_not_allowed", NULL,
-                         "%.10s is not allowed on %.100s (allowed: %s)", call->req->method,
-                         call->req->path, allow);
+    return api_fail(&call->err, API_E_METHOD_NOT_ALLOWED, NULL,
+                    "%.10s is not allowed on %.100s (allowed: %s)", call->req->method,
+                    call->req->path, allow);
 }
 
 // OPTIONS: 204 with the path's methods in Allow (404 for no route). No key is needed: a
@@ -546,8 +545,7 @@ static int options(struct api_call *call) {
     const struct route *r = path_route(call, NULL);
     allowed_methods(call, allow, sizeof allow);
     if (!r || !allow[0])
-        return api_error_set(&call->err, 404, "not_found", NULL, "no route %.100s",
-                             call->req->path);
+        return api_fail(&call->err, API_E_NOT_FOUND, NULL, "no route %.100s", call->req->path);
     call->resp->route = r->pattern;
     api_reply_header(call, "Allow", "%s", allow);
     call->resp->status = 204;
@@ -581,8 +579,8 @@ static int run_route(struct api_call *call, const struct route *r) {
     if (check_query(call) != 0)
         return API_FAIL;
     if (!(r->flags & ROUTE_BODY) && call->req->body_len > 0)
-        return api_error_set(&call->err, 400, "malformed_body", NULL, "%s %s takes no body",
-                             r->method, r->pattern);
+        return api_fail(&call->err, API_E_MALFORMED_BODY, NULL, "%s %s takes no body", r->method,
+                        r->pattern);
     if ((r->flags & ROUTE_BODY) && classify_body(call) != 0)
         return API_FAIL;
     return r->fn(call);

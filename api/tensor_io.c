@@ -16,10 +16,10 @@ int api_tensor_value(struct api_fast_tensors *fast, const json_t *v,
                      struct nd_tensor *out, enum api_tensor_form *form, struct api_error *err) {
     int taken = api_fast_take(fast, v, out);
     if (taken < 0)
-        return api_error_set(err, 400, "invalid_type", field, "%s is not a tensor", field);
+        return api_fail(err, API_E_INVALID_TYPE, field, "%s is not a tensor", field);
     if (taken > 0) {
         *form = API_FORM_NESTED;
-        return 0;
+        return API_OK;
     }
     return api_tensor_from_json(v, limits, field, out, form, err);
 }
@@ -36,7 +36,7 @@ int api_read_input(struct api_call *call, const char *key, struct nd_tensor *out
                                       &call->err);
     const json_t *v = json_object_get(call->body, key);
     if (!v)
-        return api_error_set(&call->err, 422, "invalid_value", key, "%s is required", key);
+        return api_fail(&call->err, API_E_INVALID_VALUE, key, "%s is required", key);
     return api_tensor_value(&call->fast, v, &limits, key, out, form, &call->err);
 }
 
@@ -46,7 +46,7 @@ int api_read_optional(struct api_call *call, const char *key, struct nd_tensor *
     memset(out, 0, sizeof *out);
     const json_t *v = call->body ? json_object_get(call->body, key) : NULL;
     if (!v || json_is_null(v))
-        return 0;
+        return API_OK;
     return api_tensor_value(&call->fast, v, &limits, key, out, &form, &call->err);
 }
 
@@ -64,7 +64,7 @@ int api_batch_view(struct api_call *call, struct nd_layer *layer, const struct n
     if (st != ND_STATUS_OK)
         return api_core_error(call, &ce, "");
     *view = nd_tensor_view(x->data, &batched);
-    return 0;
+    return API_OK;
 }
 
 static int reply_binary(struct api_call *call, const struct nd_tensor *t, char *body) {
@@ -83,7 +83,7 @@ int api_reply_binary(struct api_call *call, const struct nd_tensor *t) {
     size_t bytes = (size_t)t->numel * sizeof(float);
     char *body = malloc(bytes ? bytes : 1);
     if (!body)
-        return api_error_set(&call->err, 503, "unavailable", NULL, "out of memory");
+        return api_fail(&call->err, API_E_UNAVAILABLE, NULL, NULL);
     if (bytes)
         memcpy(body, t->data, bytes);
     return reply_binary(call, t, body);

@@ -6,6 +6,9 @@
 - every path and method of api/openapi.yaml (OPTIONS aside: docs/API.md documents it once for
   every path) appears in docs/API.md as "`METHOD /path`";
 - every error `code` of openapi.yaml's ErrorCode enum appears in docs/API.md as "`code`";
+- every row of api/errors.def (the codes normd answers) is a code of openapi.yaml's ErrorCode
+  and a row of its table and of docs/API.md section 4's, with the row's status in each, and
+  every ErrorCode is a row of errors.def;
 - neither document keeps a "<!-- ... pending ... -->" marker;
 - every example in openapi.yaml matches its schema (the validator of test_schema.py, which
   reads OpenAPI 3.0's own keywords where the linters' validators do not);
@@ -60,6 +63,37 @@ def layer_options(spec_fields_def, json_layer_c):
     return opts
 
 
+def error_rows(errors_def):
+    """[(word, status)] of api/errors.def's API_CODE(NAME, status, "word", "message") rows."""
+    return [(word, int(status)) for status, word in
+            re.findall(r'^API_CODE\(\s*\w+,\s*(\d{3}),\s*"([a-z_]+)"', errors_def, re.M)]
+
+
+def table_status(text, word):
+    """The status of the table row "| `word` | 4xx ..." in text, or None."""
+    m = re.search(r"^\s*\| `%s` \| (\d{3})\b" % re.escape(word), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def check_error_codes(doc, api_md):
+    rows = error_rows(read("api", "errors.def"))
+    check(len(rows) >= 18, "api/errors.def: its rows parsed (%d)" % len(rows))
+    schema = doc["components"]["schemas"]["ErrorCode"]
+    section = api_md.split("## 4. Errors", 1)[-1].split("\n## 5.", 1)[0]
+    statuses = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"][
+        "status"]["enum"]
+    for word, status in rows:
+        check(word in schema["enum"], "api/openapi.yaml's ErrorCode lacks %s" % word)
+        check(table_status(schema["description"], word) == status,
+              "api/openapi.yaml's ErrorCode table does not give %s status %d" % (word, status))
+        check(table_status(section, word) == status,
+              "docs/API.md section 4 does not give `%s` status %d" % (word, status))
+        check(status in statuses, "api/openapi.yaml's Error status enum lacks %d" % status)
+    words = {word for word, _ in rows}
+    for code in schema["enum"]:
+        check(code in words, "ErrorCode %s is no row of api/errors.def" % code)
+
+
 def check_options(doc, api_md):
     opts = layer_options(read("core", "spec_fields.def"), read("api", "json_layer.c"))
     check(len(opts) >= 35 and "description" in opts and "epsilon" in opts,
@@ -107,6 +141,7 @@ def main():
         check(re.search(r"\b%d\b" % status, api_md),
               "docs/API.md does not mention the status %d" % status)
 
+    check_error_codes(doc, api_md)
     check_options(doc, api_md)
 
     check("../shared" not in api_md and "shared/API.md" not in api_md,
