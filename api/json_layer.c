@@ -62,17 +62,13 @@ static const char *const torch_args[ND_LAYER_TYPE_COUNT][6] = {
 };
 
 // Spellings only Keras uses: given to a Keras type without a convention, they select keras.
-static const char *const keras_only[] = {"center",
-                                         "scale",
-                                         "rms_scaling",
-                                         "synchronized",
-                                         "gamma_initializer",
-                                         "beta_initializer",
-                                         "gamma_regularizer",
-                                         "beta_regularizer",
-                                         "gamma_constraint",
-                                         "beta_constraint",
-                                         NULL};
+// Laid out by hand, as a table (clang-format would give each field its own line):
+// clang-format off
+static const char *const keras_only[] = {
+    "center",           "scale",             "rms_scaling",       "synchronized",
+    "gamma_initializer", "beta_initializer", "gamma_regularizer", "beta_regularizer",
+    "gamma_constraint", "beta_constraint",   NULL};
+// clang-format on
 
 static bool in_list(const char *const *list, const char *key) {
     for (int i = 0; list[i]; i++)
@@ -707,13 +703,11 @@ static bool field_shown(const struct nd_spec_field *fd, const struct nd_spec *s)
 #define FIELD(member)                                                                              \
     { .field = &nd_spec_fields[ND_SPEC_FIELD_##member] }
 
+// Laid out by hand, as a table (clang-format would give each field its own line):
+// clang-format off
 static const struct option options[] = {
     {"epsilon", {"Epsilon", "eps"}, T_ALL, parse_epsilon, write_epsilon},
-    {"momentum",
-     {"Momentum"},
-     T_BN | T_IN,
-     parse_momentum,
-     write_momentum,
+    {"momentum", {"Momentum"}, T_BN | T_IN, parse_momentum, write_momentum,
      .applies = applies_moving},
     {"interleaving", {"Interleaving"}, T_BN, parse_interleaving, write_interleaving},
     {"axis", {NULL}, T_BN | T_PRESETS, parse_axes, write_axis},
@@ -728,13 +722,8 @@ static const struct option options[] = {
     {"affine", {NULL}, T_ALL, parse_affine, NULL},
     {"elementwise_affine", {NULL}, T_ALL, parse_elementwise_affine, NULL},
     {"bias", {NULL}, 0, parse_bias, NULL, .late = true},
-    {"track_running_stats",
-     {NULL},
-     T_BN | T_IN,
-     parse_track_running_stats,
-     write_track_running_stats,
-     .shown = shown_track_running_stats,
-     .applies = applies_moving},
+    {"track_running_stats", {NULL}, T_BN | T_IN, parse_track_running_stats,
+     write_track_running_stats, .shown = shown_track_running_stats, .applies = applies_moving},
     {"num_features", {"num_channels"}, 0, parse_num_features, NULL},
     {"normalized_shape", {NULL}, 0, parse_normalized_shape, NULL},
     {"rms_scaling", {NULL}, T_LN, parse_rms_scaling, NULL, .late = true},
@@ -745,40 +734,22 @@ static const struct option options[] = {
     FIELD(sscale),
     FIELD(inplace),
     FIELD(trainable),
-    {"scaling_initializer",
-     {"gamma_initializer"},
-     T_ALL,
-     parse_scaling_init,
-     write_scaling_init,
+    {"scaling_initializer", {"gamma_initializer"}, T_ALL, parse_scaling_init, write_scaling_init,
      T_TORCH},
-    {"biases_initializer",
-     {"beta_initializer"},
-     T_ALL,
-     parse_biases_init,
-     write_biases_init,
+    {"biases_initializer", {"beta_initializer"}, T_ALL, parse_biases_init, write_biases_init,
      T_TORCH},
     {"moving_mean_initializer", {NULL}, T_BN, parse_mean_init, write_mean_init, T_BN},
     {"moving_variance_initializer", {NULL}, T_BN, parse_var_init, write_var_init, T_BN},
-    {"scaling_regularizer",
-     {"gamma_regularizer"},
-     T_ALL,
-     parse_scaling_reg,
-     write_scaling_reg,
+    {"scaling_regularizer", {"gamma_regularizer"}, T_ALL, parse_scaling_reg, write_scaling_reg,
      T_TORCH},
-    {"biases_regularizer",
-     {"beta_regularizer"},
-     T_ALL,
-     parse_biases_reg,
-     write_biases_reg,
+    {"biases_regularizer", {"beta_regularizer"}, T_ALL, parse_biases_reg, write_biases_reg,
      T_TORCH},
-    {"scaling_constraint",
-     {"gamma_constraint"},
-     T_ALL,
-     parse_scaling_con,
-     write_scaling_con,
+    {"scaling_constraint", {"gamma_constraint"}, T_ALL, parse_scaling_con, write_scaling_con,
      T_TORCH},
-    {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con, T_TORCH},
+    {"biases_constraint", {"beta_constraint"}, T_ALL, parse_biases_con, write_biases_con,
+     T_TORCH},
 };
+// clang-format on
 #undef FIELD
 #define NOPTIONS   ((int)(sizeof options / sizeof options[0]))
 #define NPOSITIONS (NOPTIONS + ND_SPEC_FIELD_COUNT) // at most: options[], then unplaced rows

@@ -23,6 +23,8 @@ struct norm_case {
 };
 
 // Batched shapes; masks index batched dims (bit 0 = batch).
+// Laid out by hand, as a table (clang-format would give each field its own line):
+// clang-format off
 static const struct norm_case cases[] = {
     {"bn_nchw", {4, {4, 3, 5, 6}, BIT(0) | BIT(2) | BIT(3), BIT(1), {1, 1, 1, 1}}, 1, 0, 1, 1},
     {"bn_nhwc", {4, {4, 5, 6, 3}, BIT(0) | BIT(1) | BIT(2), BIT(3), {1, 1, 1, 1}}, 1, 0, 1, 1},
@@ -44,12 +46,7 @@ static const struct norm_case cases[] = {
     {"group_fine_rms", {4, {2, 3, 2, 6}, 0xe, BIT(3), {1, 1, 1, 3}}, 0, 1, 1, 1},
     {"scaling_inner_reduced", {4, {2, 3, 4, 2}, BIT(2) | BIT(3), BIT(2), {1, 1, 1, 1}}, 1, 0, 1, 1},
     {"all_rank6", {7, {2, 2, 1, 2, 3, 1, 2}, 0x7e, BIT(1), {1, 1, 1, 1, 1, 1, 1}}, 1, 0, 1, 1},
-    {"span_negative",
-     {5, {2, 2, 3, 2, 2}, BIT(3) | BIT(4), BIT(1) | BIT(2), {1, 1, 1, 1, 1}},
-     1,
-     0,
-     1,
-     1},
+    {"span_negative", {5, {2, 2, 3, 2, 2}, BIT(3) | BIT(4), BIT(1) | BIT(2), {1, 1, 1, 1, 1}}, 1, 0, 1, 1},
     {"scalar_params", {3, {3, 4, 5}, BIT(1) | BIT(2), 0, {1, 1, 1}}, 1, 0, 1, 1},
     {"beta_only", {3, {3, 4, 5}, BIT(2), BIT(1), {1, 1, 1}}, 1, 0, 0, 1},
     {"gamma_only_unbiased", {3, {3, 4, 5}, BIT(2), BIT(2), {1, 1, 1}}, 1, 1, 1, 0},
@@ -58,6 +55,7 @@ static const struct norm_case cases[] = {
     {"ln_short_rows", {2, {13, 5}, BIT(1), BIT(1), {1, 1}}, 1, 1, 1, 1},
     {"rms_short_rows", {2, {17, 11}, BIT(1), BIT(1), {1, 1}}, 0, 0, 1, 1},
 };
+// clang-format on
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
 // Everything one case needs, in float (kernel) and double (reference).
@@ -552,25 +550,18 @@ END_TEST
 // ---- threads ----
 
 // Big enough that every pass splits into several chunks and the pool hands work off.
+// Laid out by hand, as a table (clang-format would give each field its own line):
+// clang-format off
 static const struct norm_case big_cases[] = {
-    {"bn_nchw_big",
-     {4, {64, 4, 32, 32}, BIT(0) | BIT(2) | BIT(3), BIT(1), {1, 1, 1, 1}},
-     1,
-     0,
-     1,
-     1},
-    {"bn_nhwc_big",
-     {4, {8, 40, 40, 16}, BIT(0) | BIT(1) | BIT(2), BIT(3), {1, 1, 1, 1}},
-     1,
-     0,
-     1,
-     1},
+    {"bn_nchw_big", {4, {64, 4, 32, 32}, BIT(0) | BIT(2) | BIT(3), BIT(1), {1, 1, 1, 1}}, 1, 0, 1, 1},
+    {"bn_nhwc_big", {4, {8, 40, 40, 16}, BIT(0) | BIT(1) | BIT(2), BIT(3), {1, 1, 1, 1}}, 1, 0, 1, 1},
     {"ln_big", {2, {512, 256}, BIT(1), BIT(1), {1, 1}}, 1, 0, 1, 1},
     {"group_big", {4, {16, 32, 12, 12}, 0xe, BIT(1), {1, 8, 1, 1}}, 1, 1, 1, 1},
     {"rms_big", {2, {300, 300}, BIT(1), BIT(1), {1, 1}}, 0, 0, 1, 0},
     {"group_dense_big", {2, {256, 96}, BIT(1), BIT(1), {1, 12}}, 1, 1, 1, 1},
     {"group_nhwc_big", {4, {16, 12, 12, 32}, 0xe, BIT(3), {1, 1, 1, 8}}, 1, 1, 1, 1},
 };
+// clang-format on
 
 // Results for pools of 1, 2 and 7 threads (and no pool) are the same bytes.
 START_TEST(test_thread_count_invariance) {
