@@ -79,6 +79,10 @@ int api_as_string(const json_t *v, const char *field, const char **out, struct a
     if (!json_is_string(v))
         return type_error(v, field, "a string", err);
     *out = json_string_value(v);
+    // Bodies are parsed with JSON_ALLOW_NUL (tensor bytes may hold any value), so a string may
+    // carry "\u0000": read as a C string it would end there and lose the rest without a word.
+    if (strlen(*out) != json_string_length(v))
+        return api_fail(err, API_E_INVALID_VALUE, field, "%s must not contain \\u0000", field);
     return API_OK;
 }
 

@@ -69,7 +69,9 @@ def check_errors(srv):
                                       (["a"], 400, "invalid_type", "string"),
                                       (None, 400, "invalid_type", "string"),
                                       ("x" * 257, 422, "invalid_value", "at most 256"),
-                                      ("\u00e9" * 129, 422, "invalid_value", "258 bytes")):
+                                      ("\u00e9" * 129, 422, "invalid_value", "258 bytes"),
+                                      # read as a C string it would have lost "cd"
+                                      ("ab\u0000cd", 422, "invalid_value", "\\u0000")):
         got, _, doc = define(srv, "bad", "BatchNormalization", {}, value)
         err = (doc or {}).get("error", {})
         check(got == status and err.get("code") == code and
