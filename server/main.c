@@ -322,10 +322,13 @@ int main(int argc, char **argv) {
     warn_if_open();
     if (open_store() != 0)
         return 2; // an unusable --data-dir is a configuration error
-    if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || watch_store() != 0 ||
-        start_http() != 0)
+    if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || watch_store() != 0)
         return 1;
+    // Ready before the first connection: the engine and the store are up, and a client that
+    // saw /healthz answer must not then see /readyz refuse (CI under TSan caught that window).
     api_set_ready(srv.api, true);
+    if (start_http() != 0)
+        return 1;
     srv_log(&srv.log, SRV_LOG_INFO,
             "normd %s listening on %s:%lld with %lld engine threads and %lld HTTP loops",
             SRV_VERSION, srv.config.host, (long long)srv.config.port, (long long)srv.config.threads,
