@@ -3012,13 +3012,20 @@ struct edit {
     uint64_t v;
 };
 
-// bytes with the edits made, resealed: loads (then stores back to itself) or is refused whole.
-static enum nd_status load_edited(struct nd_engine *e, const unsigned char *bytes, size_t n,
-                                  size_t at, const struct edit *ed, int count,
-                                  struct nd_spec *got) {
-    unsigned char *b = dup_bytes(bytes, n, 0);
+// A layer's stored bytes (owned by the store) and where the block the edits address starts.
+struct stored {
+    const unsigned char *bytes;
+    size_t n, at;
+};
+
+// The stored bytes with the edits made, resealed: loads (then stores back to itself) or is
+// refused whole.
+static enum nd_status load_edited(struct nd_engine *e, const struct stored *s,
+                                  const struct edit *ed, int count, struct nd_spec *got) {
+    size_t n = s->n;
+    unsigned char *b = dup_bytes(s->bytes, n, 0);
     for (int i = 0; i < count; i++)
-        put_le(b + at + ed[i].off, ed[i].v, ed[i].width);
+        put_le(b + s->at + ed[i].off, ed[i].v, ed[i].width);
     reseal(b, n);
     struct nd_error err;
     nd_error_clear(&err);
@@ -3041,9 +3048,9 @@ static enum nd_status load_edited(struct nd_engine *e, const unsigned char *byte
     return st;
 }
 
-static enum nd_status load_with(struct nd_engine *e, const unsigned char *bytes, size_t n,
-                                size_t at, size_t off, int width, uint64_t v, struct nd_spec *got) {
-    return load_edited(e, bytes, n, at, &(struct edit){off, width, v}, 1, got);
+static enum nd_status load_with(struct nd_engine *e, const struct stored *s, size_t off, int width,
+                                uint64_t v, struct nd_spec *got) {
+    return load_edited(e, s, &(struct edit){off, width, v}, 1, got);
 }
 
 // Each field version 2 adds, set in range (the file loads with it: the offsets are right) and
@@ -3055,10 +3062,8 @@ struct v2_naming {
     struct mem_store *s;
     struct nd_engine *e, *f;
     struct nd_layer *bn, *ln, *gn;
-    const unsigned char *b, *l, *g; // owned by s
-    size_t nb, nl, ng;              // their lengths
-    size_t ab, al, ag;              // their naming blocks' offsets
-    struct nd_spec sb;              // t_bn2d's spec
+    struct stored sbn, sln, sgn; // their bytes, at their naming blocks
+    struct nd_spec sb;           // t_bn2d's spec
 };
 
 static struct v2_naming v2_naming_new(void) {
@@ -3067,14 +3072,14 @@ static struct v2_naming v2_naming_new(void) {
     n.bn = v2_define(n.e, &v2_cases[0]);
     n.ln = v2_define(n.e, &v2_cases[2]);
     n.gn = v2_define(n.e, &v2_cases[5]);
-    n.b = mem_get(n.s, MEM_LAYER, "t_bn2d", &n.nb);
-    n.l = mem_get(n.s, MEM_LAYER, "t_ln", &n.nl);
-    n.g = mem_get(n.s, MEM_LAYER, "t_gn_uninit", &n.ng);
+    n.sbn.bytes = mem_get(n.s, MEM_LAYER, "t_bn2d", &n.sbn.n);
+    n.sln.bytes = mem_get(n.s, MEM_LAYER, "t_ln", &n.sln.n);
+    n.sgn.bytes = mem_get(n.s, MEM_LAYER, "t_gn_uninit", &n.sgn.n);
     struct nd_layer_info ib = info_of(n.bn), il = info_of(n.ln), ig = info_of(n.gn);
     size_t cut;
-    n.ab = naming_at(n.bn, &ib.spec, &cut);
-    n.al = naming_at(n.ln, &il.spec, &cut);
-    n.ag = naming_at(n.gn, &ig.spec, &cut);
+    n.sbn.at = naming_at(n.bn, &ib.spec, &cut);
+    n.sln.at = naming_at(n.ln, &il.spec, &cut);
+    n.sgn.at = naming_at(n.gn, &ig.spec, &cut);
     n.sb = ib.spec;
     n.f = engine_new(NULL);
     return n;
@@ -3096,25 +3101,23 @@ static void v2_naming_free(struct v2_naming *n) {
 START_TEST(test_v2_damaged_type_alias_refused) {
     struct v2_naming n = v2_naming_new();
     struct nd_engine *f = n.f;
-    const unsigned char *b = n.b, *g = n.g;
-    size_t nb = n.nb, ab = n.ab, ng = n.ng, ag = n.ag;
     struct nd_spec got;
     struct nd_type_name tn;
-    ck_assert_int_eq(le32(b + ab), (uint32_t)n.sb.type_alias);
+    ck_assert_int_eq(le32(n.sbn.bytes + n.sbn.at), (uint32_t)n.sb.type_alias);
     ck_assert(nd_type_name_lookup("BatchNorm3d", &tn, NULL) == ND_STATUS_OK);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
     ck_assert(nd_type_name_lookup("BatchNormalizationLayer", &tn, NULL) == ND_STATUS_OK);
-    ck_assert_int_eq(load_with(f, g, ng, ag, 0, 4, 0, &got), ND_STATUS_OK); // GroupNormalization
+    ck_assert_int_eq(load_with(f, &n.sgn, 0, 4, 0, &got), ND_STATUS_OK); // GroupNormalization
     ck_assert_int_eq(got.type_alias, 0);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, 0, &got), ND_STATUS_OK); // BatchNormalization
-    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_OK);
+    ck_assert_int_eq(load_with(f, &n.sbn, 0, 4, 0, &got), ND_STATUS_OK); // BatchNormalization
+    ck_assert_int_eq(load_with(f, &n.sbn, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_OK);
     ck_assert_int_eq(got.type_alias, tn.id);
     ck_assert(nd_type_name_lookup("LayerNorm", &tn, NULL) == ND_STATUS_OK); // another type's
-    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, 999, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, 0x80000001u, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 0, 4, 999, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 0, 4, 0x80000001u, &got), ND_STATUS_INVALID_VALUE);
     ck_assert(nd_type_name_lookup("BatchNorm2D", &tn, NULL) == ND_STATUS_OK); // N 2, spec's 0
-    ck_assert_int_eq(load_with(f, b, nb, ab, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 0, 4, (uint64_t)tn.id, &got), ND_STATUS_INVALID_VALUE);
     v2_naming_free(&n);
 }
 END_TEST
@@ -3122,23 +3125,21 @@ END_TEST
 START_TEST(test_v2_damaged_flags_refused) {
     struct v2_naming n = v2_naming_new();
     struct nd_engine *f = n.f;
-    const unsigned char *b = n.b;
-    size_t nb = n.nb, ab = n.ab;
     struct nd_spec got;
     // convention_from (u32 at 4): unknown .. request load; past them, not.
     for (uint64_t v = 0; v <= ND_CONVENTION_FROM_REQUEST; v++) {
-        ck_assert_int_eq(load_with(f, b, nb, ab, 4, 4, v, &got), ND_STATUS_OK);
+        ck_assert_int_eq(load_with(f, &n.sbn, 4, 4, v, &got), ND_STATUS_OK);
         ck_assert_int_eq(got.convention_from, (int)v);
     }
-    ck_assert_int_eq(load_with(f, b, nb, ab, 4, 4, ND_CONVENTION_FROM_REQUEST + 1, &got),
+    ck_assert_int_eq(load_with(f, &n.sbn, 4, 4, ND_CONVENTION_FROM_REQUEST + 1, &got),
                      ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 4, 4, 0x01000002u, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 4, 4, 0x01000002u, &got), ND_STATUS_INVALID_VALUE);
 
     // synchronized (u8 at 8): 0 or 1.
-    ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 1, &got), ND_STATUS_OK);
+    ck_assert_int_eq(load_with(f, &n.sbn, 8, 1, 1, &got), ND_STATUS_OK);
     ck_assert(got.synchronized);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 2, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 8, 1, 0xff, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 8, 1, 2, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 8, 1, 0xff, &got), ND_STATUS_INVALID_VALUE);
     v2_naming_free(&n);
 }
 END_TEST
@@ -3147,29 +3148,28 @@ END_TEST
 START_TEST(test_v2_damaged_num_features_refused) {
     struct v2_naming n = v2_naming_new();
     struct nd_engine *f = n.f;
-    const unsigned char *b = n.b, *g = n.g;
-    size_t nb = n.nb, ab = n.ab, ng = n.ng, ag = n.ag;
     struct nd_spec got;
-    ck_assert_int_eq(le32(g + ag + 9), 6);
-    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, 12, &got), ND_STATUS_OK); // 3 groups of 4
+    ck_assert_int_eq(le32(n.sgn.bytes + n.sgn.at + 9), 6);
+    ck_assert_int_eq(load_with(f, &n.sgn, 9, 8, 12, &got), ND_STATUS_OK); // 3 groups of 4
     ck_assert_int_eq(got.num_features, 12);
-    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, 7, &got), ND_STATUS_INVALID_VALUE); // 7 % 3
-    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, 0, &got), ND_STATUS_INVALID_VALUE); // required
-    ck_assert_int_eq(load_with(f, g, ng, ag, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, nb, ab, 9, 8, 4, &got), ND_STATUS_INVALID_VALUE); // C is 3
-    ck_assert_int_eq(load_with(f, b, nb, ab, 9, 8, (uint64_t)INT64_MIN, &got),
+    ck_assert_int_eq(load_with(f, &n.sgn, 9, 8, 7, &got), ND_STATUS_INVALID_VALUE); // 7 % 3
+    ck_assert_int_eq(load_with(f, &n.sgn, 9, 8, 0, &got), ND_STATUS_INVALID_VALUE); // required
+    ck_assert_int_eq(load_with(f, &n.sgn, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sbn, 9, 8, 4, &got), ND_STATUS_INVALID_VALUE); // C is 3
+    ck_assert_int_eq(load_with(f, &n.sbn, 9, 8, (uint64_t)INT64_MIN, &got),
                      ND_STATUS_INVALID_VALUE);
 
     // A Keras-named layer (synchronized BatchNormalization on [3]): PyTorch's rule does not
     // apply, the size's own range does.
     struct nd_layer *ks = v2_define(n.e, &v2_cases[8]); // k_bn_sync
     struct nd_layer_info iks = info_of(ks);
-    size_t nk, cut, ak = naming_at(ks, &iks.spec, &cut);
-    const unsigned char *kb = mem_get(n.s, MEM_LAYER, "k_bn_sync", &nk);
-    ck_assert_int_eq(kb[ak + 8], 1); // synchronized
-    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, 5, &got), ND_STATUS_OK);
+    size_t cut;
+    struct stored k = {.at = naming_at(ks, &iks.spec, &cut)};
+    k.bytes = mem_get(n.s, MEM_LAYER, "k_bn_sync", &k.n);
+    ck_assert_int_eq(k.bytes[k.at + 8], 1); // synchronized
+    ck_assert_int_eq(load_with(f, &k, 9, 8, 5, &got), ND_STATUS_OK);
     ck_assert_int_eq(got.num_features, 5);
-    ck_assert_int_eq(load_with(f, kb, nk, ak, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &k, 9, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
     nd_layer_unref(ks);
     v2_naming_free(&n);
 }
@@ -3179,18 +3179,18 @@ END_TEST
 START_TEST(test_v2_damaged_normalized_shape_refused) {
     struct v2_naming n = v2_naming_new();
     struct nd_engine *f = n.f;
-    const unsigned char *l = n.l;
-    size_t nl = n.nl, al = n.al;
     struct nd_spec got;
+    const unsigned char *l = n.sln.bytes;
+    size_t nl = n.sln.n, al = n.sln.at;
     ck_assert_int_eq(le32(l + al + 17), 1);
     ck_assert_int_eq(le32(l + al + 21), 4);
     // [4] -> [3]: the input [3, 4] does not end with it.
-    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, 3, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, 0, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, UINT64_MAX - 1, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sln, 21, 8, 3, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sln, 21, 8, 0, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sln, 21, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sln, 21, 8, UINT64_MAX - 1, &got), ND_STATUS_INVALID_VALUE);
     // Rank 1 -> 0: PyTorch's LayerNorm needs it, and its dim is left over at the end.
-    ck_assert_int_eq(load_with(f, l, nl, al, 17, 4, 0, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &n.sln, 17, 4, 0, &got), ND_STATUS_INVALID_VALUE);
     // A normalized_shape of ND_MAX_RANK + 1 dims (each 4), all its bytes there: refused; of
     // ND_MAX_RANK dims it is only LayerNorm's rule that refuses it (the input has 2).
     for (int32_t nd = ND_MAX_RANK; nd <= ND_MAX_RANK + 1; nd++) {
@@ -3209,15 +3209,15 @@ START_TEST(test_v2_damaged_normalized_shape_refused) {
                       "%d dims: %s", (int)nd, err.msg);
         free(w);
     }
-    ck_assert_int_eq(load_with(f, l, nl, al, 21, 8, 4, &got), ND_STATUS_OK); // unchanged: loads
+    ck_assert_int_eq(load_with(f, &n.sln, 21, 8, 4, &got), ND_STATUS_OK); // unchanged: loads
     ck_assert_int_eq(got.normalized_shape.dim[0], 4);
 
     // On a layer named canonically PyTorch's rules do not apply: the sizes' own range does.
     struct edit canon_ok[] = {{0, 4, 0}, {21, 8, 3}};
     struct edit canon_bad[] = {{0, 4, 0}, {21, 8, UINT64_MAX}};
-    ck_assert_int_eq(load_edited(f, l, nl, al, canon_ok, 2, &got), ND_STATUS_OK);
+    ck_assert_int_eq(load_edited(f, &n.sln, canon_ok, 2, &got), ND_STATUS_OK);
     ck_assert_int_eq(got.normalized_shape.dim[0], 3);
-    ck_assert_int_eq(load_edited(f, l, nl, al, canon_bad, 2, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_edited(f, &n.sln, canon_bad, 2, &got), ND_STATUS_INVALID_VALUE);
     v2_naming_free(&n);
 }
 END_TEST
@@ -3295,37 +3295,36 @@ START_TEST(test_v3_damaged_history_refused) {
     size_t n = 0, hist = history_bytes(&l->history);
     ck_assert_uint_eq(hist, 12 + 25 + 8 + 16 + 12);
     const unsigned char *b = mem_get(s, MEM_LAYER, "h", &n);
-    size_t at = n - 8 - hist; // total (u64), count (u32), then the record at 12
+    struct stored h = {b, n, n - 8 - hist}; // total (u64), count (u32), then the record at 12
     struct nd_engine *f = engine_new(NULL);
     struct nd_spec got;
     const uint64_t nan = 0x7ff8000000000000ull, inf = 0x7ff0000000000000ull;
     const uint64_t minus_one = 0xbff0000000000000ull, half = 0x3fe0000000000000ull;
-    ck_assert_int_eq(load_with(f, b, n, at, 0, 8, 1, &got), ND_STATUS_OK);    // as stored
-    ck_assert_int_eq(load_with(f, b, n, at, 0, 8, 1000, &got), ND_STATUS_OK); // 999 fell out
-    ck_assert_int_eq(load_with(f, b, n, at, 0, 8, 0, &got), ND_STATUS_INVALID_VALUE); // < count
-    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, ND_HISTORY_CAPACITY + 1, &got),
+    ck_assert_int_eq(load_with(f, &h, 0, 8, 1, &got), ND_STATUS_OK);            // as stored
+    ck_assert_int_eq(load_with(f, &h, 0, 8, 1000, &got), ND_STATUS_OK);         // 999 fell out
+    ck_assert_int_eq(load_with(f, &h, 0, 8, 0, &got), ND_STATUS_INVALID_VALUE); // < count
+    ck_assert_int_eq(load_with(f, &h, 8, 4, ND_HISTORY_CAPACITY + 1, &got),
                      ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, UINT32_MAX, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 8, 4, 0, &got), ND_STATUS_INVALID_VALUE);  // trailing
-    ck_assert_int_eq(load_with(f, b, n, at, 12, 8, 0, &got), ND_STATUS_INVALID_VALUE); // version
-    ck_assert_int_eq(load_with(f, b, n, at, 20, 8, 0, &got), ND_STATUS_INVALID_VALUE); // step
-    ck_assert_int_eq(load_with(f, b, n, at, 20, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 28, 8, half, &got), ND_STATUS_OK); // time 0.5
-    ck_assert_int_eq(load_with(f, b, n, at, 28, 8, nan, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 28, 8, inf, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 36, 1, 8, &got), ND_STATUS_INVALID_VALUE); // flags
-    ck_assert_int_eq(load_with(f, b, n, at, 36, 1, 0x80, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 36, 1, 3, &got), ND_STATUS_INVALID_VALUE); // slack
-    ck_assert_int_eq(load_with(f, b, n, at, 37, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 37, 8, nan, &got), ND_STATUS_INVALID_VALUE); // loss
-    ck_assert_int_eq(load_with(f, b, n, at, 45, 8, inf, &got), ND_STATUS_INVALID_VALUE); // mean
-    ck_assert_int_eq(load_with(f, b, n, at, 53, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 61, 4, 1, &got), ND_STATUS_OK); // sgd (adam was 1)
-    ck_assert_int_eq(load_with(f, b, n, at, 61, 4, 0, &got), ND_STATUS_OK);
-    ck_assert_int_eq(load_with(f, b, n, at, 61, 4, ND_OPTIMIZER_COUNT, &got),
-                     ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 65, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 65, 8, inf, &got), ND_STATUS_INVALID_VALUE); // lr
+    ck_assert_int_eq(load_with(f, &h, 8, 4, UINT32_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 8, 4, 0, &got), ND_STATUS_INVALID_VALUE);  // trailing
+    ck_assert_int_eq(load_with(f, &h, 12, 8, 0, &got), ND_STATUS_INVALID_VALUE); // version
+    ck_assert_int_eq(load_with(f, &h, 20, 8, 0, &got), ND_STATUS_INVALID_VALUE); // step
+    ck_assert_int_eq(load_with(f, &h, 20, 8, UINT64_MAX, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 28, 8, half, &got), ND_STATUS_OK); // time 0.5
+    ck_assert_int_eq(load_with(f, &h, 28, 8, nan, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 28, 8, inf, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 36, 1, 8, &got), ND_STATUS_INVALID_VALUE); // flags
+    ck_assert_int_eq(load_with(f, &h, 36, 1, 0x80, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 36, 1, 3, &got), ND_STATUS_INVALID_VALUE); // slack
+    ck_assert_int_eq(load_with(f, &h, 37, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 37, 8, nan, &got), ND_STATUS_INVALID_VALUE); // loss
+    ck_assert_int_eq(load_with(f, &h, 45, 8, inf, &got), ND_STATUS_INVALID_VALUE); // mean
+    ck_assert_int_eq(load_with(f, &h, 53, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 61, 4, 1, &got), ND_STATUS_OK); // sgd (adam was 1)
+    ck_assert_int_eq(load_with(f, &h, 61, 4, 0, &got), ND_STATUS_OK);
+    ck_assert_int_eq(load_with(f, &h, 61, 4, ND_OPTIMIZER_COUNT, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 65, 8, minus_one, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &h, 65, 8, inf, &got), ND_STATUS_INVALID_VALUE); // lr
     // The history cut short, resealed: every read checks what is left.
     for (size_t cut = 1; cut <= hist; cut++) {
         unsigned char *c = dup_bytes(b, n, 0);
@@ -3465,6 +3464,7 @@ START_TEST(test_v4_description_stored) {
     size_t n = 0, cut;
     const unsigned char *b = mem_get(s, MEM_LAYER, "described", &n);
     size_t at = fields_at(l, &info.spec, &cut);
+    struct stored d = {b, n, at};
     ck_assert_uint_eq(cut, 4 + 15);
     ck_assert_uint_eq(le32(b + at), 15);
     ck_assert(memcmp(b + at + 4, "encoder block 3", 15) == 0);
@@ -3482,7 +3482,7 @@ START_TEST(test_v4_description_stored) {
     free(v3);
     ck_assert_int_eq(nd_registry_delete(R(f), "described", NULL), ND_STATUS_OK);
     // Lengths: a shorter one leaves bytes over; 256 (all present) loads, 257 does not.
-    ck_assert_int_eq(load_with(f, b, n, at, 0, 4, 14, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &d, 0, 4, 14, &got), ND_STATUS_INVALID_VALUE);
     for (size_t len = 256; len <= 257; len++) {
         size_t extra = len - 15;
         unsigned char *w = dup_bytes(b, n, extra);
@@ -3504,8 +3504,8 @@ START_TEST(test_v4_description_stored) {
         free(w);
     }
     // A NUL inside would store back shorter.
-    ck_assert_int_eq(load_with(f, b, n, at, 4 + 7, 1, 0, &got), ND_STATUS_INVALID_VALUE);
-    ck_assert_int_eq(load_with(f, b, n, at, 4 + 7, 1, '_', &got), ND_STATUS_OK);
+    ck_assert_int_eq(load_with(f, &d, 4 + 7, 1, 0, &got), ND_STATUS_INVALID_VALUE);
+    ck_assert_int_eq(load_with(f, &d, 4 + 7, 1, '_', &got), ND_STATUS_OK);
     ck_assert_str_eq(got.description, "encoder_block 3");
     nd_layer_unref(l);
     nd_engine_free(f);

@@ -234,6 +234,17 @@ same_state() {
     if cmp -s "$1" "$2"; then ok; else fail "$3: $(diff <(tr ',' '\n' <"$1") <(tr ',' '\n' <"$2") | head -4)"; fi
 }
 
+# twin_answers_alike LAYER STEP_FILE DESCRIPTION: the twin, sent the train-step the current
+# server has just answered, answers it byte for byte alike (BASE is left as it was)
+twin_answers_alike() {
+    local here=$BASE
+    cp "$BODY" "$TMP/$1.resp"
+    BASE=$TWIN
+    req POST "/v1/layers/$1/train-step" "${J[@]}" --data-binary @"$2"
+    same_state "$BODY" "$TMP/$1.resp" "$3"
+    BASE=$here
+}
+
 # ---- d. a full disk ----
 full_disk_tmpfs() {
     FULL=$TMP/full
@@ -290,11 +301,7 @@ full_disk_tmpfs() {
         rm "$FULL/filler"
         req POST /v1/layers/full/train-step "${J[@]}" --data-binary @"$TMP/full.step"
         expect_status 200 "the same train-step once there is room"
-        cp "$BODY" "$TMP/full.resp"
-        BASE=$TWIN
-        req POST /v1/layers/full/train-step "${J[@]}" --data-binary @"$TMP/full.step"
-        same_state "$BODY" "$TMP/full.resp" "the step after a failed one answers as if it never happened"
-        BASE=$DUR
+        twin_answers_alike full "$TMP/full.step" "the step after a failed one answers as if it never happened"
         state_of full "$TMP/full.acked"
         state_of full_shared "$TMP/full_shared.acked"
         PID=$DUR_PID stop_server
@@ -340,11 +347,7 @@ full_disk_file_limit() {
     python3 "$PY" body limited 4 >"$TMP/limited.step"
     req POST /v1/layers/limited/train-step "${J[@]}" --data-binary @"$TMP/limited.step"
     expect_status 200 "a change that fits still works"
-    cp "$BODY" "$TMP/limited.resp"
-    BASE=$TWIN
-    req POST /v1/layers/limited/train-step "${J[@]}" --data-binary @"$TMP/limited.step"
-    same_state "$BODY" "$TMP/limited.resp" "the optimizer state was put back"
-    BASE=$LIM
+    twin_answers_alike limited "$TMP/limited.step" "the optimizer state was put back"
     state_of limited "$TMP/limited.acked"
     PID=$LIM_PID stop_server
     [ "$EXIT" = 0 ] && ok || fail "exit under a file-size limit: $EXIT"
