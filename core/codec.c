@@ -74,12 +74,18 @@ static void put_f64(struct nd_buf *b, double v) {
     put_u64(b, bits);
 }
 
+// On a little-endian host the floats' memory is their stored form: one copy (a call per float
+// was a third of serializing a 64-channel layer with its Adam moments).
 static void put_floats(struct nd_buf *b, const float *v, int64_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    nd__buf_put(b, v, (size_t)n * sizeof *v);
+#else
     for (int64_t i = 0; i < n; i++) {
         uint32_t bits;
         memcpy(&bits, &v[i], sizeof bits);
         put_u32(b, bits);
     }
+#endif
 }
 
 static void put_str(struct nd_buf *b, const char *s) {
@@ -487,10 +493,11 @@ static void put_record(struct nd_buf *b, const struct nd_history_record *rec) {
     }
 }
 
-static void put_history(struct nd_buf *b, const struct nd_history *h) {
+// The history with its newest `keep` records only (keep <= h->count; a partial copy's), or all.
+static void put_history(struct nd_buf *b, const struct nd_history *h, int32_t keep) {
     put_u64(b, h->total);
-    put_u32(b, (uint32_t)h->count);
-    for (int32_t i = 0; i < h->count; i++)
+    put_u32(b, (uint32_t)keep);
+    for (int32_t i = h->count - keep; i < h->count; i++)
         put_record(b, &h->ring[(h->head + i) % ND_HISTORY_CAPACITY]);
 }
 
@@ -555,23 +562,26 @@ static void frame_begin(struct nd_buf *b, const char *magic) {
     put_u64(b, 0); // the payload length, patched by frame_end
 }
 
-static enum nd_status frame_end(struct nd_buf *b, struct nd_error *err) {
+// Patches the length and appends the checksum; an unsealed frame (a snapshot that never leaves
+// memory: the undo of a change) gets 0 instead, and is read back with verify false.
+static enum nd_status frame_end(struct nd_buf *b, bool seal, struct nd_error *err) {
     if (b->failed)
         return nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot serialize the state");
     uint64_t len = b->len - HEADER_BYTES;
     for (int i = 0; i < 8; i++)
         b->data[8 + i] = (unsigned char)(len >> (8 * i));
-    put_u64(b, nd__checksum(b->data, b->len));
+    put_u64(b, seal ? nd__checksum(b->data, b->len) : 0);
     return b->failed ? nd_error_set(err, ND_STATUS_OUT_OF_MEMORY, "cannot serialize the state")
                      : ND_STATUS_OK;
 }
 
 static const struct payload_reader *reader_of(uint32_t version);
 
-// Checks magic, version (one with a reader), length and checksum; *r then reads the payload
-// with *reader.
-static enum nd_status frame_open(const void *bytes, size_t n, const char *magic, struct rd *r,
-                                 const struct payload_reader **reader, struct nd_error *err) {
+// Checks magic, version (one with a reader), length and (verify) checksum; *r then reads the
+// payload with *reader.
+static enum nd_status frame_open(const void *bytes, size_t n, const char *magic, bool verify,
+                                 struct rd *r, const struct payload_reader **reader,
+                                 struct nd_error *err) {
     const unsigned char *p = bytes;
     if (n < HEADER_BYTES + TRAILER_BYTES || memcmp(p, magic, 4) != 0)
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "not a normd %s file",
@@ -589,7 +599,7 @@ static enum nd_status frame_open(const void *bytes, size_t n, const char *magic,
                             "announced, %zu present",
                             (unsigned long long)len, n - HEADER_BYTES - TRAILER_BYTES);
     struct rd t = {.p = p, .n = n, .i = n - TRAILER_BYTES};
-    if (get_u64(&t) != nd__checksum(p, n - TRAILER_BYTES))
+    if (verify && get_u64(&t) != nd__checksum(p, n - TRAILER_BYTES))
         return nd_error_set(err, ND_STATUS_INVALID_VALUE, "checksum mismatch: damaged");
     *r = (struct rd){.p = p + HEADER_BYTES, .n = (size_t)len, .version = version};
     return ND_STATUS_OK;
@@ -599,8 +609,9 @@ static enum nd_status frame_open(const void *bytes, size_t n, const char *magic,
 
 // The layer's state; the caller holds its lock (read or write). Shared arrays are written by
 // name only: their values live in their own files.
-enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
-                                   struct nd_error *err) {
+// keep: how many of the history's newest records to write (all of them but in a partial copy).
+static enum nd_status layer_write(const struct nd_layer *l, struct nd_buf *out, bool seal,
+                                  int32_t keep, struct nd_error *err) {
     frame_begin(out, MAGIC_LAYER);
     put_str(out, l->name);
     put_spec(out, &l->spec);
@@ -621,8 +632,29 @@ enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
             nd_rwlock_unlock(a->lock);
         }
     }
-    put_history(out, &l->history);
-    return frame_end(out, err);
+    put_history(out, &l->history, keep);
+    return frame_end(out, seal, err);
+}
+
+enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
+                                   struct nd_error *err) {
+    return layer_write(l, out, true, l->history.count, err);
+}
+
+enum nd_status nd__layer_serialize_partial(const struct nd_layer *l, uint64_t since,
+                                           struct nd_buf *out, struct nd_error *err) {
+    const struct nd_history *h = &l->history;
+    if (since > h->total || h->total - since > (uint64_t)h->count)
+        return nd_error_set(err, ND_STATUS_INTERNAL,
+                            "a partial copy of %s since record %llu: the ring holds %d of %llu",
+                            l->name, (unsigned long long)since, (int)h->count,
+                            (unsigned long long)h->total);
+    return layer_write(l, out, true, (int32_t)(h->total - since), err);
+}
+
+enum nd_status nd__layer_snapshot(const struct nd_layer *l, struct nd_buf *out,
+                                  struct nd_error *err) {
+    return layer_write(l, out, false, 0, err);
 }
 
 // The parsed pieces of a layer file, before they become a layer.
@@ -636,6 +668,8 @@ struct layer_image {
     bool present[ND_ARRAY_COUNT];            // the array existed (own, or shared and bound)
     struct nd_array *arrays[ND_ARRAY_COUNT]; // own arrays (one reference each)
     struct nd_history history;               // empty before format version 3
+    bool has_history;                        // format version 3 on: the payload ends with it
+    size_t history_at;                       // where the history starts in the payload
 };
 
 static void image_release(struct layer_image *im) {
@@ -701,6 +735,8 @@ static enum nd_status layer_payload(
         if (im->present[id] && !im->shared[id][0] && !r->bad)
             st = get_array_v1(r, NULL, &im->arrays[id], err);
     }
+    im->has_history = get_history != NULL;
+    im->history_at = r->i;
     if (st == ND_STATUS_OK && get_history && !r->bad)
         st = get_history(r, &im->history, err);
     if (st == ND_STATUS_OK && (r->bad || r->i != r->n))
@@ -782,12 +818,12 @@ static const struct payload_reader *reader_of(uint32_t version) {
     return NULL;
 }
 
-static enum nd_status image_read(const void *bytes, size_t n, struct layer_image *im,
+static enum nd_status image_read(const void *bytes, size_t n, bool verify, struct layer_image *im,
                                  struct nd_error *err) {
     struct rd r;
     const struct payload_reader *reader;
     memset(im, 0, sizeof *im);
-    enum nd_status st = frame_open(bytes, n, MAGIC_LAYER, &r, &reader, err);
+    enum nd_status st = frame_open(bytes, n, MAGIC_LAYER, verify, &r, &reader, err);
     if (st == ND_STATUS_OK)
         st = reader->layer(&r, im, err);
     if (st == ND_STATUS_OK)
@@ -838,7 +874,7 @@ static enum nd_status image_bind(struct layer_image *im, const struct nd_layout 
 enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct nd__binder *binder,
                                      struct nd_layer **out, struct nd_error *err) {
     struct layer_image im;
-    enum nd_status st = image_read(bytes, n, &im, err);
+    enum nd_status st = image_read(bytes, n, true, &im, err);
     if (st != ND_STATUS_OK)
         return st;
     struct nd_layout lay = {0};
@@ -878,7 +914,7 @@ enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct n
 enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
                                  struct nd_error *err) {
     struct layer_image im;
-    enum nd_status st = image_read(saved->data, saved->len, &im, err);
+    enum nd_status st = image_read(saved->data, saved->len, false, &im, err);
     if (st != ND_STATUS_OK)
         return st;
     for (int id = 0; id < ND_ARRAY_COUNT; id++) {
@@ -897,29 +933,98 @@ enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
     l->version = im.version;
     l->train_steps = im.train_steps;
     l->optimizer_steps = im.optimizer_steps;
-    nd_history_move(&l->history, &im.history); // a failed train-step's record goes
-    nd_history_charge(&l->history, l->budget);
-    image_release(&im);
+    image_release(&im); // the history is the caller's to rewind: the snapshot holds no records
     return ND_STATUS_OK;
+}
+
+// ---- partial copies ----
+
+// base's history continued by p's records newer than base's last: the records of p follow
+// record since = p.total - p.count, so base must end between since and p's last record.
+static enum nd_status merged_history(const struct layer_image *b, const struct layer_image *p,
+                                     struct nd_history *out, struct nd_error *err) {
+    const struct nd_history *hb = &b->history, *hp = &p->history;
+    uint64_t since = hp->total - (uint64_t)hp->count;
+    memset(out, 0, sizeof *out);
+    if (hb->total < since || hb->total > hp->total)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                            "layer %s: the partial copy's history follows record %llu, the whole "
+                            "copy's ends at record %llu",
+                            p->name, (unsigned long long)since, (unsigned long long)hb->total);
+    out->total = hb->total - (uint64_t)hb->count;
+    enum nd_status st = hb->count || hp->count ? nd_history_reserve(out, NULL, err) : ND_STATUS_OK;
+    for (int32_t i = 0; st == ND_STATUS_OK && i < hb->count; i++)
+        nd_history_append(out, &hb->ring[(hb->head + i) % ND_HISTORY_CAPACITY]);
+    for (int32_t i = (int32_t)(hb->total - since); st == ND_STATUS_OK && i < hp->count; i++)
+        nd_history_append(out, &hp->ring[(hp->head + i) % ND_HISTORY_CAPACITY]);
+    return st;
+}
+
+// The partial copy's bytes up to its history, the merged history, a new envelope end.
+static enum nd_status merge_images(const struct layer_image *b, const struct layer_image *p,
+                                   const unsigned char *partial, struct nd_buf *out,
+                                   struct nd_error *err) {
+    if (!p->has_history)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                            "layer %s: a partial copy of a format without a history", p->name);
+    if (strcmp(b->name, p->name) != 0)
+        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
+                            "a partial copy of layer %s over a whole copy of %s", p->name, b->name);
+    struct nd_history h;
+    enum nd_status st = merged_history(b, p, &h, err);
+    if (st == ND_STATUS_OK) {
+        nd__buf_put(out, partial, HEADER_BYTES + p->history_at);
+        put_history(out, &h, h.count);
+        st = frame_end(out, true, err);
+    }
+    nd_history_deinit(&h);
+    return st;
+}
+
+enum nd_status nd_persist_merge(const void *base, size_t nbase, const void *partial,
+                                size_t npartial, struct nd_buf *out, struct nd_error *err) {
+    if (!base || !partial || !out || out->len)
+        return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT,
+                            "nd_persist_merge: NULL argument or a buffer not empty");
+    struct layer_image b, p;
+    enum nd_status st = image_read(base, nbase, true, &b, err);
+    if (st != ND_STATUS_OK)
+        return st;
+    st = image_read(partial, npartial, true, &p, err);
+    if (st == ND_STATUS_OK) {
+        st = merge_images(&b, &p, partial, out, err);
+        image_release(&p);
+    }
+    image_release(&b);
+    return st;
 }
 
 // ---- shared arrays ----
 
-enum nd_status nd__array_serialize(struct nd_array *a, struct nd_buf *out, struct nd_error *err) {
+static enum nd_status array_write(struct nd_array *a, struct nd_buf *out, bool seal,
+                                  struct nd_error *err) {
     frame_begin(out, MAGIC_SHARED);
     put_str(out, a->shared_name);
     nd_rwlock_rdlock(a->lock);
     put_array(out, a);
     nd_rwlock_unlock(a->lock);
-    return frame_end(out, err);
+    return frame_end(out, seal, err);
 }
 
-enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_array **out,
-                                     struct nd_error *err) {
+enum nd_status nd__array_serialize(struct nd_array *a, struct nd_buf *out, struct nd_error *err) {
+    return array_write(a, out, true, err);
+}
+
+enum nd_status nd__array_snapshot(struct nd_array *a, struct nd_buf *out, struct nd_error *err) {
+    return array_write(a, out, false, err);
+}
+
+static enum nd_status array_read(const void *bytes, size_t n, bool verify, struct nd_array **out,
+                                 struct nd_error *err) {
     struct rd r;
     const struct payload_reader *reader;
     struct nd_array *a = NULL;
-    enum nd_status st = frame_open(bytes, n, MAGIC_SHARED, &r, &reader, err);
+    enum nd_status st = frame_open(bytes, n, MAGIC_SHARED, verify, &r, &reader, err);
     if (st == ND_STATUS_OK)
         st = reader->shared(&r, &a, err);
     if (st == ND_STATUS_OK) {
@@ -929,10 +1034,15 @@ enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_arra
     return st;
 }
 
+enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_array **out,
+                                     struct nd_error *err) {
+    return array_read(bytes, n, true, out, err);
+}
+
 enum nd_status nd__array_restore(struct nd_array *a, const struct nd_buf *saved,
                                  struct nd_error *err) {
     struct nd_array *old;
-    enum nd_status st = nd__array_deserialize(saved->data, saved->len, &old, err);
+    enum nd_status st = array_read(saved->data, saved->len, false, &old, err);
     if (st != ND_STATUS_OK)
         return st;
     nd_rwlock_wrlock(a->lock);
@@ -957,7 +1067,7 @@ enum nd_status nd_persist_stored_name(const void *bytes, size_t len, bool shared
     struct rd r;
     const struct payload_reader *reader;
     enum nd_status st =
-        frame_open(bytes, len, shared ? MAGIC_SHARED : MAGIC_LAYER, &r, &reader, err);
+        frame_open(bytes, len, shared ? MAGIC_SHARED : MAGIC_LAYER, true, &r, &reader, err);
     if (st != ND_STATUS_OK)
         return st;
     reader->name(&r, name, size);

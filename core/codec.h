@@ -45,12 +45,26 @@ uint64_t nd__checksum(const unsigned char *p, size_t n);
 enum nd_status nd__layer_serialize(const struct nd_layer *l, struct nd_buf *out,
                                    struct nd_error *err);
 
+// A partial copy (persist.h's struct nd_store_put): the layer's state with only the history's
+// records after record `since` (the history's total when the layer was last stored whole; the
+// ring must still hold them all, or ND_STATUS_INTERNAL). Caller holds the layer's lock.
+enum nd_status nd__layer_serialize_partial(const struct nd_layer *l, uint64_t since,
+                                           struct nd_buf *out, struct nd_error *err);
+
 // A layer from its binary form; shared arrays are looked up through binder (NULL: none may be
 // named). Caller owns one reference.
 enum nd_status nd__layer_deserialize(const void *bytes, size_t n, const struct nd__binder *binder,
                                      struct nd_layer **out, struct nd_error *err);
 
-// Puts a saved state (values, optimizer states, counters, version) back into l (write lock held).
+// The layer's state in the binary form without its checksum (0 in its place) and without its
+// history's records: a snapshot that never leaves memory, for nd__layer_restore only (the undo
+// of a durable train-step serialized and checksummed the whole 15 KB layer, 256 history records
+// of it, to put back one record; nd_history_mark / nd_history_rewind do that).
+enum nd_status nd__layer_snapshot(const struct nd_layer *l, struct nd_buf *out,
+                                  struct nd_error *err);
+
+// Puts a snapshot's state (values, optimizer states, counters, version) back into l (write lock
+// held); the history is left as it is.
 enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
                                  struct nd_error *err);
 
@@ -58,6 +72,8 @@ enum nd_status nd__layer_restore(struct nd_layer *l, const struct nd_buf *saved,
 enum nd_status nd__array_serialize(struct nd_array *a, struct nd_buf *out, struct nd_error *err);
 enum nd_status nd__array_deserialize(const void *bytes, size_t n, struct nd_array **out,
                                      struct nd_error *err);
+// nd__array_snapshot: unsealed, as nd__layer_snapshot; nd__array_restore reads one back.
+enum nd_status nd__array_snapshot(struct nd_array *a, struct nd_buf *out, struct nd_error *err);
 enum nd_status nd__array_restore(struct nd_array *a, const struct nd_buf *saved,
                                  struct nd_error *err);
 

@@ -61,6 +61,23 @@ void nd_history_append(struct nd_history *h, const struct nd_history_record *rec
     h->total++;
 }
 
+void nd_history_mark(const struct nd_history *h, struct nd_history_mark *m) {
+    memset(m, 0, sizeof *m);
+    m->head = h->head;
+    m->count = h->count;
+    m->total = h->total;
+    if (h->ring && h->count == ND_HISTORY_CAPACITY)
+        m->next = h->ring[h->head];
+}
+
+void nd_history_rewind(struct nd_history *h, const struct nd_history_mark *m) {
+    if (h->ring && m->count == ND_HISTORY_CAPACITY && h->total != m->total)
+        h->ring[m->head] = m->next; // the append took the oldest record's slot
+    h->head = m->head;
+    h->count = m->count;
+    h->total = m->total;
+}
+
 int32_t nd_history_copy(const struct nd_history *h, int32_t limit, struct nd_history_record *out) {
     int32_t n = limit > 0 && limit < h->count ? limit : h->count;
     int32_t skip = h->count - n; // the oldest ones left out

@@ -54,6 +54,20 @@ struct nd_history {
 // Bytes the ring takes once allocated (what is counted in a budget).
 int64_t nd_history_ring_bytes(void);
 
+// Where a history stands, to put it back there (nd_history_rewind) when appends made since are
+// undone: its counters and the record the next append overwrites once the ring is full.
+struct nd_history_mark {
+    int32_t head, count;
+    uint64_t total;
+    struct nd_history_record next;
+};
+
+void nd_history_mark(const struct nd_history *h, struct nd_history_mark *m);
+
+// Back to the mark, undoing the appends since it (at most one: a later one may have overwritten
+// a record the mark does not hold). The ring stays allocated.
+void nd_history_rewind(struct nd_history *h, const struct nd_history_mark *m);
+
 // Frees the ring, gives its bytes back to the budget and zeroes *h. NULL-safe.
 void nd_history_deinit(struct nd_history *h);
 

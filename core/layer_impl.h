@@ -59,6 +59,11 @@ struct nd_layer {
     // The version the store holds for the name as this copy last saw it: the layer's when loaded
     // or saved, the replaced layer's for a new definition (0: a new name). Guarded by store_lock.
     uint64_t stored_version;
+    // Whether the store holds a whole copy of this layer object (one it was handed whole: not
+    // yet after a load), and its history's total then: train-steps hand over partial copies
+    // (persist.h) while the records since fit one. Guarded by store_lock.
+    bool whole_stored;
+    uint64_t whole_history;
     struct nd_history history; // committed train-steps; guarded by lock, like the counters
 };
 
@@ -126,8 +131,9 @@ void nd__layer_norm_dims(const struct nd_layer *layer, const struct nd_shape *ba
 // Between nd__undo_begin and nd__undo_release it holds the layer's store_lock and its shared
 // arrays' store locks (a zeroed undo releases nothing).
 struct nd__undo {
-    struct nd_layer *owner; // whose store_lock is held; NULL: nothing to store
-    struct nd_buf layer;
+    struct nd_layer *owner;         // whose store_lock is held; NULL: nothing to store
+    struct nd_buf layer;            // nd__layer_snapshot: no history records
+    struct nd_history_mark history; // the history, put back by nd_history_rewind
     struct nd_buf shared[ND_ARRAY_AFFINE_COUNT];
     struct nd_array *arrays[ND_ARRAY_AFFINE_COUNT]; // referenced, store-locked
     // Set by the caller after nd__undo_begin: nd__persist_change appends through the hooks'

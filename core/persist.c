@@ -63,10 +63,11 @@ enum nd_status nd__undo_begin(struct nd_layer *l, struct nd__undo *u, struct nd_
     order_pair(u->arrays, order);
     array_lock(order[0]);
     array_lock(order[1]);
-    enum nd_status st = nd__layer_serialize(l, &u->layer, err);
+    nd_history_mark(&l->history, &u->history);
+    enum nd_status st = nd__layer_snapshot(l, &u->layer, err);
     for (int id = 0; st == ND_STATUS_OK && id < ND_ARRAY_AFFINE_COUNT; id++)
         if (u->arrays[id])
-            st = nd__array_serialize(u->arrays[id], &u->shared[id], err);
+            st = nd__array_snapshot(u->arrays[id], &u->shared[id], err);
     if (st != ND_STATUS_OK)
         nd__undo_release(u);
     return st;
@@ -90,8 +91,10 @@ void nd__undo_release(struct nd__undo *u) {
 }
 
 static void undo_apply(struct nd_layer *l, struct nd__undo *u, bool restore_layer) {
-    if (restore_layer && u->layer.len)
+    if (restore_layer && u->layer.len) {
         nd__layer_restore(l, &u->layer, NULL);
+        nd_history_rewind(&l->history, &u->history);
+    }
     for (int id = 0; id < ND_ARRAY_AFFINE_COUNT; id++)
         if (u->arrays[id] && u->shared[id].len)
             nd__array_restore(u->arrays[id], &u->shared[id], NULL);
@@ -100,6 +103,14 @@ static void undo_apply(struct nd_layer *l, struct nd__undo *u, bool restore_laye
 // Group commit applies when the caller asked for it (ticket not NULL) and the hooks have it.
 static bool deferring(const struct nd_persist_hooks *h, const uint64_t *ticket) {
     return ticket && h->append_layer && h->append_shared && h->wait;
+}
+
+// Whether a deferred save (a train-step's) hands over a partial copy (see struct nd_store_put).
+static bool partial_copy(const struct nd_layer *l, const struct nd_persist_hooks *h,
+                         const uint64_t *ticket) {
+    uint64_t total = l->history.total, since = l->whole_history;
+    return deferring(h, ticket) && h->partial_ok && l->whole_stored && total >= since &&
+           total - since <= ND_PERSIST_PARTIAL_MAX && total - since <= (uint64_t)l->history.count;
 }
 
 // Appends (deferring: the ticket is kept, the largest one covers every earlier append) or
@@ -179,13 +190,20 @@ static enum nd_status save_all(struct nd_layer *l, struct nd__undo *u, struct sa
         }
     }
     struct nd_buf b = {0};
+    bool partial = partial_copy(l, h, ticket);
     if (st == ND_STATUS_OK && !l->detached)
-        st = nd__layer_serialize(l, &b, err);
-    struct nd_store_put put = {l->name, b.data, b.len, l->stored_version, l->version};
+        st = partial ? nd__layer_serialize_partial(l, l->whole_history, &b, err)
+                     : nd__layer_serialize(l, &b, err);
+    struct nd_store_put put = {l->name, b.data, b.len, l->stored_version, l->version, partial};
     if (st == ND_STATUS_OK && !l->detached)
         st = put_layer(h, &put, ticket, err);
-    if (st == ND_STATUS_OK && !l->detached)
+    if (st == ND_STATUS_OK && !l->detached) {
         l->stored_version = put.version;
+        if (!partial) {
+            l->whole_stored = true;
+            l->whole_history = l->history.total;
+        }
+    }
     nd_buf_deinit(&b);
     return st;
 }

@@ -57,11 +57,22 @@ void nd_buf_deinit(struct nd_buf *buf);
 // name when the change applies (0: the name must be absent), version the one it holds after it
 // (0: removed). A store of one process may ignore both; a store shared by replicas compares
 // expect and refuses with ND_STATUS_STALE when another replica changed the name first.
+//
+// partial (append_layer only, and only to hooks with partial_ok): the bytes are a train-step's
+// copy whose history holds only the records since the last whole copy this layer object handed
+// over (or since a later state of it the store wrote out); the store keeps its latest whole
+// copy and rebuilds the layer's whole bytes with nd_persist_merge. Every other put is whole.
+//
+// A layer is handed over whole again once ND_PERSIST_PARTIAL_MAX history records followed its
+// last whole copy: a partial copy's records cost ~60 bytes each, a whole copy the ring's 14 KB.
+#define ND_PERSIST_PARTIAL_MAX 16
+
 struct nd_store_put {
     const char *name;
     const void *bytes; // the codec's bytes, borrowed for the call (NULL for a removal)
     size_t len;
     uint64_t expect, version;
+    bool partial;
 };
 
 // Where changes go. Every function returns ND_STATUS_OK once the bytes are durable (or the copy
@@ -96,12 +107,26 @@ struct nd_persist_hooks {
     enum nd_status (*append_shared)(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
                                     struct nd_error *err);
     enum nd_status (*wait)(void *ctx, uint64_t ticket, struct nd_error *err);
+    // append_layer takes partial copies (put->partial). Saves a durable train-step the
+    // unchanged part of its history: a whole layer of 64 channels is 15.7 KB, 14.3 KB of it
+    // the 256 records of the history ring.
+    bool partial_ok;
 };
 
 // Waits for a ticket of hooks->append_* (hooks or ticket 0: nothing to wait for). Call holding
 // no lock of the engine's: other changes append meanwhile, and one sync covers them all.
 enum nd_status nd_persist_wait(const struct nd_persist_hooks *hooks, uint64_t ticket,
                                struct nd_error *err);
+
+// The whole bytes of a layer from the last whole copy a store holds of it (base) and a partial
+// copy handed over after it (see struct nd_store_put): the partial copy's state, with base's
+// history continued by the partial copy's newer records (the last ND_HISTORY_CAPACITY of them).
+// ND_STATUS_INVALID_VALUE, naming what does not fit, when either is not a whole layer file of
+// format version 3 or later, the names differ, or the partial copy's records do not continue
+// base's history (a record between them missing). *out: empty; the bytes are appended to it.
+// Linear in the two lengths.
+enum nd_status nd_persist_merge(const void *base, size_t nbase, const void *partial,
+                                size_t npartial, struct nd_buf *out, struct nd_error *err);
 
 // Appends n bytes to buf; false (buf->failed set) when out of memory.
 bool nd_buf_append(struct nd_buf *buf, const void *bytes, size_t n);

@@ -29,11 +29,19 @@
 #define TMPFS_MAGIC_NUMBER 0x01021994  // linux/magic.h's TMPFS_MAGIC
 #define LOG_CHUNK          (4u << 20)  // the log's space is zeroed ahead in steps of this size
 
-// The latest record of each name in the current log (what compaction writes out), open
-// addressing on (kind, name); cap a power of two, at most half full; a slot whose name is "" is
-// free.
+// A name's latest record in the current log and, when that is a partial copy of a layer
+// (SRV_REC_OP_PARTIAL), the whole copy it continues: the latest whole record before it in this
+// log (base_in_log), or else the layer's file.
+struct log_entry {
+    struct srv_rec last;
+    bool base_in_log;
+    uint64_t base_offset, base_len;
+};
+
+// The entry of each name in the current log (what compaction writes out), open addressing on
+// (kind, name); cap a power of two, at most half full; a slot whose name is "" is free.
 struct log_index {
-    struct srv_rec *slots;
+    struct log_entry *slots;
     size_t cap, used;
 };
 
@@ -45,7 +53,12 @@ struct srv_store {
     // The log. mu guards everything below; fdatasync runs outside it (one thread at a time,
     // syncing), so appends go on during a sync and the next sync covers them all.
     pthread_mutex_t mu;
-    pthread_cond_t synced_cv; // broadcast after every sync
+    // Waiters for the sync in flight sleep on synced_cv[sync_gen & 1], later ones on the other:
+    // the end of a sync wakes only those it covers, and one of the next (to start that sync).
+    // One condition variable for all woke every waiter at every sync, most of them to sleep
+    // again: context switches a CPU-bound server pays for (seen: 2.7 steps a sync, 8 waiters).
+    pthread_cond_t synced_cv[2];
+    uint64_t sync_gen, sync_target; // the sync in flight (or the last one): its number, its end
     int log_fd;
     uint64_t base;      // bytes of the logs compacted before: a ticket is base + an offset
     uint64_t end;       // bytes in the current log
@@ -131,42 +144,52 @@ static uint64_t name_hash(unsigned char kind, const char *name) {
     return h;
 }
 
-static struct srv_rec *index_slot(struct log_index *ix, unsigned char kind, const char *name) {
+static struct log_entry *index_slot(struct log_index *ix, unsigned char kind, const char *name) {
     size_t i = (size_t)name_hash(kind, name) & (ix->cap - 1);
-    while (ix->slots[i].name[0] && (ix->slots[i].kind != kind || strcmp(ix->slots[i].name, name)))
+    while (ix->slots[i].last.name[0] &&
+           (ix->slots[i].last.kind != kind || strcmp(ix->slots[i].last.name, name)))
         i = (i + 1) & (ix->cap - 1);
     return &ix->slots[i];
 }
 
-static const struct srv_rec *index_find(const struct log_index *ix, unsigned char kind,
-                                        const char *name) {
+static const struct log_entry *index_find(const struct log_index *ix, unsigned char kind,
+                                          const char *name) {
     if (!ix->cap)
         return NULL;
-    const struct srv_rec *e = index_slot((struct log_index *)ix, kind, name);
-    return e->name[0] ? e : NULL;
+    const struct log_entry *x = index_slot((struct log_index *)ix, kind, name);
+    return x->last.name[0] ? x : NULL;
 }
 
 static bool index_grow(struct log_index *ix) {
     size_t cap = ix->cap ? ix->cap * 2 : 64;
-    struct srv_rec *slots = calloc(cap, sizeof *slots);
+    struct log_entry *slots = calloc(cap, sizeof *slots);
     if (!slots)
         return false;
     struct log_index bigger = {slots, cap, ix->used};
     for (size_t i = 0; i < ix->cap; i++)
-        if (ix->slots[i].name[0])
-            *index_slot(&bigger, ix->slots[i].kind, ix->slots[i].name) = ix->slots[i];
+        if (ix->slots[i].last.name[0])
+            *index_slot(&bigger, ix->slots[i].last.kind, ix->slots[i].last.name) = ix->slots[i];
     free(ix->slots);
     *ix = bigger;
     return true;
 }
 
-// Records a name's latest record; false when out of memory.
+// Records a name's latest record; false when out of memory. A partial copy keeps the whole
+// copy the name's entry had: the record before it when that was whole, the same base when it
+// was partial too (each partial copy holds every record since its layer's last whole copy),
+// else the file (a name new to this log, or removed: its replay then has no base and says so).
 static bool index_put(struct log_index *ix, const struct srv_rec *e) {
     if ((ix->used + 1) * 2 > ix->cap && !index_grow(ix))
         return false;
-    struct srv_rec *slot = index_slot(ix, e->kind, e->name);
-    ix->used += slot->name[0] ? 0 : 1;
-    *slot = *e;
+    struct log_entry *slot = index_slot(ix, e->kind, e->name);
+    bool known = slot->last.name[0] != '\0';
+    ix->used += known ? 0 : 1;
+    if (e->op != SRV_REC_OP_PARTIAL || !known || slot->last.op == SRV_REC_OP_REMOVE)
+        slot->base_in_log = false;
+    else if (slot->last.op == SRV_REC_OP_PUT)
+        *slot = (struct log_entry){
+            .base_in_log = true, .base_offset = slot->last.offset, .base_len = slot->last.len};
+    slot->last = *e;
     return true;
 }
 
@@ -185,6 +208,12 @@ static enum nd_status failed_error(struct srv_store *s, struct nd_error *err) {
                         s->failure);
 }
 
+// Every waiter, whichever sync it waits for (mu held).
+static void wake_all(struct srv_store *s) {
+    pthread_cond_broadcast(&s->synced_cv[0]);
+    pthread_cond_broadcast(&s->synced_cv[1]);
+}
+
 // After this every change is refused: the log may hold changes that are not durable and that
 // later changes built on (persist.h); a restart reloads what is on disk.
 static void fail_store(struct srv_store *s, const char *what) {
@@ -194,6 +223,7 @@ static void fail_store(struct srv_store *s, const char *what) {
     s->failed = e == ENOSPC || e == EDQUOT ? ND_STATUS_STORAGE : ND_STATUS_INTERNAL;
     snprintf(s->failure, sizeof s->failure, "cannot %s %.200s: %s", what, s->logpath, strerror(e));
     srv_log(s->log, SRV_LOG_ERROR, "--data-dir: %s; refusing changes until a restart", s->failure);
+    wake_all(s);
 }
 
 // Zeros written past the end of the log, in steps of LOG_CHUNK, and flushed: an append then
@@ -265,7 +295,7 @@ static enum nd_status log_write(struct srv_store *s, unsigned char kind, unsigne
     srv_rec_header(hdr, kind, op, name, bytes, len);
     size_t nlen = strlen(name);
     uint64_t n = SRV_REC_HEADER + nlen + len;
-    if (op == SRV_REC_OP_PUT && log_reserve(s, n) != 0) {
+    if (op != SRV_REC_OP_REMOVE && log_reserve(s, n) != 0) {
         *eno = errno;
         return io_error(err, "make room in", s->logpath);
     }
@@ -303,7 +333,7 @@ static enum nd_status log_append(struct srv_store *s, unsigned char kind, unsign
         pthread_mutex_unlock(&s->mu);
         return st;
     }
-    uint64_t len = op == SRV_REC_OP_PUT ? put->len : 0;
+    uint64_t len = op != SRV_REC_OP_REMOVE ? put->len : 0;
     int eno = 0;
     st = log_write(s, kind, op, put->name, put->bytes, len, &eno, err);
     if (st != ND_STATUS_OK && (eno == ENOSPC || eno == EDQUOT || eno == EFBIG) &&
@@ -320,60 +350,127 @@ static enum nd_status log_append(struct srv_store *s, unsigned char kind, unsign
     return st;
 }
 
-// Group commit: the first waiter whose ticket is not durable syncs everything appended so far
-// (outside mu); waiters arriving meanwhile wait for the next sync, which covers them all.
+// One sync of everything appended so far, outside mu (held on entry and return); then the
+// waiters it covers are woken, and one waiting for a later ticket, to sync next.
+static void sync_log(struct srv_store *s) {
+    s->syncing = true;
+    uint64_t gen = ++s->sync_gen, target = s->base + s->end;
+    s->sync_target = target;
+    int fd = s->log_fd;
+    pthread_mutex_unlock(&s->mu);
+    int rc = fdatasync(fd);
+    pthread_mutex_lock(&s->mu);
+    s->syncing = false;
+    s->syncs++;
+    if (rc == 0)
+        s->synced = target > s->synced ? target : s->synced;
+    else
+        fail_store(s, "flush"); // its pages may be dropped: nothing later can be trusted
+    pthread_cond_broadcast(&s->synced_cv[gen & 1]);
+    pthread_cond_signal(&s->synced_cv[(gen + 1) & 1]); // (fail_store woke them all)
+}
+
+// Group commit: the first waiter whose ticket is not durable syncs everything appended so far;
+// waiters arriving meanwhile wait for the next sync, which covers them all.
 static enum nd_status log_wait(void *ctx, uint64_t ticket, struct nd_error *err) {
     struct srv_store *s = ctx;
     pthread_mutex_lock(&s->mu);
     while (s->synced < ticket && s->failed == ND_STATUS_OK) {
-        if (s->syncing) {
-            pthread_cond_wait(&s->synced_cv, &s->mu);
+        if (!s->syncing) {
+            sync_log(s);
             continue;
         }
-        s->syncing = true;
-        uint64_t target = s->base + s->end;
-        int fd = s->log_fd;
-        pthread_mutex_unlock(&s->mu);
-        int rc = fdatasync(fd);
-        pthread_mutex_lock(&s->mu);
-        s->syncing = false;
-        s->syncs++;
-        if (rc == 0)
-            s->synced = target > s->synced ? target : s->synced;
-        else
-            fail_store(s, "flush"); // its pages may be dropped: nothing later can be trusted
-        pthread_cond_broadcast(&s->synced_cv);
+        uint64_t gen = ticket <= s->sync_target ? s->sync_gen : s->sync_gen + 1;
+        pthread_cond_wait(&s->synced_cv[gen & 1], &s->mu);
     }
     enum nd_status st = s->synced >= ticket ? ND_STATUS_OK : failed_error(s, err);
     pthread_mutex_unlock(&s->mu);
     return st;
 }
 
-// Writes a log record's payload as the name's file (or removes the file).
-static enum nd_status compact_entry(struct srv_store *s, const struct srv_rec *e,
+// len bytes of the log from off into *out (empty); ND_STATUS_OK or why not.
+static enum nd_status read_back(struct srv_store *s, uint64_t off, uint64_t len, struct nd_buf *out,
+                                struct nd_error *err) {
+    out->data = malloc(len ? (size_t)len : 1);
+    if (!out->data)
+        return nd_error_set(err, ND_STATUS_INTERNAL, "out of memory reading %s", s->logpath);
+    out->cap = (size_t)len;
+    while (out->len < len) {
+        ssize_t r = pread(s->log_fd, out->data + out->len, len - out->len, (off_t)(off + out->len));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return io_error(err, "read back", s->logpath);
+        out->len += (size_t)r;
+    }
+    return ND_STATUS_OK;
+}
+
+static unsigned char *read_file(int dir_fd, const char *file, size_t *len);
+
+// A partial copy's whole bytes: its base (the whole record it continues, or the layer's file)
+// merged with it. When the base cannot be read or does not fit (a file damaged or removed by
+// hand), the partial copy stands alone, logged: its state is whole, only the history's older
+// records are missing.
+static enum nd_status rebuild(struct srv_store *s, const struct log_entry *x, struct nd_buf *out,
+                              struct nd_error *err) {
+    struct nd_buf partial = {0}, base = {0};
+    enum nd_status st = read_back(s, x->last.offset, x->last.len, &partial, err);
+    struct nd_error why;
+    nd_error_clear(&why);
+    enum nd_status got = ND_STATUS_INVALID_VALUE;
+    if (st == ND_STATUS_OK && x->base_in_log)
+        got = read_back(s, x->base_offset, x->base_len, &base, &why);
+    else if (st == ND_STATUS_OK) {
+        char file[ND_NAME_MAX + sizeof LAYER_EXT];
+        snprintf(file, sizeof file, "%s%s", x->last.name, LAYER_EXT);
+        base.data = read_file(s->layers_fd, file, &base.len);
+        got = base.data ? ND_STATUS_OK
+                        : nd_error_set(&why, ND_STATUS_INVALID_VALUE, "cannot read %s/%s: %s",
+                                       s->layers, file, strerror(errno));
+    }
+    if (st == ND_STATUS_OK && got == ND_STATUS_OK)
+        got = nd_persist_merge(base.data, base.len, partial.data, partial.len, out, &why);
+    if (st == ND_STATUS_OK && got != ND_STATUS_OK) {
+        srv_log(s->log, SRV_LOG_ERROR,
+                "layer %s: the log's train-step copy cannot continue its last whole copy (%s); "
+                "its state is kept with the history's newest records only",
+                x->last.name, why.msg);
+        nd_buf_deinit(out);
+        st = nd_buf_append(out, partial.data, partial.len)
+                 ? ND_STATUS_OK
+                 : nd_error_set(err, ND_STATUS_INTERNAL, "out of memory rebuilding %s",
+                                x->last.name);
+    }
+    nd_buf_deinit(&partial);
+    nd_buf_deinit(&base);
+    return st;
+}
+
+// The bytes of the name's state the log holds: its latest record's payload, rebuilt when that
+// is a partial copy. *out: empty.
+static enum nd_status entry_bytes(struct srv_store *s, const struct log_entry *x,
+                                  struct nd_buf *out, struct nd_error *err) {
+    if (x->last.op == SRV_REC_OP_PARTIAL)
+        return rebuild(s, x, out, err);
+    return read_back(s, x->last.offset, x->last.len, out, err);
+}
+
+// Writes the name's state in the log as its file (or removes the file).
+static enum nd_status compact_entry(struct srv_store *s, const struct log_entry *x,
                                     struct nd_error *err) {
+    const struct srv_rec *e = &x->last;
     bool layer = e->kind == SRV_REC_KIND_LAYER;
     const char *dir = layer ? s->layers : s->shared;
     int dir_fd = layer ? s->layers_fd : s->shared_fd;
     const char *ext = layer ? LAYER_EXT : SHARED_EXT;
     if (e->op == SRV_REC_OP_REMOVE)
         return remove_file(dir, dir_fd, e->name, ext, err);
-    unsigned char *bytes = malloc(e->len ? e->len : 1);
-    if (!bytes)
-        return nd_error_set(err, ND_STATUS_INTERNAL, "out of memory compacting %s", e->name);
-    uint64_t got = 0;
-    while (got < e->len) {
-        ssize_t r = pread(s->log_fd, bytes + got, e->len - got, (off_t)(e->offset + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (uint64_t)r;
-    }
-    enum nd_status st = got == e->len
-                            ? write_atomically(dir, dir_fd, e->name, ext, bytes, e->len, err)
-                            : io_error(err, "read back", s->logpath);
-    free(bytes);
+    struct nd_buf bytes = {0};
+    enum nd_status st = entry_bytes(s, x, &bytes, err);
+    if (st == ND_STATUS_OK)
+        st = write_atomically(dir, dir_fd, e->name, ext, bytes.data, bytes.len, err);
+    nd_buf_deinit(&bytes);
     return st;
 }
 
@@ -389,7 +486,7 @@ static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err) 
     nd_error_clear(&why);
     size_t written = 0;
     for (size_t i = 0; st == ND_STATUS_OK && i < s->index.cap; i++)
-        if (s->index.slots[i].name[0] &&
+        if (s->index.slots[i].last.name[0] &&
             (st = compact_entry(s, &s->index.slots[i], &why)) == ND_STATUS_OK)
             written++;
     if (st != ND_STATUS_OK) {
@@ -407,6 +504,7 @@ static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err) 
             (unsigned long long)s->end, written);
     s->base += s->end;
     s->synced = s->base > s->synced ? s->base : s->synced; // everything is in files now
+    wake_all(s); // waiters of a later sync may be covered now, with no sync to wake them
     s->end = s->allocated = 0;
     index_clear(&s->index);
     return ND_STATUS_OK;
@@ -419,7 +517,8 @@ static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err) 
 
 static enum nd_status append_layer(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
                                    struct nd_error *err) {
-    return log_append(ctx, SRV_REC_KIND_LAYER, SRV_REC_OP_PUT, put, ticket, err);
+    unsigned char op = put->partial ? SRV_REC_OP_PARTIAL : SRV_REC_OP_PUT;
+    return log_append(ctx, SRV_REC_KIND_LAYER, op, put, ticket, err);
 }
 
 static enum nd_status append_shared(void *ctx, const struct nd_store_put *put, uint64_t *ticket,
@@ -478,7 +577,8 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
     s->layers_fd = s->shared_fd = s->log_fd = -1;
     s->log = log;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->synced_cv, NULL);
+    pthread_cond_init(&s->synced_cv[0], NULL);
+    pthread_cond_init(&s->synced_cv[1], NULL);
     char logdir[4100];
     snprintf(s->layers, sizeof s->layers, "%s/layers", dir);
     snprintf(s->shared, sizeof s->shared, "%s/shared", dir);
@@ -517,7 +617,8 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
                                          .remove_shared = remove_shared,
                                          .append_layer = append_layer,
                                          .append_shared = append_shared,
-                                         .wait = log_wait};
+                                         .wait = log_wait,
+                                         .partial_ok = true};
     *out = s;
     return 0;
 }
@@ -541,7 +642,8 @@ void srv_store_free(struct srv_store *store) {
     if (store->shared_fd >= 0)
         close(store->shared_fd);
     pthread_mutex_destroy(&store->mu);
-    pthread_cond_destroy(&store->synced_cv);
+    pthread_cond_destroy(&store->synced_cv[0]);
+    pthread_cond_destroy(&store->synced_cv[1]);
     free(store->index.slots);
     free(store);
 }
@@ -690,18 +792,22 @@ static size_t replay_index(struct srv_store *s, const unsigned char *buf, uint64
     return records;
 }
 
-// Loads the log's latest record of each name of a kind (removals: nothing to load).
-static int load_logged(struct srv_store *s, const unsigned char *buf, unsigned char kind,
-                       struct nd_registry *reg) {
+// Loads the log's state of each name of a kind (removals: nothing to load).
+static int load_logged(struct srv_store *s, unsigned char kind, struct nd_registry *reg) {
     load_fn load = kind == SRV_REC_KIND_LAYER ? nd_registry_load_layer : nd_registry_load_shared;
     int loaded = 0;
     for (size_t i = 0; i < s->index.cap; i++) {
-        const struct srv_rec *e = &s->index.slots[i];
-        if (!e->name[0] || e->kind != kind || e->op != SRV_REC_OP_PUT)
+        const struct srv_rec *e = &s->index.slots[i].last;
+        if (!e->name[0] || e->kind != kind || e->op == SRV_REC_OP_REMOVE)
             continue;
         struct nd_error err;
         nd_error_clear(&err);
-        if (load_named(reg, load, e->name, buf + e->offset, e->len, &err) == ND_STATUS_OK)
+        struct nd_buf bytes = {0};
+        enum nd_status st = entry_bytes(s, &s->index.slots[i], &bytes, &err);
+        if (st == ND_STATUS_OK)
+            st = load_named(reg, load, e->name, bytes.data, bytes.len, &err);
+        nd_buf_deinit(&bytes);
+        if (st == ND_STATUS_OK)
             loaded++;
         else
             srv_log(s->log, SRV_LOG_ERROR, "skipping the %s %s of %s: %s",
@@ -722,8 +828,8 @@ int srv_store_load(struct srv_store *store, struct nd_registry *reg) {
     int layers = load_folder(store, store->layers, store->layers_fd, LAYER_EXT,
                              nd_registry_load_layer, SRV_REC_KIND_LAYER, reg);
     if (log) {
-        shared += load_logged(store, log, SRV_REC_KIND_SHARED, reg);
-        layers += load_logged(store, log, SRV_REC_KIND_LAYER, reg);
+        shared += load_logged(store, SRV_REC_KIND_SHARED, reg);
+        layers += load_logged(store, SRV_REC_KIND_LAYER, reg);
     }
     nd_registry_prune(reg, false); // in memory only: see nd_registry_prune
     srv_log(store->log, SRV_LOG_INFO, "%s: %zu changes replayed", store->logpath, records);

@@ -71,7 +71,9 @@ static enum rec_check rec_check(const unsigned char *buf, uint64_t n, uint64_t o
     uint64_t nlen = get_le(h + 6, 2), len = get_le(h + 8, 8);
     if (hcrc != get_le(h + HDR_CRC_AT, 4) ||
         (h[4] != SRV_REC_KIND_LAYER && h[4] != SRV_REC_KIND_SHARED) ||
-        (h[5] != SRV_REC_OP_PUT && h[5] != SRV_REC_OP_REMOVE) || nlen < 1 || nlen > ND_NAME_MAX)
+        (h[5] != SRV_REC_OP_PUT && h[5] != SRV_REC_OP_REMOVE &&
+         (h[5] != SRV_REC_OP_PARTIAL || h[4] != SRV_REC_KIND_LAYER)) ||
+        nlen < 1 || nlen > ND_NAME_MAX)
         return REC_NO_HEADER;
     uint64_t room = n - off - SRV_REC_HEADER;
     if (nlen > room || len > room - nlen)

@@ -6,7 +6,9 @@
 // A record (integers little-endian):
 //   0  "NDLR"
 //   4  kind: 1 layer, 2 shared array
-//   5  op: 1 put, 2 remove
+//   5  op: 1 put, 2 remove, 3 partial (layers only: a train-step's copy whose history holds the
+//      records since the layer's last whole copy, which the replay merges it with:
+//      nd_persist_merge)
 //   6  the name's length, u16 (1..ND_NAME_MAX)
 //   8  the payload's length, u64
 //   16 the body's CRC-32 (zlib's): over the name and the payload
@@ -25,7 +27,7 @@
 #define SRV_REC_HEADER 24
 
 enum { SRV_REC_KIND_LAYER = 1, SRV_REC_KIND_SHARED = 2 };
-enum { SRV_REC_OP_PUT = 1, SRV_REC_OP_REMOVE = 2 };
+enum { SRV_REC_OP_PUT = 1, SRV_REC_OP_REMOVE = 2, SRV_REC_OP_PARTIAL = 3 };
 
 // One record as read back (or its latest state, as store.c indexes them).
 struct srv_rec {

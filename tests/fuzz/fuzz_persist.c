@@ -13,6 +13,10 @@
 // named canonically (no alias, convention_from unknown, no PyTorch sizes). The loaded layer
 // serves a forward in both modes, an SGD and an Adam train-step and reads of its arrays
 // without crashing or a 5xx-class status.
+// Partial copies (nd_persist_merge): a current-format layer that loads, merged with itself or
+// with a partial copy of itself (its newest half of the history), gives its own bytes back. Bit
+// 3 (with bit 1): the pair's first file is merged as a whole copy with the second as a partial
+// one; whatever that gives, merged again with the second, gives the same bytes.
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -105,6 +109,48 @@ static void check_v1_naming(struct nd_layer *l) {
                   (long long)s->num_features, (int)s->normalized_shape.ndim);
 }
 
+static bool merge(const unsigned char *base, size_t nb, const unsigned char *partial, size_t np,
+                  struct nd_buf *out) {
+    struct nd_error err;
+    nd_error_clear(&err);
+    enum nd_status st = nd_persist_merge(base, nb, partial, np, out, &err);
+    check_status(st, &err, "merge");
+    return st == ND_STATUS_OK;
+}
+
+// file (n bytes, current format) is l's bytes: merged with itself, or with l's partial copy of
+// the newest half of its records, it is itself.
+static void merge_round_trip(struct nd_layer *l, const unsigned char *file, size_t n) {
+    struct nd_buf self = {0}, part = {0}, over = {0};
+    if (!merge(file, n, file, n, &self))
+        FUZZ_FAIL("a layer file merged with itself is refused");
+    same_bytes(&self, file, n, "merged with itself");
+    struct nd_error err;
+    nd_error_clear(&err);
+    uint64_t since = l->history.total - (uint64_t)(l->history.count / 2);
+    if (nd__layer_serialize_partial(l, since, &part, &err) != ND_STATUS_OK)
+        FUZZ_FAIL("no partial copy since record %llu: %s", (unsigned long long)since, err.msg);
+    if (!merge(file, n, part.data, part.len, &over))
+        FUZZ_FAIL("a layer file merged with its own partial copy is refused");
+    same_bytes(&over, file, n, "merged with its own partial copy");
+    nd_buf_deinit(&self);
+    nd_buf_deinit(&part);
+    nd_buf_deinit(&over);
+}
+
+// Any two files: what a merge gives, merged again with the same partial copy, is unchanged.
+static void merge_pair(const unsigned char *base, size_t nb, const unsigned char *partial,
+                       size_t np) {
+    struct nd_buf once = {0}, twice = {0};
+    if (merge(base, nb, partial, np, &once)) {
+        if (!merge(once.data, once.len, partial, np, &twice))
+            FUZZ_FAIL("a merge's bytes, merged again with the same partial copy, are refused");
+        same_bytes(&twice, once.data, once.len, "merged twice");
+    }
+    nd_buf_deinit(&once);
+    nd_buf_deinit(&twice);
+}
+
 // The loaded layer serialized again: the file itself when it is of the current format. An older
 // file becomes a current one, which loads (after the same shared-array file, when there is
 // one) and serializes back to itself.
@@ -116,6 +162,7 @@ static void round_trip(struct nd_layer *l, const unsigned char *file, size_t n,
     if (v == ND_PERSIST_FORMAT_VERSION) {
         same_bytes(&buf, file, n, "loaded and stored again");
         nd_buf_deinit(&buf);
+        merge_round_trip(l, file, n);
         return;
     }
     if (version_of(buf.data, buf.len) != ND_PERSIST_FORMAT_VERSION)
@@ -261,7 +308,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1)
         return 0;
-    bool fix = !(data[0] & 1), pair = data[0] & 2, shared_only = data[0] & 4;
+    bool fix = !(data[0] & 1), pair = data[0] & 2, shared_only = data[0] & 4, merged = data[0] & 8;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     struct nd_registry *reg;
@@ -273,6 +320,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         sl = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
         sl = sl < n - 4 ? sl : n - 4;
         s = prepare(p + 4, sl, fix);
+        if (merged) {
+            unsigned char *second = prepare(p + 4 + sl, n - 4 - sl, fix);
+            merge_pair(s, sl, second, n - 4 - sl);
+            free(second);
+        }
         if (!load(reg, s, sl, true)) {
             free(s);
             s = NULL;

@@ -44,7 +44,8 @@ static void check_record(const uint8_t *d, uint64_t n, uint64_t off, const struc
     if (nlen < 1 || nlen > ND_NAME_MAX || !nd_name_valid(r->name))
         FUZZ_FAIL("a record at %llu read with a bad name", (unsigned long long)off);
     if ((r->kind != SRV_REC_KIND_LAYER && r->kind != SRV_REC_KIND_SHARED) ||
-        (r->op != SRV_REC_OP_PUT && r->op != SRV_REC_OP_REMOVE))
+        (r->op != SRV_REC_OP_PUT && r->op != SRV_REC_OP_REMOVE &&
+         (r->op != SRV_REC_OP_PARTIAL || r->kind != SRV_REC_KIND_LAYER)))
         FUZZ_FAIL("a record at %llu read with kind %u, op %u", (unsigned long long)off, r->kind,
                   r->op);
     if (r->offset != off + SRV_REC_HEADER + nlen || r->offset > n || r->len > n - r->offset ||
@@ -127,6 +128,8 @@ static void build(struct built *b, const uint8_t *d, size_t n) {
     while (at < n && b->count < MAX_RECORDS) {
         uint8_t s = d[at++];
         unsigned char kind = 1 + (s & 1), op = 1 + ((s >> 1) & 1);
+        if (kind == SRV_REC_KIND_LAYER && op == SRV_REC_OP_PUT && (s & 0x80))
+            op = SRV_REC_OP_PARTIAL;
         size_t nlen = 1 + (s >> 2) % 32;
         char name[33];
         for (size_t i = 0; i < nlen; i++) {
@@ -135,7 +138,7 @@ static void build(struct built *b, const uint8_t *d, size_t n) {
         }
         name[nlen] = '\0';
         break_magic((uint8_t *)name, nlen);
-        size_t plen = op == SRV_REC_OP_PUT && at < n ? d[at++] : 0;
+        size_t plen = op != SRV_REC_OP_REMOVE && at < n ? d[at++] : 0;
         plen = plen < n - at ? plen : n - at;
         uint8_t *rec = b->buf + len;
         memcpy(rec + SRV_REC_HEADER, name, nlen);
@@ -280,7 +283,8 @@ static void fix_headers(uint8_t *d, size_t n) {
             len = len << 8 | d[p + 8 + i];
         len %= room - nlen + 1;
         d[p + 4] = 1 + (d[p + 4] & 1);
-        d[p + 5] = 1 + (d[p + 5] & 1);
+        d[p + 5] = d[p + 4] == SRV_REC_KIND_LAYER && (d[p + 5] & 2) ? SRV_REC_OP_PARTIAL
+                                                                    : 1 + (d[p + 5] & 1);
         d[p + 6] = (uint8_t)nlen;
         d[p + 7] = 0;
         for (int i = 0; i < 8; i++)

@@ -116,7 +116,8 @@ echo
 for i in "${!C_ALL[@]}"; do
     python3 -c "print('durable / in memory, %d connections: %.0f%% (%.0f vs %.0f train-steps/s)' % (${C_ALL[$i]}, 100.0 * ${D_ALL[$i]} / ${M_ALL[$i]}, ${D_ALL[$i]}, ${M_ALL[$i]}))"
 done
-echo "each step appends a $SIZE-byte state to the log, one fdatasync for the steps in flight"
+echo "each step appends its state to the log (the whole $SIZE bytes every 17th step, the others"
+echo "without the history records before that: core/persist.h), one fdatasync for the steps in flight"
 # A core kept busy meanwhile, as under load: on an idle virtual machine the wake-up after the
 # disk's answer added ~3.7 ms to every sync here (4.0 ms idle, 0.3 ms with a busy core).
 timeout 20 sh -c 'while :; do :; done' &

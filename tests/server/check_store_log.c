@@ -191,7 +191,7 @@ START_TEST(test_refuses_fields_no_writer_makes) {
     struct {
         int at;
         unsigned char v;
-    } bad[] = {{4, 0}, {4, 3}, {5, 0}, {5, 3}, {6, 0}, {6, 129}, {7, 1}, {15, 0x80}, {11, 1}};
+    } bad[] = {{4, 0}, {4, 3}, {5, 0}, {5, 4}, {6, 0}, {6, 129}, {7, 1}, {15, 0x80}, {11, 1}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         three(&l);
         l.buf[bad[i].at] = bad[i].v;
@@ -211,6 +211,23 @@ START_TEST(test_refuses_fields_no_writer_makes) {
     }
     three(&l); // the same bytes, untouched, parse: the changes above were what failed
     ck_assert(srv_rec_parse(l.buf, l.n, 0, &r, &next));
+}
+END_TEST
+
+// A partial copy (op 3) is a layer's only: the same header on a shared array is no record.
+START_TEST(test_partial_only_for_layers) {
+    struct log l;
+    struct srv_rec r;
+    uint64_t next;
+    memset(&l, 0, sizeof l);
+    append(&l, SRV_REC_KIND_LAYER, SRV_REC_OP_PARTIAL, "bn.1", PAYLOAD, sizeof PAYLOAD);
+    append(&l, SRV_REC_KIND_SHARED, SRV_REC_OP_PARTIAL, "scale_g", PAYLOAD, 7);
+    ck_assert(srv_rec_parse(l.buf, l.n, 0, &r, &next));
+    ck_assert_uint_eq(r.op, SRV_REC_OP_PARTIAL);
+    ck_assert_uint_eq(r.len, sizeof PAYLOAD);
+    ck_assert_uint_eq(next, l.start[1]);
+    ck_assert(!srv_rec_parse(l.buf, l.n, l.start[1], &r, &next));
+    ck_assert_int_eq(srv_rec_tail(l.buf, l.n, l.start[1], NULL), SRV_REC_TAIL_TORN);
 }
 END_TEST
 
@@ -274,6 +291,7 @@ Suite *store_log_suite(void) {
     tcase_add_test(tc, test_torn_tail);
     tcase_add_test(tc, test_damaged_middle);
     tcase_add_test(tc, test_refuses_fields_no_writer_makes);
+    tcase_add_test(tc, test_partial_only_for_layers);
     tcase_add_test(tc, test_tail_scan_is_linear);
     suite_add_tcase(s, tc);
     return s;

@@ -44,8 +44,10 @@ def steps(base, name, n, width, out):
 
 def check(base, name, acked, back):
     """The layer's version and arrays equal those of the acknowledged step `back` steps before
-    the last one (0: the last)."""
-    want = [json.loads(l) for l in open(acked)][-1 - int(back)]
+    the last one (0: the last), and its history holds a record of each step up to that one (the
+    newest 256 of them): the log's partial copies rebuilt over the last whole one."""
+    steps = [json.loads(l) for l in open(acked)][:len(open(acked).readlines()) - int(back)]
+    want = steps[-1]
     st, info = call(base, "GET", "/v1/layers/" + name)
     if st != 200 or info["version"] != want["version"]:
         sys.exit("version %s, want %d" % (info.get("version") if st == 200 else st, want["version"]))
@@ -53,6 +55,12 @@ def check(base, name, acked, back):
         st, got = call(base, "GET", "/v1/layers/%s/arrays/%s" % (name, a))
         if st != 200 or got["array"] != v:
             sys.exit("array %s differs from the acknowledged one" % a)
+    st, h = call(base, "GET", "/v1/layers/%s/history" % name)
+    versions = [r["version"] for r in h["records"]] if st == 200 else None
+    if st != 200 or h["total"] != len(steps) or versions != [s["version"] for s in steps[-256:]]:
+        sys.exit("history: %s records, total %s; want %d records of versions %d..%d" %
+                 (len(versions or []), h.get("total"), min(len(steps), 256),
+                  steps[-256:][0]["version"], want["version"]))
 
 
 def records(path):
@@ -150,7 +158,7 @@ crash_after_steps "$C" lc 8 5
 python3 "$PY" damage "$C/log/CURRENT.ndlog" 3 # the 3rd step: records 0 (define), 1 and 2 load
 start_server --data-dir "$C"
 python3 "$PY" check "$BASE" lc "$TMP/lc.acked" 3 && ok || fail "replay stops before the damaged record"
-grep -q 'a damaged record at offset' "$LOG" && ok || fail "the damaged record is logged"
+grep -q 'a damaged record at offset' "$LOG" && ok || fail "the damaged record is logged: $(grep -E 'torn|damaged|replayed' "$LOG")"
 [ -s "$C/log/CURRENT.ndlog.damaged" ] && ok || fail "the damaged log is kept"
 stop_server
 
