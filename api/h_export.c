@@ -466,8 +466,8 @@ static int read_opt_entry(struct api_call *call, const json_t *v, enum nd_array_
         api_get_string(v, "kind", sub, &kind_text, &call->err) != 0)
         return API_FAIL;
     if (!kind_text || nd_optimizer_kind_parse(kind_text, &kind, &ce) != ND_STATUS_OK)
-        return api_fail(&call->err, API_E_INVALID_VALUE, sub, "%s must be \"sgd\" or \"adam\"",
-                        sub);
+        return api_fail(&call->err, API_E_INVALID_VALUE, sub, "%s: %s", sub,
+                        kind_text ? ce.msg : "a kind is needed");
     adam = kind == ND_OPTIMIZER_ADAM;
     static const char *const sgd_keys[] = {"kind", "t", "m", NULL};
     static const char *const adam_keys[] = {"kind", "t", "m", "v", NULL};

@@ -37,18 +37,17 @@ int api_parse_optimizer(struct api_call *call, const json_t *v, struct nd_optimi
     return API_OK;
 }
 
-static const struct {
-    const char *name;
-    uint32_t bit;
-} return_items[] = {
-    {"output", ND_TRAIN_WANT_OUTPUT},
-    {"input_gradient", ND_TRAIN_WANT_INPUT_GRADIENT},
-    {"array_gradients", ND_TRAIN_WANT_ARRAY_GRADIENTS},
-    {"arrays", ND_TRAIN_WANT_ARRAYS},
-    {"batch_statistics", ND_TRAIN_WANT_BATCH_STATISTICS},
-    {"loss", 0},
-    {"version", 0},
-};
+// The items "return" names, each with the result it asks the engine for (loss and version are
+// always there).
+static const struct api_enum_name return_items[] = {
+    {"output", ND_TRAIN_WANT_OUTPUT, false},
+    {"input_gradient", ND_TRAIN_WANT_INPUT_GRADIENT, false},
+    {"array_gradients", ND_TRAIN_WANT_ARRAY_GRADIENTS, false},
+    {"arrays", ND_TRAIN_WANT_ARRAYS, false},
+    {"batch_statistics", ND_TRAIN_WANT_BATCH_STATISTICS, false},
+    {"loss", 0, false},
+    {"version", 0, false},
+    {NULL, 0, false}};
 
 static int parse_return(struct api_call *call, const json_t *v, uint32_t *want) {
     if (!json_is_array(v))
@@ -59,15 +58,10 @@ static int parse_return(struct api_call *call, const json_t *v, uint32_t *want) 
         const char *name;
         if (api_as_string(json_array_get(v, i), "return", &name, &call->err) != 0)
             return API_FAIL;
-        size_t k = 0, n = sizeof return_items / sizeof return_items[0];
-        while (k < n && strcmp(return_items[k].name, name) != 0)
-            k++;
-        if (k == n)
-            return api_fail(&call->err, API_E_INVALID_VALUE, "return",
-                            "unknown return item %.60s (output, input_gradient, "
-                            "array_gradients, arrays, batch_statistics, loss)",
-                            name);
-        *want |= return_items[k].bit;
+        int bit;
+        if (api_parse_enum(name, "return", return_items, 0, &bit, &call->err) != API_OK)
+            return API_FAIL;
+        *want |= (uint32_t)bit;
     }
     return API_OK;
 }

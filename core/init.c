@@ -140,17 +140,11 @@ const char *nd_init_kind_name(enum nd_init_kind kind) {
 enum nd_status nd_init_kind_parse(const char *name, enum nd_init_kind *kind, struct nd_error *err) {
     if (!name || !kind)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_init_kind_parse: NULL argument");
-    for (int i = 0; i < ND_INIT_COUNT; i++) {
-        if (strcmp(name, init_names[i]) == 0) {
-            *kind = (enum nd_init_kind)i;
-            return ND_STATUS_OK;
-        }
-    }
-    char shown[40];
-    return nd_error_set(err, ND_STATUS_INVALID_VALUE,
-                        "unknown initializer \"%s\" (expected zeros, ones, constant, "
-                        "random_normal, random_uniform or truncated_normal)",
-                        nd__printable(name, shown, sizeof shown));
+    int i;
+    enum nd_status st = nd__names_parse(ND_NAMES(init_names), name, "initializer", &i, err);
+    if (st == ND_STATUS_OK)
+        *kind = (enum nd_init_kind)i;
+    return st;
 }
 
 struct nd_initializer nd_initializer_default(enum nd_init_kind kind) {

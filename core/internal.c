@@ -1,6 +1,7 @@
 // internal.c - helpers shared inside core/.
 #include "core/internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 int nd__name_index(const char *const *names, int count, const char *name) {
@@ -8,6 +9,30 @@ int nd__name_index(const char *const *names, int count, const char *name) {
         if (strcmp(names[i], name) == 0)
             return i;
     return -1;
+}
+
+static const char *names_at(struct nd__names names, int i) {
+    return *(const char *const *)((const char *)names.first + (size_t)i * names.stride);
+}
+
+enum nd_status nd__names_parse(struct nd__names names, const char *name, const char *what, int *out,
+                               struct nd_error *err) {
+    for (int i = 0; i < names.count; i++) {
+        if (strcmp(names_at(names, i), name) == 0) {
+            *out = i;
+            return ND_STATUS_OK;
+        }
+    }
+    char list[256], shown[40];
+    size_t n = 0;
+    list[0] = '\0';
+    for (int i = 0; i < names.count && n < sizeof list; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == names.count ? " or " : ", ";
+        int w = snprintf(list + n, sizeof list - n, "%s\"%s\"", sep, names_at(names, i));
+        n += w > 0 ? (size_t)w : 0;
+    }
+    return nd_error_set(err, ND_STATUS_INVALID_VALUE, "unknown %s \"%s\"; expected %s", what,
+                        nd__printable(name, shown, sizeof shown), list);
 }
 
 const char *nd__printable(const char *text, char *buf, size_t size) {

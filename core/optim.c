@@ -119,15 +119,11 @@ enum nd_status nd_optimizer_kind_parse(const char *name, enum nd_optimizer_kind 
     if (!name || !kind)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT,
                             "nd_optimizer_kind_parse: NULL argument");
-    int i = nd__name_index(optimizer_names, ND_OPTIMIZER_COUNT, name);
-    if (i < 0) {
-        char shown[40];
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
-                            "unknown optimizer \"%s\" (expected sgd or adam)",
-                            nd__printable(name, shown, sizeof shown));
-    }
-    *kind = (enum nd_optimizer_kind)i;
-    return ND_STATUS_OK;
+    int i;
+    enum nd_status st = nd__names_parse(ND_NAMES(optimizer_names), name, "optimizer", &i, err);
+    if (st == ND_STATUS_OK)
+        *kind = (enum nd_optimizer_kind)i;
+    return st;
 }
 
 // Every field is filled, the other kind's with its defaults too, so a caller that changes
@@ -282,16 +278,11 @@ enum nd_status nd_constraint_kind_parse(const char *name, enum nd_constraint_kin
     if (!name || !kind)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT,
                             "nd_constraint_kind_parse: NULL argument");
-    int i = nd__name_index(constraint_names, ND_CONSTRAINT_COUNT, name);
-    if (i < 0) {
-        char shown[40];
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
-                            "unknown constraint \"%s\" (expected none, non_neg, max_norm, "
-                            "unit_norm or min_max_norm)",
-                            nd__printable(name, shown, sizeof shown));
-    }
-    *kind = (enum nd_constraint_kind)i;
-    return ND_STATUS_OK;
+    int i;
+    enum nd_status st = nd__names_parse(ND_NAMES(constraint_names), name, "constraint", &i, err);
+    if (st == ND_STATUS_OK)
+        *kind = (enum nd_constraint_kind)i;
+    return st;
 }
 
 struct nd_constraint nd_constraint_default(enum nd_constraint_kind kind) {

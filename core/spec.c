@@ -467,17 +467,11 @@ enum nd_status nd_convention_parse(const char *name, enum nd_convention *conv,
                                    struct nd_error *err) {
     if (!name || !conv)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_convention_parse: NULL argument");
-    for (int c = 0; c < ND_CONVENTION_COUNT; c++) {
-        if (strcmp(conv_table[c].name, name) == 0) {
-            *conv = (enum nd_convention)c;
-            return ND_STATUS_OK;
-        }
-    }
-    char buf[32];
-    return nd_error_set(err, ND_STATUS_INVALID_VALUE,
-                        "unknown convention \"%s\"; expected wolfram, keras, onnx, pytorch or "
-                        "puzzlelib",
-                        nd__printable(name, buf, sizeof buf));
+    int c;
+    enum nd_status st = nd__names_parse(ND_NAMES_OF(conv_table, name), name, "convention", &c, err);
+    if (st == ND_STATUS_OK)
+        *conv = (enum nd_convention)c;
+    return st;
 }
 
 const char *nd_array_name(enum nd_array_id id) {
@@ -519,16 +513,12 @@ enum nd_status nd_variance_estimator_parse(const char *name, enum nd_variance_es
     if (!name || !v)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT,
                             "nd_variance_estimator_parse: NULL argument");
-    int i = nd__name_index(variance_names, ND_COUNT_OF(variance_names), name);
-    if (i < 0) {
-        char buf[32];
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
-                            "unknown variance estimator \"%s\"; expected \"biased\" or "
-                            "\"unbiased\"",
-                            nd__printable(name, buf, sizeof buf));
-    }
-    *v = (enum nd_variance_estimator)i;
-    return ND_STATUS_OK;
+    int i;
+    enum nd_status st =
+        nd__names_parse(ND_NAMES(variance_names), name, "variance estimator", &i, err);
+    if (st == ND_STATUS_OK)
+        *v = (enum nd_variance_estimator)i;
+    return st;
 }
 
 const char *nd_method_name(enum nd_method m) {
@@ -540,15 +530,11 @@ const char *nd_method_name(enum nd_method m) {
 enum nd_status nd_method_parse(const char *name, enum nd_method *m, struct nd_error *err) {
     if (!name || !m)
         return nd_error_set(err, ND_STATUS_INVALID_ARGUMENT, "nd_method_parse: NULL argument");
-    int i = nd__name_index(method_names, ND_COUNT_OF(method_names), name);
-    if (i < 0) {
-        char buf[32];
-        return nd_error_set(err, ND_STATUS_INVALID_VALUE,
-                            "unknown method \"%s\"; expected \"Standardize\" or \"RMS\"",
-                            nd__printable(name, buf, sizeof buf));
-    }
-    *m = (enum nd_method)i;
-    return ND_STATUS_OK;
+    int i;
+    enum nd_status st = nd__names_parse(ND_NAMES(method_names), name, "method", &i, err);
+    if (st == ND_STATUS_OK)
+        *m = (enum nd_method)i;
+    return st;
 }
 
 // ---- level specifications ----

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/init.h"
+#include "core/optim.h"
 #include "core/spec.h"
 
 // ---- helpers ----
@@ -1040,7 +1042,7 @@ START_TEST(test_unknown_names) {
     enum nd_convention c;
     nd_error_clear(&err);
     CHECK_ERR(nd_convention_parse("Keras", &c, &err), err, ND_STATUS_INVALID_VALUE, "",
-              "wolfram, keras, onnx, pytorch or puzzlelib");
+              "\"wolfram\", \"keras\", \"onnx\", \"pytorch\" or \"puzzlelib\"");
 
     enum nd_array_id id;
     static const char *const not_arrays[] = {"Gamma", "scaling", "Weight", "running_variance", ""};
@@ -1932,10 +1934,44 @@ START_TEST(test_fields_description_rejected) {
 }
 END_TEST
 
+// Every enum parser takes each of its names back to its value, and its message for an unknown
+// name lists all of them (the list is written from the same table the parser reads).
+#define ENUM_ROUND_TRIP(count, type, name_fn, parse_fn)                                            \
+    do {                                                                                           \
+        struct nd_error err;                                                                       \
+        for (int v = 0; v < (count); v++) {                                                        \
+            type got;                                                                              \
+            ck_assert_int_eq(parse_fn(name_fn((type)v), &got, &err), ND_STATUS_OK);                \
+            ck_assert_int_eq((int)got, v);                                                         \
+        }                                                                                          \
+        type got;                                                                                  \
+        nd_error_clear(&err);                                                                      \
+        ck_assert_int_eq(parse_fn("no such name", &got, &err), ND_STATUS_INVALID_VALUE);           \
+        ck_assert_msg(strstr(err.msg, "\"no such name\""), "%s", err.msg);                         \
+        for (int v = 0; v < (count); v++)                                                          \
+            ck_assert_msg(strstr(err.msg, name_fn((type)v)), "%s lacks %s", err.msg,               \
+                          name_fn((type)v));                                                       \
+    } while (0)
+
+START_TEST(test_enum_parsers_list_their_tables) {
+    ENUM_ROUND_TRIP(ND_CONVENTION_COUNT, enum nd_convention, nd_convention_name,
+                    nd_convention_parse);
+    ENUM_ROUND_TRIP(2, enum nd_variance_estimator, nd_variance_estimator_name,
+                    nd_variance_estimator_parse);
+    ENUM_ROUND_TRIP(2, enum nd_method, nd_method_name, nd_method_parse);
+    ENUM_ROUND_TRIP(ND_INIT_COUNT, enum nd_init_kind, nd_init_kind_name, nd_init_kind_parse);
+    ENUM_ROUND_TRIP(ND_OPTIMIZER_COUNT, enum nd_optimizer_kind, nd_optimizer_kind_name,
+                    nd_optimizer_kind_parse);
+    ENUM_ROUND_TRIP(ND_CONSTRAINT_COUNT, enum nd_constraint_kind, nd_constraint_kind_name,
+                    nd_constraint_kind_parse);
+}
+END_TEST
+
 Suite *spec_suite(void) {
     Suite *s = suite_create("spec");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_type_names_round_trip);
+    tcase_add_test(tc, test_enum_parsers_list_their_tables);
     tcase_add_test(tc, test_type_aliases);
     tcase_add_test(tc, test_framework_type_names);
     tcase_add_test(tc, test_framework_default_conventions);

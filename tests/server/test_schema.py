@@ -529,6 +529,12 @@ CASES = [
     C("train-step bad", "POST", "/v1/layers/bn/train-step", 422,
       body={"input": X, "optimizer": {"type": "rmsprop"}}),
     C("train-step type", "POST", "/v1/layers/bn/train-step", 400, body={"input": X, "return": 3}),
+    C("train-step return item", "POST", "/v1/layers/bn/train-step", 422,
+      body={"input": X, "return": ["outputs"]},  # the list comes from the table: all 7 items
+      check=lambda h, b: J(b)["error"]["field"] == "return" and all(
+          '"%s"' % i in J(b)["error"]["message"] for i in
+          ("output", "input_gradient", "array_gradients", "arrays", "batch_statistics", "loss",
+           "version"))),
     C("train-step 404", "POST", "/v1/layers/nope/train-step", 404, body={"input": X}),
     C("train-step binary", "POST", "/v1/layers/bn/train-step", 415, body=f32([1, 2, 3]),
       headers={"Content-Type": "application/octet-stream", "X-Tensor-Shape": "1,3"}),
