@@ -52,15 +52,19 @@ static const char *convention_name(int i) {
     return nd_convention_name((enum nd_convention)i);
 }
 
+void api_write_server_id(struct jw *w, const struct api_ctx *ctx) {
+    jw_key(w, "name");
+    jw_string(w, "normd");
+    jw_key(w, "version");
+    jw_string(w, ctx->config.version ? ctx->config.version : "unknown");
+}
+
 int api_h_info(struct api_call *call) {
     const struct api_config *c = &call->ctx->config;
     struct jw w;
     jw_init(&w);
     jw_obj_begin(&w);
-    jw_key(&w, "name");
-    jw_string(&w, "normd");
-    jw_key(&w, "version");
-    jw_string(&w, c->version ? c->version : "unknown");
+    api_write_server_id(&w, call->ctx);
     jw_key(&w, "threads");
     jw_int(&w, nd_engine_threads(call->ctx->engine));
     jw_key(&w, "limits");

@@ -93,14 +93,10 @@ static int model_from_path(struct api_call *call, struct nd_layer **layer,
 // ---- server ----
 
 int api_h_oip_server(struct api_call *call) {
-    const char *version = call->ctx->config.version;
     struct jw w;
     jw_init(&w);
     jw_obj_begin(&w);
-    jw_key(&w, "name");
-    jw_string(&w, "normd");
-    jw_key(&w, "version");
-    jw_string(&w, version ? version : "unknown");
+    api_write_server_id(&w, call->ctx);
     jw_key(&w, "extensions");
     jw_arr_begin(&w);
     jw_string(&w, "binary_tensor_data");

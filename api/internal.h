@@ -240,6 +240,9 @@ void api_oip_reply_error(struct api_call *call); // {"error": "message"}, 422 ->
 // Ready to serve: started, not draining, and the shared store (if any) reachable.
 bool api_is_ready(const struct api_ctx *ctx);
 
+// Writes the server's "name" and "version" keys into the open object (GET /v1 and GET /v2).
+void api_write_server_id(struct jw *w, const struct api_ctx *ctx);
+
 // Takes a reference to the layer named by the path, or fails (404). On an event loop
 // (inline_only) a layer this replica does not hold is API_DEFER: a worker loads it from a
 // shared store.

@@ -30,6 +30,14 @@
 #define ROW_CLONES
 #endif
 
+// A kernel entry point (nd__run_fn): fn with constant arguments, so that each entry point is a
+// copy of fn specialized for them, compiled once per clone.
+#define ROW_RUN(name, fn, ...)                                                                     \
+    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                      \
+                                struct nd__pos step) {                                             \
+        fn(ctx, pos, nrows, step, __VA_ARGS__);                                                    \
+    }
+
 enum pass_op {
     OP_MOMENTS, // (x - shift), (x - shift)^2            keyed by statistic
     OP_DPARAM,  // dy, dy * xhat                         keyed by parameter
@@ -308,7 +316,7 @@ ALWAYS_INLINE void reduce_rows8_alone(const struct item *it, struct nd__pos pos,
     const struct pass *ps = it->ps;
     v8d l1[8], l2[8], shift = {0}, s1, s2;
     for (int r = 0; r < 8; r++) {
-        struct nd__pos q = {pos.x + r * step.x, pos.s + r * step.s, pos.p + r * step.p};
+        struct nd__pos q = nd__pos_add(pos, step, r);
         struct item row = *it;
         row.shift = op == OP_MOMENTS && ps->centered ? ps->x[q.x] : 0.0;
         row.shift_vec = NULL;
@@ -371,10 +379,9 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
     }
     if (!kI && ps->per_row) { // short rows, one statistic each: sums in registers
         v8d s1, s2;
-        for (; r + 8 <= nrows;
-             r += 8, pos.x += 8 * step.x, pos.s += 8 * step.s, pos.p += 8 * step.p)
+        for (; r + 8 <= nrows; r += 8, pos = nd__pos_add(pos, step, 8))
             reduce_rows8_alone(it, pos, step, n, op, sI, pI, &s1, &s2);
-        for (; r < nrows; r++, pos.x += step.x, pos.s += step.s, pos.p += step.p)
+        for (; r < nrows; r++, pos = nd__pos_add(pos, step, 1))
             reduce_row_alone(it, pos, n, op, sI, pI);
         return;
     }
@@ -390,17 +397,11 @@ ALWAYS_INLINE void reduce_run(const struct item *it, struct nd__pos pos, int64_t
                    ps->gamma ? pI : 0);
         if (op == OP_MOMENTS && ps->finalize)
             finalize_moments(&row, ps);
-        pos.x += step.x;
-        pos.s += step.s;
-        pos.p += step.p;
+        pos = nd__pos_add(pos, step, 1);
     }
 }
 
-#define REDUCE_RUN(name, op, kI, sI, pI)                                                           \
-    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                      \
-                                struct nd__pos step) {                                             \
-        reduce_run(ctx, pos, nrows, step, op, kI, sI, pI);                                         \
-    }
+#define REDUCE_RUN(name, op, kI, sI, pI) ROW_RUN(name, reduce_run, op, kI, sI, pI)
 REDUCE_RUN(run_moments_s0, OP_MOMENTS, 0, 0, 0)
 REDUCE_RUN(run_moments_s1, OP_MOMENTS, 1, 1, 0)
 REDUCE_RUN(run_dparam_p0s0, OP_DPARAM, 0, 0, 0)
@@ -748,17 +749,12 @@ ALWAYS_INLINE void elementwise_run(const struct pass *ps, struct nd__pos pos, in
         else
             apply_row(ps->out + pos.x, ps->x + pos.x, ps->a + pos.s, ps->c + pos.s, g,
                       hb ? ps->beta + pos.p : NULL, n, sI, pI, hg, hb, inplace);
-        pos.x += step.x;
-        pos.s += step.s;
-        pos.p += step.p;
+        pos = nd__pos_add(pos, step, 1);
     }
 }
 
 #define ELEMENTWISE_RUN(name, is_dx, sI, pI, inplace)                                              \
-    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                      \
-                                struct nd__pos step) {                                             \
-        elementwise_run(ctx, pos, nrows, step, is_dx, sI, pI, inplace);                            \
-    }
+    ROW_RUN(name, elementwise_run, is_dx, sI, pI, inplace)
 ELEMENTWISE_RUN(run_apply_s0p0, 0, 0, 0, 0)
 ELEMENTWISE_RUN(run_apply_s0p1, 0, 0, 1, 0)
 ELEMENTWISE_RUN(run_apply_s1p0, 0, 1, 0, 0)
@@ -904,21 +900,17 @@ ALWAYS_INLINE void fused_run(const struct item *it, struct nd__pos pos, int64_t 
             prefetch_rows(ps->x + pos.x + 16 * step.x, step.x, n);
         reduce_rows8_alone(it, pos, step, n, OP_MOMENTS, 0, 0, &mean, &var);
         fused_factors8(ps, pos, step, &mean, &var);
-        for (int k = 0; k < 8; k++, pos.x += step.x, pos.s += step.s, pos.p += step.p)
+        for (int k = 0; k < 8; k++, pos = nd__pos_add(pos, step, 1))
             fused_row_out(ps, pos, n, pI, inplace);
     }
-    for (; r < nrows; r++, pos.x += step.x, pos.s += step.s, pos.p += step.p) {
+    for (; r < nrows; r++, pos = nd__pos_add(pos, step, 1)) {
         reduce_row_alone(it, pos, n, OP_MOMENTS, 0, 0);
         fused_factors(ps, pos.s);
         fused_row_out(ps, pos, n, pI, inplace);
     }
 }
 
-#define FUSED_RUN(name, pI, inplace)                                                               \
-    ROW_CLONES static void name(void *ctx, struct nd__pos pos, int64_t nrows,                      \
-                                struct nd__pos step) {                                             \
-        fused_run(ctx, pos, nrows, step, pI, inplace);                                             \
-    }
+#define FUSED_RUN(name, pI, inplace) ROW_RUN(name, fused_run, pI, inplace)
 FUSED_RUN(run_fused_p0, 0, 0)
 FUSED_RUN(run_fused_p1, 1, 0)
 FUSED_RUN(run_fused_in_p0, 0, 1)

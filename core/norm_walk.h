@@ -33,6 +33,11 @@ struct nd__pos {
     int64_t x, s, p;
 };
 
+// The position k rows (of step each) further.
+static inline struct nd__pos nd__pos_add(struct nd__pos pos, struct nd__pos step, int64_t k) {
+    return (struct nd__pos){pos.x + k * step.x, pos.s + k * step.s, pos.p + k * step.p};
+}
+
 struct nd__dimset {
     int32_t n;
     int64_t size[ND_PLAN_MAX_DIMS];
