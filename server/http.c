@@ -11,6 +11,7 @@
 #include "server/trace.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -655,6 +656,32 @@ static int bind_address(const char *host, int port, struct sockaddr_storage *add
         *flags |= MHD_USE_IPv6;
         return 0;
     }
+    return -1;
+}
+
+int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errlen) {
+    struct sockaddr_storage addr;
+    unsigned flags = 0;
+    if (cfg->port == 0 || bind_address(cfg->host, cfg->port, &addr, &flags) != 0)
+        return 0;
+    // A connection, not a bind: a bind would also meet the TIME_WAIT connections of a normd
+    // that just stopped (SO_REUSEPORT sockets leave them unbindable without it).
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
+    if (addr.ss_family == AF_INET && v4->sin_addr.s_addr == htonl(INADDR_ANY))
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (addr.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
+        v6->sin6_addr = in6addr_loopback;
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    socklen_t len = addr.ss_family == AF_INET6 ? sizeof *v6 : sizeof *v4;
+    int rc = connect(fd, (struct sockaddr *)&addr, len);
+    close(fd);
+    if (rc != 0)
+        return 0; // refused (nothing listens), or unreachable: srv_http_start says more
+    snprintf(err, errlen, "normd: cannot listen on %s:%d: in use (another normd?)", cfg->host,
+             cfg->port);
     return -1;
 }
 

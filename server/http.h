@@ -34,6 +34,13 @@ struct srv_http_config {
 
 struct srv_http;
 
+// 0 when nothing listens on cfg's host and port, else -1 with err ("in use"). Loops that share
+// a port listen with SO_REUSEPORT, which lets another process of the same user bind that port
+// as well and take a share of its connections (a normd left running, one started twice): a
+// connection to the port first finds such a listener. A port that cannot be checked is left
+// to srv_http_start to report.
+int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errlen);
+
 // Binds, starts the daemon and registers it with loop (not yet running, or from its thread).
 // Returns 0, or -1 with err set. Caller owns; stop with srv_http_stop then free with srv_http_free.
 int srv_http_start(struct srv_http **out, uv_loop_t *loop, const struct srv_http_config *cfg,

@@ -77,6 +77,11 @@ int srv_loops_start(struct srv_loops **out, int n, const struct srv_http_config 
         return -1;
     }
     loops->l = l;
+    if (n > 1 && srv_http_port_free(cfg, err, errlen) != 0) {
+        free(l);
+        free(loops);
+        return -1;
+    }
     for (int i = 0; i < n; i++) { // bind every daemon before any thread runs
         struct srv_http_config c = *cfg;
         c.index = (unsigned)i;

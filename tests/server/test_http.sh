@@ -18,6 +18,13 @@ NORMD_THREADS=abc "$NORMD" >/dev/null 2>"$TMP/err"
 
 start_server --max-body-bytes 4096 --max-elements 1000 --max-layers 3
 
+# A port another normd listens on: refused (with SO_REUSEPORT the second would share its
+# connections), whatever the loops; the first keeps serving.
+for loops in 2 1; do
+    timeout 20 "$NORMD" --host 127.0.0.1 --port "$PORT" --http-threads "$loops" >/dev/null 2>"$TMP/err"
+    [ $? = 1 ] && grep -q "in use" "$TMP/err" && ok || fail "a port in use, $loops loops: exit 1 saying so: $(cat "$TMP/err")"
+done
+
 # ---- health, readiness, info, metrics ----
 req GET /healthz -H 'X-Request-Id: it-42'
 expect_status 200 "healthz"
