@@ -63,6 +63,10 @@ def owns_listener(pid, port):
     return False
 
 
+class PortTaken(Exception):
+    """normd found the port it was given in use."""
+
+
 class Server:
     """normd ($NORMD, default build/normd) on a free loopback port with extra flags, its stderr
     kept in self.log; started at once (killed if it does not answer in time), stopped by its pid
@@ -75,6 +79,14 @@ class Server:
         self.start()
 
     def start(self):
+        for _ in range(5):  # another process may take the free port first: normd exits "in use"
+            try:
+                return self.start_once()
+            except PortTaken:
+                continue
+        raise RuntimeError("normd found its free port in use five times")
+
+    def start_once(self):
         self.port = free_port()
         args = [os.environ.get("NORMD", "build/normd"), "--host", "127.0.0.1", "--port",
                 str(self.port), "--log-level", "warn"] + self.flags
@@ -84,6 +96,9 @@ class Server:
         deadline = time.time() + LIVENESS
         while time.time() < deadline:
             if self.proc.poll() is not None:
+                self.log.seek(0)
+                if self.proc.returncode == 1 and b"in use" in self.log.read():
+                    raise PortTaken()
                 raise RuntimeError("normd exited %s at start: %s"
                                    % (self.proc.returncode, " ".join(args)))
             try:
