@@ -549,6 +549,12 @@ static int64_t max_keys(const struct nd_norm_plan *plan) {
     return plan->nstat > plan->nparam ? plan->nstat : plan->nparam;
 }
 
+// Points the pass's sums into scratch, past the partials: sum1, then sum2, max_keys each.
+static void pass_sums(struct pass *ps, const struct nd_norm_plan *plan, double *scratch) {
+    ps->sum1 = scratch_sums(plan, scratch);
+    ps->sum2 = ps->sum1 + max_keys(plan);
+}
+
 // ---- group norm on the fine plan (channels-last groups) ----
 
 // The fine plan and its working arrays, after the fine plan's own scratch.
@@ -648,8 +654,7 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean, dou
         run_keyed(&ps, pool, scratch);
         return;
     }
-    ps.sum1 = scratch_sums(plan, scratch);
-    ps.sum2 = ps.sum1 + max_keys(plan);
+    pass_sums(&ps, plan, scratch);
     run_keyed(&ps, pool, scratch);
     finish_moments(&ps, mean, var, plan->count);
 }
@@ -990,8 +995,7 @@ void nd_norm_param_grads(const struct nd_norm_plan *plan, float *restrict dgamma
     }
     struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c};
     nd__walk_init(&ps.w, plan, ND__KEY_PARAM);
-    ps.sum1 = scratch_sums(plan, scratch);
-    ps.sum2 = ps.sum1 + max_keys(plan);
+    pass_sums(&ps, plan, scratch);
     if (plan->numel == 0)
         memset(ps.sum1, 0, 2 * (size_t)max_keys(plan) * sizeof(double));
     else
@@ -1047,8 +1051,7 @@ static void fine_input_grad(const struct nd_norm_plan *plan, float *dx, const fl
     struct pass ps = {
         .op = OP_DSTAT, .x = x, .dy = dy, .a = f.a, .c = f.c, .gamma = gamma, .out = dx};
     nd__walk_init(&ps.w, &f.plan, ND__KEY_STAT);
-    ps.sum1 = scratch_sums(&f.plan, f.scratch);
-    ps.sum2 = ps.sum1 + max_keys(&f.plan);
+    pass_sums(&ps, &f.plan, f.scratch);
     run_keyed(&ps, pool, f.scratch);
     fine_fold_sums(plan, &f, &ps);
     finish_input_grad(&ps, &f.plan, centered, denom, plan->count, pool);
@@ -1070,8 +1073,7 @@ void nd_norm_input_grad(const struct nd_norm_plan *plan, float *restrict dx,
     }
     struct pass ps = {.op = OP_DSTAT, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma, .out = dx};
     nd__walk_init(&ps.w, plan, ND__KEY_STAT);
-    ps.sum1 = scratch_sums(plan, scratch);
-    ps.sum2 = ps.sum1 + max_keys(plan);
+    pass_sums(&ps, plan, scratch);
     run_keyed(&ps, pool, scratch);
     finish_input_grad(&ps, plan, centered, denom, plan->count, pool);
 }
@@ -1094,8 +1096,7 @@ void nd_norm_backward(const struct nd_norm_plan *plan, float *restrict dx, float
     // Batch norm: sum(dy*gamma) = gamma*sum(dy) per channel, so one keyed pass serves both.
     struct pass ps = {.op = OP_DPARAM, .x = x, .dy = dy, .a = a, .c = c, .gamma = gamma, .out = dx};
     nd__walk_init(&ps.w, plan, ND__KEY_PARAM);
-    ps.sum1 = scratch_sums(plan, scratch);
-    ps.sum2 = ps.sum1 + max_keys(plan);
+    pass_sums(&ps, plan, scratch);
     run_keyed(&ps, pool, scratch);
     for (int64_t p = 0; p < plan->nparam; p++) {
         if (dbeta)
