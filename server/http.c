@@ -15,6 +15,7 @@
 #include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -672,11 +673,29 @@ int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errl
         v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (addr.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
         v6->sin6_addr = in6addr_loopback;
-    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return 0;
     socklen_t len = addr.ss_family == AF_INET6 ? sizeof *v6 : sizeof *v4;
-    int rc = connect(fd, (struct sockaddr *)&addr, len);
+    // Only this machine's addresses: bound to the address with any port, the socket fails
+    // (EADDRNOTAVAIL) for a foreign one (a wrong --host, which srv_http_start reports), whose
+    // connection could reach some other machine's port.
+    struct sockaddr_storage local = addr;
+    if (local.ss_family == AF_INET)
+        ((struct sockaddr_in *)&local)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&local)->sin6_port = 0;
+    int rc = bind(fd, (struct sockaddr *)&local, len) == 0
+                 ? connect(fd, (struct sockaddr *)&addr, len)
+                 : -2;
+    if (rc == -1 && errno == EINPROGRESS) { // a local port answers at once; half a second at most
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int soerr = -1;
+        socklen_t sl = sizeof soerr;
+        if (poll(&p, 1, 500) == 1)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        rc = soerr == 0 ? 0 : -1;
+    }
     close(fd);
     if (rc != 0)
         return 0; // refused (nothing listens), or unreachable: srv_http_start says more
