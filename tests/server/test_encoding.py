@@ -48,12 +48,6 @@ class Server(harness.Server):
                     return int(line.split()[1])
         return 0
 
-    def budget_used(self):
-        for line in self.call("GET", "/metrics")[2].decode().splitlines():
-            if line.startswith('normd_memory_budget_bytes{state="used"}'):
-                return int(line.split()[-1])
-        return -1
-
     def steady(self):
         """The budget once no request is completing (two readings 0.2 s apart agree)."""
         last, deadline = self.budget_used(), time.time() + LIVENESS

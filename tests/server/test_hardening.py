@@ -362,11 +362,7 @@ def attack_slowloris():
 
 
 def budget_used(srv):
-    body = request(srv.port, "GET", "/metrics")[2].decode()
-    for line in body.splitlines():
-        if line.startswith('normd_memory_budget_bytes{state="used"}'):
-            return int(line.split()[-1])
-    return -1
+    return srv.budget_used()
 
 
 def settle(srv, want):

@@ -64,10 +64,7 @@ def forward(srv, body, rows):
 
 
 def budget_used(srv):
-    for line in srv.request("GET", "/metrics")[2].decode().splitlines():
-        if line.startswith('normd_memory_budget_bytes{state="used"}'):
-            return int(line.split()[-1])
-    return -1
+    return srv.budget_used()
 
 
 def settle(srv, want):
