@@ -139,6 +139,21 @@ START_TEST(test_float_fixed_cases) {
         {1.1920929e-7f, "1.1920929e-07"},
         {4194304.5f, "4194304.5"},
         {33554432.0f, "33554432"},
+        // The layouts' edges: nine digits after "0.000", an integer ending in a zero of its
+        // decimal, sixteen integer digits, exponent forms of one and of eight digits, the
+        // largest subnormal, a power of two above 2^32.
+        {1.23456789e-4f, "0.00012345679"},
+        {-9.87654321e-4f, "-0.0009876543"},
+        {123456792.0f, "123456790"},
+        {1.2345678e15f, "1234567800000000"},
+        {-1.2345678e-5f, "-1.2345678e-05"},
+        {2.71828175e-3f, "0.0027182817"},
+        {98765.4321f, "98765.43"},
+        {4294967296.0f, "4294967300"},
+        {5e-45f, "6e-45"},
+        {1.17549421e-38f, "1.1754942e-38"},
+        {8.5070592e37f, "8.507059e+37"},
+        {999999.9375f, "999999.94"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[24];

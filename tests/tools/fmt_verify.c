@@ -226,14 +226,8 @@ static void check_float_roundtrip(float v, struct tally *t) {
     memcpy(&bits, &v, sizeof bits);
     if (!float_reads_back(got, v) || memcmp(&via_double, &v, sizeof v) != 0)
         report_bad(t, "float-roundtrip", got, "", bits);
-    uint32_t f = bits & 0x7fffffu;
-    int be = (int)(bits >> 23 & 0xff);
-    bool careful = false;
-    if (be)
-        float_decimal(f | 0x800000u, be - 150, f == 0 && be > 1, &careful);
-    else if (f)
-        float_decimal(f, -149, false, &careful);
-    t->careful += careful;
+    if (bits & 0x7fffffffu)
+        t->careful += float_decimal(bits & 0x7fffffffu).careful;
 }
 
 // ---- work split over threads ----
@@ -348,6 +342,12 @@ static uint64_t check_logs(void) {
     for (int e = -292; e <= 324; e++)
         if (flog2_pow10(e) != (int)floorl(e * log2l(10.0L)))
             bad++;
+    // float32's table: pow10_g's top 63 bits plus one, and floor(log2(10^e)) + 33.
+    for (int e = FLOAT_E_MIN; e <= FLOAT_E_MAX; e++) {
+        const uint64_t *g2 = pow10_g[e - POW10_E_MIN];
+        bad += float_pow10[e - FLOAT_E_MIN].g != (g2[0] << 1 | g2[1] >> 63) + 1;
+        bad += float_pow10[e - FLOAT_E_MIN].shift != flog2_pow10(e) + 33;
+    }
     // digit_count at every power of ten and its neighbours.
     for (int i = 0; i < 20; i++) {
         uint64_t p = pow10_u64[i];
@@ -357,7 +357,7 @@ static uint64_t check_logs(void) {
         bad += digit_count(p + 1) != i + 1;
     }
     bad += digit_count(UINT64_MAX) != 20;
-    printf("%-44s mismatches %" PRIu64 "\n", "integer logarithms, digit counts", bad);
+    printf("%-44s mismatches %" PRIu64 "\n", "integer logarithms, tables, digit counts", bad);
     return bad;
 }
 
