@@ -29,13 +29,24 @@
 #define TMPFS_MAGIC_NUMBER 0x01021994  // linux/magic.h's TMPFS_MAGIC
 #define LOG_CHUNK          (4u << 20)  // the log's space is zeroed ahead in steps of this size
 
-// A name's latest record in the current log and, when that is a partial copy of a layer
-// (SRV_REC_OP_PARTIAL), the whole copy it continues: the latest whole record before it in this
-// log (base_in_log), or else the layer's file.
+// Where the whole copy a partial one (SRV_REC_OP_PARTIAL) continues is: the layer's file, a
+// record earlier in this log, or nowhere (the name was removed earlier in this log, so its file
+// is another layer's).
+enum base_at { BASE_FILE, BASE_LOG, BASE_NONE };
+
+// A name's latest record in the current log and, when that is a partial copy of a layer, where
+// its base is.
 struct log_entry {
     struct srv_rec last;
-    bool base_in_log;
-    uint64_t base_offset, base_len;
+    enum base_at base;
+    uint64_t base_offset, base_len; // BASE_LOG: the base record's payload
+};
+
+// The log's bytes when they are already in memory (at start), else {NULL, 0}: records are
+// then read back from the file.
+struct log_copy {
+    const unsigned char *data;
+    uint64_t len;
 };
 
 // The entry of each name in the current log (what compaction writes out), open addressing on
@@ -182,21 +193,24 @@ static bool index_grow(struct log_index *ix) {
     return true;
 }
 
-// Records a name's latest record; false when out of memory. A partial copy keeps the whole
-// copy the name's entry had: the record before it when that was whole, the same base when it
-// was partial too (each partial copy holds every record since its layer's last whole copy),
-// else the file (a name new to this log, or removed: its replay then has no base and says so).
+// Records a name's latest record; false when out of memory. A partial copy's base: the record
+// before it when that was whole, the same base when it was partial too (each partial copy holds
+// every record since its layer's last whole copy), none after a removal (the file is the
+// removed layer's: its replay then stands alone and says so), else the file (a name new to this
+// log).
 static bool index_put(struct log_index *ix, const struct srv_rec *e) {
     if ((ix->used + 1) * 2 > ix->cap && !index_grow(ix))
         return false;
     struct log_entry *slot = index_slot(ix, e->kind, e->name);
     bool known = slot->last.name[0] != '\0';
     ix->used += known ? 0 : 1;
-    if (e->op != SRV_REC_OP_PARTIAL || !known || slot->last.op == SRV_REC_OP_REMOVE)
-        slot->base_in_log = false;
+    if (e->op != SRV_REC_OP_PARTIAL || !known)
+        slot->base = BASE_FILE;
+    else if (slot->last.op == SRV_REC_OP_REMOVE)
+        slot->base = BASE_NONE;
     else if (slot->last.op == SRV_REC_OP_PUT)
         *slot = (struct log_entry){
-            .base_in_log = true, .base_offset = slot->last.offset, .base_len = slot->last.len};
+            .base = BASE_LOG, .base_offset = slot->last.offset, .base_len = slot->last.len};
     slot->last = *e;
     return true;
 }
@@ -246,7 +260,10 @@ static int log_reserve(struct srv_store *s, uint64_t n) {
     uint64_t need = s->end + n + LOG_RESERVE;
     if (need <= s->allocated)
         return 0;
-    uint64_t want = need + s->zero_ahead, at = s->allocated;
+    // Zeros start past the last record: a removal appended with no zeros ahead (the first change
+    // after a compaction) lies beyond allocated, and zeroing from there erased it and, as
+    // replay stops at zeros, every record after it.
+    uint64_t want = need + s->zero_ahead, at = s->allocated > s->end ? s->allocated : s->end;
     while (at < want) {
         size_t part = want - at < sizeof zeros ? (size_t)(want - at) : sizeof zeros;
         ssize_t w = pwrite(s->log_fd, zeros, part, (off_t)at);
@@ -292,7 +309,8 @@ static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off) {
     return 0;
 }
 
-static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err);
+static enum nd_status compact_locked(struct srv_store *s, const struct log_copy *mem,
+                                      struct nd_error *err);
 
 // One record at the end of the log (in pending, for the next sync to write); on failure
 // nothing is appended. *eno: the errno of a failure.
@@ -347,14 +365,14 @@ static enum nd_status log_append(struct srv_store *s, unsigned char kind, unsign
     int eno = 0;
     st = log_write(s, kind, op, put->name, put->bytes, len, &eno, err);
     if (st != ND_STATUS_OK && (eno == ENOSPC || eno == EDQUOT || eno == EFBIG) &&
-        s->failed == ND_STATUS_OK && s->end > 0 && compact_locked(s, NULL) == ND_STATUS_OK) {
+        s->failed == ND_STATUS_OK && s->end > 0 && compact_locked(s, NULL, NULL) == ND_STATUS_OK) {
         nd_error_clear(err);
         st = log_write(s, kind, op, put->name, put->bytes, len, &eno, err);
     }
     if (st == ND_STATUS_OK) {
         *ticket = s->base + s->end;
         if (s->end >= LOG_COMPACT_AT)
-            compact_locked(s, NULL); // a failure keeps the log, retried at the next append
+            compact_locked(s, NULL, NULL); // a failure keeps the log, retried at the next append
     }
     pthread_mutex_unlock(&s->mu);
     return st;
@@ -407,7 +425,7 @@ static void sync_log(struct srv_store *s) {
 // the time at 16 connections). log_reserve still does it when this falls behind.
 static void extend_ahead(struct srv_store *s) {
     uint64_t from = s->allocated, to = from + s->zero_ahead;
-    if (!s->zero_ahead || s->extending || s->failed != ND_STATUS_OK ||
+    if (!s->zero_ahead || s->extending || s->failed != ND_STATUS_OK || from < s->end ||
         from - s->end >= s->zero_ahead / 2)
         return;
     s->extending = true;
@@ -461,10 +479,22 @@ static enum nd_status read_back(struct srv_store *s, uint64_t off, uint64_t len,
         ssize_t r = pread(s->log_fd, out->data + out->len, len - out->len, (off_t)(off + out->len));
         if (r < 0 && errno == EINTR)
             continue;
+        if (r == 0)
+            errno = EIO; // the file is shorter than its index says
         if (r <= 0)
             return io_error(err, "read back", s->logpath);
         out->len += (size_t)r;
     }
+    return ND_STATUS_OK;
+}
+
+// A record's len bytes at off: from mem when it holds them, else from the file.
+static enum nd_status record_bytes(struct srv_store *s, const struct log_copy *mem, uint64_t off,
+                                   uint64_t len, struct nd_buf *out, struct nd_error *err) {
+    if (!mem || !mem->data || off > mem->len || len > mem->len - off)
+        return read_back(s, off, len, out, err);
+    if (!nd_buf_append(out, mem->data + off, (size_t)len))
+        return nd_error_set(err, ND_STATUS_INTERNAL, "out of memory reading %s", s->logpath);
     return ND_STATUS_OK;
 }
 
@@ -474,15 +504,18 @@ static unsigned char *read_file(int dir_fd, const char *file, size_t *len);
 // merged with it. When the base cannot be read or does not fit (a file damaged or removed by
 // hand), the partial copy stands alone, logged: its state is whole, only the history's older
 // records are missing.
-static enum nd_status rebuild(struct srv_store *s, const struct log_entry *x, struct nd_buf *out,
+static enum nd_status rebuild(struct srv_store *s, const struct log_copy *mem,
+                              const struct log_entry *x, struct nd_buf *out,
                               struct nd_error *err) {
     struct nd_buf partial = {0}, base = {0};
-    enum nd_status st = read_back(s, x->last.offset, x->last.len, &partial, err);
+    enum nd_status st = record_bytes(s, mem, x->last.offset, x->last.len, &partial, err);
     struct nd_error why;
     nd_error_clear(&why);
     enum nd_status got = ND_STATUS_INVALID_VALUE;
-    if (st == ND_STATUS_OK && x->base_in_log)
-        got = read_back(s, x->base_offset, x->base_len, &base, &why);
+    if (st == ND_STATUS_OK && x->base == BASE_NONE)
+        got = nd_error_set(&why, ND_STATUS_INVALID_VALUE, "it was removed earlier in the log");
+    else if (st == ND_STATUS_OK && x->base == BASE_LOG)
+        got = record_bytes(s, mem, x->base_offset, x->base_len, &base, &why);
     else if (st == ND_STATUS_OK) {
         char file[ND_NAME_MAX + sizeof LAYER_EXT];
         snprintf(file, sizeof file, "%s%s", x->last.name, LAYER_EXT);
@@ -511,16 +544,17 @@ static enum nd_status rebuild(struct srv_store *s, const struct log_entry *x, st
 
 // The bytes of the name's state the log holds: its latest record's payload, rebuilt when that
 // is a partial copy. *out: empty.
-static enum nd_status entry_bytes(struct srv_store *s, const struct log_entry *x,
-                                  struct nd_buf *out, struct nd_error *err) {
+static enum nd_status entry_bytes(struct srv_store *s, const struct log_copy *mem,
+                                  const struct log_entry *x, struct nd_buf *out,
+                                  struct nd_error *err) {
     if (x->last.op == SRV_REC_OP_PARTIAL)
-        return rebuild(s, x, out, err);
-    return read_back(s, x->last.offset, x->last.len, out, err);
+        return rebuild(s, mem, x, out, err);
+    return record_bytes(s, mem, x->last.offset, x->last.len, out, err);
 }
 
 // Writes the name's state in the log as its file (or removes the file).
-static enum nd_status compact_entry(struct srv_store *s, const struct log_entry *x,
-                                    struct nd_error *err) {
+static enum nd_status compact_entry(struct srv_store *s, const struct log_copy *mem,
+                                    const struct log_entry *x, struct nd_error *err) {
     const struct srv_rec *e = &x->last;
     bool layer = e->kind == SRV_REC_KIND_LAYER;
     const char *dir = layer ? s->layers : s->shared;
@@ -529,7 +563,7 @@ static enum nd_status compact_entry(struct srv_store *s, const struct log_entry 
     if (e->op == SRV_REC_OP_REMOVE)
         return remove_file(dir, dir_fd, e->name, ext, err);
     struct nd_buf bytes = {0};
-    enum nd_status st = entry_bytes(s, x, &bytes, err);
+    enum nd_status st = entry_bytes(s, mem, x, &bytes, err);
     if (st == ND_STATUS_OK)
         st = write_atomically(dir, dir_fd, e->name, ext, bytes.data, bytes.len, err);
     nd_buf_deinit(&bytes);
@@ -540,7 +574,8 @@ static enum nd_status compact_entry(struct srv_store *s, const struct log_entry 
 // of the folder), then empties the log: a crash before that replays the log over files that
 // already hold it, which changes nothing. Appends wait meanwhile (mu); a sync running outside
 // mu only flushes a log whose records are in files by then.
-static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err) {
+static enum nd_status compact_locked(struct srv_store *s, const struct log_copy *mem,
+                                     struct nd_error *err) {
     if (s->end == 0)
         return ND_STATUS_OK;
     // A sync's bytes must be in the file before they are read back or cut off, and zeros being
@@ -557,7 +592,7 @@ static enum nd_status compact_locked(struct srv_store *s, struct nd_error *err) 
     size_t written = 0;
     for (size_t i = 0; st == ND_STATUS_OK && i < s->index.cap; i++)
         if (s->index.slots[i].last.name[0] &&
-            (st = compact_entry(s, &s->index.slots[i], &why)) == ND_STATUS_OK)
+            (st = compact_entry(s, mem, &s->index.slots[i], &why)) == ND_STATUS_OK)
             written++;
     if (st != ND_STATUS_OK) {
         srv_log(s->log, SRV_LOG_WARN, "--data-dir: compaction of %s failed, the log stays: %s",
@@ -699,7 +734,7 @@ void srv_store_free(struct srv_store *store) {
     if (store->log_fd >= 0) {
         pthread_mutex_lock(&store->mu);
         if (store->failed == ND_STATUS_OK)
-            compact_locked(store, NULL); // a clean stop leaves files only
+            compact_locked(store, NULL, NULL); // a clean stop leaves files only
         srv_log(store->log, SRV_LOG_INFO,
                 "--data-dir: %llu changes appended to the log, "
                 "%llu syncs",
@@ -800,21 +835,12 @@ static int load_folder(struct srv_store *s, const char *dir, int dir_fd, const c
     return loaded;
 }
 
-// Reads the whole log (at most the compaction size and one record).
-static unsigned char *read_log(struct srv_store *s, uint64_t *len) {
+// Reads the whole log (at most the compaction size and one record) into *out (empty).
+static enum nd_status read_log(struct srv_store *s, struct nd_buf *out, struct nd_error *err) {
     struct stat st;
     if (fstat(s->log_fd, &st) != 0)
-        return NULL;
-    unsigned char *buf = malloc((size_t)st.st_size + 1);
-    uint64_t got = 0;
-    while (buf && got < (uint64_t)st.st_size) {
-        ssize_t r = pread(s->log_fd, buf + got, (size_t)st.st_size - got, (off_t)got);
-        if (r <= 0 && !(r < 0 && errno == EINTR))
-            break;
-        got += r > 0 ? (uint64_t)r : 0;
-    }
-    *len = got;
-    return buf;
+        return io_error(err, "stat", s->logpath);
+    return read_back(s, 0, (uint64_t)st.st_size, out, err);
 }
 
 // Keeps a copy of a damaged log next to it for inspection before compaction empties it.
@@ -864,7 +890,8 @@ static size_t replay_index(struct srv_store *s, const unsigned char *buf, uint64
 }
 
 // Loads the log's state of each name of a kind (removals: nothing to load).
-static int load_logged(struct srv_store *s, unsigned char kind, struct nd_registry *reg) {
+static int load_logged(struct srv_store *s, const struct log_copy *mem, unsigned char kind,
+                       struct nd_registry *reg) {
     load_fn load = kind == SRV_REC_KIND_LAYER ? nd_registry_load_layer : nd_registry_load_shared;
     int loaded = 0;
     for (size_t i = 0; i < s->index.cap; i++) {
@@ -874,7 +901,7 @@ static int load_logged(struct srv_store *s, unsigned char kind, struct nd_regist
         struct nd_error err;
         nd_error_clear(&err);
         struct nd_buf bytes = {0};
-        enum nd_status st = entry_bytes(s, &s->index.slots[i], &bytes, &err);
+        enum nd_status st = entry_bytes(s, mem, &s->index.slots[i], &bytes, &err);
         if (st == ND_STATUS_OK)
             st = load_named(reg, load, e->name, bytes.data, bytes.len, &err);
         nd_buf_deinit(&bytes);
@@ -889,30 +916,33 @@ static int load_logged(struct srv_store *s, unsigned char kind, struct nd_regist
 }
 
 int srv_store_load(struct srv_store *store, struct nd_registry *reg) {
-    uint64_t len = 0;
-    unsigned char *log = read_log(store, &len);
-    size_t records = log ? replay_index(store, log, len) : 0;
-    if (!log)
-        srv_log(store->log, SRV_LOG_ERROR, "cannot read %s: %s", store->logpath, strerror(errno));
+    struct nd_buf buf = {0};
+    struct nd_error err;
+    nd_error_clear(&err);
+    bool have_log = read_log(store, &buf, &err) == ND_STATUS_OK;
+    struct log_copy log = {have_log ? buf.data : NULL, have_log ? buf.len : 0};
+    size_t records = have_log ? replay_index(store, log.data, log.len) : 0;
+    if (!have_log)
+        srv_log(store->log, SRV_LOG_ERROR, "%s", err.msg);
     int shared = load_folder(store, store->shared, store->shared_fd, SHARED_EXT,
                              nd_registry_load_shared, SRV_REC_KIND_SHARED, reg);
     int layers = load_folder(store, store->layers, store->layers_fd, LAYER_EXT,
                              nd_registry_load_layer, SRV_REC_KIND_LAYER, reg);
-    if (log) {
-        shared += load_logged(store, SRV_REC_KIND_SHARED, reg);
-        layers += load_logged(store, SRV_REC_KIND_LAYER, reg);
+    if (have_log) {
+        shared += load_logged(store, &log, SRV_REC_KIND_SHARED, reg);
+        layers += load_logged(store, &log, SRV_REC_KIND_LAYER, reg);
     }
     nd_registry_prune(reg, false); // in memory only: see nd_registry_prune
     srv_log(store->log, SRV_LOG_INFO, "%s: %zu changes replayed", store->logpath, records);
     srv_log(store->log, SRV_LOG_INFO, "loaded %d layers and %d shared arrays from disk", layers,
             shared);
     pthread_mutex_lock(&store->mu);
-    if (store->end < len && ftruncate(store->log_fd, (off_t)store->end) != 0)
+    if (store->end < log.len && ftruncate(store->log_fd, (off_t)store->end) != 0)
         fail_store(store, "cut the bad tail off"); // appends would follow it
     store->allocated = store->written = store->end;
     if (store->failed == ND_STATUS_OK)
-        compact_locked(store, NULL); // the files hold it all: the next start reads no log
+        compact_locked(store, &log, NULL); // the files hold it all: the next start reads no log
     pthread_mutex_unlock(&store->mu);
-    free(log);
+    nd_buf_deinit(&buf);
     return layers;
 }

@@ -4,7 +4,9 @@
 # crash mid-append) is dropped and the prefix loads; a damaged record in the middle stops the
 # replay there, is logged and the log is kept aside; the log is compacted into the layer files
 # once it passes 64 MiB, and a kill -9 after that reloads right; a data dir of files only (no
-# log folder, as before the log) loads unchanged.
+# log folder, as before the log) loads unchanged; a removal as the first change after a start
+# survives the puts after it; a partial copy whose whole copy was lost after a removal loads
+# alone, never over the removed layer's file.
 #
 # Needs bash, curl and python3 (standard library).
 set -u
@@ -98,6 +100,15 @@ def count(path):
     print(len(records(path)))
 
 
+def drop(path, index):
+    """Cuts record `index` out of the log, the records after it moved up (their CRCs cover
+    their own bytes only, so they stay whole)."""
+    data = open(path, "rb").read()
+    off, n = records(path)[int(index)]
+    with open(path, "wb") as f:
+        f.write(data[:off] + data[off + n:])
+
+
 cmd = sys.argv[1]
 if cmd == "steps":
     steps(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
@@ -187,6 +198,49 @@ start_server --data-dir "$E"
 python3 "$PY" check "$BASE" le "$TMP/le.acked" 0 && ok || fail "files only: the layer"
 grep -q '"loaded 2 layers and 1 shared arrays from disk"' "$LOG" && ok || fail "files only: $(grep loaded "$LOG")"
 [ -d "$E/log" ] && ok || fail "the log folder is made"
+stop_server
+
+# ---- f. a removal first after a start (a log with no zeros ahead), then steps, kill -9 ----
+# The first put after it zeroed the log from where zeros had last been written, over the
+# removal: the removed layer came back and the steps after it were lost.
+F=$TMP/f
+start_server --data-dir "$F"
+define lf 8
+define lf2 8
+stop_server
+start_server --data-dir "$F"
+req DELETE /v1/layers/lf2
+expect_status 204 "delete lf2"
+python3 "$PY" steps "$BASE" lf 3 8 "$TMP/lf.acked" && ok || fail "train-steps on lf"
+kill9
+start_server --data-dir "$F"
+req GET /v1/layers/lf2
+expect_status 404 "kill -9: the removal is back"
+python3 "$PY" check "$BASE" lf "$TMP/lf.acked" 0 && ok || fail "kill -9: the steps after the removal are back"
+stop_server
+
+# ---- g. a removal, then a partial copy: the file is the removed layer's, never its base ----
+# normd writes a whole copy after a removal; the log is edited to lose it. The old file must
+# not lend its history to the new layer's partial copies (merged_history would accept it: its
+# total, 1, is within theirs).
+G=$TMP/g
+start_server --data-dir "$G"
+define lg 8
+python3 "$PY" steps "$BASE" lg 1 8 "$TMP/lg-old.acked" && ok || fail "a train-step on the first lg"
+stop_server # compacts: lg.ndl holds the first lg
+start_server --data-dir "$G"
+req DELETE /v1/layers/lg
+define lg 8
+python3 "$PY" steps "$BASE" lg 2 8 "$TMP/lg.acked" && ok || fail "train-steps on the second lg"
+req GET /v1/layers/lg/history
+HISTORY=$(cat "$BODY")
+kill9
+python3 "$PY" drop "$G/log/CURRENT.ndlog" 1 # remove, (define), step, step
+start_server --data-dir "$G"
+grep -q 'layer lg: .*removed earlier in the log' "$LOG" && ok || fail "the missing base is logged: $(grep -E 'lg' "$LOG" | head -3)"
+req GET /v1/layers/lg/history
+[ "$(cat "$BODY")" = "$HISTORY" ] && ok || fail "the history is the second lg's only: $(head -c 400 "$BODY")"
+python3 "$PY" check "$BASE" lg "$TMP/lg.acked" 0 && ok || fail "the second lg's last step is back"
 stop_server
 
 summary "durability log"
