@@ -6,7 +6,8 @@
 # once it passes 64 MiB, and a kill -9 after that reloads right; a data dir of files only (no
 # log folder, as before the log) loads unchanged; a removal as the first change after a start
 # survives the puts after it; a partial copy whose whole copy was lost after a removal loads
-# alone, never over the removed layer's file.
+# alone, never over the removed layer's file; rounds of random changes, each ended by kill -9
+# or a stop, lose no acknowledged change.
 #
 # Needs bash, curl and python3 (standard library).
 set -u
@@ -107,6 +108,49 @@ def drop(path, index):
     off, n = records(path)[int(index)]
     with open(path, "wb") as f:
         f.write(data[:off] + data[off + n:])
+
+
+def arrays(base, name):
+    st, info = call(base, "GET", "/v1/layers/" + name)
+    if st != 200:
+        return None
+    out = {"version": info["version"]}
+    for a in ("Scaling", "Biases", "MovingMean", "MovingVariance"):
+        out[a] = call(base, "GET", "/v1/layers/%s/arrays/%s" % (name, a))[1]["array"]
+    return out
+
+
+def churn(base, seed, n, model):
+    """n random changes on layers c0..c2: a define when absent, else a train-step, or a removal
+    three times in ten; each acknowledged change is put in the model (file: name -> the layer's
+    version and arrays, or null when absent)."""
+    rng = random.Random(seed)
+    m = json.load(open(model)) if os.path.exists(model) else {}
+    for _ in range(int(n)):
+        name = "c%d" % rng.randrange(3)
+        if m.get(name) is None:
+            st, b = call(base, "PUT", "/v1/layers/" + name,
+                         {"type": "BatchNormalization", "input": [rng.choice([4, 8])]})
+        elif rng.random() < 0.3:
+            st, b = call(base, "DELETE", "/v1/layers/" + name)
+        else:
+            w = len(arrays(base, name)["Scaling"])
+            x = [[round(rng.uniform(-2, 2), 3) for _ in range(w)] for _ in range(2)]
+            st, b = call(base, "POST", "/v1/layers/%s/train-step" % name,
+                         {"input": x, "optimizer": {"type": "adam"},
+                          "output_gradient": [[0.5] * w, [-0.25] * w]})
+        if st not in (200, 201, 204):
+            sys.exit("%s: %d %s" % (name, st, b))
+        m[name] = arrays(base, name)
+        json.dump(m, open(model, "w"))
+
+
+def same(base, model):
+    """Every layer of the model is back as it was acknowledged, or absent."""
+    for name, want in json.load(open(model)).items():
+        got = arrays(base, name)
+        if got != want:
+            sys.exit("%s: %s, want %s" % (name, got and got["version"], want and want["version"]))
 
 
 cmd = sys.argv[1]
@@ -241,6 +285,20 @@ grep -q 'layer lg: .*removed earlier in the log' "$LOG" && ok || fail "the missi
 req GET /v1/layers/lg/history
 [ "$(cat "$BODY")" = "$HISTORY" ] && ok || fail "the history is the second lg's only: $(head -c 400 "$BODY")"
 python3 "$PY" check "$BASE" lg "$TMP/lg.acked" 0 && ok || fail "the second lg's last step is back"
+stop_server
+
+# ---- h. random defines, train-steps and removals; a kill -9 or a stop after each round ----
+H=$TMP/h
+for round in $(seq 1 10); do
+    start_server --data-dir "$H"
+    if [ "$round" -gt 1 ]; then
+        python3 "$PY" same "$BASE" "$TMP/h.model" && ok || fail "round $round: every acknowledged change is back"
+    fi
+    python3 "$PY" churn "$BASE" "h$round" 8 "$TMP/h.model" && ok || fail "round $round: changes"
+    if [ $((round % 3)) = 0 ]; then stop_server; else kill9; fi
+done
+start_server --data-dir "$H"
+python3 "$PY" same "$BASE" "$TMP/h.model" && ok || fail "after the last round: every acknowledged change is back"
 stop_server
 
 summary "durability log"
