@@ -310,7 +310,7 @@ static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off) {
 }
 
 static enum nd_status compact_locked(struct srv_store *s, const struct log_copy *mem,
-                                      struct nd_error *err);
+                                     struct nd_error *err);
 
 // One record at the end of the log (in pending, for the next sync to write); on failure
 // nothing is appended. *eno: the errno of a failure.
@@ -505,8 +505,7 @@ static unsigned char *read_file(int dir_fd, const char *file, size_t *len);
 // hand), the partial copy stands alone, logged: its state is whole, only the history's older
 // records are missing.
 static enum nd_status rebuild(struct srv_store *s, const struct log_copy *mem,
-                              const struct log_entry *x, struct nd_buf *out,
-                              struct nd_error *err) {
+                              const struct log_entry *x, struct nd_buf *out, struct nd_error *err) {
     struct nd_buf partial = {0}, base = {0};
     enum nd_status st = record_bytes(s, mem, x->last.offset, x->last.len, &partial, err);
     struct nd_error why;
