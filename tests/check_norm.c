@@ -598,6 +598,64 @@ START_TEST(test_thread_count_invariance) {
 }
 END_TEST
 
+// ---- outputs past the caches ----
+
+// Outputs of 8 MiB and more are written with non-temporal stores (core/norm_kernels.c,
+// STREAM_MIN_BYTES), each row from its first 64-byte boundary on: the bytes are those of the
+// same rows in two tensors of half the batch, which take ordinary stores. Rows of 352787
+// (channels-first batch norm's planes), 67 (channels-last) and 767 (layer norm, the fused
+// forward) start at every alignment.
+// Laid out by hand, as a table (clang-format would give each field its own line):
+// clang-format off
+static const struct norm_case stream_cases[] = {
+    {"bn_nchw_stream", {4, {2, 3, 587, 601}, BIT(0) | BIT(2) | BIT(3), BIT(1), {1, 1, 1, 1}}, 1, 0, 1, 1},
+    {"bn_nhwc_stream", {4, {2, 125, 126, 67}, BIT(0) | BIT(1) | BIT(2), BIT(3), {1, 1, 1, 1}}, 1, 0, 1, 1},
+    {"ln_stream", {2, {2742, 767}, BIT(1), BIT(1), {1, 1}}, 1, 0, 1, 1},
+};
+// clang-format on
+
+// Batch norm applies given factors (the same for both halves); layer norm runs its forward
+// (each half finds its rows' own statistics, the whole tensor's).
+static void run_streamed_case(const struct norm_case *tc, const struct nd_norm_plan *plan,
+                              struct bufs *b, float *y, int64_t at, struct nd_pool *pool) {
+    bool per_row = !(tc->dims.reduce_mask & BIT(0));
+    int64_t s = per_row ? at / plan->numel * plan->nstat : 0, x = at;
+    if (per_row)
+        nd_norm_forward(plan, y + x, b->a + s, b->c + s, b->mean + s, b->var + s, b->x + x,
+                        b->gamma, b->beta, 1e-3, true, (double)plan->count, pool, b->scratch);
+    else
+        nd_norm_apply(plan, y + x, b->x + x, b->a, b->c, b->gamma, b->beta, pool, b->scratch);
+}
+
+START_TEST(test_streamed_output_is_the_cached_one) {
+    const struct norm_case *tc = &stream_cases[_i];
+    struct nd_norm_plan plan = build_plan(&tc->dims);
+    struct nd_norm_dims half_dims = tc->dims;
+    half_dims.size[0] /= 2;
+    struct nd_norm_plan half = build_plan(&half_dims);
+    ck_assert_int_ge(plan.numel * (int64_t)sizeof(float), (int64_t)8 << 20);
+    ck_assert_int_lt(half.numel * (int64_t)sizeof(float), (int64_t)8 << 20);
+    ck_assert_int_eq(2 * half.numel, plan.numel);
+    struct test_rng rng = test_rng_seed(808 + (uint64_t)_i);
+    struct bufs b;
+    bufs_init(&b, tc, &plan, &rng, 0.3, 2.0);
+    for (int64_t s = 0; s < b.nstat; s++) {
+        b.a[s] = (float)(1.0 + 0.5 * test_rng_signed(&rng));
+        b.c[s] = (float)test_rng_signed(&rng);
+    }
+    float *halves = calloc((size_t)plan.numel, sizeof(float));
+    struct nd_pool *pool = NULL;
+    ck_assert_int_eq(nd_pool_create(&pool, 2, NULL), ND_STATUS_OK);
+    run_streamed_case(tc, &plan, &b, b.y, 0, pool);
+    run_streamed_case(tc, &half, &b, halves, 0, NULL);
+    run_streamed_case(tc, &half, &b, halves, half.numel, NULL);
+    ck_assert_mem_eq(b.y, halves, (size_t)plan.numel * sizeof(float));
+    nd_pool_free(pool);
+    free(halves);
+    bufs_free(&b);
+}
+END_TEST
+
 Suite *norm_suite(void) {
     Suite *s = suite_create("norm");
     TCase *tc = tcase_create("core");
@@ -621,6 +679,8 @@ Suite *norm_suite(void) {
     tcase_add_test(tl, test_plan_empty_tensor);
     tcase_add_loop_test(tl, test_thread_count_invariance, 0,
                         (int)(sizeof big_cases / sizeof big_cases[0]));
+    tcase_add_loop_test(tl, test_streamed_output_is_the_cached_one, 0,
+                        (int)(sizeof stream_cases / sizeof stream_cases[0]));
     suite_add_tcase(s, tl);
     TCase *te = tcase_create("errors");
     tcase_add_test(te, test_plan_errors);
