@@ -152,15 +152,20 @@ ALWAYS_INLINE void splat16(v16f *v, float f) {
 #if defined(__x86_64__) && defined(__SSE__)
 typedef float v4f __attribute__((vector_size(16)));
 
-// Sixteen floats to a 64-byte aligned p as four SSE non-temporal stores: SSE is in every
-// clone (a 512-bit store would not compile for the baseline one), and four stores filling one
-// line leave the write-combining buffer as one whole-line write.
+// Sixteen floats to a 64-byte aligned p with non-temporal stores. gcc: four SSE stores, since
+// SSE is in every clone (a 512-bit store would not compile for the baseline one), and four
+// stores filling one line leave the write-combining buffer as one whole-line write. clang has
+// no movntps builtin but a generic one, lowered to what the target has.
 ALWAYS_INLINE void store16_stream(float *p, const v16f *v) {
+#if defined(__clang__)
+    __builtin_nontemporal_store(*v, (v16f *)(void *)p);
+#else
     for (int k = 0; k < 4; k++) {
         v4f q;
         memcpy(&q, (const float *)v + 4 * k, sizeof q);
         __builtin_ia32_movntps(p + 4 * k, q);
     }
+#endif
 }
 
 // Non-temporal stores are ordered by nothing but a fence: the pool's hand-back must not
@@ -739,9 +744,6 @@ void nd_norm_moments(const struct nd_norm_plan *plan, double *restrict mean, dou
         }                                                                                          \
     } while (0)
 
-// y = (x - c)*a*g + b; with both indices fixed along the row a*g folds into one factor.
-// Pointers are restrict so a short row's loop needs no overlap checks; in place (y == x) the
-// row reads y itself and never touches x, which keeps that within restrict's rules.
 // One element of apply_row.
 ALWAYS_INLINE void apply_one(float *restrict y, const float *restrict src, const float *restrict a,
                              const float *restrict c, const float *restrict g,
@@ -776,6 +778,9 @@ ALWAYS_INLINE void folded_row_stream(float *restrict y, const float *restrict sr
         y[j] = hb ? (src[j] - C) * A + B : (src[j] - C) * A;
 }
 
+// y = (x - c)*a*g + b; with both indices fixed along the row a*g folds into one factor.
+// Pointers are restrict so a short row's loop needs no overlap checks; in place (y == x) the
+// row reads y itself and never touches x, which keeps that within restrict's rules.
 ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x, const float *restrict a,
                              const float *restrict c, const float *restrict g,
                              const float *restrict b, int64_t n, int sI, int pI, int hg, int hb,
