@@ -660,13 +660,10 @@ static int bind_address(const char *host, int port, struct sockaddr_storage *add
     return -1;
 }
 
-int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errlen) {
-    struct sockaddr_storage addr;
-    unsigned flags = 0;
-    if (cfg->port == 0 || bind_address(cfg->host, cfg->port, &addr, &flags) != 0)
-        return 0;
-    // A connection, not a bind: a bind would also meet the TIME_WAIT connections of a normd
-    // that just stopped (SO_REUSEPORT sockets leave them unbindable without it).
+// Whether something listens on addr: a connection, not a bind, finds a listener that shares
+// the port with SO_REUSEPORT (a bind with that option would succeed beside it). A wildcard
+// address is tried on loopback.
+static bool port_answers(struct sockaddr_storage addr) {
     struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
     if (addr.ss_family == AF_INET && v4->sin_addr.s_addr == htonl(INADDR_ANY))
@@ -675,7 +672,7 @@ int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errl
         v6->sin6_addr = in6addr_loopback;
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return 0;
+        return false;
     socklen_t len = addr.ss_family == AF_INET6 ? sizeof *v6 : sizeof *v4;
     // Only this machine's addresses: bound to the address with any port, the socket fails
     // (EADDRNOTAVAIL) for a foreign one (a wrong --host, which srv_http_start reports), whose
@@ -697,7 +694,36 @@ int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errl
         rc = soerr == 0 ? 0 : -1;
     }
     close(fd);
-    if (rc != 0)
+    return rc == 0;
+}
+
+// Whether a bind as the daemon's (SO_REUSEADDR as libmicrohttpd sets it, SO_REUSEPORT when the
+// loops share the port) fails with EADDRINUSE: a socket that does not listen holds the port (a
+// client's connection from it). With the daemon's options, the TIME_WAIT connections of a normd
+// that just stopped do not count, as they do not for the daemon.
+static bool port_taken(const struct sockaddr_storage *addr, bool reuse_port) {
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (addr->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    socklen_t len =
+        addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    bool taken = bind(fd, (const struct sockaddr *)addr, len) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return taken;
+}
+
+int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errlen) {
+    struct sockaddr_storage addr;
+    unsigned flags = 0;
+    if (cfg->port == 0 || bind_address(cfg->host, cfg->port, &addr, &flags) != 0)
+        return 0; // srv_http_start reports a bad address
+    if (!port_answers(addr) && !port_taken(&addr, cfg->reuse_port))
         return 0; // refused (nothing listens), or unreachable: srv_http_start says more
     snprintf(err, errlen, "normd: cannot listen on %s:%d: in use (another normd?)", cfg->host,
              cfg->port);

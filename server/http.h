@@ -34,11 +34,11 @@ struct srv_http_config {
 
 struct srv_http;
 
-// 0 when nothing listens on cfg's host and port, else -1 with err ("in use"). Loops that share
-// a port listen with SO_REUSEPORT, which lets another process of the same user bind that port
-// as well and take a share of its connections (a normd left running, one started twice): a
-// connection to the port first finds such a listener. A port that cannot be checked is left
-// to srv_http_start to report.
+// 0 when cfg's host and port are free to listen on, else -1 with err ("in use"): something
+// listens there (a connection is tried: loops that share a port listen with SO_REUSEPORT,
+// which lets another process of the same user bind that port as well and take a share of its
+// connections, a normd left running or one started twice), or a bind with the daemon's options
+// (cfg->reuse_port) fails. A port that cannot be checked is left to srv_http_start to report.
 int srv_http_port_free(const struct srv_http_config *cfg, char *err, size_t errlen);
 
 // Binds, starts the daemon and registers it with loop (not yet running, or from its thread).

@@ -77,7 +77,9 @@ int srv_loops_start(struct srv_loops **out, int n, const struct srv_http_config 
         return -1;
     }
     loops->l = l;
-    if (n > 1 && srv_http_port_free(cfg, err, errlen) != 0) {
+    struct srv_http_config shared = *cfg;
+    shared.reuse_port = true;
+    if (n > 1 && srv_http_port_free(&shared, err, errlen) != 0) {
         free(l);
         free(loops);
         return -1;

@@ -165,6 +165,26 @@ static int open_redis_store(char *err, size_t errlen) {
     return srv_redis_store_open(&srv.redis, &rc, err, errlen);
 }
 
+// Before the data dir is opened: a normd that cannot listen must not load it (minutes for a
+// large one) nor compact its log, only to exit. Checked again as the daemons bind.
+static int check_ports(void) {
+    struct srv_http_config main_cfg = {.host = srv.config.host,
+                                       .port = (int)srv.config.port,
+                                       .reuse_port = srv.config.http_threads > 1};
+    struct srv_http_config admin_cfg = {.host = srv.config.host,
+                                        .port = (int)srv.config.admin_port};
+    char err[256];
+    if (srv_http_port_free(&main_cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    if (srv_http_port_free(&admin_cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s (--admin-port)\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int open_store(void) {
     char err[256];
     int rc = 0;
@@ -320,6 +340,8 @@ int main(int argc, char **argv) {
     signal(SIGXFSZ, SIG_IGN); // past a file-size limit a write fails (EFBIG), answered 500
     size_worker_pool((int)srv.config.threads, srv.config.store_kind != SRV_STORE_MEMORY);
     warn_if_open();
+    if (check_ports() != 0)
+        return 1;
     if (open_store() != 0)
         return 2; // an unusable --data-dir is a configuration error
     if (uv_loop_init(&srv.loop) != 0 || start_engine() != 0 || watch_store() != 0)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
@@ -24,6 +25,7 @@
 #define LAYER_EXT          ".ndl"
 #define SHARED_EXT         ".nds"
 #define LOG_FILE           "CURRENT.ndlog"
+#define LOCK_FILE          "LOCK"
 #define LOG_COMPACT_AT     (64u << 20) // compaction once the log holds this many bytes
 #define LOG_RESERVE        (4u << 10)  // kept zeroed past the end for removals on a full disk
 #define TMPFS_MAGIC_NUMBER 0x01021994  // linux/magic.h's TMPFS_MAGIC
@@ -59,6 +61,7 @@ struct log_index {
 struct srv_store {
     char layers[4096], shared[4096], logpath[4300]; // the two folders, the log
     int layers_fd, shared_fd;                       // open for fsync after a rename or unlink
+    int lock_fd; // DIR/LOCK, flock()ed while open: one process per data dir (lock_dir)
     const struct srv_logger *log;
     struct nd_persist_hooks hooks;
     // The log. mu guards everything below; fdatasync runs outside it (one thread at a time,
@@ -671,6 +674,44 @@ static int open_folder(const char *path, int *fd, char *err, size_t errlen) {
     return 0;
 }
 
+// Takes DIR/LOCK (flock, exclusive, not waiting) and writes this process's id in it. A second
+// normd on the same data dir would replay and compact the log the first one appends to, and
+// empty it under the first one's feet: acknowledged changes lost. The kernel lets go of the
+// lock when the process ends, however it ends (kill -9 too), so a stale LOCK file blocks
+// nothing.
+static int lock_dir(struct srv_store *s, const char *dir, int dfd, char *err, size_t errlen) {
+    s->lock_fd = openat(dfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "normd: --data-dir: cannot open %s/%s: %s", dir, LOCK_FILE,
+                 strerror(errno));
+        return -1;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[24] = "";
+        ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strspn(pid, "0123456789")] = '\0'; // digits only: the file is anyone's to edit
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen,
+                     "normd: --data-dir %s is in use by another normd (process %s, holding "
+                     "%s/%s): one process per data dir",
+                     dir, pid[0] ? pid : "unknown", dir, LOCK_FILE);
+        else
+            snprintf(err, errlen, "normd: --data-dir: cannot lock %s/%s: %s", dir, LOCK_FILE,
+                     strerror(e));
+        return -1;
+    }
+    char pid[24];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, pid, (size_t)n, 0) != n) {
+        snprintf(err, errlen, "normd: --data-dir: cannot write %s/%s: %s", dir, LOCK_FILE,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int srv_store_open(struct srv_store **out, const char *dir, const struct srv_logger *log, char *err,
                    size_t errlen) {
     struct srv_store *s = calloc(1, sizeof *s);
@@ -678,7 +719,7 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
         snprintf(err, errlen, "normd: out of memory");
         return -1;
     }
-    s->layers_fd = s->shared_fd = s->log_fd = -1;
+    s->layers_fd = s->shared_fd = s->log_fd = s->lock_fd = -1;
     s->log = log;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->synced_cv[0], NULL);
@@ -689,7 +730,7 @@ int srv_store_open(struct srv_store **out, const char *dir, const struct srv_log
     snprintf(logdir, sizeof logdir, "%.4090s/log", dir);
     snprintf(s->logpath, sizeof s->logpath, "%s/%s", logdir, LOG_FILE);
     int dfd = -1, log_dfd = -1;
-    if (open_folder(dir, &dfd, err, errlen) != 0 ||
+    if (open_folder(dir, &dfd, err, errlen) != 0 || lock_dir(s, dir, dfd, err, errlen) != 0 ||
         open_folder(s->layers, &s->layers_fd, err, errlen) != 0 ||
         open_folder(s->shared, &s->shared_fd, err, errlen) != 0 ||
         open_folder(logdir, &log_dfd, err, errlen) != 0) {
@@ -745,6 +786,8 @@ void srv_store_free(struct srv_store *store) {
         close(store->layers_fd);
     if (store->shared_fd >= 0)
         close(store->shared_fd);
+    if (store->lock_fd >= 0)
+        close(store->lock_fd); // last: the compaction above still held the data dir
     pthread_mutex_destroy(&store->mu);
     pthread_cond_destroy(&store->synced_cv[0]);
     pthread_cond_destroy(&store->synced_cv[1]);

@@ -7,7 +7,8 @@
 # log folder, as before the log) loads unchanged; a removal as the first change after a start
 # survives the puts after it; a partial copy whose whole copy was lost after a removal loads
 # alone, never over the removed layer's file; rounds of random changes, each ended by kill -9
-# or a stop, lose no acknowledged change.
+# or a stop, lose no acknowledged change; a second normd on a data dir in use exits and costs
+# the first nothing; a normd whose port is in use exits before it opens the data dir.
 #
 # Needs bash, curl and python3 (standard library).
 set -u
@@ -151,6 +152,18 @@ def same(base, model):
         got = arrays(base, name)
         if got != want:
             sys.exit("%s: %s, want %s" % (name, got and got["version"], want and want["version"]))
+
+
+def hold(out):
+    """Binds a loopback port without listening (a client's socket holds ports so), writes it to
+    out and keeps it until killed."""
+    import socket, time
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    with open(out + ".part", "w") as f:
+        f.write(str(s.getsockname()[1]))
+    os.rename(out + ".part", out)
+    time.sleep(600)
 
 
 cmd = sys.argv[1]
@@ -299,6 +312,53 @@ for round in $(seq 1 10); do
 done
 start_server --data-dir "$H"
 python3 "$PY" same "$BASE" "$TMP/h.model" && ok || fail "after the last round: every acknowledged change is back"
+stop_server
+
+# ---- i. one normd per data dir: a second one exits, and loses the first one nothing ----
+# A second normd would replay and compact the log the first appends to, emptying it: the
+# first one's later steps would then follow a hole of zeros, where replay stops.
+I=$TMP/i
+start_server --data-dir "$I"
+define li 8
+python3 "$PY" steps "$BASE" li 2 8 "$TMP/li.acked" && ok || fail "train-steps on li"
+FIRST=$PID
+[ "$(cat "$I/LOCK")" = "$FIRST" ] && ok || fail "LOCK holds the process id: $(cat "$I/LOCK")"
+for _ in 1 2 3 4 5; do # another port, retried while it is in use (exit 1, before the data dir)
+    timeout 60 "$NORMD" --host 127.0.0.1 --port "$(pick_port)" --data-dir "$I" \
+        2>"$TMP/second.err"
+    SECOND=$?
+    [ "$SECOND" = 1 ] || break
+done
+[ "$SECOND" = 2 ] && grep -q "in use by another normd (process $FIRST" "$TMP/second.err" && ok ||
+    fail "a second normd on the data dir exits 2 naming the first: $(cat "$TMP/second.err")"
+python3 "$PY" steps "$BASE" li 1 8 "$TMP/li.acked" && ok || fail "a train-step after the second start"
+kill9
+start_server --data-dir "$I" # kill -9 let go of the lock
+python3 "$PY" check "$BASE" li "$TMP/li.acked" 0 && ok || fail "the step after the second start is back"
+stop_server
+
+# ---- j. a port in use: normd exits before it opens the data dir ----
+# Loading a data dir (minutes for a large one) and compacting its log only to exit is waste, and
+# a test's start retried on another port would find the log already compacted.
+Jd=$TMP/j
+crash_after_steps "$Jd" lj 8 2
+cp "$Jd/log/CURRENT.ndlog" "$TMP/j.log"
+start_server # a listener
+timeout 60 "$NORMD" --host 127.0.0.1 --port "$PORT" --data-dir "$Jd" 2>"$TMP/busy.err"
+[ $? = 1 ] && grep -q "in use" "$TMP/busy.err" && ok || fail "a port listened on: exit 1: $(cat "$TMP/busy.err")"
+stop_server
+python3 "$PY" hold "$TMP/held" &
+HOLDER=$!
+PIDS+=("$HOLDER")
+for _ in $(seq 1 400); do [ -e "$TMP/held" ] && break; sleep 0.05; done
+timeout 60 "$NORMD" --host 127.0.0.1 --port "$(cat "$TMP/held")" --data-dir "$Jd" 2>"$TMP/busy.err"
+[ $? = 1 ] && grep -q "in use" "$TMP/busy.err" && ok || fail "a port bound: exit 1: $(cat "$TMP/busy.err")"
+kill "$HOLDER"
+wait "$HOLDER" 2>/dev/null
+cmp -s "$Jd/log/CURRENT.ndlog" "$TMP/j.log" && [ -z "$(ls "$Jd/layers")" ] && ok ||
+    fail "the data dir is untouched: log $(stat -c %s "$Jd/log/CURRENT.ndlog") bytes, layers: $(ls "$Jd/layers")"
+start_server --data-dir "$Jd"
+python3 "$PY" check "$BASE" lj "$TMP/lj.acked" 0 && ok || fail "lj loads after the refused starts"
 stop_server
 
 summary "durability log"
