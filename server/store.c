@@ -259,14 +259,14 @@ static void fail_store(struct srv_store *s, const char *what) {
 // Under a file-size limit (EFBIG) the reserve is not insisted on: removals do not help there.
 static const unsigned char zeros[64 << 10];
 
-static int log_reserve(struct srv_store *s, uint64_t n) {
+static int log_reserve(struct srv_store *s, uint64_t n, uint64_t ahead) {
     uint64_t need = s->end + n + LOG_RESERVE;
     if (need <= s->allocated)
         return 0;
     // Zeros start past the last record: a removal appended with no zeros ahead (the first change
     // after a compaction) lies beyond allocated, and zeroing from there erased it and, as
     // replay stops at zeros, every record after it.
-    uint64_t want = need + s->zero_ahead, at = s->allocated > s->end ? s->allocated : s->end;
+    uint64_t want = need + ahead, at = s->allocated > s->end ? s->allocated : s->end;
     while (at < want) {
         size_t part = want - at < sizeof zeros ? (size_t)(want - at) : sizeof zeros;
         ssize_t w = pwrite(s->log_fd, zeros, part, (off_t)at);
@@ -288,6 +288,17 @@ static int log_reserve(struct srv_store *s, uint64_t n) {
         return -1; // not failed yet: nothing appended relies on these zeros
     s->allocated = at;
     return 0;
+}
+
+// The reserve alone, after a start or a compaction left no zeros past the log's end (mu held):
+// until the next put made it, a removal on a full disk found no room and failed the store. Its
+// 4 KiB only: a log with no change since then is 4 KiB of zeros.
+static void reserve_for_removals(struct srv_store *s) {
+    if (s->failed == ND_STATUS_OK && log_reserve(s, 0, 0) != 0)
+        srv_log(s->log, SRV_LOG_WARN,
+                "--data-dir: no room for %s's reserve (%s): a removal "
+                "may fail until there is",
+                s->logpath, strerror(errno));
 }
 
 static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off) {
@@ -324,7 +335,7 @@ static enum nd_status log_write(struct srv_store *s, unsigned char kind, unsigne
     srv_rec_header(hdr, kind, op, name, bytes, len);
     size_t nlen = strlen(name);
     uint64_t n = SRV_REC_HEADER + nlen + len;
-    if (op != SRV_REC_OP_REMOVE && log_reserve(s, n) != 0) {
+    if (op != SRV_REC_OP_REMOVE && log_reserve(s, n, s->zero_ahead) != 0) {
         *eno = errno;
         return io_error(err, "make room in", s->logpath);
     }
@@ -374,8 +385,9 @@ static enum nd_status log_append(struct srv_store *s, unsigned char kind, unsign
     }
     if (st == ND_STATUS_OK) {
         *ticket = s->base + s->end;
-        if (s->end >= LOG_COMPACT_AT)
-            compact_locked(s, NULL, NULL); // a failure keeps the log, retried at the next append
+        // A failure keeps the log, retried at the next append.
+        if (s->end >= LOG_COMPACT_AT && compact_locked(s, NULL, NULL) == ND_STATUS_OK)
+            reserve_for_removals(s);
     }
     pthread_mutex_unlock(&s->mu);
     return st;
@@ -984,6 +996,7 @@ int srv_store_load(struct srv_store *store, struct nd_registry *reg) {
     store->allocated = store->written = store->end;
     if (store->failed == ND_STATUS_OK)
         compact_locked(store, &log, NULL); // the files hold it all: the next start reads no log
+    reserve_for_removals(store);
     pthread_mutex_unlock(&store->mu);
     nd_buf_deinit(&buf);
     return layers;

@@ -202,7 +202,9 @@ crash_after_steps "$A" la 8 12
 start_server --data-dir "$A"
 python3 "$PY" check "$BASE" la "$TMP/la.acked" 0 && ok || fail "kill -9: the last acknowledged step is back"
 grep -q '13 changes replayed' "$LOG" && ok || fail "13 changes replayed: $(grep replayed "$LOG")"
-[ -f "$A/layers/la.ndl" ] && [ ! -s "$A/log/CURRENT.ndlog" ] && ok || fail "the start compacts the log"
+[ -f "$A/layers/la.ndl" ] && [ "$(python3 "$PY" count "$A/log/CURRENT.ndlog")" = 0 ] && ok ||
+    fail "the start compacts the log"
+[ "$(stat -c %s "$A/log/CURRENT.ndlog")" -ge 4096 ] && ok || fail "the start leaves removals their reserve"
 python3 "$PY" steps "$BASE" la 3 8 "$TMP/la.acked" && ok || fail "train-steps after the restart"
 kill9
 start_server --data-dir "$A"
