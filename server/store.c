@@ -261,6 +261,12 @@ static const unsigned char zeros[64 << 10];
 
 static int log_reserve(struct srv_store *s, uint64_t n, uint64_t ahead) {
     uint64_t need = s->end + n + LOG_RESERVE;
+    // An extension in flight writes zeros from allocated on, outside mu. Zeros written here,
+    // then this record over them, would lie in its way: a sync writing the record before the
+    // extension's pwrite reached it would see it zeroed, acknowledged. Only a put larger than
+    // the room left (under 2 MiB once an extension starts) waits, a few ms.
+    while (need > s->allocated && s->extending)
+        pthread_cond_wait(&s->synced_cv[s->sync_gen & 1], &s->mu);
     if (need <= s->allocated)
         return 0;
     // Zeros start past the last record: a removal appended with no zeros ahead (the first change
@@ -461,7 +467,7 @@ static void extend_ahead(struct srv_store *s) {
     s->extending = false;
     if (ok && s->allocated == from) // else log_reserve went on meanwhile, or a compaction
         s->allocated = to;
-    wake_all(s); // a compaction waits for this
+    wake_all(s); // a compaction waits for this, and a put that found no room (log_reserve)
 }
 
 // Group commit: the first waiter whose ticket is not durable syncs everything appended so far;
