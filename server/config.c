@@ -55,7 +55,7 @@ static const struct setting settings[] = {
     {"api-key", "NORMD_API_KEY", KIND_STRING, "", 0, 0, OFF(api_key), 4096,
      "when set, /v1 needs Authorization: Bearer KEY", true},
     {"data-dir", "NORMD_DATA_DIR", KIND_STRING, "", 0, 0, OFF(data_dir), 1024,
-     "store every change here before replying, reload at start"},
+     "store every change here before replying, reload at start (one normd per folder)"},
     {"max-connections", "NORMD_MAX_CONNECTIONS", KIND_INT, "1024", 1, 100000, OFF(max_connections),
      0, "concurrent HTTP connections over all loops; more are closed"},
     {"idle-timeout", "NORMD_IDLE_TIMEOUT", KIND_DOUBLE, "60", 1, 86400, OFF(idle_timeout), 0,
