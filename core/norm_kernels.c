@@ -756,13 +756,19 @@ ALWAYS_INLINE void apply_one(float *restrict y, const float *restrict src, const
     y[j] = u;
 }
 
-// A row of apply_row with one factor, offset and bias (a*g folded), streamed: single elements
-// up to a 64-byte boundary, then whole lines.
+// One element of a row with one factor, offset and bias (a*g folded).
+ALWAYS_INLINE float folded_one(float x, float A, float C, float B, int hb) {
+    float t = (x - C) * A;
+    return hb ? t + B : t;
+}
+
+// A row of apply_row with one factor, offset and bias, streamed: single elements up to a
+// 64-byte boundary, then whole lines.
 ALWAYS_INLINE void folded_row_stream(float *restrict y, const float *restrict src, float A, float C,
                                      float B, int hb, int64_t n) {
     int64_t j = 0;
     for (; j < n && ((uintptr_t)(y + j) & 63) != 0; j++)
-        y[j] = hb ? (src[j] - C) * A + B : (src[j] - C) * A;
+        y[j] = folded_one(src[j], A, C, B, hb);
     v16f av, cv, bv, t;
     splat16(&av, A);
     splat16(&cv, C);
@@ -775,7 +781,7 @@ ALWAYS_INLINE void folded_row_stream(float *restrict y, const float *restrict sr
         store16_stream(y + j, &t);
     }
     for (; j < n; j++)
-        y[j] = hb ? (src[j] - C) * A + B : (src[j] - C) * A;
+        y[j] = folded_one(src[j], A, C, B, hb);
 }
 
 // y = (x - c)*a*g + b; with both indices fixed along the row a*g folds into one factor.
@@ -790,12 +796,12 @@ ALWAYS_INLINE void apply_row(float *restrict y, const float *restrict x, const f
         float A = hg ? a[0] * g[0] : a[0], C = c[0], B = hb ? b[0] : 0.0f;
         if (stream && n >= 64)
             folded_row_stream(y, src, A, C, B, hb, n);
-        else if (hb)
+        else if (hb) // hb hoisted by hand: the loops stay branch-free for the vectorizer
             for (int64_t j = 0; j < n; j++)
-                y[j] = (src[j] - C) * A + B;
+                y[j] = folded_one(src[j], A, C, B, 1);
         else
             for (int64_t j = 0; j < n; j++)
-                y[j] = (src[j] - C) * A;
+                y[j] = folded_one(src[j], A, C, B, 0);
         return;
     }
     // Eight at a time by hand: gcc's own vector loop spends a short row (layer norm over 56,
