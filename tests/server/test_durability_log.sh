@@ -8,7 +8,8 @@
 # survives the puts after it; a partial copy whose whole copy was lost after a removal loads
 # alone, never over the removed layer's file; rounds of random changes, each ended by kill -9
 # or a stop, lose no acknowledged change; a second normd on a data dir in use exits and costs
-# the first nothing; a normd whose port is in use exits before it opens the data dir.
+# the first nothing (a LOCK holding junk or a link is read safely or refused); a normd whose
+# port is in use exits before it opens the data dir.
 #
 # Needs bash, curl and python3 (standard library).
 set -u
@@ -152,6 +153,18 @@ def same(base, model):
         got = arrays(base, name)
         if got != want:
             sys.exit("%s: %s, want %s" % (name, got and got["version"], want and want["version"]))
+
+
+def lock_hold(path, out):
+    """Holds an flock on path as a normd would, its content hostile (digits, then an escape
+    sequence and a newline); writes out once held and keeps it until killed."""
+    import fcntl, time
+    f = open(path, "w")
+    f.write("12\x1b[31mjunk\n99")
+    f.flush()
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    open(out, "w").close()
+    time.sleep(600)
 
 
 def hold(out):
@@ -338,6 +351,24 @@ kill9
 start_server --data-dir "$I" # kill -9 let go of the lock
 python3 "$PY" check "$BASE" li "$TMP/li.acked" 0 && ok || fail "the step after the second start is back"
 stop_server
+
+# The LOCK of a holder that wrote junk in it: the message names only its digits. A LOCK that
+# is a symbolic link is refused (it could point anywhere the operator did not mean).
+mkdir -p "$TMP/i2"
+python3 "$PY" lock_hold "$TMP/i2/LOCK" "$TMP/i2.held" &
+HOLDER=$!
+PIDS+=("$HOLDER")
+for _ in $(seq 1 400); do [ -e "$TMP/i2.held" ] && break; sleep 0.05; done
+timeout 60 "$NORMD" --host 127.0.0.1 --port "$(pick_port)" --data-dir "$TMP/i2" 2>"$TMP/second.err"
+[ $? = 2 ] && grep -q "in use by another normd (process 12, holding" "$TMP/second.err" &&
+    ! grep -q "junk" "$TMP/second.err" && ok || fail "a junk LOCK's holder: $(cat -v "$TMP/second.err")"
+kill "$HOLDER"
+wait "$HOLDER" 2>/dev/null
+mkdir -p "$TMP/i3"
+ln -s "$TMP/i3-elsewhere" "$TMP/i3/LOCK"
+timeout 60 "$NORMD" --host 127.0.0.1 --port "$(pick_port)" --data-dir "$TMP/i3" 2>"$TMP/second.err"
+[ $? = 2 ] && grep -q "cannot open .*/LOCK" "$TMP/second.err" && [ ! -e "$TMP/i3-elsewhere" ] && ok ||
+    fail "a LOCK that is a link: exit 2, nothing created where it points: $(cat "$TMP/second.err")"
 
 # ---- j. a port in use: normd exits before it opens the data dir ----
 # Loading a data dir (minutes for a large one) and compacting its log only to exit is waste, and
